@@ -1,0 +1,78 @@
+"""One error tree for rldata.
+
+Every error a user can trigger is an :class:`RldataError`, and each child also
+subclasses the builtin it refines, so ``except ValueError`` keeps working for
+callers who do not know rldata. Messages name the key, path or value at fault
+and what was expected.
+"""
+
+from __future__ import annotations
+
+
+class RldataError(Exception):
+    """Base of every error rldata raises on purpose."""
+
+
+# --- data contract -----------------------------------------------------------
+class TedFormatError(RldataError, ValueError):
+    """A TensorDict does not follow the TED row contract (missing key, wrong shape/dtype)."""
+
+
+class SchemaMismatchError(TedFormatError):
+    """A write does not match the schema a store or storage was created with."""
+
+
+class SpecError(RldataError, ValueError):
+    """A spec is malformed, cannot be converted, or a value lies outside it."""
+
+
+# --- stores ------------------------------------------------------------------
+class StoreError(RldataError):
+    """Base of store failures."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No store (no ``rldata.json`` manifest) at the given path or URL."""
+
+
+class StoreExistsError(StoreError, FileExistsError):
+    """``create`` was asked to write where a store or other files already exist."""
+
+
+class StoreLockedError(StoreError, RuntimeError):
+    """Another writer holds the store's lock."""
+
+
+class FormatVersionError(StoreError, ValueError):
+    """The manifest was written by a newer, incompatible format version."""
+
+
+class CorruptStoreError(StoreError, ValueError):
+    """Checksums or TED invariants do not hold for committed data."""
+
+
+class UnknownBackendError(StoreError, ValueError):
+    """A backend name is not in the registry."""
+
+
+class MissingDependencyError(RldataError, ImportError):
+    """An optional dependency is needed; the message names the extra to install."""
+
+
+# --- buffers -----------------------------------------------------------------
+class EmptyBufferError(RldataError, ValueError):
+    """Sampling was asked of a buffer (or sampler) that holds too few rows."""
+
+
+# --- environments ------------------------------------------------------------
+class EnvNotFoundError(RldataError, ValueError):
+    """An environment id is not registered with gymnasium."""
+
+
+class EnvClosedError(RldataError, RuntimeError):
+    """A method was called on an environment after ``close()``."""
+
+
+# --- configuration -------------------------------------------------------------
+class ConfigError(RldataError, ValueError):
+    """A configuration value (CLI option, config field) is out of its allowed range."""
