@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,9 +19,9 @@ from tensordict import TensorDict, TensorDictBase
 
 from rldata.errors import SpecError
 
-NestedKey = Union[str, tuple[str, ...]]
-ShapeLike = Union[int, Sequence[int], torch.Size]
-DeviceLike = Union[str, int, torch.device, None]
+NestedKey = str | tuple[str, ...]
+ShapeLike = int | Sequence[int] | torch.Size
+DeviceLike = str | int | torch.device | None
 
 __all__ = [
     "TensorSpec",
@@ -42,6 +42,12 @@ def _size(shape: ShapeLike) -> torch.Size:
     if isinstance(shape, int):
         return torch.Size([shape])
     return torch.Size(shape)
+
+
+def _batch_size(batch: tuple[int | torch.Size, ...]) -> torch.Size:
+    if len(batch) == 1 and not isinstance(batch[0], int):
+        return _size(batch[0])
+    return torch.Size([int(b) for b in batch])  # type: ignore[arg-type]
 
 
 def _device(device: DeviceLike) -> torch.device | None:
@@ -143,13 +149,13 @@ class TensorSpec:
         pass
 
     def clone(self) -> TensorSpec:
-        return spec_from_json(self.to_json(), device=self.device)
+        out = spec_from_json(self.to_json(), device=self.device)
+        assert isinstance(out, TensorSpec)  # a leaf's JSON always rebuilds a leaf
+        return out
 
-    def expand(self, *batch: int) -> TensorSpec:
+    def expand(self, *batch: int | torch.Size) -> TensorSpec:
         """This spec with batch dims in front, e.g. for ``n`` environments."""
-        batch_t = (
-            _size(batch[0]) if len(batch) == 1 and not isinstance(batch[0], int) else _size(batch)
-        )
+        batch_t = _batch_size(batch)
         out = self.clone()
         out._expand(batch_t)
         return out
@@ -553,7 +559,7 @@ class Composite:
             is_node = isinstance(spec, Composite)
             if not (leaves_only and is_node):
                 out.append(name)
-            if include_nested and is_node:
+            if include_nested and isinstance(spec, Composite):
                 out.extend((name, *_as_key(sub)) for sub in spec.keys(True, leaves_only))
         return out
 
@@ -621,10 +627,8 @@ class Composite:
     def clone(self) -> Composite:
         return spec_from_json(self.to_json(), device=self.device)  # type: ignore[return-value]
 
-    def expand(self, *batch: int) -> Composite:
-        batch_t = (
-            _size(batch[0]) if len(batch) == 1 and not isinstance(batch[0], int) else _size(batch)
-        )
+    def expand(self, *batch: int | torch.Size) -> Composite:
+        batch_t = _batch_size(batch)
         out = Composite(shape=(*batch_t, *self.shape), device=self.device)
         for name, spec in self._specs.items():
             out._specs[name] = None if spec is None else spec.expand(batch_t)
@@ -675,11 +679,15 @@ def spec_from_json(data: Mapping[str, Any], device: DeviceLike = None) -> Tensor
         low = _tensor_from_json(data["low"], shape, dtype)
         high = _tensor_from_json(data["high"], shape, dtype)
         return Bounded(low, high, shape, device=device, dtype=dtype)
-    if kind in ("Categorical", "OneHot"):
-        return _LEAVES[kind](data["n"], shape, device=device, dtype=dtype)  # type: ignore[call-arg]
+    if kind == "Categorical":
+        return Categorical(data["n"], shape, device=device, dtype=dtype)
+    if kind == "OneHot":
+        return OneHot(data["n"], shape, device=device, dtype=dtype)
     if kind == "Binary":
         return Binary(data["n"], shape, device=device, dtype=dtype)
-    return _LEAVES[kind](data["nvec"], shape, device=device, dtype=dtype)  # type: ignore[call-arg]
+    if kind == "MultiCategorical":
+        return MultiCategorical(data["nvec"], shape, device=device, dtype=dtype)
+    return MultiOneHot(data["nvec"], shape, device=device, dtype=dtype)
 
 
 # --- gymnasium spaces -----------------------------------------------------------------
@@ -710,7 +718,7 @@ def from_gym_space(
     """
     from gymnasium import spaces
 
-    kw = {
+    kw: dict[str, Any] = {
         "categorical_action_encoding": categorical_action_encoding,
         "device": device,
         "float64_to_float32": float64_to_float32,
@@ -741,7 +749,7 @@ def from_gym_space(
         return MultiOneHot(nvec, device=device)
     if isinstance(space, spaces.MultiBinary):
         return Binary(
-            shape=np.asarray(space.n).reshape(-1).tolist() if np.ndim(space.n) else [int(space.n)],
+            shape=[int(v) for v in np.asarray(space.n).reshape(-1)],
             device=device,
             dtype=_torch_dtype(space.dtype),
         )

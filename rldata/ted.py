@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 from tensordict import TensorDictBase
 
 from rldata.errors import TedFormatError
 
-NestedKey = Union[str, tuple[str, ...]]
+NestedKey = str | tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -69,13 +68,17 @@ def _require(td: TensorDictBase, key: NestedKey) -> torch.Tensor:
     return value
 
 
-def _check(key: NestedKey, value: torch.Tensor, shape: Sequence[int], dtype: torch.dtype | None) -> None:
+def _check(
+    key: NestedKey, value: torch.Tensor, shape: Sequence[int], dtype: torch.dtype | None
+) -> None:
     if tuple(value.shape) != tuple(shape):
         raise TedFormatError(
             f"TED key {key_name(key)!r}: expected shape {tuple(shape)}, got {tuple(value.shape)}"
         )
     if dtype is not None and value.dtype != dtype:
-        raise TedFormatError(f"TED key {key_name(key)!r}: expected dtype {dtype}, got {value.dtype}")
+        raise TedFormatError(
+            f"TED key {key_name(key)!r}: expected dtype {dtype}, got {value.dtype}"
+        )
 
 
 def validate(
@@ -258,4 +261,8 @@ def assign_traj_ids(next_done: torch.Tensor, start_id: int = 0) -> torch.Tensor:
     per_env = local[:, -1] + 1  # episodes touched by each env
     offsets = torch.cumsum(per_env, 0) - per_env
     ids = local + offsets.unsqueeze(-1) + start_id
-    return ids.reshape(next_done.shape[:-1] if next_done.dim() > 1 and next_done.shape[-1] == 1 else next_done.shape)
+    return ids.reshape(
+        next_done.shape[:-1]
+        if next_done.dim() > 1 and next_done.shape[-1] == 1
+        else next_done.shape
+    )
