@@ -1,0 +1,112 @@
+"""The generic collection loop: any environment that follows the EnvBase contract.
+
+``policy(td) -> td`` writes the action, ``env.step(td)`` adds ``"next"``, the row is
+kept, then the ``"next"`` entries move to the root and finished environments are reset.
+This path works with transforms, ParallelEnv and policies that read any key; the fast
+path in ``_gym_loop.py`` handles the plain-gymnasium case without a TensorDict per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from rldata.collectors.trajectories import TrajCounter
+from rldata.ted import TED_KEYS, step_mdp
+
+Policy = Callable[[TensorDictBase], TensorDictBase]
+
+_RESET = "_reset"
+
+
+class EnvLoop:
+    """Steps an EnvBase-like env ``T`` times per batch, resetting finished envs.
+
+    Args:
+        env: an environment with ``batch_size``, ``reset(td=None)``, ``step(td)`` and,
+            when batched, partial resets through a boolean ``"_reset"`` entry.
+    """
+
+    def __init__(self, env) -> None:
+        self.env = env
+        self.batch = tuple(env.batch_size)
+        self._td: TensorDictBase | None = None
+        self._ids = torch.zeros(self.batch, dtype=torch.int64)
+        self._steps = torch.zeros(self.batch, dtype=torch.int64)
+
+    @property
+    def num_envs(self) -> int:
+        return int(torch.Size(self.batch).numel())
+
+    @property
+    def started(self) -> bool:
+        return self._td is not None
+
+    def set_seed(self, seed: int) -> None:
+        self.env.set_seed(int(seed))
+
+    def reset(self, counter: TrajCounter) -> None:
+        """Reset every env; each starts a new trajectory."""
+        self._td = self.env.reset()
+        self._ids = counter.take(self.num_envs).reshape(self.batch)
+        self._steps = torch.zeros(self.batch, dtype=torch.int64)
+
+    def _reset_done(self, root: TensorDictBase, done: torch.Tensor) -> TensorDictBase:
+        """Replace the rows of finished envs in ``root`` by fresh reset states."""
+        if not self.batch:
+            return self.env.reset()
+        mask = done.reshape(*self.batch, 1)
+        fresh = self.env.reset(TensorDict({_RESET: mask.clone()}, batch_size=self.batch))
+        fresh = fresh.exclude(_RESET)
+        out = root.clone(False)
+        for key in fresh.keys(True, True):
+            new = fresh.get(key)
+            old = root.get(key, None)
+            if old is None:
+                out.set(key, new)
+                continue
+            m = mask.reshape(*self.batch, *([1] * (new.dim() - len(self.batch))))
+            out.set(key, torch.where(m, new, old))
+        return out
+
+    def rollout(
+        self, frames: int, policy: Policy, counter: TrajCounter, max_steps: int | None
+    ) -> TensorDictBase:
+        """Collect ``frames`` steps per env; return TED rows ``[*batch, T]``."""
+        keys = TED_KEYS
+        rows: list[TensorDictBase] = []
+        td = self._td
+        for _ in range(frames):
+            td = policy(td)
+            td = self.env.step(td)
+            self._steps += 1
+            nxt = td.get(keys.next)
+            done = nxt.get(keys.done).reshape(self.batch)
+            if max_steps is not None:
+                hit = (self._steps >= max_steps).reshape(*self.batch, 1)
+                if hit.any():
+                    nxt.set(keys.truncated, nxt.get(keys.truncated) | hit)
+                    nxt.set(keys.done, nxt.get(keys.done) | hit)
+                    done = nxt.get(keys.done).reshape(self.batch)
+            td.set(keys.traj_ids, self._ids.clone())
+            rows.append(td.exclude(_RESET))
+            root = step_mdp(td, exclude_action=True)
+            if done.any():
+                root = self._reset_done(root, done)
+                n = int(done.sum())
+                self._ids = self._ids.clone()
+                self._ids[done] = counter.take(n)
+                self._steps = torch.where(done, 0, self._steps)
+            td = (
+                root.exclude(keys.traj_ids[0])
+                if root.get(keys.traj_ids[0], None) is not None
+                else root
+            )
+        self._td = td
+        out = torch.stack(rows, dim=len(self.batch))
+        return out.contiguous() if hasattr(out, "contiguous") else out
+
+    def state_dict(self) -> dict:
+        return {"ids": self._ids.reshape(-1).tolist(), "steps": self._steps.reshape(-1).tolist()}

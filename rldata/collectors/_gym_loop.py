@@ -1,0 +1,206 @@
+"""The fast collection loop: gymnasium environments stepped with numpy, one TensorDict per batch.
+
+A TensorDict per environment step costs more than a gymnasium step of a classic-control
+task, so a collector that built one per step could never keep up with a plain gymnasium
+loop. When the environment is a plain gymnasium environment (or a batch of them) behind
+``GymEnv`` / ``SerialEnv`` with the standard TED keys, this loop writes each step into
+preallocated numpy arrays and wraps them as one TED TensorDict at the end of the batch
+(zero copy). Everything else goes through the generic loop in ``_env_loop.py``; both
+produce the same keys, shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from rldata.collectors.trajectories import TrajCounter
+from rldata.ted import TED_KEYS
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+"""Maps observations ``[B, *obs]`` (or ``[*obs]`` unbatched) to gymnasium actions."""
+
+
+@dataclass(frozen=True)
+class GymLayout:
+    """What the fast loop must reproduce of the environment's TED output.
+
+    Attributes:
+        obs_key: the observation key (``"observation"``).
+        obs_dtype: torch dtype of the observation spec.
+        obs_shape: observation shape, without batch dims.
+        action_kind: ``"continuous"``, ``"onehot"`` or ``"categorical"``.
+        action_dtype: torch dtype of the action spec.
+        action_shape: action shape in the spec's encoding, without batch dims.
+        n_actions: number of discrete actions (0 for continuous).
+        reward_dtype: torch dtype of the reward spec.
+        batched: whether the env has a batch dim (``[B, T]`` batches) or not (``[T]``).
+    """
+
+    obs_key: str
+    obs_dtype: torch.dtype
+    obs_shape: tuple[int, ...]
+    action_kind: str
+    action_dtype: torch.dtype
+    action_shape: tuple[int, ...]
+    n_actions: int
+    reward_dtype: torch.dtype
+    batched: bool
+
+
+def _np_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+class GymLoop:
+    """Steps ``B`` gymnasium envs for ``T`` steps into one TED batch.
+
+    Args:
+        envs: the gymnasium environments (one per batch row).
+        layout: the keys/dtypes/shapes to produce.
+    """
+
+    def __init__(self, envs: list, layout: GymLayout) -> None:
+        self.envs = envs
+        self.layout = layout
+        self.num_envs = len(envs)
+        self._obs: np.ndarray | None = None
+        self._ids = np.zeros(self.num_envs, dtype=np.int64)
+        self._steps = np.zeros(self.num_envs, dtype=np.int64)
+        self._seed: int | None = None
+        space = envs[0].action_space
+        self._gym_act_shape = tuple(space.shape or ())
+        self._gym_act_dtype = space.dtype
+        self._obs_np_dtype = _np_dtype(layout.obs_dtype)
+        if layout.action_kind == "continuous":
+            low = np.broadcast_to(np.asarray(space.low, dtype=np.float64), self._gym_act_shape)
+            high = np.broadcast_to(np.asarray(space.high, dtype=np.float64), self._gym_act_shape)
+            self._low, self._high = low, high
+            self._bounded = bool(np.isfinite(low).all() and np.isfinite(high).all())
+        self.rng = np.random.default_rng()
+
+    # --- seeding and resets ---------------------------------------------------------
+    def set_seed(self, seed: int) -> None:
+        """Seed every env (``seed + i``) at its next reset, and the random-action generator."""
+        self._seed = int(seed)
+        self.rng = np.random.default_rng(seed)
+
+    def _reset_one(self, i: int) -> np.ndarray:
+        if self._seed is not None:
+            obs, _ = self.envs[i].reset(seed=self._seed + i)
+        else:
+            obs, _ = self.envs[i].reset()
+        return obs
+
+    def reset(self, counter: TrajCounter) -> None:
+        """Reset every env; each starts a new trajectory."""
+        obs = np.empty((self.num_envs, *self.layout.obs_shape), dtype=self._obs_np_dtype)
+        for i in range(self.num_envs):
+            obs[i] = self._reset_one(i)
+        self._seed = None
+        self._obs = obs
+        self._ids[:] = counter.take(self.num_envs).numpy()
+        self._steps[:] = 0
+
+    @property
+    def started(self) -> bool:
+        return self._obs is not None
+
+    # --- actions ------------------------------------------------------------------------
+    def random_act(self, obs: np.ndarray) -> np.ndarray:
+        """Uniform actions within the action space (normal where it is unbounded)."""
+        b = obs.shape[0]
+        if self.layout.action_kind == "continuous":
+            if self._bounded:
+                a = self.rng.uniform(self._low, self._high, size=(b, *self._gym_act_shape))
+            else:
+                a = self.rng.standard_normal(size=(b, *self._gym_act_shape))
+            return a.astype(self._gym_act_dtype, copy=False)
+        return self.rng.integers(self.layout.n_actions, size=b)
+
+    def to_gym(self, action: torch.Tensor) -> np.ndarray:
+        """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions."""
+        if self.layout.action_kind == "onehot":
+            action = action.argmax(-1)
+        elif self.layout.action_kind == "categorical" and action.dim() > 1:
+            action = action.reshape(action.shape[0])
+        return action.detach().cpu().numpy()
+
+    # --- the loop -----------------------------------------------------------------------
+    def rollout(
+        self, frames: int, act: ActFn, counter: TrajCounter, max_steps: int | None
+    ) -> TensorDict:
+        """Collect ``frames`` steps per env; return TED rows ``[B, T]`` (or ``[T]``)."""
+        lay = self.layout
+        n, T = self.num_envs, frames
+        obs_b = np.empty((n, T, *lay.obs_shape), dtype=self._obs_np_dtype)
+        nobs_b = np.empty_like(obs_b)
+        act_b = np.empty((n, T, *self._gym_act_shape), dtype=self._gym_act_dtype)
+        rew_b = np.empty((n, T), dtype=np.float64)
+        term_b = np.zeros((n, T), dtype=bool)
+        trunc_b = np.zeros((n, T), dtype=bool)
+        ids_b = np.empty((n, T), dtype=np.int64)
+        envs, obs, ids, steps = self.envs, self._obs, self._ids, self._steps
+        limit = max_steps if max_steps is not None else -1
+        for t in range(T):
+            a = act(obs)
+            obs_b[:, t] = obs
+            act_b[:, t] = a
+            ids_b[:, t] = ids
+            for i in range(n):
+                nobs, r, term, trunc, _ = envs[i].step(a[i])
+                nobs_b[i, t] = nobs
+                rew_b[i, t] = r
+                steps[i] += 1
+                if steps[i] == limit:
+                    trunc = True
+                if term or trunc:
+                    term_b[i, t] = term
+                    trunc_b[i, t] = trunc
+                    obs[i] = self._reset_one(i)
+                    ids[i] = counter.take_one()
+                    steps[i] = 0
+                else:
+                    obs[i] = nobs
+        return self._to_tensordict(obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b)
+
+    def _to_tensordict(self, obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b) -> TensorDict:
+        lay, keys = self.layout, TED_KEYS
+        action = torch.from_numpy(act_b)
+        if lay.action_kind == "onehot":
+            action = torch.nn.functional.one_hot(action.long(), lay.n_actions)
+        action = action.reshape(*action.shape[:2], *lay.action_shape).to(lay.action_dtype)
+        term = torch.from_numpy(term_b).unsqueeze(-1)
+        trunc = torch.from_numpy(trunc_b).unsqueeze(-1)
+        zeros = torch.zeros_like(term)
+        batch = ids_b.shape
+        td = TensorDict(
+            {
+                lay.obs_key: torch.from_numpy(obs_b),
+                keys.action: action,
+                keys.done: zeros,
+                keys.terminated: zeros.clone(),
+                keys.truncated: zeros.clone(),
+                keys.next: TensorDict(
+                    {
+                        lay.obs_key: torch.from_numpy(nobs_b),
+                        keys.reward: torch.from_numpy(rew_b).to(lay.reward_dtype).unsqueeze(-1),
+                        keys.done: term | trunc,
+                        keys.terminated: term,
+                        keys.truncated: trunc,
+                    },
+                    batch_size=batch,
+                ),
+                "collector": TensorDict({"traj_ids": torch.from_numpy(ids_b)}, batch_size=batch),
+            },
+            batch_size=batch,
+        )
+        return td if lay.batched else td[0]
+
+    # --- resuming -----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"ids": self._ids.tolist(), "steps": self._steps.tolist()}

@@ -1,0 +1,92 @@
+"""Turning a user's policy into what a collection loop calls.
+
+The generic loop calls a TensorDict policy ``td -> td``. The fast gymnasium loop wants a
+numpy function ``obs -> action``: a random policy samples with numpy; a
+``TensorDictModule`` that only reads the observation and only writes the action runs its
+inner ``nn.Module`` on a tensor (no TensorDict per step); any other policy that reads only
+the observation gets a one-key TensorDict per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from rldata.ted import TED_KEYS
+
+TdPolicy = Callable[[TensorDictBase], TensorDictBase]
+
+
+def is_random_policy(policy: object) -> bool:
+    """``None`` or rldata's ``RandomPolicy``: actions uniform in the action spec."""
+    if policy is None:
+        return True
+    return type(policy).__name__ == "RandomPolicy" and type(policy).__module__.startswith("rldata.")
+
+
+def random_td_policy(action_spec) -> TdPolicy:
+    """A TensorDict policy drawing from ``action_spec`` (batch dims included in the spec)."""
+
+    def policy(td: TensorDictBase) -> TensorDictBase:
+        td.set(
+            TED_KEYS.action, action_spec.rand().to(td.device) if td.device else action_spec.rand()
+        )
+        return td
+
+    return policy
+
+
+def _keys(module: object, name: str) -> list | None:
+    keys = getattr(module, name, None)
+    return list(keys) if keys is not None else None
+
+
+def tensor_act_fn(
+    policy: object, obs_key: str, to_gym: Callable[[torch.Tensor], np.ndarray]
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A numpy ``obs -> gym action`` function for ``policy``, or None if it needs more than obs.
+
+    Args:
+        policy: a TensorDict module/callable.
+        obs_key: the env's observation key.
+        to_gym: converts the policy's action tensor to gymnasium actions.
+    """
+    in_keys = _keys(policy, "in_keys")
+    out_keys = _keys(policy, "out_keys")
+    if in_keys is None or [_flat(k) for k in in_keys] != [obs_key]:
+        return None
+    inner = getattr(policy, "module", None)
+    plain = (
+        out_keys is not None
+        and [_flat(k) for k in out_keys] == [_flat(TED_KEYS.action)]
+        and isinstance(inner, torch.nn.Module)
+        and type(policy).__name__ in {"TensorDictModule", "Actor"}
+    )
+    if plain:
+        try:
+            device = next(inner.parameters()).device
+        except StopIteration:
+            device = torch.device("cpu")
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(obs)
+            if device.type != "cpu":
+                x = x.to(device)
+            return to_gym(inner(x))
+
+        return act
+
+    def act_td(obs: np.ndarray) -> np.ndarray:
+        td = TensorDict({obs_key: torch.from_numpy(obs)}, batch_size=obs.shape[:1])
+        return to_gym(policy(td).get(TED_KEYS.action))
+
+    return act_td
+
+
+def _flat(key) -> str | tuple:
+    if isinstance(key, tuple) and len(key) == 1:
+        return key[0]
+    return key
