@@ -1,0 +1,29 @@
+"""Policies, value networks, distributions and exploration modules (the walkthrough's names)."""
+
+from __future__ import annotations
+
+from rldata.modules.actors import Actor, ProbabilisticActor, ValueOperator
+from rldata.modules.distributions import TanhNormal, tanh_normal_rsample
+from rldata.modules.ensemble import QEnsemble
+from rldata.modules.exploration import (
+    AdditiveGaussianModule,
+    EGreedyModule,
+    OrnsteinUhlenbeckModule,
+)
+from rldata.modules.mlp import MLP, ConvNet
+from rldata.modules.qvalue import QValueModule
+
+__all__ = [
+    "MLP",
+    "Actor",
+    "AdditiveGaussianModule",
+    "ConvNet",
+    "EGreedyModule",
+    "OrnsteinUhlenbeckModule",
+    "ProbabilisticActor",
+    "QEnsemble",
+    "QValueModule",
+    "TanhNormal",
+    "ValueOperator",
+    "tanh_normal_rsample",
+]

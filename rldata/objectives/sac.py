@@ -1,0 +1,154 @@
+"""SAC (Haarnoja et al. 2018, the version with a learned temperature and no V network).
+
+``forward`` follows the paper's update: the soft target under ``no_grad``, then
+``loss_qvalue`` (every Q regresses on it), ``loss_actor`` (``alpha log pi - min Q``,
+with the critics' weights held fixed) and ``loss_alpha`` (temperature toward the
+target entropy). The Q networks form one :class:`~rldata.modules.QEnsemble`, so all
+of them run in one batched call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torch import nn
+
+from rldata.errors import ConfigError
+from rldata.objectives.common import (
+    LossModule,
+    StochasticPolicy,
+    distance_loss,
+    inputs,
+    make_ensemble,
+)
+from rldata.objectives.ddpg import action_index
+from rldata.ted import NestedKey
+
+
+class SACLoss(LossModule):
+    """The SAC loss with ``num_qvalue_nets`` critics and a learned (or fixed) temperature.
+
+    Args:
+        actor_network: a :class:`~rldata.modules.ProbabilisticActor` (``TanhNormal`` runs
+            fastest).
+        qvalue_network: ``[observation, action] -> state_action_value`` wrapping an MLP;
+            the loss builds ``num_qvalue_nets`` independently initialised copies and owns them
+            (``loss.qvalue``; the first copy starts from ``qvalue_network``'s weights).
+        num_qvalue_nets: number of critics (the target uses their minimum).
+        alpha_init: initial temperature.
+        fixed_alpha: keep the temperature at ``alpha_init`` (``loss_alpha`` carries no grad).
+        target_entropy: ``"auto"`` (``-action_dim``) or a number.
+        loss_function: ``"l2"`` or ``"smooth_l1"``.
+        gamma: discount.
+
+    Returns (``forward``): ``loss_actor``, ``loss_qvalue``, ``loss_alpha`` and detached
+    ``alpha``, ``entropy``, ``pred_value``, ``target_value``, ``td_error``.
+    """
+
+    @dataclasses.dataclass(frozen=True)
+    class Keys:
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        terminated: NestedKey = "terminated"
+
+    def __init__(
+        self,
+        actor_network: TensorDictModuleBase,
+        qvalue_network: TensorDictModuleBase,
+        *,
+        num_qvalue_nets: int = 2,
+        alpha_init: float = 1.0,
+        fixed_alpha: bool = False,
+        target_entropy: float | str = "auto",
+        loss_function: str = "l2",
+        gamma: float | None = None,
+    ) -> None:
+        super().__init__(gamma=gamma, loss_function=loss_function)
+        if alpha_init <= 0:
+            raise ConfigError(f"alpha_init must be > 0, got {alpha_init}")
+        if target_entropy != "auto" and not isinstance(target_entropy, (int, float)):
+            raise ConfigError(f"target_entropy must be 'auto' or a number, got {target_entropy!r}")
+        self.actor_network = actor_network
+        self.qvalue_network_template = [qvalue_network]  # kept out of the module tree
+        self.qvalue = make_ensemble(qvalue_network, num_qvalue_nets)
+        self.num_qvalue_nets = num_qvalue_nets
+        self._make_target("qvalue")
+        log_alpha = torch.tensor(math.log(alpha_init))
+        if fixed_alpha:
+            self.register_buffer("log_alpha", log_alpha)
+        else:
+            self.log_alpha = nn.Parameter(log_alpha)
+        self.fixed_alpha = fixed_alpha
+        self.target_entropy = target_entropy
+        self._on_keys_changed()
+
+    def _on_keys_changed(self) -> None:
+        qnet = self.qvalue_network_template[0]
+        self._a_idx = action_index(qnet, self._keys.action)
+        self._state_keys = [k for k in qnet.in_keys if k != self._keys.action]
+        self._policy = StochasticPolicy(self.actor_network, self._keys.action)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
+        out = list(state)
+        out.insert(self._a_idx, action)
+        return out
+
+    def _target_entropy(self, action: torch.Tensor) -> float:
+        if self.target_entropy == "auto":
+            return -float(action.shape[-1])
+        return float(self.target_entropy)
+
+    def _next_value(
+        self, next_state: list[torch.Tensor], next_obs: list[torch.Tensor], alpha: torch.Tensor
+    ) -> torch.Tensor:
+        """Soft state value of ``s'``: ``min_i Q'_i(s', a') - alpha log pi(a'|s')``."""
+        next_action, next_log_prob = self._policy.sample(*next_obs)
+        next_q = self.target_qvalue(*self._q_in(next_state, next_action)).amin(0)
+        return next_q - alpha * next_log_prob.unsqueeze(-1)
+
+    def _actor_q(self, q_pi: torch.Tensor) -> torch.Tensor:
+        """How the actor aggregates the critics at its own action (SAC: minimum)."""
+        return q_pi.amin(0)
+
+    # -- the update ---------------------------------------------------------------------
+    def forward(self, td: TensorDictBase) -> TensorDict:
+        obs = inputs(td, self._policy.in_keys)
+        state = inputs(td, self._state_keys)
+        action = self._get(td, self._keys.action)
+        alpha = self.log_alpha.detach().exp()
+
+        with torch.no_grad():
+            next_v = self._next_value(
+                inputs(td, self._state_keys, nxt=True),
+                inputs(td, self._policy.in_keys, nxt=True),
+                alpha,
+            )
+            reward, live = self._reward_and_live(td, next_v)
+            target = reward + live * next_v
+
+        q = self.qvalue(*self._q_in(state, action))  # [N, B, 1]
+        loss_qvalue = distance_loss(q, target, self.loss_function).mean((1, 2)).sum()
+
+        new_action, log_prob = self._policy.sample(*obs)
+        q_pi = self._actor_q(self.qvalue(*self._q_in(state, new_action), detach=True))
+        loss_actor = (alpha * log_prob.unsqueeze(-1) - q_pi).mean()
+
+        target_entropy = self._target_entropy(action)
+        loss_alpha = -(self.log_alpha * (log_prob.detach() + target_entropy)).mean()
+
+        q_d = q.detach()
+        return self._out(
+            loss_actor=loss_actor,
+            loss_qvalue=loss_qvalue,
+            loss_alpha=loss_alpha,
+            alpha=alpha,
+            entropy=-log_prob.detach().mean(),
+            pred_value=q_d.mean(),
+            target_value=target.mean(),
+            td_error=(q_d - target).abs().mean(),
+        )
