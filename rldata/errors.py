@@ -51,6 +51,10 @@ class CorruptStoreError(StoreError, ValueError):
     """Checksums or TED invariants do not hold for committed data."""
 
 
+class RowIndexError(StoreError, IndexError):
+    """Positions asked of a store are not among its readable (committed) rows."""
+
+
 class UnknownBackendError(StoreError, ValueError):
     """A backend name is not in the registry."""
 

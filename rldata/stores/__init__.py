@@ -1,0 +1,127 @@
+"""Durable replay stores: one on-disk format (a manifest plus a backend payload).
+
+``create`` makes a new store and holds its writer lock; ``open`` reads the manifest and
+dispatches to the backend named there. See ``docs/FORMAT.md`` for the format itself.
+
+Examples:
+    >>> import rldata.stores as stores                       # doctest: +SKIP
+    >>> with stores.create("ds", capacity=None, commit_every=10_000) as w:
+    ...     w.append(rows)                                   # committed every 10k rows and on close
+    >>> r = stores.open("ds")                                # read-only, no lock
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rldata.errors import ConfigError, StoreExistsError
+from rldata.stores import manifest as mf
+from rldata.stores.base import Store
+from rldata.stores.commit import remove_temp_files
+from rldata.stores.lock import WriterLock
+from rldata.stores.paths import local_dir
+from rldata.stores.registry import backends, load, register
+from rldata.stores.verify import content_digest, first_fault, verify
+
+__all__ = [
+    "Store",
+    "backends",
+    "content_digest",
+    "create",
+    "first_fault",
+    "open",
+    "register",
+    "verify",
+]
+
+_open = open
+
+
+def create(
+    path: str | os.PathLike[str],
+    *,
+    backend: str = "memmap",
+    capacity: int | None = None,
+    specs: Any = None,
+    env_id: str | None = None,
+    env_kwargs: dict | None = None,
+    provenance: dict | None = None,
+    commit_every: int | None = None,
+    allow_nonfinite: bool = False,
+) -> Store:
+    """Create an empty store at ``path`` and return it open for writing (holding the lock).
+
+    Args:
+        path: a directory that does not exist yet, or is empty.
+        backend: a name from :func:`backends`.
+        capacity: ring size in rows; None makes an append-only dataset that grows.
+        specs: the env's ``Composite`` spec, stored as JSON.
+        env_id / env_kwargs: how to rebuild the env that produced the data.
+        provenance: extra provenance fields (policy, seed, ...).
+        commit_every: commit automatically every this many appended rows (also on close).
+        allow_nonfinite: accept NaN/inf rewards instead of refusing the write.
+
+    Raises:
+        StoreExistsError: ``path`` holds a store or other files.
+        UnknownBackendError: ``backend`` is not registered.
+        ConfigError: ``capacity`` or ``commit_every`` is not a positive integer.
+    """
+    cls = load(backend)
+    for name, value in (("capacity", capacity), ("commit_every", commit_every)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+    root = local_dir(path)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        what = "a store" if (root / "rldata.json").exists() else "files"
+        raise StoreExistsError(f"{root} already holds {what}; pick a new path or rldata.open it")
+    root.mkdir(parents=True, exist_ok=True)
+    lock = WriterLock(root)
+    lock.acquire()
+    try:
+        specs_json = specs.to_json() if specs is not None else None
+        m = mf.new(
+            backend=backend,
+            capacity=capacity,
+            specs=specs_json,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            provenance=provenance,
+            commit_every=commit_every,
+            allow_nonfinite=allow_nonfinite,
+        )
+        store = cls.attach(root, m, writable=True, lock=lock)
+        store.commit()
+    except BaseException:
+        lock.release()
+        raise
+    return store
+
+
+def open(path: str | os.PathLike[str], *, mode: str = "r") -> Store:  # noqa: A001
+    """Open an existing store: ``mode="r"`` reads committed rows, ``"a"`` resumes writing.
+
+    Raises:
+        StoreNotFoundError: no manifest at ``path``.
+        FormatVersionError: the store was written by a newer major format version.
+        StoreLockedError: ``mode="a"`` and another writer holds the lock.
+        ConfigError: ``mode`` is not "r" or "a".
+    """
+    if mode not in ("r", "a"):
+        raise ConfigError(f"mode: expected 'r' or 'a', got {mode!r}")
+    root = local_dir(path)
+    m = mf.read(root)
+    cls = load(m.get("backend"))
+    if mode == "r":
+        return cls.attach(root, m, writable=False, lock=None)
+    lock = WriterLock(root)
+    lock.acquire()
+    try:
+        remove_temp_files(root)
+        m = mf.read(root)  # the committed state, now that no one else can write
+        return cls.attach(root, m, writable=True, lock=lock)
+    except BaseException:
+        lock.release()
+        raise

@@ -1,0 +1,171 @@
+"""The memmap backend: one raw row-major file per key, memory-mapped for zero-copy gathers.
+
+Layout under the store directory (see ``docs/FORMAT.md``)::
+
+    data/observation.memmap        rows of key "observation", position p at byte p * row_bytes
+    data/next/reward.memmap        nested keys are nested directories
+    data/meta.json, data/*/meta.json   tensordict's memmap metadata for the committed rows,
+                                   so ``TensorDict.load_memmap(store / "data")`` opens them
+
+Files are preallocated sparsely (``ftruncate``) and only written where rows land, so an
+empty ring of a million rows costs no disk. Committed rows of an append-only store are
+never rewritten; files only grow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from tensordict import TensorDict
+
+from rldata.errors import CorruptStoreError
+from rldata.stores import schema as sch
+from rldata.stores.commit import atomic_write, fsync_dir
+from rldata.stores.rowstore import RowStore
+
+DATA_DIR = "data"
+MIN_ROWS = 1024
+_TD_TYPE = "<class 'tensordict._td.TensorDict'>"
+
+
+class MemmapStore(RowStore):
+    """A store whose payload is memory-mapped raw files (fastest random reads)."""
+
+    supports_random_read = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._views: dict[str, torch.Tensor] = {}
+        self._fds: dict[str, int] = {}
+        self._rows = 0  # mapped row positions
+        self._td: TensorDict | None = None
+        self._td_rows = -1
+        self._td_view: TensorDict | None = None
+
+    # --- files --------------------------------------------------------------------------
+    def _file(self, name: str) -> Path:
+        return self.root / self._m["payload"]["files"][name]
+
+    def _init_payload(self) -> None:
+        files = {}
+        for name in self.schema:
+            rel = Path(DATA_DIR, *sch.key_tuple(name)).with_suffix(".memmap")
+            files[name] = rel.as_posix()
+            (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        self._m["payload"] = {"dir": DATA_DIR, "files": files, "byte_order": "little"}
+        for name in self.schema:
+            self._fds[name] = os.open(self._file(name), os.O_RDWR | os.O_CREAT, 0o644)
+        for d in {self._file(n).parent for n in self.schema} | {self.root}:
+            fsync_dir(d)
+        self._rows = 0
+
+    def _attach_payload(self) -> None:
+        if self.writable:
+            for name in self.schema:
+                if name not in self._fds:
+                    self._fds[name] = os.open(self._file(name), os.O_RDWR)
+            rows = self._filled()
+            if self.capacity is not None:
+                rows = self.capacity if rows else 0
+            self._map(max(rows, self._filled()), grow=True)
+        else:
+            self._map(self._filled(), grow=False)
+
+    def _map(self, rows: int, *, grow: bool) -> None:
+        views = {}
+        for name, entry in self.schema.items():
+            dtype, shape = sch.dtype_of(entry["dtype"]), entry["shape"]
+            nbytes = rows * sch.row_bytes(entry)
+            path = self._file(name)
+            size = path.stat().st_size
+            if size < nbytes:
+                if not grow:
+                    raise CorruptStoreError(
+                        f"{path}: expected at least {nbytes} bytes for {rows} committed rows, "
+                        f"found {size}"
+                    )
+                os.ftruncate(self._fds[name], nbytes)  # sparse: no disk until rows land
+            numel = rows * math.prod(shape)
+            if rows == 0:
+                views[name] = torch.empty((0, *shape), dtype=dtype)
+            else:
+                flat = torch.from_file(str(path), shared=self.writable, size=numel, dtype=dtype)
+                views[name] = flat.view(rows, *shape)
+        self._views, self._rows, self._td, self._td_rows = views, rows, None, -1
+
+    # --- hooks --------------------------------------------------------------------------
+    def _reserve(self, positions: int) -> None:
+        if positions <= self._rows:
+            return
+        if self.capacity is not None:
+            rows = self.capacity
+        else:
+            rows = max(positions, 2 * self._rows, MIN_ROWS)
+        self._map(rows, grow=True)
+
+    def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
+        for name, t in tensors.items():
+            self._views[name][position : position + t.shape[0]] = t
+
+    def _full(self) -> TensorDict:
+        if self._td is None:
+            td = TensorDict({}, batch_size=[self._rows])
+            for name, view in self._views.items():
+                td.set(sch.key_tuple(name), view)
+            self._td = td
+        return self._td
+
+    def _read(self, positions: torch.Tensor) -> TensorDict:
+        return self._full()[positions]
+
+    def _raw(self, name: str, start: int, stop: int) -> memoryview:
+        return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())
+
+    def _flush(self, filled: int) -> None:
+        for fd in self._fds.values():
+            os.fsync(fd)
+        self._write_td_meta(filled)
+
+    def _write_td_meta(self, filled: int) -> None:
+        """tensordict's ``meta.json`` files, so ``TensorDict.load_memmap`` opens committed rows."""
+        dirs: dict[tuple[str, ...], dict] = {(): {}}
+        for name, entry in self.schema.items():
+            parts = sch.key_tuple(name)
+            for i in range(1, len(parts)):
+                dirs.setdefault(parts[:i], {})
+                dirs[parts[: i - 1]][parts[i - 1]] = {"type": "TensorDict"}
+            dirs[parts[:-1]][parts[-1]] = {
+                "device": "cpu",
+                "shape": [filled, *entry["shape"]],
+                "dtype": f"torch.{entry['dtype']}",
+                "is_nested": False,
+            }
+        for parts, meta in dirs.items():
+            meta.update({"shape": [filled], "device": "cpu", "_type": _TD_TYPE})
+            atomic_write(
+                self.root / DATA_DIR / Path(*parts) / "meta.json", json.dumps(meta).encode()
+            )
+
+    # --- fast path ----------------------------------------------------------------------
+    def tensordict(self) -> TensorDict | None:
+        """Memory-mapped rows ``[0, filled)``, positions == row index (no copy)."""
+        if self.schema is None:
+            return None
+        filled = self._filled()
+        if self._td_rows != filled or self._td_view is None or self._td is None:
+            full = self._full()
+            self._td_view = full if filled == self._rows else full[:filled]
+            self._td_rows = filled
+        return self._td_view
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            fds, self._fds = self._fds, {}
+            for fd in fds.values():
+                os.close(fd)

@@ -1,0 +1,113 @@
+"""The store interface: a durable table of TED rows with an explicit commit.
+
+A store is written by one writer and read by any number of readers; readers see
+only what the last commit lists. Backends declare what they can do.
+
+Examples:
+    The write -> commit -> read loop::
+
+        >>> import rldata.stores as stores
+        >>> from rldata.testing import ted_batch
+        >>> with stores.create(tmp / "ds", capacity=None) as w:   # doctest: +SKIP
+        ...     positions = w.append(ted_batch([5, 3]))  # rows 0..7, not yet readable
+        ...     w.commit()                               # now they are
+        >>> r = stores.open(tmp / "ds")                  # doctest: +SKIP
+        >>> len(r), r.episodes()["length"].tolist()      # doctest: +SKIP
+        (8, [5, 3])
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+
+
+class Store(abc.ABC):
+    """A replay store: rows ``[N]`` of TED, a manifest, episodes, one writer.
+
+    Positions are row indices ``0..capacity-1`` (ring) or ``0..len-1`` (append-only).
+    """
+
+    # what the backend can do
+    supports_overwrite: bool = False  # a ring (capacity set) may overwrite its oldest rows
+    supports_random_read: bool = False  # get() with arbitrary positions is cheap
+
+    path: str
+    backend: str
+    capacity: int | None
+    writable: bool
+
+    # --- metadata -------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def manifest(self) -> dict[str, Any]:
+        """A copy of the committed manifest."""
+
+    @property
+    @abc.abstractmethod
+    def schema(self) -> dict[str, dict] | None:
+        """Flat key -> ``{"shape": [...], "dtype": "float32"}``; None before the first write."""
+
+    @property
+    @abc.abstractmethod
+    def specs(self) -> Any:
+        """The env's ``Composite`` spec, or None."""
+
+    # --- writing ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def append(self, td: TensorDict) -> torch.Tensor:
+        """Write rows ``[N]`` (schema-checked); return their int64 positions. Not readable until commit."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Make every appended row durable and readable (payload fsynced, then the manifest)."""
+
+    # --- reading ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Committed, readable rows."""
+
+    @abc.abstractmethod
+    def get(self, index: int | slice | torch.Tensor) -> TensorDict:
+        """Rows at positions (committed rows only)."""
+
+    @abc.abstractmethod
+    def readable(self) -> torch.Tensor:
+        """int64 positions a reader may read now, oldest first."""
+
+    @abc.abstractmethod
+    def episodes(self) -> TensorDict:
+        """One row per episode: traj_id, start, length, return, terminated, truncated."""
+
+    @abc.abstractmethod
+    def episode(self, i: int) -> TensorDict:
+        """The rows ``[T]`` of the ``i``-th episode of :meth:`episodes`, in time order."""
+
+    @abc.abstractmethod
+    def next_traj_id(self) -> int:
+        """``1 +`` the largest trajectory id ever written (ids for a resumed collection)."""
+
+    def tensordict(self) -> TensorDict | None:
+        """A zero-copy TensorDict over stored rows (positions == row index), or None."""
+        return None
+
+    # --- lifetime ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Commit (if writable) and release the writer lock; idempotent."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "writable" if self.writable else "read-only"
+        return (
+            f"{type(self).__name__}(path={self.path!r}, backend={self.backend!r}, "
+            f"capacity={self.capacity}, len={len(self)}, {mode})"
+        )

@@ -1,0 +1,67 @@
+"""SHA-256 per chunk of rows, kept incrementally while a writer appends.
+
+A chunk is ``chunk_rows`` consecutive row positions of one key's file; its checksum
+covers the rows ``[c * chunk_rows, c * chunk_rows + rows)`` that hold committed data,
+so a commit only hashes the bytes written since the previous one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+RowReader = Callable[[int, int], "bytes | memoryview"]
+"""``read(a, b)`` returns the raw bytes of row positions ``[a, b)`` of one key."""
+
+
+def sha256_hex(data: bytes | memoryview) -> str:
+    """Hex SHA-256 of a byte buffer."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class ChunkSums:
+    """The per-chunk checksums of one key, as ``[[rows, sha256_hex], ...]`` by chunk index.
+
+    Rows must be fed in position order within a chunk (appends and ring passes do that);
+    feeding a chunk from its middle rehashes its committed prefix first.
+    """
+
+    def __init__(self, chunk_rows: int, entries: list[list] | None = None) -> None:
+        self.chunk_rows = chunk_rows
+        self.entries: list[list] = [list(e) for e in entries or []]
+        self._open: tuple[int, int, object] | None = None  # (chunk, rows hashed, hasher)
+
+    def extend(self, read: RowReader, start: int, stop: int) -> None:
+        """Account for rows ``[start, stop)`` just written (positions, ``stop`` exclusive)."""
+        pos = start
+        while pos < stop:
+            c = pos // self.chunk_rows
+            c0 = c * self.chunk_rows
+            end = min(stop, c0 + self.chunk_rows)
+            if self._open is not None and self._open[0] == c and c0 + self._open[1] == pos:
+                h = self._open[2]
+            else:
+                h = hashlib.sha256()
+                if pos > c0:
+                    h.update(read(c0, pos))
+            h.update(read(pos, end))  # type: ignore[attr-defined]
+            while len(self.entries) <= c:
+                self.entries.append([0, EMPTY_SHA256])
+            self.entries[c] = [end - c0, h.copy().hexdigest()]  # type: ignore[attr-defined]
+            self._open = (c, end - c0, h) if end - c0 < self.chunk_rows else None
+            pos = end
+
+    def drop(self, start: int, stop: int) -> None:
+        """Forget the chunks overlapping positions ``[start, stop)`` (retired ring rows)."""
+        for c in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
+            if c < len(self.entries):
+                self.entries[c] = [0, EMPTY_SHA256]
+            if self._open is not None and self._open[0] == c:
+                self._open = None
+
+    def covered(self, position: int) -> bool:
+        """Whether a committed checksum covers ``position``."""
+        c = position // self.chunk_rows
+        return c < len(self.entries) and position - c * self.chunk_rows < self.entries[c][0]

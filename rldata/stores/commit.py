@@ -1,0 +1,71 @@
+"""Atomic file replacement: the durability primitive every commit is built on.
+
+A file is written to a temporary sibling, fsynced, renamed over the target and the
+directory fsynced, so a reader sees either the old or the new file, never a torn one,
+and a power loss after :func:`atomic_write` returns keeps the new file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from rldata.stores.paths import TMP_MARK
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk (no-op where the OS has no fsync for it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (a rename or a new file) to disk."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # platforms without directory fds
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_name(target: Path) -> Path:
+    """A unique temporary sibling of ``target`` that readers know to ignore."""
+    return target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Replace ``target`` with ``data`` atomically: temp file, fsync, rename, fsync directory."""
+    tmp = temp_name(target)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+
+
+def remove_temp_files(root: Path) -> list[Path]:
+    """Delete leftover temporary files under ``root`` (a writer's job, never a reader's)."""
+    removed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if TMP_MARK in name:
+                p = Path(dirpath) / name
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed

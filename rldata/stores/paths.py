@@ -1,0 +1,44 @@
+"""Where a store lives: the one place that turns a user's path or URL into a location.
+
+Stores are local directories today; fsspec URLs (``s3://``, ``gs://``) arrive with the
+zarr backend. Keeping every path decision here means that change touches one module.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rldata.errors import StoreError
+
+MANIFEST = "rldata.json"
+LOCK = "rldata.lock"
+TMP_MARK = ".tmp-"
+
+
+def local_dir(path: str | os.PathLike[str]) -> Path:
+    """The local directory of a store given as a path or a ``file://`` URL.
+
+    Raises:
+        StoreError: the URL scheme needs a remote filesystem, which no local backend handles.
+    """
+    text = os.fspath(path)
+    scheme = urlparse(text).scheme
+    if scheme == "file":
+        text = urlparse(text).path
+    elif len(scheme) > 1:  # one letter is a Windows drive
+        raise StoreError(
+            f"store URL {text!r}: scheme {scheme!r} is not supported yet; use a local path or file://"
+        )
+    return Path(text).expanduser().absolute()
+
+
+def manifest_path(root: Path) -> Path:
+    """The manifest of the store at ``root``."""
+    return root / MANIFEST
+
+
+def is_temp(name: str) -> bool:
+    """Whether a file name is a leftover temporary file (ignored by readers, removed by writers)."""
+    return TMP_MARK in name

@@ -1,0 +1,469 @@
+"""What every row-table backend shares: schema checks, the ring, episodes, the commit protocol.
+
+Rows are numbered by a *serial* (how many rows were written before them). A store
+holds the serials ``[start, end)``: an append-only store keeps ``start == 0`` and puts
+serial ``s`` at position ``s``; a ring of ``capacity`` rows puts it at ``s % capacity``.
+Before a ring overwrites rows, it commits a manifest whose ``start`` excludes them
+(whole checksum chunks at a time), so no reader is ever handed a row being written.
+A backend supplies the byte-level hooks (``_init_payload`` ... ``_flush``).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from rldata import ted
+from rldata.errors import RowIndexError, StoreError, TedFormatError
+from rldata.stores import manifest as mf
+from rldata.stores import schema as sch
+from rldata.stores.base import Store
+from rldata.stores.checksums import ChunkSums, sha256_hex
+from rldata.stores.commit import atomic_write
+from rldata.stores.episodes import EpisodeIndex
+from rldata.stores.lock import WriterLock
+from rldata.stores.paths import manifest_path
+
+K = ted.TED_KEYS
+TRAJ, REWARD = ted.key_name(K.traj_ids), ted.key_name(K.nxt(K.reward))
+FLAGS = [  # (done, terminated, truncated) at the root, then under "next"
+    tuple(ted.key_name(k) for k in K.flags),
+    tuple(ted.key_name(K.nxt(k)) for k in K.flags),
+]
+CHUNK_BYTES = 16 << 20
+MAX_CHUNK_ROWS = 1 << 16
+
+
+class RowStore(Store):
+    """A store of fixed-schema rows; subclasses implement the payload hooks."""
+
+    supports_random_read = True
+
+    def __init__(
+        self, root: Path, manifest: dict[str, Any], *, writable: bool, lock: WriterLock | None
+    ) -> None:
+        self.root = root
+        self.path = str(root)
+        self.backend = manifest["backend"]
+        self.capacity = manifest["capacity"]
+        self.supports_overwrite = self.capacity is not None
+        self.writable = writable
+        self._lock = lock
+        self._m = manifest
+        self._committed_end = manifest["written"]
+        self._end = manifest["written"]
+        self._start = manifest["written"] - manifest["length"]
+        self._max_traj = manifest.get("max_traj_id", -1)
+        self._index = EpisodeIndex()
+        self._sums: dict[str, ChunkSums] = {}
+        self._stat: tuple[int, int] | None = None
+        self._closed = False
+
+    @classmethod
+    def attach(
+        cls, root: Path, manifest: dict[str, Any], *, writable: bool, lock: WriterLock | None
+    ) -> RowStore:
+        """Open the payload a manifest describes (the backend's ``open``)."""
+        store = cls(root, manifest, writable=writable, lock=lock)
+        store._stat = _stat(root)
+        if manifest["schema"] is not None:
+            store._sums = {
+                name: ChunkSums(manifest["checksums"]["chunk_rows"], entries)
+                for name, entries in manifest["checksums"]["chunks"].items()
+            }
+            store._attach_payload()
+        store._load_index()
+        return store
+
+    # --- backend hooks ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _init_payload(self) -> None:
+        """Create the (empty) payload for ``self.schema`` and record it in ``self._m["payload"]``."""
+
+    @abc.abstractmethod
+    def _attach_payload(self) -> None:
+        """Map the payload the manifest lists, for ``self._filled()`` rows."""
+
+    @abc.abstractmethod
+    def _reserve(self, positions: int) -> None:
+        """Make room for row positions ``[0, positions)``."""
+
+    @abc.abstractmethod
+    def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Write rows at positions ``[position, position + n)`` (no wrap)."""
+
+    @abc.abstractmethod
+    def _read(self, positions: torch.Tensor) -> TensorDict:
+        """Gather rows (no checks)."""
+
+    @abc.abstractmethod
+    def _raw(self, name: str, start: int, stop: int) -> bytes | memoryview:
+        """Raw bytes of one key's row positions ``[start, stop)``, for checksums."""
+
+    @abc.abstractmethod
+    def _flush(self, filled: int) -> None:
+        """Make the payload durable (fsync) and describe ``filled`` rows in its metadata."""
+
+    # --- metadata -------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return copy.deepcopy(self._m)
+
+    @property
+    def schema(self) -> dict[str, dict] | None:
+        return self._m["schema"]
+
+    @property
+    def specs(self) -> Any:
+        if self._m.get("specs") is None:
+            return None
+        from rldata.specs import spec_from_json
+
+        return spec_from_json(self._m["specs"])
+
+    @property
+    def env_id(self) -> str | None:
+        return self._m["env"]["id"]
+
+    @property
+    def env_kwargs(self) -> dict:
+        return dict(self._m["env"]["kwargs"])
+
+    @property
+    def provenance(self) -> dict:
+        return dict(self._m["provenance"])
+
+    @property
+    def chunk_rows(self) -> int | None:
+        return self._m["checksums"]["chunk_rows"]
+
+    # --- positions --------------------------------------------------------------------
+    def _visible_end(self) -> int:
+        return self._end if self.writable else self._committed_end
+
+    def _filled(self) -> int:
+        """Row positions holding data visible to this handle."""
+        end = self._visible_end()
+        return end if self.capacity is None else min(end, self.capacity)
+
+    def _pos(self, serials: torch.Tensor) -> torch.Tensor:
+        return serials if self.capacity is None else serials % self.capacity
+
+    def __len__(self) -> int:
+        return self._visible_end() - self._start
+
+    def readable(self) -> torch.Tensor:
+        return self._pos(torch.arange(self._start, self._visible_end(), dtype=torch.int64))
+
+    # --- writing ------------------------------------------------------------------------
+    def append(self, td: TensorDictBase) -> torch.Tensor:
+        """Write TED rows ``[N]`` (or ``[B, T]``, flattened); return their positions.
+
+        Raises:
+            TedFormatError: not TED rows, a flag or reward breaks the TED rules.
+            SchemaMismatchError: a key is missing or extra, or has another shape or dtype.
+        """
+        self._check_writable()
+        if not isinstance(td, TensorDictBase):
+            raise TedFormatError(
+                f"append expects a TensorDict of TED rows, got {type(td).__name__}"
+            )
+        if td.batch_dims != 1:
+            if td.batch_dims == 0:
+                raise TedFormatError("append expects rows [N]; got batch_size=[] (use td[None])")
+            td = td.reshape(-1)
+        n = td.batch_size[0]
+        if n == 0:
+            return torch.empty(0, dtype=torch.int64)
+        tensors = sch.leaves(td)
+        fresh = self.schema is None
+        if fresh:
+            ted.validate(td, require_traj_ids=True)
+            sch.of(td)  # key names are storable
+        else:
+            sch.check(tensors, self.schema)
+        ids, rows = self._check_rows(tensors, n)
+        self._index.add(self._end, ids, *rows)  # last check (traj continuity), then mutation
+        if fresh:
+            self._m["schema"] = sch.of(td)
+            self._m["checksums"]["chunk_rows"] = self._pick_chunk_rows()
+            self._sums = {k: ChunkSums(self.chunk_rows) for k in self.schema}
+            self._init_payload()
+        self._max_traj = max(self._max_traj, int(ids.max()))
+        serial0, end = self._end, self._end + n
+        skip = 0 if self.capacity is None else max(0, n - self.capacity)
+        self._make_room(end)
+        self._reserve(end if self.capacity is None else min(end, self.capacity))
+        self._write_serials(serial0 + skip, {k: t[skip:] for k, t in tensors.items()})
+        self._end = end
+        every = self._m.get("commit_every")
+        if every and self._end - self._committed_end >= every:
+            self.commit()
+        return self._pos(torch.arange(serial0, end, dtype=torch.int64))
+
+    def _check_rows(self, t: dict[str, torch.Tensor], n: int) -> tuple[np.ndarray, list]:
+        for done, term, trunc in FLAGS:
+            bad = t[done] != (t[term] | t[trunc])
+            if bool(bad.any()):
+                i = int(bad.reshape(n, -1).any(-1).nonzero()[0])
+                raise TedFormatError(
+                    f"key {done!r}: expected {term} | {trunc} = {bool(t[term][i] | t[trunc][i])} "
+                    f"at row {i}, got {bool(t[done][i])}"
+                )
+        reward = t[REWARD].reshape(n, -1)
+        if not self._m.get("allow_nonfinite") and not bool(torch.isfinite(reward).all()):
+            i = int((~torch.isfinite(reward)).any(-1).nonzero()[0])
+            raise TedFormatError(
+                f"key {REWARD!r}: expected finite rewards, got {reward[i].tolist()} at row {i} "
+                f"(create the store with allow_nonfinite=True to keep them)"
+            )
+        nd = [t[k].reshape(n).cpu().numpy() for k in FLAGS[1]]
+        ids = t[TRAJ].reshape(n).cpu().numpy()
+        return ids, [*nd, reward.sum(-1).double().cpu().numpy()]
+
+    def _pick_chunk_rows(self) -> int:
+        widest = max(sch.row_bytes(e) for e in self.schema.values())
+        rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(widest, 1)))
+        if self.capacity is not None:
+            rows = max(1, min(rows, self.capacity // 8))
+        return rows
+
+    def _make_room(self, end: int) -> None:
+        """Ring: retire (and commit the retirement of) the rows the next write overwrites."""
+        if self.capacity is None or end <= self.capacity:
+            return
+        cap, rows = self.capacity, self.chunk_rows
+        need = end - cap  # serials below this are overwritten
+        if self._start >= need:
+            return
+        q = (need - 1) % cap  # position of the newest row to overwrite
+        chunk_end = min(cap, (q // rows + 1) * rows)
+        new_start = max(need, min(need + (chunk_end - 1 - q), self._end))
+        old, self._start = self._start, new_start
+        for a, b in _pieces(old, new_start, cap):
+            for sums in self._sums.values():
+                sums.drop(a, b)
+        if old < self._committed_end:  # readers may hold these rows: tell them first
+            self._write_manifest(self._committed_end)
+
+    def _write_serials(self, serial0: int, tensors: dict[str, torch.Tensor]) -> None:
+        n = next(iter(tensors.values())).shape[0]
+        done = 0
+        for a, b in _pieces(serial0, serial0 + n, self.capacity):
+            k = b - a
+            self._write(a, {name: t[done : done + k] for name, t in tensors.items()})
+            done += k
+
+    def commit(self) -> None:
+        """Fsync the payload, then atomically replace the manifest listing every appended row."""
+        self._check_writable()
+        if self.schema is not None:
+            lo = max(self._committed_end, self._start)
+            if self.capacity is not None:
+                lo = max(lo, self._end - self.capacity)
+            for a, b in _pieces(lo, self._end, self.capacity):
+                for name, sums in self._sums.items():
+                    sums.extend(lambda x, y, name=name: self._raw(name, x, y), a, b)
+            self._flush(self._filled())
+        self._write_manifest(self._end)
+
+    def _write_manifest(self, end: int) -> None:
+        m = self._m
+        m["generation"] += 1
+        m["written"] = end
+        m["length"] = max(0, end - self._start)
+        m["cursor"] = end % self.capacity if self.capacity else end
+        m["max_traj_id"] = self._max_traj
+        m["checksums"]["chunks"] = {k: s.entries for k, s in self._sums.items()}
+        if end != self._committed_end or m["episodes"] is None:
+            self._index = self._index.clipped(self._start, end, self._reward_sum)
+            data = json.dumps(self._index.to_json()).encode()
+            name = f"episodes-{m['generation']:08d}.json"
+            atomic_write(self.root / name, data)
+            previous = m["episodes"]
+            m["episodes"] = {"path": name, "sha256": sha256_hex(data), "segments": len(self._index)}
+        else:
+            previous = None
+        mf.write(self.root, m)
+        self._committed_end = end
+        if previous is not None:
+            self._prune_episode_files(keep={previous["path"], m["episodes"]["path"]})
+
+    def _prune_episode_files(self, keep: set[str]) -> None:
+        for p in self.root.glob("episodes-*.json"):
+            if p.name not in keep:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    def _reward_sum(self, a: int, b: int) -> float:
+        pos = self._pos(torch.arange(a, b, dtype=torch.int64))
+        return float(self._read(pos).get(K.nxt(K.reward)).double().sum())
+
+    # --- reading ------------------------------------------------------------------------
+    def get(self, index: int | slice | torch.Tensor) -> TensorDict:
+        """Rows at positions; a writer also reads its own uncommitted rows.
+
+        Raises:
+            RowIndexError: a position is not readable (never written, retired, uncommitted).
+        """
+        if isinstance(index, int):
+            return self.get(torch.tensor([index]))[0]
+        if isinstance(index, slice):
+            index = torch.arange(*index.indices(self._filled()), dtype=torch.int64)
+        pos = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+        self._check_readable(pos)
+        out = self._read(pos)
+        if self.capacity is not None and not self.writable:
+            self._check_not_retired(pos)
+        return out
+
+    def _offsets(self, pos: torch.Tensor) -> torch.Tensor:
+        """Serial offset of each position from ``start`` (>= len means not readable)."""
+        if self.capacity is None:
+            return pos - self._start
+        return (pos - self._start) % self.capacity
+
+    def _check_readable(self, pos: torch.Tensor) -> None:
+        if pos.numel() == 0:
+            return
+        bad = (pos < 0) | (self._offsets(pos) >= len(self))
+        if self.capacity is not None:
+            bad |= pos >= self.capacity
+        if bool(bad.any()):
+            p = int(pos[bad][0])
+            raise RowIndexError(
+                f"store {self.path}: position {p} is not readable; expected one of the "
+                f"{len(self)} committed rows (see Store.readable())"
+            )
+
+    def _check_not_retired(self, pos: torch.Tensor) -> None:
+        """Seqlock: rows read from a ring are valid only if no retirement happened meanwhile."""
+        old_start = self._start
+        if not self.refresh() or self._start <= old_start or pos.numel() == 0:
+            return
+        serials = old_start + (pos - old_start) % self.capacity
+        if bool((serials < self._start).any()):
+            raise RowIndexError(
+                f"store {self.path}: rows were overwritten by the writer while being read; "
+                f"ask Store.readable() again"
+            )
+
+    def refresh(self) -> bool:
+        """Reader: pick up the latest commit if the manifest changed; return whether it did."""
+        if self.writable:
+            return False
+        stat = _stat(self.root)
+        if stat == self._stat:
+            return False
+        m = mf.read(self.root)
+        self._stat, self._m = stat, m
+        self._committed_end = self._end = m["written"]
+        self._start = m["written"] - m["length"]
+        self._max_traj = m.get("max_traj_id", -1)
+        if m["schema"] is not None:
+            self._sums = {
+                name: ChunkSums(m["checksums"]["chunk_rows"], entries)
+                for name, entries in m["checksums"]["chunks"].items()
+            }
+            self._attach_payload()
+        self._load_index()
+        return True
+
+    def _load_index(self) -> None:
+        ref = self._m.get("episodes")
+        if ref is None:
+            self._index = EpisodeIndex()
+            return
+        data = (self.root / ref["path"]).read_bytes()
+        self._index = EpisodeIndex(json.loads(data)).clipped(
+            self._start, self._committed_end, self._reward_sum
+        )
+
+    def _episode_file(self, ref: dict) -> Path | None:
+        path = self.root / ref["path"]
+        return path if path.is_file() else None
+
+    def _table(self) -> tuple[TensorDict, list[list[int]], EpisodeIndex]:
+        index = self._index.clipped(self._start, self._visible_end(), self._reward_sum)
+        table, members = index.episodes(self.capacity)
+        return table, members, index
+
+    def episodes(self) -> TensorDict:
+        return self._table()[0]
+
+    def segments(self) -> TensorDict:
+        """The raw segment table (one row per contiguous run of a trajectory)."""
+        return self._index.clipped(self._start, self._visible_end(), self._reward_sum).segments(
+            self.capacity
+        )
+
+    def episode(self, i: int) -> TensorDict:
+        table, members, index = self._table()
+        if not -len(members) <= i < len(members):
+            raise RowIndexError(
+                f"store {self.path}: episode {i} out of range; it holds {len(members)} episodes"
+            )
+        c = index.cols
+        serials = torch.cat(
+            [
+                torch.arange(c["start"][j], c["start"][j] + c["length"][j], dtype=torch.int64)
+                for j in members[i]
+            ]
+        )
+        return self._read(self._pos(serials))
+
+    def next_traj_id(self) -> int:
+        return self._max_traj + 1
+
+    # --- lifetime ---------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        if not self.writable:
+            raise StoreError(f"store {self.path} is open read-only; open it with mode='a' to write")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self.writable:
+                self.commit()
+        finally:
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
+            self.writable = False
+
+    def __del__(self) -> None:  # a dropped writer frees its lock but commits nothing
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+
+
+def _pieces(a: int, b: int, capacity: int | None) -> list[tuple[int, int]]:
+    """Serials ``[a, b)`` as position ranges that do not wrap."""
+    if a >= b:
+        return []
+    if capacity is None:
+        return [(a, b)]
+    if b - a >= capacity:
+        a = b - capacity
+    p, q = a % capacity, (b - 1) % capacity + 1
+    return [(p, q)] if p < q else [(p, capacity), (0, q)]
+
+
+def _stat(root: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(manifest_path(root))
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
