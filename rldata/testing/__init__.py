@@ -6,6 +6,20 @@ holds the tests every store backend subclasses (it imports pytest, so import it 
 
 from __future__ import annotations
 
-from rldata.testing.ted_factory import ted_batch, ted_episode, ted_rollout, ted_transitions
+from rldata.testing.ted_factory import (
+    marked_serial,
+    ted_batch,
+    ted_episode,
+    ted_marked,
+    ted_rollout,
+    ted_transitions,
+)
 
-__all__ = ["ted_batch", "ted_episode", "ted_rollout", "ted_transitions"]
+__all__ = [
+    "marked_serial",
+    "ted_batch",
+    "ted_episode",
+    "ted_marked",
+    "ted_rollout",
+    "ted_transitions",
+]

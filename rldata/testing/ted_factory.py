@@ -25,7 +25,14 @@ from tensordict import TensorDict
 
 from rldata.ted import TED_KEYS, TedKeys
 
-__all__ = ["ted_batch", "ted_episode", "ted_rollout", "ted_transitions"]
+__all__ = [
+    "marked_serial",
+    "ted_batch",
+    "ted_episode",
+    "ted_marked",
+    "ted_rollout",
+    "ted_transitions",
+]
 
 
 def ted_episode(
@@ -168,6 +175,74 @@ def ted_rollout(
         rows.append(ted_batch(lengths, start_traj_id=next_id, last_complete=rest == 0, **kwargs))
         next_id += len(lengths)
     return torch.stack(rows, 0)
+
+
+def ted_marked(
+    start: int,
+    num_rows: int,
+    *,
+    episode_length: int = 10,
+    obs_dim: int = 3,
+    keys: TedKeys = TED_KEYS,
+) -> TensorDict:
+    """Rows whose every entry encodes their serial ``s`` (``start <= s < start + num_rows``).
+
+    Row ``s`` has observation ``s``, next observation ``s + 1``, action and reward ``s``,
+    trajectory ``s // episode_length``, and ends its episode when ``(s + 1) % episode_length
+    == 0``. Calls with consecutive ranges continue the same trajectories, so a reader can
+    check any row it gets against :func:`marked_serial` (torn or stale rows show up) and
+    rebuild the exact expected contents of a store.
+    """
+    s = torch.arange(start, start + num_rows, dtype=torch.int64)
+    val = s.to(torch.float64).unsqueeze(-1)
+    end = ((s + 1) % episode_length == 0).unsqueeze(-1)
+    false = torch.zeros(num_rows, 1, dtype=torch.bool)
+    td = TensorDict(
+        {
+            keys.observation: val.expand(num_rows, obs_dim).clone(),
+            keys.action: val.float(),
+            keys.done: false.clone(),
+            keys.terminated: false.clone(),
+            keys.truncated: false.clone(),
+        },
+        batch_size=[num_rows],
+    )
+    td.set(
+        keys.next,
+        TensorDict(
+            {
+                keys.observation: (val + 1).expand(num_rows, obs_dim).clone(),
+                keys.reward: val.float(),
+                keys.done: end.clone(),
+                keys.terminated: end.clone(),
+                keys.truncated: false.clone(),
+            },
+            batch_size=[num_rows],
+        ),
+    )
+    td.set(keys.traj_ids, s // episode_length)
+    return td
+
+
+def marked_serial(td: TensorDict, keys: TedKeys = TED_KEYS) -> torch.Tensor:
+    """The serial each row of :func:`ted_marked` data encodes; raises if a row is torn.
+
+    Raises:
+        AssertionError: some entry of a row disagrees with its observation.
+    """
+    obs = td.get(keys.observation)
+    s = obs[..., 0].round().to(torch.int64)
+    sv = s.to(torch.float64).unsqueeze(-1)
+    ok = (
+        (obs == sv).all(-1)
+        & (td.get(keys.nxt(keys.observation)) == sv + 1).all(-1)
+        & (td.get(keys.action).double() == sv).all(-1)
+        & (td.get(keys.nxt(keys.reward)).double() == sv).all(-1)
+    )
+    if not bool(ok.all()):
+        i = int((~ok).nonzero()[0])
+        raise AssertionError(f"torn row at index {i}: {td[i]}")
+    return s
 
 
 def _draw(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
