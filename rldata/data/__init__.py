@@ -1,0 +1,32 @@
+"""Replay buffers: storages (how rows are kept), samplers (which rows), writers (where).
+
+Also importable under the walkthrough's path, ``rldata.data.replay_buffers``.
+"""
+
+from __future__ import annotations
+
+from rldata.data.buffer import ReplayBuffer, TensorDictReplayBuffer
+from rldata.data.samplers import (
+    PrioritizedSampler,
+    RandomSampler,
+    Sampler,
+    SamplerWithoutReplacement,
+    SliceSampler,
+)
+from rldata.data.storages import LazyTensorStorage, Storage
+from rldata.data.writers import AppendOnlyWriter, RoundRobinWriter, Writer
+
+__all__ = [
+    "AppendOnlyWriter",
+    "LazyTensorStorage",
+    "PrioritizedSampler",
+    "RandomSampler",
+    "ReplayBuffer",
+    "RoundRobinWriter",
+    "Sampler",
+    "SamplerWithoutReplacement",
+    "SliceSampler",
+    "Storage",
+    "TensorDictReplayBuffer",
+    "Writer",
+]

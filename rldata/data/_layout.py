@@ -1,0 +1,330 @@
+"""Row schema and the packed in-memory layout behind :class:`LazyTensorStorage`.
+
+Sampling speed is decided by how many torch calls a batch costs. Keys that share a
+dtype are kept side by side in one ``[capacity, D]`` tensor, so a batch is one
+``index_select`` per dtype followed by cheap views, instead of one gather per key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from rldata.errors import SchemaMismatchError, TedFormatError
+from rldata.ted import TED_KEYS, key_name
+
+Key = tuple[str, ...]
+REWARD_KEY: Key = TED_KEYS.nxt(TED_KEYS.reward)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One leaf of a row: its nested key, per-row shape and dtype."""
+
+    key: Key
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def width(self) -> int:
+        return math.prod(self.shape)
+
+
+def flatten(td: TensorDictBase) -> dict[Key, torch.Tensor]:
+    """Leaves of ``td`` as ``{key tuple: tensor}``; walks plain TensorDicts without overhead."""
+    out: dict[Key, torch.Tensor] = {}
+    if type(td) is TensorDict:
+        _walk(td, (), out)
+        return out
+    for key, value in td.items(include_nested=True, leaves_only=True):
+        out[(key,) if isinstance(key, str) else tuple(key)] = value
+    return out
+
+
+def _walk(td: TensorDict, prefix: Key, out: dict[Key, torch.Tensor]) -> None:
+    for name, value in td._tensordict.items():
+        if type(value) is TensorDict:
+            _walk(value, (*prefix, name), out)
+        elif isinstance(value, TensorDictBase):
+            for key, leaf in value.items(include_nested=True, leaves_only=True):
+                sub = (key,) if isinstance(key, str) else tuple(key)
+                out[(*prefix, name, *sub)] = leaf
+        else:
+            out[(*prefix, name)] = value
+
+
+def nest(flat: dict[Key, torch.Tensor]) -> dict:
+    """``{("next", "reward"): t}`` -> ``{"next": {"reward": t}}`` (input to ``TensorDict``)."""
+    out: dict = {}
+    for key, value in flat.items():
+        node = out
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+        node[key[-1]] = value
+    return out
+
+
+def make_td(flat: dict[Key, torch.Tensor], batch: int, device: torch.device | None) -> TensorDict:
+    """Build a TensorDict from checked leaves without re-validating them.
+
+    ``_new_unsafe`` skips tensordict's per-leaf shape/device checks; every leaf here
+    comes from a storage whose schema was checked on write, so the checks would only
+    repeat work on the hot sample path.
+    """
+    return TensorDict._new_unsafe(source=nest(flat), batch_size=torch.Size([batch]), device=device)
+
+
+class Schema:
+    """The keys, per-row shapes and dtypes fixed by a storage's first write."""
+
+    def __init__(self, columns: list[Column]) -> None:
+        self.columns = columns
+        self.by_key = {c.key: c for c in columns}
+
+    @classmethod
+    def from_flat(cls, flat: dict[Key, torch.Tensor], batch_dims: int) -> Schema:
+        cols = []
+        for key, value in flat.items():
+            if not isinstance(value, torch.Tensor):
+                raise TedFormatError(
+                    f"key {key_name(key)!r}: expected a tensor, got {type(value).__name__}"
+                )
+            cols.append(Column(key, tuple(value.shape[batch_dims:]), value.dtype))
+        return cls(cols)
+
+    def to_json(self) -> dict[str, dict]:
+        """``{"next.reward": {"shape": [1], "dtype": "float32"}}``, the store manifest's form."""
+        return {
+            key_name(c.key): {"shape": list(c.shape), "dtype": str(c.dtype).removeprefix("torch.")}
+            for c in self.columns
+        }
+
+    def check(self, flat: dict[Key, torch.Tensor], lead: tuple[int, ...]) -> None:
+        """Raise :class:`SchemaMismatchError` naming the first key that does not fit.
+
+        Args:
+            flat: the leaves of the write.
+            lead: the batch dims the write claims (``()`` for one row).
+        """
+        if len(flat) != len(self.columns) or any(k not in self.by_key for k in flat):
+            missing = [key_name(k) for k in self.by_key if k not in flat]
+            extra = [key_name(k) for k in flat if k not in self.by_key]
+            if missing:
+                raise SchemaMismatchError(
+                    f"key {missing[0]!r} is missing from the write; expected keys "
+                    f"{sorted(key_name(k) for k in self.by_key)}, extra given {extra}"
+                )
+            raise SchemaMismatchError(
+                f"key {extra[0]!r} is not in the storage schema; expected keys "
+                f"{sorted(key_name(k) for k in self.by_key)}"
+            )
+        nlead = len(lead)
+        for key, value in flat.items():
+            col = self.by_key[key]
+            if value.dtype != col.dtype:
+                raise SchemaMismatchError(
+                    f"key {key_name(key)!r}: expected dtype {col.dtype}, got {value.dtype}"
+                )
+            shape = value.shape
+            if shape[nlead:] != col.shape or shape[:nlead] != lead:
+                raise SchemaMismatchError(
+                    f"key {key_name(key)!r}: expected shape {(*lead, *col.shape)}, "
+                    f"got {tuple(shape)}"
+                )
+
+
+def check_finite_reward(flat: dict[Key, torch.Tensor]) -> None:
+    """Refuse NaN / inf rewards: they poison every loss that samples them later."""
+    reward = flat.get(REWARD_KEY)
+    if reward is None or not reward.is_floating_point():
+        return
+    ok = math.isfinite(reward.item()) if reward.numel() == 1 else bool(torch.isfinite(reward).all())
+    if not ok:
+        raise TedFormatError(
+            f"key {key_name(REWARD_KEY)!r}: expected finite values, got NaN or inf "
+            "(pass allow_nonfinite=True to the storage to keep them)"
+        )
+
+
+class _Group:
+    """All columns of one dtype, packed side by side in ``buf[:, offset:offset + width]``."""
+
+    def __init__(self, dtype: torch.dtype, columns: list[Column]) -> None:
+        self.dtype = dtype
+        self.columns = columns
+        self.widths = [c.width for c in columns]
+        self.width = sum(self.widths)
+        self.keys = [c.key for c in columns]
+        # a split piece [B, w] needs a view only when the row shape is not already (w,)
+        self.views = [None if len(c.shape) == 1 else c.shape for c in columns]
+        self.buf = torch.empty(0)
+
+
+class Packed:
+    """Rows of a schema in one contiguous ``[rows, D]`` tensor per dtype."""
+
+    def __init__(self, schema: Schema, rows: int, device: torch.device) -> None:
+        by_dtype: dict[torch.dtype, list[Column]] = {}
+        for col in schema.columns:
+            by_dtype.setdefault(col.dtype, []).append(col)
+        self.groups = [_Group(dt, cols) for dt, cols in by_dtype.items()]
+        self.device = device
+        for g in self.groups:
+            g.buf = torch.empty(rows, g.width, dtype=g.dtype, device=device)
+
+    @property
+    def rows(self) -> int:
+        return self.groups[0].buf.shape[0]
+
+    def grow(self, rows: int, keep: int) -> None:
+        """Reallocate to ``rows`` rows, keeping the first ``keep``."""
+        for g in self.groups:
+            new = torch.empty(rows, g.width, dtype=g.dtype, device=self.device)
+            new[:keep].copy_(g.buf[:keep])
+            g.buf = new
+
+    def _pieces(self, g: _Group, flat: dict[Key, torch.Tensor], n: int) -> list[torch.Tensor]:
+        out = []
+        dev = self.device
+        for key, w in zip(g.keys, g.widths):
+            v = flat[key]
+            if v.device != dev:
+                v = v.to(dev)
+            out.append(v.reshape(n, w))
+        return out
+
+    def write_slice(self, start: int, stop: int, flat: dict[Key, torch.Tensor]) -> None:
+        n = stop - start
+        for g in self.groups:
+            pieces = self._pieces(g, flat, n)
+            dst = g.buf[start:stop]
+            if len(pieces) == 1:
+                dst.copy_(pieces[0])
+            else:
+                torch.cat(pieces, 1, out=dst)
+
+    def write_index(self, index: torch.Tensor, flat: dict[Key, torch.Tensor]) -> None:
+        n = index.shape[0]
+        for g in self.groups:
+            pieces = self._pieces(g, flat, n)
+            src = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
+            g.buf.index_copy_(0, index, src)
+
+    def write_row(self, pos: int, flat: dict[Key, torch.Tensor]) -> None:
+        for g in self.groups:
+            dst = g.buf[pos]
+            pieces = []
+            for key in g.keys:
+                v = flat[key]
+                pieces.append(v if v.dim() == 1 else v.reshape(-1))
+            if len(pieces) == 1:
+                dst.copy_(pieces[0])
+            else:
+                torch.cat(pieces, out=dst)
+
+    def write_rows_pieces(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
+        """Land consecutive rows from ``start``, each given as per-group 1-D pieces."""
+        k = len(rows)
+        for gi, g in enumerate(self.groups):
+            block = torch.cat([p for row in rows for p in row[gi]]).view(k, g.width)
+            g.buf[start : start + k].copy_(block, non_blocking=True)
+
+    def gather(self, index: torch.Tensor, device: torch.device | None = None) -> dict:
+        """Rows at ``index`` as ``{key: tensor [B, *shape]}`` (views into one gather per dtype)."""
+        out = {}
+        n = index.shape[0]
+        for g in self.groups:
+            rows = g.buf.index_select(0, index)
+            if device is not None and rows.device != device:
+                rows = rows.to(device, non_blocking=True)
+            if len(g.keys) == 1:
+                parts = (rows,)
+            else:
+                parts = torch.split_with_sizes(rows, g.widths, 1)
+            for key, part, shape in zip(g.keys, parts, g.views):
+                out[key] = part if shape is None else part.view(n, *shape)
+        return out
+
+    def column(self, key: Key, stop: int) -> torch.Tensor:
+        """A strided view of one column over rows ``[0, stop)`` (for samplers' index math)."""
+        for g in self.groups:
+            off = 0
+            for k, w, shape in zip(g.keys, g.widths, g.views):
+                if k == key:
+                    v = g.buf[:stop, off : off + w]
+                    return v if shape is None else v.view(stop, *shape)
+                off += w
+        raise KeyError(key)
+
+
+class RowReader:
+    """Reads one row's leaves in packed-group order straight from TensorDict internals.
+
+    ``add`` is called once per environment step, so its cost is a handful of dict
+    lookups and attribute checks per key. Any surprise (missing or extra key, other
+    shape or dtype, a TensorDict subclass) returns None, and the caller falls back to
+    the general path, which raises the precise error.
+    """
+
+    def __init__(self, packed: Packed) -> None:
+        nodes: dict[Key, int] = {(): 0}
+        parents: list[tuple[int, str]] = []
+        sizes: dict[Key, set[str]] = {(): set()}
+        for g in packed.groups:
+            for col in g.columns:
+                for depth in range(1, len(col.key)):
+                    sub = col.key[:depth]
+                    sizes.setdefault(sub[:-1], set()).add(sub[-1])
+                    if sub not in nodes:
+                        nodes[sub] = len(nodes)
+                        parents.append((nodes[sub[:-1]], sub[-1]))
+                        sizes.setdefault(sub, set())
+                sizes[col.key[:-1]].add(col.key[-1])
+        self.parents = parents
+        self.lengths = [len(sizes[k]) for k in nodes]
+        self.plan = [
+            [
+                (nodes[c.key[:-1]], c.key[-1], c.dtype, torch.Size(c.shape), len(c.shape) != 1)
+                for c in g.columns
+            ]  # noqa: E501
+            for g in packed.groups
+        ]
+        self.reward = None
+        for gi, g in enumerate(packed.groups):
+            for ci, col in enumerate(g.columns):
+                if col.key == REWARD_KEY and col.dtype.is_floating_point and col.width == 1:
+                    self.reward = (gi, ci)
+
+    def read(self, td: TensorDictBase, versions: list[int]) -> list[list[torch.Tensor]] | None:
+        """Per-group lists of 1-D leaves; appends each leaf's version counter to ``versions``."""
+        if type(td) is not TensorDict:
+            return None
+        dicts = [td._tensordict]
+        for parent, name in self.parents:
+            sub = dicts[parent].get(name)
+            if type(sub) is not TensorDict:
+                return None
+            dicts.append(sub._tensordict)
+        for d, n in zip(dicts, self.lengths):
+            if len(d) != n:
+                return None
+        out = []
+        for plan in self.plan:
+            pieces = []
+            for node, name, dtype, shape, flat in plan:
+                v = dicts[node].get(name)
+                if v is None or v.dtype != dtype or v.shape != shape:
+                    return None
+                pieces.append(v.reshape(-1) if flat else v)
+                versions.append(v._version)
+            out.append(pieces)
+        return out
+
+    def finite_reward(self, pieces: list[list[torch.Tensor]]) -> bool:
+        if self.reward is None:
+            return True
+        gi, ci = self.reward
+        return math.isfinite(pieces[gi][ci].item())
