@@ -1,0 +1,78 @@
+"""The memmap backend: the store contract, plus what only memmap promises."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from tensordict import TensorDict
+
+import rldata.stores as stores
+from rldata.testing.store_contract import StoreContract, assert_rows_equal
+from rldata.testing.ted_factory import ted_batch, ted_marked
+
+
+class TestMemmapContract(StoreContract):
+    backend = "memmap"
+
+
+def test_payload_opens_with_tensordict_load_memmap(tmp_path):
+    data = ted_batch([4, 4], extra=True)
+    with stores.create(tmp_path / "s") as w:
+        w.append(data)
+    td = TensorDict.load_memmap(tmp_path / "s" / "data")
+    assert td.batch_size == torch.Size([8])
+    assert_rows_equal(td, data)
+
+
+def test_only_filled_rows_take_disk(tmp_path):
+    with stores.create(tmp_path / "s", capacity=1_000_000) as w:
+        w.append(ted_marked(0, 100, obs_dim=64))
+    f = tmp_path / "s" / "data" / "observation.memmap"
+    assert f.stat().st_size == 1_000_000 * 64 * 8  # preallocated, sparse
+    assert f.stat().st_blocks * 512 < 1 << 20  # but only ~100 rows written
+
+
+def test_verify_names_a_flipped_byte(tmp_path):
+    with stores.create(tmp_path / "s") as w:
+        w.append(ted_marked(0, 30))
+    assert stores.verify(stores.open(tmp_path / "s")) == []
+    f = tmp_path / "s" / "data" / "next" / "reward.memmap"
+    raw = bytearray(f.read_bytes())
+    raw[4 * 7] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    fault = stores.first_fault(stores.open(tmp_path / "s"))
+    assert fault is not None and "next.reward" in fault and "chunk 0" in fault
+
+
+def test_verify_names_a_broken_ted_link(tmp_path):
+    with stores.create(tmp_path / "s") as w:
+        w.append(ted_marked(0, 30))
+    f = tmp_path / "s" / "data" / "next" / "observation.memmap"
+    t = torch.from_file(str(f), shared=True, size=30 * 3, dtype=torch.float64).view(30, 3)
+    t[12] = -1.0  # next obs of row 12 no longer equals obs of row 13 (same trajectory)
+    del t
+    faults = stores.verify(stores.open(tmp_path / "s"), checksums=False)
+    assert len(faults) == 1 and "row 12" in faults[0] and "row 13" in faults[0]
+
+
+def test_content_digest_ignores_layout(tmp_path):
+    with stores.create(tmp_path / "a", capacity=10) as w:  # a ring that wrapped
+        w.append(ted_marked(0, 25))
+    with stores.create(tmp_path / "b") as w:  # the same rows, appended
+        w.append(ted_marked(15, 10))
+    ra, rb = stores.open(tmp_path / "a"), stores.open(tmp_path / "b")
+    assert stores.content_digest(ra) == stores.content_digest(rb)
+    assert stores.content_digest(ra).startswith("sha256:")
+
+
+def test_append_only_files_only_grow(tmp_path):
+    w = stores.create(tmp_path / "s")
+    sizes = []
+    for s in range(0, 5000, 1000):
+        w.append(ted_marked(s, 1000))
+        w.commit()
+        sizes.append(os.path.getsize(tmp_path / "s" / "data" / "observation.memmap"))
+    w.close()
+    assert sizes == sorted(sizes)
+    assert len(stores.open(tmp_path / "s")) == 5000
