@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 
 from rldata.collectors.trajectories import TrajCounter
 from rldata.ted import TED_KEYS, step_mdp
@@ -56,20 +56,9 @@ class EnvLoop:
     def _reset_done(self, root: TensorDictBase, done: torch.Tensor) -> TensorDictBase:
         """Replace the rows of finished envs in ``root`` by fresh reset states."""
         if not self.batch:
-            return self.env.reset()
-        mask = done.reshape(*self.batch, 1)
-        fresh = self.env.reset(TensorDict({_RESET: mask.clone()}, batch_size=self.batch))
-        fresh = fresh.exclude(_RESET)
-        out = root.clone(False)
-        for key in fresh.keys(True, True):
-            new = fresh.get(key)
-            old = root.get(key, None)
-            if old is None:
-                out.set(key, new)
-                continue
-            m = mask.reshape(*self.batch, *([1] * (new.dim() - len(self.batch))))
-            out.set(key, torch.where(m, new, old))
-        return out
+            return self.env.reset(root)
+        root.set(_RESET, done.reshape(*self.batch, 1).clone())
+        return self.env.reset(root).exclude(_RESET)
 
     def rollout(
         self, frames: int, policy: Policy, counter: TrajCounter, max_steps: int | None
@@ -78,32 +67,34 @@ class EnvLoop:
         keys = TED_KEYS
         rows: list[TensorDictBase] = []
         td = self._td
+        env = self.env
+        combined = max_steps is None and hasattr(env, "step_and_maybe_reset")
+        to_root = getattr(env, "step_mdp", None) or step_mdp
         for _ in range(frames):
             td = policy(td)
-            td = self.env.step(td)
-            self._steps += 1
-            nxt = td.get(keys.next)
-            done = nxt.get(keys.done).reshape(self.batch)
-            if max_steps is not None:
-                hit = (self._steps >= max_steps).reshape(*self.batch, 1)
-                if hit.any():
-                    nxt.set(keys.truncated, nxt.get(keys.truncated) | hit)
-                    nxt.set(keys.done, nxt.get(keys.done) | hit)
-                    done = nxt.get(keys.done).reshape(self.batch)
-            td.set(keys.traj_ids, self._ids.clone())
-            rows.append(td.exclude(_RESET))
-            root = step_mdp(td, exclude_action=True)
+            td.set(keys.traj_ids, self._ids)
+            if combined:  # the env steps, moves to the next root and resets finished rows
+                td, root = env.step_and_maybe_reset(td)
+                done = td.get((keys.next, keys.done)).reshape(self.batch)
+            else:
+                td = env.step(td)
+                self._steps = self._steps + 1
+                nxt = td.get(keys.next)
+                if max_steps is not None:
+                    hit = (self._steps >= max_steps).reshape(*self.batch, 1)
+                    if hit.any():
+                        nxt.set(keys.truncated, nxt.get(keys.truncated) | hit)
+                        nxt.set(keys.done, nxt.get(keys.done) | hit)
+                done = nxt.get(keys.done).reshape(self.batch)
+                root = to_root(td)
+                if done.any():
+                    root = self._reset_done(root, done)
+            rows.append(td)
             if done.any():
-                root = self._reset_done(root, done)
-                n = int(done.sum())
                 self._ids = self._ids.clone()
-                self._ids[done] = counter.take(n)
+                self._ids[done] = counter.take(int(done.sum()))
                 self._steps = torch.where(done, 0, self._steps)
-            td = (
-                root.exclude(keys.traj_ids[0])
-                if root.get(keys.traj_ids[0], None) is not None
-                else root
-            )
+            td = root.exclude(keys.traj_ids[0])
         self._td = td
         out = torch.stack(rows, dim=len(self.batch))
         return out.contiguous() if hasattr(out, "contiguous") else out

@@ -1,0 +1,1 @@
+"""The ``rldata`` command line: thin click commands over :mod:`rldata.api`."""

@@ -1,0 +1,136 @@
+"""``rldata collect ENV_ID --frames N --out PATH``: record a dataset from a gymnasium env."""
+
+from __future__ import annotations
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rldata import api
+
+
+def _backends() -> list[str]:
+    from rldata import stores
+
+    return list(stores.backends())
+
+
+class _Bar:
+    """A rich progress bar showing frames, frames/s, episodes and mean return."""
+
+    def __init__(self, total: int, label: str, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} frames"),
+            TextColumn("{task.fields[fps]:,.0f} frames/s"),
+            TextColumn("{task.fields[episodes]} episodes"),
+            TextColumn("mean return {task.fields[ret]}"),
+            TimeElapsedColumn(),
+            disable=not enabled,
+            transient=False,
+        )
+        self.task = self.progress.add_task(label, total=total, fps=0.0, episodes=0, ret="-")
+        self._started = False
+
+    def __call__(self, stats: api.RecordStats) -> None:
+        if not self._started:  # only once every input was checked and recording began
+            self._started = True
+            self.progress.start()
+        ret = "-" if stats.mean_return is None else f"{stats.mean_return:.2f}"
+        self.progress.update(
+            self.task, completed=stats.frames, fps=stats.fps, episodes=stats.episodes, ret=ret
+        )
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._started:
+            self.progress.stop()
+
+
+@click.command()
+@click.argument("env_id")
+@click.option("--frames", type=int, required=True, help="Transitions to record.")
+@click.option("--out", "out", type=click.Path(), required=True, help="Store path to write.")
+@click.option(
+    "--backend",
+    default="memmap",
+    show_default=True,
+    help="Store backend: one of rldata.stores.backends() (memmap, zarr, parquet, hdf5 as installed).",
+)
+@click.option(
+    "--policy",
+    default="random",
+    show_default=True,
+    help="'random' or a policy checkpoint saved by rldata.",
+)
+@click.option(
+    "--num-envs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Envs per worker (a vector env when > 1).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes (Ray actors with --ray).",
+)
+@click.option(
+    "--ray", "use_ray", is_flag=True, help="Collect with Ray actors, each recording its own shard."
+)
+@click.option("--seed", type=int, default=None, help="Seed for envs and random actions.")
+@click.option(
+    "--commit-every",
+    type=int,
+    default=api.DEFAULT_COMMIT_EVERY,
+    show_default=True,
+    help="Frames between commits.",
+)
+@click.option(
+    "--resume", is_flag=True, help="Append to an existing store; trajectory ids continue."
+)
+@click.option("--force", is_flag=True, help="Replace an existing store.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def collect(
+    env_id: str,
+    frames: int,
+    out: str,
+    backend: str,
+    policy: str,
+    num_envs: int,
+    workers: int,
+    use_ray: bool,
+    seed: int | None,
+    commit_every: int,
+    resume: bool,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Record FRAMES transitions of ENV_ID into the store at --out."""
+    if backend not in _backends():
+        raise click.ClickException(f"unknown backend {backend!r}; choose one of {_backends()}")
+    with _Bar(frames, env_id, enabled=not quiet) as bar:
+        summary = api.collect(
+            env_id,
+            frames=frames,
+            out=out,
+            backend=backend,
+            policy=policy,
+            num_envs=num_envs,
+            workers=workers,
+            ray=use_ray,
+            seed=seed,
+            commit_every=commit_every,
+            resume=resume,
+            force=force,
+            progress=bar,
+        )
+    mean = "-" if summary.mean_return is None else f"{summary.mean_return:.3f}"
+    click.echo(
+        f"recorded {summary.frames} frames ({summary.episodes} finished episodes, mean return {mean}) "
+        f"into {summary.path} [{summary.backend}]: {summary.store_rows} rows"
+    )

@@ -1,0 +1,30 @@
+"""``rldata``: the command group and its console entry point (``rldata = "cli.main:main"``)."""
+
+from __future__ import annotations
+
+import click
+
+from cli._errors import RldataGroup
+from cli.collect import collect
+from cli.inspect import info, verify
+from rldata import __version__
+
+
+@click.group(cls=RldataGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rldata")
+def rldata() -> None:
+    """Record RL experience into replay stores, inspect them, and train from them."""
+
+
+rldata.add_command(collect)
+rldata.add_command(info)
+rldata.add_command(verify)
+
+
+def main() -> None:
+    """Console entry point."""
+    rldata(prog_name="rldata")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,485 @@
+"""The compositions the CLI calls: record a collector into a store, collect a dataset from an env id.
+
+Collectors never touch the disk and stores never run environments; this module joins
+them. :func:`record` pulls TED batches from a collector (or an environment it wraps in
+one), appends them to a store and commits every ``commit_every`` frames and on exit, so a
+crash loses at most the frames since the last commit. :func:`collect` builds everything
+from plain values (env id, backend name, policy path) after checking all of them, so a
+bad input fails before anything is written.
+
+Examples:
+    >>> import rldata
+    >>> from rldata.envs import GymEnv
+    >>> summary = rldata.record(GymEnv("Pendulum-v1"), "datasets/pendulum", frames=10_000)  # doctest: +SKIP
+    >>> summary.episodes                                                                     # doctest: +SKIP
+    50
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+
+from rldata import __version__
+from rldata import stores as _stores
+from rldata.collectors import MultiSyncDataCollector, SyncDataCollector
+from rldata.collectors.policies import load_policy
+from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError, UnknownBackendError
+from rldata.ted import TED_KEYS
+
+DEFAULT_COMMIT_EVERY = 10_000
+DEFAULT_FRAMES_PER_BATCH = 1000
+MANIFEST = "rldata.json"
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordStats:
+    """Running figures of a recording, handed to the progress callback after each batch."""
+
+    frames: int = 0
+    target: int = 0
+    episodes: int = 0
+    returns_sum: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    commits: int = 0
+    _open: dict[int, float] = field(default_factory=dict, repr=False)
+
+    @property
+    def mean_return(self) -> float | None:
+        """Mean return of the episodes finished so far (None before the first one)."""
+        return self.returns_sum / self.episodes if self.episodes else None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(time.perf_counter() - self.started, 1e-9)
+
+    def update(self, rows: TensorDictBase) -> None:
+        """Account for flat TED rows ``[N]`` (rows of one trajectory in time order)."""
+        self.frames += rows.numel()
+        ids = rows.get(TED_KEYS.traj_ids)
+        reward = rows.get(TED_KEYS.nxt(TED_KEYS.reward)).reshape(len(ids), -1).sum(-1)
+        done = rows.get(TED_KEYS.nxt(TED_KEYS.done)).reshape(-1)
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        sums = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, reward.double())
+        for i, s in zip(uniq.tolist(), sums.tolist()):
+            self._open[i] = self._open.get(i, 0.0) + s
+        for i in ids[done].tolist():
+            self.returns_sum += self._open.pop(i, 0.0)
+            self.episodes += 1
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """What a recording did: where, how many frames and episodes, and the store's size."""
+
+    path: str
+    backend: str
+    frames: int
+    episodes: int
+    mean_return: float | None
+    store_rows: int
+    first_traj_id: int
+    seconds: float
+    shards: tuple[str, ...] = ()
+
+
+Progress = Callable[[RecordStats], None]
+
+
+# --- record -----------------------------------------------------------------------------------
+
+
+def _is_collector(obj: Any) -> bool:
+    return (
+        hasattr(obj, "__iter__") and hasattr(obj, "frames_per_batch") and not hasattr(obj, "step")
+    )
+
+
+def _frames(frames: int) -> int:
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames <= 0:
+        raise ConfigError(f"frames must be a positive integer, got {frames!r}")
+    return frames
+
+
+def _flat_rows(batch: TensorDictBase, keep_steps: int | None) -> TensorDictBase:
+    """``[*B, T]`` -> ``[N]`` rows, env-major so each trajectory stays in time order."""
+    if keep_steps is not None:
+        batch = batch[..., :keep_steps]
+    return batch.reshape(-1)
+
+
+def record(
+    collector_or_env: Any,
+    store_or_path: Any,
+    *,
+    frames: int,
+    policy: Any = None,
+    commit_every: int | None = DEFAULT_COMMIT_EVERY,
+    backend: str = "memmap",
+    resume: bool = False,
+    force: bool = False,
+    frames_per_batch: int | None = None,
+    env_id: str | None = None,
+    env_kwargs: dict | None = None,
+    provenance: dict | None = None,
+    progress: Progress | None = None,
+) -> RecordSummary:
+    """Record ``frames`` transitions from a collector (or env) into a store.
+
+    Trajectory ids are shifted by the store's ``next_traj_id()`` so they continue the
+    ids already stored (0 for a new store). The store is committed every
+    ``commit_every`` frames and when recording ends, also on an exception.
+
+    Args:
+        collector_or_env: a collector, or an environment to wrap in a
+            :class:`SyncDataCollector` running ``policy``.
+        store_or_path: an open writable store, or a path to create (or resume).
+        frames: transitions to record (rounded up to the env's batch size).
+        policy: the policy for an environment (None: random actions).
+        commit_every: frames between commits (None: only at the end).
+        backend: store backend when creating from a path.
+        resume: append to an existing store at the path.
+        force: replace an existing store at the path.
+        frames_per_batch: collector batch size when wrapping an env.
+        env_id / env_kwargs / provenance: recorded in a new store's manifest.
+        progress: called with :class:`RecordStats` after each batch.
+
+    Raises:
+        ConfigError: bad ``frames`` / ``commit_every``.
+        StoreExistsError: the path holds a store and neither ``resume`` nor ``force``.
+    """
+    frames = _frames(frames)
+    if commit_every is not None:
+        _frames_named("commit_every", commit_every)
+    owns_collector = not _is_collector(collector_or_env)
+    if owns_collector:
+        env = collector_or_env
+        fpb = frames_per_batch or _batch_size_for(frames, int(torch.Size(env.batch_size).numel()))
+        collector = SyncDataCollector(env, policy, frames_per_batch=fpb)
+        specs = _env_specs(env)
+        env_id = env_id or getattr(env, "env_id", None)
+        env_kwargs = (
+            env_kwargs if env_kwargs is not None else dict(getattr(env, "gym_kwargs", {}) or {})
+        )
+    else:
+        collector = collector_or_env
+        specs = _env_specs(getattr(collector, "env", None))
+    owns_store = isinstance(store_or_path, (str, os.PathLike))
+    if owns_store:
+        store = open_for_writing(
+            os.fspath(store_or_path),
+            backend=backend,
+            resume=resume,
+            force=force,
+            specs=specs,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            provenance=provenance,
+            commit_every=commit_every,
+        )
+    else:
+        store = store_or_path
+    try:
+        return _record_into(collector, store, frames, commit_every, progress)
+    finally:
+        if owns_store:
+            store.close()
+        if owns_collector:
+            collector.shutdown()
+
+
+def _frames_named(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _batch_size_for(frames: int, rows: int) -> int:
+    """A collector batch: at most ``DEFAULT_FRAMES_PER_BATCH``, a multiple of ``rows`` envs."""
+    steps = max(1, min(DEFAULT_FRAMES_PER_BATCH, frames) // rows)
+    return steps * rows
+
+
+def _record_into(
+    collector: Any, store: Any, frames: int, commit_every: int | None, progress: Progress | None
+) -> RecordSummary:
+    base = int(store.next_traj_id())
+    stats = RecordStats(target=frames)
+    since_commit = 0
+    start = time.perf_counter()
+    iterator = iter(collector)
+    while stats.frames < frames:
+        batch = next(iterator)
+        rows_per_step = batch.numel() // batch.shape[-1] if batch.batch_dims > 1 else 1
+        need = frames - stats.frames
+        keep = None
+        if batch.numel() > need:
+            keep = -(-need // rows_per_step)
+        rows = _flat_rows(batch, keep)
+        if base:
+            rows.set(TED_KEYS.traj_ids, rows.get(TED_KEYS.traj_ids) + base)
+        store.append(rows)
+        stats.update(rows)
+        since_commit += rows.numel()
+        if commit_every is not None and since_commit >= commit_every:
+            store.commit()
+            stats.commits += 1
+            since_commit = 0
+        if progress is not None:
+            progress(stats)
+    store.commit()
+    stats.commits += 1
+    if progress is not None:
+        progress(stats)
+    return RecordSummary(
+        path=str(store.path),
+        backend=str(store.backend),
+        frames=stats.frames,
+        episodes=stats.episodes,
+        mean_return=stats.mean_return,
+        store_rows=len(store),
+        first_traj_id=base,
+        seconds=time.perf_counter() - start,
+    )
+
+
+# --- stores: create, resume, force ---------------------------------------------------------
+
+
+def _check_backend(backend: str) -> None:
+    names = _stores.backends()
+    if backend not in names:
+        raise UnknownBackendError(f"unknown backend {backend!r}; choose one of {names}")
+
+
+def check_destination(path: str, *, resume: bool, force: bool) -> None:
+    """Fail early (before anything is built) if ``path`` cannot be written as asked."""
+    if resume and force:
+        raise ConfigError("--resume and --force exclude each other: append, or replace?")
+    exists = os.path.exists(os.path.join(path, MANIFEST))
+    if resume and not exists:
+        raise StoreNotFoundError(f"--resume: no rldata store at {path!r} (no {MANIFEST})")
+    if not exists and os.path.isdir(path) and os.listdir(path):
+        raise StoreExistsError(
+            f"{path!r} is a non-empty directory that is not an rldata store; refusing to write there"
+        )
+    if exists and not (resume or force):
+        raise StoreExistsError(
+            f"a store already exists at {path!r}; pass --resume to append or --force to replace it"
+        )
+
+
+def open_for_writing(
+    path: str,
+    *,
+    backend: str = "memmap",
+    resume: bool = False,
+    force: bool = False,
+    specs: Any = None,
+    env_id: str | None = None,
+    env_kwargs: dict | None = None,
+    provenance: dict | None = None,
+    commit_every: int | None = None,
+) -> Any:
+    """Create a store at ``path``, reopen it for appending (``resume``), or replace it (``force``)."""
+    check_destination(path, resume=resume, force=force)
+    if resume:
+        store = _stores.open(path, mode="a")
+        if env_id is not None and store.env_id not in (None, env_id):
+            store.close()
+            raise ConfigError(
+                f"--resume: the store at {path!r} was recorded from {store.env_id!r}, not {env_id!r}"
+            )
+        return store
+    _check_backend(backend)
+    if force and os.path.exists(os.path.join(path, MANIFEST)):
+        # take the writer lock first so that we never delete a store someone is writing
+        _stores.open(path, mode="a").close()
+        shutil.rmtree(path)
+    return _stores.create(
+        path,
+        backend=backend,
+        specs=specs,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        provenance=provenance,
+        commit_every=commit_every,
+    )
+
+
+def _env_specs(env: Any) -> Any:
+    """The env's per-env specs as one Composite (observation, action, reward, done), or None."""
+    if env is None or not hasattr(env, "observation_spec"):
+        return None
+    from rldata.collectors.policies import _unbatched
+    from rldata.specs import Composite
+
+    nb = len(env.batch_size)
+    out = Composite({})
+    for key in env.observation_spec.keys(True, True):
+        out[key] = _unbatched(env.observation_spec[key], nb)
+    out["action"] = _unbatched(env.action_spec, nb)
+    out[("next", "reward")] = _unbatched(env.reward_spec, nb)
+    return out
+
+
+# --- collect: the CLI's composition ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvFactory:
+    """A picklable ``() -> GymEnv`` for worker processes and Ray actors."""
+
+    env_id: str
+    env_kwargs: tuple[tuple[str, Any], ...] = ()
+    num_envs: int | None = None
+
+    def __call__(self) -> Any:
+        from rldata.envs import GymEnv
+
+        return GymEnv(self.env_id, num_envs=self.num_envs, **dict(self.env_kwargs))
+
+
+def provenance_for(
+    env_id: str,
+    env_kwargs: dict,
+    policy: str,
+    seed: int | None,
+    num_envs: int,
+    workers: int,
+    ray: bool,
+) -> dict[str, Any]:
+    """What a dataset records about how it was made."""
+    import gymnasium
+
+    return {
+        "policy": policy,
+        "seed": seed,
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "num_envs": num_envs,
+        "workers": workers,
+        "ray": ray,
+        "gymnasium_version": gymnasium.__version__,
+        "rldata_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "created_by": "rldata.collect",
+    }
+
+
+def collect(
+    env_id: str,
+    *,
+    frames: int,
+    out: str,
+    backend: str = "memmap",
+    policy: str = "random",
+    num_envs: int = 1,
+    workers: int = 1,
+    ray: bool = False,
+    seed: int | None = None,
+    commit_every: int | None = DEFAULT_COMMIT_EVERY,
+    resume: bool = False,
+    force: bool = False,
+    env_kwargs: dict | None = None,
+    progress: Progress | None = None,
+) -> RecordSummary:
+    """Record a dataset from a gymnasium env id: what ``rldata collect`` runs.
+
+    Every input is checked before the store is touched (frames, backend, destination,
+    env id, policy checkpoint and its specs), so a mistake writes nothing.
+
+    Args:
+        env_id: a registered gymnasium id.
+        frames: transitions to record.
+        out: the store path.
+        backend: a name from ``rldata.stores.backends()``.
+        policy: ``"random"`` or the path of a checkpoint saved by
+            :func:`rldata.collectors.policies.save_policy`.
+        num_envs: envs per worker (a gymnasium vector env when > 1).
+        workers: worker processes (or Ray actors with ``ray``).
+        ray: collect with Ray actors, each recording its own shard.
+        seed: seed for envs and random actions.
+        commit_every: frames between commits.
+        resume: append to the store at ``out`` (trajectory ids continue).
+        force: replace the store at ``out``.
+        env_kwargs: passed to ``gymnasium.make``.
+        progress: called with :class:`RecordStats` after each batch.
+    """
+    frames = _frames(frames)
+    num_envs = _frames_named("num_envs", num_envs)
+    workers = _frames_named("workers", workers)
+    if commit_every is not None:
+        _frames_named("commit_every", commit_every)
+    env_kwargs = dict(env_kwargs or {})
+    if not resume:
+        _check_backend(backend)
+    check_destination(out, resume=resume, force=force)
+    factory = EnvFactory(
+        env_id, tuple(sorted(env_kwargs.items())), num_envs if num_envs > 1 else None
+    )
+    probe = factory()  # raises EnvNotFoundError for an unknown id
+    try:
+        net = None if policy == "random" else load_policy(policy, env=probe)
+        specs = _env_specs(probe)
+    finally:
+        probe.close()
+    prov = provenance_for(env_id, env_kwargs, policy, seed, num_envs, workers, ray)
+    if ray:
+        from rldata._shards import record_sharded
+
+        return record_sharded(
+            factory,
+            net,
+            out,
+            frames=frames,
+            workers=workers,
+            backend=backend,
+            seed=seed,
+            commit_every=commit_every,
+            resume=resume,
+            force=force,
+            specs=specs,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            provenance=prov,
+            progress=progress,
+        )
+    rows = num_envs * workers
+    fpb = _batch_size_for(frames, rows)
+    if workers > 1:
+        collector: Any = MultiSyncDataCollector(
+            factory, net, frames_per_batch=fpb, num_workers=workers
+        )
+    else:
+        collector = SyncDataCollector(factory, net, frames_per_batch=fpb)
+    try:
+        if seed is not None:
+            collector.set_seed(seed)
+        store = open_for_writing(
+            out,
+            backend=backend,
+            resume=resume,
+            force=force,
+            specs=specs,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            provenance=prov,
+            commit_every=commit_every,
+        )
+        try:
+            return _record_into(collector, store, frames, commit_every, progress)
+        finally:
+            store.close()
+    finally:
+        collector.shutdown()

@@ -1,0 +1,218 @@
+"""Policy checkpoints a collector can run: a small, safe format (no pickle).
+
+A checkpoint is one ``torch.save`` file holding plain data only, so it loads with
+``torch.load(..., weights_only=True)``:
+
+``{"format": "rldata.policy", "version": 1, "arch": "<JSON>", "state_dict": {...}}``
+
+The JSON names the architecture (an MLP from :mod:`rldata.modules` with its sizes and
+activation) and the observation/action specs it was built for; loading rebuilds the
+network from that description, loads the weights, and checks the specs against the
+environment it is meant to act in.
+
+Examples:
+    >>> policy = mlp_policy(env.observation_spec, env.action_spec, num_cells=[64, 64])  # doctest: +SKIP
+    >>> save_policy(policy, "runs/pendulum/policy.pt")                                # doctest: +SKIP
+    >>> policy = load_policy("runs/pendulum/policy.pt", env=env)                       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from rldata.errors import ConfigError, SpecError
+from rldata.modules import MLP, Actor
+from rldata.specs import Bounded, Categorical, OneHot, TensorSpec, Unbounded, spec_from_json
+
+FORMAT = "rldata.policy"
+VERSION = 1
+_ACTIVATIONS = {"Tanh": nn.Tanh, "ReLU": nn.ReLU, "ELU": nn.ELU}
+
+
+def _unbatched(spec: TensorSpec, batch_dims: int) -> TensorSpec:
+    """The per-env spec of a spec with ``batch_dims`` leading batch dims."""
+    if batch_dims == 0:
+        return spec
+    shape = tuple(spec.shape[batch_dims:])
+    if isinstance(spec, Bounded):
+        low = spec.low.reshape(-1, *shape)[0]
+        high = spec.high.reshape(-1, *shape)[0]
+        return Bounded(low, high, shape, dtype=spec.dtype)
+    if isinstance(spec, OneHot):
+        return OneHot(spec.n, shape, dtype=spec.dtype)
+    if isinstance(spec, Categorical):
+        return Categorical(spec.n, shape, dtype=spec.dtype)
+    if isinstance(spec, Unbounded):
+        return Unbounded(shape, dtype=spec.dtype)
+    raise SpecError(
+        f"policy checkpoints support Bounded, Unbounded, OneHot and Categorical actions, got {type(spec).__name__}"
+    )
+
+
+class _ActionHead(nn.Module):
+    """Maps the MLP's output into the action spec: tanh-scaled bounds, or a one-hot/index argmax."""
+
+    def __init__(self, net: nn.Module, action: TensorSpec) -> None:
+        super().__init__()
+        self.net = net
+        self.kind = type(action).__name__
+        self.n = int(getattr(action, "n", 0) or 0)
+        self.dtype = action.dtype
+        if isinstance(action, Bounded):
+            self.register_buffer("low", action.low.clone().to(torch.float32))
+            self.register_buffer("high", action.high.clone().to(torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        out = self.net(obs.to(torch.float32))
+        if self.kind == "Bounded":
+            return (self.low + (torch.tanh(out) + 1) * 0.5 * (self.high - self.low)).to(self.dtype)
+        if self.kind == "OneHot":
+            return nn.functional.one_hot(out.argmax(-1), self.n).to(self.dtype)
+        if self.kind == "Categorical":
+            return out.argmax(-1).to(self.dtype)
+        return out.to(self.dtype)
+
+
+def mlp_policy(
+    observation_spec: Any,
+    action_spec: TensorSpec,
+    num_cells: Sequence[int] = (64, 64),
+    activation: str = "Tanh",
+    batch_dims: int = 0,
+) -> Actor:
+    """A deterministic MLP actor ``observation -> action`` that can be saved as a checkpoint.
+
+    Args:
+        observation_spec: the env's observation Composite (or the ``"observation"`` leaf).
+        action_spec: the env's action spec.
+        num_cells: hidden layer sizes.
+        activation: ``"Tanh"``, ``"ReLU"`` or ``"ELU"``.
+        batch_dims: leading batch dims of the specs (``len(env.batch_size)``).
+    """
+    obs = observation_spec["observation"] if hasattr(observation_spec, "keys") else observation_spec
+    arch = {
+        "kind": "mlp",
+        "obs_key": "observation",
+        "obs_shape": list(obs.shape[batch_dims:]),
+        "obs_dtype": str(obs.dtype).replace("torch.", ""),
+        "action_spec": _unbatched(action_spec, batch_dims).to_json(),
+        "num_cells": [int(c) for c in num_cells],
+        "activation": activation,
+    }
+    return _build(arch)
+
+
+def _build(arch: dict[str, Any]) -> Actor:
+    if arch.get("kind") != "mlp":
+        raise ConfigError(
+            f"policy checkpoint: unknown architecture kind {arch.get('kind')!r}; expected 'mlp'"
+        )
+    if arch["activation"] not in _ACTIVATIONS:
+        raise ConfigError(
+            f"policy checkpoint: activation {arch['activation']!r} not in {sorted(_ACTIVATIONS)}"
+        )
+    action = spec_from_json(arch["action_spec"])
+    in_features = 1
+    for d in arch["obs_shape"]:
+        in_features *= int(d)
+    n = int(getattr(action, "n", 0) or 0)
+    out_features = (
+        n if isinstance(action, (OneHot, Categorical)) else int(torch.Size(action.shape).numel())
+    )
+    net = MLP(
+        in_features,
+        out_features,
+        num_cells=list(arch["num_cells"]),
+        activation_class=_ACTIVATIONS[arch["activation"]],
+    )
+    actor = Actor(
+        _ActionHead(net, action), in_keys=[arch["obs_key"]], out_keys=["action"], spec=action
+    )
+    actor.rldata_arch = arch
+    return actor
+
+
+def save_policy(policy: Actor, path: str | os.PathLike) -> None:
+    """Write ``policy`` (built by :func:`mlp_policy`) as a weights-only checkpoint."""
+    arch = getattr(policy, "rldata_arch", None)
+    if arch is None:
+        raise ConfigError(
+            "save_policy needs a policy built by rldata.collectors.policies.mlp_policy"
+        )
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": json.dumps(arch),
+        "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
+    }
+    torch.save(payload, os.fspath(path))
+
+
+def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
+    """Rebuild a policy from a checkpoint written by :func:`save_policy`.
+
+    Args:
+        path: the checkpoint file.
+        env: if given, the observation and action specs must match this env's.
+
+    Raises:
+        ConfigError: the file is missing, not an rldata policy checkpoint, or malformed.
+        SpecError: the policy's specs do not match ``env``'s (the message names both).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"policy checkpoint not found: {path!r} (give 'random' or a file saved by rldata)"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user mistake
+        raise ConfigError(
+            f"{path!r} is not a policy checkpoint readable with weights_only=True: {err}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(
+            f"{path!r} is not an rldata policy checkpoint (format {FORMAT!r} expected)"
+        )
+    if int(payload.get("version", -1)) > VERSION:
+        raise ConfigError(
+            f"{path!r}: policy checkpoint version {payload['version']} is newer than {VERSION}"
+        )
+    arch = json.loads(payload["arch"])
+    policy = _build(arch)
+    try:
+        policy.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise ConfigError(
+            f"{path!r}: weights do not fit the described architecture: {err}"
+        ) from None
+    if env is not None:
+        check_policy_matches(arch, env, path)
+    return policy
+
+
+def check_policy_matches(arch: dict[str, Any], env: Any, where: str = "policy") -> None:
+    """Raise :class:`SpecError` unless the checkpoint's specs are the env's (per env, unbatched)."""
+    nb = len(env.batch_size)
+    obs = env.observation_spec.get(arch["obs_key"])
+    if obs is None:
+        raise SpecError(
+            f"{where}: policy reads {arch['obs_key']!r} but the env observes {env.observation_spec.keys(True, True)}"
+        )
+    env_obs = (list(obs.shape[nb:]), str(obs.dtype).replace("torch.", ""))
+    if env_obs != (arch["obs_shape"], arch["obs_dtype"]):
+        raise SpecError(
+            f"{where}: policy expects observation shape {arch['obs_shape']} {arch['obs_dtype']}, "
+            f"env gives {env_obs[0]} {env_obs[1]}"
+        )
+    env_act = _unbatched(env.action_spec, nb).to_json()
+    if env_act != arch["action_spec"]:
+        raise SpecError(
+            f"{where}: policy action spec {arch['action_spec']} does not match the env's {env_act}"
+        )
