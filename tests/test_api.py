@@ -1,0 +1,138 @@
+"""rldata.api: record() joins a collector to a store; collect() builds it all from plain values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rldata import api, stores
+from rldata.collectors import SyncDataCollector
+from rldata.collectors.policies import mlp_policy, save_policy
+from rldata.envs import GymEnv
+from rldata.errors import (
+    ConfigError,
+    EnvNotFoundError,
+    SpecError,
+    StoreExistsError,
+    UnknownBackendError,
+)
+
+
+def _rows(path):
+    with stores.open(path) as store:
+        return store.get(slice(0, len(store))), stores.first_fault(store), store.next_traj_id()
+
+
+def _assert_trajectories(rows):
+    """Rows grouped by traj id are contiguous in time: next obs of t == obs of t+1; dones end them."""
+    ids = rows["collector", "traj_ids"]
+    for i in ids.unique().tolist():
+        ep = rows[ids == i]
+        assert torch.equal(ep["next", "observation"][:-1], ep["observation"][1:])
+        assert not ep["next", "done"][:-1].any()
+
+
+def test_record_an_env_into_a_new_store(tmp_path):
+    summary = api.record(
+        GymEnv("Pendulum-v1", max_episode_steps=30), tmp_path / "ds", frames=100, commit_every=40
+    )
+    rows, fault, next_id = _rows(tmp_path / "ds")
+    assert fault is None
+    assert len(rows) == summary.store_rows == summary.frames == 100
+    assert summary.episodes == 3 and next_id == 4  # 3 finished + the cut 4th
+    _assert_trajectories(rows)
+
+
+def test_record_batched_env_keeps_each_trajectory_in_time_order(tmp_path):
+    api.record(GymEnv("Pendulum-v1", num_envs=3, max_episode_steps=7), tmp_path / "ds", frames=90)
+    rows, fault, _ = _rows(tmp_path / "ds")
+    assert fault is None and len(rows) == 90
+    _assert_trajectories(rows)
+
+
+def test_record_resume_continues_trajectory_ids(tmp_path):
+    path = tmp_path / "ds"
+    api.record(GymEnv("CartPole-v1"), path, frames=50)
+    _, _, first_next = _rows(path)
+    summary = api.record(GymEnv("CartPole-v1"), path, frames=30, resume=True)
+    rows, fault, _ = _rows(path)
+    assert fault is None and len(rows) == 80
+    assert summary.first_traj_id == first_next
+    assert rows["collector", "traj_ids"][50:].min() == first_next
+
+
+def test_record_a_collector(tmp_path):
+    collector = SyncDataCollector(GymEnv("Pendulum-v1"), None, frames_per_batch=16)
+    summary = api.record(collector, tmp_path / "ds", frames=40)
+    assert summary.frames == 40 and _rows(tmp_path / "ds")[0].batch_size == torch.Size([40])
+
+
+def test_existing_store_needs_resume_or_force(tmp_path):
+    path = tmp_path / "ds"
+    api.record(GymEnv("Pendulum-v1"), path, frames=20)
+    with pytest.raises(StoreExistsError, match="--resume"):
+        api.record(GymEnv("Pendulum-v1"), path, frames=20)
+    assert len(_rows(path)[0]) == 20
+    api.record(GymEnv("Pendulum-v1"), path, frames=10, force=True)
+    assert len(_rows(path)[0]) == 10
+
+
+BAD = {
+    "zero frames": (dict(frames=0), ConfigError),
+    "negative frames": (dict(frames=-3), ConfigError),
+    "unknown backend": (dict(frames=10, backend="nope"), UnknownBackendError),
+    "unknown env id": (dict(frames=10, env_id="NoSuchEnv-v0"), EnvNotFoundError),
+    "resume and force": (dict(frames=10, resume=True, force=True), ConfigError),
+    "zero workers": (dict(frames=10, workers=0), ConfigError),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_collect_bad_input_writes_nothing(tmp_path, case):
+    kwargs, error = BAD[case]
+    kwargs = dict(kwargs)
+    env_id = kwargs.pop("env_id", "Pendulum-v1")
+    with pytest.raises(error):
+        api.collect(env_id, out=str(tmp_path / "ds"), **kwargs)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_collect_with_a_policy_checkpoint_and_provenance(tmp_path):
+    env = GymEnv("Pendulum-v1")
+    save_policy(
+        mlp_policy(env.observation_spec, env.action_spec, num_cells=[16]), tmp_path / "pi.pt"
+    )
+    summary = api.collect(
+        "Pendulum-v1", frames=64, out=str(tmp_path / "ds"), policy=str(tmp_path / "pi.pt"), seed=1
+    )
+    assert summary.frames == 64
+    with stores.open(tmp_path / "ds") as store:
+        prov = store.provenance
+    assert prov["policy"] == str(tmp_path / "pi.pt") and prov["seed"] == 1
+    assert prov["env_id"] == "Pendulum-v1" and prov["gymnasium_version"] and prov["rldata_version"]
+
+
+def test_collect_refuses_a_policy_for_another_env(tmp_path):
+    env = GymEnv("CartPole-v1")
+    save_policy(mlp_policy(env.observation_spec, env.action_spec), tmp_path / "pi.pt")
+    with pytest.raises(SpecError, match="observation shape"):
+        api.collect(
+            "Pendulum-v1", frames=64, out=str(tmp_path / "ds"), policy=str(tmp_path / "pi.pt")
+        )
+    assert not (tmp_path / "ds").exists()
+
+
+def test_collect_with_two_worker_processes(tmp_path):
+    summary = api.collect(
+        "Pendulum-v1",
+        frames=200,
+        out=str(tmp_path / "ds"),
+        workers=2,
+        num_envs=2,
+        env_kwargs={"max_episode_steps": 20},
+        seed=0,
+    )
+    rows, fault, _ = _rows(tmp_path / "ds")
+    assert fault is None and len(rows) == summary.frames == 200
+    _assert_trajectories(rows)
+    assert summary.episodes == 8
