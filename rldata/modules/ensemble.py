@@ -107,7 +107,9 @@ class QEnsemble(nn.Module):
         for i in range(len(ws) // 2):
             x = torch.baddbmm(ws[2 * i + 1], x, ws[2 * i])
             act = self._acts[i]
-            if act is not None:
+            if isinstance(act, nn.ReLU):
+                x = x.relu_()  # baddbmm's backward does not read its output: in place is safe
+            elif act is not None:
                 x = act(x)
         return x
 

@@ -115,6 +115,10 @@ class SACLoss(LossModule):
         """How the actor aggregates the critics at its own action (SAC: minimum)."""
         return q_pi.amin(0)
 
+    def _extra_losses(self, td: TensorDictBase, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """More ``loss_*`` terms from the critics' ``q = Q(s, a)`` (CQL adds its penalty)."""
+        return {}
+
     # -- the update ---------------------------------------------------------------------
     def forward(self, td: TensorDictBase) -> TensorDict:
         obs = inputs(td, self._policy.in_keys)
@@ -143,6 +147,7 @@ class SACLoss(LossModule):
 
         q_d = q.detach()
         return self._out(
+            **self._extra_losses(td, q),
             loss_actor=loss_actor,
             loss_qvalue=loss_qvalue,
             loss_alpha=loss_alpha,

@@ -1,0 +1,112 @@
+"""CQL (Kumar et al. 2020), the CQL(H) variant on top of SAC.
+
+SAC's three losses plus ``loss_cql``: for each critic,
+``min_q_weight * (T logsumexp_j(Q(s, a_j) / T - log mu(a_j)) - Q(s, a_data))``, where the
+``a_j`` are ``num_random`` uniform actions and ``num_random`` policy actions at ``s``
+and at ``s'``, each corrected by its sampling density (importance sampling). It
+pushes down the value of actions the data does not support. The sampled actions
+carry no gradient: ``loss_cql`` trains only the critics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+
+from rldata.errors import ConfigError
+from rldata.objectives.common import inputs
+from rldata.objectives.sac import SACLoss
+
+
+def _repeat(xs: list[torch.Tensor], k: int) -> list[torch.Tensor]:
+    """``[B, d] -> [k * B, d]``, sample-major (row ``j * B + b`` is ``x[b]``)."""
+    return [x.unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:]) for x in xs]
+
+
+class CQLLoss(SACLoss):
+    """The CQL(H) loss (SAC-based).
+
+    Args:
+        actor_network, qvalue_network, num_qvalue_nets, alpha_init, fixed_alpha,
+            target_entropy, loss_function, gamma: as in :class:`~rldata.objectives.SACLoss`.
+        min_q_weight: weight of the conservative term (5.0 in the reference code).
+        num_random: actions sampled per state from each of the three proposals.
+        temperature: T of the logsumexp.
+        action_spec: bounds for the uniform proposal (default: the actor's ``low``/``high``
+            distribution arguments, else its ``spec``).
+    """
+
+    def __init__(
+        self,
+        actor_network: TensorDictModuleBase,
+        qvalue_network: TensorDictModuleBase,
+        *,
+        num_qvalue_nets: int = 2,
+        min_q_weight: float = 5.0,
+        num_random: int = 10,
+        temperature: float = 1.0,
+        action_spec: Any = None,
+        alpha_init: float = 1.0,
+        fixed_alpha: bool = False,
+        target_entropy: float | str = "auto",
+        loss_function: str = "l2",
+        gamma: float | None = None,
+    ) -> None:
+        super().__init__(
+            actor_network,
+            qvalue_network,
+            num_qvalue_nets=num_qvalue_nets,
+            alpha_init=alpha_init,
+            fixed_alpha=fixed_alpha,
+            target_entropy=target_entropy,
+            loss_function=loss_function,
+            gamma=gamma,
+        )
+        if num_random < 1:
+            raise ConfigError(f"num_random must be >= 1, got {num_random}")
+        low, high = self._bounds(action_spec)
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+        self.min_q_weight, self.num_random = float(min_q_weight), int(num_random)
+        self.temperature = float(temperature)
+
+    def _bounds(self, action_spec: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        kwargs = self._policy.kwargs
+        spec = action_spec if action_spec is not None else getattr(self.actor_network, "spec", None)
+        if spec is not None and getattr(spec, "low", None) is not None:
+            low, high = spec.low, spec.high
+        elif "low" in kwargs and "high" in kwargs:
+            low, high = kwargs["low"], kwargs["high"]
+        else:
+            raise ConfigError(
+                "CQLLoss needs the action bounds: pass action_spec=Bounded(...) or give the actor's "
+                "distribution low/high"
+            )
+        return torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
+
+    def _conservative(self, td: TensorDictBase, q_data: torch.Tensor) -> torch.Tensor:
+        """``min_q_weight * sum_i (T logsumexp(Q_i / T - log density) - mean Q_i(s, a))``."""
+        k = self.num_random
+        batch = q_data.shape[1]
+        with torch.no_grad():
+            obs_k = _repeat(inputs(td, self._policy.in_keys), k)
+            next_obs_k = _repeat(inputs(td, self._policy.in_keys, nxt=True), k)
+            a_cur, logp_cur = self._policy.sample(*obs_k)
+            a_next, logp_next = self._policy.sample(*next_obs_k)
+            low = self.action_low.expand_as(a_cur)
+            high = self.action_high.expand_as(a_cur)
+            a_rand = low + (high - low) * torch.rand_like(a_cur)
+            logp_rand = -torch.log(high - low).sum(-1)
+        state_3k = _repeat(inputs(td, self._state_keys), 3 * k)
+        actions = torch.cat([a_rand, a_cur, a_next], 0)
+        q = self.qvalue(*self._q_in(state_3k, actions)).reshape(-1, 3 * k, batch)  # [N, 3k, B]
+        log_density = torch.cat([logp_rand, logp_cur, logp_next], 0).reshape(3 * k, batch)
+        t = self.temperature
+        lse = t * torch.logsumexp(q / t - log_density, dim=1)  # [N, B]
+        return self.min_q_weight * (lse.mean(-1) - q_data.mean((1, 2))).sum()
+
+    def _extra_losses(self, td: TensorDictBase, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss_cql": self._conservative(td, q)}
