@@ -1,0 +1,196 @@
+"""Converting between gymnasium's numpy values and rldata's tensors, one space at a time.
+
+Each converter is built once per environment from its spaces, so the per-step work
+is a numpy cast and ``torch.from_numpy``. Observations: float64 Box values become
+float32, Discrete values become int64 indices. Actions: one-hot (or categorical)
+tensors become the integers gymnasium expects; values outside the action spec are a
+:class:`SpecError` naming the action, the given value and the allowed range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rldata.errors import SpecError
+from rldata.specs import Composite, MultiOneHot, OneHot, TensorSpec, from_gym_space
+
+ObsDecoder = Callable[[Any], dict[str, Any]]
+ActionEncoder = Callable[[torch.Tensor], Any]
+
+
+def _np_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def observation_spec(space: Any, device: torch.device | None) -> Composite:
+    """The observation Composite for a gymnasium observation space (unbatched).
+
+    A Dict or Tuple space gives one entry per sub-space; any other space gives one
+    ``"observation"`` entry. Discrete observations are categorical indices.
+    """
+    spec = from_gym_space(
+        space, categorical_action_encoding=True, device=device, float64_to_float32=True
+    )
+    if isinstance(spec, Composite):
+        return spec
+    return Composite({"observation": spec}, device=device)
+
+
+def observation_decoder(space: Any, spec: Composite) -> ObsDecoder:
+    """A function turning a gymnasium observation (batched or not) into ``{key: tensor}``."""
+    from gymnasium import spaces
+
+    def leaf(sub_spec: TensorSpec) -> Callable[[Any], torch.Tensor]:
+        dtype = _np_dtype(sub_spec.dtype)
+        return lambda x: torch.from_numpy(np.array(x, dtype=dtype))
+
+    def build(sp: Any, sp_spec: Composite) -> ObsDecoder:
+        if isinstance(sp, spaces.Dict):
+            parts = {k: _node(sub, sp_spec[k]) for k, sub in sp.spaces.items()}
+            return lambda obs: {k: f(obs[k]) for k, f in parts.items()}
+        if isinstance(sp, spaces.Tuple):
+            parts_t = [(str(i), _node(sub, sp_spec[str(i)])) for i, sub in enumerate(sp.spaces)]
+            return lambda obs: {k: f(obs[int(k)]) for k, f in parts_t}
+        conv = leaf(sp_spec["observation"])
+        return lambda obs: {"observation": conv(obs)}
+
+    def _node(sp: Any, sp_spec: Any) -> Callable[[Any], Any]:
+        if isinstance(sp_spec, Composite):
+            return build(sp, sp_spec)
+        return leaf(sp_spec)
+
+    return build(space, spec)
+
+
+def action_spec(space: Any, categorical: bool, device: torch.device | None) -> TensorSpec:
+    """The action spec of a gymnasium action space (unbatched); Dict/Tuple are refused."""
+    spec = from_gym_space(
+        space, categorical_action_encoding=categorical, device=device, float64_to_float32=True
+    )
+    if isinstance(spec, Composite):
+        raise SpecError(
+            f"action space {type(space).__name__} is not supported by GymEnv; supported: "
+            "Box, Discrete, MultiDiscrete, MultiBinary"
+        )
+    return spec
+
+
+def _fail(value: np.ndarray, expected: str) -> SpecError:
+    return SpecError(
+        f"action {np.asarray(value).tolist()} is outside the action spec: expected {expected}"
+    )
+
+
+def action_encoder(
+    space: Any, spec: TensorSpec, batch: tuple[int, ...], validate: bool = True
+) -> ActionEncoder:
+    """A function turning an action tensor ``[*batch, *spec.shape]`` into gymnasium's value.
+
+    With ``validate``, shape and values are checked (a handful of numpy comparisons).
+    """
+    from gymnasium import spaces
+
+    shape = (*batch, *spec.shape)
+    single = not batch
+
+    def to_numpy(action: torch.Tensor) -> np.ndarray:
+        if action.requires_grad:
+            action = action.detach()
+        if not action.is_cpu:
+            action = action.cpu()
+        x = action.numpy()
+        if x.shape != shape:
+            raise SpecError(f"action: expected shape {shape}, got {tuple(x.shape)}")
+        return x
+
+    if isinstance(space, spaces.Box):
+        low = np.asarray(space.low, dtype=np.float64)
+        high = np.asarray(space.high, dtype=np.float64)
+        bounded = bool(np.isfinite(low).any() or np.isfinite(high).any())
+        out_dtype = space.dtype
+        # small actions: compare python floats (a tenth of the cost of numpy reductions)
+        pairs = list(
+            zip(
+                np.tile(low.ravel(), max(1, int(np.prod(batch)))).tolist(),
+                np.tile(high.ravel(), max(1, int(np.prod(batch)))).tolist(),
+            )
+        )
+        small = len(pairs) <= 16
+
+        def inside(x: np.ndarray) -> bool:
+            if small:
+                return all(lo <= v <= hi for v, (lo, hi) in zip(x.ravel().tolist(), pairs))
+            return bool((x >= low).all() and (x <= high).all())
+
+        def box(action: torch.Tensor) -> np.ndarray:
+            x = to_numpy(action)
+            if validate and bounded and not inside(x):
+                raise _fail(x, f"values in [{low.tolist()}, {high.tolist()}]")
+            return x.astype(out_dtype, copy=False)
+
+        return box
+
+    if isinstance(space, spaces.Discrete):
+        n, start = int(space.n), int(space.start)
+        if isinstance(spec, OneHot):
+
+            def one_hot(action: torch.Tensor) -> Any:
+                x = to_numpy(action)
+                if validate and not (((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
+                    raise _fail(x, f"a one-hot vector of length {n}")
+                idx = x.argmax(-1)
+                return int(idx) + start if single else idx.astype(np.int64) + start
+
+            return one_hot
+
+        def categorical(action: torch.Tensor) -> Any:
+            x = to_numpy(action)
+            if validate and not ((x >= 0).all() and (x < n).all()):
+                raise _fail(x, f"an index in [0, {n})")
+            return int(x) + start if single else x.astype(np.int64) + start
+
+        return categorical
+
+    if isinstance(space, spaces.MultiDiscrete):
+        nvec = np.asarray(space.nvec).reshape(-1)
+        mstart = np.asarray(space.start).reshape(-1)
+        out_shape = (*batch, *space.shape)
+        if isinstance(spec, MultiOneHot):
+            bounds = np.cumsum(nvec)[:-1]
+
+            def multi_one_hot(action: torch.Tensor) -> np.ndarray:
+                x = to_numpy(action)
+                parts = np.split(x, bounds, axis=-1)
+                if validate and not all(
+                    ((p == 0) | (p == 1)).all() and (p.sum(-1) == 1).all() for p in parts
+                ):
+                    raise _fail(x, f"one-hot blocks of lengths {nvec.tolist()}")
+                idx = np.stack([p.argmax(-1) for p in parts], -1)
+                return (idx + mstart).reshape(out_shape).astype(space.dtype)
+
+            return multi_one_hot
+
+        def multi_categorical(action: torch.Tensor) -> np.ndarray:
+            x = to_numpy(action)
+            if validate and not ((x >= 0).all() and (x < nvec).all()):
+                raise _fail(x, f"indices below nvec={nvec.tolist()}")
+            return (x + mstart).reshape(out_shape).astype(space.dtype)
+
+        return multi_categorical
+
+    if isinstance(space, spaces.MultiBinary):
+        out_shape_b = (*batch, *space.shape)
+
+        def binary(action: torch.Tensor) -> np.ndarray:
+            x = to_numpy(action)
+            if validate and not ((x == 0) | (x == 1)).all():
+                raise _fail(x, "0/1 values")
+            return x.reshape(out_shape_b).astype(space.dtype)
+
+        return binary
+
+    raise SpecError(f"action space {type(space).__name__} is not supported by GymEnv")

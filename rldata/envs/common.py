@@ -1,0 +1,306 @@
+"""EnvBase: the TensorDict-in, TED-out environment contract every rldata env follows.
+
+``reset()`` returns the root of a TED row (observations and the three done flags),
+``step(td)`` reads ``td["action"]`` and writes what the step produced under
+``td["next"]``; ``rollout`` loops policy → step → move-to-root and stacks the rows.
+Subclasses only fill in specs and three private hooks (``_reset``, ``_step``,
+``_set_seed``); everything else, including partial resets of batched envs, lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+
+from rldata.envs._sampling import Sampler, make_sampler
+from rldata.envs._td import items as _items
+from rldata.envs._td import make_td, set_fast, stack_tds
+from rldata.errors import ConfigError, EnvClosedError, TedFormatError
+from rldata.specs import Categorical, Composite, TensorSpec
+from rldata.ted import TED_KEYS
+
+Policy = Callable[[TensorDictBase], TensorDictBase]
+
+RESET_KEY = "_reset"
+"""Boolean ``[*batch, 1]`` entry of a TensorDict given to ``reset``: which sub-envs to reset."""
+
+_MAX_SEED = 2**32 - 1
+
+
+def next_seed(seed: int) -> int:
+    """The seed to hand to the next environment or worker after ``seed`` (deterministic)."""
+    return int(np.random.default_rng(int(seed) % (2**63)).integers(0, _MAX_SEED))
+
+
+def done_spec_for(batch_size: torch.Size, device: torch.device | None) -> Composite:
+    """The standard ``done`` / ``terminated`` / ``truncated`` spec: bool ``[*batch, 1]`` each."""
+    shape = (*batch_size, 1)
+    flags = {k: Categorical(2, shape, device=device, dtype=torch.bool) for k in TED_KEYS.flags}
+    return Composite(flags, shape=batch_size, device=device)  # type: ignore[arg-type]
+
+
+class EnvBase:
+    """Base of every rldata environment: TensorDicts in, TED rows out.
+
+    A loop written against this class (a collector, an evaluator) may use:
+
+    - ``batch_size`` (``torch.Size``, ``[]`` or ``[n]``), ``device``,
+      ``observation_spec`` (Composite of the root entries a reset/step produces, besides the
+      flags), ``action_spec`` (leaf spec of ``"action"``), ``reward_spec`` (leaf spec of
+      ``("next", "reward")``), ``done_spec`` (Composite of the three flags);
+    - ``reset(td=None)``: a fresh root. Given a TensorDict holding a boolean ``"_reset"``
+      of shape ``[*batch, 1]``, only those sub-envs restart; the other rows keep the values
+      ``td`` holds for them (zeros where ``td`` holds none);
+    - ``rand_action(td=None)``, ``step(td)`` (adds ``"next"``, returns ``td``);
+    - ``step_and_maybe_reset(td) -> (td_with_next, next_root)``: one step, the ``"next"``
+      entries moved to the root, and finished sub-envs reset in that root. The finished
+      transition stays intact in ``td_with_next["next"]``. This is the fast path for loops;
+    - ``step_mdp(td)``: the root of the following step (``"next"`` moved up, reward and
+      action dropped), cheaper than :func:`rldata.ted.step_mdp`;
+    - ``rollout(...)``, ``set_seed(seed) -> next seed``, ``close()``, ``is_closed``.
+
+    Examples:
+        >>> env = GymEnv("Pendulum-v1")              # doctest: +SKIP
+        >>> td = env.reset()
+        >>> for _ in range(3):
+        ...     td = env.rand_action(td)             # or policy(td)
+        ...     td, root = env.step_and_maybe_reset(td)
+        ...     rows.append(td)                       # one TED row
+        ...     td = root
+
+    Subclasses set ``batch_size``, ``device`` and the four specs in ``__init__`` and
+    implement ``_reset(td | None) -> root td``, ``_step(td) -> next td``,
+    ``_set_seed(seed) -> next seed | None`` and ``_close()``.
+    """
+
+    action_key: str = "action"
+    reward_key: str = "reward"
+
+    def __init__(
+        self, batch_size: torch.Size | tuple[int, ...] = (), device: object = None
+    ) -> None:
+        self.batch_size = torch.Size(batch_size)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._closed = False
+        self._generator = torch.Generator()
+        self._generator.seed()
+        self._sampler: tuple[int, Sampler] | None = None
+
+    # -- specs -----------------------------------------------------------------------
+    observation_spec: Composite
+    action_spec: TensorSpec
+    reward_spec: TensorSpec
+    done_spec: Composite
+
+    @property
+    def observation_keys(self) -> list:
+        """Leaf keys of ``observation_spec`` (what ``reset`` and ``"next"`` hold besides flags)."""
+        return self.observation_spec.keys(True, True)
+
+    @property
+    def done_keys(self) -> list:
+        return self.done_spec.keys(True, True)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    # -- hooks for subclasses ----------------------------------------------------------------
+    def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+        raise NotImplementedError
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        raise NotImplementedError
+
+    def _set_seed(self, seed: int) -> int | None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        pass
+
+    # -- public API -------------------------------------------------------------------------
+    def _assert_open(self, what: str) -> None:
+        if self.is_closed:
+            raise EnvClosedError(f"{what}() called on {type(self).__name__} after close()")
+
+    def _get_action(self, tensordict: TensorDictBase) -> torch.Tensor:
+        action = tensordict.get(self.action_key, None)
+        if action is None:
+            raise TedFormatError(
+                f"step() needs an {self.action_key!r} entry; given keys: "
+                f"{sorted(str(k) for k in tensordict.keys(True, True))}"
+            )
+        return action
+
+    def reset(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
+        """A fresh root TensorDict; a ``"_reset"`` mask in ``tensordict`` restarts only those rows.
+
+        Entries of ``tensordict`` that the reset does not produce (e.g. a recurrent state
+        the caller set) are carried over, except ``"_reset"``, ``"next"`` and the action.
+        """
+        self._assert_open("reset")
+        out = self._reset(tensordict)
+        if tensordict is not None:
+            skip = {RESET_KEY, TED_KEYS.next, self.action_key}
+            for key, value in tensordict.items():
+                if key not in skip and out.get(key, None) is None:
+                    out.set(key, value)
+        return out
+
+    def step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Apply ``tensordict["action"]``; write the result under ``"next"`` and return ``tensordict``."""
+        self._assert_open("step")
+        nxt = self._step(tensordict)
+        if nxt.batch_size == tensordict.batch_size:
+            set_fast(tensordict, TED_KEYS.next, nxt)
+        else:
+            tensordict.set(TED_KEYS.next, nxt)
+        return tensordict
+
+    def step_mdp(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """The root for the next step: ``"next"`` entries moved up, reward and action dropped.
+
+        Other root entries (e.g. ``loc``/``scale`` a policy wrote) are kept, as
+        :func:`rldata.ted.step_mdp` does with its defaults. Tensors are shared, not copied.
+        """
+        nxt = tensordict.get(TED_KEYS.next)
+        src = dict(_items(nxt))
+        src.pop(self.reward_key, None)
+        skip = (TED_KEYS.next, self.action_key, RESET_KEY)
+        for key, value in _items(tensordict):
+            if key not in src and key not in skip:
+                src[key] = value
+        return make_td(src, tensordict.batch_size, tensordict.device)
+
+    def step_and_maybe_reset(
+        self, tensordict: TensorDictBase
+    ) -> tuple[TensorDictBase, TensorDictBase]:
+        """Step, move to the next root, and reset the sub-envs that finished.
+
+        Returns:
+            ``(tensordict_with_next, next_root)``: the TED row just produced (its ``"next"``
+            keeps the final observation of a finished episode) and the root to feed the
+            policy next (reset observations in the rows that finished).
+        """
+        tensordict = self.step(tensordict)
+        root = self.step_mdp(tensordict)
+        done = root.get(TED_KEYS.done)
+        if done.numel() == 1:
+            if bool(done):
+                root = self.reset(root)
+        elif bool(done.any()):
+            root.set(RESET_KEY, done.clone())
+            root = self.reset(root)
+            root = root.exclude(RESET_KEY)
+        return tensordict, root
+
+    def rand_action(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
+        """Write a uniformly random ``"action"`` (from the env's own seeded generator)."""
+        spec = self.action_spec
+        if self._sampler is None or self._sampler[0] != id(spec):
+            self._sampler = (id(spec), make_sampler(spec, self._generator))
+            self._sampler_spec = spec  # keep the spec alive so its id stays unique
+        action = self._sampler[1]()
+        if tensordict is None:
+            return make_td({self.action_key: action}, self.batch_size, self.device)
+        if tensordict.batch_size == self.batch_size:
+            set_fast(tensordict, self.action_key, action)
+        else:
+            tensordict.set(self.action_key, action)
+        return tensordict
+
+    def set_seed(self, seed: int) -> int:
+        """Seed the environment (next reset) and its random actions; return the next seed.
+
+        Two rollouts after the same ``set_seed`` are identical. The returned seed is
+        what to give the next environment so that several envs do not share one stream.
+        """
+        self._assert_open("set_seed")
+        self._generator.manual_seed(int(seed) % (2**63))
+        self._sampler = None  # drop random actions drawn ahead from the old stream
+        given = self._set_seed(int(seed))
+        return next_seed(seed) if given is None else given
+
+    def close(self) -> None:
+        """Release the simulator (or workers); later calls raise :class:`EnvClosedError`."""
+        if not self._closed:
+            self._close()
+        self._closed = True
+
+    def rollout(
+        self,
+        max_steps: int,
+        policy: Policy | None = None,
+        callback: Callable[[EnvBase, TensorDictBase], object] | None = None,
+        auto_reset: bool = True,
+        break_when_any_done: bool = True,
+        tensordict: TensorDictBase | None = None,
+    ) -> TensorDictBase:
+        """Run ``policy`` (random actions when None) for up to ``max_steps`` steps.
+
+        Args:
+            max_steps: number of steps.
+            policy: ``td -> td`` writing ``"action"``; None draws random actions.
+            callback: called as ``callback(env, td)`` after each step.
+            auto_reset: reset first (with ``tensordict`` as reset input when given).
+            break_when_any_done: stop after the first step where any sub-env is done;
+                otherwise finished sub-envs reset themselves and the rollout goes on.
+            tensordict: the starting root when ``auto_reset=False``.
+
+        Returns:
+            TED rows stacked to ``[T]``, or ``[*batch, T]`` for batched envs.
+        """
+        self._assert_open("rollout")
+        if max_steps < 1:
+            raise ConfigError(f"rollout(max_steps=...) must be >= 1, got {max_steps}")
+        if auto_reset:
+            td = self.reset(tensordict)
+        elif tensordict is None:
+            raise ConfigError("rollout(auto_reset=False) needs tensordict=<the root to start from>")
+        else:
+            td = tensordict
+        act = policy if policy is not None else self.rand_action
+        rows = []
+        done_key = (TED_KEYS.next, TED_KEYS.done)
+        for _ in range(max_steps):
+            td = act(td)
+            if break_when_any_done:
+                td = self.step(td)
+                rows.append(td)
+                if callback is not None:
+                    callback(self, td)
+                if bool(td.get(done_key).any()):
+                    break
+                td = self.step_mdp(td)
+            else:
+                row, td = self.step_and_maybe_reset(td)
+                rows.append(row)
+                if callback is not None:
+                    callback(self, row)
+        return stack_tds(rows, dim=len(self.batch_size))
+
+    # -- helpers for batched subclasses -------------------------------------------------------
+    def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:
+        """The ``[*batch]`` bool mask of rows to reset, or None for all of them."""
+        if tensordict is None:
+            return None
+        mask = tensordict.get(RESET_KEY, None)
+        if mask is None:
+            return None
+        mask = mask.reshape(self.batch_size).to(torch.bool)
+        return None if bool(mask.all()) else mask
+
+    def __enter__(self) -> EnvBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(batch_size={tuple(self.batch_size)}, device={self.device}, "
+            f"observation_keys={self.observation_keys})"
+        )
