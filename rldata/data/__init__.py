@@ -6,6 +6,7 @@ Also importable under the walkthrough's path, ``rldata.data.replay_buffers``.
 from __future__ import annotations
 
 from rldata.data.buffer import ReplayBuffer, TensorDictReplayBuffer
+from rldata.data.load import load
 from rldata.data.samplers import (
     PrioritizedSampler,
     RandomSampler,
@@ -13,11 +14,12 @@ from rldata.data.samplers import (
     SamplerWithoutReplacement,
     SliceSampler,
 )
-from rldata.data.storages import LazyTensorStorage, Storage
+from rldata.data.storages import LazyMemmapStorage, LazyTensorStorage, Storage, StoreStorage
 from rldata.data.writers import AppendOnlyWriter, RoundRobinWriter, Writer
 
 __all__ = [
     "AppendOnlyWriter",
+    "LazyMemmapStorage",
     "LazyTensorStorage",
     "PrioritizedSampler",
     "RandomSampler",
@@ -27,6 +29,8 @@ __all__ = [
     "SamplerWithoutReplacement",
     "SliceSampler",
     "Storage",
+    "StoreStorage",
     "TensorDictReplayBuffer",
     "Writer",
+    "load",
 ]

@@ -106,8 +106,7 @@ class ReplayBuffer:
             index = self.writer.extend_index(storage, n)
             if isinstance(index, torch.Tensor) and index.shape[0] < n:
                 # a ring smaller than the batch keeps only the batch's newest rows
-                m = index.shape[0]
-                flat = {k: v[n - m :] for k, v in flat.items()}
+                flat = storage.last_rows(flat, n, index.shape[0])
             storage.write(index, flat)
             self.sampler.on_write(index)
         if isinstance(index, slice):

@@ -28,7 +28,6 @@ from rldata.data.storages import Index, Storage
 from rldata.errors import ConfigError, EmptyBufferError, TedFormatError
 from rldata.ted import TED_KEYS, NestedKey, key_name
 
-
 _NEXT_DONE = TED_KEYS.nxt(TED_KEYS.done)
 
 
@@ -245,7 +244,8 @@ class SliceSampler(Sampler):
         traj_key: the trajectory-id column; required in the data.
         end_key: the episode-end flag column (optional in the data).
         strict_length: True: every slice has ``slice_len`` rows. False: slices are
-            cut at episode ends, so a batch may hold fewer rows than asked.
+            cut at episode ends, so a batch may hold fewer rows than asked
+            (``info["slice_lengths"]`` gives each slice's length).
         generator: a ``torch.Generator`` for reproducible draws.
     """
 
@@ -301,10 +301,9 @@ class SliceSampler(Sampler):
         seam = storage.cursor if storage.wrapped else None
         if self.strict_length:
             starts = self._strict_starts(traj, done, seam, n, count, length)
-            index = (starts.unsqueeze(1) + torch.arange(length)).reshape(-1)
-        else:
-            index = self._cut_slices(traj, done, seam, n, count, length)
-        return index, {}
+            return (starts.unsqueeze(1) + torch.arange(length)).reshape(-1), {}
+        index, lengths = self._cut_slices(traj, done, seam, n, count, length)
+        return index, {"slice_lengths": lengths}
 
     def _window_ok(self, traj, done, seam, starts, length) -> torch.Tensor:
         win = starts.unsqueeze(1) + torch.arange(length)
@@ -373,4 +372,4 @@ class SliceSampler(Sampler):
         if seam is not None:
             same &= ~((win >= seam) & (starts.unsqueeze(1) < seam))
         keep = (inside & same).to(torch.int64).cumprod(1).bool()
-        return win[keep]
+        return win[keep], keep.sum(1)

@@ -1,0 +1,40 @@
+"""``load(path)``: open a store (a recorded dataset or a saved buffer) as a ReplayBuffer.
+
+Examples:
+    >>> buffer = load("datasets/pendulum")           # doctest: +SKIP
+    >>> batch = buffer.sample(256)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from rldata import stores
+from rldata.data.buffer import ReplayBuffer
+from rldata.data.samplers import Sampler
+from rldata.data.storages import StoreStorage
+
+
+def load(
+    path: str | os.PathLike[str],
+    device: torch.device | str | None = None,
+    sampler: Sampler | None = None,
+    batch_size: int | None = None,
+) -> ReplayBuffer:
+    """A read-only ReplayBuffer over the committed rows of the store at ``path``.
+
+    Args:
+        path: a store directory (``rldata.json`` inside).
+        device: where samples land (default CPU).
+        sampler: which rows batches read (default uniform with replacement).
+        batch_size: the default for ``sample()``.
+
+    Raises:
+        StoreNotFoundError: no store at ``path``.
+        FormatVersionError: the store was written by a newer, incompatible rldata.
+    """
+    store = stores.open(path)
+    storage = StoreStorage(store, device=device if device is not None else "cpu")
+    return ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size)
