@@ -34,14 +34,22 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def action_index(value_network: TensorDictModuleBase, action_key: NestedKey) -> int:
-    """Where the action sits among the Q network's inputs."""
+def action_index(value_network: TensorDictModuleBase, action_key: NestedKey) -> int | None:
+    """Where the action sits among the Q network's inputs (``None``: not there yet)."""
     ins = list(value_network.in_keys)
-    if action_key not in ins:
+    return ins.index(action_key) if action_key in ins else None
+
+
+def check_action_index(
+    index: int | None, value_network: TensorDictModuleBase, action_key: NestedKey
+) -> int:
+    """The action's input position, or a ConfigError naming the keys."""
+    if index is None:
         raise ConfigError(
-            f"the Q network must read the action key {key_name(action_key)!r}; its in_keys are {ins}"
+            f"the Q network must read the action key {key_name(action_key)!r}; its in_keys are "
+            f"{list(value_network.in_keys)} (rename with loss.set_keys(action=...))"
         )
-    return ins.index(action_key)
+    return index
 
 
 class DDPGLoss(LossModule):
@@ -97,6 +105,7 @@ class DDPGLoss(LossModule):
         self._target_value = TensorFn(tgt_value)
 
     def forward(self, td: TensorDictBase) -> TensorDict:
+        check_action_index(self._a_idx, self.value_network, self._keys.action)
         obs = inputs(td, self._actor.in_keys)
         q_in = inputs(td, self._value.in_keys)
         with torch.no_grad():

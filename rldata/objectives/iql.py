@@ -24,7 +24,7 @@ from rldata.objectives.common import (
     inputs,
     make_ensemble,
 )
-from rldata.objectives.ddpg import action_index
+from rldata.objectives.ddpg import action_index, check_action_index
 from rldata.ted import NestedKey
 
 MAX_WEIGHT = 100.0
@@ -88,8 +88,11 @@ class IQLLoss(LossModule):
         self._value = TensorFn(self.value_network)
 
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
+        idx = self._a_idx
+        if idx is None:
+            idx = check_action_index(idx, self.qvalue_network_template[0], self._keys.action)
         out = list(state)
-        out.insert(self._a_idx, action)
+        out.insert(idx, action)
         return out
 
     def forward(self, td: TensorDictBase) -> TensorDict:

@@ -25,7 +25,7 @@ from rldata.objectives.common import (
     inputs,
     make_ensemble,
 )
-from rldata.objectives.ddpg import action_index
+from rldata.objectives.ddpg import action_index, check_action_index
 from rldata.ted import NestedKey
 
 
@@ -94,8 +94,11 @@ class SACLoss(LossModule):
 
     # -- helpers ------------------------------------------------------------------------
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
+        idx = self._a_idx
+        if idx is None:
+            idx = check_action_index(idx, self.qvalue_network_template[0], self._keys.action)
         out = list(state)
-        out.insert(self._a_idx, action)
+        out.insert(idx, action)
         return out
 
     def _target_entropy(self, action: torch.Tensor) -> float:

@@ -18,7 +18,7 @@ from tensordict.nn import TensorDictModuleBase
 
 from rldata.errors import ConfigError
 from rldata.objectives.common import LossModule, TensorFn, distance_loss, inputs, make_ensemble
-from rldata.objectives.ddpg import action_index
+from rldata.objectives.ddpg import action_index, check_action_index
 from rldata.ted import NestedKey
 
 
@@ -95,8 +95,11 @@ class TD3Loss(LossModule):
         self._target_actor = TensorFn(self.target_actor_network, self._keys.action)
 
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
+        idx = self._a_idx
+        if idx is None:
+            idx = check_action_index(idx, self.qvalue_network_template[0], self._keys.action)
         out = list(state)
-        out.insert(self._a_idx, action)
+        out.insert(idx, action)
         return out
 
     def _target(self, td: TensorDictBase) -> torch.Tensor:
