@@ -88,14 +88,13 @@ class IQLLoss(LossModule):
         self._value = TensorFn(self.value_network)
 
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
-        idx = self._a_idx
-        if idx is None:
-            idx = check_action_index(idx, self.qvalue_network_template[0], self._keys.action)
         out = list(state)
-        out.insert(idx, action)
+        out.insert(self._a_idx, action)
         return out
 
     def forward(self, td: TensorDictBase) -> TensorDict:
+        if self._a_idx is None:
+            check_action_index(None, self.qvalue_network_template[0], self._keys.action)
         state = inputs(td, self._state_keys)
         action = self._get(td, self._keys.action)
 

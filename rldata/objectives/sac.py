@@ -94,11 +94,8 @@ class SACLoss(LossModule):
 
     # -- helpers ------------------------------------------------------------------------
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
-        idx = self._a_idx
-        if idx is None:
-            idx = check_action_index(idx, self.qvalue_network_template[0], self._keys.action)
         out = list(state)
-        out.insert(idx, action)
+        out.insert(self._a_idx, action)
         return out
 
     def _target_entropy(self, action: torch.Tensor) -> float:
@@ -124,6 +121,8 @@ class SACLoss(LossModule):
 
     # -- the update ---------------------------------------------------------------------
     def forward(self, td: TensorDictBase) -> TensorDict:
+        if self._a_idx is None:
+            check_action_index(None, self.qvalue_network_template[0], self._keys.action)
         obs = inputs(td, self._policy.in_keys)
         state = inputs(td, self._state_keys)
         action = self._get(td, self._keys.action)

@@ -95,11 +95,8 @@ class TD3Loss(LossModule):
         self._target_actor = TensorFn(self.target_actor_network, self._keys.action)
 
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
-        idx = self._a_idx
-        if idx is None:
-            idx = check_action_index(idx, self.qvalue_network_template[0], self._keys.action)
         out = list(state)
-        out.insert(idx, action)
+        out.insert(self._a_idx, action)
         return out
 
     def _target(self, td: TensorDictBase) -> torch.Tensor:
@@ -124,6 +121,8 @@ class TD3Loss(LossModule):
         return {"loss_actor": -q1.mean()}
 
     def forward(self, td: TensorDictBase) -> TensorDict:
+        if self._a_idx is None:
+            check_action_index(None, self.qvalue_network_template[0], self._keys.action)
         state = inputs(td, self._state_keys)
         action = self._get(td, self._keys.action)
         target = self._target(td)

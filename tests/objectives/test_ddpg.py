@@ -83,7 +83,7 @@ def test_parameters_exclude_targets():
 def test_truncated_transition_bootstraps_and_terminated_does_not():
     loss = DDPGLoss(det_actor(), q_net(), gamma=0.5)
     with torch.no_grad():  # make the target critic output exactly 1 everywhere
-        for name, buf in loss.target_value_network.named_buffers():
+        for _name, buf in loss.target_value_network.named_buffers():
             buf.zero_()
         list(loss.target_value_network.module.modules())[-1].bias.fill_(1.0)
     td = batch()

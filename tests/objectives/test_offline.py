@@ -11,9 +11,9 @@ from rldata.objectives import CQLLoss, IQLLoss
 from rldata.objectives.iql import expectile_loss
 
 from .helpers import (
-    B,
     HIGH,
     LOW,
+    B,
     batch,
     ensemble_linears,
     grads_by_group,

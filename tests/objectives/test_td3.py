@@ -10,10 +10,10 @@ from rldata.modules import MLP, Actor
 from rldata.objectives import TD3BCLoss, TD3Loss
 
 from .helpers import (
-    B,
     HIGH,
     LOW,
     OBS,
+    B,
     batch,
     det_actor,
     ensemble_linears,
