@@ -368,14 +368,12 @@ class StoreStorage(Storage):
         if data.batch_dims > 1:
             data = data.reshape(-1)
         self._check_writable()
-        return data, data.batch_size[0]
+        _, n = super().check(data)  # same checks and messages as in memory; the store re-checks
+        return data, n
 
     def check_row(self, data: TensorDictBase) -> TensorDictBase:
-        if not isinstance(data, TensorDictBase) or data.batch_dims != 0:
-            raise TedFormatError(
-                "add takes one TensorDict row (batch_size=[]); use extend() for batches"
-            )
         self._check_writable()
+        super().check_row(data)
         return data.unsqueeze(0)
 
     def _check_writable(self) -> None:
@@ -385,10 +383,7 @@ class StoreStorage(Storage):
             )
 
     def write(self, index: Index, data: TensorDictBase) -> None:
-        first = self.schema is None
         positions = self.store.append(data)
-        if first:
-            self._fix_schema(_schema_of(self.store.schema))
         self._leaves = None
         if positions.shape[0]:
             top = int(positions.max()) + 1
