@@ -119,7 +119,7 @@ class SerialEnv(_BatchedEnv):
         rows = mask.tolist()
         fresh = {i: self.envs[i]._reset(None) for i, r in enumerate(rows) if r}
         template = next(iter(fresh.values()))
-        out = [fresh.get(i) or template.clone() for i in range(len(self.envs))]
+        out = [fresh[i] if i in fresh else template.clone() for i in range(len(self.envs))]
         return self._merge_reset(stack_tds(out, 0).to(self.device), tensordict, mask)
 
     def _set_seed(self, seed: int) -> int | None:
@@ -294,8 +294,14 @@ class ParallelEnv(_BatchedEnv):
     def _broadcast(self, cmd: str, rows: Sequence[int]) -> None:
         for i in rows:
             self._conns[i].send((cmd, None))
-        for i in rows:
-            self._recv(i)
+        errors = []
+        for i in rows:  # read every reply, so no worker is left out of step with the pipe
+            try:
+                self._recv(i)
+            except Exception as err:  # noqa: BLE001 - re-raised below
+                errors.append(err)
+        if errors:
+            raise errors[0]
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = self._get_action(tensordict)

@@ -18,7 +18,7 @@ from tensordict import TensorDictBase
 from rldata.envs._td import make_td
 from rldata.envs.common import RESET_KEY, EnvBase
 from rldata.errors import ConfigError
-from rldata.specs import Categorical, Composite, TensorSpec, Unbounded, spec_from_json
+from rldata.specs import Bounded, Categorical, Composite, TensorSpec, Unbounded
 
 __all__ = [
     "Transform",
@@ -55,14 +55,11 @@ def _restart(
 
 
 def _with_dtype(spec: TensorSpec, dtype: torch.dtype) -> TensorSpec:
-    data = spec.to_json()
-    for bound in ("low", "high"):
-        if bound in data:
-            data[bound] = (
-                getattr(spec, bound).to(dtype).tolist() if dtype.is_floating_point else data[bound]
-            )
-    data["dtype"] = str(dtype).replace("torch.", "")
-    return spec_from_json(data, device=spec.device)  # type: ignore[return-value]
+    out = spec.clone()
+    out.dtype = dtype
+    if isinstance(out, Bounded):
+        out.low, out.high = out.low.to(dtype), out.high.to(dtype)
+    return out
 
 
 class Transform:
