@@ -18,7 +18,7 @@ _NEW = getattr(TensorDict, "_new_unsafe", None)
 
 
 def make_td(
-    source: dict[str, Any], batch_size: torch.Size, device: torch.device | None
+    source: dict[Any, Any], batch_size: torch.Size, device: torch.device | None
 ) -> TensorDict:
     """A TensorDict over ``source`` whose tensors already have the right batch dims and device.
 

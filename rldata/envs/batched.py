@@ -154,7 +154,8 @@ def _worker(conn: Any, create_env_fn: EnvFn, kwargs: dict, index: int) -> None:
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises
         conn.send(("error", err))
         return
-    root = nxt = None
+    root: Any = None
+    nxt: Any = None
     root_keys: list = []
     next_keys: list = []
     while True:
@@ -235,7 +236,7 @@ class ParallelEnv(_BatchedEnv):
 
         pairs = _per_env(num_workers, create_env_fn, create_env_kwargs)
         super().__init__((num_workers,), device)
-        ctx = tmp.get_context(mp_start_method or _default_start_method())
+        ctx: Any = tmp.get_context(mp_start_method or _default_start_method())
         self._conns: list = []
         self._procs: list = []
         for i, (fn, kw) in enumerate(pairs):

@@ -10,6 +10,7 @@ Subclasses only fill in specs and three private hooks (``_reset``, ``_step``,
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,9 +80,7 @@ class EnvBase:
     action_key: str = "action"
     reward_key: str = "reward"
 
-    def __init__(
-        self, batch_size: torch.Size | tuple[int, ...] = (), device: object = None
-    ) -> None:
+    def __init__(self, batch_size: torch.Size | tuple[int, ...] = (), device: Any = None) -> None:
         self.batch_size = torch.Size(batch_size)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._closed = False

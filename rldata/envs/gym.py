@@ -91,8 +91,8 @@ class GymWrapper(EnvBase):
             single = observation_spec(obs_space, dev)
             self._decode = observation_decoder(obs_space, single)
         single_action = action_spec(act_space, categorical_action_encoding, dev)
-        self.observation_spec = single.expand(batch) if batch else single
-        self.action_spec = single_action.expand(batch) if batch else single_action
+        self.observation_spec = single.expand(torch.Size(batch)) if batch else single
+        self.action_spec = single_action.expand(torch.Size(batch)) if batch else single_action
         self.reward_spec = Unbounded((*batch, 1), device=dev, dtype=torch.float32)
         self.done_spec = done_spec_for(self.batch_size, dev)
         self._encode = action_encoder(act_space, single_action, batch, validate_actions)
@@ -259,6 +259,7 @@ class GymEnv(GymWrapper):
             gym_kwargs.setdefault("render_mode", "rgb_array")
         if num_envs is not None and num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        env: Any
         try:
             if num_envs is None:
                 env = gymnasium.make(env_id, **gym_kwargs)

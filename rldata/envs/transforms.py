@@ -382,7 +382,7 @@ class DoubleToFloat(Transform):
         self._action_key = "action"
 
     def transform_observation_spec(self, spec: Composite) -> Composite:
-        keys = self._given
+        keys: list[Any] | None = self._given
         if keys is None:
             keys = [
                 k for k, s in spec.items(True, True) if s is not None and s.dtype == torch.float64
