@@ -105,8 +105,9 @@ class EGreedyModule(_Annealed):
         action = tensordict.get(self.action_key)
         prefix = _batch_prefix(action, self.spec)
         random = self.spec.rand(prefix).to(device=action.device, dtype=action.dtype)
-        take = torch.rand(prefix, device=action.device) < self._value
-        take = take.reshape(*prefix, *([1] * (action.dim() - len(prefix))))
+        rows = tensordict.batch_size  # one coin per row, also when the spec has env batch dims
+        take = torch.rand(rows, device=action.device) < self._value
+        take = take.reshape(*rows, *([1] * (action.dim() - len(rows))))
         tensordict.set(self.action_key, torch.where(take, random, action))
         return tensordict
 

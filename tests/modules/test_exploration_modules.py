@@ -95,3 +95,15 @@ def test_ou_noise_is_correlated_and_reset_per_trajectory():
 def test_needs_a_spec():
     with pytest.raises(ConfigError, match="spec"):
         EGreedyModule(None)
+
+
+def test_egreedy_one_coin_per_row_with_a_batched_spec():
+    spec = OneHot(3).expand(500)  # an env batch of 500 in the spec's leading dims
+    greedy = torch.tensor([1, 0, 0]).expand(500, 3).clone()
+    torch.manual_seed(0)
+    with set_exploration_type(ExplorationType.RANDOM):
+        out = EGreedyModule(spec, eps_init=0.5, eps_end=0.5)(
+            TensorDict(action=greedy, batch_size=[500])
+        )
+    changed = (out["action"] != greedy).any(-1).float().mean().item()
+    assert 0.2 < changed < 0.5  # per-row coins, not one coin for the whole batch
