@@ -9,9 +9,7 @@ from rldata import api
 
 
 def _backends() -> list[str]:
-    from rldata import stores
-
-    return list(stores.backends())
+    return api.writable_backends()
 
 
 class _Bar:

@@ -22,16 +22,19 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 
-from rldata import __version__
+from rldata import __version__, _shards
 from rldata import stores as _stores
-from rldata.collectors import MultiSyncDataCollector, SyncDataCollector
+from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
 from rldata.collectors.policies import load_policy
 from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError, UnknownBackendError
+from rldata.stores import manifest as _manifest
+from rldata.stores.lock import WriterLock
 from rldata.ted import TED_KEYS
 
 DEFAULT_COMMIT_EVERY = 10_000
@@ -211,9 +214,15 @@ def _batch_size_for(frames: int, rows: int) -> int:
 
 
 def _record_into(
-    collector: Any, store: Any, frames: int, commit_every: int | None, progress: Progress | None
+    collector: Any,
+    store: Any,
+    frames: int,
+    commit_every: int | None,
+    progress: Progress | None,
+    base: int | None = None,
 ) -> RecordSummary:
-    base = int(store.next_traj_id())
+    """The recording loop; ``base`` (default ``store.next_traj_id()``) shifts the collector's ids."""
+    base = int(store.next_traj_id()) if base is None else int(base)
     stats = RecordStats(target=frames)
     since_commit = 0
     start = time.perf_counter()
@@ -257,7 +266,7 @@ def _record_into(
 
 
 def _check_backend(backend: str) -> None:
-    names = _stores.backends()
+    names = writable_backends()
     if backend not in names:
         raise UnknownBackendError(f"unknown backend {backend!r}; choose one of {names}")
 
@@ -302,10 +311,8 @@ def open_for_writing(
             )
         return store
     _check_backend(backend)
-    if force and os.path.exists(os.path.join(path, MANIFEST)):
-        # take the writer lock first so that we never delete a store someone is writing
-        _stores.open(path, mode="a").close()
-        shutil.rmtree(path)
+    if force:
+        _remove_store(path)
     return _stores.create(
         path,
         backend=backend,
@@ -315,6 +322,16 @@ def open_for_writing(
         provenance=provenance,
         commit_every=commit_every,
     )
+
+
+def _remove_store(path: str) -> None:
+    """Delete the store at ``path`` (for ``force``), after taking its writer lock."""
+    if not os.path.exists(os.path.join(path, MANIFEST)):
+        return
+    lock = WriterLock(Path(path))  # never delete a store someone is writing
+    lock.acquire()
+    lock.release()
+    shutil.rmtree(path)
 
 
 def _env_specs(env: Any) -> Any:
@@ -436,14 +453,13 @@ def collect(
         probe.close()
     prov = provenance_for(env_id, env_kwargs, policy, seed, num_envs, workers, ray)
     if ray:
-        from rldata._shards import record_sharded
-
         return record_sharded(
             factory,
             net,
             out,
             frames=frames,
             workers=workers,
+            num_envs=num_envs,
             backend=backend,
             seed=seed,
             commit_every=commit_every,
@@ -483,3 +499,199 @@ def collect(
             store.close()
     finally:
         collector.shutdown()
+
+
+# --- sharded recording with Ray ----------------------------------------------------------------
+
+
+def _record_shard(
+    collector: Any, *, path: str, frames: int, base: int, commit_every: int | None
+) -> dict[str, Any]:
+    """Runs inside a Ray actor: record this actor's frames into its own (existing) shard."""
+    store = _stores.open(path, mode="a")
+    try:
+        summary = _record_into(collector, store, frames, commit_every, None, base=base)
+    finally:
+        store.close()
+    return {
+        "frames": summary.frames,
+        "episodes": summary.episodes,
+        "mean_return": summary.mean_return,
+    }
+
+
+def record_sharded(
+    create_env_fn: Any,
+    policy: Any,
+    out: str,
+    *,
+    frames: int,
+    workers: int,
+    num_envs: int = 1,
+    backend: str = "memmap",
+    seed: int | None = None,
+    commit_every: int | None = DEFAULT_COMMIT_EVERY,
+    resume: bool = False,
+    force: bool = False,
+    specs: Any = None,
+    env_id: str | None = None,
+    env_kwargs: dict | None = None,
+    provenance: dict | None = None,
+    progress: Progress | None = None,
+    ray_init_config: dict | None = None,
+) -> RecordSummary:
+    """Record with ``workers`` Ray actors, each into its own shard of the store at ``out``.
+
+    The parent manifest lists the shards (``rldata.stores.open(out)`` reads them as one).
+    Trajectory ids continue the ids already in the store and never collide between
+    actors. With ``resume``, actor ``w`` appends to shard ``w`` (creating it if new).
+    """
+    frames = _frames(frames)
+    check_destination(out, resume=resume, force=force)
+    if force:
+        _remove_store(out)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = WriterLock(root)
+    lock.acquire()
+    start = time.perf_counter()
+    try:
+        names = [_shards.shard_name(w) for w in range(workers)]
+        base = 0
+        if resume:
+            m = _manifest.read(root)
+            if m.get("backend") != _shards.BACKEND:
+                raise ConfigError(
+                    f"--ray --resume: {out!r} was not recorded with --ray (backend {m.get('backend')!r})"
+                )
+            old = list(m.get("shards") or [])
+            for name in old:
+                with _stores.open(root / name) as shard:
+                    base = max(base, shard.next_traj_id())
+            names = old + [n for n in names if n not in old]
+        _shards.write_parent(
+            root, names, specs=specs, env_id=env_id, env_kwargs=env_kwargs, provenance=provenance
+        )
+        for name in names:  # every shard exists before any actor starts: the parent always opens
+            if not (root / name / MANIFEST).exists():
+                _stores.create(
+                    root / name,
+                    backend=backend,
+                    specs=specs,
+                    env_id=env_id,
+                    env_kwargs=env_kwargs,
+                    provenance=provenance,
+                    commit_every=commit_every,
+                ).close()
+        shares = [frames // workers + (1 if w < frames % workers else 0) for w in range(workers)]
+        fpb = _batch_size_for(max(shares), num_envs) * workers
+        collector = RayCollector(
+            create_env_fn,
+            policy,
+            frames_per_batch=fpb,
+            num_workers=workers,
+            ray_init_config=ray_init_config,
+        )
+        try:
+            if seed is not None:
+                collector.set_seed(seed)
+            common = dict(commit_every=commit_every, base=base)
+            results = collector.run_on_workers(
+                _record_shard,
+                per_worker=[
+                    dict(common, path=str(root / names[w]), frames=shares[w])
+                    for w in range(workers)
+                ],
+            )
+        finally:
+            collector.shutdown()
+    finally:
+        lock.release()
+    stats = RecordStats(target=frames)
+    stats.frames = sum(r["frames"] for r in results)
+    stats.episodes = sum(r["episodes"] for r in results)
+    stats.returns_sum = sum((r["mean_return"] or 0.0) * r["episodes"] for r in results)
+    if progress is not None:
+        progress(stats)
+    with open_store(root) as store:
+        rows = len(store)
+    return RecordSummary(
+        path=str(root),
+        backend=backend,
+        frames=stats.frames,
+        episodes=stats.episodes,
+        mean_return=stats.mean_return,
+        store_rows=rows,
+        first_traj_id=base,
+        seconds=time.perf_counter() - start,
+        shards=tuple(names),
+    )
+
+
+# --- inspecting ----------------------------------------------------------------------------------
+
+
+def open_store(path: str | os.PathLike, mode: str = "r") -> Any:
+    """Open a store for reading, sharded (recorded with Ray) or not.
+
+    ``rldata.stores.open`` reads sharded stores too once the ``"sharded"`` backend is
+    registered (:func:`rldata._shards.register`); this works either way.
+    """
+    root = Path(path)
+    m = _manifest.read(root)
+    if m.get("backend") == _shards.BACKEND:
+        return _shards.ShardedStore.attach(root, m, writable=mode != "r", lock=None)
+    return _stores.open(root, mode=mode)
+
+
+def writable_backends() -> list[str]:
+    """Backends a recording can write (the registry's names, minus the sharded view)."""
+    return [b for b in _stores.backends() if b != _shards.BACKEND]
+
+
+def verify(path: str) -> list[str]:
+    """Every fault of the store at ``path`` (checksums, schema, TED invariants); [] when sound."""
+    with open_store(path) as store:
+        if isinstance(store, _shards.ShardedStore):
+            return _shards.verify(store)
+        return _stores.verify(store)
+
+
+def content_digest(store: Any) -> str:
+    """The store's content digest (sharded stores hash their shards' digests)."""
+    if isinstance(store, _shards.ShardedStore):
+        return _shards.content_digest(store)
+    return _stores.content_digest(store)
+
+
+def dataset_card(path: str) -> dict[str, Any]:
+    """What ``rldata info`` shows: size, episodes, returns, schema, specs, provenance, digest."""
+    with open_store(path) as store:
+        episodes = store.episodes()
+        n = episodes.batch_size[0] if episodes.batch_dims else 0
+        card: dict[str, Any] = {
+            "path": str(store.path),
+            "backend": store.backend,
+            "format_version": store.manifest.get("format_version"),
+            "transitions": len(store),
+            "episodes": int(n),
+            "finished_episodes": 0,
+            "return": None,
+            "env": {"id": store.env_id, "kwargs": store.env_kwargs},
+            "schema": store.schema,
+            "specs": store.manifest.get("specs"),
+            "provenance": store.provenance,
+            "content_digest": content_digest(store),
+        }
+        if isinstance(store, _shards.ShardedStore):
+            card["shards"] = [str(s.path) for s in store.shards]
+            card["shard_backend"] = store.shards[0].backend if store.shards else None
+        if n:
+            returns = episodes["return"].double()
+            card["finished_episodes"] = int((episodes["terminated"] | episodes["truncated"]).sum())
+            card["return"] = {
+                "min": float(returns.min()),
+                "mean": float(returns.mean()),
+                "max": float(returns.max()),
+            }
+        return card

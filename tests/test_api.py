@@ -136,3 +136,47 @@ def test_collect_with_two_worker_processes(tmp_path):
     assert fault is None and len(rows) == summary.frames == 200
     _assert_trajectories(rows)
     assert summary.episodes == 8
+
+
+@pytest.fixture
+def local_ray():
+    """A local Ray with 2 CPUs (workers import rldata from this checkout); shut down after."""
+    import os
+    from pathlib import Path
+
+    ray = pytest.importorskip("ray")
+    root = str(Path(__file__).resolve().parents[1])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": root}})
+    yield ray
+    ray.shutdown()
+    assert os.environ.get("RAY_ADDRESS") is None
+
+
+@pytest.mark.slow  # Ray start-up and two actors: ~20 s here
+def test_ray_actors_record_shards_that_read_back_as_one_store(tmp_path, local_ray):
+    out = str(tmp_path / "ds")
+    kwargs = {"max_episode_steps": 25}
+    summary = api.collect(
+        "Pendulum-v1", frames=300, out=out, workers=2, ray=True, seed=0, env_kwargs=kwargs
+    )
+    assert summary.frames == 300 and len(summary.shards) == 2
+    assert api.verify(out) == []
+    with api.open_store(out) as store:
+        assert len(store) == 300
+        assert [len(s) for s in store.shards] == [150, 150]
+        rows = store.get(slice(0, len(store)))
+        first_next = store.next_traj_id()
+    _assert_trajectories(rows)
+    per_shard = [
+        set(rows["collector", "traj_ids"][a:b].tolist()) for a, b in ((0, 150), (150, 300))
+    ]
+    assert not per_shard[0] & per_shard[1]  # unique across workers
+    # resume: both actors append to their shard, ids continue after every id stored
+    api.collect(
+        "Pendulum-v1", frames=100, out=out, workers=2, ray=True, resume=True, env_kwargs=kwargs
+    )
+    assert api.verify(out) == []
+    with api.open_store(out) as store:
+        assert len(store) == 400
+        ids = store.get(slice(0, 400))["collector", "traj_ids"]
+    assert ids[150:200].min() >= first_next and ids[350:].min() >= first_next

@@ -5,6 +5,7 @@ Collectors never write to disk; ``rldata.record`` joins a collector to a store.
 
 from __future__ import annotations
 
+from rldata.collectors._ray import RayCollector
 from rldata.collectors.multi import MultiaSyncDataCollector, MultiSyncDataCollector
 from rldata.collectors.sync import SyncDataCollector, split_trajectories
 from rldata.collectors.trajectories import TrajCounter
@@ -12,6 +13,7 @@ from rldata.collectors.trajectories import TrajCounter
 __all__ = [
     "MultiSyncDataCollector",
     "MultiaSyncDataCollector",
+    "RayCollector",
     "SyncDataCollector",
     "TrajCounter",
     "split_trajectories",
