@@ -2,8 +2,8 @@
 
 The fast path (``_gym_loop.py``) steps gymnasium environments directly. It is only taken
 when that produces exactly what the environment's own ``step`` would: a plain ``GymEnv`` /
-``GymWrapper`` on the CPU (a single env, or a synchronous vector env whose sub-envs it
-can reach), without transforms, frame skip or pixels, with a Box observation under
+``GymWrapper`` on the CPU (a single env, a synchronous vector env whose sub-envs it can
+reach, or a ``SerialEnv`` of plain unbatched ``GymEnv``), without transforms, frame skip or pixels, with a Box observation under
 ``"observation"``, a Box or Discrete (``start=0``) action space and the standard reward
 and done entries. ``tests/collectors/test_fast_path.py`` checks both paths agree.
 """
@@ -18,20 +18,34 @@ from rldata.specs import Bounded, Categorical, OneHot, Unbounded
 _PLAIN = {"GymEnv", "GymWrapper"}
 
 
-def _gym_envs(env) -> tuple[list, bool] | None:
-    if type(env).__name__ not in _PLAIN or not hasattr(env, "gym_env"):
-        return None
-    if getattr(env, "frame_skip", 1) != 1 or getattr(env, "from_pixels", False):
-        return None
-    if env.device.type != "cpu":
+def _plain_gym(env) -> bool:
+    return (
+        type(env).__name__ in _PLAIN
+        and hasattr(env, "gym_env")
+        and getattr(env, "frame_skip", 1) == 1
+        and not getattr(env, "from_pixels", False)
+        and env.device.type == "cpu"
+    )
+
+
+def _gym_envs(env) -> tuple[list, bool, bool] | None:
+    """(gymnasium envs, batched, SerialEnv seed chain) behind ``env``, or None."""
+    if type(env).__name__ == "SerialEnv":
+        subs = getattr(env, "envs", None)
+        if not subs or env.device.type != "cpu":
+            return None
+        if not all(_plain_gym(e) and not e.batch_size for e in subs):
+            return None
+        return [e.gym_env for e in subs], True, True
+    if not _plain_gym(env):
         return None
     inner = env.gym_env
     if len(env.batch_size) == 0:
-        return [inner], False
+        return [inner], False, False
     subs = getattr(inner, "envs", None)  # gymnasium's SyncVectorEnv
     if type(inner).__name__ != "SyncVectorEnv" or subs is None or len(subs) != env.batch_size[0]:
         return None
-    return list(subs), True
+    return list(subs), True, False
 
 
 def fast_layout(env) -> tuple[GymLayout, list] | None:
@@ -41,7 +55,7 @@ def fast_layout(env) -> tuple[GymLayout, list] | None:
     found = _gym_envs(env)
     if found is None:
         return None
-    envs, batched = found
+    envs, batched, chain = found
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
     if not isinstance(obs_space, spaces.Box):
         return None
@@ -77,5 +91,6 @@ def fast_layout(env) -> tuple[GymLayout, list] | None:
         n_actions=n,
         reward_dtype=env.reward_spec.dtype,
         batched=batched,
+        seed_chain=chain,
     )
     return layout, envs

@@ -19,6 +19,7 @@ import torch
 from tensordict import TensorDict
 
 from rldata.collectors.trajectories import TrajCounter
+from rldata.envs.common import next_seed
 from rldata.ted import TED_KEYS
 
 ActFn = Callable[[np.ndarray], np.ndarray]
@@ -39,6 +40,8 @@ class GymLayout:
         n_actions: number of discrete actions (0 for continuous).
         reward_dtype: torch dtype of the reward spec.
         batched: whether the env has a batch dim (``[B, T]`` batches) or not (``[T]``).
+        seed_chain: seed env ``i`` with the ``i``-th seed of ``next_seed`` applied repeatedly
+            (SerialEnv's scheme) instead of ``seed + i`` (gymnasium's vector env scheme).
     """
 
     obs_key: str
@@ -50,6 +53,7 @@ class GymLayout:
     n_actions: int
     reward_dtype: torch.dtype
     batched: bool
+    seed_chain: bool = False
 
 
 def _np_dtype(dtype: torch.dtype) -> np.dtype:
@@ -71,7 +75,7 @@ class GymLoop:
         self._obs: np.ndarray | None = None
         self._ids = np.zeros(self.num_envs, dtype=np.int64)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
-        self._seed: int | None = None
+        self._seeds: list[int] | None = None
         space = envs[0].action_space
         self._gym_act_shape = tuple(space.shape or ())
         self._gym_act_dtype = space.dtype
@@ -85,13 +89,20 @@ class GymLoop:
 
     # --- seeding and resets ---------------------------------------------------------
     def set_seed(self, seed: int) -> None:
-        """Seed every env (``seed + i``) at its next reset, and the random-action generator."""
-        self._seed = int(seed)
+        """Seed every env at its next reset (as the wrapping env would), and the random actions."""
+        seed = int(seed)
+        if self.layout.seed_chain:
+            seeds = [seed]
+            for _ in range(self.num_envs - 1):
+                seeds.append(next_seed(seeds[-1]))
+        else:
+            seeds = [seed + i for i in range(self.num_envs)]
+        self._seeds = seeds
         self.rng = np.random.default_rng(seed)
 
     def _reset_one(self, i: int) -> np.ndarray:
-        if self._seed is not None:
-            obs, _ = self.envs[i].reset(seed=self._seed + i)
+        if self._seeds is not None:
+            obs, _ = self.envs[i].reset(seed=self._seeds[i])
         else:
             obs, _ = self.envs[i].reset()
         return obs
@@ -101,7 +112,7 @@ class GymLoop:
         obs = np.empty((self.num_envs, *self.layout.obs_shape), dtype=self._obs_np_dtype)
         for i in range(self.num_envs):
             obs[i] = self._reset_one(i)
-        self._seed = None
+        self._seeds = None
         self._obs = obs
         self._ids[:] = counter.take(self.num_envs).numpy()
         self._steps[:] = 0

@@ -9,22 +9,31 @@ from checks import assert_ted_trajectories, per_env_streams
 
 from rldata.collectors import SyncDataCollector
 from rldata.collectors.policies import mlp_policy
-from rldata.envs import GymEnv
+from rldata.envs import GymEnv, ParallelEnv, SerialEnv
+
+
+def serial(n, **kwargs):
+    return SerialEnv(n, GymEnv, kwargs)
+
 
 CASES = {
-    # name: (env id, GymEnv kwargs)
-    "pendulum single": ("Pendulum-v1", {"max_episode_steps": 13}),
-    "pendulum vector of 3": ("Pendulum-v1", {"num_envs": 3, "max_episode_steps": 9}),
-    "cartpole one-hot": ("CartPole-v1", {}),
-    "cartpole categorical vector": (
-        "CartPole-v1",
-        {"num_envs": 2, "categorical_action_encoding": True},
+    # name: (env maker, kwargs)
+    "pendulum single": (GymEnv, {"env_id": "Pendulum-v1", "max_episode_steps": 13}),
+    "pendulum vector of 3": (
+        GymEnv,
+        {"env_id": "Pendulum-v1", "num_envs": 3, "max_episode_steps": 9},
     ),
+    "cartpole one-hot": (GymEnv, {"env_id": "CartPole-v1"}),
+    "cartpole categorical vector": (
+        GymEnv,
+        {"env_id": "CartPole-v1", "num_envs": 2, "categorical_action_encoding": True},
+    ),
+    "pendulum SerialEnv of 2": (serial, {"n": 2, "env_id": "Pendulum-v1", "max_episode_steps": 11}),
 }
 
 
-def _collect(env_id, kwargs, policy, fast, batches=3, max_frames_per_traj=None):
-    env = GymEnv(env_id, **kwargs)
+def _collect(make, kwargs, policy, fast, batches=3, max_frames_per_traj=None):
+    env = make(**kwargs)
     rows = env.batch_size.numel() if env.batch_size else 1
     collector = SyncDataCollector(
         env,
@@ -42,14 +51,14 @@ def _collect(env_id, kwargs, policy, fast, batches=3, max_frames_per_traj=None):
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_fast_path_equals_generic_path(case):
-    env_id, kwargs = CASES[case]
-    probe = GymEnv(env_id, **kwargs)
+    make, kwargs = CASES[case]
+    probe = make(**kwargs)
     torch.manual_seed(0)
     policy = mlp_policy(
         probe.observation_spec, probe.action_spec, num_cells=[8], batch_dims=len(probe.batch_size)
     )
-    fast, _ = _collect(env_id, kwargs, policy, fast=True)
-    slow, _ = _collect(env_id, kwargs, policy, fast=False)
+    fast, _ = _collect(make, kwargs, policy, fast=True)
+    slow, _ = _collect(make, kwargs, policy, fast=False)
     for a, b in zip(fast, slow):
         assert a.batch_size == b.batch_size
         assert sorted(map(str, a.keys(True, True))) == sorted(map(str, b.keys(True, True)))
@@ -61,8 +70,8 @@ def test_fast_path_equals_generic_path(case):
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_trajectories_are_continuous_and_cut_at_dones(case, fast):
-    env_id, kwargs = CASES[case]
-    batches, env = _collect(env_id, kwargs, None, fast=fast, batches=4)
+    make, kwargs = CASES[case]
+    batches, env = _collect(make, kwargs, None, fast=fast, batches=4)
     streams = per_env_streams(batches)
     assert_ted_trajectories(streams)
     assert sum(int(s["next", "done"].sum()) for s in streams) >= 2  # boundaries were exercised
@@ -70,9 +79,23 @@ def test_trajectories_are_continuous_and_cut_at_dones(case, fast):
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
 def test_max_frames_per_traj_truncates(fast):
-    batches, _ = _collect("Pendulum-v1", {}, None, fast=fast, batches=2, max_frames_per_traj=5)
+    batches, _ = _collect(
+        GymEnv, {"env_id": "Pendulum-v1"}, None, fast=fast, batches=2, max_frames_per_traj=5
+    )
     stream = per_env_streams(batches)[0]
     assert_ted_trajectories([stream])
     assert stream["next", "truncated"].reshape(-1).nonzero().flatten().tolist() == list(
         range(4, 48, 5)
     )
+
+
+def test_parallel_env_goes_through_the_generic_loop():
+    env = ParallelEnv(2, GymEnv, {"env_id": "Pendulum-v1", "max_episode_steps": 6})
+    try:
+        collector = SyncDataCollector(env, None, frames_per_batch=20, total_frames=60)
+        assert not collector.fast
+        batches = list(collector)
+    finally:
+        env.close()
+    assert batches[0].batch_size == torch.Size([2, 10])
+    assert_ted_trajectories(per_env_streams(batches))
