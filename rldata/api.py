@@ -303,7 +303,7 @@ def open_for_writing(
     """Create a store at ``path``, reopen it for appending (``resume``), or replace it (``force``)."""
     check_destination(path, resume=resume, force=force)
     if resume:
-        store = _stores.open(path, mode="a")
+        store: Any = _stores.open(path, mode="a")
         if env_id is not None and store.env_id not in (None, env_id):
             store.close()
             raise ConfigError(

@@ -131,7 +131,7 @@ class GymLoop:
             else:
                 a = self.rng.standard_normal(size=(b, *self._gym_act_shape))
             return a.astype(self._gym_act_dtype, copy=False)
-        return self.rng.integers(self.layout.n_actions, size=b)
+        return np.asarray(self.rng.integers(self.layout.n_actions, size=b))
 
     def to_gym(self, action: torch.Tensor) -> np.ndarray:
         """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions."""
@@ -155,6 +155,8 @@ class GymLoop:
         term_b = np.zeros((n, T), dtype=bool)
         trunc_b = np.zeros((n, T), dtype=bool)
         ids_b = np.empty((n, T), dtype=np.int64)
+        if self._obs is None:
+            raise RuntimeError("GymLoop.rollout before reset")
         envs, obs, ids, steps = self.envs, self._obs, self._ids, self._steps
         limit = max_steps if max_steps is not None else -1
         for t in range(T):

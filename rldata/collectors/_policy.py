@@ -10,6 +10,7 @@ the observation gets a one-key TensorDict per step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,8 @@ def tensor_act_fn(
     out_keys = _keys(policy, "out_keys")
     if in_keys is None or [_flat(k) for k in in_keys] != [obs_key]:
         return None
-    inner = getattr(policy, "module", None)
+    inner: Any = getattr(policy, "module", None)
+    td_policy: Any = policy
     plain = (
         out_keys is not None
         and [_flat(k) for k in out_keys] == [_flat(TED_KEYS.action)]
@@ -81,7 +83,7 @@ def tensor_act_fn(
 
     def act_td(obs: np.ndarray) -> np.ndarray:
         td = TensorDict({obs_key: torch.from_numpy(obs)}, batch_size=obs.shape[:1])
-        return to_gym(policy(td).get(TED_KEYS.action))
+        return to_gym(td_policy(td).get(TED_KEYS.action))
 
     return act_td
 

@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -150,7 +150,7 @@ class _MultiCollectorBase:
         self._shared_weights: TensorDictBase | None = None
         if isinstance(policy, torch.nn.Module):
             self._shared_weights = TensorDict.from_module(policy).data.clone().share_memory_()
-        ctx = mp.get_context(mp_start_method or _default_start_method())
+        ctx: Any = mp.get_context(mp_start_method or _default_start_method())
         self._conns: list[Connection] = []
         self._procs: list[Any] = []
         self._buffers: list[TensorDictBase | None] = [None] * self.num_workers
@@ -189,7 +189,7 @@ class _MultiCollectorBase:
             self._fail(f"collector worker {w} answered {kind!r}, expected one of {kinds}")
         return kind, payload
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self.shutdown()
         raise WorkerError(message)
 
@@ -197,7 +197,10 @@ class _MultiCollectorBase:
         kind, payload = self._expect(w, "buffer", "batch")
         if kind == "buffer":
             self._buffers[w] = payload
-        return self._buffers[w].clone()
+        buffer = self._buffers[w]
+        if buffer is None:
+            self._fail(f"collector worker {w} sent a batch before its buffer")
+        return buffer.clone()
 
     def _request(self, w: int) -> None:
         self._conns[w].send(("collect", None))
@@ -307,7 +310,7 @@ class MultiaSyncDataCollector(_MultiCollectorBase):
     def __iter__(self) -> Iterator[TensorDictBase]:
         if self._closed:
             raise ConfigError("this collector was shut down; build a new one")
-        pending: dict[Connection, int] = {}
+        pending: dict[Any, int] = {}
 
         def request(w: int) -> None:
             self._request(w)

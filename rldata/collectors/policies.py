@@ -71,7 +71,8 @@ class _ActionHead(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         out = self.net(obs.to(torch.float32))
         if self.kind == "Bounded":
-            return (self.low + (torch.tanh(out) + 1) * 0.5 * (self.high - self.low)).to(self.dtype)
+            low, high = self.get_buffer("low"), self.get_buffer("high")
+            return (low + (torch.tanh(out) + 1) * 0.5 * (high - low)).to(self.dtype)
         if self.kind == "OneHot":
             return nn.functional.one_hot(out.argmax(-1), self.n).to(self.dtype)
         if self.kind == "Categorical":
@@ -118,6 +119,8 @@ def _build(arch: dict[str, Any]) -> Actor:
             f"policy checkpoint: activation {arch['activation']!r} not in {sorted(_ACTIVATIONS)}"
         )
     action = spec_from_json(arch["action_spec"])
+    if not isinstance(action, TensorSpec):
+        raise ConfigError("policy checkpoint: the action spec must be a single tensor spec")
     in_features = 1
     for d in arch["obs_shape"]:
         in_features *= int(d)

@@ -20,6 +20,7 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
@@ -133,12 +134,13 @@ class SyncDataCollector:
             layout, gym_envs = layout_envs
             self._loop: GymLoop | EnvLoop = GymLoop(gym_envs, layout)
             self._random_act = self._loop.random_act
-            if is_random_policy(self.policy):
-                self._act = self._loop.random_act
-            else:
-                self._act = tensor_act_fn(self.policy, layout.obs_key, self._loop.to_gym)
-                if self._act is None:  # the policy reads more than the observation
+            self._act: Callable[[np.ndarray], np.ndarray] = self._loop.random_act
+            if not is_random_policy(self.policy):
+                act = tensor_act_fn(self.policy, layout.obs_key, self._loop.to_gym)
+                if act is None:  # the policy reads more than the observation
                     self._loop = EnvLoop(self.env)
+                else:
+                    self._act = act
         else:
             self._loop = EnvLoop(self.env)
         self.fast = isinstance(self._loop, GymLoop)
