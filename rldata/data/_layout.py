@@ -149,6 +149,9 @@ def check_finite_reward(flat: dict[Key, torch.Tensor]) -> None:
         )
 
 
+_WIDE_BYTES = 1024
+
+
 class _Group:
     """All columns of one dtype, packed side by side in ``buf[:, offset:offset + width]``."""
 
@@ -167,10 +170,12 @@ class Packed:
     """Rows of a schema in one contiguous ``[rows, D]`` tensor per dtype."""
 
     def __init__(self, schema: Schema, rows: int, device: torch.device) -> None:
-        by_dtype: dict[torch.dtype, list[Column]] = {}
+        by_dtype: dict[object, list[Column]] = {}
         for col in schema.columns:
-            by_dtype.setdefault(col.dtype, []).append(col)
-        self.groups = [_Group(dt, cols) for dt, cols in by_dtype.items()]
+            # wide columns (pixels) gain nothing from packing: their gather is bandwidth-bound
+            wide = col.width * col.dtype.itemsize >= _WIDE_BYTES
+            by_dtype.setdefault(col.key if wide else col.dtype, []).append(col)
+        self.groups = [_Group(cols[0].dtype, cols) for cols in by_dtype.values()]
         self.device = device
         for g in self.groups:
             g.buf = torch.empty(rows, g.width, dtype=g.dtype, device=device)

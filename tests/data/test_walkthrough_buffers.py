@@ -26,6 +26,7 @@ def test_walkthrough_replay_buffer_cells():
         env, policy, frames_per_batch=200, total_frames=-1, device=fetch_device()
     )
     for data in collector:
+        print(data)
         break
 
     # In[48]
