@@ -85,7 +85,8 @@ class GymLoop:
             high = np.broadcast_to(np.asarray(space.high, dtype=np.float64), self._gym_act_shape)
             self._low, self._high = low, high
             self._bounded = bool(np.isfinite(low).all() and np.isfinite(high).all())
-        self.rng = np.random.default_rng()
+        # unseeded runs still follow torch.manual_seed, as the generic loop's random actions do
+        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
     # --- seeding and resets ---------------------------------------------------------
     def set_seed(self, seed: int) -> None:
@@ -107,11 +108,23 @@ class GymLoop:
             obs, _ = self.envs[i].reset()
         return obs
 
-    def reset(self, counter: TrajCounter) -> None:
-        """Reset every env; each starts a new trajectory."""
+    def reset(
+        self, counter: TrajCounter, env_reset: Callable[[], np.ndarray] | None = None
+    ) -> None:
+        """Reset every env; each starts a new trajectory.
+
+        Args:
+            counter: where the new trajectory ids come from.
+            env_reset: the wrapping rldata env's own reset (observations ``[B, *obs]``), used
+                when this loop was not seeded, so a seed given to the env (``env.set_seed``)
+                applies exactly as in the generic loop.
+        """
         obs = np.empty((self.num_envs, *self.layout.obs_shape), dtype=self._obs_np_dtype)
-        for i in range(self.num_envs):
-            obs[i] = self._reset_one(i)
+        if self._seeds is None and env_reset is not None:
+            obs[:] = env_reset().reshape(obs.shape)
+        else:
+            for i in range(self.num_envs):
+                obs[i] = self._reset_one(i)
         self._seeds = None
         self._obs = obs
         self._ids[:] = counter.take(self.num_envs).numpy()

@@ -28,8 +28,14 @@ def is_random_policy(policy: object) -> bool:
     return type(policy).__name__ == "RandomPolicy" and type(policy).__module__.startswith("rldata.")
 
 
-def random_td_policy(action_spec) -> TdPolicy:
-    """A TensorDict policy drawing from ``action_spec`` (batch dims included in the spec)."""
+def random_td_policy(action_spec, env: Any = None) -> TdPolicy:
+    """A TensorDict policy drawing from ``action_spec`` (batch dims included in the spec).
+
+    Uses ``env.rand_action`` when the env has one, so ``env.set_seed`` makes it reproducible.
+    """
+    rand_action = getattr(env, "rand_action", None)
+    if rand_action is not None:
+        return rand_action
 
     def policy(td: TensorDictBase) -> TensorDictBase:
         td.set(

@@ -128,7 +128,7 @@ class SyncDataCollector:
 
         self._source_policy = policy
         self.policy = self._place_policy(policy)
-        self._random_td = random_td_policy(self.env.action_spec)
+        self._random_td = random_td_policy(self.env.action_spec, self.env)
         layout_envs = fast_layout(self.env) if fast else None
         if layout_envs is not None:
             layout, gym_envs = layout_envs
@@ -190,7 +190,7 @@ class SyncDataCollector:
         if self._closed:
             raise ConfigError("this collector was shut down; build a new one")
         if not self._loop.started or self.reset_at_each_iter:
-            self._loop.reset(self.counter)
+            self._reset_loop()
         random = self.frames < self.init_random_frames
         with torch.no_grad(), set_exploration_type(self.exploration_type):
             if self.fast:
@@ -212,6 +212,15 @@ class SyncDataCollector:
             batch = self.postproc(batch)
         return batch
 
+    def _reset_loop(self) -> None:
+        if isinstance(self._loop, GymLoop):
+            self._loop.reset(self.counter, self._env_reset_obs)
+        else:
+            self._loop.reset(self.counter)
+
+    def _env_reset_obs(self) -> np.ndarray:
+        return self.env.reset().get("observation").cpu().numpy()
+
     def _td_policy(self, td: TensorDictBase) -> TensorDictBase:
         if self.policy_device is None or td.device == self.policy_device:
             return self.policy(td)
@@ -224,7 +233,7 @@ class SyncDataCollector:
         """Seed the env(s) and the random-action generator; return the next free seed."""
         self._loop.set_seed(int(seed))
         if self._loop.started:
-            self._loop.reset(self.counter)
+            self._reset_loop()
         return int(seed) + (0 if static_seed else self.num_envs)
 
     def state_dict(self) -> dict[str, Any]:

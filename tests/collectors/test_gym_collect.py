@@ -99,3 +99,22 @@ def test_parallel_env_goes_through_the_generic_loop():
         env.close()
     assert batches[0].batch_size == torch.Size([2, 10])
     assert_ted_trajectories(per_env_streams(batches))
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+@pytest.mark.parametrize("how", ["env.set_seed", "collector.set_seed"])
+def test_seeded_collections_repeat_exactly(fast, how):
+    from rldata.envs.utils import RandomPolicy
+
+    def once():
+        torch.manual_seed(0)
+        env = GymEnv("CartPole-v1", num_envs=2)
+        if how == "env.set_seed":
+            env.set_seed(7)
+        c = SyncDataCollector(env, RandomPolicy(env.action_spec), frames_per_batch=40, fast=fast)
+        if how == "collector.set_seed":
+            c.set_seed(7)
+        return c.next()
+
+    a, b = once(), once()
+    assert (a == b).all()
