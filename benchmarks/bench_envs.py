@@ -1,17 +1,21 @@
 """Frames/s of ``GymEnv("Pendulum-v1").rollout(1000)`` next to a raw gymnasium loop.
 
-Two pairings, each run side by side in this process, repeats interleaved, median kept:
+All rows run in this process, side by side, repeats interleaved (so machine load hits
+both sides alike), median kept. Both sides reset when an episode ends (every 200 steps);
+the rollout keeps every transition as TED rows stacked into one TensorDict, the raw loop
+keeps nothing.
 
-- ``random``: each side draws its own uniform random actions the way its users do
-  (``env.action_space.sample()`` in the raw loop; the rollout's default random policy).
-- ``replay``: both sides step the very same pre-drawn action sequence (the rollout gets
-  it from a policy that reads a tensor), so the ratio is the pure wrapper overhead;
-  with the same seed both produce identical observations, which is checked.
+Rows:
 
-The rollout keeps every transition as TED rows and stacks them into one TensorDict;
-the raw loop keeps nothing. Both reset when the episode ends (200 steps).
+1. ``rollout(1000)``: rldata's default random policy vs a raw loop stepping the very same
+   actions (drawn from the env's seeded action stream beforehand). Both produce the same
+   trajectory, which is checked.
+2. ``rollout(1000, policy=...)``: a TensorDict policy that writes those same actions, so
+   every step builds TensorDicts (what policy-driven rollouts pay) vs the same raw loop.
+3. ``rollout(1000)`` vs a raw loop drawing ``env.action_space.sample()`` each step, the
+   way a hand-written gymnasium random loop usually looks.
 
-Run: ``python benchmarks/bench_envs.py [--steps 1000] [--repeats 7]``
+Run: ``python benchmarks/bench_envs.py [--steps 1000] [--repeats 9]``
 """
 
 from __future__ import annotations
@@ -27,39 +31,40 @@ import torch
 from rldata.envs import GymEnv
 
 ENV_ID = "Pendulum-v1"
+SEED = 0
 
 
-def raw_random(env: gym.Env, steps: int) -> None:
-    env.reset(seed=0)
+def raw_replay(env: gym.Env, actions: np.ndarray) -> np.ndarray:
+    obs, _ = env.reset(seed=SEED)
+    for a in actions:
+        obs, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            env.reset()
+    return obs
+
+
+def raw_sample(env: gym.Env, steps: int) -> None:
+    env.reset(seed=SEED)
     for _ in range(steps):
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
 
 
-def raw_replay(env: gym.Env, actions: np.ndarray) -> np.ndarray:
-    obs, _ = env.reset(seed=0)
-    last = obs
-    for a in actions:
-        last, _, terminated, truncated, _ = env.step(a)
-        if terminated or truncated:
-            env.reset()
-    return last
+def rldata_random(env: GymEnv, steps: int) -> torch.Tensor:
+    env.set_seed(SEED)
+    rows = env.rollout(steps, break_when_any_done=False)
+    return rows["next", "observation"][-1]
 
 
-def rldata_random(env: GymEnv, steps: int) -> None:
-    env.set_seed(0)
-    env.rollout(steps, break_when_any_done=False)
-
-
-def rldata_replay(env: GymEnv, actions: torch.Tensor) -> torch.Tensor:
-    i = iter(actions)
+def rldata_policy(env: GymEnv, actions: torch.Tensor) -> torch.Tensor:
+    stream = iter(actions)
 
     def policy(td):
-        td.set("action", next(i))
+        td.set("action", next(stream))
         return td
 
-    env.set_seed(0)
+    env.set_seed(SEED)
     rows = env.rollout(len(actions), policy=policy, break_when_any_done=False)
     return rows["next", "observation"][-1]
 
@@ -73,44 +78,49 @@ def timed(fn, *args) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = args.steps
 
     raw = gym.make(ENV_ID)
     env = GymEnv(ENV_ID)
-    rng = np.random.default_rng(0)
-    actions_np = rng.uniform(-2.0, 2.0, size=(steps, 1)).astype(np.float32)
-    actions_t = torch.from_numpy(actions_np.copy())
+    # the actions rollout() will draw after set_seed(SEED)
+    env.set_seed(SEED)
+    draw = env._action_sampler()
+    actions_t = torch.stack([draw() for _ in range(steps)])
+    actions_np = actions_t.numpy().copy()
 
-    # same actions, same seed -> same trajectory (the comparison is apples to apples)
-    np.testing.assert_allclose(
-        raw_replay(raw, actions_np), rldata_replay(env, actions_t).numpy(), rtol=1e-5, atol=1e-5
-    )
+    # same actions, same seed -> same trajectory on every side
+    last_raw = raw_replay(raw, actions_np)
+    np.testing.assert_array_equal(last_raw, rldata_random(env, steps).numpy())
+    np.testing.assert_array_equal(last_raw, rldata_policy(env, actions_t).numpy())
 
-    results: dict[str, dict[str, list[float]]] = {
-        "random": {"raw": [], "rldata": []},
-        "replay": {"raw": [], "rldata": []},
-    }
-    for _ in range(args.repeats):  # interleaved, so load on the machine hits both sides
-        results["random"]["raw"].append(timed(raw_random, raw, steps))
-        results["random"]["rldata"].append(timed(rldata_random, env, steps))
-        results["replay"]["raw"].append(timed(raw_replay, raw, actions_np))
-        results["replay"]["rldata"].append(timed(rldata_replay, env, actions_t))
+    names = ["raw_replay", "raw_sample", "rldata_random", "rldata_policy"]
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.repeats):
+        times["raw_replay"].append(timed(raw_replay, raw, actions_np))
+        times["rldata_random"].append(timed(rldata_random, env, steps))
+        times["rldata_policy"].append(timed(rldata_policy, env, actions_t))
+        times["raw_sample"].append(timed(raw_sample, raw, steps))
+    med = {name: statistics.median(ts) for name, ts in times.items()}
 
+    rows = [
+        ("rollout(1000), random policy", "rldata_random", "same actions", "raw_replay"),
+        ("rollout(1000, policy=td_policy)", "rldata_policy", "same actions", "raw_replay"),
+        ("rollout(1000), random policy", "rldata_random", "action_space.sample()", "raw_sample"),
+    ]
     print(
         f"{ENV_ID}, {steps} steps per run, median of {args.repeats} interleaved runs, "
-        f"torch threads=1"
+        "torch threads=1"
     )
-    print(f"{'actions':<8} | {'raw gymnasium loop':>20} | {'rldata rollout':>16} | {'overhead':>9}")
-    print(f"{'-' * 8} | {'-' * 20} | {'-' * 16} | {'-' * 9}")
-    for name, res in results.items():
-        raw_s = statistics.median(res["raw"])
-        ours_s = statistics.median(res["rldata"])
+    header = f"| {'rldata':<32} | {'fps':>8} | {'raw gymnasium loop':<22} | {'fps':>8} | {'rldata/raw time':>15} |"
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for label, ours, raw_label, base in rows:
         print(
-            f"{name:<8} | {steps / raw_s:>14,.0f} fps | {steps / ours_s:>10,.0f} fps | "
-            f"{ours_s / raw_s:>8.2f}x"
+            f"| {label:<32} | {steps / med[ours]:>8,.0f} | {raw_label:<22} | "
+            f"{steps / med[base]:>8,.0f} | {med[ours] / med[base]:>14.2f}x |"
         )
 
 

@@ -22,7 +22,7 @@ ObsDecoder = Callable[[Any], dict[str, Any]]
 ActionEncoder = Callable[[torch.Tensor], Any]
 
 
-def _np_dtype(dtype: torch.dtype) -> np.dtype:
+def np_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty((), dtype=dtype).numpy().dtype
 
 
@@ -45,7 +45,7 @@ def observation_decoder(space: Any, spec: Composite) -> ObsDecoder:
     from gymnasium import spaces
 
     def leaf(sub_spec: TensorSpec) -> Callable[[Any], torch.Tensor]:
-        dtype = _np_dtype(sub_spec.dtype)
+        dtype = np_dtype(sub_spec.dtype)
         return lambda x: torch.from_numpy(np.array(x, dtype=dtype))
 
     def build(sp: Any, sp_spec: Composite) -> ObsDecoder:

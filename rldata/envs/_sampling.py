@@ -26,21 +26,46 @@ from rldata.specs import (
 Sampler = Callable[[], torch.Tensor]
 
 
-def make_sampler(spec: TensorSpec, generator: torch.Generator, block: int = 128) -> Sampler:
-    """A function returning one random value of ``spec`` (full spec shape) per call.
+class ActionStream:
+    """Random values of one spec, in a fixed order that only depends on the generator's seed.
 
-    Values are drawn ``block`` at a time (one torch call instead of ``block``) and
-    handed out one by one; the stream only depends on the generator's seed.
+    Calling the stream gives the next value (full spec shape). Values are drawn ``block``
+    at a time (one torch call instead of ``block``); ``take``/``put_back`` let a fast loop
+    consume several at once and return the ones it did not use, keeping the order.
     """
-    draw = _block_sampler(spec, generator, block)
-    queue: list[torch.Tensor] = []
 
-    def sample() -> torch.Tensor:
-        if not queue:
-            queue.extend(reversed(draw().unbind(0)))
-        return queue.pop()
+    def __init__(self, spec: TensorSpec, generator: torch.Generator, block: int = 128) -> None:
+        self._draw = _block_sampler(spec, generator, block)
+        self._buf = self._draw()[:0]
+        self._pos = 0
 
-    return sample
+    def _ensure(self, n: int) -> None:
+        while self._buf.shape[0] - self._pos < n:
+            self._buf = torch.cat([self._buf[self._pos :], self._draw()])
+            self._pos = 0
+
+    def __call__(self) -> torch.Tensor:
+        if self._pos >= self._buf.shape[0]:
+            self._ensure(1)
+        value = self._buf[self._pos]
+        self._pos += 1
+        return value
+
+    def take(self, n: int) -> torch.Tensor:
+        """The next ``n`` values stacked on a leading dim, in stream order."""
+        self._ensure(n)
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
+    def put_back(self, n: int) -> None:
+        """Return the last ``n`` values of the latest ``take`` so they come out next."""
+        self._pos -= n
+
+
+def make_sampler(spec: TensorSpec, generator: torch.Generator, block: int = 128) -> ActionStream:
+    """The action stream of ``spec`` drawn from ``generator`` (see :class:`ActionStream`)."""
+    return ActionStream(spec, generator, block)
 
 
 def _block_sampler(spec: TensorSpec, generator: torch.Generator, block: int) -> Sampler:

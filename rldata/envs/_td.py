@@ -43,51 +43,44 @@ def items(td: TensorDictBase) -> Any:
     return td._tensordict.items() if type(td) is TensorDict else td.items()
 
 
-def _leaves(
-    td: TensorDictBase, prefix: tuple[str, ...], out: dict[tuple[str, ...], torch.Tensor]
-) -> None:
-    items = td._tensordict.items() if type(td) is TensorDict else td.items()
-    for key, value in items:
-        if isinstance(value, torch.Tensor):
-            out[(*prefix, key)] = value
-        elif isinstance(value, TensorDictBase):
-            _leaves(value, (*prefix, key), out)
-        else:  # non-tensor data: let torch.stack's fallback handle it
-            out[(*prefix, key)] = value
-
-
-def leaves(td: TensorDictBase) -> dict[tuple[str, ...], torch.Tensor]:
-    """Every leaf tensor of ``td`` keyed by its full key path."""
-    out: dict[tuple[str, ...], torch.Tensor] = {}
-    _leaves(td, (), out)
-    return out
-
-
-def nest(flat: dict[tuple[str, ...], torch.Tensor]) -> dict[str, Any]:
-    """Turn ``{("next", "reward"): t}`` into ``{"next": {"reward": t}}``."""
+def _stack_level(dicts: list[dict], batch: torch.Size, dim: int) -> dict[str, Any] | None:
+    """Stack one level of plain-TensorDict contents; None when rows differ in structure."""
+    keys = dicts[0].keys()
+    if any(d.keys() != keys for d in dicts):
+        return None
     out: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
+    for key, first in dicts[0].items():
+        column = [d[key] for d in dicts]
+        if isinstance(first, torch.Tensor):
+            out[key] = torch.stack(column, dim)
+        elif (
+            type(first) is TensorDict
+            and first.batch_size == batch
+            and all(type(v) is TensorDict for v in column)
+        ):
+            sub = _stack_level([v._tensordict for v in column], batch, dim)
+            if sub is None:
+                return None
+            out[key] = sub
+        else:
+            return None
     return out
 
 
 def stack_tds(tds: Sequence[TensorDictBase], dim: int) -> TensorDictBase:
     """Stack same-structured TensorDicts along ``dim`` (a batch dim), key by key.
 
-    Falls back to ``torch.stack`` when the rows do not share one set of keys.
+    Plain TensorDicts with one key set are stacked column by column (several times
+    faster than ``torch.stack`` of TensorDicts); anything else falls back to it.
     """
     first = tds[0]
-    flat = [leaves(td) for td in tds]
-    keys = flat[0].keys()
-    if any(f.keys() != keys for f in flat[1:]):
-        return torch.stack(list(tds), dim).contiguous()
-    try:
-        stacked = {k: torch.stack([f[k] for f in flat], dim) for k in keys}
-    except (TypeError, RuntimeError):  # non-tensor entries or ragged shapes
-        return torch.stack(list(tds), dim).contiguous()
     batch = list(first.batch_size)
     batch.insert(dim, len(tds))
-    return make_td(nest(stacked), torch.Size(batch), first.device)
+    if all(type(td) is TensorDict for td in tds):
+        try:
+            stacked = _stack_level([td._tensordict for td in tds], first.batch_size, dim)
+        except (TypeError, RuntimeError):  # ragged shapes, mixed dtypes
+            stacked = None
+        if stacked is not None:
+            return make_td(stacked, torch.Size(batch), first.device)
+    return torch.stack(list(tds), dim).contiguous()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
-from rldata.envs._sampling import Sampler, make_sampler
+from rldata.envs._sampling import ActionStream, make_sampler
 from rldata.envs._td import items as _items
 from rldata.envs._td import make_td, set_fast, stack_tds
 from rldata.errors import ConfigError, EnvClosedError, TedFormatError
@@ -86,7 +86,7 @@ class EnvBase:
         self._closed = False
         self._generator = torch.Generator()
         self._generator.seed()
-        self._sampler: tuple[int, Sampler] | None = None
+        self._sampler: tuple[int, ActionStream] | None = None
 
     # -- specs -----------------------------------------------------------------------
     observation_spec: Composite
@@ -119,6 +119,16 @@ class EnvBase:
 
     def _close(self) -> None:
         pass
+
+    def _random_rollout(
+        self, max_steps: int, break_when_any_done: bool, root: TensorDictBase
+    ) -> TensorDictBase | None:
+        """Optional fast path for ``rollout`` with random actions; None means "not here".
+
+        An override must return exactly what the generic loop would (same actions from
+        ``rand_action``'s stream, same rows), only faster.
+        """
+        return None
 
     # -- public API -------------------------------------------------------------------------
     def _assert_open(self, what: str) -> None:
@@ -196,13 +206,17 @@ class EnvBase:
             root = root.exclude(RESET_KEY)
         return tensordict, root
 
-    def rand_action(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
-        """Write a uniformly random ``"action"`` (from the env's own seeded generator)."""
+    def _action_sampler(self) -> ActionStream:
+        """The function ``rand_action`` draws from (one stream per ``set_seed``)."""
         spec = self.action_spec
         if self._sampler is None or self._sampler[0] != id(spec):
             self._sampler = (id(spec), make_sampler(spec, self._generator))
             self._sampler_spec = spec  # keep the spec alive so its id stays unique
-        action = self._sampler[1]()
+        return self._sampler[1]
+
+    def rand_action(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
+        """Write a uniformly random ``"action"`` (from the env's own seeded generator)."""
+        action = self._action_sampler()()
         if tensordict is None:
             return make_td({self.action_key: action}, self.batch_size, self.device)
         if tensordict.batch_size == self.batch_size:
@@ -261,6 +275,10 @@ class EnvBase:
             raise ConfigError("rollout(auto_reset=False) needs tensordict=<the root to start from>")
         else:
             td = tensordict
+        if policy is None and callback is None:
+            fast = self._random_rollout(max_steps, break_when_any_done, td)
+            if fast is not None:
+                return fast
         act = policy if policy is not None else self.rand_action
         rows = []
         done_key = (TED_KEYS.next, TED_KEYS.done)

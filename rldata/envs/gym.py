@@ -18,6 +18,7 @@ from tensordict import TensorDictBase
 from rldata.envs._gym_spaces import (
     action_encoder,
     action_spec,
+    np_dtype,
     observation_decoder,
     observation_spec,
 )
@@ -25,6 +26,8 @@ from rldata.envs._td import make_td
 from rldata.envs.common import EnvBase, done_spec_for
 from rldata.errors import ConfigError, EnvNotFoundError, RldataError
 from rldata.specs import Bounded, Composite, Unbounded
+
+_CHUNK = 64  # random actions encoded at once by the fast rollout
 
 
 class GymWrapper(EnvBase):
@@ -96,6 +99,8 @@ class GymWrapper(EnvBase):
         self.reward_spec = Unbounded((*batch, 1), device=dev, dtype=torch.float32)
         self.done_spec = done_spec_for(self.batch_size, dev)
         self._encode = action_encoder(act_space, single_action, batch, validate_actions)
+        self._act_space, self._single_action_spec = act_space, single_action
+        self._validate = validate_actions
         self._reward_shape = (*batch, 1)
 
     @property
@@ -194,6 +199,88 @@ class GymWrapper(EnvBase):
             out[key] = torch.from_numpy(flag)
         self._needs_reset[m] = False
         return self._finish(out)
+
+    def _random_rollout(
+        self, max_steps: int, break_when_any_done: bool, root: TensorDictBase
+    ) -> TensorDictBase | None:
+        """Random-action rollout of a single state-based env, stepped in numpy.
+
+        Same actions (the ``rand_action`` stream), same rows as the generic loop; the
+        TED TensorDict is built once at the end instead of twice per step.
+        """
+        keys = set(root.keys())
+        if (
+            self._vector
+            or self._decode is None
+            or self.frame_skip != 1
+            or list(self.observation_spec.keys()) != ["observation"]
+            or keys != {"observation", "done", "terminated", "truncated"}
+        ):
+            return None
+        dtype = np_dtype(self.observation_spec["observation"].dtype)
+        stream, env = self._action_sampler(), self._env
+        actions: list[torch.Tensor] = []
+        results: list[tuple[np.ndarray, float, bool, bool]] = []
+        roots: list[np.ndarray] = []
+        left = max_steps
+        while left > 0:
+            chunk = stream.take(min(_CHUNK, left))
+            encoded = self._chunk_encoder(len(chunk))(chunk)
+            for j, action in enumerate(encoded):
+                obs, reward, terminated, truncated, _ = env.step(action)
+                obs = np.array(obs, dtype=dtype)  # a copy: some envs reuse their buffer
+                results.append((obs, reward, terminated, truncated))
+                if terminated or truncated:
+                    if break_when_any_done:
+                        actions.append(chunk[: j + 1])
+                        stream.put_back(len(chunk) - j - 1)
+                        left = 0
+                        break
+                    seed, self._pending_seed = self._pending_seed, None
+                    obs = np.array(env.reset(seed=seed)[0], dtype=dtype)
+                roots.append(obs)
+            else:
+                actions.append(chunk)
+                left -= len(chunk)
+        steps = len(results)
+        next_obs, rewards, terms, truncs = zip(*results)
+        te = np.array(terms, dtype=bool).reshape(steps, 1)
+        tr = np.array(truncs, dtype=bool).reshape(steps, 1)
+        first = root.get("observation").cpu().unsqueeze(0)
+        root_obs = (
+            torch.cat([first, torch.from_numpy(np.stack(roots[: steps - 1]))])
+            if steps > 1
+            else first
+        )
+        root_flags = {}
+        for key in ("done", "terminated", "truncated"):
+            flag = torch.zeros(steps, 1, dtype=torch.bool)
+            flag[0] = root.get(key).cpu()
+            root_flags[key] = flag
+        out = {
+            "observation": root_obs,
+            "action": torch.cat(actions),
+            **root_flags,
+            "next": {
+                "observation": torch.from_numpy(np.stack(next_obs)),
+                "reward": torch.from_numpy(np.array(rewards, dtype=np.float32).reshape(steps, 1)),
+                "done": torch.from_numpy(te | tr),
+                "terminated": torch.from_numpy(te),
+                "truncated": torch.from_numpy(tr),
+            },
+        }
+        if self._move:
+            out = {k: _to(v, self.device) for k, v in out.items()}
+        return make_td(out, torch.Size([steps]), self.device)
+
+    def _chunk_encoder(self, n: int) -> Any:
+        """An action encoder for ``n`` actions at once (cached per ``n``)."""
+        cache = self.__dict__.setdefault("_chunk_encoders", {})
+        if n not in cache:
+            cache[n] = action_encoder(
+                self._act_space, self._single_action_spec, (n,), self._validate
+            )
+        return cache[n]
 
     def _set_seed(self, seed: int) -> int | None:
         self._pending_seed = int(seed)
