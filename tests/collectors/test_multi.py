@@ -77,3 +77,18 @@ def test_update_policy_weights_reaches_workers():
 def test_worker_count_must_divide_frames():
     with pytest.raises(ConfigError):
         MultiSyncDataCollector(CountingEnv, None, frames_per_batch=5, num_workers=2)
+
+
+@pytest.mark.parametrize("num_envs", [None, 2], ids=["single envs", "vector envs"])
+def test_multisync_over_gym_envs(num_envs):
+    from rldata.envs import GymEnv
+
+    make = functools.partial(GymEnv, "Pendulum-v1", num_envs=num_envs, max_episode_steps=7)
+    rows = 2 * (num_envs or 1)
+    with MultiSyncDataCollector(
+        make, None, frames_per_batch=rows * 10, total_frames=rows * 30, num_workers=2
+    ) as c:
+        c.set_seed(0)
+        batches = list(c)
+    assert all(b.batch_size == torch.Size([rows, 10]) for b in batches)
+    assert_ted_trajectories(per_env_streams(batches))
