@@ -1,0 +1,263 @@
+"""The Storage base: checked writes, staged single-row adds, gathers, the ring cursor.
+
+A storage checks and lands bytes; it never decides where rows go (the writer does)
+or which rows are read (the sampler does). Every storage fixes its schema (keys,
+per-row shapes, dtypes) on the first write and refuses writes that do not match,
+before touching any row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from tensordict import TensorDictBase
+
+from rldata.data._layout import (
+    Key,
+    RowReader,
+    Schema,
+    check_finite_reward,
+    flatten,
+    make_td,
+)
+from rldata.errors import ConfigError, TedFormatError
+from rldata.ted import validate
+
+Index = slice | torch.Tensor
+
+
+class Storage:
+    """Base of storages: the row count, the write cursor, checked writes and gathers.
+
+    Subclasses implement ``_allocate``, ``_land``, ``_write_slice``, ``_write_index``,
+    ``_write_row``, ``_gather``, ``_column`` and ``_clear``.
+    """
+
+    _STAGE_ROWS = 256
+
+    def __init__(
+        self,
+        max_size: int | None,
+        device: torch.device | str = "cpu",
+        allow_nonfinite: bool = False,
+    ) -> None:
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 1):
+            raise ConfigError(f"max_size: expected a positive int or None, got {max_size!r}")
+        self.capacity = max_size
+        self.device = torch.device(device)
+        self.allow_nonfinite = allow_nonfinite
+        self.schema: Schema | None = None
+        self._len = 0
+        self._cursor = 0
+        # rows from add(): held by reference and landed in one copy per group at the next
+        # read or every _STAGE_ROWS rows; their version counters catch in-place edits
+        self._reader: RowReader | None = None
+        self._stage: list[list[list[torch.Tensor]]] = []
+        self._stage_start = 0
+        self._stage_undo = (0, 0)
+        self._stage_versions: list[int] = []
+
+    # --- sizes ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def cursor(self) -> int:
+        """Position after the last written row; once a ring is full, its oldest row."""
+        return self._cursor
+
+    @property
+    def wrapped(self) -> bool:
+        """True when a ring has overwritten rows (the seam at ``cursor`` splits time)."""
+        return self.capacity is not None and self._len == self.capacity and self._cursor != 0
+
+    # --- writes -----------------------------------------------------------------------
+    def check(self, data: TensorDictBase) -> tuple[dict[Key, torch.Tensor], int]:
+        """Validate a batch of rows; return its leaves and row count. Fixes the schema once.
+
+        Raises:
+            TedFormatError: the first write is not TED, or a reward is NaN/inf.
+            SchemaMismatchError: a later write has a missing/extra key, wrong shape or dtype.
+        """
+        if not isinstance(data, TensorDictBase):
+            raise TedFormatError(f"expected a TensorDict of rows, got {type(data).__name__}")
+        if data.batch_dims == 0:
+            raise TedFormatError(
+                "extend needs a batch of rows (batch_size=[N]); use add() for one row"
+            )
+        if data.batch_dims > 1:
+            data = data.reshape(-1)
+        n = data.batch_size[0]
+        flat = flatten(data)
+        if self.schema is None:
+            validate(data)
+            self._fix_schema(Schema.from_flat(flat, 1))
+        else:
+            self.schema.check(flat, (n,))
+        if not self.allow_nonfinite:
+            check_finite_reward(flat)
+        return flat, n
+
+    def check_row(self, data: TensorDictBase):
+        """Validate one row (``batch_size=[]``); return it in the form ``write_row`` takes.
+
+        The fast path reads leaves straight into per-group pieces with cheap checks; any
+        doubt falls back to the full check, which raises the precise error.
+        """
+        reader = self._reader
+        if reader is not None:
+            versions = self._stage_versions
+            mark = len(versions)
+            pieces = reader.read(data, versions)
+            if pieces is not None and (self.allow_nonfinite or reader.finite_reward(pieces)):
+                return pieces
+            del versions[mark:]
+        if not isinstance(data, TensorDictBase):
+            raise TedFormatError(f"expected a TensorDict row, got {type(data).__name__}")
+        if data.batch_dims != 0:
+            raise TedFormatError(
+                f"add takes one row (batch_size=[]), got batch_size={list(data.batch_size)}; "
+                "use extend() for batches"
+            )
+        flat = flatten(data)
+        if self.schema is None:
+            validate(data.unsqueeze(0))
+            self._fix_schema(Schema.from_flat(flat, 0))
+        else:
+            self.schema.check(flat, ())
+        if not self.allow_nonfinite:
+            check_finite_reward(flat)
+        return flat
+
+    def _fix_schema(self, schema: Schema) -> None:
+        self.schema = schema
+        self._allocate(schema)
+
+    def write(self, index: Index, flat: dict[Key, torch.Tensor]) -> None:
+        """Land checked rows at ``index`` (a slice of positions, or an int64 tensor)."""
+        self._flush()
+        if isinstance(index, slice):
+            self._write_slice(index.start, index.stop, flat)
+            self._advance(index.stop, index.stop)
+        else:
+            self._write_index(index, flat)
+            self._advance(int(index[-1]) + 1, int(index.max()) + 1)
+
+    def last_rows(self, flat: dict[Key, torch.Tensor], n: int, m: int) -> dict[Key, torch.Tensor]:
+        """Keep the newest ``m`` of ``n`` checked rows (a ring smaller than the batch)."""
+        return {k: v[n - m :] for k, v in flat.items()}
+
+    def write_row(self, pos: int, row) -> None:
+        """Land one checked row at ``pos`` (staged when it came through the fast path)."""
+        stage = self._stage
+        if stage and pos != self._stage_start + len(stage):
+            self._flush()
+        if isinstance(row, list):
+            if not self._stage:
+                self._stage_start = pos
+                self._stage_undo = (self._len, self._cursor)
+            self._stage.append(row)
+            self._advance(pos + 1, pos + 1)
+            if len(self._stage) >= self._STAGE_ROWS:
+                self._flush()
+            return
+        self._flush()
+        self._write_row(pos, row)
+        self._advance(pos + 1, pos + 1)
+
+    def flush(self) -> None:
+        """Land rows staged by ``add`` now (reads and other writes do it themselves)."""
+        self._flush()
+
+    def _flush(self) -> None:
+        rows = self._stage
+        if not rows:
+            return
+        now = [p._version for row in rows for group in row for p in group]
+        # versions of a row being added right now (checked, not yet staged) stay listed
+        changed = now != self._stage_versions[: len(now)]
+        self._stage = []
+        self._stage_versions = self._stage_versions[len(now) :]
+        try:
+            self._land(self._stage_start, rows)
+        except BaseException:
+            self._len, self._cursor = self._stage_undo  # nothing of the stage was stored
+            raise
+        if changed:
+            raise TedFormatError(
+                "a row passed to add() was modified in place before it was stored; "
+                "add a copy (td.clone()) when you reuse its tensors"
+            )
+
+    def _advance(self, last_stop: int, high: int) -> None:
+        cap = self.capacity
+        self._cursor = last_stop if cap is None else last_stop % cap
+        if high > self._len:
+            self._len = high
+
+    def empty(self) -> None:
+        """Forget every row (the schema stays)."""
+        self._clear()
+        self._stage = []
+        self._stage_versions = []
+        self._len = 0
+        self._cursor = 0
+
+    # --- reads ------------------------------------------------------------------------
+    def get(
+        self, index: torch.Tensor, extra: dict[Key, torch.Tensor] | None = None
+    ) -> TensorDictBase:
+        """Rows at positions ``index`` (int64 ``[B]``) as a TensorDict ``[B]`` on ``device``.
+
+        ``extra`` entries (already ``[B]`` and on ``device``) are added to the batch.
+        """
+        if self._stage:
+            self._flush()
+        flat = self._gather(index)
+        if extra:
+            flat.update(extra)
+        return make_td(flat, index.shape[0], self.device)
+
+    def column(self, key: Key) -> torch.Tensor | None:
+        """One column over ``[0, len)`` for samplers' index math; None when absent."""
+        if self.schema is None or key not in self.schema.by_key:
+            return None
+        self._flush()
+        return self._column(key)
+
+    def chronological(self, chunk: int = 65536) -> Iterator[slice]:
+        """Position ranges covering every row, oldest first (for saving)."""
+        ranges = [(0, self._len)]
+        if self.wrapped:
+            ranges = [(self._cursor, self._len), (0, self._cursor)]
+        for start, stop in ranges:
+            for s in range(start, stop, chunk):
+                yield slice(s, min(s + chunk, stop))
+
+    # --- backend hooks ----------------------------------------------------------------
+    def _allocate(self, schema: Schema) -> None:
+        """Prepare for rows of ``schema``; set ``self._reader`` to enable staged adds."""
+        raise NotImplementedError
+
+    def _land(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
+        """Write staged rows (per-group 1-D pieces) at positions ``start, start + 1, ...``."""
+        raise NotImplementedError
+
+    def _write_slice(self, start: int, stop: int, flat: dict[Key, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _write_index(self, index: torch.Tensor, flat: dict[Key, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _write_row(self, pos: int, flat: dict[Key, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    def _gather(self, index: torch.Tensor) -> dict[Key, torch.Tensor]:
+        raise NotImplementedError
+
+    def _column(self, key: Key) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _clear(self) -> None:
+        pass

@@ -1,0 +1,220 @@
+"""Storages over rldata stores: a saved buffer and a recorded dataset are one thing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+
+import torch
+from tensordict import TensorDictBase
+
+from rldata.data._layout import Column, Key, Packed, RowReader, Schema, flatten, make_td
+from rldata.data._storage import Index, Storage
+from rldata.errors import ConfigError, TedFormatError
+
+
+class StoreStorage(Storage):
+    """Rows in an rldata store (``rldata.stores``): a saved buffer and a dataset are one thing.
+
+    Writes go through ``Store.append`` (which checks schema, TED flags and rewards, and
+    wraps a ring exactly as :class:`RoundRobinWriter` does); reads gather from the
+    store's zero-copy ``tensordict()`` view when the backend offers one, else from
+    ``Store.get``. A read-only store (``rldata.load``) is sampled in time order over its
+    committed, readable rows.
+
+    Args:
+        store: an open store (writable or read-only).
+        device: where samples land.
+    """
+
+    def __init__(self, store, device: torch.device | str = "cpu") -> None:
+        super().__init__(store.capacity, device, allow_nonfinite=True)
+        self.store = store
+        self._leaves: list[tuple[Key, torch.Tensor]] | None = None
+        self._logical: torch.Tensor | None = None
+        self._attach()
+
+    def _attach(self) -> None:
+        store = self.store
+        n = len(store)
+        if store.schema is not None:
+            self._fix_schema(_schema_of(store.schema))
+        if store.writable:
+            self._len = (
+                n if store.capacity is None else min(store.manifest["written"], store.capacity)
+            )
+            self._cursor = store.manifest["cursor"] if store.capacity else n
+        else:
+            # read-only: logical row i is the i-th readable row, oldest first (no seam)
+            self._len, self._cursor = n, n
+            if store.capacity is not None:
+                self._logical = store.readable()
+
+    @property
+    def specs(self):
+        return self.store.specs
+
+    # --- writes: the store checks and lands rows ----------------------------------------
+    def check(self, data: TensorDictBase) -> tuple[TensorDictBase, int]:
+        if not isinstance(data, TensorDictBase):
+            raise TedFormatError(f"expected a TensorDict of rows, got {type(data).__name__}")
+        if data.batch_dims == 0:
+            raise TedFormatError(
+                "extend needs a batch of rows (batch_size=[N]); use add() for one row"
+            )
+        if data.batch_dims > 1:
+            data = data.reshape(-1)
+        self._check_writable()
+        _, n = super().check(data)  # same checks and messages as in memory; the store re-checks
+        return data, n
+
+    def check_row(self, data: TensorDictBase):
+        self._check_writable()
+        return super().check_row(data)
+
+    def _check_writable(self) -> None:
+        if not self.store.writable:
+            raise ConfigError(
+                f"the store at {self.store.path} was opened read-only; open it with mode='a' to write"
+            )
+
+    def write(self, index: Index, data: TensorDictBase) -> None:
+        self._flush()
+        positions = self.store.append(data)
+        self._leaves = None
+        if positions.shape[0]:
+            top = int(positions.max()) + 1
+            self._advance(int(positions[-1]) + 1, top)
+
+    def _write_row(self, pos: int, flat: dict[Key, torch.Tensor]) -> None:
+        self.store.append(make_td({k: v.unsqueeze(0) for k, v in flat.items()}, 1, None))
+        self._leaves = None
+
+    def _land(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
+        k = len(rows)
+        flat = {}
+        for gi, g in enumerate(self._row_layout.groups):
+            block = torch.cat([p for row in rows for p in row[gi]]).view(k, g.width)
+            parts = (block,) if len(g.keys) == 1 else torch.split_with_sizes(block, g.widths, 1)
+            for col, part in zip(g.columns, parts):
+                flat[col.key] = part.reshape(k, *col.shape)
+        self.store.append(make_td(flat, k, None))
+        self._leaves = None
+
+    def last_rows(self, data: TensorDictBase, n: int, m: int) -> TensorDictBase:
+        return data  # the store keeps a too-large batch's newest rows itself
+
+    def commit(self) -> None:
+        """Make every row written so far durable and visible to readers."""
+        self._flush()
+        self.store.commit()
+
+    def _allocate(self, schema: Schema) -> None:
+        self._row_layout = Packed(schema, 0, torch.device("cpu"))
+        self._reader = RowReader(self._row_layout)
+
+    def _clear(self) -> None:
+        raise ConfigError(f"a store-backed buffer cannot be emptied in place ({self.store.path})")
+
+    # --- reads: one gather per key over the memory-mapped view ---------------------------
+    def _view(self) -> list[tuple[Key, torch.Tensor]] | None:
+        if self._leaves is None:
+            td = self.store.tensordict()
+            if td is None:
+                return None
+            self._leaves = [(k, v.as_subclass(torch.Tensor)) for k, v in flatten(td).items()]
+        return self._leaves
+
+    def _gather(self, index: torch.Tensor) -> dict[Key, torch.Tensor]:
+        if self._logical is not None:
+            index = self._logical.index_select(0, index)
+        leaves = self._view()
+        dev = self.device
+        if leaves is None:
+            td = self.store.get(index)
+            return {k: v.to(dev) for k, v in flatten(td).items()}
+        if dev.type == "cpu":
+            return {k: v.index_select(0, index) for k, v in leaves}
+        return {k: v.index_select(0, index).to(dev, non_blocking=True) for k, v in leaves}
+
+    def _column(self, key: Key) -> torch.Tensor:
+        for k, v in self._view() or ():
+            if k == key:
+                v = v[: self._len]
+                return v if self._logical is None else v.index_select(0, self._logical)
+        rows = self.store.get(torch.arange(self._len) if self._logical is None else self._logical)
+        return rows.get(key)
+
+
+def _schema_of(store_schema: dict[str, dict]) -> Schema:
+    cols = []
+    for name, entry in store_schema.items():
+        dtype = getattr(torch, entry["dtype"])
+        cols.append(Column(tuple(name.split(".")), tuple(entry["shape"]), dtype))
+    return Schema(cols)
+
+
+class LazyMemmapStorage(StoreStorage):
+    """Rows in a memory-mapped store directory, created on the first write.
+
+    Args:
+        max_size: ring capacity in rows, or None for an append-only dataset that grows.
+        scratch_dir: the store directory (must not exist or be empty); default a temporary
+            directory, removed when the storage is garbage collected.
+        device: where samples land.
+        allow_nonfinite: keep NaN/inf rewards instead of refusing them.
+        commit_every: commit (fsync + manifest) every this many rows; rows are readable by
+            this buffer at once either way, and by other processes after a commit.
+    """
+
+    def __init__(
+        self,
+        max_size: int | None,
+        scratch_dir: str | os.PathLike[str] | None = None,
+        device: torch.device | str = "cpu",
+        allow_nonfinite: bool = False,
+        commit_every: int | None = None,
+    ) -> None:
+        Storage.__init__(self, max_size, device, allow_nonfinite)
+        self.scratch_dir = scratch_dir
+        self.commit_every = commit_every
+        self.store = None
+        self._leaves = None
+        self._logical = None
+
+    def _open_store(self) -> None:
+        from rldata import stores
+
+        path = self.scratch_dir
+        if path is None:
+            path = tempfile.mkdtemp(prefix="rldata-memmap-")
+            weakref.finalize(self, shutil.rmtree, path, True)
+        self.store = stores.create(
+            path,
+            backend="memmap",
+            capacity=self.capacity,
+            commit_every=self.commit_every,
+            allow_nonfinite=self.allow_nonfinite,
+        )
+
+    def check(self, data: TensorDictBase) -> tuple[TensorDictBase, int]:
+        if self.store is None:
+            self._open_store()
+        return super().check(data)
+
+    def check_row(self, data: TensorDictBase):
+        if self.store is None:
+            self._open_store()
+        return super().check_row(data)
+
+    @property
+    def specs(self):
+        return None if self.store is None else self.store.specs
+
+    def close(self) -> None:
+        """Commit and release the store's writer lock."""
+        if self.store is not None:
+            self._flush()
+            self.store.close()
