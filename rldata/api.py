@@ -94,6 +94,7 @@ class RecordSummary:
     first_traj_id: int
     seconds: float
     shards: tuple[str, ...] = ()
+    commits: int = 0
 
 
 Progress = Callable[[RecordStats], None]
@@ -112,13 +113,6 @@ def _frames(frames: int) -> int:
     if isinstance(frames, bool) or not isinstance(frames, int) or frames <= 0:
         raise ConfigError(f"frames must be a positive integer, got {frames!r}")
     return frames
-
-
-def _flat_rows(batch: TensorDictBase, keep_steps: int | None) -> TensorDictBase:
-    """``[*B, T]`` -> ``[N]`` rows, env-major so each trajectory stays in time order."""
-    if keep_steps is not None:
-        batch = batch[..., :keep_steps]
-    return batch.reshape(-1)
 
 
 def record(
@@ -228,22 +222,23 @@ def _record_into(
     start = time.perf_counter()
     iterator = iter(collector)
     while stats.frames < frames:
-        batch = next(iterator)
-        rows_per_step = batch.numel() // batch.shape[-1] if batch.batch_dims > 1 else 1
-        need = frames - stats.frames
-        keep = None
-        if batch.numel() > need:
-            keep = -(-need // rows_per_step)
-        rows = _flat_rows(batch, keep)
+        rows = next(iterator).reshape(-1)  # env-major: each trajectory stays in time order
+        rows = rows[: frames - stats.frames]  # the last batch may cut trajectories short
         if base:
             rows.set(TED_KEYS.traj_ids, rows.get(TED_KEYS.traj_ids) + base)
-        store.append(rows)
+        offset = 0
+        while offset < rows.numel():  # pieces end exactly on commit boundaries
+            room = rows.numel() - offset
+            if commit_every is not None:
+                room = min(room, commit_every - since_commit)
+            store.append(rows[offset : offset + room])
+            offset += room
+            since_commit += room
+            if commit_every is not None and since_commit >= commit_every:
+                store.commit()
+                stats.commits += 1
+                since_commit = 0
         stats.update(rows)
-        since_commit += rows.numel()
-        if commit_every is not None and since_commit >= commit_every:
-            store.commit()
-            stats.commits += 1
-            since_commit = 0
         if progress is not None:
             progress(stats)
     store.commit()
@@ -259,6 +254,7 @@ def _record_into(
         store_rows=len(store),
         first_traj_id=base,
         seconds=time.perf_counter() - start,
+        commits=stats.commits,
     )
 
 

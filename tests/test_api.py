@@ -44,9 +44,11 @@ def test_record_an_env_into_a_new_store(tmp_path):
 
 
 def test_record_batched_env_keeps_each_trajectory_in_time_order(tmp_path):
-    api.record(GymEnv("Pendulum-v1", num_envs=3, max_episode_steps=7), tmp_path / "ds", frames=90)
+    env = GymEnv("Pendulum-v1", num_envs=3, max_episode_steps=7)
+    summary = api.record(env, tmp_path / "ds", frames=100, commit_every=30)
     rows, fault, _ = _rows(tmp_path / "ds")
-    assert fault is None and len(rows) == 90
+    assert fault is None and len(rows) == summary.frames == 100  # exact, not rounded to 3 envs
+    assert summary.commits == 4  # at 30, 60, 90 frames and at the end
     _assert_trajectories(rows)
 
 
