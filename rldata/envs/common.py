@@ -61,16 +61,18 @@ class EnvBase:
       transition stays intact in ``td_with_next["next"]``. This is the fast path for loops;
     - ``step_mdp(td)``: the root of the following step (``"next"`` moved up, reward and
       action dropped), cheaper than :func:`rldata.ted.step_mdp`;
-    - ``rollout(...)``, ``set_seed(seed) -> next seed``, ``close()``, ``is_closed``.
+    - ``rollout(...)``, ``set_seed(seed) -> next seed``, ``close()``, ``is_closed``;
+    - for loops that bypass TensorDicts: ``GymWrapper.gym_env`` (the gymnasium env) and
+      ``SerialEnv.envs`` (the sub-envs); ``TransformedEnv.base_env`` and ``.transform``.
 
-    Examples:
-        >>> env = GymEnv("Pendulum-v1")              # doctest: +SKIP
-        >>> td = env.reset()
-        >>> for _ in range(3):
-        ...     td = env.rand_action(td)             # or policy(td)
-        ...     td, root = env.step_and_maybe_reset(td)
-        ...     rows.append(td)                       # one TED row
-        ...     td = root
+    The loop these methods are made for::
+
+        td = env.reset()
+        for _ in range(steps):
+            td = policy(td)                          # or env.rand_action(td)
+            row, td = env.step_and_maybe_reset(td)   # row: one TED row per sub-env
+            rows.append(row)
+        batch = torch.stack(rows, dim=env.batch_dims)  # [*batch, T]
 
     Subclasses set ``batch_size``, ``device`` and the four specs in ``__init__`` and
     implement ``_reset(td | None) -> root td``, ``_step(td) -> next td``,
@@ -102,6 +104,10 @@ class EnvBase:
     @property
     def done_keys(self) -> list:
         return self.done_spec.keys(True, True)
+
+    @property
+    def batch_dims(self) -> int:
+        return len(self.batch_size)
 
     @property
     def is_closed(self) -> bool:
@@ -151,6 +157,10 @@ class EnvBase:
         the caller set) are carried over, except ``"_reset"``, ``"next"`` and the action.
         """
         self._assert_open("reset")
+        if tensordict is not None:
+            mask = tensordict.get(RESET_KEY, None)
+            if mask is not None and not bool(mask.any()):
+                return tensordict.exclude(RESET_KEY)  # no row asked for a reset
         out = self._reset(tensordict)
         if tensordict is not None:
             skip = {RESET_KEY, TED_KEYS.next, self.action_key}

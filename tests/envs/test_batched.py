@@ -121,10 +121,15 @@ def test_parallel_env_runs_transforms_inside_the_workers():
         env.close()
 
 
-def test_transformed_batched_env_counts_per_row():
-    env = TransformedEnv(SerialEnv(2, lambda: GymWrapper(ToyGym(length=3))), StepCounter())
-    rows = env.rollout(5, break_when_any_done=False)
-    assert rows["step_count"][0].squeeze(-1).tolist() == [0, 1, 2, 0, 1]
+@pytest.mark.parametrize("batched_cls", [SerialEnv, ParallelEnv])
+def test_transformed_batched_env_counts_per_row(batched_cls):
+    env = TransformedEnv(batched_cls(2, lambda: GymWrapper(ToyGym(length=3))), StepCounter())
+    try:
+        rows = env.rollout(5, break_when_any_done=False)
+        assert rows["step_count"].squeeze(-1).tolist() == [[0, 1, 2, 0, 1]] * 2
+        assert rows["next", "done"].squeeze(-1).tolist() == [[False, False, True, False, False]] * 2
+    finally:
+        env.close()
 
 
 def test_parallel_env_reports_worker_errors_in_the_parent():
@@ -156,3 +161,20 @@ def test_batched_envs_refuse_bad_sizes():
         SerialEnv(0, CARTPOLE)
     with pytest.raises(ConfigError, match="unbatched sub-envs"):
         SerialEnv(2, partial(GymEnv, "CartPole-v1", num_envs=2))
+
+
+def test_reset_with_an_all_false_mask_changes_nothing(batched):
+    root = batched.reset()
+    root["_reset"] = torch.zeros(2, 1, dtype=torch.bool)
+    same = batched.reset(root)
+    assert torch.equal(same["observation"], root["observation"])
+    assert "_reset" not in same
+
+
+@pytest.mark.slow
+def test_parallel_env_with_spawned_workers():
+    env = ParallelEnv(2, partial(GymEnv, "Pendulum-v1"), mp_start_method="spawn")
+    try:
+        assert env.rollout(3).batch_size == (2, 3)
+    finally:
+        env.close()
