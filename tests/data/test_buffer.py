@@ -287,3 +287,20 @@ def test_samples_land_on_the_gpu():
     buffer = ReplayBuffer(storage=LazyTensorStorage(100, device="cuda"))
     buffer.extend(ted_transitions(20))
     assert buffer.sample(8)["observation"].device.type == "cuda"
+
+
+def test_a_staged_row_the_store_refuses_leaves_the_buffer_as_it_was(tmp_path):
+    # flags that break TED (done without terminated/truncated) pass the per-row schema
+    # check; the store refuses them when the staged rows land, and nothing is kept
+    buffer = ReplayBuffer(storage=LazyMemmapStorage(50, scratch_dir=tmp_path / "s"))
+    buffer.extend(ted_transitions(5))
+    bad = ted_transitions(1, start_traj_id=9)[0].clone()
+    bad["next", "done"][:] = True
+    bad["next", "terminated"][:] = False
+    buffer.add(bad)
+    assert len(buffer) == 6
+    with pytest.raises(TedFormatError, match="'next.done'"):
+        buffer.sample(2)
+    assert len(buffer) == 5
+    assert buffer.extend(ted_transitions(3, start_traj_id=20)).tolist() == [5, 6, 7]
+    assert (buffer.storage.get(torch.arange(5, 8)) == ted_transitions(3, start_traj_id=20)).all()
