@@ -17,6 +17,7 @@ TorchRL rows appear when ``torchrl`` (the ``bench`` extra) is importable.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -265,7 +266,11 @@ def main() -> None:
         except ImportError:
             rows.append(("HalfCheetah-v5 workers", "mujoco not installed", float("nan"), None, ""))
 
-    print(f"frames per row: {frames}, best of {reps}, torch threads: {torch.get_num_threads()}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"frames per row: {frames}, best of {reps}, torch threads: {torch.get_num_threads()}, "
+        f"cores: {os.cpu_count()}, load average: {load}"
+    )
     print(
         f"{'benchmark':<24} {'implementation':<30} {'seconds':>8} {'frames/s':>10} {'ratio':>7}  target"
     )
