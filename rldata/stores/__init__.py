@@ -49,6 +49,7 @@ def create(
     provenance: dict | None = None,
     commit_every: int | None = None,
     allow_nonfinite: bool = False,
+    durable: bool = True,
 ) -> Store:
     """Create an empty store at ``path`` and return it open for writing (holding the lock).
 
@@ -61,6 +62,8 @@ def create(
         provenance: extra provenance fields (policy, seed, ...).
         commit_every: commit automatically every this many appended rows (also on close).
         allow_nonfinite: accept NaN/inf rewards instead of refusing the write.
+        durable: fsync payload and manifest at each commit. ``False`` keeps commits atomic
+            for readers but not power-loss safe: for scratch replay buffers and tests.
 
     Raises:
         StoreExistsError: ``path`` holds a store or other files.
@@ -92,7 +95,7 @@ def create(
             commit_every=commit_every,
             allow_nonfinite=allow_nonfinite,
         )
-        store = cls.attach(root, m, writable=True, lock=lock)
+        store = cls.attach(root, m, writable=True, lock=lock, durable=durable)
         store.commit()
     except BaseException:
         lock.release()
@@ -100,8 +103,12 @@ def create(
     return store
 
 
-def open(path: str | os.PathLike[str], *, mode: str = "r") -> Store:  # noqa: A001
+def open(  # noqa: A001
+    path: str | os.PathLike[str], *, mode: str = "r", durable: bool = True
+) -> Store:
     """Open an existing store: ``mode="r"`` reads committed rows, ``"a"`` resumes writing.
+
+    ``durable`` is as in :func:`create` (it only matters for ``mode="a"``).
 
     Raises:
         StoreNotFoundError: no manifest at ``path``.
@@ -121,7 +128,7 @@ def open(path: str | os.PathLike[str], *, mode: str = "r") -> Store:  # noqa: A0
     try:
         remove_temp_files(root)
         m = mf.read(root)  # the committed state, now that no one else can write
-        return cls.attach(root, m, writable=True, lock=lock)
+        return cls.attach(root, m, writable=True, lock=lock, durable=durable)
     except BaseException:
         lock.release()
         raise

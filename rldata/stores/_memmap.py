@@ -59,8 +59,9 @@ class MemmapStore(RowStore):
         self._m["payload"] = {"dir": DATA_DIR, "files": files, "byte_order": "little"}
         for name in self.schema:
             self._fds[name] = os.open(self._file(name), os.O_RDWR | os.O_CREAT, 0o644)
-        for d in {self._file(n).parent for n in self.schema} | {self.root}:
-            fsync_dir(d)
+        if self.durable:
+            for d in {self._file(n).parent for n in self.schema} | {self.root}:
+                fsync_dir(d)
         self._rows = 0
 
     def _attach_payload(self) -> None:
@@ -126,8 +127,9 @@ class MemmapStore(RowStore):
         return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())
 
     def _flush(self, filled: int) -> None:
-        for fd in self._fds.values():
-            os.fsync(fd)
+        if self.durable:
+            for fd in self._fds.values():
+                os.fsync(fd)
         self._write_td_meta(filled)
 
     def _write_td_meta(self, filled: int) -> None:
@@ -146,9 +148,8 @@ class MemmapStore(RowStore):
             }
         for parts, meta in dirs.items():
             meta.update({"shape": [filled], "device": "cpu", "_type": _TD_TYPE})
-            atomic_write(
-                self.root / DATA_DIR / Path(*parts) / "meta.json", json.dumps(meta).encode()
-            )
+            path = self.root / DATA_DIR / Path(*parts) / "meta.json"
+            atomic_write(path, json.dumps(meta).encode(), durable=self.durable)
 
     # --- fast path ----------------------------------------------------------------------
     def tensordict(self) -> TensorDict | None:

@@ -42,20 +42,26 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Replace ``target`` with ``data`` atomically: temp file, fsync, rename, fsync directory."""
+def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``target`` with ``data`` atomically: temp file, fsync, rename, fsync directory.
+
+    ``durable=False`` skips the fsyncs: still atomic for readers, but a power loss may
+    lose the change (for scratch buffers and tests, never for datasets).
+    """
     tmp = temp_name(target)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(target.parent)
+    if durable:
+        fsync_dir(target.parent)
 
 
 def remove_temp_files(root: Path) -> list[Path]:

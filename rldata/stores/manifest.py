@@ -118,6 +118,6 @@ def read(root: Path) -> dict[str, Any]:
     return data
 
 
-def write(root: Path, data: dict[str, Any]) -> None:
+def write(root: Path, data: dict[str, Any], *, durable: bool = True) -> None:
     """Replace the manifest atomically (temp file, fsync, rename, fsync directory)."""
-    atomic_write(manifest_path(root), json.dumps(data, indent=1).encode())
+    atomic_write(manifest_path(root), json.dumps(data, indent=1).encode(), durable=durable)

@@ -49,9 +49,16 @@ class RowStore(Store):
     supports_random_read = True
 
     def __init__(
-        self, root: Path, manifest: dict[str, Any], *, writable: bool, lock: WriterLock | None
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        *,
+        writable: bool,
+        lock: WriterLock | None,
+        durable: bool = True,
     ) -> None:
         self.root = root
+        self.durable = durable
         self.path = str(root)
         self.backend = manifest["backend"]
         self.capacity = manifest["capacity"]
@@ -70,10 +77,16 @@ class RowStore(Store):
 
     @classmethod
     def attach(
-        cls, root: Path, manifest: dict[str, Any], *, writable: bool, lock: WriterLock | None
+        cls,
+        root: Path,
+        manifest: dict[str, Any],
+        *,
+        writable: bool,
+        lock: WriterLock | None,
+        durable: bool = True,
     ) -> RowStore:
         """Open the payload a manifest describes (the backend's ``open``)."""
-        store = cls(root, manifest, writable=writable, lock=lock)
+        store = cls(root, manifest, writable=writable, lock=lock, durable=durable)
         store._stat = _stat(root)
         if manifest["schema"] is not None:
             store._sums = {
@@ -288,12 +301,12 @@ class RowStore(Store):
             self._index = self._index.clipped(self._start, end, self._reward_sum)
             data = json.dumps(self._index.to_json()).encode()
             name = f"episodes-{m['generation']:08d}.json"
-            atomic_write(self.root / name, data)
+            atomic_write(self.root / name, data, durable=self.durable)
             previous = m["episodes"]
             m["episodes"] = {"path": name, "sha256": sha256_hex(data), "segments": len(self._index)}
         else:
             previous = None
-        mf.write(self.root, m)
+        mf.write(self.root, m, durable=self.durable)
         self._committed_end = end
         if previous is not None:
             self._prune_episode_files(keep={previous["path"], m["episodes"]["path"]})

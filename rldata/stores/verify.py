@@ -138,14 +138,14 @@ def _episode_faults(store: Store, m: dict) -> Iterator[str]:
         if sha256_hex(path.read_bytes()) != ref["sha256"]:
             yield f"{store.path}: episode index {ref['path']}: sha256 does not match the manifest"
     seg = store.segments()  # type: ignore[attr-defined]
-    total = int(seg["length"].sum()) if seg.numel() else 0
+    total = int(seg["length"].sum())
     if total != len(store):
         yield f"{store.path}: episode index covers {total} rows, expected {len(store)}"
         return
     pos = store.readable()
     if pos.numel() == 0:
         return
-    seg_of_row = torch.repeat_interleave(torch.arange(seg.numel()), seg["length"])
+    seg_of_row = torch.repeat_interleave(torch.arange(seg.batch_size[0]), seg["length"])
     rows = store._read(pos)  # type: ignore[attr-defined]
     ids = rows.get(K.traj_ids)
     bad = ids != seg["traj_id"][seg_of_row]
@@ -156,7 +156,7 @@ def _episode_faults(store: Store, m: dict) -> Iterator[str]:
             f"{int(seg['traj_id'][seg_of_row[i]])}"
         )
     reward = rows.get(K.nxt(K.reward)).reshape(pos.numel(), -1).double().sum(-1)
-    returns = torch.zeros(seg.numel(), dtype=torch.float64).index_add_(0, seg_of_row, reward)
+    returns = torch.zeros(seg.batch_size[0], dtype=torch.float64).index_add_(0, seg_of_row, reward)
     close = torch.isclose(returns, seg["return"], rtol=1e-6, atol=1e-6) | (
         returns.isnan() & seg["return"].isnan()
     )
@@ -212,7 +212,7 @@ def _ted_faults(store: Store) -> Iterator[str]:
             nxt = rows.get(sch.key_tuple(f"{K.next}.{key}"))[:-1][same]
             cur = rows.get(sch.key_tuple(key))[1:][same]
             eq = (nxt == cur) | (nxt != nxt) & (cur != cur)
-            bad = ~eq.reshape(eq.shape[0], -1).all(-1)
+            bad = ~eq.flatten(1).all(-1) if eq.dim() > 1 else ~eq
             if bool(bad.any()):
                 j = int(same.nonzero().reshape(-1)[bad][0])
                 yield (

@@ -76,3 +76,32 @@ def test_append_only_files_only_grow(tmp_path):
     w.close()
     assert sizes == sorted(sizes)
     assert len(stores.open(tmp_path / "s")) == 5000
+
+
+def test_commit_order_payload_fsynced_before_manifest_then_directory(tmp_path, monkeypatch):
+    root = tmp_path / "s"
+    w = stores.create(root)
+    w.append(ted_marked(0, 5))
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    w.commit()
+    monkeypatch.undo()
+    w.close()
+    names = [(kind, path.replace(str(root), "")) for kind, path in events]
+    manifest_at = names.index(("rename", "/rldata.json"))
+    payload = {p for k, p in names[:manifest_at] if k == "fsync" and p.endswith(".memmap")}
+    assert payload == {"/" + f for f in w.manifest["payload"]["files"].values()}
+    episodes = w.manifest["episodes"]["path"]
+    assert ("rename", f"/{episodes}") in names[:manifest_at]
+    assert ("fsync", "") in names[manifest_at + 1 :]  # the store directory, after the rename
