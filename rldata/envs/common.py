@@ -36,6 +36,10 @@ def next_seed(seed: int) -> int:
     return int(np.random.default_rng(int(seed) % (2**63)).integers(0, _MAX_SEED))
 
 
+def _any(flags: torch.Tensor) -> bool:
+    return bool(flags) if flags.numel() == 1 else bool(flags.any())
+
+
 def done_spec_for(batch_size: torch.Size, device: torch.device | None) -> Composite:
     """The standard ``done`` / ``terminated`` / ``truncated`` spec: bool ``[*batch, 1]`` each."""
     shape = (*batch_size, 1)
@@ -257,21 +261,22 @@ class EnvBase:
         self,
         max_steps: int,
         policy: Policy | None = None,
-        callback: Callable[[EnvBase, TensorDictBase], object] | None = None,
         auto_reset: bool = True,
         break_when_any_done: bool = True,
         tensordict: TensorDictBase | None = None,
+        *,
+        callback: Callable[[EnvBase, TensorDictBase], object] | None = None,
     ) -> TensorDictBase:
         """Run ``policy`` (random actions when None) for up to ``max_steps`` steps.
 
         Args:
             max_steps: number of steps.
             policy: ``td -> td`` writing ``"action"``; None draws random actions.
-            callback: called as ``callback(env, td)`` after each step.
             auto_reset: reset first (with ``tensordict`` as reset input when given).
             break_when_any_done: stop after the first step where any sub-env is done;
                 otherwise finished sub-envs reset themselves and the rollout goes on.
             tensordict: the starting root when ``auto_reset=False``.
+            callback: called as ``callback(env, td)`` after each step.
 
         Returns:
             TED rows stacked to ``[T]``, or ``[*batch, T]`` for batched envs.
@@ -299,7 +304,7 @@ class EnvBase:
                 rows.append(td)
                 if callback is not None:
                     callback(self, td)
-                if bool(td.get(done_key).any()):
+                if _any(td.get(done_key)):
                     break
                 td = self.step_mdp(td)
             else:

@@ -160,9 +160,12 @@ def test_from_pixels_observes_rendered_frames():
 # --- errors ------------------------------------------------------------------------------
 
 
-def test_unknown_env_id_names_it_and_the_closest_ids():
-    with pytest.raises(EnvNotFoundError, match=r"'Pendulm-v1'.*Pendulum-v1"):
-        GymEnv("Pendulm-v1")
+@pytest.mark.parametrize("env_id", ["Pendulm-v1", "Pendulum-v9", "pendulum-v1"])
+def test_unknown_env_id_names_it_and_the_closest_ids(env_id):
+    with pytest.raises(
+        EnvNotFoundError, match=rf"'{env_id}'.*closest registered ids: \['Pendulum-v1'"
+    ):
+        GymEnv(env_id)
 
 
 @pytest.mark.parametrize(
