@@ -5,9 +5,10 @@ Adam step and target update, on CPU with 2 threads, Pendulum shapes (obs 3, acti
 and 2x256 ReLU MLPs. Peers: TorchRL's DDPGLoss / SACLoss / REDQLoss (same networks,
 same loop) and Stable-Baselines3's ``DDPG.train()`` / ``SAC.train()`` (its own loop,
 which samples from its replay buffer). A peer that is not installed is skipped with
-a note. Each contender runs for ``--seconds`` per round; the best round counts.
+a note. Contenders run in interleaved rounds of ``--seconds``; each keeps its best
+round, so a load spike on the shared machine does not decide a ratio.
 
-    python benchmarks/bench_losses.py [--seconds 1.5] [--rounds 3] [--only sac,redq]
+    python benchmarks/bench_losses.py [--seconds 0.5] [--rounds 8] [--only sac,redq] [--plain-adam]
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def loss_loop(
     return run
 
 
-def rldata_case(algo: str, data: TensorDict) -> Callable[[int], None]:
+def rldata_case(algo: str, data: TensorDict, fused: bool = True) -> Callable[[int], None]:
     from rldata.modules import MLP, Actor, ProbabilisticActor, TanhNormal, ValueOperator
     from rldata.objectives import DDPGLoss, REDQLoss, SACLoss, SoftUpdate
 
@@ -98,7 +99,7 @@ def rldata_case(algo: str, data: TensorDict) -> Callable[[int], None]:
             loss = SACLoss(actor, q, num_qvalue_nets=2, gamma=GAMMA)
         else:
             loss = REDQLoss(actor, q, num_qvalue_nets=10, sub_sample_len=2, gamma=GAMMA)
-    return loss_loop(loss, SoftUpdate(loss, tau=TAU), data, fused=True)
+    return loss_loop(loss, SoftUpdate(loss, tau=TAU), data, fused=fused)
 
 
 def torchrl_case(algo: str, data: TensorDict) -> Callable[[int], None]:
@@ -198,8 +199,11 @@ def _ratio(ours: float, peer: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed round")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds; best counts")
+    parser.add_argument(
+        "--plain-adam", action="store_true", help="rldata with default Adam (not fused), as peers"
+    )
     parser.add_argument("--only", default="ddpg,sac,redq")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -225,7 +229,10 @@ def main() -> None:
         for name, make in peers.items():
             if name == "sb3" and algo == "redq":
                 continue
-            cases[(algo, name)] = make(algo, data)
+            if name == "rldata":
+                cases[(algo, name)] = rldata_case(algo, data, fused=not args.plain_adam)
+            else:
+                cases[(algo, name)] = make(algo, data)
     best: dict[tuple[str, str], float] = {}
     for _ in range(args.rounds):  # interleaved rounds: load spikes hit everyone alike
         for key, run in cases.items():
