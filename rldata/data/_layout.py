@@ -245,10 +245,9 @@ class Packed:
             rows = g.buf.index_select(0, index)
             if device is not None and rows.device != device:
                 rows = rows.to(device, non_blocking=True)
-            if len(g.keys) == 1:
-                parts = (rows,)
-            else:
-                parts = torch.split_with_sizes(rows, g.widths, 1)
+            parts: tuple[torch.Tensor, ...] | list[torch.Tensor] = (
+                (rows,) if len(g.keys) == 1 else torch.split_with_sizes(rows, g.widths, 1)
+            )
             for key, part, shape in zip(g.keys, parts, g.views):
                 out[key] = part if shape is None else part.view(n, *shape)
         return out

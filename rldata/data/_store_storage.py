@@ -10,6 +10,7 @@ import weakref
 import torch
 from tensordict import TensorDictBase
 
+from rldata import stores
 from rldata.data._layout import Column, Key, Packed, RowReader, Schema, flatten, make_td
 from rldata.data._storage import Index, Storage
 from rldata.errors import ConfigError, TedFormatError
@@ -185,8 +186,6 @@ class LazyMemmapStorage(StoreStorage):
         self._logical = None
 
     def _open_store(self) -> None:
-        from rldata import stores
-
         path = self.scratch_dir
         if path is None:
             path = tempfile.mkdtemp(prefix="rldata-memmap-")

@@ -74,16 +74,15 @@ class SumMinTree:
         batch = mass.shape[0]
         u = mass.to(self.dtype).unsqueeze(1)
         zero = torch.zeros((), dtype=self.dtype)
-        node = None
-        for level in reversed(self.sums):
-            blocks = level.view(-1, FANOUT)
-            children = (
-                blocks.expand(batch, FANOUT) if node is None else blocks.index_select(0, node)
-            )
+        node = torch.zeros(batch, dtype=torch.int64)
+        top = len(self.sums) - 1
+        for lvl in range(top, -1, -1):
+            blocks = self.sums[lvl].view(-1, FANOUT)
+            children = blocks.expand(batch, FANOUT) if lvl == top else blocks.index_select(0, node)
             cs = children.cumsum(1)
             u = torch.minimum(u, torch.nextafter(cs.narrow(1, FANOUT - 1, 1), zero)).clamp_(min=0)
             j = torch.searchsorted(cs, u, right=True)
             u = u - (cs.gather(1, j) - children.gather(1, j))
             j = j.squeeze(1)
-            node = j if node is None else node.mul_(FANOUT).add_(j)
+            node = j if lvl == top else node.mul_(FANOUT).add_(j)
         return node

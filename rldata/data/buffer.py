@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from tensordict import TensorDictBase
 
+from rldata import stores
 from rldata.data.samplers import PrioritizedSampler, RandomSampler, Sampler
 from rldata.data.storages import Storage
 from rldata.data.writers import RoundRobinWriter, Writer
@@ -190,8 +191,6 @@ class ReplayBuffer:
     # --- persistence ------------------------------------------------------------------
     def save(self, path: str | Path, backend: str = "memmap") -> None:
         """Write every row, oldest first, as a dataset at ``path`` (open it with ``rldata.load``)."""
-        from rldata import stores
-
         with self._lock:
             specs = getattr(self.storage, "specs", None)
             store = stores.create(str(path), backend=backend, capacity=None, specs=specs)

@@ -127,7 +127,8 @@ class SamplerWithoutReplacement(Sampler):
             or (self.drop_last and left < batch_size)
         ):
             self._new_epoch(n)
-        index = self._order[self._next : self._next + batch_size]
+        order: torch.Tensor = self._order  # type: ignore[assignment]  # set by _new_epoch
+        index = order[self._next : self._next + batch_size]
         self._next += index.shape[0]
         left = n - self._next
         self.ran_out = left == 0 or (self.drop_last and left < batch_size)
@@ -191,7 +192,7 @@ class PrioritizedSampler(Sampler):
         weight = (tree.leaves(index) / tree.minimum()).pow_(-self.beta).to(torch.float32)
         return index, {"_weight": weight}
 
-    def _set(self, index: torch.Tensor, priority: torch.Tensor | float) -> None:
+    def _set(self, index: torch.Tensor, priority: torch.Tensor) -> None:
         value = (priority.abs() + self.eps).pow_(self.alpha)
         self._tree.update(index, value)
 
@@ -280,7 +281,8 @@ class SliceSampler(Sampler):
             length, count = self.slice_len, batch_size // self.slice_len
             given = f"slice_len={self.slice_len}"
         else:
-            count, length = self.num_slices, batch_size // self.num_slices
+            count = self.num_slices or 1  # one of the two is set (checked in __init__)
+            length = batch_size // count
             given = f"num_slices={self.num_slices}"
         if count * length != batch_size or length == 0:
             raise ConfigError(f"SliceSampler: batch_size={batch_size} is not a multiple of {given}")
@@ -359,7 +361,7 @@ class SliceSampler(Sampler):
             )
         return valid
 
-    def _cut_slices(self, traj, done, seam, n, count, length) -> torch.Tensor:
+    def _cut_slices(self, traj, done, seam, n, count, length) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(n, (count,), generator=self.generator)
         win = starts.unsqueeze(1) + torch.arange(length)
         inside = win < n

@@ -43,7 +43,7 @@ class LazyTensorStorage(Storage):
         allow_nonfinite: bool = False,
     ) -> None:
         super().__init__(max_size, device, allow_nonfinite)
-        self._packed: Packed | None = None
+        self._packed: Packed  # allocated by the first write (_allocate)
 
     def _allocate(self, schema: Schema) -> None:
         rows = self.capacity if self.capacity is not None else self._INITIAL_ROWS
