@@ -147,9 +147,11 @@ def test_parallel_env_reports_worker_errors_in_the_parent():
         env.close()
 
 
-def test_parallel_env_close_stops_the_workers():
+def test_parallel_env_workers_share_memory_and_stop_on_close():
     env = ParallelEnv(2, partial(GymEnv, "Pendulum-v1"))
+    assert env._root_buf.is_shared() and env._next_buf.is_shared()
     procs = list(env._procs)
+    assert len(procs) == 2 and all(p.is_alive() for p in procs)
     env.close()
     assert all(not p.is_alive() for p in procs)
     with pytest.raises(EnvClosedError):

@@ -19,7 +19,7 @@ from rldata.errors import (
     SpecError,
     TedFormatError,
 )
-from rldata.specs import Bounded, Categorical, MultiCategorical, MultiOneHot, OneHot
+from rldata.specs import Binary, Bounded, Categorical, MultiCategorical, MultiOneHot, OneHot
 
 FLAGS = ("done", "terminated", "truncated")
 
@@ -88,7 +88,7 @@ def test_discrete_with_start_offset_reaches_gym_with_the_offset():
     [
         (spaces.MultiDiscrete([2, 3]), False, MultiOneHot, [0, 1, 0, 0, 1], [1, 2]),
         (spaces.MultiDiscrete([2, 3]), True, MultiCategorical, [1, 2], [1, 2]),
-        (spaces.MultiBinary(3), False, None, [1, 0, 1], [1, 0, 1]),
+        (spaces.MultiBinary(3), False, Binary, [1, 0, 1], [1, 0, 1]),
         (spaces.Box(-1.0, 1.0, (2,), dtype=np.float64), False, Bounded, [0.5, -0.5], [0.5, -0.5]),
     ],
     ids=["multi-one-hot", "multi-categorical", "multi-binary", "box-float64"],
@@ -96,8 +96,7 @@ def test_discrete_with_start_offset_reaches_gym_with_the_offset():
 def test_other_action_spaces_convert_both_ways(space, categorical, spec_type, action, expected):
     toy = ToyGym(action_space=space)
     env = GymWrapper(toy, categorical_action_encoding=categorical)
-    if spec_type is not None:
-        assert isinstance(env.action_spec, spec_type)
+    assert isinstance(env.action_spec, spec_type)
     td = env.reset()
     td["action"] = torch.tensor(action, dtype=env.action_spec.dtype)
     env.step(td)
