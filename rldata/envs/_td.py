@@ -38,6 +38,13 @@ def set_fast(td: TensorDictBase, key: str, value: Any) -> None:
         td.set(key, value)
 
 
+def get(td: TensorDictBase, key: Any) -> Any:
+    """``td.get(key, None)``, skipping tensordict's key parsing for a top-level string key."""
+    if type(td) is TensorDict and type(key) is str:
+        return td._tensordict.get(key)
+    return td.get(key, None)
+
+
 def items(td: TensorDictBase) -> Any:
     """Top-level ``(key, value)`` pairs of ``td``, without tensordict's per-item overhead."""
     return td._tensordict.items() if type(td) is TensorDict else td.items()

@@ -17,6 +17,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rldata.envs._sampling import ActionStream, make_sampler
+from rldata.envs._td import get as _get
 from rldata.envs._td import items as _items
 from rldata.envs._td import make_td, set_fast, stack_tds
 from rldata.errors import ConfigError, EnvClosedError, TedFormatError
@@ -146,7 +147,7 @@ class EnvBase:
             raise EnvClosedError(f"{what}() called on {type(self).__name__} after close()")
 
     def _get_action(self, tensordict: TensorDictBase) -> torch.Tensor:
-        action = tensordict.get(self.action_key, None)
+        action = _get(tensordict, self.action_key)
         if action is None:
             raise TedFormatError(
                 f"step() needs an {self.action_key!r} entry; given keys: "
@@ -189,7 +190,7 @@ class EnvBase:
         Other root entries (e.g. ``loc``/``scale`` a policy wrote) are kept, as
         :func:`rldata.ted.step_mdp` does with its defaults. Tensors are shared, not copied.
         """
-        nxt = tensordict.get(TED_KEYS.next)
+        nxt = _get(tensordict, TED_KEYS.next)
         src = dict(_items(nxt))
         src.pop(self.reward_key, None)
         skip = (TED_KEYS.next, self.action_key, RESET_KEY)
@@ -210,7 +211,7 @@ class EnvBase:
         """
         tensordict = self.step(tensordict)
         root = self.step_mdp(tensordict)
-        done = root.get(TED_KEYS.done)
+        done = _get(root, TED_KEYS.done)
         if done.numel() == 1:
             if bool(done):
                 root = self.reset(root)
@@ -296,7 +297,6 @@ class EnvBase:
                 return fast
         act = policy if policy is not None else self.rand_action
         rows = []
-        done_key = (TED_KEYS.next, TED_KEYS.done)
         for _ in range(max_steps):
             td = act(td)
             if break_when_any_done:
@@ -304,7 +304,7 @@ class EnvBase:
                 rows.append(td)
                 if callback is not None:
                     callback(self, td)
-                if _any(td.get(done_key)):
+                if _any(_get(_get(td, TED_KEYS.next), TED_KEYS.done)):
                     break
                 td = self.step_mdp(td)
             else:

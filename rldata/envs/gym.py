@@ -102,6 +102,7 @@ class GymWrapper(EnvBase):
         self._act_space, self._single_action_spec = act_space, single_action
         self._validate = validate_actions
         self._reward_shape = (*batch, 1)
+        self._last_done = False
 
     @property
     def gym_env(self) -> Any:
@@ -175,7 +176,21 @@ class GymWrapper(EnvBase):
         out.update(flags)
         if self._vector:
             self._needs_reset = flags["done"].numpy().reshape(-1).copy()
+        else:
+            self._last_done = bool(terminated or truncated)
         return self._finish(out)
+
+    def step_and_maybe_reset(
+        self, tensordict: TensorDictBase
+    ) -> tuple[TensorDictBase, TensorDictBase]:
+        if self._vector:
+            return super().step_and_maybe_reset(tensordict)
+        # single env: the step already knows (as Python bools) whether the episode ended
+        tensordict = self.step(tensordict)
+        root = self.step_mdp(tensordict)
+        if self._last_done:
+            root = self.reset(root)
+        return tensordict, root
 
     def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
         seed, self._pending_seed = self._pending_seed, None
