@@ -238,8 +238,11 @@ def main() -> None:
         for key, run in cases.items():
             best[key] = max(best.get(key, 0.0), rate(run, args.seconds))
 
+    adam = "default Adam" if args.plain_adam else "fused Adam"
     print(
-        f"updates/s, CPU {torch.get_num_threads()} threads, batch {BATCH}, 2x256 MLPs, Pendulum shapes"
+        f"updates/s, CPU {torch.get_num_threads()} threads, batch {BATCH}, 2x256 MLPs, "
+        f"Pendulum shapes; rldata with {adam}, peers with their defaults; "
+        f"best of {args.rounds} rounds x {args.seconds}s"
     )
     print(f"{'algo':<6} {'rldata':>9} {'torchrl':>9} {'sb3':>9} {'vs torchrl':>11} {'vs sb3':>8}")
     for algo in algos:
