@@ -91,7 +91,7 @@ class TanhNormal(D.Distribution):
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
         return torch.tanh(u) * self._half + self._mid
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         u = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(
             shape, dtype=self.loc.dtype, device=self.loc.device
@@ -100,7 +100,7 @@ class TanhNormal(D.Distribution):
         self._cache = (value, u)
         return value
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         with torch.no_grad():
             return self.rsample(sample_shape)
 

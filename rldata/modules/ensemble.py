@@ -22,6 +22,8 @@ def _layers(template: nn.Module) -> list[nn.Module]:
     layers = list(template) if isinstance(template, nn.Sequential) else [template]
     for layer in layers:
         if isinstance(layer, nn.Linear):
+            if layer.bias is None:
+                raise ConfigError("QEnsemble: Linear layers need a bias (bias=True)")
             if isinstance(layer.weight, nn.parameter.UninitializedParameter):
                 raise ConfigError(
                     "QEnsemble: the network has a lazy layer; give in_features= or run it once"
@@ -63,10 +65,10 @@ class QEnsemble(nn.Module):
         for pos, layer in enumerate(layers):
             if isinstance(layer, nn.Linear):
                 members = [list(c)[pos] if isinstance(c, nn.Sequential) else c for c in copies]
-                w = torch.stack([m.weight.detach().t() for m in members]).contiguous()
-                b = torch.stack([m.bias.detach() for m in members]).unsqueeze(1).contiguous()
-                self.register_parameter(f"weight_{self.num_linear}", nn.Parameter(w))
-                self.register_parameter(f"bias_{self.num_linear}", nn.Parameter(b))
+                w = torch.stack([m.get_parameter("weight").detach().t() for m in members])
+                b = torch.stack([m.get_parameter("bias").detach() for m in members]).unsqueeze(1)
+                self.register_parameter(f"weight_{self.num_linear}", nn.Parameter(w.contiguous()))
+                self.register_parameter(f"bias_{self.num_linear}", nn.Parameter(b.contiguous()))
                 self._acts.append(None)
                 self.num_linear += 1
             else:
@@ -123,6 +125,7 @@ class QEnsemble(nn.Module):
                 lin.weight.copy_(w.t())
                 lin.bias.copy_(getattr(self, f"bias_{j}")[i, 0])
             layers.append(lin)
-            if self._acts[j] is not None:
-                layers.append(copy.deepcopy(self._acts[j]))
+            act = self._acts[j]
+            if act is not None:
+                layers.append(copy.deepcopy(act))
         return nn.Sequential(*layers)

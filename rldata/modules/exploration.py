@@ -63,7 +63,7 @@ class _Annealed(TensorDictModuleBase):
 
     def _project(self, action: torch.Tensor) -> torch.Tensor:
         low, high = getattr(self.spec, "low", None), getattr(self.spec, "high", None)
-        if low is None:
+        if low is None or high is None:
             return action
         return torch.max(torch.min(action, high.to(action.device)), low.to(action.device))
 

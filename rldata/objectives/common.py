@@ -124,7 +124,7 @@ class StochasticPolicy:
             outs = list(head.out_keys)
             if set(srcs) <= set(outs):
                 self._fast = (head.module, [outs.index(s) for s in srcs], names, list(head.in_keys))
-        self.distribution_class = getattr(dist_module, "distribution_class", None)
+        self.distribution_class: Any = getattr(dist_module, "distribution_class", None)
         self.kwargs = dict(getattr(dist_module, "distribution_kwargs", {}) or {})
 
     def dist(self, *inputs: torch.Tensor) -> torch.distributions.Distribution:

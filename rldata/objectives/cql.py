@@ -39,6 +39,9 @@ class CQLLoss(SACLoss):
             distribution arguments, else its ``spec``).
     """
 
+    action_low: torch.Tensor
+    action_high: torch.Tensor
+
     def __init__(
         self,
         actor_network: TensorDictModuleBase,

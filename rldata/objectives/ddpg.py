@@ -34,17 +34,17 @@ def frozen(module: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def action_index(value_network: TensorDictModuleBase, action_key: NestedKey) -> int | None:
-    """Where the action sits among the Q network's inputs (``None``: not there yet)."""
+def action_index(value_network: TensorDictModuleBase, action_key: NestedKey) -> int:
+    """Where the action sits among the Q network's inputs (-1: not there, checked at forward)."""
     ins = list(value_network.in_keys)
-    return ins.index(action_key) if action_key in ins else None
+    return ins.index(action_key) if action_key in ins else -1
 
 
 def check_action_index(
-    index: int | None, value_network: TensorDictModuleBase, action_key: NestedKey
+    index: int, value_network: TensorDictModuleBase, action_key: NestedKey
 ) -> int:
     """The action's input position, or a ConfigError naming the keys."""
-    if index is None:
+    if index < 0:
         raise ConfigError(
             f"the Q network must read the action key {key_name(action_key)!r}; its in_keys are "
             f"{list(value_network.in_keys)} (rename with loss.set_keys(action=...))"
@@ -67,6 +67,9 @@ class DDPGLoss(LossModule):
     Returns (``forward``): ``loss_actor``, ``loss_value`` and detached ``pred_value``,
     ``pred_value_max``, ``target_value``, ``target_value_max``, ``td_error``.
     """
+
+    target_actor_network: TensorDictModuleBase
+    target_value_network: TensorDictModuleBase
 
     @dataclasses.dataclass(frozen=True)
     class Keys:

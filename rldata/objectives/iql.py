@@ -16,6 +16,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from rldata.errors import ConfigError
+from rldata.modules.ensemble import QEnsemble
 from rldata.objectives.common import (
     LossModule,
     StochasticPolicy,
@@ -50,6 +51,8 @@ class IQLLoss(LossModule):
         loss_function: ``"l2"`` or ``"smooth_l1"`` for the critics.
         gamma: discount.
     """
+
+    target_qvalue: QEnsemble
 
     @dataclasses.dataclass(frozen=True)
     class Keys:
@@ -93,8 +96,8 @@ class IQLLoss(LossModule):
         return out
 
     def forward(self, td: TensorDictBase) -> TensorDict:
-        if self._a_idx is None:
-            check_action_index(None, self.qvalue_network_template[0], self._keys.action)
+        if self._a_idx < 0:
+            check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
         state = inputs(td, self._state_keys)
         action = self._get(td, self._keys.action)
 

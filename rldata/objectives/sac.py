@@ -18,6 +18,7 @@ from tensordict.nn import TensorDictModuleBase
 from torch import nn
 
 from rldata.errors import ConfigError
+from rldata.modules.ensemble import QEnsemble
 from rldata.objectives.common import (
     LossModule,
     StochasticPolicy,
@@ -48,6 +49,9 @@ class SACLoss(LossModule):
     Returns (``forward``): ``loss_actor``, ``loss_qvalue``, ``loss_alpha`` and detached
     ``alpha``, ``entropy``, ``pred_value``, ``target_value``, ``td_error``.
     """
+
+    target_qvalue: QEnsemble
+    log_alpha: torch.Tensor
 
     @dataclasses.dataclass(frozen=True)
     class Keys:
@@ -121,8 +125,8 @@ class SACLoss(LossModule):
 
     # -- the update ---------------------------------------------------------------------
     def forward(self, td: TensorDictBase) -> TensorDict:
-        if self._a_idx is None:
-            check_action_index(None, self.qvalue_network_template[0], self._keys.action)
+        if self._a_idx < 0:
+            check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
         obs = inputs(td, self._policy.in_keys)
         state = inputs(td, self._state_keys)
         action = self._get(td, self._keys.action)

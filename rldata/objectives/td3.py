@@ -17,6 +17,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from rldata.errors import ConfigError
+from rldata.modules.ensemble import QEnsemble
 from rldata.objectives.common import LossModule, TensorFn, distance_loss, inputs, make_ensemble
 from rldata.objectives.ddpg import action_index, check_action_index
 from rldata.ted import NestedKey
@@ -50,6 +51,11 @@ class TD3Loss(LossModule):
         loss_function: ``"l2"`` or ``"smooth_l1"``.
         gamma: discount.
     """
+
+    target_qvalue: QEnsemble
+    target_actor_network: TensorDictModuleBase
+    action_low: torch.Tensor
+    action_high: torch.Tensor
 
     @dataclasses.dataclass(frozen=True)
     class Keys:
@@ -121,8 +127,8 @@ class TD3Loss(LossModule):
         return {"loss_actor": -q1.mean()}
 
     def forward(self, td: TensorDictBase) -> TensorDict:
-        if self._a_idx is None:
-            check_action_index(None, self.qvalue_network_template[0], self._keys.action)
+        if self._a_idx < 0:
+            check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
         state = inputs(td, self._state_keys)
         action = self._get(td, self._keys.action)
         target = self._target(td)
