@@ -18,7 +18,9 @@ Examples:
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -141,7 +143,7 @@ def record(
         collector_or_env: a collector, or an environment to wrap in a
             :class:`SyncDataCollector` running ``policy``.
         store_or_path: an open writable store, or a path to create (or resume).
-        frames: transitions to record (rounded up to the env's batch size).
+        frames: transitions to record (exactly; the last batch may cut episodes short).
         policy: the policy for an environment (None: random actions).
         commit_every: frames between commits (None: only at the end).
         backend: store backend when creating from a path.
@@ -158,7 +160,14 @@ def record(
     frames = _frames(frames)
     if commit_every is not None:
         _frames_named("commit_every", commit_every)
+    owns_store = isinstance(store_or_path, (str, os.PathLike))
+    if owns_store:  # fail before building anything
+        check_destination(os.fspath(store_or_path), resume=resume, force=force)
     owns_collector = not _is_collector(collector_or_env)
+    if not owns_collector and policy is not None:
+        raise ConfigError(
+            "policy= is for recording an env; a collector already runs its own policy"
+        )
     if owns_collector:
         env = collector_or_env
         fpb = frames_per_batch or _batch_size_for(frames, int(torch.Size(env.batch_size).numel()))
@@ -171,7 +180,6 @@ def record(
     else:
         collector = collector_or_env
         specs = _env_specs(getattr(collector, "env", None))
-    owns_store = isinstance(store_or_path, (str, os.PathLike))
     if owns_store:
         store = open_for_writing(
             os.fspath(store_or_path),
@@ -207,6 +215,65 @@ def _batch_size_for(frames: int, rows: int) -> int:
     return steps * rows
 
 
+class _StoreWriter(threading.Thread):
+    """Appends and commits in a background thread, so disk time (fsync) overlaps collection.
+
+    Every store call happens in this one thread, in order; the collecting thread only hands
+    over finished batches through a small bounded queue. Rows are appended in pieces that
+    end exactly on ``commit_every`` boundaries.
+    """
+
+    def __init__(self, store: Any, commit_every: int | None) -> None:
+        super().__init__(name="rldata-store-writer", daemon=True)
+        self.store = store
+        self.commit_every = commit_every
+        self.queue: queue.Queue[TensorDictBase | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.commits = 0
+        self._since_commit = 0
+
+    def run(self) -> None:
+        while True:
+            rows = self.queue.get()
+            if rows is None:
+                return
+            if self.error is not None:
+                continue  # drain: the collecting thread raises the error
+            try:
+                self._write(rows)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the collecting thread
+                self.error = err
+
+    def _write(self, rows: TensorDictBase) -> None:
+        offset, n, every = 0, rows.numel(), self.commit_every
+        while offset < n:
+            room = n - offset if every is None else min(n - offset, every - self._since_commit)
+            self.store.append(rows[offset : offset + room])
+            offset += room
+            self._since_commit += room
+            if every is not None and self._since_commit >= every:
+                self.store.commit()
+                self.commits += 1
+                self._since_commit = 0
+
+    def put(self, rows: TensorDictBase) -> None:
+        self._raise()
+        self.queue.put(rows)
+
+    def finish(self) -> None:
+        """Write what is queued, then commit what is not committed yet."""
+        self.queue.put(None)
+        self.join()
+        self._raise()
+        if self._since_commit:
+            self.store.commit()
+            self.commits += 1
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def _record_into(
     collector: Any,
     store: Any,
@@ -218,31 +285,23 @@ def _record_into(
     """The recording loop; ``base`` (default ``store.next_traj_id()``) shifts the collector's ids."""
     base = int(store.next_traj_id()) if base is None else int(base)
     stats = RecordStats(target=frames)
-    since_commit = 0
     start = time.perf_counter()
-    iterator = iter(collector)
-    while stats.frames < frames:
-        rows = next(iterator).reshape(-1)  # env-major: each trajectory stays in time order
-        rows = rows[: frames - stats.frames]  # the last batch may cut trajectories short
-        if base:
-            rows.set(TED_KEYS.traj_ids, rows.get(TED_KEYS.traj_ids) + base)
-        offset = 0
-        while offset < rows.numel():  # pieces end exactly on commit boundaries
-            room = rows.numel() - offset
-            if commit_every is not None:
-                room = min(room, commit_every - since_commit)
-            store.append(rows[offset : offset + room])
-            offset += room
-            since_commit += room
-            if commit_every is not None and since_commit >= commit_every:
-                store.commit()
-                stats.commits += 1
-                since_commit = 0
-        stats.update(rows)
-        if progress is not None:
-            progress(stats)
-    store.commit()
-    stats.commits += 1
+    writer = _StoreWriter(store, commit_every)
+    writer.start()
+    try:
+        iterator = iter(collector)
+        while stats.frames < frames:
+            rows = next(iterator).reshape(-1)  # env-major: each trajectory stays in time order
+            rows = rows[: frames - stats.frames]  # the last batch may cut trajectories short
+            if base:
+                rows.set(TED_KEYS.traj_ids, rows.get(TED_KEYS.traj_ids) + base)
+            writer.put(rows)
+            stats.update(rows)
+            if progress is not None:
+                progress(stats)
+    finally:
+        writer.finish()  # also on an exception or Ctrl-C: what was collected is committed
+    stats.commits = writer.commits
     if progress is not None:
         progress(stats)
     return RecordSummary(
@@ -316,7 +375,7 @@ def open_for_writing(
         env_id=env_id,
         env_kwargs=env_kwargs,
         provenance=provenance,
-        commit_every=commit_every,
+        # record() commits on its own schedule; a store-side auto-commit would double it
     )
 
 
@@ -577,7 +636,6 @@ def record_sharded(
                     env_id=env_id,
                     env_kwargs=env_kwargs,
                     provenance=provenance,
-                    commit_every=commit_every,
                 ).close()
         shares = [frames // workers + (1 if w < frames % workers else 0) for w in range(workers)]
         fpb = _batch_size_for(max(shares), num_envs) * workers

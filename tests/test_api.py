@@ -182,3 +182,17 @@ def test_ray_actors_record_shards_that_read_back_as_one_store(tmp_path, local_ra
         assert len(store) == 400
         ids = store.get(slice(0, 400))["collector", "traj_ids"]
     assert ids[150:200].min() >= first_next and ids[350:].min() >= first_next
+
+
+def test_a_write_error_in_the_writer_thread_reaches_the_caller(tmp_path):
+    from rldata.errors import SchemaMismatchError
+
+    api.record(GymEnv("CartPole-v1"), tmp_path / "ds", frames=30)
+    store = stores.open(tmp_path / "ds", mode="a")
+    try:
+        with pytest.raises(SchemaMismatchError):
+            api.record(GymEnv("Pendulum-v1"), store, frames=3000)
+    finally:
+        store.close()
+    rows, fault, _ = _rows(tmp_path / "ds")
+    assert fault is None and len(rows) == 30

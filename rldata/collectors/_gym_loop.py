@@ -83,7 +83,7 @@ class GymLoop:
         if layout.action_kind == "continuous":
             low = np.broadcast_to(np.asarray(space.low, dtype=np.float64), self._gym_act_shape)
             high = np.broadcast_to(np.asarray(space.high, dtype=np.float64), self._gym_act_shape)
-            self._low, self._high = low, high
+            self._low, self._scale = low, high - low
             self._bounded = bool(np.isfinite(low).all() and np.isfinite(high).all())
         # unseeded runs still follow torch.manual_seed, as the generic loop's random actions do
         self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
@@ -140,7 +140,7 @@ class GymLoop:
         b = obs.shape[0]
         if self.layout.action_kind == "continuous":
             if self._bounded:
-                a = self.rng.uniform(self._low, self._high, size=(b, *self._gym_act_shape))
+                a = self._low + self._scale * self.rng.random(size=(b, *self._gym_act_shape))
             else:
                 a = self.rng.standard_normal(size=(b, *self._gym_act_shape))
             return a.astype(self._gym_act_dtype, copy=False)
