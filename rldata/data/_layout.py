@@ -163,7 +163,15 @@ class _Group:
         self.keys = [c.key for c in columns]
         # a split piece [B, w] needs a view only when the row shape is not already (w,)
         self.views = [None if len(c.shape) == 1 else c.shape for c in columns]
+        self.scalar = len(columns) == 1 and columns[0].shape == ()
         self.buf = torch.empty(0)
+
+
+def stack_pieces(g: _Group, rows: list[list[list[torch.Tensor]]], gi: int) -> torch.Tensor:
+    """Rows of one group, given as per-row pieces, as one ``[k, width]`` block."""
+    if g.scalar:
+        return torch.stack([row[gi][0] for row in rows]).view(len(rows), 1)
+    return torch.cat([p for row in rows for p in row[gi]]).view(len(rows), g.width)
 
 
 class Packed:
@@ -232,10 +240,8 @@ class Packed:
 
     def write_rows_pieces(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
         """Land consecutive rows from ``start``, each given as per-group 1-D pieces."""
-        k = len(rows)
         for gi, g in enumerate(self.groups):
-            block = torch.cat([p for row in rows for p in row[gi]]).view(k, g.width)
-            g.buf[start : start + k].copy_(block, non_blocking=True)
+            g.buf[start : start + len(rows)].copy_(stack_pieces(g, rows, gi), non_blocking=True)
 
     def gather(self, index: torch.Tensor, device: torch.device | None = None) -> dict:
         """Rows at ``index`` as ``{key: tensor [B, *shape]}`` (views into one gather per dtype)."""
@@ -289,11 +295,19 @@ class RowReader:
                 sizes[col.key[:-1]].add(col.key[-1])
         self.parents = parents
         self.lengths = [len(sizes[k]) for k in nodes]
+        # a piece is reshaped to 1-D unless it is 1-D already, or a lone 0-dim column
+        # (its group is landed with stack instead of cat)
         self.plan = [
             [
-                (nodes[c.key[:-1]], c.key[-1], c.dtype, torch.Size(c.shape), len(c.shape) != 1)
+                (
+                    nodes[c.key[:-1]],
+                    c.key[-1],
+                    c.dtype,
+                    torch.Size(c.shape),
+                    len(c.shape) > 1 or (len(c.shape) == 0 and len(g.columns) > 1),
+                )
                 for c in g.columns
-            ]  # noqa: E501
+            ]
             for g in packed.groups
         ]
         self.reward = None
@@ -316,14 +330,17 @@ class RowReader:
             if len(d) != n:
                 return None
         out = []
+        version = versions.append
         for plan in self.plan:
-            pieces = []
+            pieces: list[torch.Tensor] = []
+            piece = pieces.append
             for node, name, dtype, shape, flat in plan:
                 v = dicts[node].get(name)
-                if v is None or v.dtype != dtype or v.shape != shape:
+                # exact type: subclasses (memmap, parameters) take the general path
+                if type(v) is not torch.Tensor or v.dtype is not dtype or v.shape != shape:
                     return None
-                pieces.append(v.reshape(-1) if flat else v)
-                versions.append(v._version)
+                piece(v.reshape(-1) if flat else v)
+                version(v._version)
             out.append(pieces)
         return out
 

@@ -11,7 +11,16 @@ import torch
 from tensordict import TensorDictBase
 
 from rldata import stores
-from rldata.data._layout import Column, Key, Packed, RowReader, Schema, flatten, make_td
+from rldata.data._layout import (
+    Column,
+    Key,
+    Packed,
+    RowReader,
+    Schema,
+    flatten,
+    make_td,
+    stack_pieces,
+)
 from rldata.data._storage import Index, Storage
 from rldata.errors import ConfigError, TedFormatError
 
@@ -97,7 +106,7 @@ class StoreStorage(Storage):
         k = len(rows)
         flat = {}
         for gi, g in enumerate(self._row_layout.groups):
-            block = torch.cat([p for row in rows for p in row[gi]]).view(k, g.width)
+            block = stack_pieces(g, rows, gi)
             parts = (block,) if len(g.keys) == 1 else torch.split_with_sizes(block, g.widths, 1)
             for col, part in zip(g.columns, parts):
                 flat[col.key] = part.reshape(k, *col.shape)

@@ -78,11 +78,16 @@ class SumMinTree:
         top = len(self.sums) - 1
         for lvl in range(top, -1, -1):
             blocks = self.sums[lvl].view(-1, FANOUT)
-            children = blocks.expand(batch, FANOUT) if lvl == top else blocks.index_select(0, node)
+            children = blocks if lvl == top else blocks.index_select(0, node)
             cs = children.cumsum(1)
+            # keep the mass inside this block's total (rounding), then count the prefix
+            # sums it reaches: the first child whose interval holds it (never a zero child)
             u = torch.minimum(u, torch.nextafter(cs.narrow(1, FANOUT - 1, 1), zero)).clamp_(min=0)
-            j = torch.searchsorted(cs, u, right=True)
-            u = u - (cs.gather(1, j) - children.gather(1, j))
+            j = (cs <= u).sum(1, keepdim=True)
+            before = cs - children  # exclusive prefix sums
+            if lvl == top:
+                before = before.expand(batch, FANOUT)
+            u = u - before.gather(1, j)
             j = j.squeeze(1)
             node = j if lvl == top else node.mul_(FANOUT).add_(j)
         return node

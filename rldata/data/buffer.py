@@ -82,6 +82,7 @@ class ReplayBuffer:
                 f"prefetch={prefetch!r}, batch_size={batch_size!r}"
             )
         self.batch_size = batch_size
+        self._hears_writes = type(self.sampler).on_write is not Sampler.on_write
         self.transform = transform
         self.prefetch = prefetch
         self._lock = threading.RLock()
@@ -92,10 +93,16 @@ class ReplayBuffer:
     def add(self, data: TensorDictBase) -> int:
         """Write one row (``batch_size=[]``); return its position."""
         storage = self.storage
-        flat = storage.check_row(data)
-        with self._lock:
-            pos = self.writer.add_index(storage)
-            storage.write_row(pos, flat)
+        row = storage.check_row(data)
+        if self._pool is not None:  # a prefetch thread may be reading: take turns
+            with self._lock:
+                return self._add(row)
+        return self._add(row)
+
+    def _add(self, row) -> int:
+        pos = self.writer.add_index(self.storage)
+        self.storage.write_row(pos, row)
+        if self._hears_writes:
             self.sampler.on_write(slice(pos, pos + 1))
         return pos
 
