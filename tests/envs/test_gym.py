@@ -260,3 +260,14 @@ def test_cuda_device_puts_tensors_on_the_gpu():
     rows = env.rollout(5)
     assert rows["next", "observation"].device.type == "cuda"
     assert rows["action"].device.type == "cuda"
+
+
+def test_the_device_move_path_keeps_the_ted_layout():
+    # exercised on the CPU: the same code moves tensors to "cuda" on a GPU machine
+    env = GymEnv("Pendulum-v1", device="cpu")
+    env._move = True
+    fast = env.rollout(3)
+    slow = env.rollout(3, policy=env.rand_action)
+    for rows in (fast, slow):
+        assert rows["next", "observation"].shape == (3, 3)
+        assert rows.device == torch.device("cpu")
