@@ -184,23 +184,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--record-frames",
+        type=int,
+        default=100_000,
+        help="frames of the recording row (commits every 10k)",
+    )
     parser.add_argument("--skip-mujoco", action="store_true")
     args = parser.parse_args()
     frames, reps = args.frames, args.repeats
     env_id = "Pendulum-v1"
-    rows: list[tuple[str, str, float, float | None, str]] = []
+    rows: list[tuple[str, str, int, float, float | None, str]] = []
 
     def group(
-        name: str, ref_label: str, ref: Callable[[], None], others: list, target: str
+        name: str,
+        ref_label: str,
+        ref: Callable[[], None],
+        others: list,
+        target: str,
+        frames: int = frames,
     ) -> None:
         t_ref = best(ref, reps)
-        rows.append((name, ref_label, t_ref, None, ""))
+        rows.append((name, ref_label, frames, t_ref, None, ""))
         for label, fn in others:
             if fn is None:
-                rows.append((name, label, float("nan"), None, "not installed"))
+                rows.append((name, label, frames, float("nan"), None, "not installed"))
                 continue
             t = best(fn, reps)
-            rows.append((name, label, t, t / t_ref, target if label.startswith("rldata") else ""))
+            mark = target if label.startswith("rldata") else ""
+            rows.append((name, label, frames, t, t / t_ref, mark))
 
     net = mlp(3, 1)
     actor = Actor(net)
@@ -237,12 +249,14 @@ def main() -> None:
         ],
         "<= 1.3",
     )
+    rec = args.record_frames
     group(
-        "record into memmap",
+        f"record {rec // 1000}k into memmap",
         "rldata collecting alone",
-        rldata_collect_fresh(lambda: GymEnv(env_id), frames),
-        [("rldata.record -> memmap", rldata_record(lambda: GymEnv(env_id), frames))],
+        rldata_collect_fresh(lambda: GymEnv(env_id), rec),
+        [("rldata.record -> memmap", rldata_record(lambda: GymEnv(env_id), rec))],
         "<= 1.15",
+        frames=rec,
     )
     if not args.skip_mujoco:
         try:
@@ -251,11 +265,12 @@ def main() -> None:
             one = rldata_multi("HalfCheetah-v5", frames, 1)
             two = rldata_multi("HalfCheetah-v5", frames, 2)
             t1, t2 = best(one, reps), best(two, reps)
-            rows.append(("HalfCheetah-v5 workers", "rldata 1 process", t1, None, ""))
+            rows.append(("HalfCheetah-v5 workers", "rldata 1 process", frames, t1, None, ""))
             rows.append(
                 (
                     "HalfCheetah-v5 workers",
                     "rldata 2 worker processes",
+                    frames,
                     t2,
                     t1 / t2,
                     "speed-up >= 1.6",
@@ -264,18 +279,20 @@ def main() -> None:
             one.collector.shutdown()
             two.collector.shutdown()
         except ImportError:
-            rows.append(("HalfCheetah-v5 workers", "mujoco not installed", float("nan"), None, ""))
+            rows.append(
+                ("HalfCheetah-v5 workers", "mujoco", frames, float("nan"), None, "not installed")
+            )
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
-        f"frames per row: {frames}, best of {reps}, torch threads: {torch.get_num_threads()}, "
+        f"frames per row: {frames} (recording row: {args.record_frames}), best of {reps}, torch threads: {torch.get_num_threads()}, "
         f"cores: {os.cpu_count()}, load average: {load}"
     )
     print(
         f"{'benchmark':<24} {'implementation':<30} {'seconds':>8} {'frames/s':>10} {'ratio':>7}  target"
     )
-    for name, label, t, ratio, target in rows:
-        fps = frames / t if t == t else float("nan")
+    for name, label, n, t, ratio, target in rows:
+        fps = n / t if t == t else float("nan")
         r = "" if ratio is None else f"{ratio:.2f}x"
         print(f"{name:<24} {label:<30} {t:>8.3f} {fps:>10,.0f} {r:>7}  {target}")
 
