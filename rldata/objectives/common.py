@@ -238,6 +238,15 @@ class LossModule(nn.Module):
             )
         return value
 
+    @staticmethod
+    def _flat(td: TensorDictBase) -> TensorDictBase:
+        """Rows of any batch shape (``[B]``, ``[B, T]`` slices, ...) as one ``[N]`` batch."""
+        if td.batch_dims == 1:
+            return td
+        if td.batch_dims == 0:
+            raise TedFormatError("loss input: expected a batch of TED rows, got batch_size=[]")
+        return td.reshape(-1)
+
     def _next(self, key: NestedKey) -> tuple[str, ...]:
         return TED_KEYS.nxt(key)
 

@@ -108,6 +108,7 @@ class DDPGLoss(LossModule):
         self._target_value = TensorFn(tgt_value)
 
     def forward(self, td: TensorDictBase) -> TensorDict:
+        td = self._flat(td)
         check_action_index(self._a_idx, self.value_network, self._keys.action)
         obs = inputs(td, self._actor.in_keys)
         q_in = inputs(td, self._value.in_keys)

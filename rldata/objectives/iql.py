@@ -96,6 +96,7 @@ class IQLLoss(LossModule):
         return out
 
     def forward(self, td: TensorDictBase) -> TensorDict:
+        td = self._flat(td)
         if self._a_idx < 0:
             check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
         state = inputs(td, self._state_keys)

@@ -125,6 +125,7 @@ class SACLoss(LossModule):
 
     # -- the update ---------------------------------------------------------------------
     def forward(self, td: TensorDictBase) -> TensorDict:
+        td = self._flat(td)
         if self._a_idx < 0:
             check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
         obs = inputs(td, self._policy.in_keys)

@@ -127,6 +127,7 @@ class TD3Loss(LossModule):
         return {"loss_actor": -q1.mean()}
 
     def forward(self, td: TensorDictBase) -> TensorDict:
+        td = self._flat(td)
         if self._a_idx < 0:
             check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
         state = inputs(td, self._state_keys)
