@@ -231,8 +231,11 @@ def main() -> None:
                 continue
             if name == "rldata":
                 cases[(algo, name)] = rldata_case(algo, data, fused=not args.plain_adam)
-            else:
+                continue
+            try:
                 cases[(algo, name)] = make(algo, data)
+            except ImportError as exc:  # installed but broken: skip it, say why
+                notes.append(f"{name} {algo} skipped: {exc}")
     best: dict[tuple[str, str], float] = {}
     for _ in range(args.rounds):  # interleaved rounds: load spikes hit everyone alike
         for key, run in cases.items():
