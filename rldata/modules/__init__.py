@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rldata.modules.actors import Actor, ProbabilisticActor, ValueOperator
 from rldata.modules.distributions import TanhNormal, tanh_normal_rsample
-from rldata.modules.ensemble import QEnsemble
+from rldata.modules.ensemble import FuncEnsemble, QEnsemble
 from rldata.modules.exploration import (
     AdditiveGaussianModule,
     EGreedyModule,
@@ -21,6 +21,7 @@ __all__ = [
     "EGreedyModule",
     "OrnsteinUhlenbeckModule",
     "ProbabilisticActor",
+    "FuncEnsemble",
     "QEnsemble",
     "QValueModule",
     "TanhNormal",

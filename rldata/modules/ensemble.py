@@ -78,6 +78,16 @@ class QEnsemble(nn.Module):
                 self._acts[-1] = layer if prev is None else nn.Sequential(prev, layer)
         self.acts = nn.ModuleList([a if a is not None else nn.Identity() for a in self._acts])
 
+    @staticmethod
+    def supports(template: nn.Module) -> bool:
+        """True when ``template`` is a stack of biased Linear layers and parameter-free layers."""
+        try:
+            _layers(template)
+        except ConfigError:
+            return False
+        layers = list(template) if isinstance(template, nn.Sequential) else [template]
+        return isinstance(layers[0], nn.Linear)
+
     def weights(self) -> list[torch.Tensor]:
         """``[weight_0, bias_0, weight_1, ...]``: the tensors a forward reads."""
         out = []
@@ -129,3 +139,68 @@ class QEnsemble(nn.Module):
             if act is not None:
                 layers.append(copy.deepcopy(act))
         return nn.Sequential(*layers)
+
+
+def _mangle(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class FuncEnsemble(nn.Module):
+    """N copies of any tensor-in, tensor-out module, run with ``torch.func.vmap``.
+
+    The general (slower) sibling of :class:`QEnsemble`, for critics that are not plain
+    MLPs (layer norms, conv torsos, ...). Parameters and buffers of the copies are
+    stacked on a leading dim; inputs are passed to the module as given (not concatenated),
+    shared ``[B, ...]`` or one per member (``member_inputs=True``). Output ``[N, B, ...]``.
+    """
+
+    def __init__(self, template: nn.Module, num_nets: int) -> None:
+        super().__init__()
+        if num_nets < 1:
+            raise ConfigError(f"FuncEnsemble: num_nets must be >= 1, got {num_nets}")
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in template.parameters()):
+            raise ConfigError(
+                "FuncEnsemble: the network has a lazy layer; give its input size or run it once"
+            )
+        copies = [template] + [copy.deepcopy(template) for _ in range(num_nets - 1)]
+        for c in copies[1:]:
+            for m in c.modules():
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+        params, buffers = torch.func.stack_module_state(copies)
+        self.num_nets = int(num_nets)
+        self._names = list(params)
+        self._buffer_names = list(buffers)
+        for name, value in params.items():
+            self.register_parameter(_mangle(name), nn.Parameter(value.detach().clone()))
+        for name, value in buffers.items():
+            self.register_buffer("buffer__" + _mangle(name), value.clone())
+        self._skeleton = [copy.deepcopy(template)]  # a list: kept out of parameters()
+
+    def weights(self) -> list[torch.Tensor]:
+        """The stacked parameters, in the template's order."""
+        return [getattr(self, _mangle(n)) for n in self._names]
+
+    def forward(
+        self,
+        *inputs: torch.Tensor,
+        weights: Sequence[torch.Tensor] | None = None,
+        detach: bool = False,
+        member_inputs: bool = False,
+    ) -> torch.Tensor:
+        ws = self.weights() if weights is None else list(weights)
+        if detach:
+            ws = [w.detach() for w in ws]
+        n = ws[0].shape[0]
+        state = dict(zip(self._names, ws))
+        for name in self._buffer_names:
+            buf = getattr(self, "buffer__" + _mangle(name))
+            state[name] = buf if buf.shape[0] == n else buf[:n]
+        skeleton = self._skeleton[0]
+
+        def call(s: dict[str, torch.Tensor], *xs: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(skeleton, s, xs)
+
+        in_dims = (0, *([0 if member_inputs else None] * len(inputs)))
+        return torch.func.vmap(call, in_dims=in_dims)(state, *inputs)

@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from rldata.errors import ConfigError, TedFormatError
 from rldata.modules.distributions import TanhNormal, tanh_normal_rsample
-from rldata.modules.ensemble import QEnsemble
+from rldata.modules.ensemble import FuncEnsemble, QEnsemble
 from rldata.ted import TED_KEYS, NestedKey, key_name
 
 LOSS_FUNCTIONS = ("l2", "smooth_l1")
@@ -157,15 +157,17 @@ def _event_sum(log_prob: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     return log_prob.sum(-1) if log_prob.dim() == action.dim() else log_prob
 
 
-def make_ensemble(value_network: TensorDictModuleBase, num_nets: int) -> QEnsemble:
-    """The loss's Q ensemble from a ``ValueOperator`` wrapping an MLP."""
+def make_ensemble(value_network: TensorDictModuleBase, num_nets: int) -> QEnsemble | FuncEnsemble:
+    """The loss's Q ensemble: batched matmuls for an MLP, ``vmap`` for any other module."""
     module = _plain(value_network)
     if module is None:
         raise ConfigError(
-            f"the Q network must be a ValueOperator/TensorDictModule wrapping an MLP, "
+            f"the Q network must be a ValueOperator/TensorDictModule wrapping a torch module, "
             f"got {type(value_network).__name__}"
         )
-    return QEnsemble(module, num_nets)
+    if QEnsemble.supports(module):
+        return QEnsemble(module, num_nets)
+    return FuncEnsemble(module, num_nets)
 
 
 # --- the base class --------------------------------------------------------------------

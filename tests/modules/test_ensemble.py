@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from rldata.errors import ConfigError
-from rldata.modules import MLP, QEnsemble
+from rldata.modules import MLP, FuncEnsemble, QEnsemble
 
 
 @pytest.mark.parametrize("act", [nn.Tanh, nn.ReLU])
@@ -48,3 +48,40 @@ def test_detach_blocks_weight_gradients_not_input_gradients():
 def test_unstackable_networks_are_refused(template):
     with pytest.raises(ConfigError, match="QEnsemble"):
         QEnsemble(template, 2)
+
+
+class TwoInputCritic(nn.Module):
+    """Not an MLP: a layer norm, and two inputs handled by the module itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 1))
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([obs, action], -1))
+
+
+def test_func_ensemble_equals_each_member_of_any_module():
+    torch.manual_seed(0)
+    ens = FuncEnsemble(TwoInputCritic(), num_nets=3)
+    obs, act = torch.randn(6, 3), torch.randn(6, 1)
+    out = ens(obs, act)
+    assert out.shape == (3, 6, 1)
+    for i in range(3):
+        member = TwoInputCritic()
+        member.load_state_dict(
+            {n: getattr(ens, n.replace(".", "__"))[i] for n, _ in member.named_parameters()}
+        )
+        torch.testing.assert_close(out[i], member(obs, act))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_func_ensemble_subsets_and_detach():
+    ens = FuncEnsemble(TwoInputCritic(), num_nets=4)
+    obs, act = torch.randn(5, 3), torch.randn(5, 1, requires_grad=True)
+    idx = torch.tensor([3, 1])
+    torch.testing.assert_close(
+        ens(obs, act, weights=[w[idx] for w in ens.weights()]), ens(obs, act)[idx]
+    )
+    ens(obs, act, detach=True).sum().backward()
+    assert act.grad is not None and all(p.grad is None for p in ens.parameters())

@@ -44,6 +44,28 @@ def q_net(hidden: int = 5) -> ValueOperator:
     return ValueOperator(MLP(OBS + ACT, 1, [hidden]), in_keys=["observation", "action"])
 
 
+class _LayerNormCritic(torch.nn.Module):
+    """Not an MLP (a layer norm; two inputs): the loss must fall back to vmap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(OBS + ACT, 8),
+            torch.nn.LayerNorm(8),
+            torch.nn.ReLU(),
+            torch.nn.Linear(8, 1),
+        )
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([obs, action], -1))
+
+
+def layer_norm_q_net() -> TensorDictModule:
+    return TensorDictModule(
+        _LayerNormCritic(), in_keys=["observation", "action"], out_keys=["state_action_value"]
+    )
+
+
 def v_net(hidden: int = 5) -> ValueOperator:
     return ValueOperator(MLP(OBS, 1, [hidden]))
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rldata.errors import ConfigError
+from rldata.modules import FuncEnsemble
 from rldata.objectives import REDQLoss, SACLoss
 
 from .helpers import (
@@ -15,6 +16,7 @@ from .helpers import (
     batch,
     ensemble_linears,
     grads_by_group,
+    layer_norm_q_net,
     mlp_ref,
     policy_params,
     prob_actor,
@@ -137,3 +139,14 @@ def test_bad_arguments_name_the_value():
         SACLoss(prob_actor(), q_net(), alpha_init=0.0)
     with pytest.raises(ConfigError, match="target_entropy"):
         SACLoss(prob_actor(), q_net(), target_entropy="high")
+
+
+def test_any_critic_module_works_through_vmap():
+    actor = prob_actor()
+    critic = layer_norm_q_net()
+    loss = REDQLoss(actor, critic, num_qvalue_nets=4)
+    assert isinstance(loss.qvalue, FuncEnsemble)
+    out = loss(batch())
+    out["loss_qvalue"].backward()
+    assert all(p.grad is not None for p in loss.qvalue.parameters())
+    assert all(p.grad is None for p in actor.parameters())
