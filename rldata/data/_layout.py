@@ -67,14 +67,55 @@ def nest(flat: dict[Key, torch.Tensor]) -> dict:
     return out
 
 
-def make_td(flat: dict[Key, torch.Tensor], batch: int, device: torch.device | None) -> TensorDict:
-    """Build a TensorDict from checked leaves without re-validating them.
+def _unsafe_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
+    return TensorDict._new_unsafe(source=entries, batch_size=batch, device=device, nested=False)
 
-    ``_new_unsafe`` skips tensordict's per-leaf shape/device checks; every leaf here
-    comes from a storage whose schema was checked on write, so the checks would only
-    repeat work on the hot sample path.
-    """
-    return TensorDict._new_unsafe(source=nest(flat), batch_size=torch.Size([batch]), device=device)
+
+def _direct_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
+    td = _TD_NEW(TensorDict)
+    state = td.__dict__
+    state["_tensordict"] = entries
+    state["_device"] = device
+    state["_batch_size"] = batch
+    state["_td_dim_names"] = None
+    return td
+
+
+def _pick_builder():
+    """The direct builder when it makes exactly what ``_new_unsafe`` makes, else that."""
+    probe = {"a": torch.zeros(2)}
+    size, cpu = torch.Size([2]), torch.device("cpu")
+    ref = _unsafe_td(dict(probe), size, cpu)
+    try:
+        got = _direct_td(dict(probe), size, cpu)
+        same = set(got.__dict__) == set(ref.__dict__) - {"_has_mps_val"} and (got == ref).all()
+    except Exception:  # a tensordict release with other internals
+        same = False
+    return _direct_td if same else _unsafe_td
+
+
+_TD_NEW = object.__new__
+build_td = _pick_builder()
+"""``build_td(entries, batch, device)``: a TensorDict over checked leaves, no validation.
+
+Sampling builds one TensorDict per batch (and one per nested key); tensordict's public
+constructor re-checks every leaf, which costs as much as the gather itself. Every leaf
+here comes from a storage whose schema was checked on write. The direct builder sets
+the four fields ``TensorDict._new_unsafe`` sets, and is used only when a probe at
+import shows the two agree.
+"""
+
+
+def make_td(flat: dict[Key, torch.Tensor], batch: int, device: torch.device | None) -> TensorDict:
+    """A TensorDict ``[batch]`` from checked flat leaves (nested keys become sub-TensorDicts)."""
+    size = torch.Size([batch])
+
+    def build(node: dict) -> TensorDict:
+        return build_td(
+            {k: build(v) if isinstance(v, dict) else v for k, v in node.items()}, size, device
+        )
+
+    return build(nest(flat))
 
 
 class Schema:
@@ -164,6 +205,7 @@ class _Group:
         # a split piece [B, w] needs a view only when the row shape is not already (w,)
         self.views = [None if len(c.shape) == 1 else c.shape for c in columns]
         self.scalar = len(columns) == 1 and columns[0].shape == ()
+        self.slots: list[tuple[int, str, tuple[int, ...] | None]] = []
         self.buf = torch.empty(0)
 
 
@@ -185,6 +227,17 @@ class Packed:
             by_dtype.setdefault(col.key if wide else col.dtype, []).append(col)
         self.groups = [_Group(cols[0].dtype, cols) for cols in by_dtype.values()]
         self.device = device
+        # sub-TensorDicts of a batch: node i + 1 hangs under (parent, name); parents first
+        nodes: dict[Key, int] = {(): 0}
+        self.parents: list[tuple[int, str]] = []
+        for col in schema.columns:
+            for depth in range(1, len(col.key)):
+                sub = col.key[:depth]
+                if sub not in nodes:
+                    nodes[sub] = len(nodes)
+                    self.parents.append((nodes[sub[:-1]], sub[-1]))
+        for g in self.groups:
+            g.slots = [(nodes[c.key[:-1]], c.key[-1], v) for c, v in zip(g.columns, g.views)]
         for g in self.groups:
             g.buf = torch.empty(rows, g.width, dtype=g.dtype, device=device)
 
@@ -242,6 +295,36 @@ class Packed:
         """Land consecutive rows from ``start``, each given as per-group 1-D pieces."""
         for gi, g in enumerate(self.groups):
             g.buf[start : start + len(rows)].copy_(stack_pieces(g, rows, gi), non_blocking=True)
+
+    def gather_td(
+        self,
+        index: torch.Tensor,
+        device: torch.device | None,
+        extra: dict[Key, torch.Tensor] | None,
+    ) -> TensorDict:
+        """Rows at ``index`` as a TensorDict: one gather per group, views, no validation."""
+        n = index.shape[0]
+        dicts: list[dict] = [{} for _ in range(len(self.parents) + 1)]
+        for g in self.groups:
+            rows = g.buf.index_select(0, index)
+            if device is not None and rows.device != device:
+                rows = rows.to(device, non_blocking=True)
+            if len(g.slots) == 1:
+                node, name, shape = g.slots[0]
+                dicts[node][name] = rows if shape is None else rows.view(n, *shape)
+                continue
+            for (node, name, shape), part in zip(
+                g.slots, torch.split_with_sizes(rows, g.widths, 1)
+            ):
+                dicts[node][name] = part if shape is None else part.view(n, *shape)
+        if extra:
+            for key, value in extra.items():
+                dicts[0][key[-1]] = value
+        size = torch.Size([n])
+        for i in range(len(self.parents) - 1, -1, -1):
+            parent, name = self.parents[i]
+            dicts[parent][name] = build_td(dicts[i + 1], size, device)
+        return build_td(dicts[0], size, device)
 
     def gather(self, index: torch.Tensor, device: torch.device | None = None) -> dict:
         """Rows at ``index`` as ``{key: tensor [B, *shape]}`` (views into one gather per dtype)."""

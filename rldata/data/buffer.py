@@ -47,7 +47,9 @@ class ReplayBuffer:
         writer: where new rows go (default: a new :class:`RoundRobinWriter`).
         batch_size: the default for :meth:`sample`.
         transform: a callable applied to every sampled batch.
-        prefetch: prepare this many batches ahead in a background thread (needs ``batch_size``).
+        prefetch: prepare this many batches ahead in a background thread (needs
+            ``batch_size``); a prefetched batch was drawn before later writes, so it may
+            miss rows added since.
     """
 
     def __init__(

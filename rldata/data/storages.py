@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import torch
+from tensordict import TensorDict
 
 from rldata.data._layout import Key, Packed, RowReader, Schema
 from rldata.data._storage import Index, Storage
@@ -71,6 +72,14 @@ class LazyTensorStorage(Storage):
     def _write_row(self, pos: int, flat: dict[Key, torch.Tensor]) -> None:
         self._reserve(pos + 1)
         self._packed.write_row(pos, flat)
+
+    def get(self, index: torch.Tensor, extra: dict[Key, torch.Tensor] | None = None) -> TensorDict:
+        # the hot path: straight from the packed groups to a TensorDict
+        if self._stage:
+            self._flush()
+        if index.device != self.device:
+            index = index.to(self.device)
+        return self._packed.gather_td(index, self.device, extra)
 
     def _gather(self, index: torch.Tensor) -> dict[Key, torch.Tensor]:
         if index.device != self.device:
