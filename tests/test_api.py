@@ -182,6 +182,8 @@ def test_ray_actors_record_shards_that_read_back_as_one_store(tmp_path, local_ra
         assert len(store) == 400
         ids = store.get(slice(0, 400))["collector", "traj_ids"]
     assert ids[150:200].min() >= first_next and ids[350:].min() >= first_next
+    card = api.dataset_card(out)
+    assert card["transitions"] == 400 and len(card["shards"]) == 2 and card["backend"] == "sharded"
 
 
 def test_a_write_error_in_the_writer_thread_reaches_the_caller(tmp_path):

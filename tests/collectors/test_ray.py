@@ -37,3 +37,25 @@ def test_async_ray_collector_and_state(local_ray):
     ]
     assert_ted_trajectories(streams)
     assert state["frames"] == 24 and len(state["workers"]) == 2
+
+
+class Const(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, obs):
+        return self.value.expand(*obs.shape[:-1], 1)
+
+
+def test_update_policy_weights_reaches_actors(local_ray):
+    from tensordict.nn import TensorDictModule
+
+    policy = TensorDictModule(Const(), in_keys=["observation"], out_keys=["action"])
+    make = functools.partial(CountingEnv, ())
+    with RayCollector(make, policy, frames_per_batch=4, num_workers=2) as c:
+        assert torch.all(c.next()["action"] == 0)
+        with torch.no_grad():
+            policy.module.value.fill_(0.5)
+        c.update_policy_weights_()
+        assert torch.all(c.next()["action"] == 0.5)
