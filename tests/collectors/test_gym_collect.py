@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from checks import assert_ted_trajectories, per_env_streams
+from ted_checks import assert_ted_trajectories, per_env_streams
 
 from rldata.collectors import SyncDataCollector
 from rldata.collectors.policies import mlp_policy

@@ -6,8 +6,8 @@ import functools
 
 import pytest
 import torch
-from checks import assert_ted_trajectories, per_env_streams
-from fake_env import CountingEnv
+from counting_env import CountingEnv
+from ted_checks import assert_ted_trajectories, per_env_streams
 
 from rldata.collectors import RayCollector
 
