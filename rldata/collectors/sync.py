@@ -33,8 +33,6 @@ from rldata.errors import ConfigError
 from rldata.exploration import ExplorationType, set_exploration_type
 from rldata.ted import TED_KEYS
 
-DeviceLike = "torch.device | str | None"
-
 
 def _positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

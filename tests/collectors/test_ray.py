@@ -11,9 +11,10 @@ from ted_checks import assert_ted_trajectories, per_env_streams
 
 from rldata.collectors import RayCollector
 
-pytestmark = pytest.mark.slow  # starting Ray and its actors takes ~10-20 s here
+SLOW = pytest.mark.slow  # starting Ray and its actors takes ~10-20 s here
 
 
+@SLOW
 def test_sync_ray_collector_keeps_trajectories(local_ray):
     make = functools.partial(CountingEnv, ())
     with RayCollector(make, None, frames_per_batch=12, total_frames=48, num_workers=2) as c:
@@ -24,6 +25,7 @@ def test_sync_ray_collector_keeps_trajectories(local_ray):
     assert set((ids % 2).tolist()) == {0, 1}
 
 
+@SLOW
 def test_async_ray_collector_and_state(local_ray):
     make = functools.partial(CountingEnv, ())
     with RayCollector(
@@ -48,6 +50,7 @@ class Const(torch.nn.Module):
         return self.value.expand(*obs.shape[:-1], 1)
 
 
+@SLOW
 def test_update_policy_weights_reaches_actors(local_ray):
     from tensordict.nn import TensorDictModule
 
@@ -59,3 +62,13 @@ def test_update_policy_weights_reaches_actors(local_ray):
             policy.module.value.fill_(0.5)
         c.update_policy_weights_()
         assert torch.all(c.next()["action"] == 0.5)
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    import sys
+
+    from rldata.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(MissingDependencyError, match=r"rldata\[ray\]"):
+        RayCollector(functools.partial(CountingEnv, ()), None, frames_per_batch=4, num_workers=2)
