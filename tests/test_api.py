@@ -198,3 +198,30 @@ def test_a_write_error_in_the_writer_thread_reaches_the_caller(tmp_path):
         store.close()
     rows, fault, _ = _rows(tmp_path / "ds")
     assert fault is None and len(rows) == 30
+
+
+def test_progress_reports_frames_episodes_and_mean_return(tmp_path):
+    seen = []
+    env = GymEnv("Pendulum-v1", max_episode_steps=25)
+    api.record(
+        env,
+        tmp_path / "ds",
+        frames=100,
+        frames_per_batch=20,
+        progress=lambda s: seen.append((s.frames, s.episodes, s.mean_return)),
+    )
+    frames = [f for f, _, _ in seen]
+    assert frames == sorted(frames) and frames[-1] == 100
+    assert seen[-1][1] == 4 and seen[-1][2] is not None and seen[0][2] is None
+    with stores.open(tmp_path / "ds") as store:
+        eps = store.episodes()
+    assert abs(float(eps["return"].mean()) - seen[-1][2]) < 1e-3
+
+
+def test_a_directory_that_is_not_a_store_is_never_written_or_deleted(tmp_path):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "notes.txt").write_text("mine")
+    for kwargs in ({}, {"force": True}):
+        with pytest.raises(StoreExistsError, match="not an rldata store"):
+            api.record(GymEnv("Pendulum-v1"), tmp_path / "ds", frames=10, **kwargs)
+    assert (tmp_path / "ds" / "notes.txt").read_text() == "mine"
