@@ -20,6 +20,7 @@ from tensordict import TensorDict
 
 from rldata.collectors.trajectories import TrajCounter
 from rldata.envs.common import next_seed
+from rldata.errors import SpecError
 from rldata.ted import TED_KEYS
 
 ActFn = Callable[[np.ndarray], np.ndarray]
@@ -147,12 +148,36 @@ class GymLoop:
         return np.asarray(self.rng.integers(self.layout.n_actions, size=b))
 
     def to_gym(self, action: torch.Tensor) -> np.ndarray:
-        """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions."""
-        if self.layout.action_kind == "onehot":
-            action = action.argmax(-1)
-        elif self.layout.action_kind == "categorical" and action.dim() > 1:
-            action = action.reshape(action.shape[0])
-        return action.detach().cpu().numpy()
+        """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions.
+
+        Checked against the action space as ``GymEnv`` checks them (a :class:`SpecError`
+        naming the value and the allowed range), so both loops refuse the same actions.
+        """
+        x = action.detach().cpu().numpy()
+        kind = self.layout.action_kind
+        if kind == "continuous":
+            if self._bounded and not (
+                (x >= self._low).all() and (x <= self._low + self._scale).all()
+            ):
+                raise SpecError(
+                    f"action {x.tolist()} is outside the action spec: expected values in "
+                    f"[{self._low.tolist()}, {(self._low + self._scale).tolist()}]"
+                )
+            return x
+        if kind == "onehot":
+            if not (((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
+                raise SpecError(
+                    f"action {x.tolist()} is outside the action spec: expected a one-hot "
+                    f"vector of length {self.layout.n_actions}"
+                )
+            return x.argmax(-1)
+        x = x.reshape(x.shape[0])
+        if not ((x >= 0).all() and (x < self.layout.n_actions).all()):
+            raise SpecError(
+                f"action {x.tolist()} is outside the action spec: expected an index in "
+                f"[0, {self.layout.n_actions})"
+            )
+        return x
 
     # --- the loop -----------------------------------------------------------------------
     def rollout(

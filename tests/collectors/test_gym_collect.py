@@ -118,3 +118,25 @@ def test_seeded_collections_repeat_exactly(fast, how):
 
     a, b = once(), once()
     assert (a == b).all()
+
+
+class Fixed(torch.nn.Module):
+    def __init__(self, value) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, obs):
+        return torch.full((*obs.shape[:-1], 1), self.value)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
+def test_out_of_spec_actions_are_refused_by_both_loops(fast):
+    from tensordict.nn import TensorDictModule
+
+    from rldata.errors import SpecError
+
+    policy = TensorDictModule(Fixed(5.0), in_keys=["observation"], out_keys=["action"])
+    collector = SyncDataCollector(GymEnv("Pendulum-v1"), policy, frames_per_batch=4, fast=fast)
+    assert collector.fast is fast
+    with pytest.raises(SpecError, match="outside the action spec"):
+        collector.next()
