@@ -28,8 +28,11 @@ def fetch_device() -> str:
 
 def test_policies_and_exploration_on_pendulum():
     torch.manual_seed(0)
-    # In[15]
-    env = GymEnv("Pendulum-v1", device=fetch_device())
+    # In[15]. The walkthrough's policies here are unbounded (LazyLinear, MLP, Normal); rldata's
+    # GymEnv validates actions by default and would raise on the ~5% of steps where they leave
+    # [-2, 2] (TorchRL hands them to gymnasium, which clips): switch validation off, as the
+    # walkthrough implicitly does.
+    env = GymEnv("Pendulum-v1", device=fetch_device(), validate_actions=False)
     module = torch.nn.LazyLinear(out_features=env.action_spec.shape[-1], device=fetch_device())
     policy = TensorDictModule(module, in_keys=["observation"], out_keys=["action"])
     # In[16]
@@ -113,8 +116,8 @@ def test_q_value_actor_on_cartpole():
 
 def test_ddpg_loss_training_step():
     torch.manual_seed(0)
-    # In[27]
-    env = GymEnv("Pendulum-v1")
+    # In[27] (unbounded actor: validation off, see In[15])
+    env = GymEnv("Pendulum-v1", validate_actions=False)
     n_obs = env.observation_spec["observation"].shape[-1]
     n_act = env.action_spec.shape[-1]
     actor = Actor(MLP(in_features=n_obs, out_features=n_act, num_cells=[32, 32]))
