@@ -153,13 +153,18 @@ class Storage:
         stage = self._stage
         if stage and pos != self._stage_start + len(stage):
             self._flush()
-        if isinstance(row, list):
-            if not self._stage:
+            stage = self._stage
+        if type(row) is list:
+            if not stage:
                 self._stage_start = pos
                 self._stage_undo = (self._len, self._cursor)
-            self._stage.append(row)
-            self._advance(pos + 1, pos + 1)
-            if len(self._stage) >= self._STAGE_ROWS:
+            stage.append(row)
+            # _advance, inlined: this runs once per environment step
+            cap = self.capacity
+            self._cursor = pos + 1 if cap is None or pos + 1 < cap else 0
+            if pos >= self._len:
+                self._len = pos + 1
+            if len(stage) >= self._STAGE_ROWS:
                 self._flush()
             return
         self._flush()

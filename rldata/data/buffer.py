@@ -96,10 +96,12 @@ class ReplayBuffer:
         """Write one row (``batch_size=[]``); return its position."""
         storage = self.storage
         row = storage.check_row(data)
-        if self._pool is not None:  # a prefetch thread may be reading: take turns
-            with self._lock:
+        if self._pool is not None or self._hears_writes:
+            with self._lock:  # a prefetch thread may be reading: take turns
                 return self._add(row)
-        return self._add(row)
+        pos = self.writer.add_index(storage)
+        storage.write_row(pos, row)
+        return pos
 
     def _add(self, row) -> int:
         pos = self.writer.add_index(self.storage)
