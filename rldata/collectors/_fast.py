@@ -28,6 +28,14 @@ def _plain_gym(env) -> bool:
     )
 
 
+def _validates(env) -> bool:
+    """Whether ``env`` checks actions (``GymEnv(validate_actions=...)``; default True)."""
+    flag = getattr(env, "validate_actions", None)
+    if flag is None:
+        flag = getattr(env, "_validate", True)  # GymWrapper keeps it private for now
+    return bool(flag)
+
+
 def _gym_envs(env) -> tuple[list, bool, bool] | None:
     """(gymnasium envs, batched, SerialEnv seed chain) behind ``env``, or None."""
     if type(env).__name__ == "SerialEnv":
@@ -92,5 +100,6 @@ def fast_layout(env) -> tuple[GymLayout, list] | None:
         reward_dtype=env.reward_spec.dtype,
         batched=batched,
         seed_chain=chain,
+        validate=_validates(env.envs[0] if type(env).__name__ == "SerialEnv" else env),
     )
     return layout, envs

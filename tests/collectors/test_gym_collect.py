@@ -140,3 +140,6 @@ def test_out_of_spec_actions_are_refused_by_both_loops(fast):
     assert collector.fast is fast
     with pytest.raises(SpecError, match="outside the action spec"):
         collector.next()
+    unchecked = GymEnv("Pendulum-v1", validate_actions=False)
+    collector = SyncDataCollector(unchecked, policy, frames_per_batch=4, fast=fast)
+    assert torch.all(collector.next()["action"] == 5.0)  # the env said not to check
