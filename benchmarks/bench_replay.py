@@ -95,7 +95,7 @@ def rate(fn: Callable[[], object], seconds: float, per_call: float = 1.0) -> flo
             return n * per_call / elapsed
 
 
-def best_rate(fn: Callable[[], object], seconds: float, tries: int = 3) -> float:
+def best_rate(fn: Callable[[], object], seconds: float, tries: int = 6) -> float:
     """The best of ``tries`` short :func:`rate` runs (noise on a shared machine only slows)."""
     return max(rate(fn, seconds / tries) for _ in range(tries))
 
@@ -243,7 +243,7 @@ def transitions(name: str, obs: int, act: int, size: int, secs: float, scratch: 
     extend = interleaved(
         {k: (lambda f=f: fill_rate(f, size // CHUNK // turns)) for k, f in extends.items()}, turns
     )
-    rounds = 5
+    rounds = 8
     sample = interleaved(
         {k: (lambda f=f: rate(f, secs / rounds)) for k, f in samples.items()}, rounds
     )
