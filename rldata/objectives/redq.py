@@ -57,12 +57,13 @@ class REDQLoss(SACLoss):
         self.sub_sample_len = sub_sample_len
 
     def sample_subset(self) -> torch.Tensor:
-        """The indices of the target critics used by this update."""
-        return torch.randperm(self.num_qvalue_nets)[: self.sub_sample_len]
+        """The indices of the target critics used by this update (on the loss's device)."""
+        device = self.log_alpha.device
+        return torch.randperm(self.num_qvalue_nets, device=device)[: self.sub_sample_len]
 
     def _next_value(self, next_state, next_obs, alpha):  # type: ignore[no-untyped-def]
         next_action, next_log_prob = self._policy.sample(*next_obs)
-        idx = self.sample_subset().to(self.log_alpha.device)
+        idx = self.sample_subset()
         weights = [w.index_select(0, idx) for w in self.target_qvalue.weights()]
         next_q = self.target_qvalue(*self._q_in(next_state, next_action), weights=weights).amin(0)
         return next_q - alpha * next_log_prob.unsqueeze(-1)
