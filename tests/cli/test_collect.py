@@ -126,3 +126,11 @@ def test_batched_and_multi_worker_collection(tmp_path):
     assert result.exit_code == 0, result.output
     with stores.open(out) as store:
         assert len(store) == 64 and stores.first_fault(store) is None
+
+
+def test_progress_bar_shows_rate_episodes_and_mean_return(tmp_path):
+    args = ["collect", "Pendulum-v1", "--frames", 400, "--out", tmp_path / "ds"]
+    result = run(*args, "--seed", 0)
+    assert result.exit_code == 0, result.output
+    for words in ("frames/s", "episodes", "mean return", "400/400"):
+        assert words in result.output, result.output
