@@ -61,7 +61,10 @@ class REDQLoss(SACLoss):
         device = self.log_alpha.device
         return torch.randperm(self.num_qvalue_nets, device=device)[: self.sub_sample_len]
 
-    def _next_value(self, next_state, next_obs, alpha):  # type: ignore[no-untyped-def]
+    def _next_value(
+        self, next_state: list[torch.Tensor], next_obs: list[torch.Tensor], alpha: torch.Tensor
+    ) -> torch.Tensor:
+        """``min`` over a random subset of M target critics, minus the entropy term."""
         next_action, next_log_prob = self._policy.sample(*next_obs)
         idx = self.sample_subset()
         weights = [w.index_select(0, idx) for w in self.target_qvalue.weights()]
@@ -69,4 +72,5 @@ class REDQLoss(SACLoss):
         return next_q - alpha * next_log_prob.unsqueeze(-1)
 
     def _actor_q(self, q_pi: torch.Tensor) -> torch.Tensor:
+        """The actor maximises the mean of all N critics."""
         return q_pi.mean(0)
