@@ -326,21 +326,6 @@ class Packed:
             dicts[parent][name] = build_td(dicts[i + 1], size, device)
         return build_td(dicts[0], size, device)
 
-    def gather(self, index: torch.Tensor, device: torch.device | None = None) -> dict:
-        """Rows at ``index`` as ``{key: tensor [B, *shape]}`` (views into one gather per dtype)."""
-        out = {}
-        n = index.shape[0]
-        for g in self.groups:
-            rows = g.buf.index_select(0, index)
-            if device is not None and rows.device != device:
-                rows = rows.to(device, non_blocking=True)
-            parts: tuple[torch.Tensor, ...] | list[torch.Tensor] = (
-                (rows,) if len(g.keys) == 1 else torch.split_with_sizes(rows, g.widths, 1)
-            )
-            for key, part, shape in zip(g.keys, parts, g.views):
-                out[key] = part if shape is None else part.view(n, *shape)
-        return out
-
     def column(self, key: Key, stop: int) -> torch.Tensor:
         """A strided view of one column over rows ``[0, stop)`` (for samplers' index math)."""
         for g in self.groups:

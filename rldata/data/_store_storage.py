@@ -44,6 +44,7 @@ class StoreStorage(Storage):
         self.store = store
         self._leaves: list[tuple[Key, torch.Tensor]] | None = None
         self._logical: torch.Tensor | None = None
+        self._columns: dict[Key, torch.Tensor] = {}
         self._attach()
 
     def _attach(self) -> None:
@@ -150,9 +151,17 @@ class StoreStorage(Storage):
         return {k: v.index_select(0, index).to(dev, non_blocking=True) for k, v in leaves}
 
     def _column(self, key: Key) -> torch.Tensor:
+        if self._logical is not None:  # read-only: gather the column once, in time order
+            cached = self._columns.get(key)
+            if cached is None:
+                cached = self._columns[key] = self._read_column(key)
+            return cached
+        return self._read_column(key)
+
+    def _read_column(self, key: Key) -> torch.Tensor:
         for k, v in self._view() or ():
             if k == key:
-                v = v[: self._len]
+                v = v[: self._len] if self._logical is None else v
                 return v if self._logical is None else v.index_select(0, self._logical)
         rows = self.store.get(torch.arange(self._len) if self._logical is None else self._logical)
         return rows.get(key)
@@ -193,6 +202,7 @@ class LazyMemmapStorage(StoreStorage):
         self.store = None
         self._leaves = None
         self._logical = None
+        self._columns = {}
 
     def _open_store(self) -> None:
         path = self.scratch_dir

@@ -81,10 +81,5 @@ class LazyTensorStorage(Storage):
             index = index.to(self.device)
         return self._packed.gather_td(index, self.device, extra)
 
-    def _gather(self, index: torch.Tensor) -> dict[Key, torch.Tensor]:
-        if index.device != self.device:
-            index = index.to(self.device)
-        return self._packed.gather(index)
-
     def _column(self, key: Key) -> torch.Tensor:
         return self._packed.column(key, self._len)

@@ -150,3 +150,18 @@ def test_bad_slice_requests(kwargs, batch_size, error, message):
 def test_give_exactly_one_of_num_slices_and_slice_len():
     with pytest.raises(ValueError, match="exactly one of num_slices / slice_len"):
         SliceSampler(num_slices=2, slice_len=3)
+
+
+def test_slices_of_a_loaded_ring_store_follow_time(tmp_path):
+    from rldata import stores
+    from rldata.data import load
+
+    with stores.create(tmp_path / "ring", capacity=16) as store:
+        store.append(ted_batch([5, 7, 6, 9]))  # 27 rows through 16 slots
+    buffer = load(tmp_path / "ring", sampler=SliceSampler(slice_len=3))
+    for _ in range(30):
+        batch = buffer.sample(12).reshape(4, 3)
+        ids = batch["collector", "traj_ids"]
+        assert (ids == ids[:, :1]).all()
+        # within a slice, each row's next observation is the following row's observation
+        assert (batch["next", "observation"][:, :-1] == batch["observation"][:, 1:]).all()
