@@ -87,7 +87,7 @@ class GymLoop:
         if layout.action_kind == "continuous":
             low = np.broadcast_to(np.asarray(space.low, dtype=np.float64), self._gym_act_shape)
             high = np.broadcast_to(np.asarray(space.high, dtype=np.float64), self._gym_act_shape)
-            self._low, self._scale = low, high - low
+            self._low, self._high, self._scale = low, high, high - low
             self._bounded = bool(np.isfinite(low).all() and np.isfinite(high).all())
         # unseeded runs still follow torch.manual_seed, as the generic loop's random actions do
         self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
@@ -156,17 +156,15 @@ class GymLoop:
         Checked against the action space as ``GymEnv`` checks them (a :class:`SpecError`
         naming the value and the allowed range), so both loops refuse the same actions.
         """
-        x = action.detach().cpu().numpy()
+        if action.device.type != "cpu":
+            action = action.cpu()
+        x = action.detach().numpy()
         kind, check = self.layout.action_kind, self.layout.validate
         if kind == "continuous":
-            if (
-                check
-                and self._bounded
-                and not ((x >= self._low).all() and (x <= self._low + self._scale).all())
-            ):
+            if check and self._bounded and ((x < self._low) | (x > self._high)).any():
                 raise SpecError(
                     f"action {x.tolist()} is outside the action spec: expected values in "
-                    f"[{self._low.tolist()}, {(self._low + self._scale).tolist()}]"
+                    f"[{self._low.tolist()}, {self._high.tolist()}]"
                 )
             return x
         if kind == "onehot":
@@ -191,38 +189,46 @@ class GymLoop:
         """Collect ``frames`` steps per env; return TED rows ``[B, T]`` (or ``[T]``)."""
         lay = self.layout
         n, T = self.num_envs, frames
-        obs_b = np.empty((n, T, *lay.obs_shape), dtype=self._obs_np_dtype)
+        # time-major while stepping (one contiguous row per step), env-major at the end
+        obs_b = np.empty((T, n, *lay.obs_shape), dtype=self._obs_np_dtype)
         nobs_b = np.empty_like(obs_b)
-        act_b = np.empty((n, T, *self._gym_act_shape), dtype=self._gym_act_dtype)
-        rew_b = np.empty((n, T), dtype=np.float64)
-        term_b = np.zeros((n, T), dtype=bool)
-        trunc_b = np.zeros((n, T), dtype=bool)
-        ids_b = np.empty((n, T), dtype=np.int64)
+        act_b = np.empty((T, n, *self._gym_act_shape), dtype=self._gym_act_dtype)
+        rew_b = np.empty((T, n), dtype=np.float64)
+        term_b = np.zeros((T, n), dtype=bool)
+        trunc_b = np.zeros((T, n), dtype=bool)
+        ids_b = np.empty((T, n), dtype=np.int64)
         if self._obs is None:
             raise RuntimeError("GymLoop.rollout before reset")
-        envs, obs, ids, steps = self.envs, self._obs, self._ids, self._steps
+        envs, obs, ids = self.envs, self._obs, self._ids
+        steps = self._steps.tolist()
         limit = max_steps if max_steps is not None else -1
         for t in range(T):
             a = act(obs)
-            obs_b[:, t] = obs
-            act_b[:, t] = a
-            ids_b[:, t] = ids
+            obs_b[t] = obs
+            act_b[t] = a
+            ids_b[t] = ids
+            nobs_t, rew_t = nobs_b[t], rew_b[t]
             for i in range(n):
                 nobs, r, term, trunc, _ = envs[i].step(a[i])
-                nobs_b[i, t] = nobs
-                rew_b[i, t] = r
+                nobs_t[i] = nobs
+                rew_t[i] = r
                 steps[i] += 1
                 if steps[i] == limit:
                     trunc = True
                 if term or trunc:
-                    term_b[i, t] = term
-                    trunc_b[i, t] = trunc
+                    term_b[t, i] = term
+                    trunc_b[t, i] = trunc
                     obs[i] = self._reset_one(i)
                     ids[i] = counter.take_one()
                     steps[i] = 0
                 else:
                     obs[i] = nobs
-        return self._to_tensordict(obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b)
+        self._steps[:] = steps
+        env_major = (
+            np.ascontiguousarray(x.swapaxes(0, 1))
+            for x in (obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b)
+        )
+        return self._to_tensordict(*env_major)
 
     def _to_tensordict(self, obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b) -> TensorDict:
         lay, keys = self.layout, TED_KEYS
