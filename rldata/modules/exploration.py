@@ -156,18 +156,20 @@ class AdditiveGaussianModule(_Annealed):
 class OrnsteinUhlenbeckModule(_Annealed):
     """Temporally correlated noise (DDPG): ``x += theta (mu - x) dt + sigma sqrt(dt) N(0, 1)``.
 
-    The noise state travels in the TensorDict (``noise_key``), so it follows each
-    trajectory through ``step_mdp`` and starts again from ``x0`` (zero) after a reset,
-    whose TensorDict does not carry it. Rows flagged by ``is_init_key`` (when present)
-    are reset too. ``sigma`` anneals from ``sigma_init`` to ``sigma_end``.
+    The action becomes ``action + eps * x``, clamped to the spec, with ``eps`` annealed
+    from ``eps_init`` to ``eps_end`` by :meth:`step` (TorchRL's argument names). The noise
+    state ``x`` travels in the TensorDict (``noise_key``), so it follows each trajectory
+    through ``step_mdp`` and starts again from zero after a reset, whose TensorDict does
+    not carry it; rows flagged by ``is_init_key`` (when present) restart too.
 
     Args:
         spec: the action spec (bounds are used to clamp).
+        eps_init: initial scale of the added noise; ``eps_end``: final one.
+        annealing_num_steps: frames over which eps decays.
         theta: mean-reversion rate.
         mu: long-run mean of the noise.
-        sigma_init: initial noise scale; ``sigma_end``: final one.
+        sigma: volatility of the process.
         dt: time step.
-        annealing_num_steps: frames over which sigma decays.
         action_key: the entry to rewrite.
         noise_key: where the noise state is kept in the TensorDict.
         is_init_key: a boolean entry that marks the first step of a trajectory.
@@ -176,25 +178,26 @@ class OrnsteinUhlenbeckModule(_Annealed):
     def __init__(
         self,
         spec: Any,
+        eps_init: float = 1.0,
+        eps_end: float = 0.1,
+        annealing_num_steps: int = 1000,
         theta: float = 0.15,
         mu: float = 0.0,
-        sigma_init: float = 0.2,
-        sigma_end: float = 0.2,
+        sigma: float = 0.2,
         dt: float = 1e-2,
-        annealing_num_steps: int = 1000,
         *,
         action_key: NestedKey = "action",
         noise_key: NestedKey = "_ou_prev_noise",
         is_init_key: NestedKey = "is_init",
     ) -> None:
-        super().__init__(spec, sigma_init, sigma_end, annealing_num_steps, action_key)
-        self.theta, self.mu, self.dt = float(theta), float(mu), float(dt)
+        super().__init__(spec, eps_init, eps_end, annealing_num_steps, action_key)
+        self.theta, self.mu, self.sigma, self.dt = float(theta), float(mu), float(sigma), float(dt)
         self.noise_key, self.is_init_key = noise_key, is_init_key
         self.out_keys = [action_key, noise_key]
 
     @property
-    def sigma(self) -> float:
-        """The current noise scale."""
+    def eps(self) -> float:
+        """The current scale of the added noise."""
         return float(self._value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -211,8 +214,8 @@ class OrnsteinUhlenbeckModule(_Annealed):
         noise = (
             prev
             + self.theta * (self.mu - prev) * self.dt
-            + self._value * math.sqrt(self.dt) * torch.randn_like(action)
+            + self.sigma * math.sqrt(self.dt) * torch.randn_like(action)
         )
         tensordict.set(self.noise_key, noise)
-        tensordict.set(self.action_key, self._project(action + noise))
+        tensordict.set(self.action_key, self._project(action + self._value * noise))
         return tensordict

@@ -15,7 +15,7 @@ BOX = Bounded(-1.0, 1.0, shape=(2,))
 MAKERS = {
     "egreedy": lambda: EGreedyModule(BOX, eps_init=1.0, eps_end=1.0),
     "gaussian": lambda: AdditiveGaussianModule(BOX, sigma_init=0.5),
-    "ou": lambda: OrnsteinUhlenbeckModule(BOX, sigma_init=5.0, sigma_end=5.0),
+    "ou": lambda: OrnsteinUhlenbeckModule(BOX, eps_init=1.0, eps_end=1.0, sigma=5.0),
 }
 
 
@@ -65,6 +65,12 @@ def test_egreedy_random_fraction_and_encoding(spec, greedy):
     assert changed == pytest.approx(0.4 * 3 / 4, abs=0.03)  # a random draw can equal the greedy one
 
 
+def test_ou_eps_anneals():
+    mod = OrnsteinUhlenbeckModule(BOX, eps_init=1.0, eps_end=0.5, annealing_num_steps=10)
+    mod.step(4)
+    assert mod.eps == pytest.approx(0.8)
+
+
 def test_gaussian_sigma_anneals():
     mod = AdditiveGaussianModule(BOX, sigma_init=1.0, sigma_end=0.2, annealing_num_steps=10)
     mod.step(5)
@@ -72,9 +78,7 @@ def test_gaussian_sigma_anneals():
 
 
 def test_ou_noise_is_correlated_and_reset_per_trajectory():
-    mod = OrnsteinUhlenbeckModule(
-        Bounded(-100.0, 100.0, shape=(1,)), sigma_init=1.0, sigma_end=1.0, dt=1.0
-    )
+    mod = OrnsteinUhlenbeckModule(Bounded(-100.0, 100.0, shape=(1,)), sigma=1.0, dt=1.0)
     with set_exploration_type(ExplorationType.RANDOM):
         td = mod(TensorDict(action=torch.zeros(2000, 1), batch_size=[2000]))
         first = td["_ou_prev_noise"].clone()
