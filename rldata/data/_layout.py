@@ -118,6 +118,34 @@ def make_td(flat: dict[Key, torch.Tensor], batch: int, device: torch.device | No
     return build(nest(flat))
 
 
+def tree_plan(keys: list[Key]) -> tuple[dict[Key, int], list[tuple[int, str]]]:
+    """Number the sub-TensorDicts of a key set: node ``i + 1`` hangs under ``parents[i]``.
+
+    Returns ``{prefix: node}`` (the root prefix ``()`` is node 0) and, per non-root node in
+    creation order (parents first), its ``(parent node, name)``.
+    """
+    nodes: dict[Key, int] = {(): 0}
+    parents: list[tuple[int, str]] = []
+    for key in keys:
+        for depth in range(1, len(key)):
+            prefix = key[:depth]
+            if prefix not in nodes:
+                nodes[prefix] = len(nodes)
+                parents.append((nodes[prefix[:-1]], prefix[-1]))
+    return nodes, parents
+
+
+def build_tree(
+    dicts: list[dict], parents: list[tuple[int, str]], n: int, device: torch.device | None
+) -> TensorDict:
+    """Assemble per-node entry dicts (see :func:`tree_plan`) into one TensorDict ``[n]``."""
+    size = torch.Size([n])
+    for i in range(len(parents) - 1, -1, -1):
+        parent, name = parents[i]
+        dicts[parent][name] = build_td(dicts[i + 1], size, device)
+    return build_td(dicts[0], size, device)
+
+
 class Schema:
     """The keys, per-row shapes and dtypes fixed by a storage's first write."""
 
@@ -227,15 +255,7 @@ class Packed:
             by_dtype.setdefault(col.key if wide else col.dtype, []).append(col)
         self.groups = [_Group(cols[0].dtype, cols) for cols in by_dtype.values()]
         self.device = device
-        # sub-TensorDicts of a batch: node i + 1 hangs under (parent, name); parents first
-        nodes: dict[Key, int] = {(): 0}
-        self.parents: list[tuple[int, str]] = []
-        for col in schema.columns:
-            for depth in range(1, len(col.key)):
-                sub = col.key[:depth]
-                if sub not in nodes:
-                    nodes[sub] = len(nodes)
-                    self.parents.append((nodes[sub[:-1]], sub[-1]))
+        nodes, self.parents = tree_plan([c.key for c in schema.columns])
         for g in self.groups:
             g.slots = [(nodes[c.key[:-1]], c.key[-1], v) for c, v in zip(g.columns, g.views)]
         for g in self.groups:
@@ -320,11 +340,7 @@ class Packed:
         if extra:
             for key, value in extra.items():
                 dicts[0][key[-1]] = value
-        size = torch.Size([n])
-        for i in range(len(self.parents) - 1, -1, -1):
-            parent, name = self.parents[i]
-            dicts[parent][name] = build_td(dicts[i + 1], size, device)
-        return build_td(dicts[0], size, device)
+        return build_tree(dicts, self.parents, n, device)
 
     def column(self, key: Key, stop: int) -> torch.Tensor:
         """A strided view of one column over rows ``[0, stop)`` (for samplers' index math)."""

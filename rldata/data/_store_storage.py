@@ -8,7 +8,7 @@ import tempfile
 import weakref
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 
 from rldata import stores
 from rldata.data._layout import (
@@ -17,9 +17,11 @@ from rldata.data._layout import (
     Packed,
     RowReader,
     Schema,
+    build_tree,
     flatten,
     make_td,
     stack_pieces,
+    tree_plan,
 )
 from rldata.data._storage import Index, Storage
 from rldata.errors import ConfigError, TedFormatError
@@ -136,7 +138,28 @@ class StoreStorage(Storage):
             if td is None:
                 return None
             self._leaves = [(k, v.as_subclass(torch.Tensor)) for k, v in flatten(td).items()]
+            nodes, self._parents = tree_plan([k for k, _ in self._leaves])
+            self._plan = [(nodes[k[:-1]], k[-1], v) for k, v in self._leaves]
         return self._leaves
+
+    def get(self, index: torch.Tensor, extra: dict[Key, torch.Tensor] | None = None) -> TensorDict:
+        # the hot path: one gather per key over the memory-mapped view, no re-validation
+        if self._stage:
+            self._flush()
+        if self._view() is None:
+            return super().get(index, extra)
+        if self._logical is not None:
+            index = self._logical.index_select(0, index)
+        dev = self.device
+        on_cpu = dev.type == "cpu"
+        dicts: list[dict] = [{} for _ in range(len(self._parents) + 1)]
+        for node, name, column in self._plan:
+            rows = column.index_select(0, index)
+            dicts[node][name] = rows if on_cpu else rows.to(dev, non_blocking=True)
+        if extra:
+            for key, value in extra.items():
+                dicts[0][key[-1]] = value
+        return build_tree(dicts, self._parents, index.shape[0], dev)
 
     def _gather(self, index: torch.Tensor) -> dict[Key, torch.Tensor]:
         if self._logical is not None:
