@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from tensordict.nn import TensorDictModule
+from tensordict.nn.distributions import NormalParamExtractor
 
 from rldata.errors import ConfigError
-from rldata.modules import FuncEnsemble
+from rldata.modules import MLP, FuncEnsemble, ProbabilisticActor
 from rldata.objectives import REDQLoss, SACLoss
 
 from .helpers import (
@@ -150,3 +152,28 @@ def test_any_critic_module_works_through_vmap():
     out["loss_qvalue"].backward()
     assert all(p.grad is not None for p in loss.qvalue.parameters())
     assert all(p.grad is None for p in actor.parameters())
+
+
+def test_tensor_fast_path_equals_the_tensordict_path():
+    torch.manual_seed(0)
+    actor = prob_actor()
+    loss = SACLoss(actor, q_net(), alpha_init=0.5)
+    td = batch()
+    torch.manual_seed(SEED)
+    fast = loss(td)
+    loss._policy._fast = None  # force actor.get_dist(TensorDict) and dist.rsample()
+    torch.manual_seed(SEED)
+    slow = loss(td)
+    for key in fast.keys():  # noqa: SIM118 (a TensorDict iterates rows)
+        torch.testing.assert_close(slow[key], fast[key], msg=key)
+
+
+def test_plain_normal_actor_is_accepted():
+    head = TensorDictModule(
+        torch.nn.Sequential(MLP(3, 2, [5]), NormalParamExtractor()),
+        in_keys=["observation"],
+        out_keys=["loc", "scale"],
+    )
+    actor = ProbabilisticActor(head, in_keys=["loc", "scale"])  # torch Normal
+    out = SACLoss(actor, q_net())(batch())
+    assert out["entropy"].shape == () and out["loss_actor"].requires_grad
