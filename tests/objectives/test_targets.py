@@ -95,3 +95,13 @@ def test_soft_update_arguments(kwargs, match):
 
 def test_walkthrough_eps_is_one_minus_tau():
     assert SoftUpdate(LOSSES["ddpg"](), eps=0.99).tau == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_only_loss_entries_carry_gradients(name):
+    out = LOSSES[name]()(batch())
+    keys = list(out.keys())
+    assert any(k.startswith("loss_") for k in keys)
+    for key in keys:
+        assert out[key].shape == (), key
+        assert out[key].requires_grad == key.startswith("loss_"), key
