@@ -237,11 +237,11 @@ class _Group:
         self.buf = torch.empty(0)
 
 
-def stack_pieces(g: _Group, rows: list[list[list[torch.Tensor]]], gi: int) -> torch.Tensor:
-    """Rows of one group, given as per-row pieces, as one ``[k, width]`` block."""
+def stack_pieces(g: _Group, pieces: list[torch.Tensor], k: int) -> torch.Tensor:
+    """``k`` rows of one group, given as their leaves row after row, as a ``[k, width]`` block."""
     if g.scalar:
-        return torch.stack([row[gi][0] for row in rows]).view(len(rows), 1)
-    return torch.cat([p for row in rows for p in row[gi]]).view(len(rows), g.width)
+        return torch.stack(pieces).view(k, 1)
+    return torch.cat(pieces).view(k, g.width)
 
 
 class Packed:
@@ -311,10 +311,10 @@ class Packed:
             else:
                 torch.cat(pieces, out=dst)
 
-    def write_rows_pieces(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
-        """Land consecutive rows from ``start``, each given as per-group 1-D pieces."""
-        for gi, g in enumerate(self.groups):
-            g.buf[start : start + len(rows)].copy_(stack_pieces(g, rows, gi), non_blocking=True)
+    def write_staged(self, start: int, k: int, blocks: list[list[torch.Tensor]]) -> None:
+        """Land ``k`` consecutive rows from ``start``, given per group as their leaves."""
+        for g, pieces in zip(self.groups, blocks):
+            g.buf[start : start + k].copy_(stack_pieces(g, pieces, k), non_blocking=True)
 
     def gather_td(
         self,
@@ -394,42 +394,77 @@ class RowReader:
             ]
             for g in packed.groups
         ]
-        self.reward = None
+        self.per_row = [len(g.columns) for g in packed.groups]
+        # the reward leaf, as (group, position counted back from the end of a row's leaves)
+        self.reward: tuple[int, int] | None = None
         for gi, g in enumerate(packed.groups):
             for ci, col in enumerate(g.columns):
                 if col.key == REWARD_KEY and col.dtype.is_floating_point and col.width == 1:
-                    self.reward = (gi, ci)
+                    self.reward = (gi, len(g.columns) - ci)
 
-    def read(self, td: TensorDictBase, versions: list[int]) -> list[list[torch.Tensor]] | None:
-        """Per-group lists of 1-D leaves; appends each leaf's version counter to ``versions``."""
+    def read(
+        self,
+        td: TensorDictBase,
+        pieces: list[list[torch.Tensor]],
+        versions: list[list[int]],
+        finite_reward: bool,
+    ) -> bool:
+        """Append the row's leaves (1-D) and version counters to the per-group stage lists.
+
+        Returns False on any surprise; the caller then calls :meth:`drop_pending`.
+        """
         if type(td) is not TensorDict:
-            return None
+            return False
         dicts = [td._tensordict]
         for parent, name in self.parents:
             sub = dicts[parent].get(name)
             if type(sub) is not TensorDict:
-                return None
+                return False
             dicts.append(sub._tensordict)
         for d, n in zip(dicts, self.lengths):
             if len(d) != n:
-                return None
-        out = []
-        version = versions.append
-        for plan in self.plan:
-            pieces: list[torch.Tensor] = []
-            piece = pieces.append
+                return False
+        tensor = torch.Tensor
+        for plan, staged, seen in zip(self.plan, pieces, versions):
+            piece, version = staged.append, seen.append
             for node, name, dtype, shape, flat in plan:
                 v = dicts[node].get(name)
                 # exact type: subclasses (memmap, parameters) take the general path
-                if type(v) is not torch.Tensor or v.dtype is not dtype or v.shape != shape:
-                    return None
+                if type(v) is not tensor or v.dtype is not dtype or v.shape != shape:
+                    return False
                 piece(v.reshape(-1) if flat else v)
                 version(v._version)
-            out.append(pieces)
-        return out
+        if finite_reward and self.reward is not None:
+            gi, back = self.reward
+            return math.isfinite(pieces[gi][-back].item())
+        return True
 
-    def finite_reward(self, pieces: list[list[torch.Tensor]]) -> bool:
-        if self.reward is None:
-            return True
-        gi, ci = self.reward
-        return math.isfinite(pieces[gi][ci].item())
+    def drop_pending(
+        self, pieces: list[list[torch.Tensor]], versions: list[list[int]], staged_rows: int
+    ) -> None:
+        """Forget leaves a refused row left beyond the ``staged_rows`` rows already staged."""
+        for g, (staged, seen) in enumerate(zip(pieces, versions)):
+            keep = staged_rows * self.per_row[g]
+            del staged[keep:], seen[keep:]
+
+    def split(
+        self, pieces: list[list[torch.Tensor]], versions: list[list[int]], k: int
+    ) -> tuple[list, list, list, list]:
+        """The first ``k`` rows' leaves and versions, and what follows them, per group."""
+        head: list = []
+        tail: list = []
+        vhead: list = []
+        vtail: list = []
+        for g, (staged, seen) in enumerate(zip(pieces, versions)):
+            m = k * self.per_row[g]
+            if len(staged) == m:
+                head.append(staged)
+                tail.append([])
+                vhead.append(seen)
+                vtail.append([])
+            else:
+                head.append(staged[:m])
+                tail.append(staged[m:])
+                vhead.append(seen[:m])
+                vtail.append(seen[m:])
+        return head, tail, vhead, vtail

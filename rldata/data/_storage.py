@@ -15,6 +15,7 @@ from tensordict import TensorDictBase
 
 from rldata.data._layout import (
     Key,
+    Packed,
     RowReader,
     Schema,
     check_finite_reward,
@@ -25,6 +26,9 @@ from rldata.errors import ConfigError, TedFormatError
 from rldata.ted import validate
 
 Index = slice | torch.Tensor
+
+STAGED = object()
+"""What ``check_row`` returns when the row's leaves went to the stage (the fast path)."""
 
 
 class Storage:
@@ -53,10 +57,11 @@ class Storage:
         # rows from add(): held by reference and landed in one copy per group at the next
         # read or every _STAGE_ROWS rows; their version counters catch in-place edits
         self._reader: RowReader | None = None
-        self._stage: list[list[list[torch.Tensor]]] = []
+        self._stage = 0  # rows staged, at positions _stage_start, _stage_start + 1, ...
         self._stage_start = 0
         self._stage_undo = (0, 0)
-        self._stage_versions: list[int] = []
+        self._pieces: list[list[torch.Tensor]] = []  # per group: leaves of staged rows
+        self._versions: list[list[int]] = []  # per group: their version counters at add
 
     # --- sizes ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -107,12 +112,9 @@ class Storage:
         """
         reader = self._reader
         if reader is not None:
-            versions = self._stage_versions
-            mark = len(versions)
-            pieces = reader.read(data, versions)
-            if pieces is not None and (self.allow_nonfinite or reader.finite_reward(pieces)):
-                return pieces
-            del versions[mark:]
+            if reader.read(data, self._pieces, self._versions, not self.allow_nonfinite):
+                return STAGED
+            reader.drop_pending(self._pieces, self._versions, self._stage)
         if not isinstance(data, TensorDictBase):
             raise TedFormatError(f"expected a TensorDict row, got {type(data).__name__}")
         if data.batch_dims != 0:
@@ -150,21 +152,21 @@ class Storage:
 
     def write_row(self, pos: int, row) -> None:
         """Land one checked row at ``pos`` (staged when it came through the fast path)."""
-        stage = self._stage
-        if stage and pos != self._stage_start + len(stage):
-            self._flush()
-            stage = self._stage
-        if type(row) is list:
-            if not stage:
+        n = self._stage
+        if row is STAGED:  # its leaves were appended to the stage by check_row
+            if n and pos != self._stage_start + n:
+                self._flush()  # lands the n rows before it; its own leaves stay staged
+                n = 0
+            if not n:
                 self._stage_start = pos
                 self._stage_undo = (self._len, self._cursor)
-            stage.append(row)
+            self._stage = n + 1
             # _advance, inlined: this runs once per environment step
             cap = self.capacity
             self._cursor = pos + 1 if cap is None or pos + 1 < cap else 0
             if pos >= self._len:
                 self._len = pos + 1
-            if len(stage) >= self._STAGE_ROWS:
+            if n + 1 >= self._STAGE_ROWS:
                 self._flush()
             return
         self._flush()
@@ -176,18 +178,23 @@ class Storage:
         self._flush()
 
     def _flush(self) -> None:
-        rows = self._stage
-        if not rows:
+        k = self._stage
+        if not k:
             return
-        now = [p._version for row in rows for group in row for p in group]
-        # versions of a row being added right now (checked, not yet staged) stay listed
-        changed = now != self._stage_versions[: len(now)]
-        self._stage = []
-        self._stage_versions = self._stage_versions[len(now) :]
+        reader = self._reader
+        assert reader is not None  # rows are staged only once a reader exists
+        # leaves beyond k rows belong to a row being added right now: they stay staged
+        blocks, self._pieces, versions, self._versions = reader.split(
+            self._pieces, self._versions, k
+        )
+        changed = any([p._version for p in block] != seen for block, seen in zip(blocks, versions))
+        self._stage = 0
         try:
-            self._land(self._stage_start, rows)
+            self._land(self._stage_start, k, blocks)
         except BaseException:
             self._len, self._cursor = self._stage_undo  # nothing of the stage was stored
+            self._pieces = [[] for _ in blocks]  # and the row being added is refused too
+            self._versions = [[] for _ in blocks]
             raise
         if changed:
             raise TedFormatError(
@@ -204,8 +211,9 @@ class Storage:
     def empty(self) -> None:
         """Forget every row (the schema stays)."""
         self._clear()
-        self._stage = []
-        self._stage_versions = []
+        self._stage = 0
+        self._pieces = [[] for _ in self._pieces]
+        self._versions = [[] for _ in self._versions]
         self._len = 0
         self._cursor = 0
 
@@ -242,11 +250,19 @@ class Storage:
 
     # --- backend hooks ----------------------------------------------------------------
     def _allocate(self, schema: Schema) -> None:
-        """Prepare for rows of ``schema``; set ``self._reader`` to enable staged adds."""
+        """Prepare for rows of ``schema``; call ``_enable_staging`` to stage single adds."""
         raise NotImplementedError
 
-    def _land(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
-        """Write staged rows (per-group 1-D pieces) at positions ``start, start + 1, ...``."""
+    def _enable_staging(self, packed: Packed) -> None:
+        self._reader = RowReader(packed)
+        self._pieces = [[] for _ in packed.groups]
+        self._versions = [[] for _ in packed.groups]
+
+    def _land(self, start: int, k: int, blocks: list[list[torch.Tensor]]) -> None:
+        """Write ``k`` staged rows at positions ``start, start + 1, ...``.
+
+        ``blocks[g]`` holds group ``g``'s leaves, row after row (see ``stack_pieces``).
+        """
         raise NotImplementedError
 
     def _write_slice(self, start: int, stop: int, flat: dict[Key, torch.Tensor]) -> None:

@@ -15,7 +15,6 @@ from rldata.data._layout import (
     Column,
     Key,
     Packed,
-    RowReader,
     Schema,
     build_tree,
     flatten,
@@ -105,11 +104,10 @@ class StoreStorage(Storage):
         self.store.append(make_td({k: v.unsqueeze(0) for k, v in flat.items()}, 1, None))
         self._leaves = None
 
-    def _land(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
-        k = len(rows)
+    def _land(self, start: int, k: int, blocks: list[list[torch.Tensor]]) -> None:
         flat = {}
-        for gi, g in enumerate(self._row_layout.groups):
-            block = stack_pieces(g, rows, gi)
+        for g, pieces in zip(self._row_layout.groups, blocks):
+            block = stack_pieces(g, pieces, k)
             parts = (block,) if len(g.keys) == 1 else torch.split_with_sizes(block, g.widths, 1)
             for col, part in zip(g.columns, parts):
                 flat[col.key] = part.reshape(k, *col.shape)
@@ -126,7 +124,7 @@ class StoreStorage(Storage):
 
     def _allocate(self, schema: Schema) -> None:
         self._row_layout = Packed(schema, 0, torch.device("cpu"))
-        self._reader = RowReader(self._row_layout)
+        self._enable_staging(self._row_layout)
 
     def _clear(self) -> None:
         raise ConfigError(f"a store-backed buffer cannot be emptied in place ({self.store.path})")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from rldata.data._layout import Key, Packed, RowReader, Schema
+from rldata.data._layout import Key, Packed, Schema
 from rldata.data._storage import Index, Storage
 from rldata.data._store_storage import LazyMemmapStorage, StoreStorage
 
@@ -49,16 +49,16 @@ class LazyTensorStorage(Storage):
     def _allocate(self, schema: Schema) -> None:
         rows = self.capacity if self.capacity is not None else self._INITIAL_ROWS
         self._packed = Packed(schema, rows, self.device)
-        self._reader = RowReader(self._packed)
+        self._enable_staging(self._packed)
 
     def _reserve(self, stop: int) -> None:
         packed = self._packed
         if self.capacity is None and stop > packed.rows:
             packed.grow(max(stop, 2 * packed.rows), self._len)
 
-    def _land(self, start: int, rows: list[list[list[torch.Tensor]]]) -> None:
-        self._reserve(start + len(rows))
-        self._packed.write_rows_pieces(start, rows)
+    def _land(self, start: int, k: int, blocks: list[list[torch.Tensor]]) -> None:
+        self._reserve(start + k)
+        self._packed.write_staged(start, k, blocks)
 
     def _write_slice(self, start: int, stop: int, flat: dict[Key, torch.Tensor]) -> None:
         self._reserve(stop)
