@@ -45,6 +45,7 @@ class MemmapStore(RowStore):
         self._td: TensorDict | None = None
         self._td_rows = -1
         self._td_view: TensorDict | None = None
+        self._meta_rows = -1
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -73,7 +74,7 @@ class MemmapStore(RowStore):
             if self.capacity is not None:
                 rows = self.capacity if rows else 0
             self._map(max(rows, self._filled()), grow=True)
-        else:
+        elif self._rows != self._filled() or not self._views:
             self._map(self._filled(), grow=False)
 
     def _map(self, rows: int, *, grow: bool) -> None:
@@ -123,6 +124,9 @@ class MemmapStore(RowStore):
     def _read(self, positions: torch.Tensor) -> TensorDict:
         return self._full()[positions]
 
+    def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        return self._views[name][positions]
+
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
         return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())
 
@@ -133,7 +137,14 @@ class MemmapStore(RowStore):
         self._write_td_meta(filled)
 
     def _write_td_meta(self, filled: int) -> None:
-        """tensordict's ``meta.json`` files, so ``TensorDict.load_memmap`` opens committed rows."""
+        """tensordict's ``meta.json`` files, so ``TensorDict.load_memmap`` opens committed rows.
+
+        They are a convenience view, rewritten at each commit but not fsynced: the manifest
+        alone says which rows are committed.
+        """
+        if filled == self._meta_rows:
+            return
+        self._meta_rows = filled
         dirs: dict[tuple[str, ...], dict] = {(): {}}
         for name, entry in self.schema.items():
             parts = sch.key_tuple(name)
@@ -149,7 +160,7 @@ class MemmapStore(RowStore):
         for parts, meta in dirs.items():
             meta.update({"shape": [filled], "device": "cpu", "_type": _TD_TYPE})
             path = self.root / DATA_DIR / Path(*parts) / "meta.json"
-            atomic_write(path, json.dumps(meta).encode(), durable=self.durable)
+            atomic_write(path, json.dumps(meta).encode(), durable=False)  # advisory, see FORMAT.md
 
     # --- fast path ----------------------------------------------------------------------
     def tensordict(self) -> TensorDict | None:

@@ -317,9 +317,13 @@ class RowStore(Store):
                 with contextlib.suppress(OSError):
                     p.unlink()
 
+    def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        """One key's rows (backends override this to skip the other keys)."""
+        return self._read(positions).get(sch.key_tuple(name))
+
     def _reward_sum(self, a: int, b: int) -> float:
         pos = self._pos(torch.arange(a, b, dtype=torch.int64))
-        return float(self._read(pos).get(K.nxt(K.reward)).double().sum())
+        return float(self._read_key(REWARD, pos).double().sum())
 
     # --- reading ------------------------------------------------------------------------
     def get(self, index: int | slice | torch.Tensor) -> TensorDict:
