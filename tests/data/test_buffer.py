@@ -283,10 +283,23 @@ def test_memmap_storage_creates_its_directory_on_first_write(tmp_path):
 
 
 @pytest.mark.gpu
-def test_samples_land_on_the_gpu():
-    buffer = ReplayBuffer(storage=LazyTensorStorage(100, device="cuda"))
-    buffer.extend(ted_transitions(20))
-    assert buffer.sample(8)["observation"].device.type == "cuda"
+@pytest.mark.parametrize("kind", ["memory", "memmap"])
+def test_samples_land_on_the_gpu(kind, tmp_path):
+    if kind == "memory":
+        storage = LazyTensorStorage(100, device="cuda")
+    else:
+        storage = LazyMemmapStorage(100, scratch_dir=tmp_path / "s", device="cuda")
+    buffer = TensorDictReplayBuffer(storage=storage)
+    data = ted_transitions(20)
+    buffer.extend(data)
+    buffer.add(ted_transitions(1, start_traj_id=7)[0])
+    batch = buffer.sample(8)
+    assert batch.device.type == "cuda"
+    assert batch["observation"].device.type == "cuda"
+    assert batch["index"].device.type == "cuda"
+    rows = data["observation"].cuda()
+    first = batch["observation"][batch["index"] < 20]
+    assert ((first[:, None] == rows[None]).all(-1).any(-1)).all()
 
 
 def test_a_staged_row_the_store_refuses_leaves_the_buffer_as_it_was(tmp_path):
