@@ -26,8 +26,10 @@ def rldata_version() -> str:
     """The installed rldata version, for provenance."""
     try:
         return metadata.version("rldata")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
+    except metadata.PackageNotFoundError:  # a source checkout that is not pip-installed
+        import rldata
+
+        return str(getattr(rldata, "__version__", "0.0.0+unknown"))
 
 
 def new(
@@ -120,4 +122,6 @@ def read(root: Path) -> dict[str, Any]:
 
 def write(root: Path, data: dict[str, Any], *, durable: bool = True) -> None:
     """Replace the manifest atomically (temp file, fsync, rename, fsync directory)."""
-    atomic_write(manifest_path(root), json.dumps(data, indent=1).encode(), durable=durable)
+    atomic_write(
+        manifest_path(root), json.dumps(data, separators=(",", ":")).encode(), durable=durable
+    )
