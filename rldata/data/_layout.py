@@ -1,4 +1,4 @@
-"""Row schema and the packed in-memory layout behind :class:`LazyTensorStorage`.
+"""Row schema and the packed layout behind :class:`LazyTensorStorage`.
 
 Sampling speed is decided by how many torch calls a batch costs. Keys that share a
 dtype are kept side by side in one ``[capacity, D]`` tensor, so a batch is one
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from rldata.data._tdbuild import Key, build_tree, tree_plan
 from rldata.errors import SchemaMismatchError, TedFormatError
 from rldata.ted import TED_KEYS, key_name
 
-Key = tuple[str, ...]
 REWARD_KEY: Key = TED_KEYS.nxt(TED_KEYS.reward)
 
 
@@ -54,96 +54,6 @@ def _walk(td: TensorDict, prefix: Key, out: dict[Key, torch.Tensor]) -> None:
                 out[(*prefix, name, *sub)] = leaf
         else:
             out[(*prefix, name)] = value
-
-
-def nest(flat: dict[Key, torch.Tensor]) -> dict:
-    """``{("next", "reward"): t}`` -> ``{"next": {"reward": t}}`` (input to ``TensorDict``)."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        for part in key[:-1]:
-            node = node.setdefault(part, {})
-        node[key[-1]] = value
-    return out
-
-
-def _unsafe_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
-    return TensorDict._new_unsafe(source=entries, batch_size=batch, device=device, nested=False)
-
-
-def _direct_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
-    td = _TD_NEW(TensorDict)
-    state = td.__dict__
-    state["_tensordict"] = entries
-    state["_device"] = device
-    state["_batch_size"] = batch
-    state["_td_dim_names"] = None
-    return td
-
-
-def _pick_builder():
-    """The direct builder when it makes exactly what ``_new_unsafe`` makes, else that."""
-    probe = {"a": torch.zeros(2)}
-    size, cpu = torch.Size([2]), torch.device("cpu")
-    ref = _unsafe_td(dict(probe), size, cpu)
-    try:
-        got = _direct_td(dict(probe), size, cpu)
-        same = set(got.__dict__) == set(ref.__dict__) - {"_has_mps_val"} and (got == ref).all()
-    except Exception:  # a tensordict release with other internals
-        same = False
-    return _direct_td if same else _unsafe_td
-
-
-_TD_NEW = object.__new__
-build_td = _pick_builder()
-"""``build_td(entries, batch, device)``: a TensorDict over checked leaves, no validation.
-
-Sampling builds one TensorDict per batch (and one per nested key); tensordict's public
-constructor re-checks every leaf, which costs as much as the gather itself. Every leaf
-here comes from a storage whose schema was checked on write. The direct builder sets
-the four fields ``TensorDict._new_unsafe`` sets, and is used only when a probe at
-import shows the two agree.
-"""
-
-
-def make_td(flat: dict[Key, torch.Tensor], batch: int, device: torch.device | None) -> TensorDict:
-    """A TensorDict ``[batch]`` from checked flat leaves (nested keys become sub-TensorDicts)."""
-    size = torch.Size([batch])
-
-    def build(node: dict) -> TensorDict:
-        return build_td(
-            {k: build(v) if isinstance(v, dict) else v for k, v in node.items()}, size, device
-        )
-
-    return build(nest(flat))
-
-
-def tree_plan(keys: list[Key]) -> tuple[dict[Key, int], list[tuple[int, str]]]:
-    """Number the sub-TensorDicts of a key set: node ``i + 1`` hangs under ``parents[i]``.
-
-    Returns ``{prefix: node}`` (the root prefix ``()`` is node 0) and, per non-root node in
-    creation order (parents first), its ``(parent node, name)``.
-    """
-    nodes: dict[Key, int] = {(): 0}
-    parents: list[tuple[int, str]] = []
-    for key in keys:
-        for depth in range(1, len(key)):
-            prefix = key[:depth]
-            if prefix not in nodes:
-                nodes[prefix] = len(nodes)
-                parents.append((nodes[prefix[:-1]], prefix[-1]))
-    return nodes, parents
-
-
-def build_tree(
-    dicts: list[dict], parents: list[tuple[int, str]], n: int, device: torch.device | None
-) -> TensorDict:
-    """Assemble per-node entry dicts (see :func:`tree_plan`) into one TensorDict ``[n]``."""
-    size = torch.Size([n])
-    for i in range(len(parents) - 1, -1, -1):
-        parent, name = parents[i]
-        dicts[parent][name] = build_td(dicts[i + 1], size, device)
-    return build_td(dicts[0], size, device)
 
 
 class Schema:
@@ -352,119 +262,3 @@ class Packed:
                     return v if shape is None else v.view(stop, *shape)
                 off += w
         raise KeyError(key)
-
-
-class RowReader:
-    """Reads one row's leaves in packed-group order straight from TensorDict internals.
-
-    ``add`` is called once per environment step, so its cost is a handful of dict
-    lookups and attribute checks per key. Any surprise (missing or extra key, other
-    shape or dtype, a TensorDict subclass) returns None, and the caller falls back to
-    the general path, which raises the precise error.
-    """
-
-    def __init__(self, packed: Packed) -> None:
-        nodes: dict[Key, int] = {(): 0}
-        parents: list[tuple[int, str]] = []
-        sizes: dict[Key, set[str]] = {(): set()}
-        for g in packed.groups:
-            for col in g.columns:
-                for depth in range(1, len(col.key)):
-                    sub = col.key[:depth]
-                    sizes.setdefault(sub[:-1], set()).add(sub[-1])
-                    if sub not in nodes:
-                        nodes[sub] = len(nodes)
-                        parents.append((nodes[sub[:-1]], sub[-1]))
-                        sizes.setdefault(sub, set())
-                sizes[col.key[:-1]].add(col.key[-1])
-        self.parents = parents
-        self.lengths = [len(sizes[k]) for k in nodes]
-        # a piece is reshaped to 1-D unless it is 1-D already, or a lone 0-dim column
-        # (its group is landed with stack instead of cat)
-        self.plan = [
-            [
-                (
-                    nodes[c.key[:-1]],
-                    c.key[-1],
-                    c.dtype,
-                    torch.Size(c.shape),
-                    len(c.shape) > 1 or (len(c.shape) == 0 and len(g.columns) > 1),
-                )
-                for c in g.columns
-            ]
-            for g in packed.groups
-        ]
-        self.per_row = [len(g.columns) for g in packed.groups]
-        # the reward leaf, as (group, position counted back from the end of a row's leaves)
-        self.reward: tuple[int, int] | None = None
-        for gi, g in enumerate(packed.groups):
-            for ci, col in enumerate(g.columns):
-                if col.key == REWARD_KEY and col.dtype.is_floating_point and col.width == 1:
-                    self.reward = (gi, len(g.columns) - ci)
-
-    def read(
-        self,
-        td: TensorDictBase,
-        pieces: list[list[torch.Tensor]],
-        versions: list[list[int]],
-        finite_reward: bool,
-    ) -> bool:
-        """Append the row's leaves (1-D) and version counters to the per-group stage lists.
-
-        Returns False on any surprise; the caller then calls :meth:`drop_pending`.
-        """
-        if type(td) is not TensorDict:
-            return False
-        dicts = [td._tensordict]
-        for parent, name in self.parents:
-            sub = dicts[parent].get(name)
-            if type(sub) is not TensorDict:
-                return False
-            dicts.append(sub._tensordict)
-        for d, n in zip(dicts, self.lengths):
-            if len(d) != n:
-                return False
-        tensor = torch.Tensor
-        for plan, staged, seen in zip(self.plan, pieces, versions):
-            piece, version = staged.append, seen.append
-            for node, name, dtype, shape, flat in plan:
-                v = dicts[node].get(name)
-                # exact type: subclasses (memmap, parameters) take the general path
-                if type(v) is not tensor or v.dtype is not dtype or v.shape != shape:
-                    return False
-                piece(v.reshape(-1) if flat else v)
-                version(v._version)
-        if finite_reward and self.reward is not None:
-            gi, back = self.reward
-            return math.isfinite(pieces[gi][-back].item())
-        return True
-
-    def drop_pending(
-        self, pieces: list[list[torch.Tensor]], versions: list[list[int]], staged_rows: int
-    ) -> None:
-        """Forget leaves a refused row left beyond the ``staged_rows`` rows already staged."""
-        for g, (staged, seen) in enumerate(zip(pieces, versions)):
-            keep = staged_rows * self.per_row[g]
-            del staged[keep:], seen[keep:]
-
-    def split(
-        self, pieces: list[list[torch.Tensor]], versions: list[list[int]], k: int
-    ) -> tuple[list, list, list, list]:
-        """The first ``k`` rows' leaves and versions, and what follows them, per group."""
-        head: list = []
-        tail: list = []
-        vhead: list = []
-        vtail: list = []
-        for g, (staged, seen) in enumerate(zip(pieces, versions)):
-            m = k * self.per_row[g]
-            if len(staged) == m:
-                head.append(staged)
-                tail.append([])
-                vhead.append(seen)
-                vtail.append([])
-            else:
-                head.append(staged[:m])
-                tail.append(staged[m:])
-                vhead.append(seen[:m])
-                vtail.append(seen[m:])
-        return head, tail, vhead, vtail

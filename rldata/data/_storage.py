@@ -13,15 +13,9 @@ from collections.abc import Iterator
 import torch
 from tensordict import TensorDictBase
 
-from rldata.data._layout import (
-    Key,
-    Packed,
-    RowReader,
-    Schema,
-    check_finite_reward,
-    flatten,
-    make_td,
-)
+from rldata.data._layout import Key, Packed, Schema, check_finite_reward, flatten
+from rldata.data._staging import RowReader
+from rldata.data._tdbuild import make_td
 from rldata.errors import ConfigError, TedFormatError
 from rldata.ted import validate
 

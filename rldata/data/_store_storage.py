@@ -11,18 +11,9 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata import stores
-from rldata.data._layout import (
-    Column,
-    Key,
-    Packed,
-    Schema,
-    build_tree,
-    flatten,
-    make_td,
-    stack_pieces,
-    tree_plan,
-)
+from rldata.data._layout import Column, Key, Packed, Schema, flatten, stack_pieces
 from rldata.data._storage import Index, Storage
+from rldata.data._tdbuild import build_tree, make_td, tree_plan
 from rldata.errors import ConfigError, TedFormatError
 
 
