@@ -225,11 +225,11 @@ class TensorDictReplayBuffer(ReplayBuffer):
     Args:
         priority_key: the entry :meth:`update_tensordict_priority` reads priorities from
             (and :meth:`extend` too, when a batch carries it).
-        **kwargs: as :class:`ReplayBuffer`.
+        *args, **kwargs: as :class:`ReplayBuffer` (storage, sampler, writer, ...).
     """
 
-    def __init__(self, *, priority_key: NestedKey = "td_error", **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *args, priority_key: NestedKey = "td_error", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.priority_key = priority_key
 
     def _extra(self, index: torch.Tensor, info: dict) -> dict:
