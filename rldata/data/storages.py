@@ -54,7 +54,8 @@ class LazyTensorStorage(Storage):
     def _reserve(self, stop: int) -> None:
         packed = self._packed
         if self.capacity is None and stop > packed.rows:
-            packed.grow(max(stop, 2 * packed.rows), self._len)
+            # staged rows already count in _len but are not in the buffer yet
+            packed.grow(max(stop, 2 * packed.rows), min(self._len, packed.rows))
 
     def _land(self, start: int, k: int, blocks: list[list[torch.Tensor]]) -> None:
         self._reserve(start + k)

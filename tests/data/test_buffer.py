@@ -117,8 +117,10 @@ def test_sample_shape_and_device(make_storage):
 def test_append_only_storage_grows(make_storage):
     buffer = ReplayBuffer(storage=make_storage(None), writer=AppendOnlyWriter())
     data = ted_transitions(3000, episode_length=50)
-    for start in range(0, 3000, 700):
+    for start in range(0, 2100, 700):
         buffer.extend(data[start : start + 700])
+    for i in range(2100, 3000):  # one row at a time, past the next growth
+        buffer.add(data[i])
     assert len(buffer) == 3000
     assert (rows_in_time_order(buffer) == data).all()
 
