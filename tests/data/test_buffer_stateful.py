@@ -21,16 +21,18 @@ CAPACITY = 13
 
 class RingMachine(RuleBasedStateMachine):
     memmap = False
+    capacity: int | None = CAPACITY
 
     def __init__(self) -> None:
         super().__init__()
         if self.memmap:
             self._dir = tempfile.TemporaryDirectory()
-            storage = LazyMemmapStorage(CAPACITY, scratch_dir=f"{self._dir.name}/s")
+            storage = LazyMemmapStorage(self.capacity, scratch_dir=f"{self._dir.name}/s")
         else:
-            storage = LazyTensorStorage(CAPACITY)
+            storage = LazyTensorStorage(self.capacity)
         self.buffer = ReplayBuffer(storage=storage)
-        self.model: list[float | None] = [None] * CAPACITY  # observation[0] of each position
+        # observation[0] of each position
+        self.model: list[float | None] = [None] * (self.capacity or 0)
         self.cursor = 0
         self.count = 0
         self.next_id = 0
@@ -43,18 +45,21 @@ class RingMachine(RuleBasedStateMachine):
     def _record(self, rows) -> list[int]:
         positions = []
         for value in rows["observation"][:, 0].tolist():
-            self.model[self.cursor] = value
+            if self.capacity is None:
+                self.model.append(value)
+            else:
+                self.model[self.cursor] = value
             positions.append(self.cursor)
-            self.cursor = (self.cursor + 1) % CAPACITY
+            self.cursor = self.cursor + 1 if self.capacity is None else (self.cursor + 1) % CAPACITY
             self.count += 1
         return positions
 
-    @rule(n=st.integers(1, 30))
+    @rule(n=st.integers(1, 400))
     def extend(self, n):
         rows = self._rows(n)
         index = self.buffer.extend(rows)
         expected = self._record(rows)
-        assert index.tolist() == expected[-CAPACITY:]
+        assert index.tolist() == (expected if self.capacity is None else expected[-CAPACITY:])
 
     @rule(n=st.integers(1, 6))
     def add(self, n):
@@ -78,7 +83,7 @@ class RingMachine(RuleBasedStateMachine):
 
     @invariant()
     def rows_match_the_model(self):
-        n = min(self.count, CAPACITY)
+        n = self.count if self.capacity is None else min(self.count, CAPACITY)
         assert len(self.buffer) == n
         assert self.buffer.storage.cursor == self.cursor
         if n:
@@ -95,7 +100,15 @@ class MemmapRingMachine(RingMachine):
     memmap = True
 
 
+class GrowingMachine(RingMachine):
+    """capacity None: an append-only storage that grows past its first allocation."""
+
+    capacity = None
+
+
 TestMemoryRing = RingMachine.TestCase
 TestMemoryRing.settings = settings(max_examples=25, stateful_step_count=20, deadline=None)
 TestMemmapRing = MemmapRingMachine.TestCase
 TestMemmapRing.settings = settings(max_examples=15, stateful_step_count=15, deadline=None)
+TestGrowing = GrowingMachine.TestCase
+TestGrowing.settings = settings(max_examples=10, stateful_step_count=15, deadline=None)
