@@ -70,7 +70,7 @@ def create(
         UnknownBackendError: ``backend`` is not registered.
         ConfigError: ``capacity`` or ``commit_every`` is not a positive integer.
     """
-    cls = load(backend)
+    cls: Any = load(backend)
     for name, value in (("capacity", capacity), ("commit_every", commit_every)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -120,7 +120,7 @@ def open(  # noqa: A001
         raise ConfigError(f"mode: expected 'r' or 'a', got {mode!r}")
     root = local_dir(path)
     m = mf.read(root)
-    cls = load(m.get("backend"))
+    cls: Any = load(str(m.get("backend")))
     if mode == "r":
         return cls.attach(root, m, writable=False, lock=None)
     lock = WriterLock(root)

@@ -94,6 +94,10 @@ class Store(abc.ABC):
         """A zero-copy TensorDict over stored rows (positions == row index), or None."""
         return None
 
+    def columns(self) -> dict[str, torch.Tensor] | None:
+        """Flat key -> zero-copy tensor over stored rows (fastest gathers), or None."""
+        return None
+
     # --- lifetime ---------------------------------------------------------------------
     @abc.abstractmethod
     def close(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import copy
+import functools
 import json
 import os
 from pathlib import Path
@@ -24,6 +25,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from rldata import ted
 from rldata.errors import RowIndexError, StoreError, TedFormatError
+from rldata.specs import spec_from_json
 from rldata.stores import manifest as mf
 from rldata.stores import schema as sch
 from rldata.stores.base import Store
@@ -139,8 +141,6 @@ class RowStore(Store):
     def specs(self) -> Any:
         if self._m.get("specs") is None:
             return None
-        from rldata.specs import spec_from_json
-
         return spec_from_json(self._m["specs"])
 
     @property
@@ -157,6 +157,15 @@ class RowStore(Store):
 
     @property
     def chunk_rows(self) -> int | None:
+        return self._m["checksums"]["chunk_rows"]
+
+    @property
+    def _fields(self) -> dict[str, dict]:
+        """The schema once the first write fixed it (internal code runs only after that)."""
+        return self._m["schema"]
+
+    @property
+    def _chunk(self) -> int:
         return self._m["checksums"]["chunk_rows"]
 
     # --- positions --------------------------------------------------------------------
@@ -203,13 +212,13 @@ class RowStore(Store):
             ted.validate(td, require_traj_ids=True)
             sch.of(td)  # key names are storable
         else:
-            sch.check(tensors, self.schema)
+            sch.check(tensors, self._fields)
         ids, rows = self._check_rows(tensors, n)
         self._index.add(self._end, ids, *rows)  # last check (traj continuity), then mutation
         if fresh:
             self._m["schema"] = sch.of(td)
             self._m["checksums"]["chunk_rows"] = self._pick_chunk_rows()
-            self._sums = {k: ChunkSums(self.chunk_rows) for k in self.schema}
+            self._sums = {k: ChunkSums(self._chunk) for k in self._fields}
             self._init_payload()
         self._max_traj = max(self._max_traj, int(ids.max()))
         serial0, end = self._end, self._end + n
@@ -244,7 +253,7 @@ class RowStore(Store):
         return ids, [*nd, reward.sum(-1).double().cpu().numpy()]
 
     def _pick_chunk_rows(self) -> int:
-        widest = max(sch.row_bytes(e) for e in self.schema.values())
+        widest = max(sch.row_bytes(e) for e in self._fields.values())
         rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(widest, 1)))
         if self.capacity is not None:
             rows = max(1, min(rows, self.capacity // 8))
@@ -254,7 +263,7 @@ class RowStore(Store):
         """Ring: retire (and commit the retirement of) the rows the next write overwrites."""
         if self.capacity is None or end <= self.capacity:
             return
-        cap, rows = self.capacity, self.chunk_rows
+        cap, rows = self.capacity, self._chunk
         need = end - cap  # serials below this are overwritten
         if self._start >= need:
             return
@@ -285,7 +294,7 @@ class RowStore(Store):
                 lo = max(lo, self._end - self.capacity)
             for a, b in _pieces(lo, self._end, self.capacity):
                 for name, sums in self._sums.items():
-                    sums.extend(lambda x, y, name=name: self._raw(name, x, y), a, b)
+                    sums.extend(functools.partial(self._raw, name), a, b)
             self._flush(self._filled())
         self._write_manifest(self._end)
 

@@ -185,7 +185,7 @@ def _ted_faults(store: Store) -> Iterator[str]:
         return
     from rldata.stores import schema as sch
 
-    obs = _obs_keys(store.schema)
+    obs = _obs_keys(store.schema or {})
     ids = store._read(pos).get(K.traj_ids)  # type: ignore[attr-defined]
     order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
     for lo in range(0, pos.numel(), BLOCK):

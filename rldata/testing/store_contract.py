@@ -378,6 +378,15 @@ class StoreContract:
         assert r.provenance["policy"] == "random" and r.provenance["seed"] == 3
         assert "rldata_version" in r.provenance and "created" in r.provenance
 
+    def test_specs_round_trip_as_json(self, root):
+        from rldata.specs import Bounded, Categorical, Composite
+
+        specs = Composite({"observation": Bounded(-1.0, 1.0, shape=(3,)), "action": Categorical(4)})
+        self.create(root, specs=specs).close()
+        got = stores.open(root).specs
+        assert got.to_json() == specs.to_json()
+        assert stores.open(root).manifest["specs"] == specs.to_json()
+
     # --- fast path ----------------------------------------------------------------------------
     def test_tensordict_view_is_indexed_by_position(self, root):
         with self.create(root, capacity=8) as w:
@@ -389,3 +398,6 @@ class StoreContract:
         pos = r.readable()
         assert torch.equal(r.tensordict()[pos]["observation"], r.get(pos)["observation"])
         assert marked_serial(view[pos]).tolist() == list(range(3, 11))
+        cols = r.columns()
+        assert set(cols) == set(r.schema)
+        assert torch.equal(cols["next.reward"][pos], r.get(pos)["next", "reward"])
