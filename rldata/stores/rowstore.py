@@ -24,7 +24,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata import ted
-from rldata.errors import RowIndexError, StoreError, TedFormatError
+from rldata.errors import CorruptStoreError, RowIndexError, StoreError, TedFormatError
 from rldata.specs import spec_from_json
 from rldata.stores import manifest as mf
 from rldata.stores import schema as sch
@@ -383,7 +383,7 @@ class RowStore(Store):
                 f"ask Store.readable() again"
             )
 
-    def refresh(self) -> bool:
+    def refresh(self, _attempts: int = 5) -> bool:
         """Reader: pick up the latest commit if the manifest changed; return whether it did."""
         if self.writable:
             return False
@@ -401,15 +401,26 @@ class RowStore(Store):
                 for name, entries in m["checksums"]["chunks"].items()
             }
             self._attach_payload()
-        self._load_index()
+        self._load_index(_attempts)
         return True
 
-    def _load_index(self) -> None:
+    def _load_index(self, attempts: int = 5) -> None:
         ref = self._m.get("episodes")
         if ref is None:
             self._index = EpisodeIndex()
             return
-        data = (self.root / ref["path"]).read_bytes()
+        try:
+            data = (self.root / ref["path"]).read_bytes()
+        except FileNotFoundError:
+            # a live writer committed twice since we read the manifest and pruned this
+            # index file: read the newer manifest (readers only; a writer's file must exist)
+            if self.writable or attempts == 0:
+                raise CorruptStoreError(
+                    f"store {self.path}: episode index {ref['path']} named by the manifest is missing"
+                ) from None
+            self._stat = None
+            self.refresh(attempts - 1)
+            return
         self._index = EpisodeIndex(json.loads(data)).clipped(
             self._start, self._committed_end, self._reward_sum
         )

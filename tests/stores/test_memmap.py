@@ -105,3 +105,20 @@ def test_commit_order_payload_fsynced_before_manifest_then_directory(tmp_path, m
     episodes = w.manifest["episodes"]["path"]
     assert ("rename", f"/{episodes}") in names[:manifest_at]
     assert ("fsync", "") in names[manifest_at + 1 :]  # the store directory, after the rename
+
+
+def test_reader_follows_a_pruned_episode_index(tmp_path):
+    w = stores.create(tmp_path / "s")
+    w.append(ted_marked(0, 5))
+    w.commit()
+    r = stores.open(tmp_path / "s")
+    for s in range(5, 20, 5):  # commits prune index files older than the previous one
+        w.append(ted_marked(s, 5))
+        w.commit()
+    old = r.manifest["episodes"]["path"]
+    assert not (tmp_path / "s" / old).exists()
+    r._m["episodes"]["path"] = old  # as if the reader had just read the old manifest
+    r._load_index()  # the file is gone: the reader moves on to the newer manifest
+    assert len(r) == 20
+    assert r.episodes()["length"].tolist() == [10, 10]
+    w.close()
