@@ -68,15 +68,15 @@ class Store(abc.ABC):
     # --- reading ----------------------------------------------------------------------
     @abc.abstractmethod
     def __len__(self) -> int:
-        """Committed, readable rows."""
+        """Readable rows: committed ones (a writer also counts its own uncommitted rows)."""
 
     @abc.abstractmethod
     def get(self, index: int | slice | torch.Tensor) -> TensorDict:
-        """Rows at positions (committed rows only)."""
+        """Rows at positions: committed rows only (a writer also reads its own uncommitted rows)."""
 
     @abc.abstractmethod
     def readable(self) -> torch.Tensor:
-        """int64 positions a reader may read now, oldest first."""
+        """int64 positions readable now (as :meth:`get` defines it), oldest first."""
 
     @abc.abstractmethod
     def episodes(self) -> TensorDict:
