@@ -33,8 +33,10 @@ class RowReader:
                         parents.append((nodes[sub[:-1]], sub[-1]))
                         sizes.setdefault(sub, set())
                 sizes[col.key[:-1]].add(col.key[-1])
-        self.parents = parents
-        self.lengths = [len(sizes[k]) for k in nodes]
+        lengths = [len(sizes[k]) for k in nodes]
+        self.root_length = lengths[0]
+        # (parent node, name, entry count) of each sub-TensorDict, parents first
+        self.parents = [(p, name, n) for (p, name), n in zip(parents, lengths[1:])]
         # a piece is reshaped to 1-D unless it is 1-D already, or a lone 0-dim column
         # (its group is landed with stack instead of cat)
         self.plan = [
@@ -71,15 +73,18 @@ class RowReader:
         """
         if type(td) is not TensorDict:
             return False
-        dicts = [td._tensordict]
-        for parent, name in self.parents:
+        root = td._tensordict
+        if len(root) != self.root_length:
+            return False
+        dicts = [root]
+        for parent, name, length in self.parents:
             sub = dicts[parent].get(name)
             if type(sub) is not TensorDict:
                 return False
-            dicts.append(sub._tensordict)
-        for d, n in zip(dicts, self.lengths):
-            if len(d) != n:
+            entries = sub._tensordict
+            if len(entries) != length:
                 return False
+            dicts.append(entries)
         tensor = torch.Tensor
         for plan, staged, seen in zip(self.plan, pieces, versions):
             piece, version = staged.append, seen.append
