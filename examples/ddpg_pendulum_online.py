@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.store is None:
         storage = LazyMemmapStorage(max_size=args.buffer_size)
     else:
-        store = rldata.create(args.store, capacity=args.buffer_size, env_id="Pendulum-v1")
+        # committed (readable by rldata.load, safe from a crash) every 10k rows and on close
+        store = rldata.create(
+            args.store, capacity=args.buffer_size, env_id="Pendulum-v1", commit_every=10_000
+        )
         storage = StoreStorage(store)
     buffer = ReplayBuffer(storage=storage, batch_size=args.batch_size)
 
