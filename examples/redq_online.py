@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     frames = updates = 0
     out = None
     for data in collector:
-        # the policy also writes its distribution parameters; the random first batches do
-        # not, so keep one set of keys in the buffer
-        buffer.extend(data.exclude("loc", "scale"))
+        buffer.extend(data)
         frames += data.numel()
         done = data["next", "done"].squeeze(-1)
         returns += data["next", "episode_reward"][done].squeeze(-1).tolist()

@@ -197,7 +197,12 @@ class SyncDataCollector:
                     self._steps_per_batch, act, self.counter, self.max_frames_per_traj
                 )
             else:
-                policy = self._random_td if random or self.policy is None else self._td_policy
+                if self.policy is None:
+                    policy = self._random_td
+                elif random:
+                    policy = self._random_with_policy_keys
+                else:
+                    policy = self._td_policy
                 batch = self._loop.rollout(
                     self._steps_per_batch, policy, self.counter, self.max_frames_per_traj
                 )
@@ -218,6 +223,14 @@ class SyncDataCollector:
 
     def _env_reset_obs(self) -> np.ndarray:
         return self.env.reset().get("observation").cpu().numpy()
+
+    def _random_with_policy_keys(self, td: TensorDictBase) -> TensorDictBase:
+        """Random actions during ``init_random_frames``, with the keys the policy writes.
+
+        The policy still runs so that every batch of a run has one key set (a store's
+        schema is fixed by its first write); only the action it chose is replaced.
+        """
+        return self._random_td(self._td_policy(td))
 
     def _td_policy(self, td: TensorDictBase) -> TensorDictBase:
         if self.policy_device is None or td.device == self.policy_device:

@@ -127,6 +127,21 @@ def test_init_random_frames_ignore_the_policy():
     assert torch.all(b["action"] == 0.5)
 
 
+def test_init_random_frames_keep_the_keys_the_policy_writes():
+    def policy(td):
+        td.set("action", torch.full((1,), 0.5))
+        td.set("loc", torch.full((1,), 0.25))
+        return td
+
+    collector = SyncDataCollector(
+        CountingEnv(), policy, frames_per_batch=4, total_frames=8, init_random_frames=4
+    )
+    a, b = list(collector)
+    assert set(a.keys(True, True)) == set(b.keys(True, True))
+    assert not torch.all(a["action"] == 0.5)
+    assert torch.all(a["loc"] == 0.25)
+
+
 BAD = {
     "zero frames_per_batch": dict(frames_per_batch=0),
     "negative total_frames": dict(frames_per_batch=4, total_frames=-5),
