@@ -53,13 +53,25 @@ class ChunkSums:
             self._open = (c, end - c0, h) if end - c0 < self.chunk_rows else None
             pos = end
 
-    def drop(self, start: int, stop: int) -> None:
-        """Forget the chunks overlapping positions ``[start, stop)`` (retired ring rows)."""
+    def cut(self, read: RowReader, start: int, stop: int) -> bool:
+        """Stop covering positions ``[start, stop)``, about to be overwritten; return if any was.
+
+        A chunk keeps covering its rows before ``start`` (rehashed), so a checksum never
+        covers a row while it is being rewritten.
+        """
+        changed = False
         for c in range(start // self.chunk_rows, (stop - 1) // self.chunk_rows + 1):
-            if c < len(self.entries):
-                self.entries[c] = [0, EMPTY_SHA256]
+            if c >= len(self.entries):
+                break
+            c0 = c * self.chunk_rows
+            if c0 + self.entries[c][0] <= start:
+                continue  # covers nothing at or after start
+            keep = max(0, start - c0)
+            self.entries[c] = [keep, sha256_hex(read(c0, start)) if keep else EMPTY_SHA256]
             if self._open is not None and self._open[0] == c:
                 self._open = None
+            changed = True
+        return changed
 
     def covered(self, position: int) -> bool:
         """Whether a committed checksum covers ``position``."""

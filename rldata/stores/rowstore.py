@@ -223,7 +223,7 @@ class RowStore(Store):
         self._max_traj = max(self._max_traj, int(ids.max()))
         serial0, end = self._end, self._end + n
         skip = 0 if self.capacity is None else max(0, n - self.capacity)
-        self._make_room(end)
+        self._make_room(serial0 + skip, end)
         self._reserve(end if self.capacity is None else min(end, self.capacity))
         self._write_serials(serial0 + skip, {k: t[skip:] for k, t in tensors.items()})
         self._end = end
@@ -259,22 +259,25 @@ class RowStore(Store):
             rows = max(1, min(rows, self.capacity // 8))
         return rows
 
-    def _make_room(self, end: int) -> None:
-        """Ring: retire (and commit the retirement of) the rows the next write overwrites."""
+    def _make_room(self, first: int, end: int) -> None:
+        """Ring: before serials ``[first, end)`` overwrite old rows, commit that those rows are
+        no longer readable (whole checksum chunks at a time) nor covered by a checksum."""
         if self.capacity is None or end <= self.capacity:
             return
         cap, rows = self.capacity, self._chunk
         need = end - cap  # serials below this are overwritten
-        if self._start >= need:
-            return
         q = (need - 1) % cap  # position of the newest row to overwrite
-        chunk_end = min(cap, (q // rows + 1) * rows)
-        new_start = max(need, min(need + (chunk_end - 1 - q), self._end))
-        old, self._start = self._start, new_start
-        for a, b in _pieces(old, new_start, cap):
-            for sums in self._sums.values():
-                sums.drop(a, b)
-        if old < self._committed_end:  # readers may hold these rows: tell them first
+        # retire through the end of that row's chunk, so no chunk mixes rows being rewritten
+        # with readable old rows (its checksum could not cover both)
+        target = need + (min(cap, (q // rows + 1) * rows) - 1 - q)
+        publish = False
+        if self._start < target:
+            old, self._start = self._start, target
+            publish = old < self._committed_end  # readers may hold these rows
+        for a, b in _pieces(first, end, cap):
+            for name, sums in self._sums.items():
+                publish |= sums.cut(functools.partial(self._raw, name), a, b)
+        if publish:  # tell readers first, then write
             self._write_manifest(self._committed_end)
 
     def _write_serials(self, serial0: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -292,7 +295,7 @@ class RowStore(Store):
             lo = max(self._committed_end, self._start)
             if self.capacity is not None:
                 lo = max(lo, self._end - self.capacity)
-            for a, b in _pieces(lo, self._end, self.capacity):
+            for a, b in sorted(_pieces(lo, self._end, self.capacity)):  # chunk order
                 for name, sums in self._sums.items():
                     sums.extend(functools.partial(self._raw, name), a, b)
             self._flush(self._filled())
