@@ -58,7 +58,7 @@ def test_malformed_version_is_corrupt(tmp_path):
 
 def test_manifest_lists_every_field(tmp_path):
     with stores.create(tmp_path / "s", capacity=20, env_id="Pendulum-v1") as w:
-        w.append(ted_marked(0, 25))
+        w.append(ted_marked(0, 26))  # laps the ring; position 6 starts a checksum chunk
     m = json.loads((tmp_path / "s" / "rldata.json").read_text())
     assert set(m) >= REQUIRED_FIELDS
     assert (m["format"], m["format_version"], m["backend"]) == (
@@ -66,12 +66,12 @@ def test_manifest_lists_every_field(tmp_path):
         mf.FORMAT_VERSION,
         "memmap",
     )
-    assert (m["capacity"], m["written"], m["length"], m["cursor"]) == (20, 25, 20, 5)
+    assert (m["capacity"], m["written"], m["length"], m["cursor"]) == (20, 26, 20, 6)
     assert m["env"] == {"id": "Pendulum-v1", "kwargs": {}}
     assert m["max_traj_id"] == 2
     assert set(m["checksums"]["chunks"]) == set(m["schema"]) == set(m["payload"]["files"])
     episodes = json.loads((tmp_path / "s" / m["episodes"]["path"]).read_text())
-    assert episodes["traj_id"] == [0, 1, 2] and episodes["length"] == [5, 10, 5]
+    assert episodes["traj_id"] == [0, 1, 2] and episodes["length"] == [4, 10, 6]
 
 
 def test_newer_minor_fields_survive_a_writer(tmp_path):
