@@ -30,11 +30,12 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
-from rldata import __version__, _shards
+from rldata import __version__
 from rldata import stores as _stores
 from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
 from rldata.collectors.policies import load_policy
 from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError, UnknownBackendError
+from rldata.stores import _sharded as _shards
 from rldata.stores import manifest as _manifest
 from rldata.stores.lock import WriterLock
 from rldata.ted import TED_KEYS
@@ -689,7 +690,7 @@ def open_store(path: str | os.PathLike, mode: str = "r") -> Any:
     """Open a store for reading, sharded (recorded with Ray) or not.
 
     ``rldata.stores.open`` reads sharded stores too once the ``"sharded"`` backend is
-    registered (:func:`rldata._shards.register`); this works either way.
+    registered in the store registry; this works either way.
     """
     root = Path(path)
     m = _manifest.read(root)

@@ -1,12 +1,13 @@
-"""Sharded stores (rldata/_shards.py): shards listed in a parent manifest read as one store."""
+"""Sharded stores (rldata/stores/_sharded.py): shards listed in a parent manifest read as one store."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rldata import _shards, api, stores
+from rldata import api, stores
 from rldata.errors import ConfigError
+from rldata.stores import _sharded as _shards
 from rldata.testing import ted_batch
 
 
@@ -60,11 +61,9 @@ def test_dataset_card_lists_the_shards(tmp_path):
     assert card["content_digest"].startswith("sha256:")
 
 
-def test_registering_lets_rldata_stores_open_read_it(tmp_path, monkeypatch):
-    from rldata.stores import registry
-
-    monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))  # undone after the test
-    _shards.register()
+def test_rldata_stores_open_reads_a_sharded_parent(tmp_path):
+    assert "sharded" in stores.backends()
+    assert "sharded" not in api.writable_backends()
     root = _sharded(tmp_path, [[3], [2]], [0, 1])
     with stores.open(root) as store:
         assert isinstance(store, _shards.ShardedStore) and len(store) == 5

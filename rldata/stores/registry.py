@@ -23,6 +23,7 @@ class BackendEntry:
 
 _BACKENDS: dict[str, BackendEntry] = {
     "memmap": BackendEntry("rldata.stores._memmap", "MemmapStore"),
+    "sharded": BackendEntry("rldata.stores._sharded", "ShardedStore"),
 }
 
 

@@ -8,8 +8,8 @@ opens every shard read-only and presents their rows one after another (shard 0 f
 Trajectory ids are unique across shards because every actor draws from its own residue
 class of one id sequence.
 
-``import rldata.api`` registers the ``"sharded"`` backend with the store registry, so
-``rldata.stores.open(parent)`` dispatches here.
+The store registry lists the ``"sharded"`` backend, so ``rldata.stores.open(parent)``
+dispatches here; it is read-only (recordings write the shards, not the parent).
 
 Layout::
 
@@ -68,12 +68,6 @@ def write_parent(
         )
     m["shards"] = list(shards)
     mf.write(root, m)
-
-
-def register() -> None:
-    """Make ``rldata.stores.open`` understand sharded parents."""
-    if BACKEND not in stores.backends():
-        stores.register(BACKEND, __name__, "ShardedStore")
 
 
 class ShardedStore(Store):
