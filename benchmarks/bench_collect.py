@@ -1,6 +1,7 @@
 """Collection speed: a raw gymnasium loop, rldata's collectors, and TorchRL's Collector side by side.
 
 Run:  python benchmarks/bench_collect.py [--frames 20000] [--repeats 3] [--skip-mujoco]
+      [--only random|mlp|batched|record|mujoco]  (one row group only)
 
 Rows (Pendulum-v1, frames_per_batch=1000 unless said otherwise), each timed ``--repeats``
 times, best run kept; the ratio column is time / time of the row's reference:
@@ -191,6 +192,11 @@ def main() -> None:
         help="frames of the recording row (commits every 10k)",
     )
     parser.add_argument("--skip-mujoco", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=["random", "mlp", "batched", "record", "mujoco"],
+        help="run one row group only",
+    )
     args = parser.parse_args()
     frames, reps = args.frames, args.repeats
     env_id = "Pendulum-v1"
@@ -203,7 +209,10 @@ def main() -> None:
         others: list,
         target: str,
         frames: int = frames,
+        tag: str = "",
     ) -> None:
+        if args.only and args.only != tag:
+            return
         t_ref = best(ref, reps)
         rows.append((name, ref_label, frames, t_ref, None, ""))
         for label, fn in others:
@@ -225,6 +234,7 @@ def main() -> None:
             ("torchrl Collector", torchrl_collect(env_id, None, frames)),
         ],
         "<= 1.3",
+        tag="random",
     )
     group(
         "MLP policy 64x64",
@@ -235,6 +245,7 @@ def main() -> None:
             ("torchrl Collector", torchrl_collect(env_id, net, frames)),
         ],
         "<= 1.3",
+        tag="mlp",
     )
     group(
         "8 batched envs",
@@ -248,6 +259,7 @@ def main() -> None:
             ("torchrl Collector", torchrl_collect(env_id, None, frames, num_envs=8)),
         ],
         "<= 1.3",
+        tag="batched",
     )
     rec = args.record_frames
     group(
@@ -257,8 +269,9 @@ def main() -> None:
         [("rldata.record -> memmap", rldata_record(lambda: GymEnv(env_id), rec))],
         "<= 1.15",
         frames=rec,
+        tag="record",
     )
-    if not args.skip_mujoco:
+    if not args.skip_mujoco and args.only in (None, "mujoco"):
         try:
             import mujoco  # noqa: F401
 

@@ -24,7 +24,7 @@ from tensordict import TensorDict
 
 from rldata.errors import CorruptStoreError
 from rldata.stores import schema as sch
-from rldata.stores.commit import atomic_write, fsync_dir
+from rldata.stores.commit import atomic_write, fsync_all, fsync_dir
 from rldata.stores.rowstore import RowStore
 
 DATA_DIR = "data"
@@ -46,6 +46,7 @@ class MemmapStore(RowStore):
         self._td_rows = -1
         self._td_view: TensorDict | None = None
         self._meta_rows = -1
+        self._dirty = False  # payload written since the last fsync
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -110,6 +111,7 @@ class MemmapStore(RowStore):
         self._map(rows, grow=True)
 
     def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
+        self._dirty = True  # every append writes every key's file
         for name, t in tensors.items():
             self._views[name][position : position + t.shape[0]] = t
 
@@ -139,9 +141,9 @@ class MemmapStore(RowStore):
         return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
-        if self.durable:
-            for fd in self._fds.values():
-                os.fsync(fd)
+        if self.durable and self._dirty:
+            fsync_all(self._fds.values())
+        self._dirty = False
         self._write_td_meta(filled)
 
     def _write_td_meta(self, filled: int) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rldata.stores.paths import TMP_MARK
@@ -37,16 +39,39 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def fsync_all(fds: Iterable[int]) -> None:
+    """Fsync several files at once and return when all are durable.
+
+    The fsyncs run on a few threads (``os.fsync`` releases the GIL), so the file system can
+    fold them into one journal commit instead of paying one disk flush per file.
+    """
+    global _POOL
+    fds = list(fds)
+    if len(fds) < 2:
+        for fd in fds:
+            os.fsync(fd)
+        return
+    if _POOL is None or _POOL[0] != os.getpid():  # a forked child has no pool threads
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="rldata-fsync"))
+    for _ in _POOL[1].map(os.fsync, fds):  # re-raises the first error
+        pass
+
+
 def temp_name(target: Path) -> Path:
     """A unique temporary sibling of ``target`` that readers know to ignore."""
     return target.with_name(f".{target.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
+def atomic_write(target: Path, data: bytes, *, durable: bool = True, sync_dir: bool = True) -> None:
     """Replace ``target`` with ``data`` atomically: temp file, fsync, rename, fsync directory.
 
     ``durable=False`` skips the fsyncs: still atomic for readers, but a power loss may
     lose the change (for scratch buffers and tests, never for datasets).
+    ``sync_dir=False`` leaves the directory fsync to a later ``atomic_write`` in the same
+    directory, which makes both renames durable at once (a commit writes two files).
     """
     tmp = temp_name(target)
     try:
@@ -60,7 +85,7 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    if durable:
+    if durable and sync_dir:
         fsync_dir(target.parent)
 
 

@@ -76,6 +76,7 @@ class RowStore(Store):
         self._sums: dict[str, ChunkSums] = {}
         self._stat: tuple[int, int] | None = None
         self._closed = False
+        self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
 
     @classmethod
     def attach(
@@ -206,13 +207,13 @@ class RowStore(Store):
         n = td.batch_size[0]
         if n == 0:
             return torch.empty(0, dtype=torch.int64)
-        tensors = sch.leaves(td)
+        tensors = _leaves(td)
         fresh = self.schema is None
         if fresh:
             ted.validate(td, require_traj_ids=True)
             sch.of(td)  # key names are storable
         else:
-            sch.check(tensors, self._fields)
+            self._check_schema(tensors)
         ids, rows = self._check_rows(tensors, n)
         self._index.add(self._end, ids, *rows)  # last check (traj continuity), then mutation
         if fresh:
@@ -222,17 +223,62 @@ class RowStore(Store):
             self._init_payload()
         self._max_traj = max(self._max_traj, int(ids.max()))
         serial0, end = self._end, self._end + n
-        skip = 0 if self.capacity is None else max(0, n - self.capacity)
-        self._make_room(serial0 + skip, end)
-        self._reserve(end if self.capacity is None else min(end, self.capacity))
-        self._write_serials(serial0 + skip, {k: t[skip:] for k, t in tensors.items()})
+        cap = self.capacity
+        if cap is None:
+            self._reserve(end)
+            self._write(serial0, tensors)
+            out = torch.arange(serial0, end, dtype=torch.int64)
+        else:
+            skip = max(0, n - cap)
+            self._make_room(serial0 + skip, end)
+            self._reserve(min(end, cap))
+            if skip:
+                tensors = {k: t[skip:] for k, t in tensors.items()}
+            self._write_serials(serial0 + skip, tensors)
+            p0 = serial0 % cap
+            out = torch.arange(p0, p0 + n, dtype=torch.int64)
+            if p0 + n > cap:
+                out %= cap
         self._end = end
         every = self._m.get("commit_every")
         if every and self._end - self._committed_end >= every:
             self.commit()
-        return self._pos(torch.arange(serial0, end, dtype=torch.int64))
+        return out
+
+    def _check_schema(self, tensors: dict[str, torch.Tensor]) -> None:
+        """``sch.check`` against cached torch shapes and dtypes (it runs on every append)."""
+        want = self._want
+        if want is None:
+            want = self._want = {
+                k: (torch.Size(e["shape"]), sch.dtype_of(e["dtype"]))
+                for k, e in self._fields.items()
+            }
+        if tensors.keys() != want.keys():
+            sch.check(tensors, self._fields)  # raises, naming the keys
+        for name, t in tensors.items():
+            shape, dtype = want[name]
+            if t.dtype != dtype or t.shape[1:] != shape:
+                sch.check(tensors, self._fields)  # raises, naming the key
 
     def _check_rows(self, t: dict[str, torch.Tensor], n: int) -> tuple[np.ndarray, list]:
+        """TED flag and reward checks in numpy (far less per-call overhead than torch);
+        any failure is re-checked by :meth:`_explain_rows` for the error message."""
+        flags = [[_np(t[k]).reshape(n, -1) for k in keys] for keys in FLAGS]
+        ok = all(np.array_equal(d, te | tr) for d, te, tr in flags)
+        reward = _np(t[REWARD]).reshape(n, -1)
+        if ok and not self._m.get("allow_nonfinite"):
+            ok = bool(np.isfinite(reward).all())
+        if not ok:
+            self._explain_rows(t, n)
+        nxt = [f.reshape(n) for f in flags[1]]
+        ids = _np(t[TRAJ]).reshape(n)
+        returns = reward[:, 0].astype(np.float64) if reward.shape[1] == 1 else None
+        if returns is None:
+            returns = reward.astype(np.float64).sum(-1)
+        return ids, [*nxt, returns]
+
+    def _explain_rows(self, t: dict[str, torch.Tensor], n: int) -> None:
+        """Raise the TedFormatError naming the first bad flag or reward row."""
         for done, term, trunc in FLAGS:
             bad = t[done] != (t[term] | t[trunc])
             if bool(bad.any()):
@@ -248,9 +294,7 @@ class RowStore(Store):
                 f"key {REWARD!r}: expected finite rewards, got {reward[i].tolist()} at row {i} "
                 f"(create the store with allow_nonfinite=True to keep them)"
             )
-        nd = [t[k].reshape(n).cpu().numpy() for k in FLAGS[1]]
-        ids = t[TRAJ].reshape(n).cpu().numpy()
-        return ids, [*nd, reward.sum(-1).double().cpu().numpy()]
+        raise TedFormatError("rows break the TED flag or reward rules")  # numpy and torch disagree
 
     def _pick_chunk_rows(self) -> int:
         widest = max(sch.row_bytes(e) for e in self._fields.values())
@@ -289,8 +333,13 @@ class RowStore(Store):
             done += k
 
     def commit(self) -> None:
-        """Fsync the payload, then atomically replace the manifest listing every appended row."""
+        """Fsync the payload, then atomically replace the manifest listing every appended row.
+
+        A no-op when nothing was appended since the manifest on disk was written.
+        """
         self._check_writable()
+        if self._end == self._committed_end and self._m["generation"] > 0:
+            return
         if self.schema is not None:
             lo = max(self._committed_end, self._start)
             if self.capacity is not None:
@@ -313,7 +362,8 @@ class RowStore(Store):
             self._index = self._index.clipped(self._start, end, self._reward_sum)
             data = json.dumps(self._index.to_json()).encode()
             name = f"episodes-{m['generation']:08d}.json"
-            atomic_write(self.root / name, data, durable=self.durable)
+            # the manifest's write below fsyncs the directory once for both renames
+            atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
             previous = m["episodes"]
             m["episodes"] = {"path": name, "sha256": sha256_hex(data), "segments": len(self._index)}
         else:
@@ -487,6 +537,35 @@ class RowStore(Store):
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()
+
+
+def _leaves(td: TensorDictBase) -> dict[str, torch.Tensor]:
+    """``sch.leaves`` without tensordict's generic key iteration, for plain TensorDicts."""
+    if type(td) is not TensorDict:
+        return sch.leaves(td)
+    out: dict[str, torch.Tensor] = {}
+    stack: list[tuple[str, TensorDict]] = [("", td)]
+    while stack:
+        prefix, node = stack.pop()
+        for key, value in node._tensordict.items():
+            if "." in key or "/" in key or not key:
+                return sch.leaves(td)  # raises, naming the key
+            if isinstance(value, torch.Tensor):
+                out[prefix + key] = value
+            elif type(value) is TensorDict:
+                stack.append((f"{prefix}{key}.", value))
+            else:  # non-tensor data, lazy stacks...: the generic walk decides
+                return sch.leaves(td)
+    return out
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    """A numpy view of a tensor (a copy for other devices, grads, bfloat16)."""
+    try:
+        return x.numpy()
+    except (RuntimeError, TypeError):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
 
 
 def _pieces(a: int, b: int, capacity: int | None) -> list[tuple[int, int]]:
