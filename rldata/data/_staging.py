@@ -3,129 +3,157 @@
 from __future__ import annotations
 
 import math
+from itertools import chain
+from operator import attrgetter, itemgetter
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata.data._layout import REWARD_KEY, Key, Packed
 
+try:  # a C++ check of many tensors' type, dtype, device and sizes in one call
+    from torch._C._dynamo.guards import TensorGuards
+except ImportError:  # pragma: no cover - other torch builds: the Python loop alone
+    TensorGuards = None
+
+_version = attrgetter("_version")
+_REGUARDS = 16  # rebuild the guard for rows of another kind at most this many times
+
 
 class RowReader:
     """Reads one row's leaves in packed-group order straight from TensorDict internals.
 
-    ``add`` is called once per environment step, so its cost is a handful of dict
-    lookups and attribute checks per key. Any surprise (missing or extra key, other
-    shape or dtype, a TensorDict subclass) returns None, and the caller falls back to
-    the general path, which raises the precise error.
+    ``add`` is called once per environment step, so a row costs one C-level lookup per
+    nested level, one type/dtype/shape check per leaf against the schema's signature and
+    one sum of version counters. Any surprise (missing or extra key, other shape or
+    dtype, a TensorDict subclass) returns None, and the caller falls back to the general
+    path, which raises the precise error.
     """
 
     def __init__(self, packed: Packed) -> None:
         nodes: dict[Key, int] = {(): 0}
         parents: list[tuple[int, str]] = []
         sizes: dict[Key, set[str]] = {(): set()}
-        for g in packed.groups:
-            for col in g.columns:
-                for depth in range(1, len(col.key)):
-                    sub = col.key[:depth]
-                    sizes.setdefault(sub[:-1], set()).add(sub[-1])
-                    if sub not in nodes:
-                        nodes[sub] = len(nodes)
-                        parents.append((nodes[sub[:-1]], sub[-1]))
-                        sizes.setdefault(sub, set())
-                sizes[col.key[:-1]].add(col.key[-1])
+        columns = [c for g in packed.groups for c in g.columns]  # group order
+        for col in columns:
+            for depth in range(1, len(col.key)):
+                sub = col.key[:depth]
+                sizes.setdefault(sub[:-1], set()).add(sub[-1])
+                if sub not in nodes:
+                    nodes[sub] = len(nodes)
+                    parents.append((nodes[sub[:-1]], sub[-1]))
+                    sizes.setdefault(sub, set())
+            sizes[col.key[:-1]].add(col.key[-1])
         lengths = [len(sizes[k]) for k in nodes]
         self.root_length = lengths[0]
         # (parent node, name, entry count) of each sub-TensorDict, parents first
         self.parents = [(p, name, n) for (p, name), n in zip(parents, lengths[1:])]
-        # a piece is reshaped to 1-D unless it is 1-D already, or a lone 0-dim column
-        # (its group is landed with stack instead of cat)
-        self.plan = [
-            [
-                (
-                    nodes[c.key[:-1]],
-                    c.key[-1],
-                    c.dtype,
-                    torch.Size(c.shape),
-                    len(c.shape) > 1 or (len(c.shape) == 0 and len(g.columns) > 1),
-                )
-                for c in g.columns
-            ]
-            for g in packed.groups
-        ]
-        self.per_row = [len(g.columns) for g in packed.groups]
-        # the reward leaf, as (group, position counted back from the end of a row's leaves)
-        self.reward: tuple[int, int] | None = None
-        for gi, g in enumerate(packed.groups):
-            for ci, col in enumerate(g.columns):
-                if col.key == REWARD_KEY and col.dtype.is_floating_point and col.width == 1:
-                    self.reward = (gi, len(g.columns) - ci)
+        # per node, one itemgetter fetching its leaves; they come out node after node and
+        # ``to_group`` reorders them to group order (the order of ``columns``)
+        by_node: dict[int, list[int]] = {}
+        for i, col in enumerate(columns):
+            by_node.setdefault(nodes[col.key[:-1]], []).append(i)
+        self.getters: list[tuple[int, itemgetter, bool]] = []
+        fetched: list[int] = []
+        for node, idx in by_node.items():
+            names = [columns[i].key[-1] for i in idx]
+            self.getters.append((node, itemgetter(*names), len(names) > 1))
+            fetched.extend(idx)
+        where = {col_i: pos for pos, col_i in enumerate(fetched)}
+        self.to_group = itemgetter(*(where[i] for i in range(len(columns))))
+        self.single = len(columns) == 1
+        # the signature a row's leaves must match: (dtype, shape) per leaf, group order
+        self.signature = [(c.dtype, torch.Size(c.shape)) for c in columns]
+        # each group's leaves within a row, and whether they need flattening to 1-D
+        # (a lone 0-dim column is landed with stack instead of cat)
+        self.picks: list[tuple[itemgetter, bool, bool]] = []
+        start = 0
+        for g in packed.groups:
+            n = len(g.columns)
+            flat = any(len(c.shape) > 1 or (len(c.shape) == 0 and n > 1) for c in g.columns)
+            self.picks.append((itemgetter(*range(start, start + n)), n > 1, flat))
+            start += n
+        # where the reward leaf sits in a row, when it is one float
+        self.reward: int | None = None
+        for i, col in enumerate(columns):
+            if col.key == REWARD_KEY and col.dtype.is_floating_point and col.width == 1:
+                self.reward = i
+        # a guard learnt from the first row that passes the loop: a row it accepts passes
+        # the loop too (it is stricter: also device, requires_grad, grad mode), so it only
+        # ever saves time; a row it refuses is checked by the loop
+        self.guard = None
+        self.reguards = _REGUARDS if TensorGuards is not None else 0
 
-    def read(
-        self,
-        td: TensorDictBase,
-        pieces: list[list[torch.Tensor]],
-        versions: list[list[int]],
-        finite_reward: bool,
-    ) -> bool:
-        """Append the row's leaves (1-D) and version counters to the per-group stage lists.
+    def _learn(self, leaves: tuple) -> None:
+        self.reguards -= 1
+        guard = TensorGuards(
+            *leaves,
+            dynamic_dims_sizes=[list(s) for _, s in self.signature],
+            dynamic_dims_strides=[[None] * len(s) for _, s in self.signature],
+        ).check
+        self.guard = guard if guard(*leaves) else None
 
-        Returns False on any surprise; the caller then calls :meth:`drop_pending`.
+    def read(self, td: TensorDictBase, finite_reward: bool) -> tuple[tuple, int] | None:
+        """The row's leaves in group order and the sum of their version counters.
+
+        Returns None on any surprise (the caller then takes the general path).
         """
         if type(td) is not TensorDict:
-            return False
+            return None
         root = td._tensordict
         if len(root) != self.root_length:
-            return False
+            return None
         dicts = [root]
         for parent, name, length in self.parents:
             sub = dicts[parent].get(name)
             if type(sub) is not TensorDict:
-                return False
+                return None
             entries = sub._tensordict
             if len(entries) != length:
-                return False
+                return None
             dicts.append(entries)
-        tensor = torch.Tensor
-        for plan, staged, seen in zip(self.plan, pieces, versions):
-            piece, version = staged.append, seen.append
-            for node, name, dtype, shape, flat in plan:
-                v = dicts[node].get(name)
-                # exact type: subclasses (memmap, parameters) take the general path
-                if type(v) is not tensor or v.dtype is not dtype or v.shape != shape:
-                    return False
-                piece(v.reshape(-1) if flat else v)
-                version(v._version)
-        if finite_reward and self.reward is not None:
-            gi, back = self.reward
-            return math.isfinite(pieces[gi][-back].item())
-        return True
+        fetched: list = []
+        try:
+            for node, get, many in self.getters:
+                if many:
+                    fetched.extend(get(dicts[node]))
+                else:
+                    fetched.append(get(dicts[node]))
+        except KeyError:
+            return None
+        leaves = (fetched[0],) if self.single else self.to_group(fetched)
+        guard = self.guard
+        learn = False
+        if guard is None or not guard(*leaves):
+            tensor = torch.Tensor
+            # exact type: subclasses (memmap, parameters) take the general path
+            for v, (dtype, shape) in zip(leaves, self.signature):
+                if v.__class__ is not tensor or v.dtype is not dtype or v.shape != shape:
+                    return None
+            learn = self.reguards > 0
+        reward = self.reward
+        if finite_reward and reward is not None and not math.isfinite(leaves[reward].item()):
+            return None
+        try:
+            # versions only ever grow, so an unchanged sum means no leaf was modified since
+            versions = sum(map(_version, leaves))
+        except RuntimeError:  # inference tensors keep no version: the general path copies
+            return None
+        if learn:
+            self._learn(leaves)
+        return leaves, versions
 
-    def drop_pending(
-        self, pieces: list[list[torch.Tensor]], versions: list[list[int]], staged_rows: int
-    ) -> None:
-        """Forget leaves a refused row left beyond the ``staged_rows`` rows already staged."""
-        for g, (staged, seen) in enumerate(zip(pieces, versions)):
-            keep = staged_rows * self.per_row[g]
-            del staged[keep:], seen[keep:]
+    @staticmethod
+    def version_sum(rows: list[tuple]) -> int:
+        """The summed version counters of every leaf of ``rows`` now."""
+        return sum(map(_version, chain.from_iterable(rows)))
 
-    def split(
-        self, pieces: list[list[torch.Tensor]], versions: list[list[int]], k: int
-    ) -> tuple[list, list, list, list]:
-        """The first ``k`` rows' leaves and versions, and what follows them, per group."""
-        head: list = []
-        tail: list = []
-        vhead: list = []
-        vtail: list = []
-        for g, (staged, seen) in enumerate(zip(pieces, versions)):
-            m = k * self.per_row[g]
-            if len(staged) == m:
-                head.append(staged)
-                tail.append([])
-                vhead.append(seen)
-                vtail.append([])
-            else:
-                head.append(staged[:m])
-                tail.append(staged[m:])
-                vhead.append(seen[:m])
-                vtail.append(seen[m:])
-        return head, tail, vhead, vtail
+    def blocks(self, rows: list[tuple]) -> list[list[torch.Tensor]]:
+        """Per group, the leaves of ``rows`` row after row (1-D unless landed by stack)."""
+        out = []
+        for pick, many, flat in self.picks:
+            pieces = list(chain.from_iterable(map(pick, rows)) if many else map(pick, rows))
+            if flat:
+                pieces = [p.reshape(-1) for p in pieces]
+            out.append(pieces)
+        return out

@@ -21,9 +21,6 @@ from rldata.ted import validate
 
 Index = slice | torch.Tensor
 
-STAGED = object()
-"""What ``check_row`` returns when the row's leaves went to the stage (the fast path)."""
-
 
 class Storage:
     """Base of storages: the row count, the write cursor, checked writes and gathers.
@@ -54,8 +51,8 @@ class Storage:
         self._stage = 0  # rows staged, at positions _stage_start, _stage_start + 1, ...
         self._stage_start = 0
         self._stage_undo = (0, 0)
-        self._pieces: list[list[torch.Tensor]] = []  # per group: leaves of staged rows
-        self._versions: list[list[int]] = []  # per group: their version counters at add
+        self._rows: list[tuple] = []  # leaves of the staged rows, in group order
+        self._versions = 0  # the sum of their version counters at add
 
     # --- sizes ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -106,9 +103,9 @@ class Storage:
         """
         reader = self._reader
         if reader is not None:
-            if reader.read(data, self._pieces, self._versions, not self.allow_nonfinite):
-                return STAGED
-            reader.drop_pending(self._pieces, self._versions, self._stage)
+            staged = reader.read(data, not self.allow_nonfinite)
+            if staged is not None:
+                return staged
         if not isinstance(data, TensorDictBase):
             raise TedFormatError(f"expected a TensorDict row, got {type(data).__name__}")
         if data.batch_dims != 0:
@@ -130,6 +127,7 @@ class Storage:
         self.schema = schema
         self._allocate(schema)
 
+    @torch.no_grad()  # a buffer keeps values, never autograd history
     def write(self, index: Index, flat: dict[Key, torch.Tensor]) -> None:
         """Land checked rows at ``index`` (a slice of positions, or an int64 tensor)."""
         self._flush()
@@ -147,13 +145,15 @@ class Storage:
     def write_row(self, pos: int, row) -> None:
         """Land one checked row at ``pos`` (staged when it came through the fast path)."""
         n = self._stage
-        if row is STAGED:  # its leaves were appended to the stage by check_row
+        if type(row) is tuple:  # (leaves, version sum) from the fast path: stage it
             if n and pos != self._stage_start + n:
-                self._flush()  # lands the n rows before it; its own leaves stay staged
+                self._flush()  # lands the n rows before it
                 n = 0
             if not n:
                 self._stage_start = pos
                 self._stage_undo = (self._len, self._cursor)
+            self._rows.append(row[0])
+            self._versions += row[1]
             self._stage = n + 1
             # _advance, inlined: this runs once per environment step
             cap = self.capacity
@@ -164,31 +164,28 @@ class Storage:
                 self._flush()
             return
         self._flush()
-        self._write_row(pos, row)
+        with torch.no_grad():
+            self._write_row(pos, row)
         self._advance(pos + 1, pos + 1)
 
     def flush(self) -> None:
         """Land rows staged by ``add`` now (reads and other writes do it themselves)."""
         self._flush()
 
+    @torch.no_grad()
     def _flush(self) -> None:
         k = self._stage
         if not k:
             return
         reader = self._reader
         assert reader is not None  # rows are staged only once a reader exists
-        # leaves beyond k rows belong to a row being added right now: they stay staged
-        blocks, self._pieces, versions, self._versions = reader.split(
-            self._pieces, self._versions, k
-        )
-        changed = any([p._version for p in block] != seen for block, seen in zip(blocks, versions))
-        self._stage = 0
+        rows, versions = self._rows, self._versions
+        self._rows, self._versions, self._stage = [], 0, 0
+        changed = reader.version_sum(rows) != versions
         try:
-            self._land(self._stage_start, k, blocks)
+            self._land(self._stage_start, k, reader.blocks(rows))
         except BaseException:
             self._len, self._cursor = self._stage_undo  # nothing of the stage was stored
-            self._pieces = [[] for _ in blocks]  # and the row being added is refused too
-            self._versions = [[] for _ in blocks]
             raise
         if changed:
             raise TedFormatError(
@@ -206,8 +203,7 @@ class Storage:
         """Forget every row (the schema stays)."""
         self._clear()
         self._stage = 0
-        self._pieces = [[] for _ in self._pieces]
-        self._versions = [[] for _ in self._versions]
+        self._rows, self._versions = [], 0
         self._len = 0
         self._cursor = 0
 
@@ -249,8 +245,7 @@ class Storage:
 
     def _enable_staging(self, packed: Packed) -> None:
         self._reader = RowReader(packed)
-        self._pieces = [[] for _ in packed.groups]
-        self._versions = [[] for _ in packed.groups]
+        self._rows, self._versions = [], 0
 
     def _land(self, start: int, k: int, blocks: list[list[torch.Tensor]]) -> None:
         """Write ``k`` staged rows at positions ``start, start + 1, ...``.

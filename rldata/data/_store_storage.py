@@ -83,6 +83,7 @@ class StoreStorage(Storage):
                 f"the store at {self.store.path} was opened read-only; open it with mode='a' to write"
             )
 
+    @torch.no_grad()  # a buffer keeps values, never autograd history
     def write(self, index: Index, data: TensorDictBase) -> None:
         self._flush()
         positions = self.store.append(data)

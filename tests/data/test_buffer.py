@@ -97,6 +97,75 @@ def test_a_row_changed_in_place_after_add_is_reported():
         buffer.sample(2)
 
 
+def _grad(td):
+    td = td.clone()
+    td["observation"].requires_grad_(True)
+    return td
+
+
+def _inference(td):
+    with torch.inference_mode():
+        return td.clone()
+
+
+def _strided(td):
+    td = td.clone()
+    td["observation"] = torch.stack([td["observation"]] * 2, -1)[..., 0]
+    return td
+
+
+def _memmap_leaf(td):
+    from tensordict import MemoryMappedTensor
+
+    td = td.clone()
+    td["action"] = MemoryMappedTensor.from_tensor(td["action"])
+    return td
+
+
+ROWS_OF_ANOTHER_KIND = [
+    pytest.param(_grad, id="requires-grad"),
+    pytest.param(_inference, id="inference-mode"),
+    pytest.param(_strided, id="non-contiguous"),
+    pytest.param(_memmap_leaf, id="memmap-leaf"),
+]
+
+
+@pytest.mark.parametrize("remake", ROWS_OF_ANOTHER_KIND)
+def test_added_rows_of_another_kind_are_stored_as_given(make_storage, remake):
+    # the fast path learns the first rows' kind; rows of another kind mixed in must still
+    # be checked and stored exactly
+    buffer = ReplayBuffer(storage=make_storage(40))
+    data = ted_transitions(30, episode_length=5)
+    for i in range(30):
+        row = data[i] if i % 3 else remake(data[i])
+        assert buffer.add(row) == i
+    got = rows_in_time_order(buffer)
+    assert (got.exclude("observation") == data.exclude("observation")).all()
+    assert torch.equal(got["observation"], data["observation"])
+
+
+IN_PLACE_EDITS = [  # (edit, times the row is added); edits keep the rows valid TED
+    pytest.param(lambda row: row["observation"].add_(1.0), 2, id="root-leaf"),
+    pytest.param(lambda row: row["next", "reward"].mul_(2.0), 2, id="nested-leaf"),
+    pytest.param(lambda row: row["collector", "traj_ids"].fill_(99), 2, id="scalar-leaf"),
+    pytest.param(lambda row: [row["next", k].fill_(True) for k in ("done", "terminated")], 1, id="bool-leaves"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("edit", "times"), IN_PLACE_EDITS)
+def test_a_row_changed_in_place_after_many_adds_is_reported(make_storage, edit, times):
+    buffer = ReplayBuffer(storage=make_storage(100))
+    data = ted_transitions(40, episode_length=5)
+    for i in range(40):
+        buffer.add(data[i])
+    row = ted_transitions(1, start_traj_id=50)[0]
+    for _ in range(times):  # the same tensors twice: still one edit to report
+        buffer.add(row)
+    edit(row)
+    with pytest.raises(TedFormatError, match="modified in place"):
+        buffer.sample(2)
+
+
 def test_batched_env_rows_are_flattened(make_storage):
     buffer = ReplayBuffer(storage=make_storage(100))
     rollout = ted_rollout(num_envs=3, steps=4)
@@ -213,14 +282,24 @@ def test_refused_extend_names_the_key_and_changes_nothing(make_storage, corrupt,
 
 
 @pytest.mark.parametrize(("corrupt", "error", "message"), BAD_WRITES)
-def test_refused_add_names_the_key_and_changes_nothing(corrupt, error, message):
-    buffer = ReplayBuffer(storage=LazyTensorStorage(20))
+@pytest.mark.parametrize("added_before", [0, 3], ids=["first-add", "after-adds"])
+def test_refused_add_names_the_key_and_changes_nothing(
+    make_storage, corrupt, error, message, added_before
+):
+    # after good adds the fast path has learnt the row's structure and holds staged rows
+    buffer = ReplayBuffer(storage=make_storage(20))
     buffer.extend(ted_transitions(6))
+    good = ted_transitions(max(added_before, 1), start_traj_id=3)
+    for i in range(added_before):
+        buffer.add(good[i])
+    n = 6 + added_before
     before = rows_in_time_order(buffer).clone()
+    for i in range(added_before):
+        buffer.add(good[i].clone())  # staged again, then refused row by row below
     with pytest.raises(error, match=message):
         buffer.add(corrupt(ted_transitions(4, start_traj_id=5))[0])
-    assert len(buffer) == 6
-    assert (rows_in_time_order(buffer) == before).all()
+    assert len(buffer) == n + added_before
+    assert (rows_in_time_order(buffer)[:n] == before).all()
 
 
 def test_first_write_must_be_ted(make_storage):
