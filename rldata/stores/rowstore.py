@@ -326,8 +326,12 @@ class RowStore(Store):
 
     def _write_serials(self, serial0: int, tensors: dict[str, torch.Tensor]) -> None:
         n = next(iter(tensors.values())).shape[0]
+        pieces = _pieces(serial0, serial0 + n, self.capacity)
+        if len(pieces) == 1:  # no wrap: no per-key slicing
+            self._write(pieces[0][0], tensors)
+            return
         done = 0
-        for a, b in _pieces(serial0, serial0 + n, self.capacity):
+        for a, b in pieces:
             k = b - a
             self._write(a, {name: t[done : done + k] for name, t in tensors.items()})
             done += k
