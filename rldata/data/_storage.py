@@ -98,14 +98,18 @@ class Storage:
     def check_row(self, data: TensorDictBase):
         """Validate one row (``batch_size=[]``); return it in the form ``write_row`` takes.
 
-        The fast path reads leaves straight into per-group pieces with cheap checks; any
-        doubt falls back to the full check, which raises the precise error.
+        The fast path reads the row's leaves, checked against the schema in one go, to be
+        staged by reference; any doubt falls back to the full check (``_check_row``), which
+        raises the precise error.
         """
         reader = self._reader
         if reader is not None:
             staged = reader.read(data, not self.allow_nonfinite)
             if staged is not None:
                 return staged
+        return self._check_row(data)
+
+    def _check_row(self, data: TensorDictBase) -> dict[Key, torch.Tensor]:
         if not isinstance(data, TensorDictBase):
             raise TedFormatError(f"expected a TensorDict row, got {type(data).__name__}")
         if data.batch_dims != 0:

@@ -74,8 +74,16 @@ class StoreStorage(Storage):
         return data, n
 
     def check_row(self, data: TensorDictBase):
+        reader = self._reader  # the fast path of Storage.check_row, for a writable store
+        if reader is not None and self.store.writable:
+            staged = reader.read(data, not self.allow_nonfinite)
+            if staged is not None:
+                return staged
+        return self._check_row(data)
+
+    def _check_row(self, data: TensorDictBase) -> dict[Key, torch.Tensor]:
         self._check_writable()
-        return super().check_row(data)
+        return super()._check_row(data)
 
     def _check_writable(self) -> None:
         if not self.store.writable:
@@ -235,10 +243,10 @@ class LazyMemmapStorage(StoreStorage):
             self._open_store()
         return super().check(data)
 
-    def check_row(self, data: TensorDictBase):
-        if self.store is None:
+    def _check_row(self, data: TensorDictBase) -> dict[Key, torch.Tensor]:
+        if self.store is None:  # (the fast path runs only once a first write opened it)
             self._open_store()
-        return super().check_row(data)
+        return super()._check_row(data)
 
     @property
     def specs(self):

@@ -337,6 +337,8 @@ def test_save_then_load_round_trips_in_time_order(make_storage, tmp_path):
     assert loaded.sample().batch_size == (4,)
     with pytest.raises(ConfigError, match="read-only"):
         loaded.extend(ted_transitions(2, start_traj_id=50))
+    with pytest.raises(ConfigError, match="read-only"):
+        loaded.add(ted_transitions(1, start_traj_id=50)[0])
 
 
 def test_loaded_ring_store_is_sampled_over_readable_rows(tmp_path):
