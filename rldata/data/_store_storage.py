@@ -31,6 +31,8 @@ class StoreStorage(Storage):
         device: where samples land.
     """
 
+    _STAGE_ROWS = 1024  # each landing is one Store.append, with its own checks: fewer, larger
+
     def __init__(self, store, device: torch.device | str = "cpu") -> None:
         super().__init__(store.capacity, device, allow_nonfinite=True)
         self.store = store

@@ -78,6 +78,16 @@ def test_added_rows_are_readable_at_once(make_storage):
     assert (rows_in_time_order(buffer) == data[3:]).all()
 
 
+def test_many_added_rows_land_in_order_across_stages_and_the_wrap(make_storage):
+    # added rows are landed in stages of hundreds; several stages, and the ring's wrap
+    buffer = ReplayBuffer(storage=make_storage(1500))
+    data = ted_transitions(3700, episode_length=50)
+    for i in range(3700):
+        buffer.add(data[i])
+    assert len(buffer) == 1500 and buffer.storage.cursor == 3700 % 1500
+    assert (rows_in_time_order(buffer) == data[2200:]).all()
+
+
 def test_add_then_extend_keeps_time_order(make_storage):
     buffer = ReplayBuffer(storage=make_storage(50))
     data = ted_transitions(12, episode_length=4)
