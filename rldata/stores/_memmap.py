@@ -25,11 +25,12 @@ from tensordict import TensorDict
 
 from rldata.errors import CorruptStoreError
 from rldata.stores import schema as sch
-from rldata.stores.commit import atomic_write, fsync_all, fsync_dir
+from rldata.stores.commit import atomic_write, fsync_all
 from rldata.stores.rowstore import RowStore
 
 DATA_DIR = "data"
 MIN_ROWS = 1024
+GROW_BYTES = 16 << 20  # smallest growth of an append-only payload, all keys together
 _PWRITE = hasattr(os, "pwrite")
 _TD_TYPE = "<class 'tensordict._td.TensorDict'>"
 
@@ -49,6 +50,7 @@ class MemmapStore(RowStore):
         self._td_view: TensorDict | None = None
         self._meta_rows = -1
         self._dirty = False  # payload written since the last fsync
+        self._new_dirs: set[Path] = set()  # created, not yet fsynced
         self._fresh = 0  # positions from here on were never written by this handle's files
         self._row_bytes: dict[str, int] = {}
 
@@ -65,9 +67,9 @@ class MemmapStore(RowStore):
         self._m["payload"] = {"dir": DATA_DIR, "files": files, "byte_order": "little"}
         for name in self._fields:
             self._fds[name] = os.open(self._file(name), os.O_RDWR | os.O_CREAT, 0o644)
-        if self.durable:
-            for d in {self._file(n).parent for n in self._fields} | {self.root}:
-                fsync_dir(d)
+        # new directory entries: fsynced with the payload at the first commit, before the
+        # manifest names them
+        self._new_dirs = {self._file(n).parent for n in self._fields} | {self.root}
         self._rows = 0
         self._fresh = 0
         self._row_bytes = {k: sch.row_bytes(e) for k, e in self._fields.items()}
@@ -115,7 +117,9 @@ class MemmapStore(RowStore):
         if self.capacity is not None:
             rows = self.capacity
         else:
-            rows = max(positions, 2 * self._rows, MIN_ROWS)
+            # grow in big sparse steps: each remap costs a syscall or two per key
+            step = GROW_BYTES // max(1, sum(self._row_bytes.values()))
+            rows = max(positions, 2 * self._rows, MIN_ROWS, step)
         self._map(rows, grow=True)
 
     def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
@@ -158,9 +162,9 @@ class MemmapStore(RowStore):
         return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
-        if self.durable and self._dirty:
-            fsync_all(self._fds.values())
-        self._dirty = False
+        if self.durable and (self._dirty or self._new_dirs):
+            fsync_all(self._fds.values(), self._new_dirs)
+        self._dirty, self._new_dirs = False, set()
         self._write_td_meta(filled)
 
     def _write_td_meta(self, filled: int) -> None:

@@ -8,9 +8,10 @@ and a power loss after :func:`atomic_write` returns keeps the new file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,22 +43,28 @@ def fsync_dir(path: Path) -> None:
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def fsync_all(fds: Iterable[int]) -> None:
-    """Fsync several files at once and return when all are durable.
+def fsync_all(fds: Iterable[int], dirs: Iterable[Path] = ()) -> None:
+    """Fsync several files (and directories, as :func:`fsync_dir`) and return when all are
+    durable.
 
     The fsyncs run on a few threads (``os.fsync`` releases the GIL), so the file system can
     fold them into one journal commit instead of paying one disk flush per file.
     """
     global _POOL
-    fds = list(fds)
-    if len(fds) < 2:
-        for fd in fds:
-            os.fsync(fd)
+    jobs: list = [functools.partial(os.fsync, fd) for fd in fds]
+    jobs += [functools.partial(fsync_dir, d) for d in dirs]
+    if len(jobs) < 2:
+        for job in jobs:
+            job()
         return
     if _POOL is None or _POOL[0] != os.getpid():  # a forked child has no pool threads
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="rldata-fsync"))
-    for _ in _POOL[1].map(os.fsync, fds):  # re-raises the first error
+    for _ in _POOL[1].map(_call, jobs):  # re-raises the first error
         pass
+
+
+def _call(job: Callable[[], object]) -> None:
+    job()
 
 
 def temp_name(target: Path) -> Path:

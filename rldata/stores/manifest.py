@@ -7,6 +7,7 @@ rows are committed; ``docs/FORMAT.md`` documents every field. Writers replace it
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from importlib import metadata
@@ -22,6 +23,7 @@ FORMAT_VERSION = "1.0.0"
 """Semantic version of the on-disk format. A reader accepts any ``1.x.y``; a newer major is refused."""
 
 
+@functools.cache  # importlib.metadata scans every installed distribution: milliseconds
 def rldata_version() -> str:
     """The installed rldata version, for provenance."""
     try:

@@ -143,3 +143,21 @@ def test_fsync_all_works_in_a_forked_child(tmp_path):
         os.close(fd)
     assert done[0] == pid, "fsync_all hung in a forked child"
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_first_commit_fsyncs_the_new_payload_directories_before_the_manifest(tmp_path, syncs):
+    root = tmp_path / "s"
+    w = stores.create(root)
+    syncs.clear()
+    w.append(ted_marked(0, 10))
+    assert [k for k, _ in syncs if k == "fsync"] == []  # deferred to the commit
+    w.commit()
+    names = _rel(syncs, root)
+    manifest_at = names.index(("rename", "/rldata.json"))
+    before = {p for k, p in names[:manifest_at] if k == "fsync"}
+    assert {"/data", "/data/next", "/data/collector", "/"} <= before
+    syncs.clear()
+    w.append(ted_marked(10, 10))
+    w.commit()
+    assert "/data/next" not in {p for k, p in _rel(syncs, root) if k == "fsync"}
+    w.close()
