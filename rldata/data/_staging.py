@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from itertools import chain
 from operator import attrgetter, itemgetter
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata.data._layout import REWARD_KEY, Key, Packed
 
-try:  # a C++ check of many tensors' type, dtype, device and sizes in one call
+TensorGuards: Any = None  # without it (other torch builds) the Python loop checks alone
+with contextlib.suppress(ImportError):  # a C++ check of many tensors' kind and sizes at once
     from torch._C._dynamo.guards import TensorGuards
-except ImportError:  # pragma: no cover - other torch builds: the Python loop alone
-    TensorGuards = None
 
 _version = attrgetter("_version")
 _REGUARDS = 16  # rebuild the guard for rows of another kind at most this many times
@@ -81,17 +83,20 @@ class RowReader:
         # a guard learnt from the first row that passes the loop: a row it accepts passes
         # the loop too (it is stricter: also device, requires_grad, grad mode), so it only
         # ever saves time; a row it refuses is checked by the loop
-        self.guard = None
+        self.guard: Callable[..., bool | None] | None = None
         self.reguards = _REGUARDS if TensorGuards is not None else 0
 
     def _learn(self, leaves: tuple) -> None:
         self.reguards -= 1
-        guard = TensorGuards(
-            *leaves,
-            dynamic_dims_sizes=[list(s) for _, s in self.signature],
-            dynamic_dims_strides=[[None] * len(s) for _, s in self.signature],
-        ).check
-        self.guard = guard if guard(*leaves) else None
+        try:
+            guard = TensorGuards(
+                *leaves,
+                dynamic_dims_sizes=[list(s) for _, s in self.signature],
+                dynamic_dims_strides=[[None] * len(s) for _, s in self.signature],
+            ).check
+            self.guard = guard if guard(*leaves) else None
+        except (TypeError, RuntimeError):  # a private API: if it changes, the loop alone
+            self.guard, self.reguards = None, 0
 
     def read(self, td: TensorDictBase, finite_reward: bool) -> tuple[tuple, int] | None:
         """The row's leaves in group order and the sum of their version counters.

@@ -410,3 +410,25 @@ def test_a_staged_row_the_store_refuses_leaves_the_buffer_as_it_was(tmp_path):
     assert len(buffer) == 5
     assert buffer.extend(ted_transitions(3, start_traj_id=20)).tolist() == [5, 6, 7]
     assert (buffer.storage.get(torch.arange(5, 8)) == ted_transitions(3, start_traj_id=20)).all()
+
+
+@pytest.mark.parametrize(("corrupt", "error", "message"), BAD_WRITES)
+def test_add_without_the_cpp_guard_checks_rows_in_python(monkeypatch, corrupt, error, message):
+    # the C++ structure guard is a private torch API; without it every row takes the loop
+    from rldata.data import _staging
+
+    monkeypatch.setattr(_staging, "TensorGuards", None)
+    buffer = ReplayBuffer(storage=LazyTensorStorage(50))
+    data = ted_transitions(20, episode_length=5)
+    for i in range(20):
+        buffer.add(data[i])
+    assert buffer.storage._reader.guard is None
+    with pytest.raises(error, match=message):
+        buffer.add(corrupt(ted_transitions(4, start_traj_id=9))[0])
+    row = ted_transitions(1, start_traj_id=9)[0]
+    buffer.add(row)
+    assert (rows_in_time_order(buffer) == torch.cat([data, row.unsqueeze(0)])).all()
+    buffer.add(row)
+    row["action"].add_(1.0)
+    with pytest.raises(TedFormatError, match="modified in place"):
+        buffer.sample(2)
