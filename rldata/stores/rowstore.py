@@ -77,6 +77,7 @@ class RowStore(Store):
         self._stat: tuple[int, int] | None = None
         self._closed = False
         self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
+        self._older_episodes: set[str] | None = None  # episode files kept by the last prune
 
     @classmethod
     def attach(
@@ -378,10 +379,16 @@ class RowStore(Store):
             self._prune_episode_files(keep={previous["path"], m["episodes"]["path"]})
 
     def _prune_episode_files(self, keep: set[str]) -> None:
-        for p in self.root.glob("episodes-*.json"):
-            if p.name not in keep:
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        # the first commit of a handle lists the directory (a crashed writer may have left
+        # files); later ones know the one file their previous commit stopped needing
+        if self._older_episodes is None:
+            stale = [p for p in self.root.glob("episodes-*.json") if p.name not in keep]
+        else:
+            stale = [self.root / n for n in self._older_episodes - keep]
+        for p in stale:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        self._older_episodes = keep
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         """One key's rows (backends override this to skip the other keys)."""

@@ -161,3 +161,17 @@ def test_first_commit_fsyncs_the_new_payload_directories_before_the_manifest(tmp
     w.commit()
     assert "/data/next" not in {p for k, p in _rel(syncs, root) if k == "fsync"}
     w.close()
+
+
+def test_commits_keep_only_the_current_and_previous_episode_index(tmp_path):
+    root = tmp_path / "s"
+    (root).mkdir()
+    w = stores.create(root)
+    (root / "episodes-99999999.json").write_text("{}")  # left by a crashed writer
+    for s in range(0, 50, 10):
+        w.append(ted_marked(s, 10))
+        w.commit()
+        names = sorted(p.name for p in root.glob("episodes-*.json"))
+        assert w.manifest["episodes"]["path"] in names
+        assert len(names) <= 2, names
+    w.close()
