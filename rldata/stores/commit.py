@@ -82,11 +82,17 @@ def atomic_write(target: Path, data: bytes, *, durable: bool = True, sync_dir: b
     """
     tmp = temp_name(target)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        # os-level calls: each syscall lets other threads take the GIL, and a writer thread
+        # pays for getting it back, so a commit makes as few as it can
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
