@@ -18,9 +18,7 @@ Examples:
 from __future__ import annotations
 
 import os
-import queue
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -216,36 +214,21 @@ def _batch_size_for(frames: int, rows: int) -> int:
     return steps * rows
 
 
-class _StoreWriter(threading.Thread):
-    """Appends and commits in a background thread, so disk time (fsync) overlaps collection.
+class _StoreWriter:
+    """Appends and commits in the collecting thread, in pieces that end on ``commit_every``.
 
-    Every store call happens in this one thread, in order; the collecting thread only hands
-    over finished batches through a small bounded queue. Rows are appended in pieces that
-    end exactly on ``commit_every`` boundaries.
+    Writing inline is faster than a background writer thread here: the store's own work
+    is small, and a second Python thread pays for every hand-over of the GIL (measured:
+    1.11x the time of collecting alone inline, 1.41x-1.47x with a writer thread).
     """
 
     def __init__(self, store: Any, commit_every: int | None) -> None:
-        super().__init__(name="rldata-store-writer", daemon=True)
         self.store = store
         self.commit_every = commit_every
-        self.queue: queue.Queue[TensorDictBase | None] = queue.Queue(maxsize=4)
-        self.error: BaseException | None = None
         self.commits = 0
         self._since_commit = 0
 
-    def run(self) -> None:
-        while True:
-            rows = self.queue.get()
-            if rows is None:
-                return
-            if self.error is not None:
-                continue  # drain: the collecting thread raises the error
-            try:
-                self._write(rows)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the collecting thread
-                self.error = err
-
-    def _write(self, rows: TensorDictBase) -> None:
+    def put(self, rows: TensorDictBase) -> None:
         offset, n, every = 0, rows.numel(), self.commit_every
         while offset < n:
             room = n - offset if every is None else min(n - offset, every - self._since_commit)
@@ -257,22 +240,11 @@ class _StoreWriter(threading.Thread):
                 self.commits += 1
                 self._since_commit = 0
 
-    def put(self, rows: TensorDictBase) -> None:
-        self._raise()
-        self.queue.put(rows)
-
     def finish(self) -> None:
-        """Write what is queued, then commit what is not committed yet."""
-        self.queue.put(None)
-        self.join()
-        self._raise()
+        """Commit what is not committed yet."""
         if self._since_commit:
             self.store.commit()
             self.commits += 1
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            raise self.error
 
 
 def _record_into(
@@ -288,7 +260,6 @@ def _record_into(
     stats = RecordStats(target=frames)
     start = time.perf_counter()
     writer = _StoreWriter(store, commit_every)
-    writer.start()
     try:
         iterator = iter(collector)
         while stats.frames < frames:
