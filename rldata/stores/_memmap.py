@@ -229,8 +229,8 @@ def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
         buf = t.detach().cpu().contiguous().view(torch.uint8).numpy()
     if not buf.flags.c_contiguous:
         buf = np.ascontiguousarray(buf)
-    done = os.pwrite(fd, buf, offset)
+    view = memoryview(buf).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
+    done = os.pwrite(fd, view, offset)
     if done < buf.nbytes:  # short writes are rare (signals, a full disk): finish them
-        view = memoryview(buf).cast("B")
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
