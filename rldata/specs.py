@@ -383,6 +383,13 @@ class Binary(TensorSpec):
         return {**super().to_json(), "n": self.n}
 
 
+def _category_counts(nvec: Sequence[int] | torch.Tensor | np.ndarray, owner: str) -> list[int]:
+    counts = [int(v) for v in np.asarray(nvec).reshape(-1).tolist()]
+    if any(v < 1 for v in counts):
+        raise SpecError(f"{owner} needs every n >= 1, got nvec={counts}")
+    return counts
+
+
 class MultiCategorical(TensorSpec):
     """Several categorical indices side by side, entry ``i`` in ``[0, nvec[i])``."""
 
@@ -393,9 +400,7 @@ class MultiCategorical(TensorSpec):
         device: DeviceLike = None,
         dtype: torch.dtype = torch.int64,
     ) -> None:
-        self.nvec = [int(v) for v in torch.as_tensor(np.asarray(nvec)).reshape(-1).tolist()]
-        if any(v < 1 for v in self.nvec):
-            raise SpecError(f"MultiCategorical needs every n >= 1, got nvec={self.nvec}")
+        self.nvec = _category_counts(nvec, "MultiCategorical")
         super().__init__(torch.Size([len(self.nvec)]) if shape is None else shape, device, dtype)
 
     def _nvec(self, device: torch.device | None) -> torch.Tensor:
@@ -427,9 +432,7 @@ class MultiOneHot(TensorSpec):
         device: DeviceLike = None,
         dtype: torch.dtype = torch.int64,
     ) -> None:
-        self.nvec = [int(v) for v in torch.as_tensor(np.asarray(nvec)).reshape(-1).tolist()]
-        if any(v < 1 for v in self.nvec):
-            raise SpecError(f"MultiOneHot needs every n >= 1, got nvec={self.nvec}")
+        self.nvec = _category_counts(nvec, "MultiOneHot")
         shape = torch.Size([sum(self.nvec)]) if shape is None else _size(shape)
         if shape[-1] != sum(self.nvec):
             raise SpecError(

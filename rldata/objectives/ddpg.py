@@ -8,7 +8,6 @@ only the actor.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 
 import torch
@@ -70,12 +69,6 @@ class DDPGLoss(LossModule):
 
     target_actor_network: TensorDictModuleBase
     target_value_network: TensorDictModuleBase
-
-    @dataclasses.dataclass(frozen=True)
-    class Keys:
-        action: NestedKey = "action"
-        reward: NestedKey = "reward"
-        terminated: NestedKey = "terminated"
 
     def __init__(
         self,

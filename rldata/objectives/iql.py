@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
@@ -26,7 +24,6 @@ from rldata.objectives.common import (
     make_ensemble,
 )
 from rldata.objectives.ddpg import action_index, check_action_index
-from rldata.ted import NestedKey
 
 MAX_WEIGHT = 100.0
 
@@ -53,12 +50,6 @@ class IQLLoss(LossModule):
     """
 
     target_qvalue: QEnsemble
-
-    @dataclasses.dataclass(frozen=True)
-    class Keys:
-        action: NestedKey = "action"
-        reward: NestedKey = "reward"
-        terminated: NestedKey = "terminated"
 
     def __init__(
         self,

@@ -9,7 +9,6 @@ of them run in one batched call.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -27,7 +26,6 @@ from rldata.objectives.common import (
     make_ensemble,
 )
 from rldata.objectives.ddpg import action_index, check_action_index
-from rldata.ted import NestedKey
 
 
 class SACLoss(LossModule):
@@ -52,12 +50,6 @@ class SACLoss(LossModule):
 
     target_qvalue: QEnsemble
     log_alpha: torch.Tensor
-
-    @dataclasses.dataclass(frozen=True)
-    class Keys:
-        action: NestedKey = "action"
-        reward: NestedKey = "reward"
-        terminated: NestedKey = "terminated"
 
     def __init__(
         self,

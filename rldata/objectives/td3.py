@@ -9,7 +9,6 @@ updater when it is True to follow the paper).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import torch
@@ -20,7 +19,6 @@ from rldata.errors import ConfigError
 from rldata.modules.ensemble import QEnsemble
 from rldata.objectives.common import LossModule, TensorFn, distance_loss, inputs, make_ensemble
 from rldata.objectives.ddpg import action_index, check_action_index
-from rldata.ted import NestedKey
 
 
 def action_bounds(
@@ -56,12 +54,6 @@ class TD3Loss(LossModule):
     target_actor_network: TensorDictModuleBase
     action_low: torch.Tensor
     action_high: torch.Tensor
-
-    @dataclasses.dataclass(frozen=True)
-    class Keys:
-        action: NestedKey = "action"
-        reward: NestedKey = "reward"
-        terminated: NestedKey = "terminated"
 
     def __init__(
         self,
