@@ -37,6 +37,7 @@ def _card_text(card: dict[str, Any]) -> str:
     for key, value in sorted((card["provenance"] or {}).items()):
         lines.append(f"  {key:<24} {value}")
     lines.append(f"digest       {card['content_digest']}")
+    lines.append(f"check        {card['check']}")
     return "\n".join(lines)
 
 
@@ -47,6 +48,8 @@ def info(path: str, as_json: bool) -> None:
     """Show the dataset card of the store at PATH."""
     card = api.dataset_card(path)
     click.echo(json.dumps(card, indent=1, sort_keys=True) if as_json else _card_text(card))
+    if card["check"] != "ok":  # the card is shown, but a damaged store is not "fine"
+        raise click.ClickException(f"{path}: checksum {card['check']}")
 
 
 @click.command()

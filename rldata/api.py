@@ -639,7 +639,7 @@ def record_sharded(
     stats.returns_sum = sum((r["mean_return"] or 0.0) * r["episodes"] for r in results)
     if progress is not None:
         progress(stats)
-    with open_store(root) as store:
+    with _stores.open(root) as store:
         rows = len(store)
     return RecordSummary(
         path=str(root),
@@ -657,19 +657,6 @@ def record_sharded(
 # --- inspecting ----------------------------------------------------------------------------------
 
 
-def open_store(path: str | os.PathLike, mode: str = "r") -> Any:
-    """Open a store for reading, sharded (recorded with Ray) or not.
-
-    ``rldata.stores.open`` reads sharded stores too once the ``"sharded"`` backend is
-    registered in the store registry; this works either way.
-    """
-    root = Path(path)
-    m = _manifest.read(root)
-    if m.get("backend") == _shards.BACKEND:
-        return _shards.ShardedStore.attach(root, m, writable=mode != "r", lock=None)
-    return _stores.open(root, mode=mode)
-
-
 def writable_backends() -> list[str]:
     """Backends a recording can write (the registry's names, minus the sharded view)."""
     return [b for b in _stores.backends() if b != _shards.BACKEND]
@@ -677,22 +664,19 @@ def writable_backends() -> list[str]:
 
 def verify(path: str) -> list[str]:
     """Every fault of the store at ``path`` (checksums, schema, TED invariants); [] when sound."""
-    with open_store(path) as store:
-        if isinstance(store, _shards.ShardedStore):
-            return _shards.verify(store)
+    with _stores.open(path, verify=False) as store:
         return _stores.verify(store)
 
 
 def content_digest(store: Any) -> str:
     """The store's content digest (sharded stores hash their shards' digests)."""
-    if isinstance(store, _shards.ShardedStore):
-        return _shards.content_digest(store)
     return _stores.content_digest(store)
 
 
 def dataset_card(path: str) -> dict[str, Any]:
     """What ``rldata info`` shows: size, episodes, returns, schema, specs, provenance, digest."""
-    with open_store(path) as store:
+    with _stores.open(path, verify=False) as store:
+        fault = _stores.first_fault(store, invariants=False)
         episodes = store.episodes()
         n = episodes.batch_size[0] if episodes.batch_dims else 0
         card: dict[str, Any] = {
@@ -708,6 +692,7 @@ def dataset_card(path: str) -> dict[str, Any]:
             "specs": store.manifest.get("specs"),
             "provenance": store.provenance,
             "content_digest": content_digest(store),
+            "check": "ok" if fault is None else f"FAILED: {fault}",
         }
         if isinstance(store, _shards.ShardedStore):
             card["shards"] = [str(s.path) for s in store.shards]

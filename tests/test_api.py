@@ -163,7 +163,7 @@ def test_ray_actors_record_shards_that_read_back_as_one_store(tmp_path, local_ra
     )
     assert summary.frames == 300 and len(summary.shards) == 2
     assert api.verify(out) == []
-    with api.open_store(out) as store:
+    with stores.open(out) as store:
         assert len(store) == 300
         assert [len(s) for s in store.shards] == [150, 150]
         rows = store.get(slice(0, len(store)))
@@ -178,7 +178,7 @@ def test_ray_actors_record_shards_that_read_back_as_one_store(tmp_path, local_ra
         "Pendulum-v1", frames=100, out=out, workers=2, ray=True, resume=True, env_kwargs=kwargs
     )
     assert api.verify(out) == []
-    with api.open_store(out) as store:
+    with stores.open(out) as store:
         assert len(store) == 400
         ids = store.get(slice(0, 400))["collector", "traj_ids"]
     assert ids[150:200].min() >= first_next and ids[350:].min() >= first_next

@@ -26,7 +26,7 @@ def _sharded(tmp_path, shard_episodes, start_ids):
 
 def test_rows_read_shard_after_shard(tmp_path):
     root = _sharded(tmp_path, [[3, 2], [4]], [0, 10])
-    with api.open_store(root) as store:
+    with stores.open(root) as store:
         assert len(store) == 9 and store.backend == "sharded" and store.env_id == "Test-v0"
         ids = store.get(slice(0, 9))["collector", "traj_ids"]
         assert ids.tolist() == [0, 0, 0, 1, 1, 10, 10, 10, 10]
@@ -49,8 +49,8 @@ def test_a_traj_id_in_two_shards_is_a_fault(tmp_path):
 def test_the_parent_is_read_only(tmp_path):
     root = _sharded(tmp_path, [[3]], [0])
     with pytest.raises(ConfigError, match="sharded store"):
-        api.open_store(root, mode="a")
-    with api.open_store(root) as store, pytest.raises(ConfigError):
+        stores.open(root, mode="a")
+    with stores.open(root) as store, pytest.raises(ConfigError):
         store.append(ted_batch([2]))
 
 

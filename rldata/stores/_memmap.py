@@ -26,6 +26,7 @@ from tensordict import TensorDict
 from rldata.errors import CorruptStoreError
 from rldata.stores import schema as sch
 from rldata.stores.commit import atomic_write, fsync_all
+from rldata.stores.paths import inside
 from rldata.stores.rowstore import RowStore
 
 DATA_DIR = "data"
@@ -53,10 +54,47 @@ class MemmapStore(RowStore):
         self._new_dirs: set[Path] = set()  # created, not yet fsynced
         self._fresh = 0  # positions from here on were never written by this handle's files
         self._row_bytes: dict[str, int] = {}
+        self._paths: dict[str, Path] = {}
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
-        return self.root / self._m["payload"]["files"][name]
+        path = self._paths.get(name)
+        if path is None:
+            rel = self._m["payload"]["files"][name]
+            path = self._paths[name] = inside(self.root, rel, f"the payload file of key {name!r}")
+        return path
+
+    def _check_payload(self) -> None:
+        """The manifest's payload lists one distinct file inside the store per schema key, each
+        holding at least the committed rows (a short file is corruption, never zero-filled)."""
+        files = self._m["payload"].get("files")
+        if not isinstance(files, dict) or set(files) != set(self._fields):
+            got = sorted(files) if isinstance(files, dict) else files
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.files': expected one file per schema key "
+                f"{sorted(self._fields)}, got {got}"
+            )
+        if len(set(files.values())) != len(files):
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.files' names a file twice"
+            )
+        filled = self._filled()
+        for name, entry in self._fields.items():
+            path = self._file(name)
+            need = filled * sch.row_bytes(entry)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                raise CorruptStoreError(
+                    f"{path}: payload file of key {name!r} is missing ({filled} committed rows)"
+                ) from None
+            if not path.is_file():
+                raise CorruptStoreError(f"{path}: payload of key {name!r} is not a regular file")
+            if size < need:
+                raise CorruptStoreError(
+                    f"{path}: expected at least {need} bytes for {filled} committed rows of key "
+                    f"{name!r}, found {size} (truncated)"
+                )
 
     def _init_payload(self) -> None:
         files = {}
@@ -75,6 +113,8 @@ class MemmapStore(RowStore):
         self._row_bytes = {k: sch.row_bytes(e) for k, e in self._fields.items()}
 
     def _attach_payload(self) -> None:
+        self._paths = {}
+        self._check_payload()
         if self.writable:
             for name in self._fields:
                 if name not in self._fds:

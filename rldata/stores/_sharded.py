@@ -32,6 +32,7 @@ from rldata.errors import ConfigError, StoreNotFoundError
 from rldata.stores import manifest as mf
 from rldata.stores.base import Store
 from rldata.stores.lock import WriterLock
+from rldata.stores.paths import inside
 
 BACKEND = "sharded"
 
@@ -88,7 +89,13 @@ class ShardedStore(Store):
 
     @classmethod
     def attach(
-        cls, root: Path, manifest: dict[str, Any], *, writable: bool, lock: WriterLock | None
+        cls,
+        root: Path,
+        manifest: dict[str, Any],
+        *,
+        writable: bool,
+        lock: WriterLock | None,
+        durable: bool = True,
     ) -> ShardedStore:
         if writable:
             if lock is not None:
@@ -98,7 +105,10 @@ class ShardedStore(Store):
                 "(rldata collect --ray --resume), not through the parent"
             )
         names = manifest.get("shards") or []
-        return cls(Path(root), manifest, [stores.open(Path(root) / n) for n in names])
+        paths = [inside(Path(root), n, "a shard") for n in names]
+        return cls(
+            Path(root), manifest, [stores.open(p, verify=False) for p in paths]
+        )  # checked as a whole by stores.open
 
     # --- metadata ---------------------------------------------------------------------------
     @property
@@ -189,24 +199,27 @@ class ShardedStore(Store):
         for s in self.shards:
             s.close()
 
+    # --- checking -------------------------------------------------------------------------
+    def faults(self, *, checksums: bool = True, invariants: bool = True) -> list[str]:
+        """Faults of every shard, plus trajectory ids shared between shards."""
+        found = [
+            f
+            for s in self.shards
+            for f in stores.verify(s, checksums=checksums, invariants=invariants)
+        ]
+        owner: dict[int, int] = {}
+        for k, s in enumerate(self.shards):
+            for i in s.episodes()["traj_id"].tolist():
+                if owner.setdefault(int(i), k) != k:
+                    found.append(
+                        f"{self.path}: traj id {i} appears in shards {owner[int(i)]} and {k}"
+                    )
+                    break
+        return found
 
-def verify(store: ShardedStore) -> list[str]:
-    """Faults of every shard, plus trajectory ids shared between shards."""
-    faults = [f for s in store.shards for f in stores.verify(s)]
-    owner: dict[int, int] = {}
-    for k, s in enumerate(store.shards):
-        for i in s.episodes()["traj_id"].tolist():
-            if owner.setdefault(int(i), k) != k:
-                faults.append(
-                    f"{store.path}: traj id {i} appears in shards {owner[int(i)]} and {k}"
-                )
-                break
-    return faults
-
-
-def content_digest(store: ShardedStore) -> str:
-    """``sha256`` over the shards' digests, in shard order."""
-    h = hashlib.sha256()
-    for s in store.shards:
-        h.update(stores.content_digest(s).encode())
-    return "sha256:" + h.hexdigest()
+    def content_digest(self) -> str:
+        """``sha256`` over the shards' digests, in shard order."""
+        h = hashlib.sha256()
+        for s in self.shards:
+            h.update(stores.content_digest(s).encode())
+        return "sha256:" + h.hexdigest()

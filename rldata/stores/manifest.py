@@ -8,6 +8,7 @@ rows are committed; ``docs/FORMAT.md`` documents every field. Writers replace it
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from importlib import metadata
@@ -15,12 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from rldata.errors import CorruptStoreError, FormatVersionError, StoreNotFoundError
+from rldata.stores import manifest_check
 from rldata.stores.commit import atomic_write
 from rldata.stores.paths import manifest_path
 
 FORMAT_NAME = "rldata"
-FORMAT_VERSION = "1.0.0"
+FORMAT_VERSION = "1.1.0"
 """Semantic version of the on-disk format. A reader accepts any ``1.x.y``; a newer major is refused."""
+
+SELF_SUM = "manifest_sha256"
+"""The manifest's own checksum: sha256 of its canonical JSON without this field, so a flipped
+byte anywhere in the manifest is detected (docs/FORMAT.md, "Integrity")."""
 
 
 @functools.cache  # importlib.metadata scans every installed distribution: milliseconds
@@ -101,7 +107,8 @@ def read(root: Path) -> dict[str, Any]:
 
     Raises:
         StoreNotFoundError: there is no ``rldata.json`` at ``root``.
-        CorruptStoreError: it is not JSON, or not an rldata manifest.
+        CorruptStoreError: it is not JSON, not an rldata manifest, its checksum does not
+            match, or a field is missing or out of range (:mod:`manifest_check`).
         FormatVersionError: it was written by a newer major format version.
     """
     path = manifest_path(root)
@@ -111,6 +118,15 @@ def read(root: Path) -> dict[str, Any]:
         raise StoreNotFoundError(f"no rldata store at {root} (missing {path.name})") from None
     except NotADirectoryError:
         raise StoreNotFoundError(f"no rldata store at {root} (not a directory)") from None
+    except IsADirectoryError:
+        raise CorruptStoreError(f"{path}: manifest is a directory, not a file") from None
+    except PermissionError:
+        raise StoreNotFoundError(f"{path}: manifest is not readable (permission denied)") from None
+    return parse(text, path)
+
+
+def parse(text: bytes, path: object) -> dict[str, Any]:
+    """Check manifest bytes read from ``path`` (see :func:`read`) and return the manifest."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -119,11 +135,25 @@ def read(root: Path) -> dict[str, Any]:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CorruptStoreError(f"{path}: expected format {FORMAT_NAME!r}, got {found!r}")
     check_version(data.get("format_version"), path)
+    claimed = data.pop(SELF_SUM, None)
+    if claimed != _self_sum(data):
+        what = "has no checksum" if claimed is None else "does not match its checksum"
+        raise CorruptStoreError(f"{path}: manifest {what} (field {SELF_SUM!r}); it was altered")
+    manifest_check.check(data, path)
     return data
+
+
+def _self_sum(data: dict[str, Any]) -> str:
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    """The bytes of a manifest as written: ``data`` plus its own checksum."""
+    body = {k: v for k, v in data.items() if k != SELF_SUM}
+    return json.dumps({**body, SELF_SUM: _self_sum(body)}, separators=(",", ":")).encode()
 
 
 def write(root: Path, data: dict[str, Any], *, durable: bool = True) -> None:
     """Replace the manifest atomically (temp file, fsync, rename, fsync directory)."""
-    atomic_write(
-        manifest_path(root), json.dumps(data, separators=(",", ":")).encode(), durable=durable
-    )
+    atomic_write(manifest_path(root), dumps(data), durable=durable)

@@ -33,7 +33,7 @@ from rldata.stores.checksums import ChunkSums, sha256_hex
 from rldata.stores.commit import atomic_write
 from rldata.stores.episodes import EpisodeIndex
 from rldata.stores.lock import WriterLock
-from rldata.stores.paths import manifest_path
+from rldata.stores.paths import inside, manifest_path
 
 K = ted.TED_KEYS
 TRAJ, REWARD = ted.key_name(K.traj_ids), ted.key_name(K.nxt(K.reward))
@@ -447,14 +447,22 @@ class RowStore(Store):
                 f"ask Store.readable() again"
             )
 
-    def refresh(self, _attempts: int = 5) -> bool:
-        """Reader: pick up the latest commit if the manifest changed; return whether it did."""
+    def refresh(self, _attempts: int = 5, *, force: bool = False) -> bool:
+        """Reader: pick up the latest commit if the manifest changed; return whether it did.
+
+        ``force`` re-reads the manifest even when its file looks unchanged (the change token
+        may have been taken just after a commit that the manifest in hand predates) and
+        returns whether its generation moved.
+        """
         if self.writable:
             return False
         stat = _stat(self.root)
-        if stat == self._stat:
+        if stat == self._stat and not force:
             return False
         m = mf.read(self.root)
+        if force and m["generation"] == self._m["generation"]:
+            self._stat = stat
+            return False
         self._stat, self._m = stat, m
         self._committed_end = self._end = m["written"]
         self._start = m["written"] - m["length"]
@@ -474,7 +482,7 @@ class RowStore(Store):
             self._index = EpisodeIndex()
             return
         try:
-            data = (self.root / ref["path"]).read_bytes()
+            data = inside(self.root, ref["path"], "the episode index").read_bytes()
         except FileNotFoundError:
             # a live writer committed twice since we read the manifest and pruned this
             # index file: read the newer manifest (readers only; a writer's file must exist)
@@ -485,12 +493,20 @@ class RowStore(Store):
             self._stat = None
             self.refresh(attempts - 1)
             return
-        self._index = EpisodeIndex(json.loads(data)).clipped(
-            self._start, self._committed_end, self._reward_sum
-        )
+        if sha256_hex(data) != ref["sha256"]:
+            raise CorruptStoreError(
+                f"store {self.path}: episode index {ref['path']}: sha256 does not match the manifest"
+            )
+        try:
+            index = EpisodeIndex(json.loads(data))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptStoreError(
+                f"store {self.path}: episode index {ref['path']} is malformed ({exc})"
+            ) from None
+        self._index = index.clipped(self._start, self._committed_end, self._reward_sum)
 
     def _episode_file(self, ref: dict) -> Path | None:
-        path = self.root / ref["path"]
+        path = inside(self.root, ref["path"], "the episode index")
         return path if path.is_file() else None
 
     def _table(self) -> tuple[TensorDict, list[list[int]], EpisodeIndex]:

@@ -15,7 +15,6 @@ declare it (``supports_overwrite``) and the ring tests check the refusal instead
 from __future__ import annotations
 
 import gc
-import json
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from rldata.errors import (
     StoreNotFoundError,
     TedFormatError,
 )
+from rldata.testing.tamper import edit_manifest
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
 
 
@@ -391,9 +391,7 @@ class StoreContract:
 
     def test_newer_major_format_is_refused(self, root):
         self.create(root).close()
-        m = json.loads((root / "rldata.json").read_text())
-        m["format_version"] = "2.0.0"
-        (root / "rldata.json").write_text(json.dumps(m))
+        edit_manifest(root, format_version="2.0.0")
         with pytest.raises(FormatVersionError, match="2.0.0"):
             stores.open(root)
 

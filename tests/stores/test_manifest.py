@@ -10,6 +10,7 @@ import rldata.stores as stores
 from rldata.errors import CorruptStoreError, FormatVersionError, StoreNotFoundError
 from rldata.stores import manifest as mf
 from rldata.stores.commit import atomic_write
+from rldata.testing.tamper import edit_manifest
 from rldata.testing.ted_factory import ted_marked
 
 REQUIRED_FIELDS = {
@@ -77,9 +78,7 @@ def test_manifest_lists_every_field(tmp_path):
 def test_newer_minor_fields_survive_a_writer(tmp_path):
     stores.create(tmp_path / "s").close()
     path = tmp_path / "s" / "rldata.json"
-    m = json.loads(path.read_text())
-    m["format_version"], m["future_field"] = "1.4.0", {"x": 1}
-    path.write_text(json.dumps(m))
+    edit_manifest(tmp_path / "s", format_version="1.4.0", future_field={"x": 1})
     with stores.open(tmp_path / "s", mode="a") as w:
         w.append(ted_marked(0, 3))
     assert json.loads(path.read_text())["future_field"] == {"x": 1}

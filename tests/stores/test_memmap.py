@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from tensordict import TensorDict
 
 import rldata.stores as stores
+from rldata.errors import CorruptStoreError
 from rldata.testing.store_contract import StoreContract, assert_rows_equal
 from rldata.testing.ted_factory import ted_batch, ted_marked
 
@@ -41,8 +43,10 @@ def test_verify_names_a_flipped_byte(tmp_path):
     raw = bytearray(f.read_bytes())
     raw[4 * 7] ^= 0xFF
     f.write_bytes(bytes(raw))
-    fault = stores.first_fault(stores.open(tmp_path / "s"))
+    fault = stores.first_fault(stores.open(tmp_path / "s", verify=False))
     assert fault is not None and "next.reward" in fault and "chunk 0" in fault
+    with pytest.raises(CorruptStoreError, match="next.reward"):
+        stores.open(tmp_path / "s")  # readers check before serving a row
 
 
 def test_verify_names_a_broken_ted_link(tmp_path):
@@ -52,7 +56,7 @@ def test_verify_names_a_broken_ted_link(tmp_path):
     t = torch.from_file(str(f), shared=True, size=30 * 3, dtype=torch.float64).view(30, 3)
     t[12] = -1.0  # next obs of row 12 no longer equals obs of row 13 (same trajectory)
     del t
-    faults = stores.verify(stores.open(tmp_path / "s"), checksums=False)
+    faults = stores.verify(stores.open(tmp_path / "s", verify=False), checksums=False)
     assert len(faults) == 1 and "row 12" in faults[0] and "row 13" in faults[0]
 
 

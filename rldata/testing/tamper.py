@@ -1,0 +1,35 @@
+"""Rewrite a store's manifest as a careless tool or an attacker would, checksum included.
+
+The manifest carries its own checksum, so a plain edit is caught as corruption before
+anything else is looked at. Tests of what lies *behind* that check (a consistent lie in
+the schema, an escaping path, an out-of-range number) edit through :func:`edit_manifest`,
+which re-signs the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rldata.stores import manifest as mf
+from rldata.stores.paths import MANIFEST
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """The manifest as stored (checksum field dropped), without any check."""
+    m = json.loads((Path(root) / MANIFEST).read_text())
+    m.pop(mf.SELF_SUM, None)
+    return m
+
+
+def edit_manifest(
+    root: str | Path, change: Callable[[dict[str, Any]], Any] | None = None, **fields: Any
+) -> None:
+    """Apply ``change(m)`` and/or set ``fields``, then write the manifest with a valid checksum."""
+    m = read_manifest(root)
+    if change is not None:
+        change(m)
+    m.update(fields)
+    (Path(root) / MANIFEST).write_bytes(mf.dumps(m))
