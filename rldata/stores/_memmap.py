@@ -26,7 +26,7 @@ from tensordict import TensorDict
 from rldata.errors import CorruptStoreError
 from rldata.stores import schema as sch
 from rldata.stores.commit import atomic_write, fsync_all
-from rldata.stores.paths import inside
+from rldata.stores.paths import inside, is_temp
 from rldata.stores.rowstore import RowStore
 
 DATA_DIR = "data"
@@ -216,6 +216,11 @@ class MemmapStore(RowStore):
         if filled == self._meta_rows:
             return
         self._meta_rows = filled
+        for path, meta in self._td_meta(filled).items():
+            atomic_write(path, json.dumps(meta).encode(), durable=False)  # advisory, see FORMAT.md
+
+    def _td_meta(self, filled: int) -> dict[Path, dict]:
+        """The content of every ``meta.json`` for ``filled`` rows, by path."""
         dirs: dict[tuple[str, ...], dict] = {(): {}}
         for name, entry in self._fields.items():
             parts = sch.key_tuple(name)
@@ -228,10 +233,37 @@ class MemmapStore(RowStore):
                 "dtype": f"torch.{entry['dtype']}",
                 "is_nested": False,
             }
+        out = {}
         for parts, meta in dirs.items():
             meta.update({"shape": [filled], "device": "cpu", "_type": _TD_TYPE})
-            path = self.root / DATA_DIR / Path(*parts) / "meta.json"
-            atomic_write(path, json.dumps(meta).encode(), durable=False)  # advisory, see FORMAT.md
+            out[self.root / DATA_DIR / Path(*parts) / "meta.json"] = meta
+        return out
+
+    def payload_faults(self) -> list[str]:
+        """Entries of the payload directory that the manifest does not account for.
+
+        ``TensorDict.load_memmap`` follows ``meta.json`` files and unpickles non-tensor
+        entries, so a planted file or a ``meta.json`` that differs from what this store
+        writes (other than its row count, which lags a crash) is a fault, not a curiosity.
+        """
+        if self.schema is None:
+            return []
+        listed = {self._file(n) for n in self._fields}
+        expected = self._td_meta(self._filled())
+        faults = []
+        for dirpath, _dirs, names in os.walk(self.root / DATA_DIR):
+            for name in sorted(names):
+                path = Path(dirpath) / name
+                rel = path.relative_to(self.root).as_posix()
+                if is_temp(name) or path in listed:
+                    continue
+                if path not in expected:
+                    faults.append(f"{self.root}: payload entry {rel} is not listed by the manifest")
+                elif _meta_shape_free(path) != _shape_free(expected[path]):
+                    faults.append(
+                        f"{self.root}: {rel} differs from the tensordict metadata of the schema"
+                    )
+        return faults
 
     # --- fast path ----------------------------------------------------------------------
     def columns(self) -> dict[str, torch.Tensor] | None:
@@ -274,3 +306,20 @@ def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
     if done < buf.nbytes:  # short writes are rare (signals, a full disk): finish them
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _shape_free(meta: object) -> object:
+    """``meta`` without row counts (the first entry of every ``shape``)."""
+    if isinstance(meta, dict):
+        return {
+            k: (v[1:] if k == "shape" and isinstance(v, list) else _shape_free(v))
+            for k, v in meta.items()
+        }
+    return meta
+
+
+def _meta_shape_free(path: Path) -> object:
+    try:
+        return _shape_free(json.loads(path.read_bytes()))
+    except (OSError, ValueError):
+        return None

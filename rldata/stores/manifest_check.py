@@ -41,15 +41,16 @@ DTYPES = frozenset(
 
 
 class _Checker:
-    def __init__(self, where: object) -> None:
+    def __init__(self, where: object, prefix: str = "") -> None:
         self.where = where
+        self.prefix = prefix
 
     def fail(self, field: str, expected: str, got: Any) -> CorruptStoreError:
         shown = repr(got)
         if len(shown) > 80:
             shown = shown[:77] + "..."
         return CorruptStoreError(
-            f"{self.where}: manifest field {field!r}: expected {expected}, got {shown}"
+            f"{self.where}: manifest field {self.prefix + field!r}: expected {expected}, got {shown}"
         )
 
     def int_(self, m: dict, field: str, lo: int, hi: int = MAX_ROWS, *, none: bool = False) -> Any:
@@ -103,8 +104,8 @@ def check(m: dict[str, Any], where: object) -> None:
     c.typed(m, "provenance", dict, "an object")
     c.typed(m, "specs", dict, "an object", none=True)
     env = c.typed(m, "env", dict, "an object with 'id' and 'kwargs'")
-    _Checker(where).typed(env, "id", str, "a string", none=True)
-    _Checker(where).typed(env, "kwargs", dict, "an object")
+    _Checker(where, "env.").typed(env, "id", str, "a string", none=True)
+    _Checker(where, "env.").typed(env, "kwargs", dict, "an object")
     if m["backend"] == "sharded":
         _check_shards(c, m)
         return
@@ -147,7 +148,7 @@ def _check_schema(c: _Checker, schema: dict) -> None:
 
 def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
     sums = c.typed(m, "checksums", dict, "an object")
-    s = _Checker(c.where)
+    s = _Checker(c.where, "checksums.")
     if sums.get("algorithm") != "sha256":
         raise c.fail("checksums.algorithm", "'sha256'", sums.get("algorithm"))
     rows = s.int_(sums, "chunk_rows", 1, none=schema is None)
@@ -189,7 +190,7 @@ def _check_episodes(c: _Checker, m: dict, schema: dict | None) -> None:
         raise c.fail("episodes.path", "a file name 'episodes-NNNNNNNN.json'", ref.get("path"))
     if not isinstance(ref.get("sha256"), str) or not HEX64.match(ref["sha256"]):
         raise c.fail("episodes.sha256", "64 hex digits", ref.get("sha256"))
-    _Checker(c.where).int_(ref, "segments", 0)
+    _Checker(c.where, "episodes.").int_(ref, "segments", 0)
 
 
 def _check_shards(c: _Checker, m: dict) -> None:

@@ -74,6 +74,10 @@ def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]
     yield from _manifest_faults(m, where)
     if store.schema is None:
         return
+    yield from _spec_faults(store)
+    payload = getattr(store, "payload_faults", None)
+    if payload is not None:
+        yield from payload()
     if checksums:
         yield from _checksum_faults(store, m)
     yield from _episode_faults(store, m)
@@ -99,6 +103,35 @@ def _manifest_faults(m: dict, where: str) -> Iterator[str]:
             ted.validate(_empty_rows(schema), require_traj_ids=True)
         except ValueError as exc:
             yield f"{where}: schema is not TED: {exc}"
+
+
+def _spec_faults(store: Store) -> Iterator[str]:
+    """The schema agrees with the env's specs on every key both describe (a schema that lies
+    about a dtype or shape consistently with its checksums still contradicts the specs)."""
+    from rldata.stores import schema as sch
+
+    try:
+        specs = store.specs
+    except Exception as exc:  # a malformed spec is a fault to report, whatever raised
+        yield f"{store.path}: manifest field 'specs' cannot be read ({exc})"
+        return
+    if specs is None:
+        return
+    schema = store.schema or {}
+    for key in specs.keys(True, True):
+        parts = (key,) if isinstance(key, str) else tuple(key)
+        spec = specs[parts]
+        for name in (".".join(parts), ".".join((K.next, *parts))):
+            entry = schema.get(name)
+            if entry is None or parts[0] == K.next and name.startswith(K.next + "." + K.next):
+                continue
+            want = (list(spec.shape), sch.dtype_name(spec.dtype))
+            got = (list(entry["shape"]), entry["dtype"])
+            if want != got:
+                yield (
+                    f"{store.path}: schema of key {name!r} is {got[1]} {got[0]}, but the "
+                    f"env's spec says {want[1]} {want[0]}"
+                )
 
 
 def _empty_rows(schema: dict) -> object:
