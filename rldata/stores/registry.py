@@ -24,6 +24,8 @@ class BackendEntry:
 _BACKENDS: dict[str, BackendEntry] = {
     "memmap": BackendEntry("rldata.stores._memmap", "MemmapStore"),
     "sharded": BackendEntry("rldata.stores._sharded", "ShardedStore"),
+    "zarr": BackendEntry("rldata.stores._zarr", "ZarrStore", "zarr"),
+    "parquet": BackendEntry("rldata.stores._parquet", "ParquetStore", "parquet"),
 }
 
 

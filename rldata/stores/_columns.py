@@ -1,0 +1,81 @@
+"""Numpy columns of store rows: the decoded form the zarr and parquet payloads cache.
+
+Both backends decode rows into plain numpy arrays (one per key, rows first) and gather
+samples from them; these helpers map schema dtypes to numpy (``bfloat16`` travels as its
+``int16`` bits, since numpy has no bfloat16), build the nested TensorDict of a gather, and
+hold append-only columns that grow by doubling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from rldata.stores import schema as sch
+
+_BITS = {"bfloat16": np.dtype("int16")}  # dtypes numpy lacks, stored as their raw bits
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The numpy dtype that holds schema dtype ``name`` bit for bit."""
+    if name in _BITS:
+        return _BITS[name]
+    return np.dtype(str(torch.empty((), dtype=sch.dtype_of(name)).numpy().dtype))
+
+
+def to_numpy(t: torch.Tensor, name: str) -> np.ndarray:
+    """A tensor's values as numpy (no copy for contiguous CPU tensors)."""
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if name in _BITS:
+        t = t.contiguous().view(torch.int16)
+    return t.numpy()
+
+
+def to_torch(a: np.ndarray, name: str) -> torch.Tensor:
+    """A numpy column back as a tensor of schema dtype ``name`` (no copy)."""
+    t = torch.from_numpy(a)
+    return t.view(sch.dtype_of(name)) if name in _BITS else t
+
+
+def tree(tensors: dict[str, torch.Tensor], n: int) -> TensorDict:
+    """Flat dotted names -> tensors ``[n, ...]`` as a nested TensorDict ``[n]``."""
+    root: dict = {}
+    for name, value in tensors.items():
+        *parents, leaf = sch.key_tuple(name)
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return TensorDict(root, batch_size=[n])
+
+
+def empty(schema: dict[str, dict], rows: int) -> dict[str, np.ndarray]:
+    """Zeroed columns of ``rows`` rows for every key of ``schema``."""
+    return {
+        name: np.zeros((rows, *e["shape"]), dtype=np_dtype(e["dtype"]))
+        for name, e in schema.items()
+    }
+
+
+def grow(cols: dict[str, np.ndarray], rows: int, keep: int) -> dict[str, np.ndarray]:
+    """Columns with room for ``rows`` rows, keeping the first ``keep`` rows of ``cols``."""
+    out = {}
+    for name, a in cols.items():
+        b = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+        b[:keep] = a[:keep]
+        out[name] = b
+    return out
+
+
+def take(cols: dict[str, np.ndarray], schema: dict[str, dict], index: np.ndarray) -> TensorDict:
+    """Rows ``index`` of every column as a TensorDict (one gather per key)."""
+    return tree(
+        {
+            name: to_torch(np.take(a, index, axis=0), schema[name]["dtype"])
+            for name, a in cols.items()
+        },
+        len(index),
+    )

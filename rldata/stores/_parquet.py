@@ -1,0 +1,296 @@
+"""The parquet backend: append-only, one row per transition, readable by DuckDB, Polars, pyarrow.
+
+Layout under the store directory (see ``docs/FORMAT.md``)::
+
+    data/part-00000.parquet     rows [0, n0): the first commit's rows
+    data/part-00001.parquet     rows [n0, n0 + n1): the next commit's, and so on
+
+Columns are named by dotted key paths (``observation``, ``next.reward``,
+``collector.traj_ids``). Values of shape ``[]`` or ``[1]`` are plain scalar columns;
+others are fixed-size lists of the row's elements in C order. Each file's schema
+metadata (``rldata``) holds every key's shape and dtype, the env's specs and the rows it
+covers, so a file is self-describing. A commit adds new immutable part files (written
+to a temporary name, fsynced, renamed) and never rewrites one; the manifest lists the
+parts, and a reader trusts only those (a writer deletes parts a crash left unlisted).
+
+Parquet has no cheap random row reads, so a handle decodes the listed parts once into
+numpy columns (on the first read) and gathers every sample from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from rldata.errors import ConfigError, CorruptStoreError, MissingDependencyError
+from rldata.stores import _columns as col
+from rldata.stores.commit import fsync_dir, temp_name
+from rldata.stores.paths import inside
+from rldata.stores.rowstore import RowStore
+
+try:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+except ImportError as exc:  # pragma: no cover - the registry names the extra first
+    raise MissingDependencyError(
+        "store backend 'parquet' needs 'pyarrow'; install it with pip install 'rldata[parquet]'"
+    ) from exc
+
+DATA_DIR = "data"
+PART = re.compile(r"^part-(\d{5,})\.parquet$")
+COMPRESSION = "zstd"
+META_KEY = b"rldata"
+
+
+class ParquetStore(RowStore):
+    """An append-only store of parquet part files (a ring is refused)."""
+
+    supports_random_read = False  # reads go through the decoded in-memory columns
+    supports_overwrite_rings = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cols: dict[str, np.ndarray] | None = None  # decoded rows, None until first use
+        self._loaded = 0  # rows decoded from part files
+        self._flushed = 0  # rows in part files listed by this handle's manifest
+
+    @classmethod
+    def attach(cls, root, manifest, *, writable, lock, durable=True):  # type: ignore[override]
+        if manifest.get("capacity") is not None:
+            raise ConfigError(
+                f"store backend 'parquet' is append-only, so capacity={manifest['capacity']} "
+                f"(a ring) is refused; use capacity=None, or backend 'memmap' or 'zarr' for a ring"
+            )
+        return super().attach(root, manifest, writable=writable, lock=lock, durable=durable)
+
+    # --- parts -----------------------------------------------------------------------------
+    def _parts(self) -> list[dict]:
+        parts = self._m["payload"].get("parts")
+        if not isinstance(parts, list):
+            raise CorruptStoreError(f"{self.root}: manifest field 'payload.parts': expected a list")
+        total = 0
+        for p in parts:
+            ok = (
+                isinstance(p, dict)
+                and isinstance(p.get("path"), str)
+                and isinstance(p.get("rows"), int)
+                and not isinstance(p.get("rows"), bool)
+                and p["rows"] > 0
+                and p.get("start") == total
+            )
+            if not ok:
+                raise CorruptStoreError(
+                    f"{self.root}: manifest field 'payload.parts': expected "
+                    f"{{path, start={total}, rows > 0}}, got {p!r}"
+                )
+            total += p["rows"]
+        return parts
+
+    def _init_payload(self) -> None:
+        (self.root / DATA_DIR).mkdir(exist_ok=True)
+        self._m["payload"] = {
+            "dir": DATA_DIR,
+            "format": "parquet",
+            "compression": COMPRESSION,
+            "files": {name: name for name in self._fields},  # key -> its column
+            "parts": [],
+        }
+        self._cols = col.empty(self._fields, 0)
+        self._loaded = self._flushed = 0
+
+    def _attach_payload(self) -> None:
+        files = self._m["payload"].get("files")
+        if not isinstance(files, dict) or set(files) != set(self._fields):
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.files': expected one column per schema key"
+            )
+        parts = self._parts()
+        listed = sum(p["rows"] for p in parts)
+        filled = self._filled()
+        if listed != filled:
+            raise CorruptStoreError(
+                f"{self.root}: parquet parts list {listed} rows, the manifest {filled} committed rows"
+            )
+        if listed < self._loaded:  # not a store we can extend: decode again
+            self._cols, self._loaded = None, 0
+        self._flushed = listed
+        if self.writable:
+            self._remove_unlisted({p["path"] for p in parts})
+
+    def _remove_unlisted(self, listed: set[str]) -> None:
+        """Delete part files a crashed writer left behind (written, never committed)."""
+        data = self.root / DATA_DIR
+        for path in data.glob("*") if data.is_dir() else ():
+            rel = f"{DATA_DIR}/{path.name}"
+            if rel not in listed and (PART.match(path.name) or ".tmp-" in path.name):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def _load(self) -> dict[str, np.ndarray]:
+        """The decoded columns of every committed row (decoding new parts on first use)."""
+        cols = self._cols
+        filled = self._flushed
+        if cols is not None and self._loaded >= filled:
+            return cols
+        have = self._loaded if cols is not None else 0
+        room = max(filled, next(iter(cols.values())).shape[0] if cols else 0)
+        cols = col.empty(self._fields, room) if cols is None else col.grow(cols, room, have)
+        for p in self._parts():
+            if p["start"] + p["rows"] <= have:
+                continue
+            self._decode_part(p, cols)
+        self._cols, self._loaded = cols, filled
+        return cols
+
+    def _decode_part(self, part: dict, cols: dict[str, np.ndarray]) -> None:
+        path = inside(self.root, part["path"], "a parquet part")
+        try:
+            table = pq.read_table(path, use_threads=True)
+        except (OSError, pa.ArrowException) as exc:
+            raise CorruptStoreError(
+                f"{path}: parquet part is missing or unreadable ({exc})"
+            ) from None
+        a, n = part["start"], part["rows"]
+        if table.num_rows != n or set(table.column_names) != set(self._fields):
+            raise CorruptStoreError(
+                f"{path}: expected {n} rows of columns {sorted(self._fields)}, found "
+                f"{table.num_rows} rows of {sorted(table.column_names)}"
+            )
+        for name, entry in self._fields.items():
+            cols[name][a : a + n] = decode_column(table.column(name), entry, n)
+
+    # --- hooks ----------------------------------------------------------------------------
+    def _reserve(self, positions: int) -> None:
+        cols = self._load()
+        have = next(iter(cols.values())).shape[0]
+        if positions > have:
+            self._cols = col.grow(
+                cols, max(positions, 2 * have, 1024), max(self._loaded, self._end)
+            )
+
+    def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
+        cols = self._load()
+        n = next(iter(tensors.values())).shape[0]
+        for name, t in tensors.items():
+            cols[name][position : position + n] = col.to_numpy(t, self._fields[name]["dtype"])
+
+    def _read(self, positions: torch.Tensor) -> TensorDict:
+        return col.take(self._load(), self._fields, positions.numpy())
+
+    def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        a = np.take(self._load()[name], positions.numpy(), axis=0)
+        return col.to_torch(a, self._fields[name]["dtype"])
+
+    def _raw(self, name: str, start: int, stop: int) -> memoryview:
+        return memoryview(np.ascontiguousarray(self._load()[name][start:stop])).cast("B")  # type: ignore[arg-type]
+
+    def _flush(self, filled: int) -> None:
+        if filled <= self._flushed:
+            return
+        cols = self._load()
+        parts = self._parts()
+        number = 1 + max((_part_number(p["path"]) for p in parts), default=-1)
+        rel = f"{DATA_DIR}/part-{number:05d}.parquet"
+        target = self.root / rel
+        a, b = self._flushed, filled
+        table = encode_table({k: v[a:b] for k, v in cols.items()}, self._fields, self._file_meta(a))
+        tmp = temp_name(target)
+        try:
+            pq.write_table(table, tmp, compression=COMPRESSION)
+            if self.durable:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        if self.durable:
+            fsync_dir(target.parent)
+            if not parts:
+                fsync_dir(self.root)
+        parts.append({"path": rel, "start": a, "rows": b - a})
+        self._m["payload"]["parts"] = parts
+        self._flushed = self._loaded = filled
+
+    def _file_meta(self, start: int) -> dict:
+        return {
+            "format": "rldata",
+            "schema": self._fields,
+            "specs": self._m.get("specs"),
+            "env": self._m.get("env"),
+            "start": start,
+        }
+
+    def columns(self) -> dict[str, torch.Tensor] | None:
+        """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers)."""
+        if self.schema is None:
+            return None
+        filled = self._filled()
+        return {
+            k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._load().items()
+        }
+
+    def tensordict(self) -> TensorDict | None:
+        """The decoded rows ``[0, filled)`` as one TensorDict (decoded once per handle)."""
+        if self.schema is None:
+            return None
+        cols = self._load()
+        filled = self._filled()
+        return col.tree(
+            {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled
+        )
+
+
+def _part_number(rel: str) -> int:
+    match = PART.match(Path(rel).name)
+    return int(match.group(1)) if match else -1
+
+
+# --- encoding ---------------------------------------------------------------------------------
+def _scalar(entry: dict) -> bool:
+    return entry["shape"] in ([], [1]) and not entry["dtype"].startswith("complex")
+
+
+def encode_table(cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict) -> pa.Table:
+    """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else."""
+    arrays, names = [], []
+    for name in sorted(cols):
+        a, entry = cols[name], schema[name]
+        n = a.shape[0]
+        if _scalar(entry):
+            arrays.append(pa.array(a.reshape(n)))
+        else:
+            flat = a.reshape(n, -1)
+            if flat.dtype.kind == "c":  # complex: (real, imag) pairs
+                flat = flat.view(flat.real.dtype)
+            width = flat.shape[1]
+            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width))
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+
+
+def decode_column(column: pa.ChunkedArray, entry: dict, n: int) -> np.ndarray:
+    """One column back as numpy rows ``[n, *shape]`` of the schema dtype."""
+    dtype = col.np_dtype(entry["dtype"])
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if _scalar(entry):
+        values = arr.to_numpy(zero_copy_only=False)
+    else:
+        values = arr.flatten().to_numpy(zero_copy_only=False)
+        if dtype.kind == "c":
+            values = values.view(dtype)
+    if values.dtype != dtype:
+        raise CorruptStoreError(f"column {arr.type} does not hold dtype {entry['dtype']}")
+    return values.reshape(n, *entry["shape"])

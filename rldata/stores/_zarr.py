@@ -1,0 +1,396 @@
+"""The zarr backend: one zarr v3 array per key, chunked along rows, zstd-compressed.
+
+Layout under the store directory (see ``docs/FORMAT.md``)::
+
+    data/zarr.json                      the zarr group
+    data/observation/zarr.json          array of key "observation", shape [rows, *shape]
+    data/observation/c/<chunk>/0        one compressed chunk of ``chunk_rows`` rows
+    data/next/reward/...                nested keys are nested groups
+
+A zarr chunk is exactly one checksum chunk of the manifest (``checksums.chunk_rows``
+rows), so a commit rewrites only the chunks it touched and lists them in
+``payload.chunks_written``. Chunk files are replaced atomically (zarr writes a
+temporary file and renames it) and fsynced before the manifest, so a crash leaves
+either the old or the new chunk, and both hold every committed row.
+
+Reads never decode a chunk per row: rows are gathered from decoded chunks, held in one
+dense array per key when the decoded store fits ``CACHE_BYTES`` (one ``np.take`` per key
+per batch), else in a least-recently-used set of chunks of that total size.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from rldata.errors import CorruptStoreError, MissingDependencyError
+from rldata.stores import _columns as col
+from rldata.stores import schema as sch
+from rldata.stores.commit import fsync_all
+from rldata.stores.paths import inside
+from rldata.stores.rowstore import RowStore
+
+try:
+    import zarr
+    from zarr.codecs import ZstdCodec
+    from zarr.storage import LocalStore
+except ImportError as exc:  # pragma: no cover - the registry names the extra first
+    raise MissingDependencyError(
+        "store backend 'zarr' needs 'zarr'; install it with pip install 'rldata[zarr]'"
+    ) from exc
+
+DATA_DIR = "data"
+ZSTD_LEVEL = 3
+CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
+"""Decoded rows a handle keeps in memory (all of them when the store fits)."""
+
+
+class ZarrStore(RowStore):
+    """A store whose payload is a zarr v3 group (chunked, compressed; rings supported)."""
+
+    supports_random_read = True
+    supports_overwrite_rings = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._arrays: dict[str, zarr.Array] = {}
+        self._rows = 0  # rows the zarr arrays have (their shape)
+        self._dense: dict[str, np.ndarray] | None = None  # decoded rows [0, len) per key
+        self._have = np.zeros(0, dtype=bool)  # dense mode: which chunks are decoded
+        self._lru: collections.OrderedDict[int, dict[str, np.ndarray]] = collections.OrderedDict()
+        self._dirty: set[int] = set()  # chunks written since the last flush
+        self._seen_filled = 0  # a reader's filled rows when its cache was filled
+
+    # --- layout ---------------------------------------------------------------------------
+    def _group_store(self) -> LocalStore:
+        return LocalStore(self.root / DATA_DIR, read_only=not self.writable)
+
+    def _row_bytes(self) -> int:
+        return sum(sch.row_bytes(e) for e in self._fields.values())
+
+    def _chunk_count(self, rows: int) -> int:
+        return -(-rows // self._chunk)
+
+    def _init_payload(self) -> None:
+        rows = self.capacity if self.capacity is not None else 0
+        group = zarr.open_group(store=self._group_store(), mode="w", zarr_format=3)
+        files = {}
+        for name, e in self._fields.items():
+            *parents, leaf = sch.key_tuple(name)
+            node = group
+            for part in parents:
+                node = node.require_group(part)
+            self._arrays[name] = node.create_array(
+                leaf,
+                shape=(rows, *e["shape"]),
+                chunks=(self._chunk, *[max(1, d) for d in e["shape"]]),
+                dtype=col.np_dtype(e["dtype"]),
+                compressors=ZstdCodec(level=ZSTD_LEVEL),
+                fill_value=0,
+            )
+            files[name] = "/".join((DATA_DIR, *sch.key_tuple(name)))
+        self._rows = rows
+        self._m["payload"] = {
+            "dir": DATA_DIR,
+            "format": "zarr",
+            "zarr_format": 3,
+            "codec": {"name": "zstd", "level": ZSTD_LEVEL},
+            "files": files,
+            "rows": rows,
+            "chunks_written": [],
+        }
+        self._reset_cache(rows)
+
+    def _attach_payload(self) -> None:
+        files = self._m["payload"].get("files")
+        if not isinstance(files, dict) or set(files) != set(self._fields):
+            got = sorted(files) if isinstance(files, dict) else files
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.files': expected one zarr array per "
+                f"schema key {sorted(self._fields)}, got {got}"
+            )
+        filled = self._filled()
+        if not self._arrays:
+            store = self._group_store()
+            for name, entry in self._fields.items():
+                rel = files[name]
+                inside(self.root, rel, f"the zarr array of key {name!r}")
+                path = "/".join(sch.key_tuple(name))
+                if rel != f"{DATA_DIR}/{path}":
+                    raise CorruptStoreError(
+                        f"{self.root}: manifest names zarr array {rel!r} for key {name!r}; "
+                        f"expected {DATA_DIR}/{path}"
+                    )
+                try:
+                    arr = zarr.open_array(
+                        store=store, path=path, mode="r+" if self.writable else "r"
+                    )
+                except (FileNotFoundError, ValueError, KeyError) as exc:
+                    raise CorruptStoreError(
+                        f"{self.root / rel}: zarr array of key {name!r} is missing or unreadable ({exc})"
+                    ) from None
+                want = (*entry["shape"],)
+                if arr.shape[1:] != want or arr.dtype != col.np_dtype(entry["dtype"]):
+                    raise CorruptStoreError(
+                        f"{self.root / rel}: zarr array of key {name!r} is {arr.dtype}{list(arr.shape[1:])}, "
+                        f"schema says {entry['dtype']}{entry['shape']}"
+                    )
+                self._arrays[name] = arr
+            self._rows = min(a.shape[0] for a in self._arrays.values())
+            if self.writable:
+                _remove_partials(self.root / DATA_DIR)
+            self._reset_cache(max(self._rows, filled))
+        else:  # a reader refreshing: the writer may have rewritten chunks past what we saw
+            self._rows = min(_reopen(a).shape[0] for a in self._arrays.values())
+            self._arrays = {k: _reopen(a) for k, a in self._arrays.items()}
+            if self.capacity is not None:
+                self._reset_cache(self._rows)
+            else:
+                self._forget_from(self._seen_filled // self._chunk, max(self._rows, filled))
+        if self._rows < filled:
+            raise CorruptStoreError(
+                f"{self.root / DATA_DIR}: zarr arrays hold {self._rows} rows, the manifest "
+                f"lists {filled} committed rows (truncated)"
+            )
+        self._seen_filled = filled
+
+    # --- the decoded cache ----------------------------------------------------------------
+    def _reset_cache(self, rows: int) -> None:
+        self._lru.clear()
+        if rows * self._row_bytes() <= CACHE_BYTES:
+            self._dense = col.empty(self._fields, rows)
+            self._have = np.zeros(self._chunk_count(rows), dtype=bool)
+        else:
+            self._dense = None
+            self._have = np.zeros(0, dtype=bool)
+
+    def _forget_from(self, chunk: int, rows: int) -> None:
+        """Drop decoded chunks ``>= chunk`` (a writer may have extended them) and make room."""
+        for c in [c for c in self._lru if c >= chunk]:
+            del self._lru[c]
+        if self._dense is not None:
+            self._have[chunk:] = False
+            self._grow_dense(rows)
+
+    def _grow_dense(self, rows: int) -> None:
+        dense = self._dense
+        if dense is None:
+            return
+        have = next(iter(dense.values())).shape[0]
+        if rows <= have:
+            return
+        if rows * self._row_bytes() > CACHE_BYTES:  # too big to keep whole: chunk by chunk
+            self._to_lru(have)
+            return
+        target = max(rows, 2 * have) if self.capacity is None else rows
+        target = min(target, max(rows, CACHE_BYTES // max(1, self._row_bytes())))
+        self._dense = col.grow(dense, target, have)
+        count = self._chunk_count(target)
+        self._have = np.concatenate([self._have, np.zeros(count - len(self._have), dtype=bool)])
+
+    def _to_lru(self, rows: int) -> None:
+        dense, c = self._dense, self._chunk
+        assert dense is not None
+        for i in np.flatnonzero(self._have).tolist():
+            self._lru[i] = {k: a[i * c : (i + 1) * c].copy() for k, a in dense.items()}
+        for i in self._dirty:  # written but maybe never decoded: its rows live in dense
+            self._lru[i] = {k: a[i * c : (i + 1) * c].copy() for k, a in dense.items()}
+        self._dense, self._have = None, np.zeros(0, dtype=bool)
+
+    def _decode(self, c: int) -> dict[str, np.ndarray]:
+        """Chunk ``c`` of every key, read and decompressed (rows past the arrays are zero)."""
+        a, b = c * self._chunk, min((c + 1) * self._chunk, self._rows)
+        out = {}
+        for name, arr in self._arrays.items():
+            block = np.zeros((self._chunk, *arr.shape[1:]), dtype=arr.dtype)
+            if b > a:
+                block[: b - a] = arr[a:b]
+            out[name] = block
+        return out
+
+    def _chunk_of(self, c: int) -> dict[str, np.ndarray]:
+        """LRU mode: chunk ``c`` decoded (dirty chunks are pinned until flushed)."""
+        got = self._lru.get(c)
+        if got is None:
+            got = self._lru[c] = self._decode(c)
+            budget = max(2, CACHE_BYTES // max(1, self._chunk * self._row_bytes()))
+            for old in list(self._lru):
+                if len(self._lru) <= budget:
+                    break
+                if old not in self._dirty and old != c:
+                    del self._lru[old]
+        else:
+            self._lru.move_to_end(c)
+        return got
+
+    def _ensure(self, chunks: np.ndarray) -> None:
+        """Dense mode: decode the chunks not decoded yet."""
+        dense = self._dense
+        assert dense is not None
+        need = chunks[~self._have[chunks]]
+        for c in np.unique(need).tolist():
+            a = c * self._chunk
+            for name, block in self._decode(c).items():
+                dst = dense[name][a : a + self._chunk]
+                dst[...] = block[: len(dst)]
+            self._have[c] = True
+
+    # --- hooks ----------------------------------------------------------------------------
+    def _reserve(self, positions: int) -> None:
+        if self._dense is not None:
+            self._grow_dense(positions)
+
+    def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
+        n = next(iter(tensors.values())).shape[0]
+        c0, c1 = position // self._chunk, (position + n - 1) // self._chunk
+        arrays = {k: col.to_numpy(t, self._fields[k]["dtype"]) for k, t in tensors.items()}
+        if self._dense is not None:
+            # rows of these chunks written before (committed or not) must be decoded first
+            self._ensure(np.arange(c0, c1 + 1))
+            for name, rows in arrays.items():
+                self._dense[name][position : position + n] = rows
+        else:
+            for c in range(c0, c1 + 1):
+                block = self._chunk_of(c)
+                a, b = max(position, c * self._chunk), min(position + n, (c + 1) * self._chunk)
+                for name, rows in arrays.items():
+                    block[name][a - c * self._chunk : b - c * self._chunk] = rows[
+                        a - position : b - position
+                    ]
+        self._dirty.update(range(c0, c1 + 1))
+
+    def _columns_at(
+        self, index: np.ndarray, names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        fields = {k: self._fields[k] for k in names} if names else self._fields
+        if index.size == 0:
+            return {
+                k: np.zeros((0, *e["shape"]), col.np_dtype(e["dtype"])) for k, e in fields.items()
+            }
+        chunks = index // self._chunk
+        if self._dense is not None:
+            self._ensure(chunks)
+            return {name: np.take(self._dense[name], index, axis=0) for name in fields}
+        out = {
+            k: np.empty((len(index), *e["shape"]), col.np_dtype(e["dtype"]))
+            for k, e in fields.items()
+        }
+        for c in np.unique(chunks).tolist():
+            sel = np.flatnonzero(chunks == c)
+            block = self._chunk_of(c)
+            local = index[sel] - c * self._chunk
+            for name, dst in out.items():
+                dst[sel] = block[name][local]
+        return out
+
+    def _read(self, positions: torch.Tensor) -> TensorDict:
+        index = positions.numpy()
+        cols = self._columns_at(index)
+        return col.tree(
+            {k: col.to_torch(a, self._fields[k]["dtype"]) for k, a in cols.items()}, len(index)
+        )
+
+    def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        a = self._columns_at(positions.numpy(), [name])[name]
+        return col.to_torch(a, self._fields[name]["dtype"])
+
+    def _raw(self, name: str, start: int, stop: int) -> memoryview:
+        if stop <= start:
+            return memoryview(b"")
+        if self._dense is not None:
+            self._ensure(np.arange(start // self._chunk, (stop - 1) // self._chunk + 1))
+            return memoryview(np.ascontiguousarray(self._dense[name][start:stop])).cast("B")  # type: ignore[arg-type]
+        parts = []
+        for c in range(start // self._chunk, (stop - 1) // self._chunk + 1):
+            a, b = max(start, c * self._chunk), min(stop, (c + 1) * self._chunk)
+            parts.append(self._chunk_of(c)[name][a - c * self._chunk : b - c * self._chunk])
+        return memoryview(np.ascontiguousarray(np.concatenate(parts))).cast("B")  # type: ignore[arg-type]
+
+    def _flush(self, filled: int) -> None:
+        need = filled if self.capacity is None else self.capacity
+        if need > self._rows:
+            for arr in self._arrays.values():
+                arr.resize((need, *arr.shape[1:]))
+            self._rows = need
+        written = sorted(self._dirty)
+        paths: set[Path] = set()
+        for c in written:
+            a, b = c * self._chunk, min((c + 1) * self._chunk, self._rows)
+            if b <= a:
+                continue
+            for name, arr in self._arrays.items():
+                if self._dense is not None:
+                    arr[a:b] = self._dense[name][a:b]
+                else:
+                    arr[a:b] = self._lru[c][name][: b - a]
+                paths.add(self._chunk_file(name, c))
+        if self.durable and paths:
+            self._fsync(paths)
+        self._dirty.clear()
+        payload = self._m["payload"]
+        payload["rows"] = self._rows
+        payload["chunks_written"] = written
+
+    def _chunk_file(self, name: str, c: int) -> Path:
+        ndim = len(self._fields[name]["shape"])
+        return Path(self.root, DATA_DIR, *sch.key_tuple(name), "c", str(c), *["0"] * ndim)
+
+    def _fsync(self, paths: set[Path]) -> None:
+        fds, dirs = [], {p.parent for p in paths}
+        dirs |= {d.parent for d in dirs}  # new chunk directories
+        dirs |= {Path(self.root, DATA_DIR, *sch.key_tuple(n)) for n in self._fields}  # zarr.json
+        try:
+            for p in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    fds.append(os.open(p, os.O_RDONLY))
+            fsync_all(fds, dirs | {self.root / DATA_DIR})
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def columns(self) -> dict[str, torch.Tensor] | None:
+        """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers)."""
+        if self.schema is None or self._dense is None or not self._fill_dense():
+            return None
+        filled = self._filled()
+        return {
+            k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._dense.items()
+        }
+
+    def tensordict(self) -> TensorDict | None:
+        """Decoded rows ``[0, filled)`` as one TensorDict (dense mode only; None otherwise)."""
+        if self.schema is None or self._dense is None or not self._fill_dense():
+            return None
+        filled = self._filled()
+        return col.tree(
+            {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._dense.items()},
+            filled,
+        )
+
+    def _fill_dense(self) -> bool:
+        if self._dense is None:
+            return False
+        filled = self._filled()
+        if filled:
+            self._ensure(np.arange(self._chunk_count(filled)))
+        return True
+
+
+def _reopen(arr: zarr.Array) -> zarr.Array:
+    """The array with its metadata read again (a writer may have resized it)."""
+    return zarr.open_array(store=arr.store, path=arr.path, mode="r")
+
+
+def _remove_partials(root: Path) -> None:
+    """Chunk files a crashed zarr write left half-written (zarr names them ``*.partial``)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".partial"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
