@@ -22,6 +22,33 @@ from rldata.ted import validate
 Index = slice | torch.Tensor
 
 
+FLAG_KEYS: tuple[Key, ...] = (
+    ("done",),
+    ("terminated",),
+    ("truncated",),
+    ("next", "done"),
+    ("next", "terminated"),
+    ("next", "truncated"),
+)
+
+
+def check_flags(flat: dict[Key, torch.Tensor]) -> None:
+    """``done == terminated | truncated`` at the root and under ``next``, on every row, as the
+    stores check it (a buffer and a dataset accept the same rows)."""
+    for prefix in ((), ("next",)):
+        done, term, trunc = (flat.get((*prefix, f)) for f in ("done", "terminated", "truncated"))
+        if done is None or term is None or trunc is None:
+            continue
+        bad = done != (term | trunc)
+        if bool(bad.any()):
+            name = ".".join((*prefix, "done"))
+            row = int(bad.reshape(-1, done.shape[-1] if done.dim() else 1).any(-1).nonzero()[0])
+            raise TedFormatError(
+                f"key {name!r}: expected terminated | truncated at row {row}, got "
+                f"{bool(done.reshape(-1)[row])}"
+            )
+
+
 class Storage:
     """Base of storages: the row count, the write cursor, checked writes and gathers.
 
@@ -87,10 +114,11 @@ class Storage:
         n = data.batch_size[0]
         flat = flatten(data)
         if self.schema is None:
-            validate(data)
+            validate(data, require_traj_ids=True)
             self._fix_schema(Schema.from_flat(flat, 1))
         else:
             self.schema.check(flat, (n,))
+        check_flags(flat)
         if not self.allow_nonfinite:
             check_finite_reward(flat)
         return flat, n
@@ -119,10 +147,11 @@ class Storage:
             )
         flat = flatten(data)
         if self.schema is None:
-            validate(data.unsqueeze(0))
+            validate(data.unsqueeze(0), require_traj_ids=True)
             self._fix_schema(Schema.from_flat(flat, 0))
         else:
             self.schema.check(flat, ())
+        check_flags(flat)
         if not self.allow_nonfinite:
             check_finite_reward(flat)
         return flat
@@ -188,8 +217,10 @@ class Storage:
         changed = reader.version_sum(rows) != versions
         try:
             self._land(self._stage_start, k, reader.blocks(rows))
+            positions = torch.arange(self._stage_start, self._stage_start + k)
+            check_flags({key: self._gather_key(key, positions) for key in FLAG_KEYS})
         except BaseException:
-            self._len, self._cursor = self._stage_undo  # nothing of the stage was stored
+            self._len, self._cursor = self._stage_undo  # nothing of the stage is readable
             raise
         if changed:
             raise TedFormatError(
@@ -272,6 +303,10 @@ class Storage:
 
     def _column(self, key: Key) -> torch.Tensor:
         raise NotImplementedError
+
+    def _gather_key(self, key: Key, index: torch.Tensor) -> torch.Tensor:
+        """One key's rows at ``index`` (the flag check of staged rows)."""
+        return self._column(key)[index]
 
     def _clear(self) -> None:
         pass

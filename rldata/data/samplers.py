@@ -178,6 +178,7 @@ class PrioritizedSampler(Sampler):
         self.generator = generator
         self._tree = SumMinTree(max_capacity)
         self._max_priority = 1.0
+        self._written = 0  # positions [0, written) hold rows; the rest have no priority
 
     def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict]:
         n = _require_rows(storage, batch_size, "PrioritizedSampler")
@@ -199,6 +200,8 @@ class PrioritizedSampler(Sampler):
     def on_write(self, index: Index) -> None:
         if isinstance(index, slice):
             index = torch.arange(index.start, index.stop)
+        if index.numel():
+            self._written = max(self._written, int(index.max()) + 1)
         self._set(index, torch.full(index.shape, self._max_priority, dtype=torch.float64))
 
     def update_priority(self, index: torch.Tensor | int, priority: torch.Tensor | float) -> None:
@@ -215,9 +218,10 @@ class PrioritizedSampler(Sampler):
         if index.numel() == 0:
             return
         lo, hi = (int(v) for v in torch.aminmax(index))
-        if lo < 0 or hi >= self.max_capacity:
+        if lo < 0 or hi >= self._written:
             raise ConfigError(
-                f"update_priority: index must lie in [0, {self.max_capacity}), got [{lo}, {hi}]"
+                f"update_priority: index must lie among the rows written so far, "
+                f"[0, {self._written}), got [{lo}, {hi}]"
             )
         top = float(priority.abs().max())
         if not math.isfinite(top):
@@ -228,6 +232,7 @@ class PrioritizedSampler(Sampler):
     def on_empty(self) -> None:
         self._tree.clear()
         self._max_priority = 1.0
+        self._written = 0
 
 
 class SliceSampler(Sampler):

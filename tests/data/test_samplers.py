@@ -120,6 +120,7 @@ def test_prioritized_draws_are_proportional_to_p_alpha(alpha):
         8, alpha=alpha, beta=0.4, generator=torch.Generator().manual_seed(3)
     )
     priority = torch.tensor([0.1, 0.5, 1.0, 2.0, 4.0, 0.3, 8.0, 1.5])
+    sampler.on_write(slice(0, 8))  # what a buffer's extend tells its sampler
     sampler.update_priority(torch.arange(8), priority)
     draws = torch.cat([sampler.sample(storage, 1000)[0] for _ in range(100)])
     p = (priority.double() + sampler.eps) ** alpha
@@ -134,6 +135,7 @@ def test_prioritized_weights_are_normalized_importance_weights():
         10, alpha=alpha, beta=beta, generator=torch.Generator().manual_seed(4)
     )
     priority = torch.linspace(0.2, 3.0, 10)
+    sampler.on_write(slice(0, 10))
     sampler.update_priority(torch.arange(10), priority)
     index, info = sampler.sample(storage, 500)
     # the paper's definition: w_i = (N P(i))^-beta / max_j (N P(j))^-beta
@@ -178,11 +180,45 @@ def test_update_tensordict_priority_shifts_the_draws():
     ("index", "priority", "message"),
     [
         pytest.param([0, 1], [1.0, 2.0, 3.0], r"one priority per index \(2\), got 3", id="count"),
-        pytest.param([9], [1.0], r"index must lie in \[0, 8\), got \[9, 9\]", id="range"),
+        pytest.param([9], [1.0], r"rows written so far, \[0, 8\), got \[9, 9\]", id="range"),
         pytest.param([0], [float("nan")], r"finite priorities", id="nan"),
     ],
 )
 def test_update_priority_bad_input(index, priority, message):
     sampler = PrioritizedSampler(8, alpha=0.6, beta=0.4)
+    sampler.on_write(slice(0, 8))
     with pytest.raises(ValueError, match=message):
         sampler.update_priority(torch.tensor(index), torch.tensor(priority))
+
+
+def test_update_priority_refuses_rows_never_written():
+    """A priority on an empty slot would make the sampler draw uninitialised memory."""
+    buffer = TensorDictReplayBuffer(
+        storage=LazyTensorStorage(32), sampler=PrioritizedSampler(32, alpha=1.0, beta=1.0)
+    )
+    buffer.extend(ted_transitions(4))
+    with pytest.raises(ValueError, match=r"written so far, \[0, 4\), got \[20, 20\]"):
+        buffer.update_priority(torch.tensor([20]), torch.tensor([1e6]))
+    assert int(buffer.sample(64)["index"].max()) < 4
+
+
+def test_in_memory_storage_refuses_rows_without_traj_ids_or_with_bad_flags():
+    storage = LazyTensorStorage(10)
+    rows = ted_transitions(4)
+    with pytest.raises(ValueError, match="traj_ids"):
+        storage.check(rows.exclude(("collector", "traj_ids")))
+    bad = ted_transitions(4)
+    bad["next", "done"][1] = True  # done without terminated or truncated
+    with pytest.raises(ValueError, match="next.done"):
+        storage.check(bad)
+
+
+def test_rows_added_one_at_a_time_get_the_same_flag_check():
+    buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(10))
+    buffer.extend(ted_transitions(2))
+    bad = ted_transitions(1, start_traj_id=5)[0]
+    bad["next", "done"] = torch.tensor([True])  # neither terminated nor truncated
+    with pytest.raises(ValueError, match="next.done"):
+        buffer.add(bad)
+        buffer.sample(1)  # staged rows land (and are checked) before any read
+    assert len(buffer) == 2
