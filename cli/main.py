@@ -7,6 +7,7 @@ import click
 from cli._errors import RldataGroup
 from cli.collect import collect
 from cli.inspect import info, verify
+from cli.share import pull, push
 from rldata import __version__
 
 
@@ -19,6 +20,8 @@ def rldata() -> None:
 rldata.add_command(collect)
 rldata.add_command(info)
 rldata.add_command(verify)
+rldata.add_command(push)
+rldata.add_command(pull)
 
 
 def main() -> None:

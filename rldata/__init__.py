@@ -14,8 +14,8 @@ __version__ = "0.1.0"
 
 _ENTRY_POINTS = {
     "create": "rldata.stores",
-    "open": "rldata.stores",
-    "load": "rldata.data",
+    "open": "rldata.api",
+    "load": "rldata.api",
     "record": "rldata.api",
 }
 

@@ -29,6 +29,7 @@ import torch
 from tensordict import TensorDictBase
 
 from rldata import __version__
+from rldata import sharing as _sharing
 from rldata import stores as _stores
 from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
 from rldata.collectors.policies import load_policy
@@ -706,3 +707,33 @@ def dataset_card(path: str) -> dict[str, Any]:
                 "max": float(returns.max()),
             }
         return card
+
+
+# --- sharing: stores at URLs, push / pull, diff, merge, report ---------------------------------
+
+
+def _local(path: str | os.PathLike) -> str | os.PathLike:
+    """A local path for ``path``: a store at a URL is pulled into the verified cache first."""
+    return _sharing.open_url(os.fspath(path)) if _sharing.is_url(path) else path
+
+
+def load(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``rldata.load``: a read-only ReplayBuffer over a store at a path or an fsspec URL."""
+    from rldata.data import load as _load
+
+    return _load(_local(path), **kwargs)
+
+
+def open(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001
+    """``rldata.open``: a store at a path, or at a URL (read from the verified local cache)."""
+    return _stores.open(_local(path), **kwargs)
+
+
+def push(src: str, url: str, *, progress: bool = False) -> Any:
+    """Publish the store at ``src`` to ``url`` (see :func:`rldata.sharing.push`)."""
+    return _sharing.push(src, url, progress=progress)
+
+
+def pull(url: str, dst: str, *, progress: bool = False) -> Any:
+    """Fetch the store at ``url`` into ``dst`` (see :func:`rldata.sharing.pull`)."""
+    return _sharing.pull(url, dst, progress=progress)

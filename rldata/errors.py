@@ -59,6 +59,14 @@ class UnknownBackendError(StoreError, ValueError):
     """A backend name is not in the registry."""
 
 
+class UnsupportedURLError(StoreError, ValueError):
+    """A store URL's scheme is unknown to fsspec or refused for safety."""
+
+
+class TransferError(StoreError, OSError):
+    """A push or pull could not finish: an object failed verification or the source changed."""
+
+
 class MissingDependencyError(RldataError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
 

@@ -1,0 +1,39 @@
+"""``rldata push | pull | diff | merge | report``: move, compare, combine and show shared stores."""
+
+from __future__ import annotations
+
+import click
+
+from rldata import api
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return str(n)
+
+
+def _transfer_line(verb: str, s: object) -> str:
+    return (
+        f"{verb} {s.source} -> {s.destination}: {s.copied} of {s.objects} objects copied "  # type: ignore[attr-defined]
+        f"({_size(s.bytes_copied)}), {s.skipped} already there, {s.seconds:.1f} s; "  # type: ignore[attr-defined]
+        f"digest {s.content_digest}"  # type: ignore[attr-defined]
+    )
+
+
+@click.command()
+@click.argument("src", type=click.Path())
+@click.argument("url")
+def push(src: str, url: str) -> None:
+    """Publish the store at SRC to URL (s3://, gs://, file://, ...), verified and resumable."""
+    click.echo(_transfer_line("pushed", api.push(src, url, progress=True)))
+
+
+@click.command()
+@click.argument("url")
+@click.argument("dst", type=click.Path())
+def pull(url: str, dst: str) -> None:
+    """Fetch the store at URL into DST, verified and resumable."""
+    click.echo(_transfer_line("pulled", api.pull(url, dst, progress=True)))

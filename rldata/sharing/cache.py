@@ -1,0 +1,91 @@
+"""Stores at a URL, read locally: pulled once into a cache keyed by content digest, verified.
+
+``open_url(url)`` returns a local directory holding the store at ``url``. The cache lives in
+``$RLDATA_CACHE`` (default ``~/.cache/rldata``); each store sits in ``sha256-<hex>``, named by
+the content digest its object index declares, so two URLs holding the same data share one
+copy and a changed store at the same URL gets a new one. A pull lands in ``<name>.partial``
+(a killed pull resumes there), is verified (object SHA-256s, then the manifest's chunk
+checksums and episode index, and the digest itself), and only then is renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rldata import stores
+from rldata.errors import CorruptStoreError, TransferError
+from rldata.sharing import objects as ob
+from rldata.sharing.digest import digest_of
+from rldata.sharing.transfer import _cat, pull
+from rldata.sharing.urls import location, redact
+
+VERIFIED = ".rldata-verified"
+
+
+def cache_root() -> Path:
+    """The cache directory: ``$RLDATA_CACHE``, else ``~/.cache/rldata``."""
+    return Path(os.environ.get("RLDATA_CACHE") or "~/.cache/rldata").expanduser().absolute()
+
+
+def _dirname(digest: str) -> str:
+    return digest.replace(":", "-")
+
+
+def open_url(url: str, *, storage_options: dict | None = None, progress: bool = False) -> str:
+    """A verified local copy of the store at ``url`` (pulled on first use); its directory.
+
+    Raises:
+        StoreNotFoundError: no store at ``url``.
+        UnsupportedURLError: a scheme fsspec does not know, or one refused for safety.
+        CorruptStoreError: the pulled copy fails verification or its declared digest.
+    """
+    loc = location(url, storage_options)
+    if loc.local:
+        return loc.root
+    index = ob.read_index(_cat(loc, ob.INDEX))
+    declared = index.get("content_digest") if index and index.get("complete") else None
+    root = cache_root()
+    if declared:
+        target = root / _dirname(str(declared))
+        if _is_verified(target, str(declared)):
+            return str(target)
+        staging = root / (target.name + ".partial")
+    else:  # a store not published by rldata: name the staging area after the URL
+        staging = root / (
+            "url-" + hashlib.sha256(redact(url).encode()).hexdigest()[:16] + ".partial"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    pull(url, staging, storage_options=storage_options, progress=progress)
+    with stores.open(staging) as store:
+        fault = _first_fault(store)
+        if fault is not None:
+            raise CorruptStoreError(f"{redact(url)}: pulled copy fails verification: {fault}")
+        digest = digest_of(store)
+    if declared and digest != declared:
+        raise TransferError(
+            f"{redact(url)}: content digest {digest} differs from the {declared} its index declares"
+        )
+    target = root / _dirname(digest)
+    (staging / VERIFIED).write_text(digest)
+    if _is_verified(target, digest):
+        shutil.rmtree(staging)  # another process got there first
+    else:
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    return str(target)
+
+
+def _is_verified(target: Path, digest: str) -> bool:
+    try:
+        return (target / VERIFIED).read_text() == digest and (target / ob.MANIFEST).is_file()
+    except OSError:
+        return False
+
+
+def _first_fault(store: Any) -> str | None:
+    return stores.first_fault(store, invariants=False)

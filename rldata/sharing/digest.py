@@ -1,0 +1,80 @@
+"""Content hashes: of a whole store (its digest) and of each episode (to match episodes across stores).
+
+An episode's hash is the SHA-256 of its rows' bytes, key by key in sorted key order, rows in
+time order, leaving out ``collector.traj_ids``: ids are local names (a merge renumbers them),
+the content is what makes two episodes the same. Bytes are the little-endian values of the
+schema's dtype, so the hash does not depend on the backend that stored them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rldata import stores
+from rldata.stores import schema as sch
+
+TRAJ_KEY = "collector.traj_ids"
+
+
+def store_digest(path: str | os.PathLike[str]) -> str:
+    """The content digest of the local store at ``path``."""
+    with stores.open(path) as store:
+        return digest_of(store)
+
+
+def digest_of(store: Any) -> str:
+    """``store``'s content digest (a sharded store hashes its shards' digests)."""
+    return stores.content_digest(store)
+
+
+@dataclass(frozen=True)
+class EpisodeHashes:
+    """One entry per episode of a store, in the order of ``store.episodes()``."""
+
+    traj_ids: list[int]
+    hashes: list[str]
+    lengths: list[int]
+
+
+def episode_hashes(store: Any) -> EpisodeHashes:
+    """The content hash of every episode of ``store`` (one read of its rows)."""
+    schema = store.schema or {}
+    keys = sorted(k for k in schema if k != TRAJ_KEY)
+    eps = store.episodes()
+    n_eps = int(eps.batch_size[0]) if eps.batch_dims else 0
+    if n_eps == 0 or len(store) == 0:
+        return EpisodeHashes([], [], [])
+    rows = store.get(store.readable())
+    ids = rows.get(sch.key_tuple(TRAJ_KEY)).reshape(-1)
+    order = torch.sort(ids, stable=True).indices  # by episode, time order within it
+    sorted_ids = ids[order]
+    uniq, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
+    offsets = torch.cumsum(counts, 0) - counts
+    hashers = {int(u): hashlib.sha256() for u in uniq.tolist()}
+    spans = list(zip(uniq.tolist(), offsets.tolist(), counts.tolist()))
+    for key in keys:
+        col = rows.get(sch.key_tuple(key))[order].contiguous()
+        raw = _bytes_view(col)
+        for tid, off, cnt in spans:
+            hashers[tid].update(raw[off : off + cnt].tobytes())
+    tids = [int(t) for t in eps["traj_id"].tolist()]
+    lengths = dict(zip(uniq.tolist(), counts.tolist()))
+    return EpisodeHashes(
+        traj_ids=tids,
+        hashes=[hashers[t].hexdigest() for t in tids],
+        lengths=[int(lengths[t]) for t in tids],
+    )
+
+
+def _bytes_view(col: torch.Tensor) -> Any:
+    """``[N, row_bytes]`` uint8 numpy view of a column (bool and bfloat16 included)."""
+    n = col.shape[0]
+    flat = col.reshape(n, -1)
+    if flat.dtype == torch.bool:
+        flat = flat.to(torch.uint8)
+    return flat.contiguous().view(torch.uint8).reshape(n, -1).numpy()

@@ -1,0 +1,424 @@
+"""``push`` and ``pull``: copy a store object by object, verified, resumable, manifest last.
+
+Both are one operation, :func:`copy_store`, between two :class:`~rldata.sharing.urls.Location`
+s (a local directory or an fsspec URL):
+
+1. Snapshot the source: read its manifest first, then list its objects
+   (:mod:`rldata.sharing.objects`); a remote source's object index gives each object's SHA-256.
+2. For each payload object, in parallel: hash the source bytes; skip it when the destination
+   already holds it identical (a local file is hashed; a remote object must match the
+   destination's index entry and its listing fingerprint, e.g. the S3 ETag); else remove
+   the destination's manifest (once: a store being changed is not a store), write the object
+   and verify it: S3 reports the MD5 of what it received (its ETag) and anything else is
+   read back and hashed. The destination's index records every verified object, so a killed
+   run rerun skips what landed.
+3. Then the episode indexes, the object index (``complete``), and the manifest: last, so the
+   destination opens only once complete.
+
+Examples:
+    >>> from rldata.sharing import push, pull                     # doctest: +SKIP
+    >>> push("datasets/pendulum", "s3://team-bucket/pendulum")    # doctest: +SKIP
+    >>> pull("s3://team-bucket/pendulum", "datasets/pendulum-b")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from rldata.errors import StoreExistsError, StoreNotFoundError, TransferError
+from rldata.sharing import objects as ob
+from rldata.sharing.progress import Bar
+from rldata.sharing.urls import Location, location, redact
+
+WORKERS = 8
+_S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
+_JOURNAL_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class TransferSummary:
+    """What a push or pull did."""
+
+    source: str
+    destination: str
+    objects: int
+    copied: int
+    skipped: int
+    bytes_copied: int
+    seconds: float
+    content_digest: str | None
+
+
+def push(
+    src: str | os.PathLike[str],
+    url: str,
+    *,
+    storage_options: dict | None = None,
+    progress: bool = False,
+    workers: int = WORKERS,
+) -> TransferSummary:
+    """Publish the store at ``src`` (a path or URL) to ``url``, verified and resumable.
+
+    Raises:
+        StoreNotFoundError: no store at ``src``.
+        StoreExistsError: ``url`` holds files that are neither a store nor an unfinished copy.
+        UnsupportedURLError: a scheme fsspec does not know, or one refused for safety.
+        TransferError: an object failed verification twice, or the source changed mid-way.
+    """
+    return copy_store(
+        location(src, storage_options),
+        location(url, storage_options),
+        progress=progress,
+        workers=workers,
+        label="push",
+    )
+
+
+def pull(
+    url: str,
+    dst: str | os.PathLike[str],
+    *,
+    storage_options: dict | None = None,
+    progress: bool = False,
+    workers: int = WORKERS,
+) -> TransferSummary:
+    """Fetch the store at ``url`` into ``dst`` (a path or URL), verified and resumable.
+
+    Raises: as :func:`push`.
+    """
+    return copy_store(
+        location(url, storage_options),
+        location(dst, storage_options),
+        progress=progress,
+        workers=workers,
+        label="pull",
+    )
+
+
+# --- the source ----------------------------------------------------------------------------
+
+
+class _Source:
+    """A consistent view of a source store: its manifest bytes, its objects, known hashes."""
+
+    def __init__(self, loc: Location) -> None:
+        self.loc = loc
+        self.manifest_bytes = _cat(loc, ob.MANIFEST)
+        if self.manifest_bytes is None:
+            raise StoreNotFoundError(
+                f"no rldata store at {redact(loc.url)} (missing {ob.MANIFEST})"
+            )
+        ob.parse_manifest(self.manifest_bytes, redact(loc.url))
+        self.sha: dict[str, str] = {}
+        self.digest: str | None = None
+        index = None if loc.local else ob.read_index(_cat(loc, ob.INDEX))
+        if index is not None and index.get("complete"):
+            self._from_index(index)
+        else:
+            self._from_listing()
+
+    def _from_index(self, index: dict[str, Any]) -> None:
+        where = redact(self.loc.url)
+        objs = {ob.safe_rel(k, where): v for k, v in index["objects"].items()}
+        want = (objs.get(ob.MANIFEST) or {}).get("sha256")
+        if want != _sha(self.manifest_bytes or b""):
+            raise TransferError(
+                f"{where}: its manifest does not match its object index (a push is under way?); "
+                "retry when it has finished"
+            )
+        self.objects = {k: int(v["size"]) for k, v in objs.items()}
+        self.sha = {k: str(v["sha256"]) for k, v in objs.items()}
+        self.digest = index.get("content_digest")
+
+    def _from_listing(self) -> None:
+        sizes = _listing(self.loc)
+        if not sizes:
+            raise StoreNotFoundError(f"no rldata store at {redact(self.loc.url)}")
+        manifests, _ = ob.local_manifests(
+            [r for r in sizes if r != ob.MANIFEST], self.read_whole, redact(self.loc.url)
+        )
+        manifests[""] = ob.parse_manifest(self.manifest_bytes or b"", redact(self.loc.url))
+        self.objects = ob.plan(sizes, manifests)
+        self.objects[ob.MANIFEST] = len(self.manifest_bytes or b"")
+
+    def read_whole(self, rel: str) -> bytes:
+        data = _cat(self.loc, rel)
+        if data is None:
+            raise TransferError(f"{redact(self.loc.url)}: object {rel} vanished during the copy")
+        return data
+
+    def read(self, rel: str) -> bytes:
+        """The object's bytes (a memmap payload file up to its stored rows)."""
+        if rel == ob.MANIFEST:
+            return self.manifest_bytes or b""
+        size = self.objects[rel]
+        if self.loc.local:
+            try:
+                with open(self.loc.path(rel), "rb") as f:
+                    data = f.read(size)
+            except FileNotFoundError:
+                data = b""
+        else:
+            data = self.read_whole(rel)
+        if len(data) != size and not (rel not in self.sha and not self.loc.local):
+            raise TransferError(
+                f"{redact(self.loc.url)}: object {rel} holds {len(data)} bytes, expected {size}"
+            )
+        return data
+
+
+def _cat(loc: Location, rel: str) -> bytes | None:
+    try:
+        return bytes(loc.fs.cat_file(loc.path(rel)))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _listing(loc: Location) -> dict[str, int]:
+    return {rel: int(info.get("size") or 0) for rel, info in _infos(loc).items()}
+
+
+def _infos(loc: Location) -> dict[str, dict[str, Any]]:
+    """Relative path -> fsspec info of every file under the location (empty if none)."""
+    try:
+        found = loc.fs.find(loc.root, detail=True)
+    except FileNotFoundError:
+        return {}
+    prefix = loc.fs._strip_protocol(loc.root).rstrip("/") + "/"
+    out = {}
+    for path, info in found.items():
+        full = loc.fs._strip_protocol(str(path))
+        if info.get("type") == "file" and full.startswith(prefix):
+            out[full[len(prefix) :]] = info
+    return out
+
+
+def _sha(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fingerprint(info: dict[str, Any] | None) -> str | None:
+    """What changes whenever a remote object is rewritten: ETag, else mtime or creation time."""
+    if info is None:
+        return None
+    for key in ("ETag", "etag", "md5Hash", "mtime", "created", "LastModified"):
+        value = info.get(key)
+        if value is not None:
+            stamp = value.timestamp() if hasattr(value, "timestamp") else value
+            return f"{info.get('size')}:{stamp}"
+    return None
+
+
+# --- the destination -------------------------------------------------------------------------
+
+
+class _Dest:
+    """The destination: its journal (object index), what it holds, and how to write there."""
+
+    def __init__(self, loc: Location, src: _Source) -> None:
+        self.loc = loc
+        self.infos = _infos(loc)
+        journal = ob.read_index(_cat(loc, ob.INDEX)) if ob.INDEX in self.infos else None
+        if self.infos and journal is None and ob.MANIFEST not in self.infos:
+            raise StoreExistsError(
+                f"{redact(loc.url)} holds files that are not an rldata store; pick a new destination"
+            )
+        self.entries: dict[str, dict[str, Any]] = dict((journal or {}).get("objects") or {})
+        self.published = ob.MANIFEST in self.infos
+        self.complete = bool((journal or {}).get("complete"))
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._last_journal = 0.0
+
+    def holds(self, rel: str, size: int, sha: str) -> bool:
+        """Whether the destination already holds this exact object."""
+        info = self.infos.get(rel)
+        if info is None or int(info.get("size") or 0) != size:
+            return False
+        if self.loc.local:
+            try:
+                with open(self.loc.path(rel), "rb") as f:
+                    return _sha(f.read()) == sha
+            except OSError:
+                return False
+        entry = self.entries.get(rel) or {}
+        return entry.get("sha256") == sha and entry.get("fp") == _fingerprint(info)
+
+    def unpublish(self) -> None:
+        """Remove the destination's manifest before its first object changes (once)."""
+        with self._lock:
+            if self.published:
+                self.loc.fs.rm_file(self.loc.path(ob.MANIFEST))
+                self.published = False
+                self.complete = False
+                self._dirty = True
+
+    def write(self, rel: str, data: bytes) -> dict[str, Any]:
+        """Write one object and verify it; return its index entry."""
+        path = self.loc.path(rel)
+        sha = _sha(data)
+        if self.loc.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = os.path.join(
+                os.path.dirname(path),
+                f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+            )
+            with open(tmp, "wb") as f:
+                f.write(data)
+            with open(tmp, "rb") as f:
+                got = _sha(f.read())
+            if got != sha:
+                os.unlink(tmp)
+                raise TransferError(f"{redact(self.loc.url)}/{rel}: sha256 after writing differs")
+            os.replace(tmp, path)
+            return {"size": len(data), "sha256": sha}
+        for attempt in (0, 1):
+            self.loc.fs.pipe_file(path, data)
+            info = self.loc.fs.info(path)
+            if self._verified(rel, data, sha, info):
+                return {"size": len(data), "sha256": sha, "fp": _fingerprint(info)}
+            if attempt:
+                raise TransferError(
+                    f"{redact(self.loc.url)}/{rel}: the stored object differs from the source "
+                    "after two uploads (checksum mismatch)"
+                )
+        raise AssertionError("unreachable")
+
+    def _verified(self, rel: str, data: bytes, sha: str, info: dict[str, Any]) -> bool:
+        if int(info.get("size") or -1) != len(data):
+            return False
+        if self.loc.s3 and _s3_etag(data) == str(info.get("ETag", "")).strip('"'):
+            return True  # the server's MD5 of the bytes it received
+        return _sha(self.loc.fs.cat_file(self.loc.path(rel))) == sha
+
+    def record(self, rel: str, entry: dict[str, Any], *, force: bool = False) -> None:
+        """Note a verified object; rewrite the journal at most every half second."""
+        with self._lock:
+            self.entries[rel] = entry
+            self._dirty = True
+        if force or time.monotonic() - self._last_journal > _JOURNAL_EVERY_S:
+            self.flush(complete=False, digest=None)
+
+    def flush(self, *, complete: bool, digest: str | None) -> None:
+        with self._lock:
+            if not self._dirty and not complete:
+                return
+            data = ob.new_index(self.entries, complete=complete, digest=digest)
+            self._dirty = False
+            self._last_journal = time.monotonic()
+        path = self.loc.path(ob.INDEX)
+        if self.loc.local:
+            os.makedirs(self.loc.root, exist_ok=True)
+            tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.loc.fs.pipe_file(path, data)
+
+
+def _s3_etag(data: bytes) -> str:
+    """The ETag S3 gives ``data`` uploaded by s3fs: its MD5, or the multipart MD5 of part MD5s."""
+    if len(data) < 2 * _S3_PART:
+        return hashlib.md5(data, usedforsecurity=False).hexdigest()
+    view = memoryview(data)
+    parts = [
+        hashlib.md5(view[i : i + _S3_PART], usedforsecurity=False).digest()
+        for i in range(0, len(data), _S3_PART)
+    ]
+    return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
+
+
+# --- the copy ---------------------------------------------------------------------------------
+
+
+def copy_store(
+    src_loc: Location,
+    dst_loc: Location,
+    *,
+    progress: bool = False,
+    workers: int = WORKERS,
+    label: str = "copy",
+) -> TransferSummary:
+    """Copy the store at ``src_loc`` to ``dst_loc`` (see the module docstring for the steps)."""
+    t0 = time.perf_counter()
+    if src_loc.url == dst_loc.url or (
+        src_loc.fs.protocol == dst_loc.fs.protocol and src_loc.root == dst_loc.root
+    ):
+        raise StoreExistsError(f"{redact(dst_loc.url)}: source and destination are the same store")
+    src = _Source(src_loc)
+    dst = _Dest(dst_loc, src)
+    payload = sorted((r for r in src.objects if not ob.is_final(r)), key=lambda r: -src.objects[r])
+    finals = sorted(
+        (r for r in src.objects if ob.is_final(r) and r != ob.MANIFEST),
+        key=lambda r: (-r.count("/"), r),
+    )
+    copied = [0, 0]  # objects, bytes
+    lock = threading.Lock()
+
+    def one(rel: str) -> int:
+        data = src.read(rel)
+        sha = _sha(data)
+        want = src.sha.get(rel)
+        if want is not None and want != sha:
+            raise TransferError(
+                f"{redact(src_loc.url)}/{rel}: sha256 {sha[:12]}… differs from its object index "
+                f"({want[:12]}…)"
+            )
+        if dst.holds(rel, len(data), sha):
+            dst.entries.setdefault(rel, {"size": len(data), "sha256": sha})
+            return len(data)
+        dst.unpublish()
+        entry = dst.write(rel, data)
+        dst.record(rel, entry)
+        with lock:
+            copied[0] += 1
+            copied[1] += len(data)
+        return len(data)
+
+    total = sum(src.objects.values())
+    with Bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as bar:
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                for fut in as_completed([pool.submit(one, r) for r in payload]):
+                    bar.advance(fut.result())
+            for rel in finals:
+                bar.advance(one(rel))
+        finally:  # what landed verified is skipped by a rerun
+            dst.flush(complete=False, digest=None)
+        manifest_data = src.read(ob.MANIFEST)
+        if not (dst.published and _cat(dst_loc, ob.MANIFEST) == manifest_data):
+            dst.unpublish()
+            dst.entries[ob.MANIFEST] = {"size": len(manifest_data), "sha256": _sha(manifest_data)}
+            dst.flush(complete=True, digest=src.digest or _local_digest(src_loc))
+            dst.write(ob.MANIFEST, manifest_data)
+            copied[0] += 1
+            copied[1] += len(manifest_data)
+        bar.advance(len(manifest_data))
+    index = ob.read_index(_cat(dst_loc, ob.INDEX)) or {}
+    return TransferSummary(
+        source=redact(src_loc.url),
+        destination=redact(dst_loc.url),
+        objects=len(src.objects),
+        copied=copied[0],
+        skipped=len(src.objects) - copied[0],
+        bytes_copied=copied[1],
+        seconds=time.perf_counter() - t0,
+        content_digest=index.get("content_digest"),
+    )
+
+
+def _local_digest(loc: Location) -> str | None:
+    """The content digest of a local store (None for a remote source without an index)."""
+    if not loc.local:
+        return None
+    from rldata.sharing.digest import store_digest
+
+    return store_digest(loc.root)
