@@ -31,6 +31,7 @@ from tensordict import TensorDictBase
 from rldata import __version__
 from rldata import sharing as _sharing
 from rldata import stores as _stores
+from rldata import trainers as _trainers
 from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
 from rldata.collectors.policies import load_policy
 from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError, UnknownBackendError
@@ -737,3 +738,87 @@ def push(src: str, url: str, *, progress: bool = False) -> Any:
 def pull(url: str, dst: str, *, progress: bool = False) -> Any:
     """Fetch the store at ``url`` into ``dst`` (see :func:`rldata.sharing.pull`)."""
     return _sharing.pull(url, dst, progress=progress)
+
+# --- training: rldata train | eval | plot ----------------------------------------------------
+
+
+def train(
+    config: _trainers.TrainConfig | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: Callable[[_trainers.TrainProgress], None] | None = None,
+    **fields: Any,
+) -> _trainers.TrainSummary:
+    """Train an agent as ``rldata train`` does: offline from a store, online, or both.
+
+    Args:
+        config: the run; or give its fields as keywords (``algo="sac", env="Pendulum-v1",
+            frames=5000``).
+        out: the run directory (``metrics.csv``, ``summary.json``, ``config.json``,
+            ``checkpoint/``, ``policy.pt``); None writes nothing.
+        resume: continue the interrupted run in ``out``.
+        progress: called with :class:`~rldata.trainers.TrainProgress` as the run goes.
+
+    Every input (algorithm, env, dataset, specs, device, run directory) is checked before
+    anything is written.
+    """
+    cfg = config if config is not None else _trainers.TrainConfig(**fields)
+    run_dir = os.fspath(out) if out is not None else None
+    return _trainers.Trainer(cfg, run_dir, resume=resume, progress=progress).fit()
+
+
+def evaluate(
+    run: str | os.PathLike,
+    *,
+    env: str | None = None,
+    episodes: int = 5,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a training run's policy (``RUN/policy.pt``): deterministic, fixed seeds.
+
+    Args:
+        run: a run directory written by :func:`train`.
+        env: env id (default: the one the run evaluated on).
+        episodes: episodes to run.
+        seed: base seed (default: the run's); episode ``i`` uses ``seed + 10_000 + i``.
+
+    Returns:
+        ``{"run", "env", "episodes", "returns", "mean", "std"}``.
+    """
+    from rldata.envs import GymEnv
+
+    path = os.fspath(run)
+    summary_path = os.path.join(path, "summary.json")
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise ConfigError(f"no training run at {path!r} (expected {config_path})")
+    _frames_named("episodes", episodes)
+    config = _trainers.read_json(config_path)
+    recorded_env = None
+    if os.path.isfile(summary_path):
+        recorded_env = _trainers.read_json(summary_path).get("eval_env")
+    env_id = env or recorded_env or config.get("eval_env") or config.get("env")
+    if env_id is None:
+        raise ConfigError(f"run {path!r} names no env: give --env ENV_ID")
+    gym_env = GymEnv(env_id)
+    try:
+        policy = load_policy(path, env=gym_env)
+        result = _trainers.evaluate_policy(
+            policy, gym_env, episodes, int(config.get("seed", 0) if seed is None else seed)
+        )
+    finally:
+        gym_env.close()
+    return {
+        "run": path,
+        "env": env_id,
+        "episodes": episodes,
+        "returns": list(result.returns),
+        "mean": result.mean,
+        "std": result.std,
+    }
+
+
+def plot(runs: list[str], out: str | os.PathLike) -> str:
+    """Draw the runs' learning curves (evaluation return) into one image; return its path."""
+    return _trainers.plot_runs([os.fspath(r) for r in runs], os.fspath(out))

@@ -1,0 +1,216 @@
+"""Soak: kill writers, damage stores and race readers against a writer; print the tally.
+
+Three parts, each per backend, all seeded:
+
+- **kills**: a writer process appends marked rows (each row's values encode its serial)
+  and commits every 21 rows; it is SIGKILLed at a random moment (uniform in 0-300 ms of
+  writing). Survived = the store opens and verifies, holds every row the writer reported
+  committed (byte-exact, by the marks), and a resumed writer appends and commits.
+- **fuzz**: single-bit flips, truncations, deletions and appended garbage in a random file
+  of a copy of a sound store (``rldata.testing.faults``). Each case is detected (refused
+  with one line) or harmless (every row, the episode table and the specs unchanged);
+  silent (served different rows) and uncaught (another exception) are bugs.
+- **readers**: one writer (a ring, so rows are overwritten) and 4 reader processes for
+  ``--seconds``; readers sample rows and check every row's marks: torn rows, fill-value
+  rows, fields of different lengths and reader errors are counted.
+
+Usage::
+
+    python benchmarks/soak.py                        # 200 kills, 5000 faults, 60 s readers
+    python benchmarks/soak.py --kills 20 --faults 300 --seconds 5   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rldata import stores
+from rldata.errors import RldataError, RowIndexError
+from rldata.testing import faults
+from rldata.testing.ted_factory import marked_serial, ted_marked
+from rldata.testing.writers import marked_writer
+
+
+def _ctx() -> mp.context.BaseContext:
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["rldata.testing.writers"])
+    return ctx
+
+
+def one_kill(root: Path, capacity: int | None, rng: random.Random) -> tuple[bool, str]:
+    ctx = _ctx()
+    conn, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=marked_writer, args=(str(root), capacity, 3, True, child))
+    proc.start()
+    child.close()
+    if conn.recv() != "ready":
+        return False, "writer did not start"
+    time.sleep(rng.uniform(0.0, 0.3))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    reported = 0
+    while conn.poll():
+        try:
+            reported = conn.recv()
+        except EOFError:
+            break
+    try:
+        with stores.open(root) as s:
+            faults_found = stores.verify(s)
+            if faults_found:
+                return False, faults_found[0]
+            written = s.manifest["written"]
+            if written < reported:
+                return False, f"committed {reported} rows, store lists {written}"
+            if len(s):
+                serials = marked_serial(s.get(s.readable()))
+                want = torch.arange(written - len(s), written)
+                if not torch.equal(serials, want):
+                    return False, "rows differ from what was written"
+        with stores.open(root, mode="a") as w:
+            w.append(ted_marked(w.next_traj_id() * 1000 + 10**6, 5))
+        return True, ""
+    except RldataError as exc:
+        return False, str(exc)
+
+
+def kills(n: int, seed: int, tmp: Path) -> dict[str, int]:
+    rng = random.Random(seed)
+    out = {"kills": 0, "survived": 0}
+    for i in range(n):
+        root = tmp / f"kill-{i}"
+        ok, why = one_kill(root, rng.choice([None, 64]), rng)
+        out["kills"] += 1
+        out["survived"] += ok
+        if not ok:
+            print(f"  kill {i}: {why}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+def fuzz(backend: str, n: int, seed: int, tmp: Path) -> dict[str, int]:
+    sound = tmp / f"sound-{backend}"
+    with stores.create(sound, backend=backend) as w:
+        for k in range(4):
+            w.append(ted_marked(k * 200, 200))
+            w.commit()
+
+    def report(case: faults.Case, result: str, detail: str) -> None:
+        if result in ("silent", "uncaught"):
+            print(f"  {backend}: {case}: {result} {detail}", file=sys.stderr)
+
+    return faults.run(sound, tmp / f"scratch-{backend}", n, seed, on_case=report)
+
+
+def _reader(root: str, seconds: float, q: mp.Queue) -> None:
+    tally = {"reads": 0, "rows": 0, "torn": 0, "errors": 0, "refused": 0}
+    end = time.monotonic() + seconds
+    try:
+        r = stores.open(root)
+    except RldataError:
+        tally["errors"] += 1
+        q.put(tally)
+        return
+    while time.monotonic() < end:
+        try:
+            r.refresh()
+            pos = r.readable()
+            if pos.numel() == 0:
+                continue
+            pick = pos[torch.randint(0, pos.numel(), (32,))]
+            rows = r.get(pick)
+            lengths = {rows.get(k).shape[0] for k in rows.keys(True, True)}
+            if lengths != {32}:
+                tally["torn"] += 1
+            try:
+                serials = marked_serial(rows)
+                if not torch.equal(serials % r.capacity, pick):
+                    tally["torn"] += 1
+            except Exception:  # marks that do not decode: a torn or fill-value row
+                tally["torn"] += 1
+            tally["reads"] += 1
+            tally["rows"] += 32
+        except RowIndexError:
+            tally["refused"] += 1  # retired meanwhile: refused, never served
+        except Exception:
+            tally["errors"] += 1
+    q.put(tally)
+
+
+def readers(seconds: float, tmp: Path) -> dict[str, int]:
+    root = tmp / "readers"
+    ctx = _ctx()
+    conn, child = ctx.Pipe(duplex=False)
+    writer = ctx.Process(target=marked_writer, args=(str(root), 512, 3, False, child))
+    writer.start()
+    child.close()
+    conn.recv()
+    q: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_reader, args=(str(root), seconds, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [q.get() for _ in procs]
+    for p in procs:
+        p.join()
+    writer_alive = writer.is_alive()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    total = {k: sum(r[k] for r in results) for k in results[0]}
+    total["writer_failed"] = int(not writer_alive)
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kills", type=int, default=200)
+    ap.add_argument(
+        "--faults", type=int, default=5000, help="fault cases in all, split over backends"
+    )
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    backends = [b for b in ("memmap", "zarr", "parquet") if b in stores.backends()]
+    with tempfile.TemporaryDirectory(prefix="rldata-soak-") as d:
+        tmp = Path(d)
+        t0 = time.perf_counter()
+        k = kills(args.kills, args.seed, tmp)
+        t_kills = time.perf_counter() - t0
+        rows = []
+        for b in backends:
+            t0 = time.perf_counter()
+            tally = fuzz(b, args.faults // len(backends), args.seed, tmp)
+            rows.append((b, tally, time.perf_counter() - t0))
+        r = readers(args.seconds, tmp)
+    print("| part | result | time |")
+    print("|---|---|---:|")
+    print(
+        f"| kills (memmap, append-only and ring) | survived {k['survived']} / {k['kills']} | {t_kills:.0f} s |"
+    )
+    for b, t, secs in rows:
+        n = sum(t.values())
+        print(
+            f"| fuzz {b} | detected {t['detected']}, harmless {t['harmless']} "
+            f"(handled {t['detected'] + t['harmless']} / {n}); silent {t['silent']}, "
+            f"uncaught {t['uncaught']} | {secs:.0f} s |"
+        )
+    print(
+        f"| 1 writer + 4 readers, {args.seconds:.0f} s (ring of 512) | {r['reads']:,} reads, "
+        f"{r['rows']:,} rows; torn {r['torn']}, reader errors {r['errors']}, refused "
+        f"(retired while read) {r['refused']}, writer failed {r['writer_failed']} | "
+        f"{args.seconds:.0f} s |"
+    )
+
+
+if __name__ == "__main__":
+    main()
