@@ -7,7 +7,7 @@ import click
 from cli._errors import RldataGroup
 from cli.collect import collect
 from cli.inspect import info, verify
-from cli.share import pull, push
+from cli.share import diff, merge, pull, push
 from rldata import __version__
 
 
@@ -22,6 +22,8 @@ rldata.add_command(info)
 rldata.add_command(verify)
 rldata.add_command(push)
 rldata.add_command(pull)
+rldata.add_command(diff)
+rldata.add_command(merge)
 
 
 def main() -> None:

@@ -37,3 +37,24 @@ def push(src: str, url: str) -> None:
 def pull(url: str, dst: str) -> None:
     """Fetch the store at URL into DST, verified and resumable."""
     click.echo(_transfer_line("pulled", api.pull(url, dst, progress=True)))
+
+
+@click.command()
+@click.argument("a")
+@click.argument("b")
+def diff(a: str, b: str) -> None:
+    """Compare stores A and B: schema, specs, then episodes only in A, only in B and shared."""
+    click.echo("\n".join(api.diff(a, b).lines()))
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", required=True, help="Where the merged store goes (a new path or URL).")
+@click.option("--backend", default="memmap", show_default=True, help="Backend of the merged store.")
+def merge(sources: tuple[str, ...], out: str, backend: str) -> None:
+    """Merge the stores SOURCES into a new store at --out (trajectory ids renumbered)."""
+    s = api.merge(list(sources), out, backend=backend)
+    click.echo(
+        f"merged {s.sources} stores into {s.out}: {s.transitions:,} rows, "
+        f"{s.episodes:,} episodes; digest {s.content_digest}"
+    )

@@ -739,6 +739,16 @@ def pull(url: str, dst: str, *, progress: bool = False) -> Any:
     """Fetch the store at ``url`` into ``dst`` (see :func:`rldata.sharing.pull`)."""
     return _sharing.pull(url, dst, progress=progress)
 
+
+def diff(a: str, b: str) -> Any:
+    """Schema, spec and episode differences of two stores (see :func:`rldata.sharing.diff`)."""
+    return _sharing.diff(a, b)
+
+
+def merge(sources: list[str], out: str, *, backend: str = "memmap") -> Any:
+    """Merge stores into a new one at ``out`` (see :func:`rldata.sharing.merge`)."""
+    return _sharing.merge(sources, out, backend=backend)
+
 # --- training: rldata train | eval | plot ----------------------------------------------------
 
 

@@ -1,0 +1,166 @@
+"""``merge([A, B, ...], out)``: one store holding every source's rows, ids renumbered.
+
+Sources must agree on schema and specs (else one line names the first difference, before
+anything is written). Rows are appended source by source, each in its stored order, through
+``rldata.stores.create``, so the output's episode index, checksums (and any statistics the
+store records at commit) are computed by the store itself. Trajectory ids are renumbered
+``0, 1, ...`` in order of first appearance, source after source, so no two sources' ids
+collide. The output's provenance lists every source (URLs without credentials) and its
+content digest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rldata import stores
+from rldata.errors import ConfigError, SchemaMismatchError
+from rldata.sharing.compare import schema_differences, spec_differences
+from rldata.sharing.digest import digest_of
+from rldata.sharing.source import open_source
+from rldata.sharing.transfer import push
+from rldata.sharing.urls import is_url, location, redact
+
+TRAJ = ("collector", "traj_ids")
+BLOCK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class MergeSummary:
+    """What a merge wrote."""
+
+    out: str
+    sources: int
+    transitions: int
+    episodes: int
+    content_digest: str
+
+
+def merge(
+    sources: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    backend: str = "memmap",
+) -> MergeSummary:
+    """Write the rows of every store in ``sources`` into a new store at ``out``.
+
+    ``out`` may be a URL: the merge is written locally, then pushed.
+
+    Raises:
+        ConfigError: fewer than two sources.
+        SchemaMismatchError: the sources' schemas or specs differ (the first difference).
+        StoreExistsError: ``out`` already holds files.
+        StoreNotFoundError: a source holds no store.
+    """
+    if len(sources) < 2:
+        raise ConfigError(f"merge: expected at least two source stores, got {len(sources)}")
+    if is_url(out):
+        location(out)  # an unknown or refused scheme fails before any work
+        with tempfile.TemporaryDirectory(prefix="rldata-merge-") as tmp:
+            summary = merge(sources, Path(tmp) / "merged", backend=backend)
+            push(Path(tmp) / "merged", os.fspath(out))
+            return MergeSummary(redact(os.fspath(out)), *_rest(summary))
+    with ExitStack() as stack:
+        opened = [stack.enter_context(open_source(s)) for s in sources]
+        _check_compatible(sources, opened)
+        first = opened[0]
+        env = first.manifest.get("env") or {}
+        same_env = all((s.manifest.get("env") or {}) == env for s in opened)
+        provenance = {
+            "policy": None,
+            "seed": None,
+            "created_by": "rldata.merge",
+            "merged_from": [
+                {
+                    "source": redact(os.fspath(path)),
+                    "content_digest": digest_of(s),
+                    "transitions": len(s),
+                    "episodes": _episodes(s),
+                }
+                for path, s in zip(sources, opened)
+            ],
+        }
+        writer = stores.create(
+            out,
+            backend=backend,
+            capacity=None,
+            specs=first.specs,
+            env_id=env.get("id") if same_env else None,
+            env_kwargs=env.get("kwargs") if same_env else None,
+            provenance=provenance,
+            allow_nonfinite=any(bool(s.manifest.get("allow_nonfinite")) for s in opened),
+        )
+        try:
+            with writer:
+                next_id = 0
+                for s in opened:
+                    next_id = _copy_rows(s, writer, next_id)
+        except BaseException:
+            writer.close()
+            shutil.rmtree(os.fspath(out), ignore_errors=True)
+            raise
+    with stores.open(out) as merged:
+        return MergeSummary(
+            out=os.fspath(out),
+            sources=len(sources),
+            transitions=len(merged),
+            episodes=_episodes(merged),
+            content_digest=digest_of(merged),
+        )
+
+
+def _rest(s: MergeSummary) -> tuple[int, int, int, str]:
+    return s.sources, s.transitions, s.episodes, s.content_digest
+
+
+def _episodes(store: Any) -> int:
+    eps = store.episodes()
+    return int(eps.batch_size[0]) if eps.batch_dims else 0
+
+
+def _check_compatible(paths: Sequence[Any], opened: list[Any]) -> None:
+    a = opened[0]
+    for path, b in zip(paths[1:], opened[1:]):
+        lines = schema_differences(a.schema, b.schema) or spec_differences(
+            a.manifest.get("specs"), b.manifest.get("specs")
+        )
+        if lines:
+            raise SchemaMismatchError(
+                f"cannot merge {redact(os.fspath(path))} into {redact(os.fspath(paths[0]))}: "
+                f"{lines[0]} (A: the first source, B: this one)"
+            )
+
+
+def _copy_rows(src: Any, writer: Any, next_id: int) -> int:
+    """Append every readable row of ``src`` with renumbered ids; return the next free id."""
+    pos = src.readable()
+    if pos.numel() == 0:
+        return next_id
+    ids = src.get(pos).get(TRAJ) if pos.numel() <= BLOCK_ROWS else _ids(src, pos)
+    firsts = torch.unique(ids, return_inverse=True)[1]
+    # rank ids by first appearance, so renumbered ids follow recording order
+    order = torch.full((int(firsts.max()) + 1,), pos.numel(), dtype=torch.int64)
+    order.scatter_reduce_(0, firsts, torch.arange(pos.numel()), reduce="amin")
+    rank = torch.empty_like(order)
+    rank[torch.argsort(order)] = torch.arange(order.numel())
+    new_ids = next_id + rank[firsts]
+    for lo in range(0, pos.numel(), BLOCK_ROWS):
+        rows = src.get(pos[lo : lo + BLOCK_ROWS]).clone()
+        rows.set(TRAJ, new_ids[lo : lo + BLOCK_ROWS].to(rows.get(TRAJ).dtype))
+        writer.append(rows)
+    return next_id + order.numel()
+
+
+def _ids(src: Any, pos: torch.Tensor) -> torch.Tensor:
+    return torch.cat(
+        [src.get(pos[lo : lo + BLOCK_ROWS]).get(TRAJ) for lo in range(0, pos.numel(), BLOCK_ROWS)]
+    )
