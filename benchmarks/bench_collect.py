@@ -1,18 +1,17 @@
-"""Collection speed: a raw gymnasium loop, rldata's collectors, and TorchRL's Collector side by side.
+"""Collection speed on equal work: plain loops, rldata's collectors and TorchRL's Collector.
 
-Run:  python benchmarks/bench_collect.py [--frames 20000] [--repeats 3] [--skip-mujoco]
-      [--only random|mlp|batched|record|mujoco]  (one row group only)
+Run:  python benchmarks/bench_collect.py [--frames 10000] [--rounds 5] [--record-frames 50000]
+      [--skip-mujoco] [--write]   (--write: benchmarks/RESULTS-collect.md)
 
-Rows (Pendulum-v1, frames_per_batch=1000 unless said otherwise), each timed ``--repeats``
-times, best run kept; the ratio column is time / time of the row's reference:
-
-1. random policy: raw ``env.step(env.action_space.sample())`` loop vs rldata vs TorchRL;
-2. small MLP policy (64x64 tanh) run on every observation: raw loop vs rldata vs TorchRL;
-3. 8 batched envs: gymnasium ``SyncVectorEnv`` loop vs rldata ``GymEnv(num_envs=8)`` vs TorchRL;
-4. recording into a memmap store (``rldata.record``) vs collecting alone;
-5. HalfCheetah-v5 (MuJoCo): ``MultiSyncDataCollector`` with 2 worker processes vs one process.
-
-TorchRL rows appear when ``torchrl`` (the ``bench`` extra) is importable.
+Every contender does the same work per frame: it draws the action the same way (one numpy
+``Generator.random`` call per step for a random policy, scaled into the action bounds,
+which is how rldata draws them; or the same 64x64 MLP on the observation), steps the same
+gymnasium environments, and keeps observation, action, reward, next observation and the
+terminated / truncated flags of every step in preallocated arrays (what a collector
+hands out). rldata additionally wraps each 1000-frame batch as a TED TensorDict with
+trajectory ids. Peer rows (gymnasium's ``SyncVectorEnv``, TorchRL's ``Collector``) do the
+same work through their own APIs. Contenders run in interleaved rounds; each cell is the
+median of all rounds with the min-max spread, and each ratio is taken round by round.
 """
 
 from __future__ import annotations
@@ -20,28 +19,25 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import gymnasium as gym
+import numpy as np
 import torch
 
-from rldata import api
-from rldata.collectors import MultiSyncDataCollector, SyncDataCollector
-from rldata.envs import GymEnv
-from rldata.modules import MLP, Actor
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import per_round, region, rounds, spread, table, timed, write_results  # noqa: E402
+
+from rldata import api  # noqa: E402
+from rldata.collectors import MultiSyncDataCollector, SyncDataCollector  # noqa: E402
+from rldata.envs import GymEnv  # noqa: E402
+from rldata.modules import MLP, Actor  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def best(fn: Callable[[], None], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+ENV = "Pendulum-v1"
+FPB = 1000
 
 
 def mlp(obs_dim: int, act_dim: int) -> torch.nn.Module:
@@ -49,47 +45,83 @@ def mlp(obs_dim: int, act_dim: int) -> torch.nn.Module:
     return MLP(obs_dim, act_dim, num_cells=[64, 64], activation_class=torch.nn.Tanh)
 
 
-# --- raw gymnasium loops --------------------------------------------------------------------
+# --- plain loops: the same action draw and the same kept arrays as rldata -------------------
 
 
-def raw_random(env_id: str, frames: int) -> Callable[[], None]:
-    env = gym.make(env_id)
-    env.reset(seed=0)
+class Kept:
+    """Preallocated per-batch arrays for what a collector keeps of each step."""
+
+    def __init__(self, n: int, obs_dim: int, act_dim: int) -> None:
+        self.obs = np.empty((FPB // n, n, obs_dim), np.float32)
+        self.nobs = np.empty_like(self.obs)
+        self.act = np.empty((FPB // n, n, act_dim), np.float32)
+        self.rew = np.empty((FPB // n, n), np.float64)
+        self.term = np.zeros((FPB // n, n), bool)
+        self.trunc = np.zeros((FPB // n, n), bool)
+
+
+def random_draw(space, rng: np.random.Generator, n: int) -> Callable[[np.ndarray], np.ndarray]:
+    """rldata's draw: ``low + (high - low) * U[0, 1)`` in one numpy call for ``n`` envs."""
+    low, scale = space.low.astype(np.float64), (space.high - space.low).astype(np.float64)
+    shape = (n, *space.shape)
+    return lambda obs: (low + scale * rng.random(size=shape)).astype(np.float32)
+
+
+def mlp_draw(net: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda obs: net(torch.from_numpy(obs)).numpy()
+
+
+def plain_loop(frames: int, n: int, policy: Callable | None) -> Callable[[], None]:
+    """``n`` gymnasium envs stepped one by one in a Python loop (``n=1``: the classic loop)."""
+    envs = [gym.make(ENV) for _ in range(n)]
+    space = envs[0].action_space
+    if policy is None:
+        draw = random_draw(space, np.random.default_rng(0), n)
+    else:
+        draw = mlp_draw(policy)
+    obs = np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)])
+    kept = Kept(n, obs.shape[-1], space.shape[0])
+    T = FPB // n
 
     def run() -> None:
-        env.reset()
-        for _ in range(frames):
-            _, _, term, trunc, _ = env.step(env.action_space.sample())
-            if term or trunc:
-                env.reset()
-
-    return run
-
-
-def raw_mlp(env_id: str, frames: int, net: torch.nn.Module) -> Callable[[], None]:
-    env = gym.make(env_id)
-    env.reset(seed=0)
-
-    def run() -> None:
-        obs, _ = env.reset()
         with torch.no_grad():
-            for _ in range(frames):
-                action = net(torch.as_tensor(obs)).numpy()
-                obs, _, term, trunc, _ = env.step(action)
-                if term or trunc:
-                    obs, _ = env.reset()
+            for _ in range(frames // FPB):
+                for t in range(T):
+                    a = draw(obs)
+                    kept.obs[t] = obs
+                    kept.act[t] = a
+                    for i in range(n):
+                        o, r, term, trunc, _ = envs[i].step(a[i])
+                        kept.nobs[t, i] = o
+                        kept.rew[t, i] = r
+                        if term or trunc:
+                            kept.term[t, i], kept.trunc[t, i] = term, trunc
+                            o, _ = envs[i].reset()
+                        obs[i] = o
 
     return run
 
 
-def raw_vector(env_id: str, frames: int, n: int) -> Callable[[], None]:
-    envs = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
-    envs.reset(seed=0)
+def sync_vector(frames: int, n: int) -> Callable[[], None]:
+    """gymnasium's ``SyncVectorEnv`` (next-step autoreset), same draw and kept arrays."""
+    envs = gym.make_vec(ENV, num_envs=n, vectorization_mode="sync")
+    draw = random_draw(envs.single_action_space, np.random.default_rng(0), n)
+    obs, _ = envs.reset(seed=0)
+    kept = Kept(n, obs.shape[-1], envs.single_action_space.shape[0])
+    T = FPB // n
 
     def run() -> None:
-        envs.reset()
-        for _ in range(frames // n):
-            envs.step(envs.action_space.sample())
+        nonlocal obs
+        for _ in range(frames // FPB):
+            for t in range(T):
+                a = draw(obs)
+                kept.obs[t] = obs
+                kept.act[t] = a
+                obs, r, term, trunc, _ = envs.step(a)
+                kept.nobs[t] = obs
+                kept.rew[t] = r
+                kept.term[t] = term
+                kept.trunc[t] = trunc
 
     return run
 
@@ -97,23 +129,23 @@ def raw_vector(env_id: str, frames: int, n: int) -> Callable[[], None]:
 # --- rldata -----------------------------------------------------------------------------------
 
 
-def rldata_collect(make_env, policy, frames: int, fpb: int = 1000) -> Callable[[], None]:
-    collector = SyncDataCollector(make_env(), policy, frames_per_batch=fpb)
+def rldata_collect(make_env, policy, frames: int) -> Callable[[], None]:
+    collector = SyncDataCollector(make_env(), policy, frames_per_batch=FPB)
     collector.set_seed(0)
     it = iter(collector)
 
     def run() -> None:
-        for _ in range(frames // fpb):
+        for _ in range(frames // FPB):
             next(it)
 
     return run
 
 
-def rldata_record(make_env, frames: int, fpb: int = 1000) -> Callable[[], None]:
+def rldata_record(frames: int) -> Callable[[], None]:
     def run() -> None:
         tmp = tempfile.mkdtemp()
         try:
-            collector = SyncDataCollector(make_env(), None, frames_per_batch=fpb)
+            collector = SyncDataCollector(GymEnv(ENV), None, frames_per_batch=FPB)
             api.record(collector, f"{tmp}/ds", frames=frames, commit_every=10_000)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -121,29 +153,29 @@ def rldata_record(make_env, frames: int, fpb: int = 1000) -> Callable[[], None]:
     return run
 
 
-def rldata_collect_fresh(make_env, frames: int, fpb: int = 1000) -> Callable[[], None]:
+def rldata_collect_fresh(frames: int) -> Callable[[], None]:
     """Collecting alone, built like ``rldata_record`` does (same env start-up in the timing)."""
 
     def run() -> None:
-        collector = SyncDataCollector(make_env(), None, frames_per_batch=fpb)
+        collector = SyncDataCollector(GymEnv(ENV), None, frames_per_batch=FPB)
         it = iter(collector)
-        for _ in range(frames // fpb):
+        for _ in range(frames // FPB):
             next(it)
 
     return run
 
 
-def rldata_multi(env_id: str, frames: int, workers: int, fpb: int = 1000) -> Callable[[], None]:
+def rldata_multi(env_id: str, frames: int, workers: int) -> Callable[[], None]:
     factory = api.EnvFactory(env_id)
     if workers == 1:
-        collector = SyncDataCollector(factory, None, frames_per_batch=fpb)
+        collector = SyncDataCollector(factory, None, frames_per_batch=FPB)
     else:
-        collector = MultiSyncDataCollector(factory, None, frames_per_batch=fpb, num_workers=workers)
+        collector = MultiSyncDataCollector(factory, None, frames_per_batch=FPB, num_workers=workers)
     it = iter(collector)
     next(it)  # start-up (processes, first reset) is not what we measure
 
     def run() -> None:
-        for _ in range(frames // fpb):
+        for _ in range(frames // FPB):
             next(it)
 
     run.collector = collector  # type: ignore[attr-defined]
@@ -153,26 +185,24 @@ def rldata_multi(env_id: str, frames: int, workers: int, fpb: int = 1000) -> Cal
 # --- TorchRL ----------------------------------------------------------------------------------
 
 
-def torchrl_collect(
-    env_id: str, policy_net, frames: int, num_envs: int | None = None, fpb: int = 1000
-):
+def torchrl_collect(policy_net, frames: int, num_envs: int | None = None):
     try:
         from tensordict.nn import TensorDictModule
-        from torchrl.collectors import Collector
+        from torchrl.collectors import Collector as TrlCollector
         from torchrl.envs import GymEnv as TrlGymEnv
     except ImportError:
         return None
     kwargs = {"num_envs": num_envs} if num_envs else {}
-    env = TrlGymEnv(env_id, **kwargs)
+    env = TrlGymEnv(ENV, **kwargs)
     env.set_seed(0)
     policy = None
     if policy_net is not None:
         policy = TensorDictModule(policy_net, in_keys=["observation"], out_keys=["action"])
-    collector = Collector(env, policy, frames_per_batch=fpb, total_frames=-1)
+    collector = TrlCollector(env, policy, frames_per_batch=FPB, total_frames=-1)
     it = iter(collector)
 
     def run() -> None:
-        for _ in range(frames // fpb):
+        for _ in range(frames // FPB):
             next(it)
 
     return run
@@ -183,131 +213,153 @@ def torchrl_collect(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--record-frames",
-        type=int,
-        default=100_000,
-        help="frames of the recording row (commits every 10k)",
-    )
+    parser.add_argument("--frames", type=int, default=10_000, help="frames per contender per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--record-frames", type=int, default=50_000)
     parser.add_argument("--skip-mujoco", action="store_true")
-    parser.add_argument(
-        "--only",
-        choices=["random", "mlp", "batched", "record", "mujoco"],
-        help="run one row group only",
-    )
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-collect.md")
     args = parser.parse_args()
-    frames, reps = args.frames, args.repeats
-    env_id = "Pendulum-v1"
-    rows: list[tuple[str, str, int, float, float | None, str]] = []
+    frames, n_rounds = args.frames, args.rounds
+    rows: list[list[str]] = []
+    notes: list[str] = []
 
     def group(
         name: str,
-        ref_label: str,
-        ref: Callable[[], None],
-        others: list,
-        target: str,
-        frames: int = frames,
-        tag: str = "",
+        contenders: dict[str, Callable | None],
+        what: dict[str, str],
+        target: dict[str, str],
+        n: int = frames,
     ) -> None:
-        if args.only and args.only != tag:
-            return
-        t_ref = best(ref, reps)
-        rows.append((name, ref_label, frames, t_ref, None, ""))
-        for label, fn in others:
-            if fn is None:
-                rows.append((name, label, frames, float("nan"), None, "not installed"))
-                continue
-            t = best(fn, reps)
-            mark = target if label.startswith("rldata") else ""
-            rows.append((name, label, frames, t, t / t_ref, mark))
+        live = {k: v for k, v in contenders.items() if v is not None}
+        for k, v in contenders.items():
+            if v is None:
+                notes.append(f"{name}: {k} not installed (pip install -e '.[bench]')")
+        secs = rounds({k: (lambda f=f: timed(f)) for k, f in live.items()}, n_rounds)
+        ref = next(iter(live))
+        for label, ts in secs.items():
+            fps = [n / t for t in ts]
+            ratio = spread(per_round(ts, secs[ref]), "x", bold=label.startswith("rldata"))
+            rows.append(
+                [
+                    name if label == ref else "",
+                    label,
+                    what.get(label, ""),
+                    spread(fps),
+                    "1.00x (reference)" if label == ref else ratio,
+                    target.get(label, ""),
+                ]
+            )
+            print(" | ".join(rows[-1]), flush=True)
 
     net = mlp(3, 1)
     actor = Actor(net)
     group(
-        "random policy",
-        "raw gymnasium loop",
-        raw_random(env_id, frames),
-        [
-            ("rldata SyncDataCollector", rldata_collect(lambda: GymEnv(env_id), None, frames)),
-            ("torchrl Collector", torchrl_collect(env_id, None, frames)),
-        ],
-        "<= 1.3",
-        tag="random",
+        "random policy, Pendulum-v1",
+        {
+            "plain gymnasium loop": plain_loop(frames, 1, None),
+            "rldata SyncDataCollector": rldata_collect(lambda: GymEnv(ENV), None, frames),
+            "TorchRL Collector": torchrl_collect(None, frames),
+        },
+        {
+            "plain gymnasium loop": "env.step + numpy draw + kept arrays",
+            "rldata SyncDataCollector": "same, plus TED TensorDict batches with traj ids",
+            "TorchRL Collector": "TorchRL's collector, spec-drawn actions",
+        },
+        {"rldata SyncDataCollector": "≤ 1.15x"},
     )
     group(
-        "MLP policy 64x64",
-        "raw gymnasium loop + MLP",
-        raw_mlp(env_id, frames, net),
-        [
-            ("rldata SyncDataCollector", rldata_collect(lambda: GymEnv(env_id), actor, frames)),
-            ("torchrl Collector", torchrl_collect(env_id, net, frames)),
-        ],
-        "<= 1.3",
-        tag="mlp",
+        "64x64 MLP policy, Pendulum-v1",
+        {
+            "plain gymnasium loop + MLP": plain_loop(frames, 1, net),
+            "rldata SyncDataCollector": rldata_collect(lambda: GymEnv(ENV), actor, frames),
+            "TorchRL Collector": torchrl_collect(net, frames),
+        },
+        {
+            "plain gymnasium loop + MLP": "MLP on each observation + env.step + kept arrays",
+            "rldata SyncDataCollector": "same policy as a TensorDictModule, TED batches",
+            "TorchRL Collector": "same policy as a TensorDictModule",
+        },
+        {"rldata SyncDataCollector": "≤ 1.10x"},
     )
     group(
-        "8 batched envs",
-        "gymnasium SyncVectorEnv loop",
-        raw_vector(env_id, frames, 8),
-        [
-            (
-                "rldata SyncDataCollector",
-                rldata_collect(lambda: GymEnv(env_id, num_envs=8), None, frames, fpb=1000),
+        "8 envs, random policy, Pendulum-v1",
+        {
+            "plain loop over 8 envs": plain_loop(frames, 8, None),
+            "rldata SyncDataCollector": rldata_collect(
+                lambda: GymEnv(ENV, num_envs=8), None, frames
             ),
-            ("torchrl Collector", torchrl_collect(env_id, None, frames, num_envs=8)),
-        ],
-        "<= 1.3",
-        tag="batched",
+            "gymnasium SyncVectorEnv": sync_vector(frames, 8),
+            "TorchRL Collector": torchrl_collect(None, frames, num_envs=8),
+        },
+        {
+            "plain loop over 8 envs": "one [8, act] draw per step, 8 env.step calls, kept arrays",
+            "rldata SyncDataCollector": "GymEnv(num_envs=8), same draw, TED batches [8, 125]",
+            "gymnasium SyncVectorEnv": "SyncVectorEnv.step (autoreset), same draw and arrays",
+            "TorchRL Collector": "TorchRL GymEnv(num_envs=8)",
+        },
+        {"rldata SyncDataCollector": "≤ 1.10x"},
     )
     rec = args.record_frames
     group(
-        f"record {rec // 1000}k into memmap",
-        "rldata collecting alone",
-        rldata_collect_fresh(lambda: GymEnv(env_id), rec),
-        [("rldata.record -> memmap", rldata_record(lambda: GymEnv(env_id), rec))],
-        "<= 1.15",
-        frames=rec,
-        tag="record",
+        f"record {rec // 1000}k frames into memmap",
+        {
+            "rldata collecting alone": rldata_collect_fresh(rec),
+            "rldata.record → memmap": rldata_record(rec),
+        },
+        {
+            "rldata collecting alone": "a fresh collector, random policy",
+            "rldata.record → memmap": "same, each batch appended, commit every 10k (fsync)",
+        },
+        {"rldata.record → memmap": "≤ 1.15x"},
+        n=rec,
     )
-    if not args.skip_mujoco and args.only in (None, "mujoco"):
+    if not args.skip_mujoco:
         try:
             import mujoco  # noqa: F401
-
+        except ImportError:
+            notes.append("HalfCheetah row skipped: mujoco not installed")
+        else:
             one = rldata_multi("HalfCheetah-v5", frames, 1)
             two = rldata_multi("HalfCheetah-v5", frames, 2)
-            t1, t2 = best(one, reps), best(two, reps)
-            rows.append(("HalfCheetah-v5 workers", "rldata 1 process", frames, t1, None, ""))
+            secs = rounds({"1": lambda: timed(one), "2": lambda: timed(two)}, n_rounds)
+            speed = per_round(secs["1"], secs["2"])
             rows.append(
-                (
-                    "HalfCheetah-v5 workers",
-                    "rldata 2 worker processes",
-                    frames,
-                    t2,
-                    t1 / t2,
-                    "speed-up >= 1.6",
-                )
+                [
+                    "HalfCheetah-v5, 2 worker processes",
+                    "rldata MultiSyncDataCollector",
+                    "speed-up of 2 workers over 1 process (needs 2 free cores)",
+                    spread([frames / t for t in secs["2"]]),
+                    spread(speed, "x", bold=True) + " speed-up",
+                    "≥ 1.6x",
+                ]
             )
             one.collector.shutdown()
             two.collector.shutdown()
-        except ImportError:
-            rows.append(
-                ("HalfCheetah-v5 workers", "mujoco", frames, float("nan"), None, "not installed")
-            )
 
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(
-        f"frames per row: {frames} (recording row: {args.record_frames}), best of {reps}, torch threads: {torch.get_num_threads()}, "
-        f"cores: {os.cpu_count()}, load average: {load}"
-    )
-    print(
-        f"{'benchmark':<24} {'implementation':<30} {'seconds':>8} {'frames/s':>10} {'ratio':>7}  target"
-    )
-    for name, label, n, t, ratio, target in rows:
-        fps = n / t if t == t else float("nan")
-        r = "" if ratio is None else f"{ratio:.2f}x"
-        print(f"{name:<24} {label:<30} {t:>8.3f} {fps:>10,.0f} {r:>7}  {target}")
+    head = [
+        "group",
+        "contender",
+        "what it does per frame",
+        "frames/s",
+        "time / first row",
+        "target",
+    ]
+    out = table(head, rows, "lllrrl")
+    print(out)
+    for note in notes:
+        print("note:", note)
+    if args.write:
+        cmd = "python benchmarks/bench_collect.py --write " + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k in ("frames", "rounds", "record_frames")
+        )
+        body = (
+            f"Each cell: median of {n_rounds} interleaved rounds (min–max); {frames} frames per "
+            f"round per contender ({rec} in the recording row), frames_per_batch={FPB}, 1 torch "
+            "thread.\n\n" + out + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+        )
+        write_results("collect", "Collection on equal work", cmd, [region("collect", body)])
 
 
 if __name__ == "__main__":

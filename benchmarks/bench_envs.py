@@ -15,20 +15,24 @@ Rows:
 3. ``rollout(1000)`` vs a raw loop drawing ``env.action_space.sample()`` each step, the
    way a hand-written gymnasium random loop usually looks.
 
-Run: ``python benchmarks/bench_envs.py [--steps 1000] [--repeats 9]``
+Run: ``python benchmarks/bench_envs.py [--steps 1000] [--repeats 9] [--write]``
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import os
+import sys
 import time
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rldata.envs import GymEnv
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import per_round, region, spread, table, write_results  # noqa: E402
+
+from rldata.envs import GymEnv  # noqa: E402
 
 ENV_ID = "Pendulum-v1"
 SEED = 0
@@ -79,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-envs.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = args.steps
@@ -103,24 +108,39 @@ def main() -> None:
         times["rldata_random"].append(timed(rldata_random, env, steps))
         times["rldata_policy"].append(timed(rldata_policy, env, actions_t))
         times["raw_sample"].append(timed(raw_sample, raw, steps))
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-
     rows = [
         ("rollout(1000), random policy", "rldata_random", "same actions", "raw_replay"),
         ("rollout(1000, policy=td_policy)", "rldata_policy", "same actions", "raw_replay"),
         ("rollout(1000), random policy", "rldata_random", "action_space.sample()", "raw_sample"),
     ]
-    print(
-        f"{ENV_ID}, {steps} steps per run, median of {args.repeats} interleaved runs, "
-        "torch threads=1"
-    )
-    header = f"| {'rldata':<32} | {'fps':>8} | {'raw gymnasium loop':<22} | {'fps':>8} | {'rldata/raw time':>15} |"
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    cells = []
     for label, ours, raw_label, base in rows:
-        print(
-            f"| {label:<32} | {steps / med[ours]:>8,.0f} | {raw_label:<22} | "
-            f"{steps / med[base]:>8,.0f} | {med[ours] / med[base]:>14.2f}x |"
+        cells.append(
+            [
+                f'`GymEnv("{ENV_ID}").{label}`',
+                spread([steps / t for t in times[ours]]),
+                raw_label,
+                spread([steps / t for t in times[base]]),
+                spread(per_round(times[ours], times[base]), "x", bold=True),
+            ]
+        )
+    line = (
+        f"{ENV_ID}, {steps} steps per run, median of {args.repeats} interleaved runs "
+        "(min–max), 1 torch thread. The rollout keeps every transition as TED rows; the raw "
+        "loop keeps nothing."
+    )
+    out = table(
+        ["rldata", "fps", "raw gymnasium loop", "fps", "rldata / raw time"],
+        rows=cells,
+        align="lrlrr",
+    )
+    print(line, out, sep="\n\n")
+    if args.write:
+        write_results(
+            "envs",
+            "Environment rollouts",
+            f"python benchmarks/bench_envs.py --write --repeats {args.repeats}",
+            [region("envs", line + "\n\n" + out)],
         )
 
 

@@ -5,16 +5,20 @@ Adam step and target update, on CPU with 2 threads, Pendulum shapes (obs 3, acti
 and 2x256 ReLU MLPs. Peers: TorchRL's DDPGLoss / SACLoss / REDQLoss (same networks,
 same loop) and Stable-Baselines3's ``DDPG.train()`` / ``SAC.train()`` (its own loop,
 which samples from its replay buffer). A peer that is not installed is skipped with
-a note. Contenders run in interleaved rounds of ``--seconds``; each keeps its best
-round, so a load spike on the shared machine does not decide a ratio.
+a note. Every contender gets the same optimizer: ``torch.optim.Adam(lr=3e-4)`` with
+torch's defaults (``--fused``: fused Adam for all, SB3 through ``optimizer_kwargs``).
+Contenders run in interleaved rounds of ``--seconds``; each cell is the median of the
+rounds with the min-max spread, ratios are taken round by round.
 
-    python benchmarks/bench_losses.py [--seconds 0.5] [--rounds 8] [--only sac,redq] [--plain-adam]
+    python benchmarks/bench_losses.py [--seconds 0.5] [--rounds 8] [--only sac,redq] [--fused] [--write]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -22,6 +26,9 @@ import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from tensordict.nn.distributions import NormalParamExtractor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import per_round, region, rounds, spread, table, write_results  # noqa: E402
 
 OBS, ACT, HIDDEN, BATCH, ROWS = 3, 1, [256, 256], 256, 10_000
 LOW, HIGH = -2.0, 2.0
@@ -55,7 +62,7 @@ def make_data() -> TensorDict:
 def loss_loop(
     loss: torch.nn.Module, updater, data: TensorDict, fused: bool
 ) -> Callable[[int], None]:
-    optim = torch.optim.Adam(loss.parameters(), lr=LR, fused=fused or None)
+    optim = torch.optim.Adam(loss.parameters(), lr=LR, fused=fused or None)  # None: defaults
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -70,7 +77,7 @@ def loss_loop(
     return run
 
 
-def rldata_case(algo: str, data: TensorDict, fused: bool = True) -> Callable[[int], None]:
+def rldata_case(algo: str, data: TensorDict, fused: bool = False) -> Callable[[int], None]:
     from rldata.modules import MLP, Actor, ProbabilisticActor, TanhNormal, ValueOperator
     from rldata.objectives import DDPGLoss, REDQLoss, SACLoss, SoftUpdate
 
@@ -102,7 +109,7 @@ def rldata_case(algo: str, data: TensorDict, fused: bool = True) -> Callable[[in
     return loss_loop(loss, SoftUpdate(loss, tau=TAU), data, fused=fused)
 
 
-def torchrl_case(algo: str, data: TensorDict) -> Callable[[int], None]:
+def torchrl_case(algo: str, data: TensorDict, fused: bool = False) -> Callable[[int], None]:
     from torchrl.data import Bounded
     from torchrl.modules import MLP, Actor, ProbabilisticActor, TanhNormal, ValueOperator
     from torchrl.objectives import DDPGLoss, REDQLoss, SACLoss, SoftUpdate
@@ -140,10 +147,10 @@ def torchrl_case(algo: str, data: TensorDict) -> Callable[[int], None]:
         n = 2 if algo == "sac" else 10
         loss = cls(actor, q, num_qvalue_nets=n, loss_function="l2")
     loss.make_value_estimator(gamma=GAMMA)
-    return loss_loop(loss, SoftUpdate(loss, tau=TAU), data, fused=False)
+    return loss_loop(loss, SoftUpdate(loss, tau=TAU), data, fused=fused)
 
 
-def sb3_case(algo: str, data: TensorDict) -> Callable[[int], None]:
+def sb3_case(algo: str, data: TensorDict, fused: bool = False) -> Callable[[int], None]:
     import gymnasium as gym
     from stable_baselines3 import DDPG, SAC
     from stable_baselines3.common.logger import configure
@@ -159,7 +166,11 @@ def sb3_case(algo: str, data: TensorDict) -> Callable[[int], None]:
         tau=TAU,
         buffer_size=ROWS,
         learning_starts=0,
-        policy_kwargs={"net_arch": HIDDEN},
+        policy_kwargs={
+            "net_arch": HIDDEN,
+            "optimizer_class": torch.optim.Adam,
+            "optimizer_kwargs": {"fused": True} if fused else {},
+        },
         device="cpu",
     )
     model.set_logger(configure(None, [""]))
@@ -189,73 +200,79 @@ def rate(run: Callable[[int], None], seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _fmt(x: float | None) -> str:
-    return f"{x:9.1f}" if x else f"{'-':>9}"
-
-
-def _ratio(ours: float, peer: float | None) -> str:
-    return f"{ours / peer:.2f}x" if peer else "-"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed round")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds; best counts")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds")
     parser.add_argument(
-        "--plain-adam", action="store_true", help="rldata with default Adam (not fused), as peers"
+        "--fused", action="store_true", help="every contender with fused Adam (default: plain)"
     )
     parser.add_argument("--only", default="ddpg,sac,redq")
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-losses.md")
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     data = make_data()
 
-    peers = {"rldata": rldata_case}
+    peers: dict[str, Callable[..., Callable[[int], None]]] = {"rldata": rldata_case}
     notes = []
     if importlib.util.find_spec("torchrl") is not None:
-        peers["torchrl"] = torchrl_case
+        peers["TorchRL"] = torchrl_case
     else:
-        notes.append("torchrl not installed: its column is skipped (pip install rldata[bench])")
+        notes.append("torchrl not installed: its column is skipped (pip install -e '.[bench]')")
     if importlib.util.find_spec("stable_baselines3") is not None:
-        peers["sb3"] = sb3_case
+        peers["SB3"] = sb3_case
     else:
-        notes.append(
-            "stable-baselines3 not installed: its column is skipped (pip install rldata[bench])"
-        )
+        notes.append("stable-baselines3 not installed: its column is skipped")
 
     algos = args.only.split(",")
-    cases: dict[tuple[str, str], Callable[[int], None]] = {}
+    cases: dict[str, Callable[[int], None]] = {}
     for algo in algos:
         for name, make in peers.items():
-            if name == "sb3" and algo == "redq":
-                continue
-            if name == "rldata":
-                cases[(algo, name)] = rldata_case(algo, data, fused=not args.plain_adam)
+            if name == "SB3" and algo == "redq":
                 continue
             try:
-                cases[(algo, name)] = make(algo, data)
+                cases[f"{algo}/{name}"] = make(algo, data, fused=args.fused)
             except ImportError as exc:  # installed but broken: skip it, say why
                 notes.append(f"{name} {algo} skipped: {exc}")
-    best: dict[tuple[str, str], float] = {}
-    for _ in range(args.rounds):  # interleaved rounds: load spikes hit everyone alike
-        for key, run in cases.items():
-            best[key] = max(best.get(key, 0.0), rate(run, args.seconds))
+    # interleaved rounds: a load spike hits every contender of that round alike
+    res = rounds({k: (lambda r=r: rate(r, args.seconds)) for k, r in cases.items()}, args.rounds)
 
-    adam = "default Adam" if args.plain_adam else "fused Adam"
-    print(
-        f"updates/s, CPU {torch.get_num_threads()} threads, batch {BATCH}, 2x256 MLPs, "
-        f"Pendulum shapes; rldata with {adam}, peers with their defaults; "
-        f"best of {args.rounds} rounds x {args.seconds}s"
-    )
-    print(f"{'algo':<6} {'rldata':>9} {'torchrl':>9} {'sb3':>9} {'vs torchrl':>11} {'vs sb3':>8}")
+    names = {"ddpg": "DDPG", "sac": "SAC", "redq": "REDQ (N=10, M=2)"}
+    targets = {"ddpg": "≥ 1.2x SB3", "sac": "≥ 1.2x SB3", "redq": "≥ 2x TorchRL"}
+    rows = []
     for algo in algos:
-        r = best[(algo, "rldata")]
-        t = best.get((algo, "torchrl"))
-        s = best.get((algo, "sb3"))
-
-        print(f"{algo:<6} {_fmt(r)} {_fmt(t)} {_fmt(s)} {_ratio(r, t):>11} {_ratio(r, s):>8}")
+        ours = res[f"{algo}/rldata"]
+        cells = [names[algo], spread(ours)]
+        for peer in ("TorchRL", "SB3"):
+            cells.append(spread(res.get(f"{algo}/{peer}")))
+        for peer in ("TorchRL", "SB3"):
+            theirs = res.get(f"{algo}/{peer}")
+            headline = targets[algo].endswith(peer)
+            cells.append(spread(per_round(ours, theirs), "x", headline) if theirs else "–")
+        cells.append(targets[algo])
+        rows.append(cells)
+    adam = "fused Adam" if args.fused else "plain Adam (torch defaults, not fused)"
+    head = ["algo", "rldata", "TorchRL", "SB3 `train()`", "vs TorchRL", "vs SB3", "target"]
+    out = table(head, rows, "lrrrrrl")
+    line = (
+        f"Updates/s, median of {args.rounds} interleaved rounds of {args.seconds}s (min–max); "
+        f"every contender with {adam}, lr {LR}; batch {BATCH}, 2x256 ReLU MLPs, Pendulum "
+        f"shapes, {torch.get_num_threads()} CPU threads."
+    )
+    print(line)
+    print(out)
     for note in notes:
         print("note:", note)
+    if args.write:
+        cmd = f"python benchmarks/bench_losses.py --write --rounds {args.rounds} --seconds {args.seconds}"
+        if args.fused:
+            cmd += " --fused"
+        body = line + "\n\n" + out + "".join(f"\n- {n}" for n in notes)
+        name = "losses-fused" if args.fused else "losses"
+        write_results(
+            name, f"Loss updates on equal optimizer settings ({adam})", cmd, [region(name, body)]
+        )
 
 
 if __name__ == "__main__":

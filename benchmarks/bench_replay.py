@@ -1,24 +1,33 @@
-"""Replay-buffer speed: rldata side by side with TorchRL, Stable-Baselines3 and a bare gather.
+"""Replay-buffer speed, like against like: rldata beside TorchRL, SB3, cpprb and bare copies.
 
-Run:  python benchmarks/bench_replay.py            (about 2-3 minutes on 2 cores)
-      python benchmarks/bench_replay.py --quick    (smaller buffers, a smoke run)
+Run:  python benchmarks/bench_replay.py [--rounds 5] [--write]   (about 4 minutes on 2 cores)
+      python benchmarks/bench_replay.py --quick                  (smaller buffers, a smoke run)
 
 For 1M TED transitions of Pendulum shape (obs 3, act 1) and HalfCheetah shape (obs 17,
-act 6) it measures extend throughput (chunks of 1000 rows), one-row add throughput and
-sample(256) batches/s of rldata's memory and memmap buffers, TorchRL's
-TensorDictReplayBuffer on LazyMemmapStorage, SB3's ReplayBuffer, and a bare per-key
-``torch.index_select`` over preallocated tensors (the floor any buffer pays). Then
-prioritized sample + priority update at 1M rows, SliceSampler at 1M vs 10M rows, and
-pixels (100k rows of [3, 84, 84] uint8 with next pixels) against memcpy bandwidth
-measured in the same run. Peers are skipped (n/a) when the ``bench`` extra is missing.
+act 6): extend throughput (chunks of 1000 rows into a fresh buffer; buffer and store
+creation, and the memmap store's commits, inside the timing), one-row add throughput
+and sample(256) batches/s. In memory, rldata's ``LazyTensorStorage`` buffer is compared
+with TorchRL's ``TensorDictReplayBuffer(LazyTensorStorage)``, SB3's ``ReplayBuffer`` and
+cpprb's ``ReplayBuffer``; on disk, rldata's ``LazyMemmapStorage`` (a durable store) with
+TorchRL's ``LazyMemmapStorage``. Bare floors: one preallocated tensor per key with a
+per-key ``copy_`` (extend) or ``index_select`` (sample). rldata and TorchRL keep all 11
+TED leaves per row; SB3 and cpprb keep their own 5 arrays. Then prioritized sample +
+update, SliceSampler at 1M vs 10M rows, and pixels ([3, 84, 84] uint8 with next pixels)
+against libc ``memcpy`` bandwidth (``numpy.copyto`` and ``ctypes.memmove`` of 256 MiB,
+the faster counts) measured in the same run. Each figure is the median of ``--rounds``
+interleaved rounds with the min-max spread; ratios are taken round by round. Peers are
+skipped (–) when the ``bench`` extra is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import importlib.util
+import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +36,11 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from rldata.data import (
+os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")  # TorchRL's per-buffer INFO lines
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report import med, per_round, region, rounds, spread, table, write_results  # noqa: E402
+
+from rldata.data import (  # noqa: E402
     LazyMemmapStorage,
     LazyTensorStorage,
     PrioritizedSampler,
@@ -38,6 +51,7 @@ from rldata.data import (
 
 HAVE_TORCHRL = importlib.util.find_spec("torchrl") is not None
 HAVE_SB3 = importlib.util.find_spec("stable_baselines3") is not None
+HAVE_CPPRB = importlib.util.find_spec("cpprb") is not None
 BATCH = 256
 CHUNK = 1000
 
@@ -80,33 +94,6 @@ def ted_chunk(
     )
 
 
-# --- timing ------------------------------------------------------------------------------
-
-
-def rate(fn: Callable[[], object], seconds: float, per_call: float = 1.0) -> float:
-    """Calls (times ``per_call``) per second of ``fn``, run for about ``seconds``."""
-    fn()
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return n * per_call / elapsed
-
-
-def best_rate(fn: Callable[[], object], seconds: float, tries: int = 6) -> float:
-    """The best of ``tries`` short :func:`rate` runs (noise on a shared machine only slows)."""
-    return max(rate(fn, seconds / tries) for _ in range(tries))
-
-
-def fill_rate(extend: Callable[[], object], chunks: int, rows: int = CHUNK) -> float:
-    start = time.perf_counter()
-    for _ in range(chunks):
-        extend()
-    return chunks * rows / (time.perf_counter() - start)
-
-
 # --- contenders ----------------------------------------------------------------------------
 
 
@@ -130,11 +117,17 @@ class Rldata:
 
 
 class TorchRL:
-    def __init__(self, capacity: int, scratch: str) -> None:
+    def __init__(self, capacity: int, memmap: bool, scratch: str) -> None:
         from torchrl.data import LazyMemmapStorage as TLazyMemmapStorage
+        from torchrl.data import LazyTensorStorage as TLazyTensorStorage
         from torchrl.data import TensorDictReplayBuffer as TRB
 
-        self.rb = TRB(storage=TLazyMemmapStorage(capacity, scratch_dir=scratch))
+        storage = (
+            TLazyMemmapStorage(capacity, scratch_dir=scratch)
+            if memmap
+            else TLazyTensorStorage(capacity)
+        )
+        self.rb = TRB(storage=storage)
 
     def extend(self, td):
         self.rb.extend(td)
@@ -182,6 +175,26 @@ def sb3_arrays(td: TensorDict, key: str = "observation"):
     )
 
 
+class Cpprb:
+    """cpprb's ReplayBuffer (C++ ring of numpy arrays); ``extend_np`` adds a chunk at once."""
+
+    def __init__(self, capacity: int, obs: tuple[int, ...], act: int, pixels: bool = False) -> None:
+        from cpprb import ReplayBuffer as CBuffer
+
+        o = {"shape": obs, "dtype": np.uint8 if pixels else np.float32}
+        self.rb = CBuffer(
+            capacity,
+            env_dict={"obs": o, "act": {"shape": act}, "rew": {}, "next_obs": o, "done": {}},
+        )
+
+    def extend_np(self, arrays):
+        obs, nobs, act, rew, done, _ = arrays
+        self.rb.add(obs=obs, act=act, rew=rew, next_obs=nobs, done=done)
+
+    def sample(self):
+        return self.rb.sample(BATCH)
+
+
 class Bare:
     """Preallocated tensors, one per key, and one index_select per key: the floor."""
 
@@ -194,75 +207,126 @@ class Bare:
             )
         self.capacity = capacity
 
+        self.pos = 0
+
     def sample(self):
         idx = torch.randint(self.capacity, (BATCH,))
         return [t.index_select(0, idx) for _, t in self.leaves]
+
+    def extend(self, chunk: TensorDict) -> None:
+        """Per-key ``copy_`` of a chunk into the preallocated tensors (the extend floor)."""
+        n = chunk.batch_size[0]
+        if self.pos + n > self.capacity:
+            self.pos = 0
+        for key, dst in self.leaves:
+            dst[self.pos : self.pos + n].copy_(chunk.get(key))
+        self.pos += n
+
+
+# --- timing ------------------------------------------------------------------------------
+
+
+def rate(fn: Callable[[], object], seconds: float, per_call: float = 1.0) -> float:
+    """Calls (times ``per_call``) per second of ``fn``, run for about ``seconds``."""
+    fn()
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n * per_call / elapsed
+
+
+Results = dict[str, list[float]]
 
 
 # --- sections --------------------------------------------------------------------------------
 
 
-def interleaved(fns: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Best of ``rounds`` measurements per contender, taken in turn (fair under shared load)."""
-    best = dict.fromkeys(fns, 0.0)
-    for _ in range(rounds):
-        for label, fn in fns.items():
-            best[label] = max(best[label], fn())
-    return best
-
-
-def transitions(name: str, obs: int, act: int, size: int, secs: float, scratch: str) -> list[tuple]:
+def transitions(
+    name: str, obs: int, act: int, size: int, secs: float, n_rounds: int, scratch: str
+) -> list[tuple[str, Results]]:
     chunk = ted_chunk(CHUNK, (obs,), act)
     rows = [chunk[i] for i in range(CHUNK)]
-    makers: dict[str, Callable[[str], object]] = {
-        "rldata memory": lambda tag: Rldata(size, False, ""),
-        "rldata memmap": lambda tag: Rldata(size, True, f"{scratch}/{name}-mm-{tag}"),
+    arrays = sb3_arrays(chunk)
+    counter = iter(range(10**9))
+
+    def scratch_dir(label: str) -> str:
+        return f"{scratch}/{name}-{label.replace(' ', '-')}-{next(counter)}"
+
+    makers: dict[str, Callable[[], object]] = {
+        "rldata memory": lambda: Rldata(size, False, ""),
+        "rldata memmap": lambda: Rldata(size, True, scratch_dir("mm")),
     }
     if HAVE_TORCHRL:
-        makers["TorchRL memmap"] = lambda tag: TorchRL(size, f"{scratch}/{name}-trl-{tag}")
-    bufs = {label: make("fill") for label, make in makers.items()}
-    extends = {label: (lambda b=b: b.extend(chunk)) for label, b in bufs.items()}
-    samples = {label: b.sample for label, b in bufs.items()}
-    adders: dict[str, Callable[[], object]] = {}
-    for label, make in makers.items():
-        fresh, it = make("add"), iter(range(10**12))
-        adders[label] = lambda b=fresh, it=it: b.add(rows[next(it) % CHUNK])
+        makers["TorchRL memory"] = lambda: TorchRL(size, False, "")
+        makers["TorchRL memmap"] = lambda: TorchRL(size, True, scratch_dir("trl"))
     if HAVE_SB3:
-        arrays = sb3_arrays(chunk)
-        sb = SB3(size, (obs,), act, CHUNK)
-        one = SB3(size, (obs,), act, 1)
-        singles = [tuple(a[i : i + 1] for a in arrays) for i in range(CHUNK)]
-        it = iter(range(10**12))
-        extends["SB3"] = lambda: sb.extend_np(arrays)
-        samples["SB3"] = sb.sample
-        adders["SB3"] = lambda: one.extend_np(singles[next(it) % CHUNK])
-    samples["bare index_select"] = Bare(size, chunk).sample
+        makers["SB3"] = lambda: SB3(size, (obs,), act, CHUNK)
+    if HAVE_CPPRB:
+        makers["cpprb"] = lambda: Cpprb(size, (obs,), act)
+    bare = Bare(size, chunk)
+    full: dict[str, object] = {}
 
-    # fill every buffer to `size` rows in turns of 100 chunks; the best turn is the rate
-    turns = max(1, size // CHUNK // 100)
-    extend = interleaved(
-        {k: (lambda f=f: fill_rate(f, size // CHUNK // turns)) for k, f in extends.items()}, turns
-    )
-    rounds = 8
-    sample = interleaved(
-        {k: (lambda f=f: rate(f, secs / rounds)) for k, f in samples.items()}, rounds
-    )
-    add = interleaved(
-        {k: (lambda f=f: rate(f, secs / rounds / 2)) for k, f in adders.items()}, rounds
-    )
-    del bufs, extends, samples, adders
+    def fill(label: str) -> float:
+        """rows/s of creating a buffer and extending it to ``size`` rows in chunks of 1000."""
+        full.pop(label, None)
+        gc.collect()
+        start = time.perf_counter()
+        buf = makers[label]()
+        ext = buf.extend_np if hasattr(buf, "extend_np") else buf.extend
+        data = arrays if hasattr(buf, "extend_np") else chunk
+        for _ in range(size // CHUNK):
+            ext(data)
+        elapsed = time.perf_counter() - start
+        full[label] = buf  # kept for the sample rounds
+        return size / elapsed
+
+    def fill_bare() -> float:
+        start = time.perf_counter()
+        for _ in range(size // CHUNK):
+            bare.extend(chunk)
+        return size / (time.perf_counter() - start)
+
+    fills: dict[str, Callable[[], float]] = {k: (lambda k=k: fill(k)) for k in makers}
+    fills["bare copy"] = fill_bare
+    extend = rounds(fills, n_rounds)
+
+    samples: dict[str, Callable[[], float]] = {
+        k: (lambda b=b: rate(b.sample, secs)) for k, b in full.items()
+    }
+    samples["bare copy"] = lambda: rate(bare.sample, secs)
+    sample = rounds(samples, n_rounds)
+    full.clear()
+    gc.collect()
+
+    adders: dict[str, Callable[[], float]] = {}
+    for label, make in makers.items():
+        if label in ("SB3", "cpprb"):
+            continue
+        fresh, it = make(), iter(range(10**12))
+        adders[label] = lambda b=fresh, it=it: rate(lambda: b.add(rows[next(it) % CHUNK]), secs)
+    singles = [tuple(a[i : i + 1] for a in arrays) for i in range(CHUNK)]
+    if HAVE_SB3:
+        one, it1 = SB3(size, (obs,), act, 1), iter(range(10**12))
+        adders["SB3"] = lambda: rate(lambda: one.extend_np(singles[next(it1) % CHUNK]), secs)
+    if HAVE_CPPRB:
+        cone, it2 = Cpprb(size, (obs,), act), iter(range(10**12))
+        adders["cpprb"] = lambda: rate(lambda: cone.extend_np(singles[next(it2) % CHUNK]), secs)
+    add = rounds(adders, n_rounds)
+    del adders
     gc.collect()
     return [
-        (f"{name} extend, chunks of 1000 (rows/s)", extend),
-        (f"{name} add, one row at a time (rows/s)", add),
-        (f"{name} sample(256) (batches/s)", sample),
+        (f"{name} extend, chunks of 1000, rows/s", extend),
+        (f"{name} sample(256), batches/s", sample),
+        (f"{name} add one row at a time, rows/s", add),
     ]
 
 
-def prioritized(size: int, secs: float) -> tuple:
+def prioritized(size: int, secs: float, n_rounds: int) -> tuple[str, Results]:
     chunk = ted_chunk(CHUNK, (17,), 6)
     err = torch.rand(BATCH)
-    res = {}
     rb = TensorDictReplayBuffer(
         storage=LazyTensorStorage(size), sampler=PrioritizedSampler(size, alpha=0.7, beta=0.5)
     )
@@ -273,8 +337,7 @@ def prioritized(size: int, secs: float) -> tuple:
         batch = rb.sample(BATCH)
         rb.update_priority(batch["index"], err)
 
-    res["rldata memory"] = best_rate(step, secs)
-    del rb, step
+    fns = {"rldata memory": lambda: rate(step, secs)}
     if HAVE_TORCHRL:
         from torchrl.data import LazyTensorStorage as TLazyTensorStorage
         from torchrl.data import PrioritizedSampler as TPrioritizedSampler
@@ -282,7 +345,7 @@ def prioritized(size: int, secs: float) -> tuple:
 
         try:  # needs TorchRL's compiled sum tree, missing from some wheels
             sampler = TPrioritizedSampler(size, alpha=0.7, beta=0.5)
-        except RuntimeError as exc:
+        except (RuntimeError, ImportError) as exc:
             print(f"TorchRL PrioritizedSampler unavailable here: {exc}")
         else:
             trb = TRB(storage=TLazyTensorStorage(size), sampler=sampler)
@@ -293,158 +356,181 @@ def prioritized(size: int, secs: float) -> tuple:
                 batch = trb.sample(BATCH)
                 trb.update_priority(batch["index"], err)
 
-            res["TorchRL memmap"] = best_rate(
-                tstep, secs
-            )  # TorchRL's prioritized run keeps rows in RAM
-            del trb, tstep
+            fns["TorchRL memory"] = lambda: rate(tstep, secs)
+    res = rounds(fns, n_rounds)
     gc.collect()
-    return (f"prioritized sample+update, {fmt(size)} rows (batches/s)", res)
+    return (f"prioritized sample(256) + update at {fmt(size)} rows, batches/s", res)
 
 
-def slices(small: int, large: int, secs: float) -> list[tuple]:
-    out = []
-    rates = {}
+def slices(small: int, large: int, secs: float, n_rounds: int) -> tuple[list, list[float]]:
+    bufs = {}
     for size in (small, large):
         block = ted_chunk(100_000, (3,), 1)
         rb = ReplayBuffer(storage=LazyTensorStorage(size), sampler=SliceSampler(slice_len=8))
         for _ in range(size // 100_000):
             rb.extend(block)
-        rates[size] = best_rate(lambda rb=rb: rb.sample(BATCH), secs)
-        label = f"SliceSampler(slice_len=8) at {fmt(size)} rows (batches/s)"
-        out.append((label, {"rldata memory": rates[size]}))
-        del rb, block
-        gc.collect()
-    return out, rates[small] / rates[large]
+        bufs[size] = rb
+    res = rounds(
+        {s: (lambda rb=rb: rate(lambda: rb.sample(BATCH), secs)) for s, rb in bufs.items()},
+        n_rounds,
+    )
+    bufs.clear()
+    gc.collect()
+    out = [
+        (
+            f"SliceSampler(slice_len=8) sample(256) at {fmt(s)} rows, batches/s",
+            {"rldata memory": res[s]},
+        )
+        for s in (small, large)
+    ]
+    return out, per_round(res[small], res[large])
 
 
-def memcpy_bandwidth(nbytes: int = 256 << 20, tries: int = 5) -> tuple[float, float]:
-    """Best of ``tries`` large copies, bytes/s: (torch ``copy_``, libc memcpy via numpy)."""
-    src = torch.randint(0, 256, (nbytes,), dtype=torch.uint8)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    a, b = src.numpy(), dst.numpy()
-    best = [0.0, 0.0]
-    for _ in range(tries):
-        for i, copy in enumerate((lambda: dst.copy_(src), lambda: np.copyto(b, a))):
+def memcpy_rate(nbytes: int = 256 << 20) -> Callable[[], float]:
+    """libc memcpy bandwidth (bytes/s): the faster of ``numpy.copyto`` and ``ctypes.memmove``."""
+    a = np.random.default_rng(0).integers(0, 256, nbytes, dtype=np.uint8)
+    b = np.empty_like(a)
+    b[:] = a
+
+    def run() -> float:
+        best = 0.0
+        for copy in (
+            lambda: np.copyto(b, a),
+            lambda: ctypes.memmove(b.ctypes.data, a.ctypes.data, nbytes),
+        ):
             start = time.perf_counter()
             copy()
-            best[i] = max(best[i], nbytes / (time.perf_counter() - start))
-    return best[0], best[1]
+            best = max(best, nbytes / (time.perf_counter() - start))
+        return best
+
+    return run
 
 
-def pixels(size: int, secs: float, scratch: str) -> list[tuple]:
+def pixels(size: int, secs: float, n_rounds: int, scratch: str) -> tuple[str, Results, float]:
     shape = (3, 84, 84)
     chunk = ted_chunk(CHUNK, shape, 6, pixels=True)
     row_bytes = sum(v[0].numel() * v.element_size() for v in chunk.values(True, True))
-    before = memcpy_bandwidth()
-    rates = {}
-    makers = {
+    makers: dict[str, Callable[[], object]] = {
         "rldata memory": lambda: Rldata(size, False, ""),
         "rldata memmap": lambda: Rldata(size, True, f"{scratch}/px-mm"),
     }
     if HAVE_TORCHRL:
-        makers["TorchRL memmap"] = lambda: TorchRL(size, f"{scratch}/px-trl")
+        makers["TorchRL memory"] = lambda: TorchRL(size, False, "")
+        makers["TorchRL memmap"] = lambda: TorchRL(size, True, f"{scratch}/px-trl")
+    if HAVE_SB3:
+        makers["SB3"] = lambda: SB3(size, shape, 6, CHUNK, pixels=True)
+    if HAVE_CPPRB:
+        makers["cpprb"] = lambda: Cpprb(size, shape, 6, pixels=True)
+    arrays = sb3_arrays(chunk, "pixels")
+    bufs: dict[str, object] = {}
     for label, make in makers.items():
         buf = make()
         for _ in range(size // CHUNK):
-            buf.extend(chunk)
-        rates[label] = best_rate(buf.sample, secs)
-        del buf
-        gc.collect()
-    if HAVE_SB3:
-        sb = SB3(size, shape, 6, CHUNK, pixels=True)
-        arrays = sb3_arrays(chunk, "pixels")
-        for _ in range(size // CHUNK):
-            sb.extend_np(arrays)
-        rates["SB3"] = best_rate(sb.sample, secs)
-        del sb
-        gc.collect()
-    bare = Bare(size, chunk)
-    rates["bare index_select"] = best_rate(bare.sample, secs)
-    del bare
+            if hasattr(buf, "extend_np"):
+                buf.extend_np(arrays)
+            else:
+                buf.extend(chunk)
+        bufs[label] = buf
+    bufs["bare copy"] = Bare(size, chunk)
+    fns: dict[str, Callable[[], float]] = {
+        k: (lambda b=b: rate(b.sample, secs) * BATCH * row_bytes) for k, b in bufs.items()
+    }
+    fns["memcpy"] = memcpy_rate()
+    res = rounds(fns, n_rounds)
+    bw = res.pop("memcpy")
+    bufs.clear()
     gc.collect()
-    after = memcpy_bandwidth()
-    torch_bw, libc_bw = max(before[0], after[0]), max(before[1], after[1])
-    gathered = {k: v * BATCH * row_bytes for k, v in rates.items()}
-    what = f"pixels {fmt(size)} x [3,84,84] uint8 + next, sample(256) bandwidth"
-    return [
-        (
-            f"{what} (% of torch copy_ {torch_bw / 1e9:.1f} GB/s)",
-            {k: v / torch_bw for k, v in gathered.items()},
-        ),
-        (
-            f"{what} (% of libc memcpy {libc_bw / 1e9:.1f} GB/s)",
-            {k: v / libc_bw for k, v in gathered.items()},
-        ),
-    ]
+    pct = {k: per_round(v, bw) for k, v in res.items()}
+    what = f"pixels {fmt(size)} × [3,84,84] uint8 + next: sample(256) bandwidth, % of libc memcpy"
+    return what, pct, med(bw)
 
 
 # --- report ------------------------------------------------------------------------------------
 
-COLUMNS = ["rldata memory", "rldata memmap", "TorchRL memmap", "SB3", "bare index_select"]
+COLUMNS = [
+    "rldata memory",
+    "rldata memmap",
+    "TorchRL memory",
+    "TorchRL memmap",
+    "SB3",
+    "cpprb",
+    "bare copy",
+]
+RATIOS = [
+    ("memory / TorchRL memory", "rldata memory", "TorchRL memory"),
+    ("memmap / TorchRL memmap", "rldata memmap", "TorchRL memmap"),
+    ("memory / SB3", "rldata memory", "SB3"),
+    ("memory / cpprb", "rldata memory", "cpprb"),
+    ("memmap / memory", "rldata memmap", "rldata memory"),
+]
 
 
-def fmt(v: float | None, pct: bool = False) -> str:
-    if v is None:
-        return "n/a"
-    if pct:
-        return f"{100 * v:.0f}%"
+def fmt(v: float) -> str:
     if v >= 1e6:
-        return f"{v / 1e6:.2f}M"
+        return f"{v / 1e6:.0f}M" if v % 1e6 == 0 else f"{v / 1e6:.1f}M"
     if v >= 1e3:
-        return f"{v / 1e3:.1f}k"
+        return f"{v / 1e3:.0f}k"
     return f"{v:.0f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if a is None or b is None else f"{a / b:.2f}x"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100k rows instead of 1M (smoke run)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per sample measurement")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads for every contender (1: stable timings on a shared machine)",
-    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per figure")
+    parser.add_argument("--seconds", type=float, default=0.15, help="time per rate measurement")
+    parser.add_argument("--pixel-rows", type=int, default=10_000)
+    parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-replay.md")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
     size = 100_000 if args.quick else 1_000_000
-    secs = args.seconds
+    secs, n = args.seconds, args.rounds
+    px = 2_000 if args.quick else args.pixel_rows
     scratch = tempfile.mkdtemp(prefix="bench-replay-")
     t0 = time.perf_counter()
-    rows: list[tuple] = []
+    rows: list[tuple[str, Results]] = []
     try:
-        rows += transitions("Pendulum", 3, 1, size, secs, scratch)
-        rows += transitions("HalfCheetah", 17, 6, size, secs, scratch)
-        rows.append(prioritized(size, secs))
-        slice_rows, slice_ratio = slices(size, 10 * size, secs)
+        rows += transitions("Pendulum", 3, 1, size, secs, n, scratch)
+        rows += transitions("HalfCheetah", 17, 6, size, secs, n, scratch)
+        rows.append(prioritized(size, secs, n))
+        slice_rows, slice_ratio = slices(size, 10 * size, secs, n)
         rows += slice_rows
-        rows += pixels(size // 10, secs, scratch)
+        px_label, px_res, bw = pixels(px, secs, n, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}; "
-        f"TorchRL {'yes' if HAVE_TORCHRL else 'n/a'}, SB3 {'yes' if HAVE_SB3 else 'n/a'}"
+    unit = {True: "%", False: ""}
+    figures = []
+    for label, res in [*rows, (px_label, px_res)]:
+        cols = [spread(res.get(c), unit[label.startswith("pixels")]) for c in COLUMNS]
+        figures.append([label, *cols])
+    ratios = []
+    for label, res in [*rows, (px_label, px_res)]:
+        if label.startswith(("prioritized", "SliceSampler")):
+            continue
+        cells = []
+        for _, a, b in RATIOS:
+            ok = res.get(a) and res.get(b)
+            cells.append(spread(per_round(res[a], res[b]), "x") if ok else "–")
+        ratios.append([label, *cells])
+    ratios.append(
+        [
+            f"SliceSampler time at {fmt(10 * size)} rows / at {fmt(size)} rows",
+            spread(slice_ratio, "x"),
+            *["–"] * (len(RATIOS) - 1),
+        ]
     )
-    head = ["benchmark", *COLUMNS, "mem / TorchRL", "mem / SB3", "memmap / TorchRL"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for label, res in rows:
-        pct = label.startswith("pixels")
-        cells = [fmt(res.get(c), pct) for c in COLUMNS]
-        mem, mm, trl, sb3 = (res.get(c) for c in COLUMNS[:4])
-        print(
-            "| "
-            + " | ".join([label, *cells, ratio(mem, trl), ratio(mem, sb3), ratio(mm, trl)])
-            + " |"
-        )
-    print(f"\nSliceSampler time at {fmt(10 * size)} rows / at {fmt(size)} rows: {slice_ratio:.2f}x")
-    print(f"total {time.perf_counter() - t0:.0f}s")
+    t1 = table(["", *COLUMNS], figures)
+    t2 = table(["rldata over peer, per round", *(r[0] for r in RATIOS)], ratios)
+    line = (
+        f"{fmt(size)} TED transitions (11 leaves per row), batch {BATCH}, "
+        f"{torch.get_num_threads()} torch thread; median of {n} interleaved rounds (min–max); "
+        f"libc memcpy {bw / 1e9:.1f} GB/s in this run; {time.perf_counter() - t0:.0f} s in all."
+    )
+    print(line, t1, t2, sep="\n\n")
+    if args.write:
+        cmd = f"python benchmarks/bench_replay.py --write --rounds {n} --seconds {secs}"
+        body = f"{line}\n\n{t1}\n\nRatios (higher is better for rldata):\n\n{t2}"
+        write_results("replay", "Replay buffers, like against like", cmd, [region("replay", body)])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""README speed tables are copies of the benchmark RESULTS files (scripts/readme_tables.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "readme_tables", ROOT / "scripts/readme_tables.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_tables_match_results() -> None:
+    rt = _script()
+    readme = (ROOT / "README.md").read_text()
+    found = rt.tables(ROOT / "benchmarks")
+    marked = {name for name, _ in rt.REGION.findall(readme)}
+    assert marked, "README.md has no <!-- table:NAME --> regions"
+    assert marked <= set(found)
+    assert rt.render(readme, found) == readme, "run: python scripts/readme_tables.py"
+
+
+def test_render_is_idempotent_and_replaces_only_regions(tmp_path: Path) -> None:
+    rt = _script()
+    (tmp_path / "RESULTS-x.md").write_text(
+        "# x\n\n<!-- table:x -->\n| a |\n|---|\n| 2 |\n<!-- /table:x -->\n"
+    )
+    readme = "intro\n\n<!-- table:x -->\n| a |\n|---|\n| 1 |\n<!-- /table:x -->\n\nafter\n"
+    once = rt.render(readme, rt.tables(tmp_path))
+    assert once == "intro\n\n<!-- table:x -->\n| a |\n|---|\n| 2 |\n<!-- /table:x -->\n\nafter\n"
+    assert rt.render(once, rt.tables(tmp_path)) == once
+
+
+def test_unknown_table_is_refused(tmp_path: Path) -> None:
+    rt = _script()
+    with pytest.raises(SystemExit, match="'y'"):
+        rt.render("<!-- table:y -->\nold\n<!-- /table:y -->\n", rt.tables(tmp_path))
