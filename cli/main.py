@@ -6,6 +6,7 @@ import click
 
 from cli._errors import RldataGroup
 from cli.collect import collect
+from cli.convert import convert
 from cli.inspect import info, verify
 from cli.share import diff, merge, pull, push
 from rldata import __version__
@@ -18,6 +19,7 @@ def rldata() -> None:
 
 
 rldata.add_command(collect)
+rldata.add_command(convert)
 rldata.add_command(info)
 rldata.add_command(verify)
 rldata.add_command(push)

@@ -832,3 +832,19 @@ def evaluate(
 def plot(runs: list[str], out: str | os.PathLike) -> str:
     """Draw the runs' learning curves (evaluation return) into one image; return its path."""
     return _trainers.plot_runs([os.fspath(r) for r in runs], os.fspath(out))
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    backend: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Copy a dataset between rldata backends, Minari, D4RL and TorchRL (``rldata convert``).
+
+    See :func:`rldata.stores.convert.convert` for the accepted forms of ``src`` and ``dst``.
+    """
+    from rldata.stores.convert import convert as _convert  # h5py only when converting
+
+    return _convert(src, dst, backend=backend, progress=progress)

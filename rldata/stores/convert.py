@@ -1,0 +1,279 @@
+"""``convert(src, dst)``: copy a dataset between rldata backends, Minari, D4RL and TorchRL.
+
+Sources: an rldata store of any backend, ``minari:NAMESPACE/NAME-vN`` (resolved through
+``MINARI_DATASETS_PATH`` as Minari does), ``d4rl:FILE.hdf5``, or a TorchRL memmap storage
+directory. Destinations: a new rldata store (``backend`` defaults to the source's, else
+memmap) or ``minari:NAMESPACE/NAME-vN``.
+
+Between rldata stores a conversion is lossless: every key with its dtype and shape, the
+flags, trajectory ids, extras, specs, env and provenance (with this conversion appended
+to ``provenance.conversions``); rows keep their order (oldest first), so the content
+digest of source and copy agree. The copy is built in a temporary sibling and renamed
+into place at the end, so a failed or interrupted conversion leaves nothing at ``dst``;
+an existing ``dst`` (or ``dst`` the same as ``src``) is refused before anything is read.
+
+Examples:
+    >>> convert("datasets/pendulum", "datasets/pendulum-zarr", backend="zarr")  # doctest: +SKIP
+    >>> convert("datasets/pendulum", "minari:rldata/pendulum-v0")                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tensordict import TensorDict
+
+from rldata import stores
+from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError
+from rldata.stores import foreign, minari_io
+from rldata.stores import manifest as mf
+from rldata.stores.paths import local_dir
+
+Progress = Callable[[int, int], None]
+"""``progress(rows_done, rows_total)`` after each block."""
+
+BLOCK_ROWS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ConvertSummary:
+    """What a conversion wrote."""
+
+    src: str
+    dst: str
+    backend: str
+    rows: int
+    episodes: int
+    seconds: float
+
+
+@dataclass
+class _Source:
+    rows: int
+    batches: Callable[[], Iterator[TensorDict]]
+    specs: Any
+    env: tuple[str | None, dict]
+    provenance: dict
+    backend: str | None = None
+    capacity: int | None = None
+    allow_nonfinite: bool = False
+    store: Any = None
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    backend: str | None = None,
+    progress: Progress | None = None,
+) -> ConvertSummary:
+    """Copy the dataset at ``src`` to the new ``dst`` (see the module docstring for the forms).
+
+    Args:
+        src: an rldata store path, ``minari:NS/NAME-vN``, ``d4rl:FILE.hdf5`` or a TorchRL
+            memmap storage directory.
+        dst: a new rldata store path, or ``minari:NS/NAME-vN``.
+        backend: the destination store's backend (default: the source's, else memmap).
+        progress: called with (rows done, rows total) after each block.
+
+    Raises:
+        StoreExistsError: ``dst`` exists (nothing is changed).
+        ConfigError: ``dst`` is ``src``, or ``backend`` is given for a Minari destination.
+        StoreNotFoundError: nothing readable at ``src``.
+    """
+    started = time.perf_counter()
+    src_text, dst_text = os.fspath(src), os.fspath(dst)
+    to_minari = dst_text.startswith(minari_io.PREFIX)
+    target = minari_io.dataset_dir(dst_text) if to_minari else local_dir(dst_text)
+    _refuse_destination(src_text, target, dst_text)
+    if to_minari and backend is not None:
+        raise ConfigError(
+            f"--backend {backend!r} is for rldata stores; {dst_text} is a Minari dataset"
+        )
+    if backend is not None:
+        stores.registry.load(backend)  # an unknown backend fails before anything is read
+    source = _open_source(src_text)
+    try:
+        if to_minari:
+            rows, episodes, name = _to_minari(source, src_text, dst_text, target, progress)
+            return ConvertSummary(
+                src_text, dst_text, "minari", rows, episodes, time.perf_counter() - started
+            )
+        chosen = backend or _default_backend(source)
+        rows, episodes = _to_store(source, src_text, target, chosen, progress)
+        return ConvertSummary(
+            src_text, dst_text, chosen, rows, episodes, time.perf_counter() - started
+        )
+    finally:
+        source.close()
+
+
+# --- sources ------------------------------------------------------------------------------
+def _open_source(text: str) -> _Source:
+    if text.startswith(minari_io.PREFIX):
+        m = minari_io.MinariSource(minari_io.dataset_dir(text))
+        return _Source(m.rows, m.batches, m.specs(), m.env, m.provenance)
+    if text.startswith(foreign.D4RL_PREFIX):
+        d = foreign.D4RLSource(local_dir(text[len(foreign.D4RL_PREFIX) :]))
+        return _Source(d.rows, d.batches, None, d.env, d.provenance)
+    path = local_dir(text)
+    if (path / "rldata.json").exists():
+        store: Any = stores.open(path)
+        return _Source(
+            len(store),
+            lambda: _store_batches(store),
+            store.specs,
+            (store.env_id, store.env_kwargs),
+            store.provenance,
+            backend=store.backend,
+            capacity=store.capacity,
+            allow_nonfinite=bool(store.manifest.get("allow_nonfinite")),
+            store=store,
+        )
+    if foreign.is_torchrl_dir(path):
+        t = foreign.TorchRLSource(path)
+        return _Source(t.rows, t.batches, None, t.env, t.provenance)
+    raise StoreNotFoundError(
+        f"{text}: not an rldata store, a TorchRL memmap storage, minari:NS/NAME-vN or d4rl:FILE.hdf5"
+    )
+
+
+def _store_batches(store: Any) -> Iterator[TensorDict]:
+    positions = store.readable()
+    for lo in range(0, positions.numel(), BLOCK_ROWS):
+        yield store.get(positions[lo : lo + BLOCK_ROWS])
+
+
+def _default_backend(source: _Source) -> str:
+    if source.backend in (None, "sharded"):
+        return "memmap"
+    return str(source.backend)
+
+
+# --- destinations -----------------------------------------------------------------------
+def _refuse_destination(src_text: str, target: Path, dst_text: str) -> None:
+    if not src_text.startswith((minari_io.PREFIX, foreign.D4RL_PREFIX)):
+        same = os.path.realpath(local_dir(src_text)) == os.path.realpath(target)
+    else:
+        same = src_text == dst_text
+    if same:
+        raise ConfigError(f"convert: {dst_text} is the source itself; pick a new destination")
+    if target.exists() or target.is_symlink():
+        raise StoreExistsError(
+            f"convert: {target} already exists; pick a new destination (nothing was changed)"
+        )
+
+
+def _temp_sibling(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.with_name(f".{target.name}.tmp-convert-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _place(tmp: Path, target: Path) -> None:
+    """Move the finished copy into place; refuse (and drop the copy) if ``target`` appeared."""
+    if target.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreExistsError(
+            f"convert: {target} appeared while converting; the copy was discarded"
+        )
+    os.rename(tmp, target)
+
+
+def _provenance(source: _Source, src_text: str, to: str) -> dict:
+    prov = dict(source.provenance)
+    history = list(prov.get("conversions") or [])
+    history.append(
+        {
+            "from": src_text,
+            "from_backend": source.backend,
+            "to_backend": to,
+            "rldata_version": mf.rldata_version(),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
+    prov["conversions"] = history
+    return prov
+
+
+def _to_store(
+    source: _Source, src_text: str, target: Path, backend: str, progress: Progress | None
+) -> tuple[int, int]:
+    cls = stores.registry.load(backend)
+    capacity = source.capacity if getattr(cls, "supports_overwrite_rings", True) else None
+    tmp = _temp_sibling(target)
+    try:
+        env_id, env_kwargs = source.env
+        store = stores.create(
+            tmp,
+            backend=backend,
+            capacity=capacity,
+            specs=source.specs,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            provenance=_provenance(source, src_text, backend),
+            allow_nonfinite=source.allow_nonfinite,
+        )
+        try:
+            done = 0
+            for rows in source.batches():
+                store.append(rows)
+                done += rows.batch_size[0]
+                if progress is not None:
+                    progress(done, source.rows)
+            store.commit()
+            episodes = int(store.episodes().batch_size[0])
+        finally:
+            store.close()
+        _place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return done, episodes
+
+
+def _to_minari(
+    source: _Source, src_text: str, dst_text: str, target: Path, progress: Progress | None
+) -> tuple[int, int, str]:
+    name = minari_io.dataset_id(dst_text)
+    tmp = _temp_sibling(target)
+    scratch = None
+    try:
+        store = source.store
+        if store is None:  # not an rldata store: land it in a scratch memmap store first
+            scratch = Path(tempfile.mkdtemp(prefix="rldata-convert-"))
+            _to_store(source, src_text, scratch / "rows", "memmap", None)
+            store = stores.open(scratch / "rows", verify=False)
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress is not None:
+                progress(done[0], len(store))
+
+        episodes = minari_io.export(store, tmp / "data", name, progress=step)
+        rows = len(store)
+        if scratch is not None:
+            store.close()
+        _place(tmp, target)
+        minari_io.write_namespaces(name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(scratch)
+    return rows, episodes, name
