@@ -32,6 +32,7 @@ from rldata.specs import Bounded, Categorical, OneHot, TensorSpec, Unbounded, sp
 
 FORMAT = "rldata.policy"
 VERSION = 1
+RUN_POLICY = "policy.pt"  # the policy a training run exports into its directory
 _ACTIVATIONS = {"Tanh": nn.Tanh, "ReLU": nn.ReLU, "ELU": nn.ELU}
 
 
@@ -58,9 +59,15 @@ def _unbatched(spec: TensorSpec, batch_dims: int) -> TensorSpec:
 class _ActionHead(nn.Module):
     """Maps the MLP's output into the action spec: tanh-scaled bounds, or a one-hot/index argmax."""
 
-    def __init__(self, net: nn.Module, action: TensorSpec) -> None:
+    def __init__(
+        self, net: nn.Module, action: TensorSpec, obs_norm: dict[str, list] | None = None
+    ) -> None:
         super().__init__()
         self.net = net
+        self.normalize = obs_norm is not None
+        if obs_norm is not None:  # (obs - mean) / std first: policies trained on normalized states
+            self.register_buffer("obs_mean", torch.tensor(obs_norm["mean"], dtype=torch.float32))
+            self.register_buffer("obs_std", torch.tensor(obs_norm["std"], dtype=torch.float32))
         self.kind = type(action).__name__
         self.n = int(getattr(action, "n", 0) or 0)
         self.dtype = action.dtype
@@ -69,7 +76,10 @@ class _ActionHead(nn.Module):
             self.register_buffer("high", action.high.clone().to(torch.float32))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        out = self.net(obs.to(torch.float32))
+        obs = obs.to(torch.float32)
+        if self.normalize:
+            obs = (obs - self.get_buffer("obs_mean")) / self.get_buffer("obs_std")
+        out = self.net(obs)
         if self.kind == "Bounded":
             low, high = self.get_buffer("low"), self.get_buffer("high")
             return (low + (torch.tanh(out) + 1) * 0.5 * (high - low)).to(self.dtype)
@@ -86,6 +96,7 @@ def mlp_policy(
     num_cells: Sequence[int] = (64, 64),
     activation: str = "Tanh",
     batch_dims: int = 0,
+    obs_norm: dict[str, list] | None = None,
 ) -> Actor:
     """A deterministic MLP actor ``observation -> action`` that can be saved as a checkpoint.
 
@@ -95,6 +106,8 @@ def mlp_policy(
         num_cells: hidden layer sizes.
         activation: ``"Tanh"``, ``"ReLU"`` or ``"ELU"``.
         batch_dims: leading batch dims of the specs (``len(env.batch_size)``).
+        obs_norm: ``{"mean": [...], "std": [...]}``: normalize observations first (for
+            policies trained on normalized states, e.g. TD3+BC and IQL).
     """
     obs = observation_spec["observation"] if hasattr(observation_spec, "keys") else observation_spec
     arch = {
@@ -106,6 +119,8 @@ def mlp_policy(
         "num_cells": [int(c) for c in num_cells],
         "activation": activation,
     }
+    if obs_norm is not None:
+        arch["obs_norm"] = {"mean": list(obs_norm["mean"]), "std": list(obs_norm["std"])}
     return _build(arch)
 
 
@@ -135,7 +150,10 @@ def _build(arch: dict[str, Any]) -> Actor:
         activation_class=_ACTIVATIONS[arch["activation"]],
     )
     actor = Actor(
-        _ActionHead(net, action), in_keys=[arch["obs_key"]], out_keys=["action"], spec=action
+        _ActionHead(net, action, arch.get("obs_norm")),
+        in_keys=[arch["obs_key"]],
+        out_keys=["action"],
+        spec=action,
     )
     actor.rldata_arch = arch
     return actor
@@ -161,7 +179,7 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
     """Rebuild a policy from a checkpoint written by :func:`save_policy`.
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file, or a training run directory holding ``policy.pt``.
         env: if given, the observation and action specs must match this env's.
 
     Raises:
@@ -169,6 +187,8 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
         SpecError: the policy's specs do not match ``env``'s (the message names both).
     """
     path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, RUN_POLICY)):
+        path = os.path.join(path, RUN_POLICY)  # a training run directory (rldata train --out)
     if not os.path.isfile(path):
         raise ConfigError(
             f"policy checkpoint not found: {path!r} (give 'random' or a file saved by rldata)"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from rldata.data.buffer import ReplayBuffer, TensorDictReplayBuffer
 from rldata.data.load import load
+from rldata.data.mixing import MixingBuffer
+from rldata.data.rate_limiter import SampleToInsertRatio
 from rldata.data.samplers import (
     PrioritizedSampler,
     RandomSampler,
@@ -21,11 +23,13 @@ __all__ = [
     "AppendOnlyWriter",
     "LazyMemmapStorage",
     "LazyTensorStorage",
+    "MixingBuffer",
     "PrioritizedSampler",
     "RandomSampler",
     "ReplayBuffer",
     "RoundRobinWriter",
     "Sampler",
+    "SampleToInsertRatio",
     "SamplerWithoutReplacement",
     "SliceSampler",
     "Storage",

@@ -1,0 +1,287 @@
+"""The algorithm registry: ``ddpg, sac, redq, td3, td3bc, iql, cql``, each with defaults known to work.
+
+An :class:`Algorithm` names its policy kind, its defaults (merged into
+:class:`~rldata.trainers.TrainConfig` for every field the user left unset) and a
+``build`` that returns an :class:`Agent`: the acting policy, the loss, one optimizer
+with a parameter group per role, and the target updater. An unknown name lists the
+valid ones.
+
+Every default below is the one its source uses, changed only where a source is tuned
+for a different budget (noted inline); the learning benchmark
+(``benchmarks/bench_learning.py``) checks them on Pendulum-v1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
+from torch import nn
+
+from rldata.errors import ConfigError
+from rldata.modules import AdditiveGaussianModule
+from rldata.objectives import (
+    CQLLoss,
+    DDPGLoss,
+    IQLLoss,
+    LossModule,
+    REDQLoss,
+    SACLoss,
+    SoftUpdate,
+    TD3BCLoss,
+    TD3Loss,
+)
+from rldata.trainers import networks as nets
+from rldata.trainers.config import TrainConfig
+from rldata.trainers.networks import EnvSpecs
+
+
+@dataclass
+class Agent:
+    """What a training loop needs of an algorithm, built for one environment's specs."""
+
+    actor: TensorDictModuleBase
+    """The policy; run under ``ExplorationType.DETERMINISTIC`` it gives the evaluated action."""
+    explore: nn.Module
+    """The policy the collector runs (``actor`` plus noise, or the stochastic actor)."""
+    loss: LossModule
+    optimizer: torch.optim.Optimizer
+    updater: SoftUpdate
+    noise: AdditiveGaussianModule | None = None
+    """Exploration noise whose scale anneals with the frames collected."""
+
+    def targets_due(self) -> bool:
+        """Whether this update should move the targets (TD3: only with the delayed actor)."""
+        return bool(getattr(self.loss, "actor_updated", True))
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One registry entry."""
+
+    name: str
+    stochastic: bool
+    """Tanh-Gaussian actor (explores by sampling) rather than a deterministic one plus noise."""
+    offline: bool
+    """Designed to learn from a fixed dataset."""
+    build: Callable[[EnvSpecs, TrainConfig], Agent]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def _optimizer(loss: LossModule, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with one group per role: actor, critics (and value net), temperature.
+
+    One Adam with per-group learning rates equals one Adam per network (Adam's state is
+    per parameter), and steps every tensor at once.
+    """
+    groups: dict[str, list[nn.Parameter]] = {"actor": [], "critic": [], "alpha": []}
+    for name, p in loss.named_parameters():
+        if name.startswith("actor_network"):
+            groups["actor"].append(p)
+        elif name == "log_alpha":
+            groups["alpha"].append(p)
+        else:
+            groups["critic"].append(p)
+    lrs = {"actor": cfg.actor_lr, "critic": cfg.critic_lr, "alpha": cfg.alpha_lr}
+    return torch.optim.Adam(
+        [{"params": ps, "lr": lrs[k], "name": k} for k, ps in groups.items() if ps],
+        fused=True,  # one kernel for every tensor: 10-15% faster updates on CPU (bench_losses)
+    )
+
+
+def _noise(specs: EnvSpecs, cfg: TrainConfig) -> AdditiveGaussianModule:
+    return AdditiveGaussianModule(
+        specs.action_spec,
+        sigma_init=float(cfg.sigma_init),  # type: ignore[arg-type]
+        sigma_end=float(cfg.sigma_end),  # type: ignore[arg-type]
+        annealing_num_steps=max(int(cfg.frames or 1), 1),
+    )
+
+
+def _finish(
+    actor: TensorDictModuleBase, loss: LossModule, cfg: TrainConfig, noise: Any = None
+) -> Agent:
+    explore = actor if noise is None else TensorDictSequential(actor, noise)
+    updater = SoftUpdate(loss, tau=float(cfg.tau))  # type: ignore[arg-type]
+    return Agent(actor, explore, loss, _optimizer(loss, cfg), updater, noise)
+
+
+# --- builders -----------------------------------------------------------------------------
+
+
+def _ddpg(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.deterministic_actor(specs, cfg.hidden)
+    loss = DDPGLoss(actor, nets.qvalue(specs, cfg.hidden), gamma=cfg.gamma)
+    return _finish(actor, loss, cfg, _noise(specs, cfg))
+
+
+def _td3(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.deterministic_actor(specs, cfg.hidden)
+    scale = specs.high  # the sources give the smoothing noise in units of max_action
+    loss = TD3Loss(
+        actor,
+        nets.qvalue(specs, cfg.hidden),
+        num_qvalue_nets=int(cfg.num_qvalue_nets),  # type: ignore[arg-type]
+        policy_noise=float(cfg.policy_noise) * scale,  # type: ignore[arg-type]
+        noise_clip=float(cfg.noise_clip) * scale,  # type: ignore[arg-type]
+        policy_delay=int(cfg.policy_delay),  # type: ignore[arg-type]
+        gamma=cfg.gamma,
+    )
+    return _finish(actor, loss, cfg, _noise(specs, cfg))
+
+
+def _td3bc(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.deterministic_actor(specs, cfg.hidden)
+    scale = specs.high
+    loss = TD3BCLoss(
+        actor,
+        nets.qvalue(specs, cfg.hidden),
+        alpha=float(cfg.bc_alpha),  # type: ignore[arg-type]
+        policy_noise=float(cfg.policy_noise) * scale,  # type: ignore[arg-type]
+        noise_clip=float(cfg.noise_clip) * scale,  # type: ignore[arg-type]
+        policy_delay=int(cfg.policy_delay),  # type: ignore[arg-type]
+        gamma=cfg.gamma,
+    )
+    return _finish(actor, loss, cfg, _noise(specs, cfg))
+
+
+def _sac(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.gaussian_actor(specs, cfg.hidden)
+    loss = SACLoss(
+        actor,
+        nets.qvalue(specs, cfg.hidden),
+        num_qvalue_nets=int(cfg.num_qvalue_nets),  # type: ignore[arg-type]
+        gamma=cfg.gamma,
+    )
+    return _finish(actor, loss, cfg)
+
+
+def _redq(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.gaussian_actor(specs, cfg.hidden)
+    loss = REDQLoss(
+        actor,
+        nets.qvalue(specs, cfg.hidden),
+        num_qvalue_nets=int(cfg.num_qvalue_nets),  # type: ignore[arg-type]
+        sub_sample_len=int(cfg.sub_sample_len),  # type: ignore[arg-type]
+        gamma=cfg.gamma,
+    )
+    return _finish(actor, loss, cfg)
+
+
+def _iql(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.gaussian_actor(specs, cfg.hidden)
+    loss = IQLLoss(
+        actor,
+        nets.qvalue(specs, cfg.hidden),
+        nets.state_value(specs, cfg.hidden),
+        num_qvalue_nets=int(cfg.num_qvalue_nets),  # type: ignore[arg-type]
+        expectile=float(cfg.expectile),  # type: ignore[arg-type]
+        temperature=float(cfg.temperature),  # type: ignore[arg-type]
+        gamma=cfg.gamma,
+    )
+    return _finish(actor, loss, cfg)
+
+
+def _cql(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    actor = nets.gaussian_actor(specs, cfg.hidden)
+    loss = CQLLoss(
+        actor,
+        nets.qvalue(specs, cfg.hidden),
+        num_qvalue_nets=int(cfg.num_qvalue_nets),  # type: ignore[arg-type]
+        min_q_weight=float(cfg.min_q_weight),  # type: ignore[arg-type]
+        temperature=float(cfg.temperature),  # type: ignore[arg-type]
+        gamma=cfg.gamma,
+    )
+    return _finish(actor, loss, cfg)
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+_TD3_NOISE = {"policy_noise": 0.2, "noise_clip": 0.5, "policy_delay": 2}
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "ddpg": Algorithm(
+        "ddpg",
+        stochastic=False,
+        offline=False,
+        build=_ddpg,
+        # lr 1e-3 for both nets and tau 0.005 as in Fujimoto et al.'s "OurDDPG" re-tuning;
+        # Gaussian noise annealed 0.5 -> 0.05 as in the TorchRL overview's DDPG script
+        defaults={"actor_lr": 1e-3, "critic_lr": 1e-3, "sigma_init": 0.5, "sigma_end": 0.05},
+        source="Lillicrap et al. 2016 (arXiv:1509.02971); Fujimoto et al. 2018 (OurDDPG.py)",
+    ),
+    "td3": Algorithm(
+        "td3",
+        stochastic=False,
+        offline=False,
+        build=_td3,
+        # author code: lr 3e-4, exploration noise 0.1 * max_action (here sigma in action units)
+        defaults={**_TD3_NOISE, "sigma_init": 0.2, "sigma_end": 0.2},
+        source="Fujimoto et al. 2018 (arXiv:1802.09477), github.com/sfujim/TD3",
+    ),
+    "sac": Algorithm(
+        "sac",
+        stochastic=True,
+        offline=False,
+        build=_sac,
+        defaults={},  # lr 3e-4 everywhere, batch 256, tau 0.005, auto temperature
+        source="Haarnoja et al. 2018 (arXiv:1812.05905); Stable-Baselines3 SAC defaults",
+    ),
+    "redq": Algorithm(
+        "redq",
+        stochastic=True,
+        offline=False,
+        build=_redq,
+        # N=10, M=2 as in the paper; UTD 20 in the paper, 10 here to fit a CPU budget
+        defaults={"num_qvalue_nets": 10, "sub_sample_len": 2, "utd": 10.0},
+        source="Chen et al. 2021 (arXiv:2101.05982), github.com/watchernyu/REDQ",
+    ),
+    "td3bc": Algorithm(
+        "td3bc",
+        stochastic=False,
+        offline=True,
+        build=_td3bc,
+        defaults={
+            **_TD3_NOISE,
+            "bc_alpha": 2.5,
+            "normalize_observations": True,
+            "sigma_init": 0.1,
+            "sigma_end": 0.1,
+        },
+        source="Fujimoto & Gu 2021 (arXiv:2106.06860), github.com/sfujim/TD3_BC",
+    ),
+    "iql": Algorithm(
+        "iql",
+        stochastic=True,
+        offline=True,
+        build=_iql,
+        defaults={"expectile": 0.7, "temperature": 3.0, "normalize_observations": True},
+        source="Kostrikov et al. 2021 (arXiv:2110.06169), github.com/ikostrikov/implicit_q_learning",
+    ),
+    "cql": Algorithm(
+        "cql",
+        stochastic=True,
+        offline=True,
+        build=_cql,
+        # reference code: min_q_weight 5, policy lr 1e-4, critic lr 3e-4, 10 sampled actions
+        defaults={"min_q_weight": 5.0, "temperature": 1.0, "actor_lr": 1e-4},
+        source="Kumar et al. 2020 (arXiv:2006.04779), github.com/aviralkumar2907/CQL",
+    ),
+}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """The registry entry for ``name``; an unknown name lists the valid ones."""
+    algo = ALGORITHMS.get(name)
+    if algo is None:
+        raise ConfigError(f"unknown algorithm {name!r}; choose one of {sorted(ALGORITHMS)}")
+    return algo
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with every unset field taken from its algorithm's defaults (checked)."""
+    return cfg.with_defaults(get_algorithm(cfg.algo).defaults)

@@ -1,0 +1,76 @@
+"""Checkpoints that hold tensors and JSON only: loading a shared run never runs code.
+
+A run directory holds::
+
+    RUN/config.json            the TrainConfig (JSON)
+    RUN/checkpoint/state.pt    state dicts of the loss (networks, targets), optimizer,
+                               exploration noise and RNG: tensors and plain numbers only,
+                               read back with torch.load(weights_only=True)
+    RUN/checkpoint/trainer.json  counters (env steps, updates, next evaluation), evaluations
+    RUN/policy.pt              the acting policy in rldata's policy-checkpoint format
+                               (rldata collect --policy RUN, rldata eval RUN)
+
+``trainer.json`` is written last, each file through a temporary name and a rename, so
+a run interrupted while saving resumes from the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rldata.errors import ConfigError
+
+CHECKPOINT_DIR = "checkpoint"
+STATE = "state.pt"
+META = "trainer.json"
+
+
+def _replace(tmp: Path, dst: Path) -> None:
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors) and ``meta`` (JSON) under ``run_dir/checkpoint``."""
+    ckpt = run_dir / CHECKPOINT_DIR
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / (STATE + ".tmp")
+    torch.save(state, tmp)
+    _replace(tmp, ckpt / STATE)
+    tmp = ckpt / (META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    _replace(tmp, ckpt / META)
+    return ckpt
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state, meta)`` of the run's last complete checkpoint.
+
+    Raises:
+        ConfigError: no checkpoint, or a file that is not tensors-and-JSON.
+    """
+    ckpt = run_dir / CHECKPOINT_DIR
+    if not (ckpt / META).is_file() or not (ckpt / STATE).is_file():
+        raise ConfigError(f"no checkpoint to resume in {str(run_dir)!r} (expected {ckpt}/{META})")
+    try:
+        state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise ConfigError(
+            f"{str(ckpt / STATE)!r} is not readable with weights_only=True: {err}"
+        ) from None
+    try:
+        meta = json.loads((ckpt / META).read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{str(ckpt / META)!r} is not valid JSON: {err}") from None
+    return state, meta
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's JSON file (``config.json``, ``summary.json``) as a dict."""
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,167 @@
+"""Everything a run needs, checked before anything is written.
+
+:func:`check_inputs` opens the dataset, builds the evaluation env and compares their
+specs, resolves the device and the run directory, and raises one clear
+:class:`~rldata.errors.RldataError` for the first bad input. Only then does the trainer
+create a directory, a store or a model, so a mistake leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rldata import stores
+from rldata.envs import GymEnv
+from rldata.errors import ConfigError, SpecError, StoreExistsError
+from rldata.specs import Bounded, Composite
+from rldata.trainers.algorithms import Algorithm, get_algorithm
+from rldata.trainers.checkpoint import CHECKPOINT_DIR
+from rldata.trainers.config import TrainConfig
+from rldata.trainers.device import resolve_device
+from rldata.trainers.networks import EnvSpecs
+
+
+@dataclass
+class Inputs:
+    """The checked inputs of a run (open handles: close with :meth:`close`)."""
+
+    algo: Algorithm
+    device: torch.device
+    specs: EnvSpecs
+    eval_env_id: str
+    eval_env: Any
+    dataset: Any | None  # an open read-only store
+
+    def close(self) -> None:
+        self.eval_env.close()
+        if self.dataset is not None:
+            self.dataset.close()
+
+
+def env_specs(env: Any, env_id: str, algo: str) -> EnvSpecs:
+    """The specs the networks need, or a :class:`ConfigError` naming what does not fit."""
+    obs = env.observation_spec.get("observation", None)
+    if obs is None:
+        keys = sorted(str(k) for k in env.observation_spec.keys(True, True))
+        raise ConfigError(
+            f"env {env_id!r}: the trainers read a flat 'observation'; this env observes {keys}"
+        )
+    if len(obs.shape) != 1 or not obs.dtype.is_floating_point:
+        raise ConfigError(
+            f"env {env_id!r}: expected a 1-D float observation, got shape {tuple(obs.shape)} "
+            f"{obs.dtype}"
+        )
+    act = env.action_spec
+    if not isinstance(act, Bounded) or not act.dtype.is_floating_point or len(act.shape) != 1:
+        raise ConfigError(
+            f"algorithm {algo!r} needs a continuous (Box) action space; env {env_id!r} has "
+            f"{type(act).__name__} actions of shape {tuple(act.shape)} {act.dtype}"
+        )
+    return EnvSpecs(obs_dim=int(obs.shape[-1]), action_spec=act)
+
+
+def record_specs(env: Any) -> Composite:
+    """The env's specs in the form a store records (observation, action, next reward)."""
+    out = Composite({})
+    for key in env.observation_spec.keys(True, True):
+        out[key] = env.observation_spec[key]
+    out["action"] = env.action_spec
+    out[("next", "reward")] = env.reward_spec
+    return out
+
+
+def _check_match(store: Any, specs: EnvSpecs, env_id: str, path: str) -> None:
+    recorded = store.specs
+    if recorded is None:
+        return
+    obs = recorded.get("observation", None)
+    act = recorded.get("action", None)
+    if obs is None or tuple(obs.shape) != (specs.obs_dim,):
+        got = None if obs is None else tuple(obs.shape)
+        raise SpecError(
+            f"dataset {path!r} has observation shape {got} but eval env {env_id!r} observes "
+            f"({specs.obs_dim},)"
+        )
+    want = specs.action_spec
+    if (
+        act is None
+        or tuple(act.shape) != tuple(want.shape)
+        or not isinstance(act, Bounded)
+        or not torch.allclose(act.low.float(), want.low.float())
+        or not torch.allclose(act.high.float(), want.high.float())
+    ):
+        raise SpecError(
+            f"dataset {path!r} has action spec {act!r} but eval env {env_id!r} acts in {want!r}"
+        )
+
+
+def check_run_dir(out: Path, resume: bool) -> None:
+    """A new run needs a fresh (or empty) directory; a resumed one needs its checkpoint."""
+    if resume:
+        if not (out / CHECKPOINT_DIR).is_dir():
+            raise ConfigError(f"--resume: no checkpoint in {str(out)!r} to resume from")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise StoreExistsError(
+            f"run directory {str(out)!r} exists and is not empty; give a new --out or --resume"
+        )
+
+
+def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool) -> Inputs:
+    """Check every input of ``cfg``; open the dataset and the evaluation env.
+
+    Raises:
+        ConfigError, SpecError, StoreNotFoundError, EnvNotFoundError, StoreExistsError:
+            the first bad input, in one line.
+    """
+    algo = get_algorithm(cfg.algo)
+    if cfg.env is None and cfg.dataset is None:
+        raise ConfigError("give --env ENV_ID (online), --dataset PATH (offline), or both")
+    if cfg.env is not None and cfg.frames is None:
+        raise ConfigError("online training needs --frames N (environment steps)")
+    if cfg.env is None and cfg.steps is None:
+        raise ConfigError("offline training needs --steps N (gradient updates)")
+    device = resolve_device(cfg.device)
+    if cfg.replay_device not in (None, "cpu"):
+        resolve_device(cfg.replay_device)
+    if out is not None:
+        check_run_dir(out, resume)
+    if cfg.store is not None and not resume and os.path.exists(cfg.store):
+        raise StoreExistsError(f"--store {cfg.store!r} exists; give a new path or --resume")
+    dataset = stores.open(cfg.dataset) if cfg.dataset is not None else None
+    try:
+        recorded = getattr(dataset, "env_id", None) if dataset is not None else None
+        env_id = cfg.eval_env or cfg.env or recorded
+        if env_id is None:
+            raise ConfigError(f"dataset {cfg.dataset!r} records no env id: give --eval-env ENV_ID")
+        env = GymEnv(env_id)
+        try:
+            specs = env_specs(env, env_id, cfg.algo)
+            if dataset is not None:
+                _check_match(dataset, specs, env_id, str(cfg.dataset))
+            if cfg.env is not None and cfg.env != env_id:
+                probe = GymEnv(cfg.env)
+                try:
+                    other = env_specs(probe, cfg.env, cfg.algo)
+                finally:
+                    probe.close()
+                if other != specs and (
+                    other.obs_dim != specs.obs_dim
+                    or other.action_spec.shape != specs.action_spec.shape
+                ):
+                    raise SpecError(
+                        f"--env {cfg.env!r} and --eval-env {env_id!r} have different specs"
+                    )
+        except BaseException:
+            env.close()
+            raise
+    except BaseException:
+        if dataset is not None:
+            dataset.close()
+        raise
+    return Inputs(algo, device, specs, env_id, env, dataset)

@@ -1,0 +1,628 @@
+"""``Trainer``: the offline loop (store -> learn) and the online loop (collect -> store -> learn).
+
+The loops it runs::
+
+    # offline: --dataset PATH --steps N
+    for update in range(N):
+        loss = agent.loss(next(batches))          # batches: store -> sampler (-> GPU)
+        step(loss); updater.step()
+        every eval_every updates: evaluate; checkpoint
+
+    # online: --env ID --frames N   (offline-to-online: both, batches mix dataset and fresh rows)
+    for rows in collector:                        # random actions for init_random_frames
+        replay.extend(rows); noise.step(len(rows))
+        for _ in range(utd * len(rows)):  step(agent.loss(replay.sample())); updater.step()
+        collector.update_policy_weights_()
+        every eval_every env steps: evaluate; checkpoint
+
+A run directory gets ``config.json``, ``metrics.csv`` (and TensorBoard events when
+installed), ``checkpoint/`` (resume), ``policy.pt`` (act with it) and ``summary.json``.
+
+Examples:
+    >>> cfg = TrainConfig(algo="sac", env="Pendulum-v1", frames=5_000)   # doctest: +SKIP
+    >>> summary = Trainer(cfg, out="runs/sac").fit()                      # doctest: +SKIP
+    >>> summary.eval_return_mean                                          # doctest: +SKIP
+    -160.3
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+
+from rldata import __version__, stores
+from rldata.collectors import SyncDataCollector
+from rldata.collectors.policies import RUN_POLICY, mlp_policy, save_policy
+from rldata.data import (
+    LazyTensorStorage,
+    MixingBuffer,
+    ReplayBuffer,
+    SampleToInsertRatio,
+    StoreStorage,
+)
+from rldata.envs import GymEnv
+from rldata.specs import Unbounded
+from rldata.trainers.algorithms import Agent, resolve
+from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
+from rldata.trainers.config import TrainConfig
+from rldata.trainers.device import BatchStream
+from rldata.trainers.evaluation import EvalResult, evaluate_policy
+from rldata.trainers.loggers import Loggers
+from rldata.trainers.networks import actor_trunk
+from rldata.trainers.normalize import NormalizedPolicy, ObservationNorm, store_stats
+from rldata.trainers.setup import Inputs, check_inputs, record_specs
+
+STORE_COMMIT_EVERY = 10_000
+
+
+@dataclass
+class TrainProgress:
+    """Handed to the progress callback: where the run is and how it goes."""
+
+    unit: str  # "frames" (online) or "updates" (offline)
+    done: int
+    total: int
+    env_steps: int
+    updates: int
+    per_s: float
+    last_eval: float | None
+    losses: dict[str, float]
+
+
+@dataclass
+class TrainSummary:
+    """What ``summary.json`` holds."""
+
+    algo: str
+    mode: str
+    env_steps: int
+    updates: int
+    eval_return_mean: float
+    eval_return_std: float
+    eval_returns: list[float]
+    wall_s: float
+    run_dir: str | None
+    eval_env: str
+    store: str | None
+    device: str
+    seed: int
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the run (``summary.json``)."""
+    import gymnasium
+    import tensordict
+
+    return {
+        "rldata": __version__,
+        "torch": torch.__version__,
+        "tensordict": str(tensordict.__version__),
+        "gymnasium": gymnasium.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class Trainer:
+    """Train one algorithm offline, online or offline-to-online, as ``config`` says.
+
+    Args:
+        config: the run (unset fields take the algorithm's defaults).
+        out: the run directory (created; must be new or empty unless ``resume``);
+            ``None`` trains without writing anything (no store either).
+        resume: continue the interrupted run in ``out`` from its last checkpoint.
+        progress: called with a :class:`TrainProgress` as the run goes.
+
+    The constructor only stores its arguments; :meth:`fit` checks every input before
+    it writes anything.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: str | Path | None = None,
+        *,
+        resume: bool = False,
+        progress: Callable[[TrainProgress], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.out = Path(out) if out is not None else None
+        self.resume = resume
+        self.progress = progress
+
+    # --- entry point ------------------------------------------------------------------
+    def fit(self) -> TrainSummary:
+        """Run the loop to the end; return (and write) the summary."""
+        cfg = self.config
+        if self.resume and self.out is not None and (self.out / "config.json").is_file():
+            saved = json.loads((self.out / "config.json").read_text())
+            cfg = TrainConfig.from_dict({**saved, **_overrides(cfg)})
+        cfg = resolve(cfg)
+        inputs = check_inputs(cfg, self.out, self.resume)
+        try:
+            return _Run(cfg, inputs, self.out, self.resume, self.progress).run()
+        finally:
+            inputs.close()
+
+
+def _overrides(cfg: TrainConfig) -> dict[str, Any]:
+    """On resume, only a longer schedule may change (``--frames`` / ``--steps``)."""
+    return {k: getattr(cfg, k) for k in ("frames", "steps") if getattr(cfg, k) is not None}
+
+
+class _Run:
+    """One run's state: the agent, the replay, counters, loggers."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        inputs: Inputs,
+        out: Path | None,
+        resume: bool,
+        progress: Callable[[TrainProgress], None] | None,
+    ) -> None:
+        self.cfg, self.inputs, self.out, self.resume = cfg, inputs, out, resume
+        self.progress = progress
+        self.device = inputs.device
+        self.online = cfg.env is not None
+        self.env_steps = 0
+        self.updates = 0
+        self.wall_before = 0.0
+        self.evaluations: list[dict[str, float]] = []
+        self.last_out: TensorDictBase | None = None
+        self.norm: ObservationNorm | None = None
+        self.blocked = {"insert_blocked_s": 0.0, "sample_blocked_s": 0.0}
+        self.store: Any = None
+
+    # --- building -------------------------------------------------------------------------
+    def _build(self) -> None:
+        cfg, inputs = self.cfg, self.inputs
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.agent: Agent = inputs.algo.build(inputs.specs, cfg)
+        self.agent.loss.to(self.device)
+        if self.agent.noise is not None:
+            self.agent.noise.to(self.device)
+        if cfg.normalize_observations and inputs.dataset is not None:
+            self.norm = ObservationNorm.from_stats(store_stats(inputs.dataset)).to(self.device)
+        self.acting: Any = self.agent.actor
+        self.exploring: Any = self.agent.explore
+        if self.norm is not None:
+            self.acting = NormalizedPolicy(self.agent.actor, self.norm)
+            self.exploring = NormalizedPolicy(self.agent.explore, self.norm)
+        self.params = [p for g in self.agent.optimizer.param_groups for p in g["params"]]
+
+    def _offline_buffer(self) -> ReplayBuffer:
+        return ReplayBuffer(
+            storage=StoreStorage(self.inputs.dataset), batch_size=self.cfg.batch_size
+        )
+
+    def _online_buffer(self) -> ReplayBuffer:
+        cfg = self.cfg
+        capacity = cfg.buffer_size
+        if cfg.store is not None:
+            if self.resume and Path(cfg.store).exists():
+                self.store = stores.open(cfg.store, mode="a")
+            else:
+                ring = cfg.buffer_size is not None and cfg.buffer_size < int(cfg.frames or 0)
+                self.store = stores.create(
+                    cfg.store,
+                    backend=cfg.backend,
+                    capacity=cfg.buffer_size if ring else None,
+                    specs=record_specs(self.inputs.eval_env),
+                    env_id=cfg.env,
+                    provenance={
+                        "policy": f"rldata train --algo {cfg.algo}",
+                        "seed": cfg.seed,
+                        "created_by": "rldata.trainers",
+                        "rldata_version": __version__,
+                    },
+                    commit_every=STORE_COMMIT_EVERY,
+                )
+            storage: Any = StoreStorage(self.store)
+        else:
+            storage = LazyTensorStorage(capacity, device=cfg.replay_device or "cpu")
+        return ReplayBuffer(storage=storage, batch_size=cfg.batch_size)
+
+    def _replay(self) -> None:
+        cfg = self.cfg
+        offline = self._offline_buffer() if self.inputs.dataset is not None else None
+        if not self.online:
+            self.replay: Any = offline
+            self.writable: Any = None
+        else:
+            online = self._online_buffer()
+            self.writable = online
+            self.replay = (
+                online
+                if offline is None
+                else MixingBuffer(offline, online, cfg.offline_ratio, cfg.batch_size)
+            )
+        on_gpu = str(cfg.replay_device).startswith("cuda") and self.inputs.dataset is None
+        self.stream: BatchStream | None = None
+        # to the GPU through pinned memory; offline on the CPU, sampling ahead in a thread
+        to_gpu = self.device.type == "cuda" and not on_gpu
+        if cfg.prefetch > 0 and (to_gpu or not self.online):
+            self.stream = BatchStream(self.replay.sample, self.device, cfg.prefetch)
+
+    def _batch(self) -> TensorDictBase:
+        batch = self.stream.next() if self.stream is not None else self.replay.sample()
+        if batch.device != self.device:
+            batch = batch.to(self.device, non_blocking=True)
+        if self.norm is not None:
+            batch = self.norm.batch(batch)
+        return batch
+
+    # --- one update -------------------------------------------------------------------------
+    def update(self) -> None:
+        agent, cfg = self.agent, self.cfg
+        out = agent.loss(self._batch())
+        total = sum(v for k, v in out.items() if k.startswith("loss_"))
+        agent.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.grad_clip is not None:
+            out.set("grad_norm", torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+        agent.optimizer.step()
+        if agent.targets_due():
+            agent.updater.step()
+        self.updates += 1
+        self.last_out = out
+
+    def losses(self) -> dict[str, float]:
+        if self.last_out is None:
+            return {}
+        return {
+            k: float(v.detach())
+            for k, v in self.last_out.items()
+            if isinstance(v, torch.Tensor) and v.numel() == 1
+        }
+
+    # --- evaluation, logging, checkpoints ---------------------------------------------------
+    def evaluate(self) -> EvalResult:
+        result = evaluate_policy(
+            self.acting, self.inputs.eval_env, self.cfg.eval_episodes, self.cfg.seed, self.device
+        )
+        self.evaluations.append(
+            {
+                "env_steps": self.env_steps,
+                "updates": self.updates,
+                "mean": result.mean,
+                "std": result.std,
+            }
+        )
+        self.log("eval", eval_return_mean=result.mean, eval_return_std=result.std)
+        return result
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def log(self, kind: str, **extra: float) -> None:
+        row: dict[str, Any] = {
+            "kind": kind,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_s": round(self.wall(), 3),
+        }
+        if kind == "train":
+            row.update(self.losses())
+            if self.agent.noise is not None:
+                row["sigma"] = self.agent.noise.sigma
+            if self.cfg.collect_async:
+                row.update(self.blocked)
+        row.update(extra)
+        if self.loggers is not None:
+            self.loggers.log(row)
+
+    def checkpoint(self) -> None:
+        if self.out is None:
+            return
+        if self.store is not None:
+            self.store.commit()
+        state = {
+            "loss": self.agent.loss.state_dict(),
+            "optimizer": self.agent.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.agent.noise is not None:
+            state["noise"] = self.agent.noise.state_dict()
+        meta = {
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_s": self.wall(),
+            "evaluations": self.evaluations,
+            "loss_calls": int(getattr(self.agent.loss, "num_calls", 0)),
+        }
+        save_checkpoint(self.out, state, meta)
+        self.export_policy()
+
+    def export_policy(self) -> None:
+        """``policy.pt``: the deterministic policy as an rldata policy checkpoint."""
+        assert self.out is not None
+        specs = self.inputs.specs
+        norm = None
+        if self.norm is not None:
+            norm = {
+                "mean": self.norm.get_buffer("mean").tolist(),
+                "std": self.norm.get_buffer("std").tolist(),
+            }
+        policy = mlp_policy(
+            Unbounded((specs.obs_dim,)),
+            specs.action_spec,
+            num_cells=self.cfg.hidden,
+            activation="ReLU",
+            obs_norm=norm,
+        )
+        trunk = actor_trunk(self.agent.actor)
+        n_act = specs.action_dim
+        target = actor_trunk(policy)
+        state = {}
+        for k, v in trunk.state_dict().items():
+            want = target.state_dict()[k]
+            state[k] = v.detach().cpu()[: want.shape[0]] if v.shape != want.shape else v.cpu()
+        assert n_act <= state[next(reversed(state))].shape[0]
+        target.load_state_dict(state)
+        tmp = self.out / (RUN_POLICY + ".tmp")
+        save_policy(policy, tmp)
+        tmp.replace(self.out / RUN_POLICY)
+
+    def _restore(self) -> None:
+        assert self.out is not None
+        state, meta = load_checkpoint(self.out)
+        self.agent.loss.load_state_dict(state["loss"])
+        self.agent.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.agent.noise is not None and "noise" in state:
+            self.agent.noise.load_state_dict(state["noise"])
+        if hasattr(self.agent.loss, "num_calls"):
+            setattr(self.agent.loss, "num_calls", int(meta.get("loss_calls", 0)))  # noqa: B010
+        self.env_steps = int(meta["env_steps"])
+        self.updates = int(meta["updates"])
+        self.wall_before = float(meta["wall_s"])
+        self.evaluations = list(meta["evaluations"])
+
+    def report(self, done: int, total: int, per_s: float) -> None:
+        if self.progress is None:
+            return
+        last = self.evaluations[-1]["mean"] if self.evaluations else None
+        self.progress(
+            TrainProgress(
+                unit="frames" if self.online else "updates",
+                done=done,
+                total=total,
+                env_steps=self.env_steps,
+                updates=self.updates,
+                per_s=per_s,
+                last_eval=last,
+                losses={k: v for k, v in self.losses().items() if k.startswith("loss_")},
+            )
+        )
+
+    # --- the run ------------------------------------------------------------------------------
+    def run(self) -> TrainSummary:
+        cfg = self.cfg
+        self._build()
+        self.loggers: Loggers | None = None
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if self.resume:
+                self._restore()
+            else:
+                (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+            self.loggers = Loggers(self.out, cfg.tensorboard)
+        self._replay()
+        self.started = time.perf_counter()
+        try:
+            if not self.online:
+                self._offline()
+            elif cfg.collect_async:
+                self._online_async()
+            else:
+                self._online()
+            if not self.evaluations or self.evaluations[-1]["updates"] != self.updates:
+                self.evaluate()
+            self.log("train")
+            self.checkpoint()
+        finally:
+            if self.stream is not None:
+                self.stream.close()
+            if self.store is not None:
+                self.store.close()
+            if self.loggers is not None:
+                self.loggers.close()
+        return self._summary()
+
+    def _summary(self) -> TrainSummary:
+        cfg, last = self.cfg, self.evaluations[-1]
+        mode = "offline" if not self.online else ("offline-to-online" if cfg.dataset else "online")
+        summary = TrainSummary(
+            algo=cfg.algo,
+            mode=mode,
+            env_steps=self.env_steps,
+            updates=self.updates,
+            eval_return_mean=float(last["mean"]),
+            eval_return_std=float(last["std"]),
+            eval_returns=[float(e["mean"]) for e in self.evaluations],
+            wall_s=round(self.wall(), 3),
+            run_dir=str(self.out) if self.out is not None else None,
+            eval_env=self.inputs.eval_env_id,
+            store=cfg.store,
+            device=str(self.device),
+            seed=cfg.seed,
+            evaluations=self.evaluations,
+            versions=versions(),
+        )
+        if self.out is not None:
+            (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
+        return summary
+
+    def _due(self, count: int, every: int | None, last: int) -> bool:
+        return every is not None and count // every > last // every
+
+    def _offline(self) -> None:
+        cfg = self.cfg
+        total = int(cfg.steps)  # type: ignore[arg-type]
+        ckpt_every = cfg.checkpoint_every or cfg.eval_every
+        t0, u0 = time.perf_counter(), self.updates
+        while self.updates < total:
+            before = self.updates
+            self.update()
+            if self._due(self.updates, cfg.log_every, before):
+                self.log("train")
+            if self._due(self.updates, cfg.eval_every, before):
+                self.evaluate()
+            if self._due(self.updates, ckpt_every, before):
+                self.checkpoint()
+            if self.updates % 50 == 0 or self.updates == total:
+                rate = (self.updates - u0) / max(time.perf_counter() - t0, 1e-9)
+                self.report(self.updates, total, rate)
+
+    def _collector(self, policy: Any) -> SyncDataCollector:
+        cfg = self.cfg
+        remaining = int(cfg.frames) - self.env_steps  # type: ignore[arg-type]
+        env = GymEnv(cfg.env)  # type: ignore[arg-type]
+        first_id = self.store.next_traj_id() if self.store is not None else 0
+        collector = SyncDataCollector(
+            env,
+            policy,
+            frames_per_batch=int(cfg.frames_per_batch),  # type: ignore[arg-type]
+            total_frames=max(remaining, 1),
+            init_random_frames=max(0, int(cfg.init_random_frames) - self.env_steps),  # type: ignore[arg-type]
+            policy_device="cpu" if self.device.type == "cuda" else None,
+            traj_id_start=first_id,
+        )
+        collector.set_seed(cfg.seed + self.env_steps)
+        self._collector_env = env
+        return collector
+
+    def _can_learn(self) -> bool:
+        cfg = self.cfg
+        started = self.env_steps >= int(cfg.learning_starts)  # type: ignore[arg-type]
+        return started and len(self.replay) >= int(cfg.batch_size)  # type: ignore[arg-type]
+
+    def _online(self) -> None:
+        cfg = self.cfg
+        total = int(cfg.frames)  # type: ignore[arg-type]
+        if self.env_steps >= total:
+            return
+        collector = self._collector(self.exploring)
+        ckpt_every = cfg.checkpoint_every or cfg.eval_every
+        credit = 0.0
+        t0, f0 = time.perf_counter(), self.env_steps
+        try:
+            for rows in collector:
+                n = rows.numel()
+                before = self.env_steps
+                self.writable.extend(rows)
+                self.env_steps += n
+                if self.agent.noise is not None:
+                    self.agent.noise.step(n)
+                if self._can_learn():
+                    # frames past learning_starts earn utd updates each
+                    fresh = self.env_steps - max(before, int(cfg.learning_starts))  # type: ignore[arg-type]
+                    credit += float(cfg.utd) * fresh  # type: ignore[arg-type]
+                    u_before = self.updates
+                    while credit >= 1.0:
+                        credit -= 1.0
+                        if cfg.steps is not None and self.updates >= cfg.steps:
+                            break
+                        self.update()
+                    if self._due(self.updates, cfg.log_every, u_before):
+                        self.log("train")
+                collector.update_policy_weights_()
+                if self._due(self.env_steps, cfg.eval_every, before):
+                    self.evaluate()
+                if self._due(self.env_steps, ckpt_every, before) and self.env_steps < total:
+                    self.checkpoint()
+                if self._due(self.env_steps, 50, before) or self.env_steps >= total:
+                    rate = (self.env_steps - f0) / max(time.perf_counter() - t0, 1e-9)
+                    self.report(self.env_steps, total, rate)
+                if self.env_steps >= total:
+                    break
+        finally:
+            collector.shutdown()
+            self._collector_env.close()
+
+    def _online_async(self) -> None:
+        """Collect in a thread; a sample-to-insert rate limiter holds the update-to-data ratio."""
+        cfg = self.cfg
+        total = int(cfg.frames)  # type: ignore[arg-type]
+        if self.env_steps >= total:
+            return
+        utd = float(cfg.utd)  # type: ignore[arg-type]
+        fpb = int(cfg.frames_per_batch)  # type: ignore[arg-type]
+        limiter = SampleToInsertRatio(
+            samples_per_insert=utd,
+            min_size_to_sample=max(int(cfg.learning_starts), int(cfg.batch_size), 1),  # type: ignore[arg-type]
+            error_buffer=max(utd * fpb, 1.0, utd) * 2,
+        )
+        collector = self._collector(self.exploring)
+        lock = threading.Lock()
+        failure: list[BaseException] = []
+
+        def collect() -> None:
+            try:
+                for rows in collector:
+                    n = rows.numel()
+                    if not limiter.await_can_insert(n):
+                        return
+                    self.writable.extend(rows)
+                    with lock:
+                        self.env_steps += n
+                    if self.agent.noise is not None:
+                        self.agent.noise.step(n)
+                    limiter.inserted(n)
+                    if self.env_steps >= total:
+                        return
+            except BaseException as err:  # noqa: BLE001 - re-raised by the learner
+                failure.append(err)
+            finally:
+                limiter.close()
+
+        thread = threading.Thread(target=collect, name="rldata-collect", daemon=True)
+        ckpt_every = cfg.checkpoint_every or cfg.eval_every
+        t0, f0 = time.perf_counter(), self.env_steps
+        last_steps = self.env_steps
+        thread.start()
+        try:
+            while True:
+                if not limiter.await_can_sample(1):
+                    break
+                self.update()
+                limiter.sampled(1)
+                self.blocked = {
+                    "insert_blocked_s": round(limiter.insert_blocked_s, 3),
+                    "sample_blocked_s": round(limiter.sample_blocked_s, 3),
+                }
+                if self.updates % cfg.log_every == 0:
+                    self.log("train")
+                with lock:
+                    steps = self.env_steps
+                if self._due(steps, cfg.eval_every, last_steps):
+                    self.evaluate()
+                if self._due(steps, ckpt_every, last_steps):
+                    self.checkpoint()
+                if self._due(steps, 50, last_steps):
+                    rate = (steps - f0) / max(time.perf_counter() - t0, 1e-9)
+                    self.report(steps, total, rate)
+                last_steps = steps
+        finally:
+            limiter.close()
+            thread.join()
+            collector.shutdown()
+            self._collector_env.close()
+        if failure:
+            raise failure[0]
