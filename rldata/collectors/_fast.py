@@ -1,59 +1,59 @@
 """Deciding whether an environment can take the numpy fast path, and with which layout.
 
 The fast path (``_gym_loop.py``) steps gymnasium environments directly. It is only taken
-when that produces exactly what the environment's own ``step`` would: a plain ``GymEnv`` /
-``GymWrapper`` on the CPU (a single env, a synchronous vector env whose sub-envs it can
-reach, or a ``SerialEnv`` of plain unbatched ``GymEnv``), without transforms, frame skip or pixels, with a Box observation under
-``"observation"``, a Box or Discrete (``start=0``) action space and the standard reward
-and done entries. ``tests/collectors/test_fast_path.py`` checks both paths agree.
+when that produces exactly what the environment's own ``step`` would: a ``GymWrapper``
+(``GymEnv``) that steps as GymWrapper does, on the CPU (a single env, a gymnasium
+``SyncVectorEnv``, or a ``SerialEnv`` of such unbatched envs), without transforms, frame
+skip or pixels, with a Box observation under ``"observation"``, a Box or Discrete
+(``start=0``) action space and the standard reward and done entries. The choice uses
+``isinstance`` and public attributes only. ``tests/collectors/test_gym_collect.py`` checks
+both paths give equal batches for random and policy-driven runs, single and batched.
 """
 
 from __future__ import annotations
 
 import torch
+from gymnasium.vector import SyncVectorEnv
 
 from rldata.collectors._gym_loop import GymLayout
+from rldata.envs.batched import SerialEnv
+from rldata.envs.gym import GymWrapper
 from rldata.specs import Bounded, Categorical, OneHot, Unbounded
 
-_PLAIN = {"GymEnv", "GymWrapper"}
 
+def _plain_gym(env: object) -> bool:
+    """A ``GymWrapper`` (or ``GymEnv``) whose stepping is GymWrapper's own, on the CPU.
 
-def _plain_gym(env) -> bool:
-    return (
-        type(env).__name__ in _PLAIN
-        and hasattr(env, "gym_env")
-        and getattr(env, "frame_skip", 1) == 1
-        and not getattr(env, "from_pixels", False)
-        and env.device.type == "cpu"
+    A subclass that overrides how it steps or resets keeps the generic loop, so the fast
+    loop never skips code the env would run.
+    """
+    if not isinstance(env, GymWrapper):
+        return False
+    cls = type(env)
+    own = all(
+        getattr(cls, name) is getattr(GymWrapper, name)
+        for name in ("step", "_step", "reset", "_reset")
     )
+    return own and env.frame_skip == 1 and not env.from_pixels and env.device.type == "cpu"
 
 
-def _validates(env) -> bool:
-    """Whether ``env`` checks actions (``GymEnv(validate_actions=...)``; default True)."""
-    flag = getattr(env, "validate_actions", None)
-    if flag is None:
-        flag = getattr(env, "_validate", True)  # GymWrapper keeps it private for now
-    return bool(flag)
-
-
-def _gym_envs(env) -> tuple[list, bool, bool] | None:
-    """(gymnasium envs, batched, SerialEnv seed chain) behind ``env``, or None."""
-    if type(env).__name__ == "SerialEnv":
-        subs = getattr(env, "envs", None)
-        if not subs or env.device.type != "cpu":
+def _gym_envs(env: object) -> tuple[list, bool, bool, bool] | None:
+    """(gymnasium envs, batched, SerialEnv seed chain, validate_actions) behind ``env``, or None."""
+    if isinstance(env, SerialEnv) and type(env)._step is SerialEnv._step:
+        subs = [e for e in env.envs if isinstance(e, GymWrapper) and _plain_gym(e)]
+        if not subs or len(subs) != len(env.envs) or env.device.type != "cpu":
             return None
-        if not all(_plain_gym(e) and not e.batch_size for e in subs):
+        if any(e.batch_size for e in subs):
             return None
-        return [e.gym_env for e in subs], True, True
-    if not _plain_gym(env):
+        return [e.gym_env for e in subs], True, True, subs[0].validate_actions
+    if not isinstance(env, GymWrapper) or not _plain_gym(env):
         return None
     inner = env.gym_env
     if len(env.batch_size) == 0:
-        return [inner], False, False
-    subs = getattr(inner, "envs", None)  # gymnasium's SyncVectorEnv
-    if type(inner).__name__ != "SyncVectorEnv" or subs is None or len(subs) != env.batch_size[0]:
+        return [inner], False, False, env.validate_actions
+    if not isinstance(inner, SyncVectorEnv) or len(inner.envs) != env.batch_size[0]:
         return None
-    return list(subs), True, False
+    return list(inner.envs), True, False, env.validate_actions
 
 
 def fast_layout(env) -> tuple[GymLayout, list] | None:
@@ -63,7 +63,7 @@ def fast_layout(env) -> tuple[GymLayout, list] | None:
     found = _gym_envs(env)
     if found is None:
         return None
-    envs, batched, chain = found
+    envs, batched, chain, validate = found
     obs_space, act_space = envs[0].observation_space, envs[0].action_space
     if not isinstance(obs_space, spaces.Box):
         return None
@@ -100,6 +100,6 @@ def fast_layout(env) -> tuple[GymLayout, list] | None:
         reward_dtype=env.reward_spec.dtype,
         batched=batched,
         seed_chain=chain,
-        validate=_validates(env.envs[0] if type(env).__name__ == "SerialEnv" else env),
+        validate=validate,
     )
     return layout, envs

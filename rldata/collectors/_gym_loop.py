@@ -41,8 +41,8 @@ class GymLayout:
         n_actions: number of discrete actions (0 for continuous).
         reward_dtype: torch dtype of the reward spec.
         batched: whether the env has a batch dim (``[B, T]`` batches) or not (``[T]``).
-        validate: check policy actions against the action space (``GymEnv``'s
-            ``validate_actions``).
+        validate: refuse continuous policy actions outside the action space's bounds
+            (``GymEnv``'s ``validate_actions``); discrete encodings are always checked.
         seed_chain: seed env ``i`` with the ``i``-th seed of ``next_seed`` applied repeatedly
             (SerialEnv's scheme) instead of ``seed + i`` (gymnasium's vector env scheme).
     """
@@ -57,7 +57,7 @@ class GymLayout:
     reward_dtype: torch.dtype
     batched: bool
     seed_chain: bool = False
-    validate: bool = True
+    validate: bool = False
 
 
 def _np_dtype(dtype: torch.dtype) -> np.dtype:
@@ -153,13 +153,13 @@ class GymLoop:
     def to_gym(self, action: torch.Tensor) -> np.ndarray:
         """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions.
 
-        Checked against the action space as ``GymEnv`` checks them (a :class:`SpecError`
-        naming the value and the allowed range), so both loops refuse the same actions.
+        Checked as ``GymEnv`` checks them (a :class:`SpecError` naming the value and the
+        allowed range), so both loops refuse the same actions.
         """
         if action.device.type != "cpu":
             action = action.cpu()
         x = action.detach().numpy()
-        kind, check = self.layout.action_kind, self.layout.validate
+        kind, check = self.layout.action_kind, self.layout.validate  # check: Box bounds only
         if kind == "continuous":
             if check and self._bounded and ((x < self._low) | (x > self._high)).any():
                 raise SpecError(
@@ -168,14 +168,14 @@ class GymLoop:
                 )
             return x
         if kind == "onehot":
-            if check and not (((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
+            if not (((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
                 raise SpecError(
                     f"action {x.tolist()} is outside the action spec: expected a one-hot "
                     f"vector of length {self.layout.n_actions}"
                 )
             return x.argmax(-1)
         x = x.reshape(x.shape[0])
-        if check and not ((x >= 0).all() and (x < self.layout.n_actions).all()):
+        if not ((x >= 0).all() and (x < self.layout.n_actions).all()):
             raise SpecError(
                 f"action {x.tolist()} is outside the action spec: expected an index in "
                 f"[0, {self.layout.n_actions})"

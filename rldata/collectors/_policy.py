@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
 
+from rldata.envs.utils import RandomPolicy
 from rldata.ted import TED_KEYS
 
 TdPolicy = Callable[[TensorDictBase], TensorDictBase]
@@ -23,9 +25,7 @@ TdPolicy = Callable[[TensorDictBase], TensorDictBase]
 
 def is_random_policy(policy: object) -> bool:
     """``None`` or rldata's ``RandomPolicy``: actions uniform in the action spec."""
-    if policy is None:
-        return True
-    return type(policy).__name__ == "RandomPolicy" and type(policy).__module__.startswith("rldata.")
+    return policy is None or type(policy) is RandomPolicy
 
 
 def random_td_policy(action_spec, env: Any = None) -> TdPolicy:
@@ -71,7 +71,8 @@ def tensor_act_fn(
         out_keys is not None
         and [_flat(k) for k in out_keys] == [_flat(TED_KEYS.action)]
         and isinstance(inner, torch.nn.Module)
-        and type(policy).__name__ in {"TensorDictModule", "Actor"}
+        and isinstance(policy, TensorDictModule)
+        and type(policy).forward is TensorDictModule.forward  # no overridden forward to skip
     )
     if plain:
         try:

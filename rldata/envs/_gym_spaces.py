@@ -90,7 +90,10 @@ def action_encoder(
 ) -> ActionEncoder:
     """A function turning an action tensor ``[*batch, *spec.shape]`` into gymnasium's value.
 
-    With ``validate``, shape and values are checked (a handful of numpy comparisons).
+    Shapes and discrete encodings (indices, one-hot vectors) are always checked: a wrong
+    one cannot be turned into a gymnasium action. Continuous values outside a Box's bounds
+    pass to gymnasium, which clips or refuses them as the env defines (TorchRL's
+    behaviour), unless ``validate`` asks for the check (a handful of comparisons).
     """
     from gymnasium import spaces
 
@@ -140,7 +143,7 @@ def action_encoder(
 
             def one_hot(action: torch.Tensor) -> Any:
                 x = to_numpy(action)
-                if validate and not (((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
+                if not (((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all()):
                     raise _fail(x, f"a one-hot vector of length {n}")
                 idx = x.argmax(-1)
                 return int(idx) + start if single else idx.astype(np.int64) + start
@@ -149,7 +152,7 @@ def action_encoder(
 
         def categorical(action: torch.Tensor) -> Any:
             x = to_numpy(action)
-            if validate and not ((x >= 0).all() and (x < n).all()):
+            if not ((x >= 0).all() and (x < n).all()):
                 raise _fail(x, f"an index in [0, {n})")
             return int(x) + start if single else x.astype(np.int64) + start
 
@@ -165,9 +168,7 @@ def action_encoder(
             def multi_one_hot(action: torch.Tensor) -> np.ndarray:
                 x = to_numpy(action)
                 parts = np.split(x, bounds, axis=-1)
-                if validate and not all(
-                    ((p == 0) | (p == 1)).all() and (p.sum(-1) == 1).all() for p in parts
-                ):
+                if not all(((p == 0) | (p == 1)).all() and (p.sum(-1) == 1).all() for p in parts):
                     raise _fail(x, f"one-hot blocks of lengths {nvec.tolist()}")
                 idx = np.stack([p.argmax(-1) for p in parts], -1)
                 return (idx + mstart).reshape(out_shape).astype(space.dtype)
@@ -176,7 +177,7 @@ def action_encoder(
 
         def multi_categorical(action: torch.Tensor) -> np.ndarray:
             x = to_numpy(action)
-            if validate and not ((x >= 0).all() and (x < nvec).all()):
+            if not ((x >= 0).all() and (x < nvec).all()):
                 raise _fail(x, f"indices below nvec={nvec.tolist()}")
             return (x + mstart).reshape(out_shape).astype(space.dtype)
 
@@ -187,7 +188,7 @@ def action_encoder(
 
         def binary(action: torch.Tensor) -> np.ndarray:
             x = to_numpy(action)
-            if validate and not ((x == 0) | (x == 1)).all():
+            if not ((x == 0) | (x == 1)).all():
                 raise _fail(x, "0/1 values")
             return x.reshape(out_shape_b).astype(space.dtype)
 

@@ -41,8 +41,10 @@ class GymWrapper(EnvBase):
             when the episode ends).
         from_pixels: observe ``"pixels"`` (``env.render()``, needs ``render_mode="rgb_array"``)
             instead of the state.
-        validate_actions: check each action against the action spec (a few numpy
-            comparisons); turn off only for trusted, hot loops.
+        validate_actions: refuse continuous actions outside the action spec's bounds with a
+            :class:`~rldata.errors.SpecError`. Off by default, as in TorchRL: the action
+            goes to gymnasium, which clips or refuses it as the env defines. Discrete
+            actions and shapes are always checked.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class GymWrapper(EnvBase):
         categorical_action_encoding: bool = False,
         frame_skip: int = 1,
         from_pixels: bool = False,
-        validate_actions: bool = True,
+        validate_actions: bool = False,
     ) -> None:
         from gymnasium.vector import AutoresetMode, VectorEnv
 
@@ -100,7 +102,7 @@ class GymWrapper(EnvBase):
         self.done_spec = done_spec_for(self.batch_size, dev)
         self._encode = action_encoder(act_space, single_action, batch, validate_actions)
         self._act_space, self._single_action_spec = act_space, single_action
-        self._validate = validate_actions
+        self.validate_actions = bool(validate_actions)
         self._reward_shape = (*batch, 1)
         self._last_done = False
 
@@ -293,7 +295,7 @@ class GymWrapper(EnvBase):
         cache = self.__dict__.setdefault("_chunk_encoders", {})
         if n not in cache:
             cache[n] = action_encoder(
-                self._act_space, self._single_action_spec, (n,), self._validate
+                self._act_space, self._single_action_spec, (n,), self.validate_actions
             )
         return cache[n]
 
@@ -348,7 +350,7 @@ class GymEnv(GymWrapper):
         from_pixels: bool = False,
         *,
         vectorization_mode: str = "sync",
-        validate_actions: bool = True,
+        validate_actions: bool = False,
         **gym_kwargs: Any,
     ) -> None:
         import gymnasium

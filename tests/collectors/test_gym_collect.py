@@ -130,16 +130,19 @@ class Fixed(torch.nn.Module):
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "generic"])
-def test_out_of_spec_actions_are_refused_by_both_loops(fast):
+def test_out_of_bounds_actions_pass_to_gymnasium_unless_validated(fast):
     from tensordict.nn import TensorDictModule
 
     from rldata.errors import SpecError
 
     policy = TensorDictModule(Fixed(5.0), in_keys=["observation"], out_keys=["action"])
+    # default, as in TorchRL: the action goes to gymnasium (Pendulum clips it) and is recorded
     collector = SyncDataCollector(GymEnv("Pendulum-v1"), policy, frames_per_batch=4, fast=fast)
+    assert collector.fast is fast
+    assert torch.all(collector.next()["action"] == 5.0)
+    checked = GymEnv("Pendulum-v1", validate_actions=True)
+    assert checked.validate_actions is True
+    collector = SyncDataCollector(checked, policy, frames_per_batch=4, fast=fast)
     assert collector.fast is fast
     with pytest.raises(SpecError, match="outside the action spec"):
         collector.next()
-    unchecked = GymEnv("Pendulum-v1", validate_actions=False)
-    collector = SyncDataCollector(unchecked, policy, frames_per_batch=4, fast=fast)
-    assert torch.all(collector.next()["action"] == 5.0)  # the env said not to check

@@ -135,7 +135,7 @@ def test_transformed_batched_env_counts_per_row(batched_cls):
 def test_parallel_env_reports_worker_errors_in_the_parent():
     with pytest.raises(EnvNotFoundError, match="Pendulm-v1"):
         ParallelEnv(2, partial(GymEnv, "Pendulm-v1"))
-    env = ParallelEnv(2, partial(GymEnv, "Pendulum-v1"))
+    env = ParallelEnv(2, partial(GymEnv, "Pendulum-v1", validate_actions=True))
     try:
         td = env.reset()
         td["action"] = torch.full((2, 1), 9.0)

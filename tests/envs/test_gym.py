@@ -170,7 +170,12 @@ def test_unknown_env_id_names_it_and_the_closest_ids(env_id):
 @pytest.mark.parametrize(
     ("env_id", "kwargs", "action", "match"),
     [
-        ("Pendulum-v1", {}, torch.tensor([5.0]), r"action \[5\.0\].*\[-2\.0\]"),
+        (
+            "Pendulum-v1",
+            {"validate_actions": True},
+            torch.tensor([5.0]),
+            r"action \[5\.0\].*\[-2\.0\]",
+        ),
         ("Pendulum-v1", {}, torch.tensor([0.0, 0.0]), r"action: expected shape \(1,\)"),
         ("CartPole-v1", {}, torch.tensor([1, 1]), "one-hot vector of length 2"),
         (
@@ -188,6 +193,16 @@ def test_action_outside_the_spec_is_a_spec_error(env_id, kwargs, action, match):
     td["action"] = action
     with pytest.raises(SpecError, match=match):
         env.step(td)
+
+
+def test_out_of_bounds_continuous_action_goes_to_gymnasium_by_default():
+    env = GymEnv("Pendulum-v1")  # as in TorchRL: gymnasium's Pendulum clips the torque
+    assert env.validate_actions is False
+    td = env.reset()
+    td["action"] = torch.tensor([5.0])
+    out = env.step(td)
+    assert out["action"].item() == 5.0
+    assert torch.isfinite(out["next", "reward"]).all()
 
 
 def test_missing_action_names_the_key():
