@@ -1,9 +1,13 @@
 """SAC offline: record a Pendulum dataset once, then train from the store alone.
 
 ``rldata.record`` runs a random policy in Pendulum and writes every transition to a store
-on disk (committed as it goes). ``rldata.load`` opens that store read-only as a replay
-buffer; the SAC loss then trains for ``--steps`` updates without touching the environment
-again. A second run with the same ``--path`` skips the recording and reuses the dataset.
+on disk (committed as it goes). The ``Trainer`` then opens that store read-only and runs
+the SAC update ``--steps`` times without touching the environment again, evaluating the
+deterministic policy every ``--eval-every`` updates; the run directory keeps the metrics,
+a checkpoint and the policy (``rldata eval RUN``, ``rldata collect --policy RUN``). A
+second call with the same ``--path`` reuses the dataset.
+
+The same, from the shell: ``rldata train --algo sac --dataset PATH --steps 5000 --out RUN``.
 
 Run:
     python examples/sac_offline.py --path datasets/pendulum-random --frames 20000 --steps 5000
@@ -12,19 +16,15 @@ Run:
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import tempfile
 
 import torch
-from tensordict.nn import TensorDictModule
-from tensordict.nn.distributions import NormalParamExtractor
-from torch import nn
 
 import rldata
 from rldata.envs import GymEnv
-from rldata.envs.utils import ExplorationType, set_exploration_type
-from rldata.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
-from rldata.objectives import SACLoss, SoftUpdate
+from rldata.trainers import TrainConfig, Trainer
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,14 +34,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=20_000, help="transitions to record")
     # schedule
     p.add_argument("--steps", type=int, default=5_000, help="gradient updates")
-    p.add_argument("--print-every", type=int, default=500, help="updates between loss lines")
-    p.add_argument("--eval-episodes", type=int, default=1, help="episodes run after training")
-    # loss
+    p.add_argument("--eval-every", type=int, default=500, help="updates between evaluations")
+    p.add_argument("--eval-episodes", type=int, default=1, help="episodes per evaluation")
+    # replay and loss (the rest: the registry's SAC defaults, see rldata.trainers.algorithms)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--tau", type=float, default=0.005)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     return p.parse_args(argv)
 
 
@@ -49,6 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     path = args.path or os.path.join(tempfile.mkdtemp(prefix="rldata-sac-"), "pendulum")
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="rldata-run-"), "sac")
 
     # 1. record (once): random actions, every transition committed to the store
     if not os.path.exists(os.path.join(path, "rldata.json")):
@@ -60,59 +60,40 @@ def main(argv: list[str] | None = None) -> dict:
             f"mean return {summary.mean_return:.1f} -> {summary.path}"
         )
 
-    # 2. load: a read-only replay buffer over the committed rows
-    buffer = rldata.load(path, batch_size=args.batch_size)
-    env = GymEnv("Pendulum-v1")  # only for the specs and the evaluation at the end
-    print(f"loaded {len(buffer)} rows from {path}")
-
-    # 3. networks: a tanh-squashed Gaussian policy and a Q template (SAC makes two copies)
-    n_obs = env.observation_spec["observation"].shape[-1]
-    n_act = env.action_spec.shape[-1]
-    spec = env.action_spec
-    actor = ProbabilisticActor(
-        TensorDictModule(
-            nn.Sequential(
-                MLP(n_obs, 2 * n_act, [256, 256], activation_class=nn.ReLU),
-                NormalParamExtractor(),
-            ),
-            in_keys=["observation"],
-            out_keys=["loc", "scale"],
-        ),
-        in_keys=["loc", "scale"],
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": float(spec.low.min()), "high": float(spec.high.max())},
-        spec=spec,
+    # 2. train from the store: sample -> SAC loss -> Adam -> soft target update, evaluate
+    config = TrainConfig(
+        algo="sac",
+        dataset=path,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        actor_lr=args.lr,
+        critic_lr=args.lr,
+        alpha_lr=args.lr,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        log_every=args.eval_every,
+        seed=args.seed,
     )
-    qnet = ValueOperator(
-        MLP(n_obs + n_act, 1, [256, 256], activation_class=nn.ReLU),
-        in_keys=["observation", "action"],
-    )
-    loss_fn = SACLoss(actor, qnet, num_qvalue_nets=2, gamma=args.gamma)
-    optim = torch.optim.Adam(loss_fn.parameters(), lr=args.lr)  # actor, critics and alpha
-    updater = SoftUpdate(loss_fn, tau=args.tau)
+    run = Trainer(config, out).fit()
 
-    # 4. train from the store
-    history = []
-    for step in range(1, args.steps + 1):
-        out = loss_fn(buffer.sample())
-        loss = out["loss_actor"] + out["loss_qvalue"] + out["loss_alpha"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        updater.step()
-        if step % args.print_every == 0 or step == args.steps:
-            row = {k: out[k].item() for k in ("loss_actor", "loss_qvalue", "loss_alpha", "alpha")}
-            history.append(row)
-            print(f"step {step:6d}  " + "  ".join(f"{k} {v:9.4f}" for k, v in row.items()))
-
-    # 5. evaluate the trained policy (its mean action) in the environment
-    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        returns = [
-            float(env.rollout(200, actor)["next", "reward"].sum())
-            for _ in range(args.eval_episodes)
-        ]
-    print(f"eval return {sum(returns) / len(returns):.1f} over {len(returns)} episode(s)")
-    return {"path": path, "rows": len(buffer), "history": history, "eval_returns": returns}
+    # 3. what the run wrote: one metrics row per eval_every updates
+    with open(os.path.join(out, "metrics.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    history = [
+        {k: float(r[k]) for k in ("loss_actor", "loss_qvalue", "loss_alpha", "alpha")}
+        for r in rows
+        if r["kind"] == "train"
+    ]
+    for e in run.evaluations:
+        print(f"step {e['updates']:6d}  eval return {e['mean']:9.1f}")
+    print(f"{run.updates} updates from {path}; eval return {run.eval_return_mean:.1f} -> {out}")
+    return {
+        "path": path,
+        "rows": len(rldata.load(path)),
+        "history": history,
+        "eval_returns": [e["mean"] for e in run.evaluations],
+        "run": out,
+    }
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ NAMES = [
     "sac_offline",
     "redq_online",
     "record_and_inspect",
+    "offline_to_online",
 ]
 PUBLIC = {
     "rldata",
@@ -36,6 +37,7 @@ PUBLIC = {
     "rldata.collectors",
     "rldata.data",
     "rldata.data.replay_buffers",
+    "rldata.trainers",
 }
 
 
@@ -138,8 +140,8 @@ def test_ddpg_online_in_memmap_files():
 def test_sac_offline_records_once_then_trains(tmp_path, capsys):
     main = example_main("sac_offline")
     path = tmp_path / "pendulum"
-    argv = f"--path {path} --frames 400 --steps 20 --print-every 10 --batch-size 32".split()
-    figures = main(argv)
+    argv = f"--path {path} --frames 400 --steps 20 --eval-every 10 --batch-size 32".split()
+    figures = main(argv + ["--out", str(tmp_path / "run1")])
     out = capsys.readouterr().out
     assert "recorded 400 frames, 2 episodes" in out
     assert figures["rows"] == 400
@@ -148,11 +150,22 @@ def test_sac_offline_records_once_then_trains(tmp_path, capsys):
         assert set(row) == {"loss_actor", "loss_qvalue", "loss_alpha", "alpha"}
         assert all(finite(v) for v in row.values())
     assert figures["history"][-1]["alpha"] < 1.0  # the temperature is learned
-    assert len(figures["eval_returns"]) == 1 and finite(figures["eval_returns"][0])
+    assert len(figures["eval_returns"]) == 2 and all(finite(r) for r in figures["eval_returns"])
+    assert (tmp_path / "run1" / "policy.pt").is_file()
 
-    again = main(argv)  # same path: the dataset is reused, not recorded again
+    again = main(argv + ["--out", str(tmp_path / "run2")])  # same path: dataset reused
     assert "recorded" not in capsys.readouterr().out
     assert again["rows"] == 400
+
+
+def test_offline_to_online_mixes_without_writing_the_dataset(tmp_path):
+    argv = f"--path {tmp_path / 'ds'} --dataset-frames 300 --frames 100 --utd 0.2"
+    argv += " --eval-every 100 --eval-episodes 1 --batch-size 32"
+    figures = example_main("offline_to_online")(argv.split())
+    assert figures["mode"] == "offline-to-online"
+    assert figures["env_steps"] == 100 and figures["updates"] == 20
+    assert figures["dataset_rows"] == figures["dataset_rows_after"] == 300
+    assert len(figures["eval_returns"]) == 1 and finite(figures["eval_returns"][0])
 
 
 def test_redq_online(capsys):

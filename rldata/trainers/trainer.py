@@ -302,6 +302,7 @@ class _Run:
                 "updates": self.updates,
                 "mean": result.mean,
                 "std": result.std,
+                "wall_s": round(self.wall(), 3),
             }
         )
         self.log("eval", eval_return_mean=result.mean, eval_return_std=result.std)

@@ -1,0 +1,312 @@
+"""Learning benchmark on Pendulum-v1: rldata's Trainer, side by side with Stable-Baselines3's SAC.
+
+Online (eval every 1k env steps, 5 deterministic episodes on fixed seeds, one CPU thread):
+  - SAC (rldata) vs SAC (SB3) with the same hyperparameters (lr 3e-4, batch 256, 2x256 ReLU
+    nets, gamma 0.99, tau 0.005, equal learning_starts, one update per env step, auto
+    temperature), in the same process, seeds interleaved. Figures: env steps to reach a mean
+    eval return >= -200, wall time to get there (evaluation time counted on both sides).
+  - REDQ (target: -200 within 3k steps), TD3 and DDPG (within 10k).
+Offline: a store recorded while SAC trains (``--dataset-frames``, 50k in the issue), then
+TD3+BC, IQL and CQL from that store alone (target: >= -250).
+
+Every figure is the median over seeds, with min-max beside it. Plain script, prints
+markdown tables and writes them to ``benchmarks/RESULTS-learning.md`` (``--out``).
+
+Run (the whole issue's protocol, hours on 2 shared cores):
+    python benchmarks/bench_learning.py --seeds 3
+A short run:
+    python benchmarks/bench_learning.py --seeds 1 --only sac,sb3 --sac-frames 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import rldata
+from rldata.trainers import TrainConfig, Trainer
+
+THRESHOLD_ONLINE = -200.0
+THRESHOLD_OFFLINE = -250.0
+EVAL_EVERY = 1000
+EVAL_EPISODES = 5
+EVAL_SEED_OFFSET = 10_000  # as rldata.trainers.evaluation: same starting states on both sides
+
+
+# --- rldata ------------------------------------------------------------------------------------
+
+
+def rldata_online(algo: str, frames: int, seed: int, learning_starts: int, **extra) -> dict:
+    cfg = TrainConfig(
+        algo=algo,
+        env="Pendulum-v1",
+        frames=frames,
+        seed=seed,
+        init_random_frames=learning_starts,
+        frames_per_batch=1,
+        eval_every=EVAL_EVERY,
+        eval_episodes=EVAL_EPISODES,
+        threads=1,
+        tensorboard=False,
+        **extra,
+    )
+    t0 = time.perf_counter()
+    summary = Trainer(cfg).fit()
+    wall = time.perf_counter() - t0
+    curve = [(e["env_steps"], e["mean"], e["wall_s"]) for e in summary.evaluations]
+    return {"curve": curve, "wall": wall, "updates": summary.updates}
+
+
+def record_dataset(path: Path, frames: int, seed: int, learning_starts: int) -> dict:
+    """SAC online, recording every transition into the store at ``path``."""
+    return rldata_online("sac", frames, seed, learning_starts, store=str(path))
+
+
+def rldata_offline(algo: str, dataset: Path, steps: int, seed: int, eval_every: int) -> dict:
+    cfg = TrainConfig(
+        algo=algo,
+        dataset=str(dataset),
+        steps=steps,
+        seed=seed,
+        eval_every=eval_every,
+        eval_episodes=EVAL_EPISODES,
+        threads=1,
+        tensorboard=False,
+    )
+    t0 = time.perf_counter()
+    summary = Trainer(cfg).fit()
+    curve = [(e["updates"], e["mean"], e["wall_s"]) for e in summary.evaluations]
+    return {"curve": curve, "wall": time.perf_counter() - t0, "final": summary.eval_return_mean}
+
+
+# --- Stable-Baselines3 ---------------------------------------------------------------------------
+
+
+def sb3_online(frames: int, seed: int, learning_starts: int) -> dict:
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    eval_env = gym.make("Pendulum-v1")
+    curve: list[tuple[int, float, float]] = []
+    t0 = [0.0]
+
+    def evaluate(model) -> float:
+        returns = []
+        for i in range(EVAL_EPISODES):
+            obs, _ = eval_env.reset(seed=seed + EVAL_SEED_OFFSET + i)
+            done, total = False, 0.0
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, term, trunc, _ = eval_env.step(action)
+                total += float(reward)
+                done = term or trunc
+            returns.append(total)
+        return statistics.fmean(returns)
+
+    class Every(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % EVAL_EVERY == 0:
+                curve.append(
+                    (self.num_timesteps, evaluate(self.model), time.perf_counter() - t0[0])
+                )
+            return True
+
+    env = gym.make("Pendulum-v1")
+    model = SAC(
+        "MlpPolicy",
+        env,
+        learning_rate=3e-4,
+        buffer_size=1_000_000,
+        learning_starts=learning_starts,
+        batch_size=256,
+        tau=0.005,
+        gamma=0.99,
+        train_freq=1,
+        gradient_steps=1,
+        policy_kwargs={"net_arch": [256, 256]},
+        seed=seed,
+        device="cpu",
+    )
+    t0[0] = time.perf_counter()
+    model.learn(total_timesteps=frames, callback=Every())
+    return {"curve": curve, "wall": time.perf_counter() - t0[0]}
+
+
+# --- reporting -----------------------------------------------------------------------------------
+
+
+def first_reach(curve, threshold: float) -> tuple[float | None, float | None]:
+    """``(steps, wall_s)`` of the first evaluation at or above ``threshold`` (None: never)."""
+    for steps, ret, wall in curve:
+        if ret >= threshold:
+            return steps, wall
+    return None, None
+
+
+def spread(xs: list[float | None], fmt: str = "{:.0f}") -> str:
+    got = [x for x in xs if x is not None]
+    miss = len(xs) - len(got)
+    if not got:
+        return f"not reached ({len(xs)}/{len(xs)} seeds)"
+    text = fmt.format(statistics.median(got))
+    if len(got) > 1:
+        text += f" ({fmt.format(min(got))}-{fmt.format(max(got))})"
+    if miss:
+        text += f", {miss}/{len(xs)} seeds never"
+    return text
+
+
+def online_table(results: dict[str, list[dict]], targets: dict[str, int]) -> list[str]:
+    lines = [
+        "| algo | target | seeds | env steps to -200 (median, min-max) | wall s to -200 | "
+        "final eval return | updates/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        reach = [first_reach(r["curve"], THRESHOLD_ONLINE) for r in runs]
+        finals = [r["curve"][-1][1] for r in runs if r["curve"]]
+        ups = [r["updates"] / r["wall"] for r in runs if "updates" in r]
+        lines.append(
+            f"| {name} | {targets.get(name.split()[0], 0):,} | {len(runs)} | "
+            f"{spread([s for s, _ in reach])} | {spread([w for _, w in reach], '{:.1f}')} | "
+            f"{spread(finals, '{:.1f}')} | {spread(ups, '{:.0f}') if ups else '-'} |"
+        )
+    return lines
+
+
+def offline_table(results: dict[str, list[dict]], steps: int) -> list[str]:
+    lines = [
+        "| algo | updates | seeds | final eval return (median, min-max) | best eval | "
+        "updates to -250 | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        finals = [r["final"] for r in runs]
+        best = [max(x[1] for x in r["curve"]) for r in runs]
+        reach = [first_reach(r["curve"], THRESHOLD_OFFLINE)[0] for r in runs]
+        walls = [r["wall"] for r in runs]
+        lines.append(
+            f"| {name} | {steps:,} | {len(runs)} | {spread(finals, '{:.1f}')} | "
+            f"{spread(best, '{:.1f}')} | {spread(reach)} | {spread(walls, '{:.0f}')} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--only",
+        default="sac,sb3,redq,td3,ddpg,offline",
+        help="comma list of: sac, sb3, redq, td3, ddpg, offline",
+    )
+    p.add_argument("--learning-starts", type=int, default=1000)
+    p.add_argument("--sac-frames", type=int, default=5000)
+    p.add_argument("--redq-frames", type=int, default=3000)
+    p.add_argument("--td3-frames", type=int, default=10000)
+    p.add_argument("--dataset", default=None, help="reuse this store (skip recording)")
+    p.add_argument("--dataset-frames", type=int, default=50_000)
+    p.add_argument("--offline-algos", default="td3bc,iql,cql")
+    p.add_argument("--offline-steps", type=int, default=20_000)
+    p.add_argument("--offline-eval-every", type=int, default=2_000)
+    p.add_argument("--out", default=str(Path(__file__).with_name("RESULTS-learning.md")))
+    p.add_argument("--json", default=None, help="also dump raw curves here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    only = set(args.only.split(","))
+    seeds = list(range(args.seeds))
+    online: dict[str, list[dict]] = {}
+    offline: dict[str, list[dict]] = {}
+    ls = args.learning_starts
+    for seed in seeds:  # interleaved: each seed runs every contender under the same load
+        if "sac" in only:
+            online.setdefault("sac (rldata)", []).append(
+                rldata_online("sac", args.sac_frames, seed, ls)
+            )
+            print("sac", seed, online["sac (rldata)"][-1]["curve"], flush=True)
+        if "sb3" in only:
+            online.setdefault("sac (SB3)", []).append(sb3_online(args.sac_frames, seed, ls))
+            print("sb3", seed, online["sac (SB3)"][-1]["curve"], flush=True)
+        for algo, frames in (("redq", args.redq_frames), ("td3", args.td3_frames)):
+            if algo in only:
+                online.setdefault(algo, []).append(rldata_online(algo, frames, seed, ls))
+                print(algo, seed, online[algo][-1]["curve"], flush=True)
+        if "ddpg" in only:
+            online.setdefault("ddpg", []).append(rldata_online("ddpg", args.td3_frames, seed, ls))
+            print("ddpg", seed, online["ddpg"][-1]["curve"], flush=True)
+    dataset_info = None
+    if "offline" in only:
+        if args.dataset is not None:
+            path = Path(args.dataset)
+        else:
+            path = Path(tempfile.mkdtemp(prefix="rldata-bench-")) / "pendulum-sac"
+            rec = record_dataset(path, args.dataset_frames, 0, ls)
+            dataset_info = {
+                "frames": args.dataset_frames,
+                "curve": rec["curve"],
+                "wall": rec["wall"],
+            }
+            print("dataset", dataset_info, flush=True)
+        with rldata.open(path) as store:
+            episodes = store.episodes()
+            rows, mean_ret = len(store), float(episodes["return"].double().mean())
+        for seed in seeds:
+            for algo in args.offline_algos.split(","):
+                r = rldata_offline(algo, path, args.offline_steps, seed, args.offline_eval_every)
+                offline.setdefault(algo, []).append(r)
+                print(algo, seed, r["curve"], flush=True)
+
+    targets = {"sac": 5000, "redq": 3000, "td3": 10000, "ddpg": 10000}
+    lines = [
+        "# Learning on Pendulum-v1 (rldata Trainer vs Stable-Baselines3)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+        f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"one CPU thread per run. Command: `python benchmarks/bench_learning.py "
+        f"{' '.join(sys.argv[1:] if argv is None else argv)}`",
+        "",
+    ]
+    if online:
+        lines += ["## Online (eval every 1k env steps, 5 deterministic episodes)", ""]
+        lines += online_table(online, targets) + [""]
+        if "sac (rldata)" in online and "sac (SB3)" in online:
+            ratio = []
+            for a, b in zip(online["sac (rldata)"], online["sac (SB3)"]):
+                wa, wb = first_reach(a["curve"], -200)[1], first_reach(b["curve"], -200)[1]
+                if wa and wb:
+                    ratio.append(wb / wa)
+            walls = [
+                b["wall"] / a["wall"] for a, b in zip(online["sac (rldata)"], online["sac (SB3)"])
+            ]
+            lines += [
+                f"Wall time to -200, SB3 / rldata per seed: "
+                f"{', '.join(f'{r:.2f}x' for r in ratio) or 'n/a'}; whole run, SB3 / rldata: "
+                f"{', '.join(f'{r:.2f}x' for r in walls)}.",
+                "",
+            ]
+    if offline:
+        lines += ["## Offline (from a store recorded while SAC trained)", ""]
+        if dataset_info is not None or args.dataset is not None:
+            lines += [f"Dataset: {rows:,} transitions, mean episode return {mean_ret:.1f}.", ""]
+        lines += offline_table(offline, args.offline_steps) + [""]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    raw = {"online": online, "offline": offline, "dataset": dataset_info}
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw))
+    return raw
+
+
+if __name__ == "__main__":
+    main()
