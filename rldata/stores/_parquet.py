@@ -26,22 +26,16 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq  # a missing package: the registry names the extra
 import torch
 from tensordict import TensorDict
 
-from rldata.errors import ConfigError, CorruptStoreError, MissingDependencyError
+from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores import _columns as col
 from rldata.stores.commit import fsync_dir, temp_name
 from rldata.stores.paths import inside
 from rldata.stores.rowstore import RowStore
-
-try:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-except ImportError as exc:  # pragma: no cover - the registry names the extra first
-    raise MissingDependencyError(
-        "store backend 'parquet' needs 'pyarrow'; install it with pip install 'rldata[parquet]'"
-    ) from exc
 
 DATA_DIR = "data"
 PART = re.compile(r"^part-(\d{5,})\.parquet$")

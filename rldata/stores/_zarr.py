@@ -27,23 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import zarr
 from tensordict import TensorDict
+from zarr.codecs import ZstdCodec
+from zarr.storage import LocalStore  # a missing package: the registry names the extra
 
-from rldata.errors import CorruptStoreError, MissingDependencyError
+from rldata.errors import CorruptStoreError
 from rldata.stores import _columns as col
 from rldata.stores import schema as sch
 from rldata.stores.commit import fsync_all
 from rldata.stores.paths import inside
 from rldata.stores.rowstore import RowStore
-
-try:
-    import zarr
-    from zarr.codecs import ZstdCodec
-    from zarr.storage import LocalStore
-except ImportError as exc:  # pragma: no cover - the registry names the extra first
-    raise MissingDependencyError(
-        "store backend 'zarr' needs 'zarr'; install it with pip install 'rldata[zarr]'"
-    ) from exc
 
 DATA_DIR = "data"
 ZSTD_LEVEL = 3

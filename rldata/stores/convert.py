@@ -67,6 +67,7 @@ class _Source:
     capacity: int | None = None
     allow_nonfinite: bool = False
     store: Any = None
+    kind: str = "rldata"
 
     def close(self) -> None:
         if self.store is not None:
@@ -125,10 +126,10 @@ def convert(
 def _open_source(text: str) -> _Source:
     if text.startswith(minari_io.PREFIX):
         m = minari_io.MinariSource(minari_io.dataset_dir(text))
-        return _Source(m.rows, m.batches, m.specs(), m.env, m.provenance)
+        return _Source(m.rows, m.batches, m.specs(), m.env, m.provenance, kind="minari")
     if text.startswith(foreign.D4RL_PREFIX):
         d = foreign.D4RLSource(local_dir(text[len(foreign.D4RL_PREFIX) :]))
-        return _Source(d.rows, d.batches, None, d.env, d.provenance)
+        return _Source(d.rows, d.batches, None, d.env, d.provenance, kind="d4rl")
     path = local_dir(text)
     if (path / "rldata.json").exists():
         store: Any = stores.open(path)
@@ -145,7 +146,7 @@ def _open_source(text: str) -> _Source:
         )
     if foreign.is_torchrl_dir(path):
         t = foreign.TorchRLSource(path)
-        return _Source(t.rows, t.batches, None, t.env, t.provenance)
+        return _Source(t.rows, t.batches, None, t.env, t.provenance, kind="torchrl")
     raise StoreNotFoundError(
         f"{text}: not an rldata store, a TorchRL memmap storage, minari:NS/NAME-vN or d4rl:FILE.hdf5"
     )
@@ -198,7 +199,7 @@ def _provenance(source: _Source, src_text: str, to: str) -> dict:
     history.append(
         {
             "from": src_text,
-            "from_backend": source.backend,
+            "from_backend": source.backend or source.kind,
             "to_backend": to,
             "rldata_version": mf.rldata_version(),
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -263,7 +264,13 @@ def _to_minari(
             if progress is not None:
                 progress(done[0], len(store))
 
-        episodes = minari_io.export(store, tmp / "data", name, progress=step)
+        episodes = minari_io.export(
+            store,
+            tmp / "data",
+            name,
+            progress=step,
+            provenance=_provenance(source, src_text, "minari"),
+        )
         rows = len(store)
         if scratch is not None:
             store.close()

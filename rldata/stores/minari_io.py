@@ -158,11 +158,13 @@ def export(
     *,
     progress: Callable[[int], None] | None = None,
     block_rows: int = 1 << 16,
+    provenance: dict | None = None,
 ) -> int:
     """Write ``store``'s committed rows as the Minari dataset ``name`` into ``data_dir``.
 
     Returns the number of episodes written. ``data_dir`` (Minari's ``.../NAME-vN/data``)
-    must not exist.
+    must not exist. ``provenance`` replaces the store's in the metadata (a conversion adds
+    itself there).
     """
     schema = store.schema
     if schema is None:
@@ -223,12 +225,19 @@ def export(
             done_rows = hi
             if progress is not None:
                 progress(hi - lo)
-    _write_metadata(store, data_dir, name, obs, act, len(lengths), len(order))
+    _write_metadata(store, data_dir, name, obs, act, len(lengths), len(order), provenance)
     return len(lengths)
 
 
 def _write_metadata(
-    store: Any, data_dir: Path, name: str, obs: list[str], act: str, episodes: int, steps: int
+    store: Any,
+    data_dir: Path,
+    name: str,
+    obs: list[str],
+    act: str,
+    episodes: int,
+    steps: int,
+    provenance: dict | None,
 ) -> None:
     schema, specs = store.schema, store.specs
 
@@ -260,7 +269,7 @@ def _write_metadata(
             "schema": schema,
             "specs": store.manifest.get("specs"),
             "env": {"id": store.env_id, "kwargs": store.env_kwargs},
-            "provenance": store.provenance,
+            "provenance": store.provenance if provenance is None else provenance,
             "observation_keys": obs,
             "extras_file": EXTRAS_FILE,
         },

@@ -2,8 +2,77 @@
 
 from __future__ import annotations
 
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+import rldata.stores as stores
+from rldata.errors import MissingDependencyError
+from rldata.stores import _zarr
 from rldata.testing.store_contract import StoreContract
+from rldata.testing.ted_factory import marked_serial, ted_marked
 
 
 class TestZarrContract(StoreContract):
     backend = "zarr"
+
+
+def test_payload_is_a_zarr_group_chunked_along_rows(tmp_path):
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 40))
+    s = stores.open(tmp_path / "s")
+    arr = zarr.open_array(store=str(tmp_path / "s" / "data"), path="next/observation", mode="r")
+    assert arr.shape == (40, 3) and arr.chunks[0] == s.chunk_rows
+    assert np.array_equal(arr[:], s.get(s.readable())["next", "observation"].numpy())
+
+
+def test_a_commit_lists_the_chunks_it_wrote(tmp_path, monkeypatch):
+    monkeypatch.setattr(stores.rowstore, "CHUNK_BYTES", 10 * 24)  # 10 rows a chunk
+    w = stores.create(tmp_path / "s", backend="zarr")
+    w.append(ted_marked(0, 25))
+    w.commit()
+    assert w.manifest["payload"]["chunks_written"] == [0, 1, 2]
+    w.append(ted_marked(25, 3))
+    w.commit()
+    assert w.manifest["payload"]["chunks_written"] == [2]
+    w.close()
+
+
+def test_gathers_decode_each_chunk_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(stores.rowstore, "CHUNK_BYTES", 10 * 24)
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 100))
+    decoded = []
+    real = _zarr.ZarrStore._decode
+    monkeypatch.setattr(
+        _zarr.ZarrStore, "_decode", lambda self, c: decoded.append(c) or real(self, c)
+    )
+    s = stores.open(tmp_path / "s", verify=False)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        pos = rng.integers(0, 100, 64)
+        assert marked_serial(s.get(pos)).tolist() == pos.tolist()
+    assert sorted(decoded) == list(range(10))  # ten chunks, each decoded once
+
+
+def test_a_bounded_cache_keeps_few_chunks_and_reads_right(tmp_path, monkeypatch):
+    monkeypatch.setattr(stores.rowstore, "CHUNK_BYTES", 10 * 24)
+    with stores.create(tmp_path / "s", backend="zarr", capacity=60) as w:
+        w.append(ted_marked(0, 150))
+    row = sum(stores.schema.row_bytes(e) for e in stores.open(tmp_path / "s").schema.values())
+    monkeypatch.setattr(_zarr, "CACHE_BYTES", 3 * 10 * row)  # three chunks of rows
+    s = stores.open(tmp_path / "s")
+    assert s._dense is None and stores.verify(s) == []
+    pos = s.readable()
+    assert marked_serial(s.get(pos)).tolist() == list(range(150 - len(pos), 150))
+    assert 0 < len(s._lru) * s.chunk_rows * row <= _zarr.CACHE_BYTES  # bounded
+
+
+def test_a_missing_zarr_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    monkeypatch.delitem(sys.modules, "rldata.stores._zarr", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"rldata\[zarr\]") as info:
+        stores.registry.load("zarr")
+    assert "\n" not in str(info.value)
