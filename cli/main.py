@@ -8,7 +8,7 @@ from cli._errors import RldataGroup
 from cli.collect import collect
 from cli.convert import convert
 from cli.inspect import info, verify
-from cli.share import diff, merge, pull, push
+from cli.share import diff, merge, pull, push, report
 from cli.train import evaluate, plot, train
 from rldata import __version__
 
@@ -27,6 +27,7 @@ rldata.add_command(push)
 rldata.add_command(pull)
 rldata.add_command(diff)
 rldata.add_command(merge)
+rldata.add_command(report)
 rldata.add_command(train)
 rldata.add_command(evaluate)
 rldata.add_command(plot)

@@ -50,7 +50,12 @@ def diff(a: str, b: str) -> None:
 @click.command()
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--out", required=True, help="Where the merged store goes (a new path or URL).")
-@click.option("--backend", default="memmap", show_default=True, help="Backend of the merged store.")
+@click.option(
+    "--backend",
+    default="memmap",
+    show_default=True,
+    help="Backend of the merged store.",
+)
 def merge(sources: tuple[str, ...], out: str, backend: str) -> None:
     """Merge the stores SOURCES into a new store at --out (trajectory ids renumbered)."""
     s = api.merge(list(sources), out, backend=backend)
@@ -58,3 +63,11 @@ def merge(sources: tuple[str, ...], out: str, backend: str) -> None:
         f"merged {s.sources} stores into {s.out}: {s.transitions:,} rows, "
         f"{s.episodes:,} episodes; digest {s.content_digest}"
     )
+
+
+@click.command()
+@click.argument("path_or_url")
+@click.option("--out", default="report.html", show_default=True, help="Where the HTML page goes.")
+def report(path_or_url: str, out: str) -> None:
+    """Write a self-contained HTML report (dataset card and plots) of the store at PATH_OR_URL."""
+    click.echo(f"wrote {api.report(path_or_url, out)}")

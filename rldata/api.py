@@ -749,6 +749,11 @@ def merge(sources: list[str], out: str, *, backend: str = "memmap") -> Any:
     """Merge stores into a new one at ``out`` (see :func:`rldata.sharing.merge`)."""
     return _sharing.merge(sources, out, backend=backend)
 
+
+def report(path: str, out: str = "report.html") -> str:
+    """Write the dataset's self-contained HTML report page (see :func:`rldata.sharing.report`)."""
+    return _sharing.report(path, out)
+
 # --- training: rldata train | eval | plot ----------------------------------------------------
 
 

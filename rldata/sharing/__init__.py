@@ -9,6 +9,7 @@ from __future__ import annotations
 from rldata.sharing.cache import cache_root, open_url
 from rldata.sharing.diff import StoreDiff, diff
 from rldata.sharing.merge import MergeSummary, merge
+from rldata.sharing.report import report
 from rldata.sharing.transfer import TransferSummary, pull, push
 from rldata.sharing.urls import is_url
 
@@ -23,4 +24,5 @@ __all__ = [
     "open_url",
     "pull",
     "push",
+    "report",
 ]

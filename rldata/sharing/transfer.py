@@ -34,7 +34,7 @@ from typing import Any
 
 from rldata.errors import StoreExistsError, StoreNotFoundError, TransferError
 from rldata.sharing import objects as ob
-from rldata.sharing.progress import Bar
+from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
 
 WORKERS = 8
@@ -142,7 +142,9 @@ class _Source:
         if not sizes:
             raise StoreNotFoundError(f"no rldata store at {redact(self.loc.url)}")
         manifests, _ = ob.local_manifests(
-            [r for r in sizes if r != ob.MANIFEST], self.read_whole, redact(self.loc.url)
+            [r for r in sizes if r != ob.MANIFEST],
+            self.read_whole,
+            redact(self.loc.url),
         )
         manifests[""] = ob.parse_manifest(self.manifest_bytes or b"", redact(self.loc.url))
         self.objects = ob.plan(sizes, manifests)
@@ -384,24 +386,27 @@ def copy_store(
         return len(data)
 
     total = sum(src.objects.values())
-    with Bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as bar:
+    with byte_bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as advance:
         try:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 for fut in as_completed([pool.submit(one, r) for r in payload]):
-                    bar.advance(fut.result())
+                    advance(fut.result())
             for rel in finals:
-                bar.advance(one(rel))
+                advance(one(rel))
         finally:  # what landed verified is skipped by a rerun
             dst.flush(complete=False, digest=None)
         manifest_data = src.read(ob.MANIFEST)
         if not (dst.published and _cat(dst_loc, ob.MANIFEST) == manifest_data):
             dst.unpublish()
-            dst.entries[ob.MANIFEST] = {"size": len(manifest_data), "sha256": _sha(manifest_data)}
+            dst.entries[ob.MANIFEST] = {
+                "size": len(manifest_data),
+                "sha256": _sha(manifest_data),
+            }
             dst.flush(complete=True, digest=src.digest or _local_digest(src_loc))
             dst.write(ob.MANIFEST, manifest_data)
             copied[0] += 1
             copied[1] += len(manifest_data)
-        bar.advance(len(manifest_data))
+        advance(len(manifest_data))
     index = ob.read_index(_cat(dst_loc, ob.INDEX)) or {}
     return TransferSummary(
         source=redact(src_loc.url),

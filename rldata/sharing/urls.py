@@ -16,7 +16,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 from rldata.errors import MissingDependencyError, UnsupportedURLError
 
-ALLOWED = ("file", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "hf", "https", "sftp")
+ALLOWED = (
+    "file",
+    "memory",
+    "s3",
+    "s3a",
+    "gs",
+    "gcs",
+    "az",
+    "abfs",
+    "abfss",
+    "hf",
+    "https",
+    "sftp",
+)
 """Schemes a store may live at: object stores, local files, memory (tests), read-only https."""
 
 _WHY_REFUSED = {
@@ -25,7 +38,10 @@ _WHY_REFUSED = {
     "reference": "a reference file system reads whatever paths its references name",
     "dask": "it runs on a remote cluster",
 }
-_PACKAGES = {"s3": "s3fs (pip install 'rldata[s3]')", "s3a": "s3fs (pip install 'rldata[s3]')"}
+_PACKAGES = {
+    "s3": "s3fs (pip install 'rldata[s3]')",
+    "s3a": "s3fs (pip install 'rldata[s3]')",
+}
 
 
 def is_url(path: str | os.PathLike[str]) -> bool:

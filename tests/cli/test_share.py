@@ -8,8 +8,8 @@ import fsspec
 import pytest
 from click.testing import CliRunner
 
-import rldata.stores as stores
 from cli.main import rldata
+from rldata import stores
 from rldata.testing import ted_batch
 from tests.sharing.conftest import make_store
 
@@ -70,6 +70,20 @@ def test_merge_schema_mismatch_is_one_line(tmp_path: Path) -> None:
     with stores.create(b, capacity=None) as w:
         w.append(ted_batch([4], obs_shape=(5,)))
     _one_line_error(
-        _run("merge", a, b, "--out", tmp_path / "m"), "cannot merge", "'next.observation'"
+        _run("merge", a, b, "--out", tmp_path / "m"),
+        "cannot merge",
+        "'next.observation'",
     )
     assert not (tmp_path / "m").exists()
+
+
+def test_report_writes_one_page(tmp_path: Path) -> None:
+    a = make_store(tmp_path / "a", [10, 12])
+    r = _run("report", a, "--out", tmp_path / "r.html")
+    assert r.exit_code == 0 and "wrote" in r.output, r.output
+    assert 'id="plot-returns-hist"' in (tmp_path / "r.html").read_text()
+    _one_line_error(
+        _run("report", tmp_path / "nope", "--out", tmp_path / "x.html"),
+        "no rldata store",
+    )
+    assert not (tmp_path / "x.html").exists()

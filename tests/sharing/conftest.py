@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import rldata.stores as stores
+from rldata import stores
 from rldata.testing import ted_batch
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rldata
-import rldata.stores as stores
+from rldata import stores
 from rldata.errors import ConfigError, SchemaMismatchError, StoreExistsError
 from rldata.sharing import diff, merge, push
 from rldata.sharing.digest import episode_hashes

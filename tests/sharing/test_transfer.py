@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rldata
-import rldata.stores as stores
+from rldata import stores
 from rldata.errors import StoreNotFoundError, TransferError, UnsupportedURLError
 from rldata.sharing import objects as ob
 from rldata.sharing import pull, push

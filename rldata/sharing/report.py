@@ -1,0 +1,318 @@
+"""``report(path_or_url, out)``: one self-contained HTML page describing a dataset.
+
+The page holds the dataset card (backend, size, transitions, episodes, provenance, digest,
+schema and specs as tables) and plots: episode returns over recording order and as a
+histogram, episode lengths, per-dimension histograms of observations, actions and rewards,
+and the share of terminated, truncated and unfinished episodes. Plots are drawn by
+matplotlib's Agg renderer and embedded as base64 PNG; the page loads nothing from the
+network. Episode plots use the episode index (no pass over the rows); histograms use a
+uniform sample of at most :data:`SAMPLE_ROWS` rows, which the page states, so a million-row
+store reports in seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rldata import ted
+from rldata.errors import MissingDependencyError
+from rldata.sharing import _html as h
+from rldata.sharing import objects as ob
+from rldata.sharing.digest import digest_of
+from rldata.sharing.source import open_source
+from rldata.sharing.urls import redact
+from rldata.stores import schema as sch
+
+SAMPLE_ROWS = 100_000
+MAX_PANELS = 12  # per-dimension panels per key; wider keys show the first ones
+_K = ted.TED_KEYS
+_FLAGS = {ted.key_name(k) for k in _K.flags}
+
+
+def report(path_or_url: str | os.PathLike[str], out: str | os.PathLike[str] = "report.html") -> str:
+    """Write the report page of the store at ``path_or_url`` to ``out``; return its path.
+
+    Raises:
+        StoreNotFoundError: no store at ``path_or_url``.
+        MissingDependencyError: matplotlib is not installed (``pip install 'rldata[report]'``).
+    """
+    figure_cls = _matplotlib()
+    name = redact(os.fspath(path_or_url))
+    with open_source(path_or_url) as store:
+        card = _card(store, name)
+        eps = store.episodes()
+        sample, note = _sample(store)
+        plots = _episode_plots(figure_cls, eps) + _row_plots(figure_cls, store.schema or {}, sample)
+    sections = [
+        h.section("Dataset card", h.table(None, card, code=1), section_id="card"),
+        h.section("Schema", _schema_table(store.schema or {}), section_id="schema"),
+        h.section("Specs", _specs_table(store.manifest.get("specs")), section_id="specs"),
+        h.section(
+            "Plots",
+            f'<p class="note" id="sampling-note">{h.esc(note)}</p>'
+            f'<div class="plots">{"".join(plots)}</div>',
+            section_id="plots",
+        ),
+    ]
+    env = (store.manifest.get("env") or {}).get("id") or "unknown env"
+    page = h.page(f"rldata report: {Path(name).name or name}", f"{name} · {env}", sections)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return str(target)
+
+
+def _matplotlib() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise MissingDependencyError(
+            "rldata report draws with matplotlib; install it with pip install 'rldata[report]'"
+        ) from None
+    return Figure
+
+
+# --- the card ------------------------------------------------------------------------------------
+
+
+def _card(store: Any, name: str) -> list[tuple[str, str]]:
+    m = store.manifest
+    eps = store.episodes()
+    n = int(eps.batch_size[0]) if eps.batch_dims else 0
+    rows = [
+        ("store", name),
+        ("backend", f"{store.backend} (format {m.get('format_version')})"),
+        ("size", _bytes(_stored_bytes(Path(store.path)))),
+        ("transitions", f"{len(store):,}"),
+    ]
+    if n:
+        done = eps["terminated"] | eps["truncated"]
+        ret = eps["return"].double()
+        rows += [
+            ("episodes", f"{n:,} ({int(done.sum()):,} finished)"),
+            (
+                "return",
+                f"min {ret.min():.3f} · mean {ret.mean():.3f} · max {ret.max():.3f}",
+            ),
+            (
+                "length",
+                f"min {int(eps['length'].min())} · mean {eps['length'].double().mean():.1f} · max {int(eps['length'].max())}",
+            ),
+        ]
+    else:
+        rows.append(("episodes", "0"))
+    env = m.get("env") or {}
+    rows.append(("env", f"{env.get('id')} {json.dumps(env.get('kwargs') or {})}"))
+    rows.append(
+        (
+            "capacity",
+            "append-only" if store.capacity is None else f"ring of {store.capacity:,}",
+        )
+    )
+    for key, value in sorted((m.get("provenance") or {}).items()):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        rows.append((f"provenance.{key}", str(text)))
+    rows.append(("content digest", digest_of(store)))
+    return rows
+
+
+def _stored_bytes(root: Path) -> int:
+    """Bytes of the store's objects (what a push moves; sparse preallocation excluded)."""
+    sizes = {
+        p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*") if p.is_file()
+    }
+    manifests = {
+        rel.rpartition("/")[0]: ob.parse_manifest((root / rel).read_bytes(), str(root / rel))
+        for rel in sizes
+        if rel.rpartition("/")[2] == ob.MANIFEST
+    }
+    return sum(ob.plan(sizes, manifests).values())
+
+
+def _bytes(n: int) -> str:
+    value, unit = float(n), 0
+    while value >= 1000 and unit < 4:
+        value, unit = value / 1000, unit + 1
+    if unit == 0:
+        return f"{n:,} B"
+    return f"{value:,.1f} {('KB', 'MB', 'GB', 'TB')[unit - 1]} ({n:,} bytes)"
+
+
+def _schema_table(schema: dict) -> str:
+    rows = [(k, e["dtype"], str(list(e["shape"]))) for k, e in sorted(schema.items())]
+    return h.table(("key", "dtype", "shape"), rows, code=0)
+
+
+def _specs_table(specs: Any) -> str:
+    rows: list[tuple[str, ...]] = []
+
+    def walk(node: Any, key: str) -> None:
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "Composite":
+            for child, sub in sorted((node.get("specs") or {}).items()):
+                walk(sub, f"{key}.{child}" if key else child)
+            return
+        extra = {k: v for k, v in node.items() if k not in ("type", "shape", "dtype")}
+        rows.append(
+            (
+                key,
+                str(node.get("type")),
+                str(node.get("dtype")),
+                str(node.get("shape")),
+                _short(json.dumps(extra, sort_keys=True)),
+            )
+        )
+
+    walk(specs, "")
+    if not rows:
+        return '<p class="note">no specs recorded</p>'
+    return h.table(("key", "type", "dtype", "shape", "bounds / details"), rows, code=0)
+
+
+def _short(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- plots ---------------------------------------------------------------------------------------
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _episode_plots(figure_cls: Any, eps: Any) -> list[str]:
+    n = int(eps.batch_size[0]) if eps.batch_dims else 0
+    if n == 0:
+        return []
+    ret = eps["return"].double().numpy()
+    length = eps["length"].numpy()
+    out = []
+
+    fig = figure_cls(figsize=(6.2, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(range(n), ret, ".", ms=4, alpha=0.7, color="#2b6cb0", label="episode")
+    w = max(1, n // 25)
+    if n >= 2 * w > 2:
+        smooth = torch.tensor(ret).unfold(0, w, 1).mean(-1).numpy()
+        ax.plot(range(w - 1, n), smooth, color="#c05621", lw=1.6, label=f"mean of {w}")
+    ax.set(
+        xlabel="episode (recording order)",
+        ylabel="return",
+        title="Episode returns over recording",
+    )
+    ax.legend(loc="best", fontsize=8)
+    out.append(h.figure("returns-over-time", _png(fig), "Episode returns in recording order"))
+
+    fig = figure_cls(figsize=(6.2, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(ret, bins=min(50, max(5, n // 4)), color="#2b6cb0")
+    ax.set(xlabel="return", ylabel="episodes", title="Episode returns")
+    out.append(h.figure("returns-hist", _png(fig), "Histogram of episode returns"))
+
+    fig = figure_cls(figsize=(6.2, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(length, bins=min(50, max(5, n // 4)), color="#2f855a")
+    ax.set(xlabel="length (steps)", ylabel="episodes", title="Episode lengths")
+    out.append(h.figure("lengths", _png(fig), "Histogram of episode lengths"))
+
+    term = eps["terminated"].reshape(-1)
+    trunc = eps["truncated"].reshape(-1) & ~term
+    rest = ~(term | trunc)
+    counts = [int(term.sum()), int(trunc.sum()), int(rest.sum())]
+    fig = figure_cls(figsize=(6.2, 2.4), layout="constrained")
+    ax = fig.subplots()
+    labels = ["terminated", "truncated", "unfinished"]
+    bars = ax.barh(labels, counts, color=["#c53030", "#d69e2e", "#a0aec0"])
+    for bar, c in zip(bars, counts):
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {c} ({100 * c / n:.0f}%)",
+            va="center",
+            fontsize=9,
+        )
+    ax.set(xlabel="episodes", title="How episodes ended")
+    ax.set_xlim(0, max(counts) * 1.25 + 1)
+    out.append(h.figure("ends", _png(fig), "Share of terminated vs truncated episodes"))
+    return out
+
+
+def _sample(store: Any) -> tuple[Any, str]:
+    pos = store.readable()
+    n = int(pos.numel())
+    if n == 0:
+        return None, "The store holds no rows: no histograms."
+    if n <= SAMPLE_ROWS:
+        return store.get(pos), f"Histograms use all {n:,} rows."
+    gen = torch.Generator().manual_seed(0)
+    pick = torch.sort(torch.randperm(n, generator=gen)[:SAMPLE_ROWS]).values
+    note = (
+        f"Histograms use a uniform random sample of {SAMPLE_ROWS:,} of the {n:,} rows (seed 0); "
+        "episode plots use every episode."
+    )
+    return store.get(pos[pick]), note
+
+
+def _row_keys(schema: dict) -> list[tuple[str, str]]:
+    obs = [
+        k
+        for k in sorted(schema)
+        if f"{_K.next}.{k}" in schema and k not in _FLAGS and not k.startswith(f"{_K.next}.")
+    ]
+    keys = [(k, "observation") for k in obs]
+    for k, what in (
+        (ted.key_name(_K.action), "action"),
+        (ted.key_name(_K.nxt(_K.reward)), "reward"),
+    ):
+        if k in schema:
+            keys.append((k, what))
+    return keys
+
+
+def _row_plots(figure_cls: Any, schema: dict, sample: Any) -> list[str]:
+    if sample is None:
+        return []
+    out = []
+    colors = {"observation": "#2b6cb0", "action": "#805ad5", "reward": "#c05621"}
+    for key, what in _row_keys(schema):
+        values = sample.get(sch.key_tuple(key))
+        flat = values.reshape(values.shape[0], -1).double()
+        dims = flat.shape[1]
+        if dims == 0:
+            continue
+        if dims > 4 * MAX_PANELS:  # images and other wide keys: one histogram of all values
+            panels, caption = (
+                [("all values", flat.reshape(-1))],
+                f"{key}: all {dims} values pooled",
+            )
+        else:
+            shown = min(dims, MAX_PANELS)
+            panels = [(f"dim {d}", flat[:, d]) for d in range(shown)]
+            caption = f"{key}: per-dimension histograms" + (
+                f" (first {shown} of {dims} dims)" if shown < dims else ""
+            )
+        cols = min(4, len(panels))
+        rows = math.ceil(len(panels) / cols)
+        fig = figure_cls(figsize=(6.2, 2.0 * rows + 0.6), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for ax, (label, v) in zip(axes.flat, panels):
+            finite = v[torch.isfinite(v)].numpy()
+            ax.hist(finite, bins=40, color=colors[what])
+            ax.set_title(label, fontsize=9)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.set_visible(False)
+        fig.suptitle(f"{what} · {key}" if what != key else key, fontsize=10)
+        out.append(h.figure(f"hist-{key.replace('.', '-')}", _png(fig), caption))
+    return out
