@@ -5,6 +5,7 @@ Also importable under the walkthrough's path, ``rldata.data.replay_buffers``.
 
 from __future__ import annotations
 
+from rldata.data.backend_storages import H5Storage, ParquetStorage, ZarrStorage
 from rldata.data.buffer import ReplayBuffer, TensorDictReplayBuffer
 from rldata.data.load import load
 from rldata.data.mixing import MixingBuffer
@@ -21,9 +22,11 @@ from rldata.data.writers import AppendOnlyWriter, RoundRobinWriter, Writer
 
 __all__ = [
     "AppendOnlyWriter",
+    "H5Storage",
     "LazyMemmapStorage",
     "LazyTensorStorage",
     "MixingBuffer",
+    "ParquetStorage",
     "PrioritizedSampler",
     "RandomSampler",
     "ReplayBuffer",
@@ -36,5 +39,6 @@ __all__ = [
     "StoreStorage",
     "TensorDictReplayBuffer",
     "Writer",
+    "ZarrStorage",
     "load",
 ]
