@@ -55,7 +55,7 @@ class _Bar:
     "--backend",
     default="memmap",
     show_default=True,
-    help="Store backend: one of rldata.stores.backends() (memmap, zarr, parquet, hdf5 as installed).",
+    help="Store backend: memmap, zarr or parquet (the registered writable backends).",
 )
 @click.option(
     "--policy",
