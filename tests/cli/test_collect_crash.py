@@ -34,7 +34,10 @@ def _committed(path):
 
 @pytest.mark.slow  # a subprocess start-up (imports) plus a few commits: ~10 s
 @pytest.mark.parametrize("backend", api.writable_backends())
-def test_sigkill_mid_run_then_verify_and_resume(tmp_path, backend):
+@pytest.mark.parametrize(
+    "moment", [0.03, 0.2, 0.47]
+)  # seconds past a commit: mid-batch, mid-commit
+def test_sigkill_mid_run_then_verify_and_resume(tmp_path, backend, moment):
     out = tmp_path / "ds"
     cmd = [
         sys.executable,
@@ -64,7 +67,7 @@ def test_sigkill_mid_run_then_verify_and_resume(tmp_path, backend):
             assert time.monotonic() < deadline, "collect never committed 2500 rows"
             time.sleep(0.05)
             rows, snapshot = _committed(out)
-        time.sleep(0.2)  # let it write past the snapshot, mid-batch
+        time.sleep(moment)  # let it write past the snapshot
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
