@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 
 from rldata.data._layout import Key, Packed, Schema, check_finite_reward, flatten
 from rldata.data._staging import RowReader
 from rldata.data._tdbuild import make_td
-from rldata.errors import ConfigError, TedFormatError
+from rldata.errors import ConfigError, RowIndexError, TedFormatError
 from rldata.ted import validate
 
 Index = slice | torch.Tensor
@@ -272,6 +272,80 @@ class Storage:
         for start, stop in ranges:
             for s in range(start, stop, chunk):
                 yield slice(s, min(s + chunk, stop))
+
+    # --- TorchRL-style access ----------------------------------------------------------
+    @property
+    def max_size(self) -> int | None:
+        """TorchRL's name for :attr:`capacity` (None: an append-only storage that grows)."""
+        return self.capacity
+
+    def positions(self, index: int | slice | list | torch.Tensor) -> torch.Tensor:
+        """Positions ``[0, len)`` for an int, slice, list or tensor (negatives count from the end).
+
+        Raises:
+            RowIndexError: a position outside ``[-len, len)``.
+        """
+        n = len(self)
+        if isinstance(index, slice):
+            return torch.arange(n)[index]
+        pos = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+        if pos.numel():
+            lo, hi = (int(v) for v in torch.aminmax(pos))
+            if lo < -n or hi >= n:
+                raise RowIndexError(
+                    f"storage index: expected positions in [{-n}, {n}), got [{lo}, {hi}]"
+                )
+        return torch.where(pos < 0, pos + n, pos)
+
+    def __getitem__(self, index: int | slice | list | torch.Tensor) -> TensorDictBase:
+        """Rows by position, as TorchRL's ``storage[idx]``: an int gives one row (``[]``)."""
+        rows = self.get(self.positions(index))
+        return rows[0] if isinstance(index, int) else rows
+
+    def set(self, index: int | slice | list | torch.Tensor, data: TensorDictBase) -> None:
+        """Overwrite rows at existing positions (TorchRL's ``storage.set``), checked first."""
+        pos = self.positions(index)
+        if data.batch_dims == 0:
+            data = data.unsqueeze(0)
+        flat, n = self.check(data)
+        if n != pos.numel():
+            raise ConfigError(f"storage.set: {pos.numel()} positions but {n} rows")
+        if n:
+            self.write(pos, flat)
+
+    def state_dict(self) -> dict:
+        """Rows ``[0, len)`` (one tensor per key, ``"a.b"`` names), length and cursor.
+
+        Plain tensors and numbers only: ``torch.save`` it and ``torch.load(...,
+        weights_only=True)`` it back.
+        """
+        n = len(self)
+        rows = self.get(torch.arange(n)) if n else None
+        leaves = {} if rows is None else flatten(rows)
+        return {
+            "rows": {".".join(k): v for k, v in leaves.items()},
+            "len": n,
+            "cursor": self._cursor,
+            "max_size": self.capacity,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Replace every row by those of :meth:`state_dict` (same positions and cursor)."""
+        if state.get("max_size") != self.capacity:
+            raise ConfigError(
+                f"load_state_dict: expected a storage of max_size={self.capacity}, the state "
+                f"has max_size={state.get('max_size')}"
+            )
+        self.empty()
+        n = int(state["len"])
+        if not n:
+            return
+        td = TensorDict({}, batch_size=[n])
+        for name, value in state["rows"].items():
+            td.set(tuple(name.split(".")), value)
+        flat, _ = self.check(td)
+        self.write(slice(0, n), flat)
+        self._cursor = int(state["cursor"])
 
     # --- backend hooks ----------------------------------------------------------------
     def _allocate(self, schema: Schema) -> None:

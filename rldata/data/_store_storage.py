@@ -41,6 +41,27 @@ class StoreStorage(Storage):
         self._columns: dict[Key, torch.Tensor] = {}
         self._attach()
 
+    def set(self, index, data: TensorDictBase) -> None:
+        """Refused: a store only appends (committed rows are never rewritten in place)."""
+        raise ConfigError(
+            f"storage.set: the store at {self.store.path} only appends rows; overwrite rows "
+            "in place with an in-memory LazyTensorStorage"
+        )
+
+    def state_dict(self) -> dict:
+        """Refused: the rows live in the store; ``ReplayBuffer.dumps(path)`` copies them."""
+        raise ConfigError(
+            f"state_dict: the rows of a store-backed storage live in its store "
+            f"({self.store.path}); commit it, or copy the buffer with ReplayBuffer.dumps(path)"
+        )
+
+    def load_state_dict(self, state: dict) -> None:
+        """Refused, as :meth:`state_dict`: ``ReplayBuffer.loads(path)`` reads a dumped buffer."""
+        raise ConfigError(
+            f"load_state_dict: a store-backed storage ({self.store.path}) is loaded from its "
+            "store; use ReplayBuffer.loads(path) to read a dumped buffer into it"
+        )
+
     def _attach(self) -> None:
         store = self.store
         n = len(store)

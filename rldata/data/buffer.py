@@ -21,12 +21,15 @@ Examples:
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 
@@ -34,7 +37,7 @@ from rldata import stores
 from rldata.data.samplers import PrioritizedSampler, RandomSampler, Sampler
 from rldata.data.storages import Storage
 from rldata.data.writers import RoundRobinWriter, Writer
-from rldata.errors import ConfigError
+from rldata.errors import ConfigError, StoreNotFoundError
 from rldata.ted import NestedKey
 
 
@@ -86,15 +89,26 @@ class ReplayBuffer:
         self.batch_size = batch_size
         self._hears_writes = type(self.sampler).on_write is not Sampler.on_write
         self.transform = transform
+        self._read_transforms: list[Callable[[TensorDictBase], TensorDictBase]] = []
+        self._write_transforms: list[Callable[[TensorDictBase], TensorDictBase]] = []
+        self._write_count = 0
         self.prefetch = prefetch
         self._lock = threading.RLock()
         self._pending: deque[Future] = deque()
         self._pool: ThreadPoolExecutor | None = None
 
     # --- writing ----------------------------------------------------------------------
+    @property
+    def write_count(self) -> int:
+        """Rows written through :meth:`add` and :meth:`extend` so far (TorchRL's name)."""
+        return self._write_count
+
     def add(self, data: TensorDictBase) -> int:
         """Write one row (``batch_size=[]``); return its position."""
         storage = self.storage
+        if self._write_transforms:
+            data = self._on_write(data)
+        self._write_count += 1
         row = storage.check_row(data)
         if self._pool is not None or self._hears_writes:
             with self._lock:  # a prefetch thread may be reading: take turns
@@ -113,7 +127,10 @@ class ReplayBuffer:
     def extend(self, data: TensorDictBase) -> torch.Tensor:
         """Write a batch of rows (``[N]`` or ``[B, T]``, flattened); return their positions."""
         storage = self.storage
+        if self._write_transforms:
+            data = self._on_write(data)
         flat, n = storage.check(data)
+        self._write_count += n
         with self._lock:
             index = self.writer.extend_index(storage, n)
             if isinstance(index, torch.Tensor) and index.shape[0] < n:
@@ -168,10 +185,70 @@ class ReplayBuffer:
         with self._lock:
             index, info = self.sampler.sample(self.storage, batch_size)
             data = self.storage.get(index, self._extra(index, info))
-        if self.transform is not None:
-            data = self.transform(data)
+        data = self._on_read(data)
         info["index"] = index
         return data, info
+
+    # --- transforms -------------------------------------------------------------------
+    def append_transform(
+        self, transform: Callable[[TensorDictBase], TensorDictBase], *, invert: bool = False
+    ) -> ReplayBuffer:
+        """Run ``transform`` on every sampled batch, after those already there (TorchRL's API).
+
+        Args:
+            transform: ``td -> td``.
+            invert: run it on the rows written (:meth:`add`, :meth:`extend`) instead.
+
+        Returns:
+            this buffer, for chaining.
+        """
+        (self._write_transforms if invert else self._read_transforms).append(transform)
+        return self
+
+    def insert_transform(
+        self,
+        index: int,
+        transform: Callable[[TensorDictBase], TensorDictBase],
+        *,
+        invert: bool = False,
+    ) -> ReplayBuffer:
+        """As :meth:`append_transform`, at position ``index`` of the chain."""
+        (self._write_transforms if invert else self._read_transforms).insert(index, transform)
+        return self
+
+    def _on_read(self, data: TensorDictBase) -> TensorDictBase:
+        if self.transform is not None:
+            data = self.transform(data)
+        for t in self._read_transforms:
+            data = t(data)
+        return data
+
+    def _on_write(self, data: TensorDictBase) -> TensorDictBase:
+        for t in self._write_transforms:
+            data = t(data)
+        return data
+
+    # --- indexing (TorchRL's rb[idx]) -------------------------------------------------
+    def __getitem__(self, index: int | slice | list | torch.Tensor) -> TensorDictBase:
+        """Rows by storage position (``rb[:10]``, ``rb[-1]``, ``rb[tensor]``), transformed.
+
+        Raises:
+            RowIndexError: a position outside ``[-len, len)``.
+        """
+        with self._lock:
+            data = self.storage[index]
+        return self._on_read(data)
+
+    def __setitem__(self, index: int | slice | list | torch.Tensor, data: TensorDictBase) -> None:
+        """Overwrite rows at existing positions (checked like any write)."""
+        with self._lock:
+            pos = self.storage.positions(index)
+            self.storage.set(pos, data)
+            self.sampler.on_write(pos)
+
+    def next(self) -> TensorDictBase:
+        """One batch of the default ``batch_size`` (TorchRL's ``rb.next()``)."""
+        return self.sample()
 
     def _extra(self, index: torch.Tensor, info: dict) -> dict | None:
         return None
@@ -200,6 +277,105 @@ class ReplayBuffer:
             self.sampler.update_priority(index, priority)
 
     # --- persistence ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Rows (in-memory storages), sampler state, ``write_count``: tensors and numbers only.
+
+        ``torch.save`` it and read it back with ``torch.load(f, weights_only=True)``; a
+        store-backed buffer keeps its rows in its store (use :meth:`dumps`).
+        """
+        with self._lock:
+            return {
+                "storage": self.storage.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "write_count": self._write_count,
+                "batch_size": self.batch_size,
+            }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: same rows at the same positions, same priorities."""
+        with self._lock:
+            self._drain()
+            self.sampler.on_empty()
+            self.storage.load_state_dict(state["storage"])
+            if len(self.storage):
+                self.sampler.on_write(slice(0, len(self.storage)))
+            self.sampler.load_state_dict(state["sampler"])
+            self._write_count = int(state["write_count"])
+
+    def dumps(self, path: str | Path) -> None:
+        """Checkpoint the buffer to directory ``path``: an rldata store and a JSON file.
+
+        ``path/rows`` is an append-only rldata store of every row, oldest first (open it
+        with ``rldata.load``); ``path/buffer.json`` holds ``write_count``, ``batch_size``
+        and the sampler's kind; a prioritized sampler's priorities go to
+        ``path/priorities.npy`` (numpy, no pickle). Nothing is pickled.
+
+        Raises:
+            StoreExistsError: ``path/rows`` already holds a store.
+        """
+        path = Path(path)
+        with self._lock:
+            self.storage.flush()
+            path.mkdir(parents=True, exist_ok=True)
+            self.save(path / "rows")
+            meta = {
+                "format": "rldata-buffer",
+                "version": 1,
+                "write_count": self._write_count,
+                "batch_size": self.batch_size,
+                "sampler": type(self.sampler).__name__,
+                "rows": len(self.storage),
+            }
+            if isinstance(self.sampler, PrioritizedSampler):
+                order = [torch.arange(r.start, r.stop) for r in self.storage.chronological()]
+                state = self.sampler.state_dict()
+                leaves = state["leaves"][torch.cat(order)] if order else state["leaves"]
+                np.save(path / "priorities.npy", leaves.numpy(), allow_pickle=False)
+                meta["max_priority"] = state["max_priority"]
+            tmp = path / "buffer.json.tmp"
+            tmp.write_text(json.dumps(meta, indent=1))
+            os.replace(tmp, path / "buffer.json")
+
+    def loads(self, path: str | Path) -> ReplayBuffer:
+        """Replace this buffer's rows and counters by those :meth:`dumps` wrote at ``path``.
+
+        Rows come back oldest first at positions ``0, 1, ...`` (a wrapped ring is unrolled).
+
+        Raises:
+            StoreNotFoundError: no dumped buffer at ``path``.
+        """
+        path = Path(path)
+        meta_path = path / "buffer.json"
+        if not meta_path.is_file():
+            raise StoreNotFoundError(
+                f"loads: {meta_path} not found; expected a ReplayBuffer.dumps directory"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != "rldata-buffer":
+            raise ConfigError(
+                f"loads: {meta_path} is not an rldata buffer (format {meta.get('format')!r})"
+            )
+        store = stores.open(str(path / "rows"))
+        try:
+            rows = store.get(store.readable()) if len(store) else None
+        finally:
+            store.close()
+        self.empty()
+        if rows is not None:
+            self.extend(rows)
+        if isinstance(self.sampler, PrioritizedSampler) and (path / "priorities.npy").is_file():
+            leaves = torch.from_numpy(np.load(path / "priorities.npy", allow_pickle=False))
+            n = len(self.storage)
+            self.sampler.load_state_dict(
+                {
+                    "leaves": leaves[-n:] if n else leaves[:0],
+                    "max_priority": meta["max_priority"],
+                    "written": n,
+                }
+            )
+        self._write_count = int(meta["write_count"])
+        return self
+
     def save(self, path: str | Path, backend: str = "memmap") -> None:
         """Write every row, oldest first, as a dataset at ``path`` (open it with ``rldata.load``)."""
         with self._lock:

@@ -59,6 +59,13 @@ class Sampler:
     def on_empty(self) -> None:
         """The storage was emptied."""
 
+    def state_dict(self) -> dict:
+        """What the sampler needs to continue where it stopped (tensors and numbers only)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`."""
+
 
 class RandomSampler(Sampler):
     """Uniform with replacement over the rows held.
@@ -138,6 +145,13 @@ class SamplerWithoutReplacement(Sampler):
         self._order = None
         self._epoch_len = -1
         self.ran_out = False
+
+    def state_dict(self) -> dict:
+        return {"order": self._order, "next": self._next, "epoch_len": self._epoch_len}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._order, self._next = state["order"], int(state["next"])
+        self._epoch_len = int(state["epoch_len"])
 
 
 class PrioritizedSampler(Sampler):
@@ -233,6 +247,29 @@ class PrioritizedSampler(Sampler):
         self._tree.clear()
         self._max_priority = 1.0
         self._written = 0
+
+    def state_dict(self) -> dict:
+        """Tree leaves (``(|p| + eps) ** alpha``) of the written rows, the largest priority."""
+        n = self._written
+        return {
+            "leaves": self._tree.leaves(torch.arange(n)).clone(),
+            "max_priority": self._max_priority,
+            "written": n,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        leaves = torch.as_tensor(state["leaves"], dtype=self._tree.dtype)
+        n = int(state["written"])
+        if n > self.max_capacity or leaves.shape != (n,):
+            raise ConfigError(
+                f"PrioritizedSampler.load_state_dict: expected at most {self.max_capacity} "
+                f"priorities, got {tuple(leaves.shape)} for {n} rows"
+            )
+        self._tree.clear()
+        if n:
+            self._tree.update(torch.arange(n), leaves)
+        self._max_priority = float(state["max_priority"])
+        self._written = n
 
 
 class SliceSampler(Sampler):
