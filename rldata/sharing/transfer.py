@@ -282,8 +282,10 @@ class _Dest:
             os.replace(tmp, path)
             return {"size": len(data), "sha256": sha}
         for attempt in (0, 1):
-            self.loc.fs.pipe_file(path, data)
-            info = self.loc.fs.info(path)
+            out = self.loc.fs.pipe_file(path, data)
+            # S3 answers a single-part PUT with the object's ETag: no extra HEAD request
+            etag = out.get("ETag") if isinstance(out, dict) else None
+            info = {"size": len(data), "ETag": etag} if etag else self.loc.fs.info(path)
             if self._verified(rel, data, sha, info):
                 return {"size": len(data), "sha256": sha, "fp": _fingerprint(info)}
             if attempt:
@@ -357,6 +359,7 @@ def copy_store(
         raise StoreExistsError(f"{redact(dst_loc.url)}: source and destination are the same store")
     src = _Source(src_loc)
     dst = _Dest(dst_loc, src)
+    digest = _Background(_local_digest, src_loc) if src.digest is None else None
     payload = sorted((r for r in src.objects if not ob.is_final(r)), key=lambda r: -src.objects[r])
     finals = sorted(
         (r for r in src.objects if ob.is_final(r) and r != ob.MANIFEST),
@@ -402,7 +405,8 @@ def copy_store(
                 "size": len(manifest_data),
                 "sha256": _sha(manifest_data),
             }
-            dst.flush(complete=True, digest=src.digest or _local_digest(src_loc))
+            declared = src.digest if digest is None else digest.result()
+            dst.flush(complete=True, digest=declared)
             dst.write(ob.MANIFEST, manifest_data)
             copied[0] += 1
             copied[1] += len(manifest_data)
@@ -418,6 +422,28 @@ def copy_store(
         seconds=time.perf_counter() - t0,
         content_digest=index.get("content_digest"),
     )
+
+
+class _Background:
+    """Run ``fn(*args)`` in a daemon thread (hashing releases the GIL: it overlaps the copy)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Any, args: tuple) -> None:
+        try:
+            self._out.append(fn(*args))
+        except BaseException as exc:  # re-raised in the caller by result()
+            self._err.append(exc)
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
 
 
 def _local_digest(loc: Location) -> str | None:

@@ -153,3 +153,19 @@ def test_pushes_a_store_while_it_grows(tmp_path: Path, remote: str) -> None:
         push(src, url)
     with rldata.open(url) as s:
         assert len(s) == 60 and stores.verify(s) == []
+
+
+def test_fast_digest_agrees_with_the_store(tmp_path: Path) -> None:
+    from rldata.sharing.digest import digest_of
+
+    empty = tmp_path / "e"
+    stores.create(empty, capacity=None).close()
+    paths = [make_store(tmp_path / "a", [5, 7]), empty]
+    ring = tmp_path / "ring"
+    with stores.create(ring, capacity=16) as w:
+        from rldata.testing import ted_batch
+
+        w.append(ted_batch([9, 9, 9]))
+    for path in [*paths, ring]:
+        with stores.open(path) as s:
+            assert digest_of(s) == stores.content_digest(s), path
