@@ -79,3 +79,33 @@ def take(cols: dict[str, np.ndarray], schema: dict[str, dict], index: np.ndarray
         },
         len(index),
     )
+
+
+def obs_keys(schema: dict[str, dict]) -> list[str]:
+    """Keys stored again under ``next`` whose ``next`` value may repeat the following row's
+    (observations): root keys other than the flags, ``action`` and ``collector.*``."""
+    reserved = {"done", "terminated", "truncated", "action"}
+    return [
+        k
+        for k in schema
+        if not k.startswith(("next.", "collector.")) and k not in reserved and f"next.{k}" in schema
+    ]
+
+
+def implied(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+    """``implied[t]``: row ``t``'s ``next`` value is, bit for bit, row ``t + 1``'s value (so
+    need not be stored); the last row is never implied."""
+    n = len(cur)
+    out = np.zeros(n, dtype=bool)
+    if n > 1:
+        a = np.ascontiguousarray(nxt[:-1]).view(np.uint8).reshape(n - 1, -1)
+        b = np.ascontiguousarray(cur[1:]).view(np.uint8).reshape(n - 1, -1)
+        out[:-1] = (a == b).all(1)
+    return out
+
+
+def fill_implied(cur: np.ndarray, nxt: np.ndarray, implied_rows: np.ndarray) -> None:
+    """Rebuild ``nxt`` in place: rows marked implied take the following row of ``cur``."""
+    rows = np.flatnonzero(implied_rows)
+    if rows.size:
+        nxt[rows] = cur[rows + 1]

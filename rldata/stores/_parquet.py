@@ -95,6 +95,8 @@ class ParquetStore(RowStore):
             "compression": COMPRESSION,
             "files": {name: name for name in self._fields},  # key -> its column
             "parts": [],
+            # each observation stored once: next.<obs> only where it is not the next row's
+            "next_stored_once": col.obs_keys(self._fields),
         }
         self._cols = col.empty(self._fields, 0)
         self._loaded = self._flushed = 0
@@ -157,8 +159,30 @@ class ParquetStore(RowStore):
                 f"{path}: expected {n} rows of columns {sorted(self._fields)}, found "
                 f"{table.num_rows} rows of {sorted(table.column_names)}"
             )
+        once = self._once()
+        gaps = {}
         for name, entry in self._fields.items():
-            cols[name][a : a + n] = decode_column(table.column(name), entry, n)
+            values, nulls = decode_column(table.column(name), entry, n)
+            if nulls is not None and name not in {f"next.{k}" for k in once}:
+                raise CorruptStoreError(f"{path}: column {name!r} has nulls; it is stored in full")
+            cols[name][a : a + n] = values
+            if nulls is not None:
+                gaps[name] = nulls
+        for k in once:  # next values stored once: rebuilt from the following row
+            if f"next.{k}" in gaps:
+                col.fill_implied(
+                    cols[k][a : a + n], cols[f"next.{k}"][a : a + n], gaps[f"next.{k}"]
+                )
+
+    def _once(self) -> list[str]:
+        """Observation keys whose ``next`` column holds only rows that break the chain."""
+        once = self._m["payload"].get("next_stored_once", [])
+        if not isinstance(once, list) or not set(once) <= set(col.obs_keys(self._fields)):
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.next_stored_once': expected observation "
+                f"keys of the schema, got {once!r}"
+            )
+        return once
 
     # --- hooks ----------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
@@ -194,7 +218,9 @@ class ParquetStore(RowStore):
         rel = f"{DATA_DIR}/part-{number:05d}.parquet"
         target = self.root / rel
         a, b = self._flushed, filled
-        table = encode_table({k: v[a:b] for k, v in cols.items()}, self._fields, self._file_meta(a))
+        table = encode_table(
+            {k: v[a:b] for k, v in cols.items()}, self._fields, self._file_meta(a), self._once()
+        )
         tmp = temp_name(target)
         try:
             pq.write_table(
@@ -274,35 +300,57 @@ def _scalar(entry: dict) -> bool:
     return entry["shape"] in ([], [1]) and not entry["dtype"].startswith("complex")
 
 
-def encode_table(cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict) -> pa.Table:
-    """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else."""
+def encode_table(
+    cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict, once: list[str] = ()
+) -> pa.Table:
+    """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else.
+
+    For each key ``k`` of ``once``, column ``next.k`` is null where it equals (bit for bit)
+    ``k`` of the following row, so parquet stores that observation once.
+    """
+    masks = {f"next.{k}": col.implied(cols[k], cols[f"next.{k}"]) for k in once}
     arrays, names = [], []
     for name in sorted(cols):
         a, entry = cols[name], schema[name]
         n = a.shape[0]
+        mask = masks.get(name)
         if _scalar(entry):
-            arrays.append(pa.array(a.reshape(n)))
+            arrays.append(pa.array(a.reshape(n), mask=mask))
         else:
             flat = a.reshape(n, -1)
             if flat.dtype.kind == "c":  # complex: (real, imag) pairs
                 flat = flat.view(flat.real.dtype)
             width = flat.shape[1]
-            arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), width))
+            arrays.append(
+                pa.FixedSizeListArray.from_arrays(
+                    pa.array(flat.reshape(-1)),
+                    width,
+                    mask=None if mask is None else pa.array(mask),
+                )
+            )
         names.append(name)
     table = pa.Table.from_arrays(arrays, names=names)
     return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
 
-def decode_column(column: pa.ChunkedArray, entry: dict, n: int) -> np.ndarray:
-    """One column back as numpy rows ``[n, *shape]`` of the schema dtype."""
+def decode_column(
+    column: pa.ChunkedArray, entry: dict, n: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One column back as numpy rows ``[n, *shape]`` of the schema dtype, and its null rows
+    (None when it has none; null rows hold zeros)."""
     dtype = col.np_dtype(entry["dtype"])
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
     if _scalar(entry):
-        values = arr.to_numpy(zero_copy_only=False)
+        values = (arr if nulls is None else arr.drop_null()).to_numpy(zero_copy_only=False)
     else:
-        values = arr.flatten().to_numpy(zero_copy_only=False)
+        values = arr.flatten().to_numpy(zero_copy_only=False)  # flatten skips null rows
         if dtype.kind == "c":
             values = values.view(dtype)
     if values.dtype != dtype:
         raise CorruptStoreError(f"column {arr.type} does not hold dtype {entry['dtype']}")
-    return values.reshape(n, *entry["shape"])
+    if nulls is None:
+        return values.reshape(n, *entry["shape"]), None
+    out = np.zeros((n, *entry["shape"]), dtype=dtype)
+    out[~nulls] = values.reshape(-1, *entry["shape"])
+    return out, nulls

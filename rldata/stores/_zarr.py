@@ -40,6 +40,7 @@ from rldata.stores.paths import inside
 from rldata.stores.rowstore import RowStore
 
 DATA_DIR = "data"
+IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 ZSTD_LEVEL = 3
 CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
 """Decoded rows a handle keeps in memory (all of them when the store fits)."""
@@ -60,6 +61,7 @@ class ZarrStore(RowStore):
         self._lru: collections.OrderedDict[int, dict[str, np.ndarray]] = collections.OrderedDict()
         self._dirty: set[int] = set()  # chunks written since the last flush
         self._seen_filled = 0  # a reader's filled rows when its cache was filled
+        self._masks: dict[str, zarr.Array] = {}  # obs key -> rows whose next value is implied
 
     # --- layout ---------------------------------------------------------------------------
     def _group_store(self) -> LocalStore:
@@ -89,6 +91,19 @@ class ZarrStore(RowStore):
                 fill_value=0,
             )
             files[name] = "/".join((DATA_DIR, *sch.key_tuple(name)))
+        # append-only: each observation stored once (a ring keeps both copies)
+        once = col.obs_keys(self._fields) if self.capacity is None else []
+        masks = group.require_group(IMPLIED) if once else None
+        for k in once:
+            assert masks is not None
+            self._masks[k] = masks.create_array(
+                k,
+                shape=(rows,),
+                chunks=(self._chunk,),
+                dtype=bool,
+                compressors=BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle="shuffle"),
+                fill_value=False,
+            )
         self._rows = rows
         self._m["payload"] = {
             "dir": DATA_DIR,
@@ -98,6 +113,7 @@ class ZarrStore(RowStore):
             "files": files,
             "rows": rows,
             "chunks_written": [],
+            "next_stored_once": once,
         }
         self._reset_cache(rows)
 
@@ -136,13 +152,24 @@ class ZarrStore(RowStore):
                         f"schema says {entry['dtype']}{entry['shape']}"
                     )
                 self._arrays[name] = arr
-            self._rows = min(a.shape[0] for a in self._arrays.values())
+            for k in self._once():
+                try:
+                    self._masks[k] = zarr.open_array(
+                        store=store, path=f"{IMPLIED}/{k}", mode="r+" if self.writable else "r"
+                    )
+                except (FileNotFoundError, ValueError, KeyError) as exc:
+                    raise CorruptStoreError(
+                        f"{self.root / DATA_DIR / IMPLIED / k}: implied-rows array of key "
+                        f"'next.{k}' is missing ({exc})"
+                    ) from None
+            self._rows = min(a.shape[0] for a in [*self._arrays.values(), *self._masks.values()])
             if self.writable:
                 _remove_partials(self.root / DATA_DIR)
             self._reset_cache(max(self._rows, filled))
         else:  # a reader refreshing: the writer may have rewritten chunks past what we saw
-            self._rows = min(_reopen(a).shape[0] for a in self._arrays.values())
             self._arrays = {k: _reopen(a) for k, a in self._arrays.items()}
+            self._masks = {k: _reopen(a) for k, a in self._masks.items()}
+            self._rows = min(a.shape[0] for a in [*self._arrays.values(), *self._masks.values()])
             if self.capacity is not None:
                 self._reset_cache(self._rows)
             else:
@@ -206,7 +233,19 @@ class ZarrStore(RowStore):
             if b > a:
                 block[: b - a] = arr[a:b]
             out[name] = block
+        for k, mask in self._masks.items():  # next values stored once: rebuild them
+            if b - a > 1:
+                col.fill_implied(out[k][: b - a], out[f"next.{k}"][: b - a], mask[a:b])
         return out
+
+    def _once(self) -> list[str]:
+        once = self._m["payload"].get("next_stored_once", [])
+        if not isinstance(once, list) or not set(once) <= set(col.obs_keys(self._fields)):
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.next_stored_once': expected observation "
+                f"keys of the schema, got {once!r}"
+            )
+        return once
 
     def _chunk_of(self, c: int) -> dict[str, np.ndarray]:
         """LRU mode: chunk ``c`` decoded (dirty chunks are pinned until flushed)."""
@@ -309,21 +348,37 @@ class ZarrStore(RowStore):
     def _flush(self, filled: int) -> None:
         need = filled if self.capacity is None else self.capacity
         if need > self._rows:
-            for arr in self._arrays.values():
+            for arr in [*self._arrays.values(), *self._masks.values()]:
                 arr.resize((need, *arr.shape[1:]))
             self._rows = need
         written = sorted(self._dirty)
         paths: set[Path] = set()
+        # the last committed row's next value stays stored until the new masks are written, so
+        # a crash between the arrays and their masks leaves every committed row readable
+        keep = self._committed_end - 1
+        late = {f"next.{k}" for k in self._masks}
         for c in written:
             a, b = c * self._chunk, min((c + 1) * self._chunk, self._rows)
             if b <= a:
                 continue
-            for name, arr in self._arrays.items():
-                if self._dense is not None:
-                    arr[a:b] = self._dense[name][a:b]
-                else:
-                    arr[a:b] = self._lru[c][name][: b - a]
+            if self._dense is not None:
+                block = {name: d[a:b] for name, d in self._dense.items()}
+            else:
+                block = {name: d[: b - a] for name, d in self._lru[c].items()}
+            masks = {k: col.implied(block[k], block[f"next.{k}"]) for k in self._masks}
+            for name, arr in sorted(self._arrays.items(), key=lambda kv: kv[0] in late):
+                rows = block[name]
+                if name in late:  # observations first, then the next values they imply
+                    drop = masks[name[len("next.") :]].copy()
+                    if a <= keep < b:
+                        drop[keep - a] = False
+                    rows = rows.copy()
+                    rows[drop] = 0  # zeros compress to almost nothing
+                arr[a:b] = rows
                 paths.add(self._chunk_file(name, c))
+            for k, arr in self._masks.items():  # masks last
+                arr[a:b] = masks[k]
+                paths.add(Path(self.root, DATA_DIR, IMPLIED, k, "c", str(c)))
         if self.durable and paths:
             self._fsync(paths)
         self._dirty.clear()
@@ -339,6 +394,7 @@ class ZarrStore(RowStore):
         fds, dirs = [], {p.parent for p in paths}
         dirs |= {d.parent for d in dirs}  # new chunk directories
         dirs |= {Path(self.root, DATA_DIR, *sch.key_tuple(n)) for n in self._fields}  # zarr.json
+        dirs |= {Path(self.root, DATA_DIR, IMPLIED, k) for k in self._masks}
         try:
             for p in paths:
                 with contextlib.suppress(FileNotFoundError):

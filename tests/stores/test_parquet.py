@@ -103,3 +103,18 @@ def test_a_missing_pyarrow_is_one_line_naming_the_extra(monkeypatch):
         stores.registry.load("parquet")
     assert "\n" not in str(info.value)
     assert torch.tensor(1)  # the import machinery is left usable
+
+
+def test_each_observation_is_stored_once(tmp_path):
+    data = ted_batch([6, 4], extra=True)
+    with stores.create(tmp_path / "s", backend="parquet") as w:
+        w.append(data)
+    part = pq.read_table(tmp_path / "s" / "data" / "part-00000.parquet")
+    nxt = part.column("next.observation")
+    # only the rows whose next observation is not the following row's are stored
+    assert nxt.is_null().to_pylist() == [True] * 5 + [False] + [True] * 3 + [False]
+    s = stores.open(tmp_path / "s")
+    assert s.manifest["payload"]["next_stored_once"] == ["observation"]
+    got = s.get(s.readable())
+    assert torch.equal(got["next", "observation"], data["next", "observation"])
+    assert stores.verify(s) == []

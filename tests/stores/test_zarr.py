@@ -23,9 +23,19 @@ def test_payload_is_a_zarr_group_chunked_along_rows(tmp_path):
     with stores.create(tmp_path / "s", backend="zarr") as w:
         w.append(ted_marked(0, 40))
     s = stores.open(tmp_path / "s")
-    arr = zarr.open_array(store=str(tmp_path / "s" / "data"), path="next/observation", mode="r")
+    data = str(tmp_path / "s" / "data")
+    arr = zarr.open_array(store=data, path="next/observation", mode="r")
     assert arr.shape == (40, 3) and arr.chunks[0] == s.chunk_rows
-    assert np.array_equal(arr[:], s.get(s.readable())["next", "observation"].numpy())
+    # each observation stored once: next.observation holds only the rows that break the chain
+    implied = zarr.open_array(store=data, path="_implied/observation", mode="r")[:]
+    obs = zarr.open_array(store=data, path="observation", mode="r")[:]
+    nxt = arr[:]
+    assert s.manifest["payload"]["next_stored_once"] == ["observation"]
+    want = s.get(s.readable())["next", "observation"].numpy()
+    assert implied.tolist() == [*(want[:-1] == obs[1:]).all(1).tolist(), False]
+    assert implied.sum() > 30 and not nxt[implied].any()  # implied rows are not stored
+    nxt[implied] = obs[1:][implied[:-1]]
+    assert np.array_equal(nxt, want)
 
 
 def test_a_commit_lists_the_chunks_it_wrote(tmp_path, monkeypatch):
@@ -76,3 +86,38 @@ def test_a_missing_zarr_is_one_line_naming_the_extra(monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"rldata\[zarr\]") as info:
         stores.registry.load("zarr")
     assert "\n" not in str(info.value)
+
+
+def test_a_ring_keeps_both_copies_and_says_so(tmp_path):
+    with stores.create(tmp_path / "s", backend="zarr", capacity=16) as w:
+        w.append(ted_marked(0, 40))
+    assert stores.open(tmp_path / "s").manifest["payload"]["next_stored_once"] == []
+
+
+class _DiesOnWrite:
+    """A mask array whose writes fail, as if the writer were killed before writing masks."""
+
+    def __init__(self, arr):
+        self.arr = arr
+        self.shape = arr.shape
+
+    def resize(self, shape):
+        self.arr.resize(shape)
+        self.shape = shape
+
+    def __setitem__(self, index, value):
+        raise RuntimeError("killed")
+
+
+def test_a_crash_between_arrays_and_masks_keeps_committed_rows(tmp_path):
+    w = stores.create(tmp_path / "s", backend="zarr")
+    w.append(ted_marked(0, 15))
+    w.commit()  # row 14's next value is stored: row 15 does not exist yet
+    w.append(ted_marked(15, 10))
+    w._masks = {k: _DiesOnWrite(a) for k, a in w._masks.items()}
+    with pytest.raises(RuntimeError, match="killed"):
+        w.commit()  # observations and next values written, masks not, no manifest
+    w._lock.release()
+    s = stores.open(tmp_path / "s")  # checksums of every committed row verified
+    assert marked_serial(s.get(s.readable())).tolist() == list(range(15))
+    assert stores.verify(s) == []
