@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -301,7 +302,7 @@ def _scalar(entry: dict) -> bool:
 
 
 def encode_table(
-    cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict, once: list[str] = ()
+    cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict, once: Sequence[str] = ()
 ) -> pa.Table:
     """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else.
 

@@ -235,7 +235,7 @@ class ZarrStore(RowStore):
             out[name] = block
         for k, mask in self._masks.items():  # next values stored once: rebuild them
             if b - a > 1:
-                col.fill_implied(out[k][: b - a], out[f"next.{k}"][: b - a], mask[a:b])
+                col.fill_implied(out[k][: b - a], out[f"next.{k}"][: b - a], np.asarray(mask[a:b]))
         return out
 
     def _once(self) -> list[str]:
