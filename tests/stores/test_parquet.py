@@ -118,3 +118,19 @@ def test_each_observation_is_stored_once(tmp_path):
     got = s.get(s.readable())
     assert torch.equal(got["next", "observation"], data["next", "observation"])
     assert stores.verify(s) == []
+
+
+def test_duckdb_rebuilds_next_observations_as_format_md_says(tmp_path):
+    data = ted_batch([6, 4], extra=True)
+    with stores.create(tmp_path / "s", backend="parquet") as w:
+        w.append(data[:7])
+        w.commit()
+        w.append(data[7:])
+    query = (
+        'SELECT coalesce("next.observation", lead(observation) OVER '
+        "(PARTITION BY filename ORDER BY file_row_number)) FROM read_parquet("
+        f"'{tmp_path / 's'}/data/**/*.parquet', filename=true, file_row_number=true) "
+        "ORDER BY filename, file_row_number"
+    )
+    got = torch.tensor([r[0] for r in duckdb.sql(query).fetchall()])
+    assert torch.equal(got, data["next", "observation"])
