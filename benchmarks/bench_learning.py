@@ -204,6 +204,7 @@ def offline_table(results: dict[str, list[dict]], steps: int) -> list[str]:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seed0", type=int, default=0, help="first seed (seeds seed0 .. seed0+n-1)")
     p.add_argument(
         "--only",
         default="sac,sb3,redq,td3,ddpg,offline",
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     only = set(args.only.split(","))
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seed0, args.seed0 + args.seeds))
     online: dict[str, list[dict]] = {}
     offline: dict[str, list[dict]] = {}
     ls = args.learning_starts
@@ -249,13 +250,13 @@ def main(argv: list[str] | None = None) -> dict:
             path = Path(args.dataset)
         else:
             path = Path(tempfile.mkdtemp(prefix="rldata-bench-")) / "pendulum-sac"
-            rec = record_dataset(path, args.dataset_frames, 0, ls)
+            rec = record_dataset(path, args.dataset_frames, args.seed0, ls)
             dataset_info = {
                 "frames": args.dataset_frames,
                 "curve": rec["curve"],
                 "wall": rec["wall"],
             }
-            print("dataset", dataset_info, flush=True)
+            print("dataset", path, dataset_info, flush=True)
         with rldata.open(path) as store:
             episodes = store.episodes()
             rows, mean_ret = len(store), float(episodes["return"].double().mean())

@@ -61,7 +61,7 @@ class _Bar:
     "--policy",
     default="random",
     show_default=True,
-    help="'random' or a policy checkpoint saved by rldata.",
+    help="'random', a policy checkpoint saved by rldata, or a training run directory (rldata train --out).",
 )
 @click.option(
     "--num-envs",
