@@ -185,11 +185,16 @@ class ZarrStore(RowStore):
     def _reset_cache(self, rows: int) -> None:
         self._lru.clear()
         if rows * self._row_bytes() <= CACHE_BYTES:
-            self._dense = col.empty(self._fields, rows)
+            self._dense = col.empty(self._cache_fields(), rows)
             self._have = np.zeros(self._chunk_count(rows), dtype=bool)
         else:
             self._dense = None
             self._have = np.zeros(0, dtype=bool)
+
+    def _cache_fields(self) -> dict[str, dict]:
+        """The schema plus each stored-once key's implied-rows bits (decoded like a key)."""
+        bits = {f"{IMPLIED}/{k}": {"shape": [], "dtype": "bool"} for k in self._masks}
+        return {**self._fields, **bits}
 
     def _forget_from(self, chunk: int, rows: int) -> None:
         """Drop decoded chunks ``>= chunk`` (a writer may have extended them) and make room."""
@@ -234,8 +239,14 @@ class ZarrStore(RowStore):
                 block[: b - a] = arr[a:b]
             out[name] = block
         for k, mask in self._masks.items():  # next values stored once: rebuild them
-            if b - a > 1:
-                col.fill_implied(out[k][: b - a], out[f"next.{k}"][: b - a], np.asarray(mask[a:b]))
+            bits = np.zeros(self._chunk, dtype=bool)
+            if b > a:
+                bits[: b - a] = mask[a:b]
+            out[f"{IMPLIED}/{k}"] = bits
+            use = bits[: b - a].copy()
+            if b > a:
+                use[-1] = False  # a row being written past the arrays' end: never implied
+            col.fill_implied(out[k][: b - a], out[f"next.{k}"][: b - a], use)
         return out
 
     def _once(self) -> list[str]:
@@ -353,9 +364,10 @@ class ZarrStore(RowStore):
             self._rows = need
         written = sorted(self._dirty)
         paths: set[Path] = set()
-        # the last committed row's next value stays stored until the new masks are written, so
-        # a crash between the arrays and their masks leaves every committed row readable
-        keep = self._committed_end - 1
+        # a row's next value may be implied only by a row committed together with it, and a
+        # committed row's bit and stored bytes never change afterwards: every mix of old and
+        # new chunk files a crash or a live reader may see agrees on every committed row
+        old = self._committed_end
         late = {f"next.{k}" for k in self._masks}
         for c in written:
             a, b = c * self._chunk, min((c + 1) * self._chunk, self._rows)
@@ -365,19 +377,19 @@ class ZarrStore(RowStore):
                 block = {name: d[a:b] for name, d in self._dense.items()}
             else:
                 block = {name: d[: b - a] for name, d in self._lru[c].items()}
-            masks = {k: col.implied(block[k], block[f"next.{k}"]) for k in self._masks}
-            for name, arr in sorted(self._arrays.items(), key=lambda kv: kv[0] in late):
+            lo = max(0, old - a)
+            for k in self._masks:
+                bits = block[f"{IMPLIED}/{k}"]  # a view into the cache: updated in place
+                bits[lo:] = col.implied(block[k][lo:], block[f"next.{k}"][lo:])
+            for name, arr in self._arrays.items():
                 rows = block[name]
-                if name in late:  # observations first, then the next values they imply
-                    drop = masks[name[len("next.") :]].copy()
-                    if a <= keep < b:
-                        drop[keep - a] = False
+                if name in late:
                     rows = rows.copy()
-                    rows[drop] = 0  # zeros compress to almost nothing
+                    rows[block[f"{IMPLIED}/{name[len('next.') :]}"]] = 0  # zeros cost ~nothing
                 arr[a:b] = rows
                 paths.add(self._chunk_file(name, c))
-            for k, arr in self._masks.items():  # masks last
-                arr[a:b] = masks[k]
+            for k, arr in self._masks.items():
+                arr[a:b] = block[f"{IMPLIED}/{k}"]
                 paths.add(Path(self.root, DATA_DIR, IMPLIED, k, "c", str(c)))
         if self.durable and paths:
             self._fsync(paths)
@@ -410,7 +422,7 @@ class ZarrStore(RowStore):
             return None
         filled = self._filled()
         return {
-            k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._dense.items()
+            k: col.to_torch(self._dense[k][:filled], e["dtype"]) for k, e in self._fields.items()
         }
 
     def tensordict(self) -> TensorDict | None:
@@ -419,7 +431,7 @@ class ZarrStore(RowStore):
             return None
         filled = self._filled()
         return col.tree(
-            {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._dense.items()},
+            {k: col.to_torch(self._dense[k][:filled], e["dtype"]) for k, e in self._fields.items()},
             filled,
         )
 
