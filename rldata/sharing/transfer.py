@@ -34,6 +34,7 @@ from typing import Any
 
 from rldata.errors import StoreExistsError, StoreNotFoundError, TransferError
 from rldata.sharing import objects as ob
+from rldata.sharing.digest import store_digest
 from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
 
@@ -262,23 +263,17 @@ class _Dest:
                 self.complete = False
                 self._dirty = True
 
-    def write(self, rel: str, data: bytes) -> dict[str, Any]:
-        """Write one object and verify it; return its index entry."""
+    def write(self, rel: str, data: bytes, sha: str) -> dict[str, Any]:
+        """Write one object (``sha``: its SHA-256) and verify it; return its index entry."""
         path = self.loc.path(rel)
-        sha = _sha(data)
         if self.loc.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = os.path.join(
                 os.path.dirname(path),
                 f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}",
             )
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb") as f:  # ``sha`` hashed these very bytes: no read-back
                 f.write(data)
-            with open(tmp, "rb") as f:
-                got = _sha(f.read())
-            if got != sha:
-                os.unlink(tmp)
-                raise TransferError(f"{redact(self.loc.url)}/{rel}: sha256 after writing differs")
             os.replace(tmp, path)
             return {"size": len(data), "sha256": sha}
         for attempt in (0, 1):
@@ -359,14 +354,20 @@ def copy_store(
         raise StoreExistsError(f"{redact(dst_loc.url)}: source and destination are the same store")
     src = _Source(src_loc)
     dst = _Dest(dst_loc, src)
-    digest = _Background(_local_digest, src_loc) if src.digest is None else None
+    copied = [0, 0]  # objects, bytes
+    lock = threading.Lock()
+    digest: list[_Background] = []  # started with the first write: a no-op push hashes nothing
+
+    def start_digest() -> None:
+        with lock:
+            if not digest and src.digest is None:
+                digest.append(_Background(_local_digest, src_loc))
+
     payload = sorted((r for r in src.objects if not ob.is_final(r)), key=lambda r: -src.objects[r])
     finals = sorted(
         (r for r in src.objects if ob.is_final(r) and r != ob.MANIFEST),
         key=lambda r: (-r.count("/"), r),
     )
-    copied = [0, 0]  # objects, bytes
-    lock = threading.Lock()
 
     def one(rel: str) -> int:
         data = src.read(rel)
@@ -380,8 +381,9 @@ def copy_store(
         if dst.holds(rel, len(data), sha):
             dst.entries.setdefault(rel, {"size": len(data), "sha256": sha})
             return len(data)
+        start_digest()
         dst.unpublish()
-        entry = dst.write(rel, data)
+        entry = dst.write(rel, data, sha)
         dst.record(rel, entry)
         with lock:
             copied[0] += 1
@@ -405,9 +407,10 @@ def copy_store(
                 "size": len(manifest_data),
                 "sha256": _sha(manifest_data),
             }
-            declared = src.digest if digest is None else digest.result()
+            start_digest()
+            declared = digest[0].result() if digest else src.digest
             dst.flush(complete=True, digest=declared)
-            dst.write(ob.MANIFEST, manifest_data)
+            dst.write(ob.MANIFEST, manifest_data, _sha(manifest_data))
             copied[0] += 1
             copied[1] += len(manifest_data)
         advance(len(manifest_data))
@@ -450,6 +453,4 @@ def _local_digest(loc: Location) -> str | None:
     """The content digest of a local store (None for a remote source without an index)."""
     if not loc.local:
         return None
-    from rldata.sharing.digest import store_digest
-
     return store_digest(loc.root)

@@ -91,11 +91,11 @@ def test_interrupted_push_is_unusable_then_finishes(
     real = transfer._Dest.write
     calls = {"n": 0}
 
-    def failing(self: transfer._Dest, rel: str, data: bytes) -> dict:
+    def failing(self: transfer._Dest, rel: str, data: bytes, sha: str) -> dict:
         calls["n"] += 1
         if calls["n"] > 5:
             raise ConnectionError("network went away")
-        return real(self, rel, data)
+        return real(self, rel, data, sha)
 
     monkeypatch.setattr(transfer._Dest, "write", failing)
     with pytest.raises(ConnectionError):
