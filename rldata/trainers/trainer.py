@@ -41,7 +41,7 @@ from tensordict import TensorDictBase
 
 from rldata import __version__, stores
 from rldata.collectors import SyncDataCollector
-from rldata.collectors.policies import RUN_POLICY, mlp_policy, save_policy
+from rldata.collectors.policies import RUN_POLICY
 from rldata.data import (
     LazyTensorStorage,
     MixingBuffer,
@@ -50,14 +50,13 @@ from rldata.data import (
     StoreStorage,
 )
 from rldata.envs import GymEnv
-from rldata.specs import Unbounded
 from rldata.trainers.algorithms import Agent, resolve
 from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
 from rldata.trainers.config import TrainConfig
 from rldata.trainers.device import BatchStream
 from rldata.trainers.evaluation import EvalResult, evaluate_policy
+from rldata.trainers.export import export_policy
 from rldata.trainers.loggers import Loggers
-from rldata.trainers.networks import actor_trunk
 from rldata.trainers.normalize import NormalizedPolicy, ObservationNorm, store_stats
 from rldata.trainers.setup import Inputs, check_inputs, record_specs
 
@@ -353,32 +352,15 @@ class _Run:
     def export_policy(self) -> None:
         """``policy.pt``: the deterministic policy as an rldata policy checkpoint."""
         assert self.out is not None
-        specs = self.inputs.specs
         norm = None
         if self.norm is not None:
             norm = {
                 "mean": self.norm.get_buffer("mean").tolist(),
                 "std": self.norm.get_buffer("std").tolist(),
             }
-        policy = mlp_policy(
-            Unbounded((specs.obs_dim,)),
-            specs.action_spec,
-            num_cells=self.cfg.hidden,
-            activation="ReLU",
-            obs_norm=norm,
+        export_policy(
+            self.agent.actor, self.inputs.specs, self.cfg.hidden, norm, self.out / RUN_POLICY
         )
-        trunk = actor_trunk(self.agent.actor)
-        n_act = specs.action_dim
-        target = actor_trunk(policy)
-        state = {}
-        for k, v in trunk.state_dict().items():
-            want = target.state_dict()[k]
-            state[k] = v.detach().cpu()[: want.shape[0]] if v.shape != want.shape else v.cpu()
-        assert n_act <= state[next(reversed(state))].shape[0]
-        target.load_state_dict(state)
-        tmp = self.out / (RUN_POLICY + ".tmp")
-        save_policy(policy, tmp)
-        tmp.replace(self.out / RUN_POLICY)
 
     def _restore(self) -> None:
         assert self.out is not None

@@ -1,0 +1,47 @@
+"""Export a trained actor as an rldata policy checkpoint (``RUN/policy.pt``).
+
+Every actor the registry builds has an MLP trunk whose first ``action_dim`` outputs,
+squashed into the action box, are its deterministic action (a tanh-Gaussian's mode is
+its squashed mean; :class:`~rldata.trainers.networks.BoundedTanh` squashes the same
+way). The policy-checkpoint format of :mod:`rldata.collectors.policies` is exactly that
+MLP plus the squash, so the export copies the trunk's weights (keeping the mean's rows
+of a Gaussian head) and any observation normalization. The result loads with
+``weights_only=True`` and acts without knowing which algorithm trained it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from rldata.collectors.policies import mlp_policy, save_policy
+from rldata.specs import Unbounded
+from rldata.trainers.networks import EnvSpecs, actor_trunk
+
+
+def export_policy(
+    actor: nn.Module,
+    specs: EnvSpecs,
+    hidden: list[int],
+    obs_norm: dict[str, list[float]] | None,
+    path: Path,
+) -> None:
+    """Write ``actor``'s deterministic policy to ``path`` (atomically: temp file, rename)."""
+    policy = mlp_policy(
+        Unbounded((specs.obs_dim,)),
+        specs.action_spec,
+        num_cells=hidden,
+        activation="ReLU",
+        obs_norm=obs_norm,
+    )
+    target = actor_trunk(policy)
+    wanted = target.state_dict()
+    state = {}
+    for key, value in actor_trunk(actor).state_dict().items():
+        value = value.detach().cpu()
+        state[key] = value[: wanted[key].shape[0]] if value.shape != wanted[key].shape else value
+    target.load_state_dict(state)
+    tmp = path.with_name(path.name + ".tmp")
+    save_policy(policy, tmp)
+    tmp.replace(path)
