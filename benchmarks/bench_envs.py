@@ -92,7 +92,7 @@ def main() -> None:
     env = GymEnv(ENV_ID)
     # the actions rollout() will draw after set_seed(SEED)
     env.set_seed(SEED)
-    draw = env._action_sampler()
+    draw = env.action_stream()
     actions_t = torch.stack([draw() for _ in range(steps)])
     actions_np = actions_t.numpy().copy()
 

@@ -44,9 +44,6 @@ class EnvLoop:
     def started(self) -> bool:
         return self._td is not None
 
-    def set_seed(self, seed: int) -> None:
-        self.env.set_seed(int(seed))
-
     def reset(self, counter: TrajCounter) -> None:
         """Reset every env; each starts a new trajectory."""
         self._td = self.env.reset()

@@ -99,7 +99,6 @@ def fast_layout(env) -> tuple[GymLayout, list] | None:
         n_actions=n,
         reward_dtype=env.reward_spec.dtype,
         batched=batched,
-        seed_chain=chain,
         validate=validate,
     )
     return layout, envs

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from tensordict import TensorDict
 
 from rldata.collectors.trajectories import TrajCounter
-from rldata.envs.common import next_seed
 from rldata.errors import SpecError
 from rldata.ted import TED_KEYS
 
@@ -43,8 +43,6 @@ class GymLayout:
         batched: whether the env has a batch dim (``[B, T]`` batches) or not (``[T]``).
         validate: refuse continuous policy actions outside the action space's bounds
             (``GymEnv``'s ``validate_actions``); discrete encodings are always checked.
-        seed_chain: seed env ``i`` with the ``i``-th seed of ``next_seed`` applied repeatedly
-            (SerialEnv's scheme) instead of ``seed + i`` (gymnasium's vector env scheme).
     """
 
     obs_key: str
@@ -56,7 +54,6 @@ class GymLayout:
     n_actions: int
     reward_dtype: torch.dtype
     batched: bool
-    seed_chain: bool = False
     validate: bool = False
 
 
@@ -72,14 +69,14 @@ class GymLoop:
         layout: the keys/dtypes/shapes to produce.
     """
 
-    def __init__(self, envs: list, layout: GymLayout) -> None:
+    def __init__(self, envs: list, layout: GymLayout, actions: Callable[[], Any]) -> None:
         self.envs = envs
         self.layout = layout
+        self.actions = actions
         self.num_envs = len(envs)
         self._obs: np.ndarray | None = None
         self._ids = np.zeros(self.num_envs, dtype=np.int64)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
-        self._seeds: list[int] | None = None
         space = envs[0].action_space
         self._gym_act_shape = tuple(space.shape or ())
         self._gym_act_dtype = space.dtype
@@ -87,49 +84,21 @@ class GymLoop:
         if layout.action_kind == "continuous":
             low = np.broadcast_to(np.asarray(space.low, dtype=np.float64), self._gym_act_shape)
             high = np.broadcast_to(np.asarray(space.high, dtype=np.float64), self._gym_act_shape)
-            self._low, self._high, self._scale = low, high, high - low
+            self._low, self._high = low, high
             self._bounded = bool(np.isfinite(low).all() and np.isfinite(high).all())
-        # unseeded runs still follow torch.manual_seed, as the generic loop's random actions do
-        self.rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
 
-    # --- seeding and resets ---------------------------------------------------------
-    def set_seed(self, seed: int) -> None:
-        """Seed every env at its next reset (as the wrapping env would), and the random actions."""
-        seed = int(seed)
-        if self.layout.seed_chain:
-            seeds = [seed]
-            for _ in range(self.num_envs - 1):
-                seeds.append(next_seed(seeds[-1]))
-        else:
-            seeds = [seed + i for i in range(self.num_envs)]
-        self._seeds = seeds
-        self.rng = np.random.default_rng(seed)
-
-    def _reset_one(self, i: int) -> np.ndarray:
-        if self._seeds is not None:
-            obs, _ = self.envs[i].reset(seed=self._seeds[i])
-        else:
-            obs, _ = self.envs[i].reset()
-        return obs
-
-    def reset(
-        self, counter: TrajCounter, env_reset: Callable[[], np.ndarray] | None = None
-    ) -> None:
-        """Reset every env; each starts a new trajectory.
+    # --- resets -------------------------------------------------------------------------
+    def reset(self, counter: TrajCounter, env_reset: Callable[[], np.ndarray]) -> None:
+        """Reset every env through the wrapping env's own ``reset``; each starts a trajectory.
 
         Args:
             counter: where the new trajectory ids come from.
-            env_reset: the wrapping rldata env's own reset (observations ``[B, *obs]``), used
-                when this loop was not seeded, so a seed given to the env (``env.set_seed``)
-                applies exactly as in the generic loop.
+            env_reset: the wrapping rldata env's reset (observations ``[B, *obs]``), so a
+                seed given to the env (``env.set_seed``) applies exactly as in the
+                generic loop.
         """
         obs = np.empty((self.num_envs, *self.layout.obs_shape), dtype=self._obs_np_dtype)
-        if self._seeds is None and env_reset is not None:
-            obs[:] = env_reset().reshape(obs.shape)
-        else:
-            for i in range(self.num_envs):
-                obs[i] = self._reset_one(i)
-        self._seeds = None
+        obs[:] = env_reset().reshape(obs.shape)
         self._obs = obs
         self._ids[:] = counter.take(self.num_envs).numpy()
         self._steps[:] = 0
@@ -140,15 +109,19 @@ class GymLoop:
 
     # --- actions ------------------------------------------------------------------------
     def random_act(self, obs: np.ndarray) -> np.ndarray:
-        """Uniform actions within the action space (normal where it is unbounded)."""
-        b = obs.shape[0]
-        if self.layout.action_kind == "continuous":
-            if self._bounded:
-                a = self._low + self._scale * self.rng.random(size=(b, *self._gym_act_shape))
-            else:
-                a = self.rng.standard_normal(size=(b, *self._gym_act_shape))
-            return a.astype(self._gym_act_dtype, copy=False)
-        return np.asarray(self.rng.integers(self.layout.n_actions, size=b))
+        """The next random action of the env's own stream (what ``env.rand_action`` draws)."""
+        return self._random_block(1)[0]
+
+    def _random_block(self, steps: int) -> np.ndarray:
+        """The stream's next ``steps`` actions as gymnasium actions ``[steps, B, ...]``."""
+        action = self.actions().take(steps)
+        x = action.numpy() if action.is_cpu else action.cpu().numpy()
+        lay, b = self.layout, self.num_envs
+        if lay.action_kind == "continuous":
+            return x.reshape(steps, b, *self._gym_act_shape)
+        if lay.action_kind == "onehot":
+            return x.reshape(steps, b, lay.n_actions).argmax(-1)
+        return x.reshape(steps, b)
 
     def to_gym(self, action: torch.Tensor) -> np.ndarray:
         """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions.
@@ -202,8 +175,10 @@ class GymLoop:
         envs, obs, ids = self.envs, self._obs, self._ids
         steps = self._steps.tolist()
         limit = max_steps if max_steps is not None else -1
+        # random actions: the whole batch's draws at once, in the stream's order
+        block = self._random_block(T) if act == self.random_act else None
         for t in range(T):
-            a = act(obs)
+            a = act(obs) if block is None else block[t]
             obs_b[t] = obs
             act_b[t] = a
             ids_b[t] = ids
@@ -218,7 +193,7 @@ class GymLoop:
                 if term or trunc:
                     term_b[t, i] = term
                     trunc_b[t, i] = trunc
-                    obs[i] = self._reset_one(i)
+                    obs[i], _ = envs[i].reset()
                     ids[i] = counter.take_one()
                     steps[i] = 0
                 else:

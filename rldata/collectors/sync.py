@@ -130,7 +130,7 @@ class SyncDataCollector:
         layout_envs = fast_layout(self.env) if fast else None
         if layout_envs is not None:
             layout, gym_envs = layout_envs
-            self._loop: GymLoop | EnvLoop = GymLoop(gym_envs, layout)
+            self._loop: GymLoop | EnvLoop = GymLoop(gym_envs, layout, self.env.action_stream)
             self._random_act = self._loop.random_act
             self._act: Callable[[np.ndarray], np.ndarray] = self._loop.random_act
             if not is_random_policy(self.policy):
@@ -242,7 +242,7 @@ class SyncDataCollector:
     # --- seeding, state, shutdown ---------------------------------------------------------
     def set_seed(self, seed: int, static_seed: bool = False) -> int:
         """Seed the env(s) and the random-action generator; return the next free seed."""
-        self._loop.set_seed(int(seed))
+        self.env.set_seed(int(seed))
         if self._loop.started:
             self._reset_loop()
         return int(seed) + (0 if static_seed else self.num_envs)
@@ -264,7 +264,7 @@ class SyncDataCollector:
         self.counter.load_state_dict(state["traj_counter"])
         if "policy_state_dict" in state and isinstance(self.policy, torch.nn.Module):
             self.policy.load_state_dict(state["policy_state_dict"])
-        self._loop = type(self._loop)(*_loop_args(self._loop))
+        self._loop = _fresh(self._loop)
 
     def shutdown(self) -> None:
         """Close the env if this collector built it; further iteration raises."""
@@ -287,10 +287,11 @@ class SyncDataCollector:
         )
 
 
-def _loop_args(loop: GymLoop | EnvLoop) -> tuple:
+def _fresh(loop: GymLoop | EnvLoop) -> GymLoop | EnvLoop:
+    """A loop over the same envs that resets before its next batch."""
     if isinstance(loop, GymLoop):
-        return (loop.envs, loop.layout)
-    return (loop.env,)
+        return GymLoop(loop.envs, loop.layout, loop.actions)
+    return EnvLoop(loop.env)
 
 
 def _is_env(obj: object) -> bool:

@@ -1,24 +1,22 @@
-"""Staging single-row adds: read a row's leaves fast, land many rows in one copy per group."""
+"""Staging single-row adds: read a row's leaves fast, land many rows in one copy per group.
+
+The tensordict / torch internals used (a TensorDict's entry dict, version counters, torch's
+C++ tensor guards) and their public fallbacks live in :mod:`rldata._compat`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from itertools import chain
-from operator import attrgetter, itemgetter
-from typing import Any
+from operator import itemgetter
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from rldata import _compat
 from rldata.data._layout import REWARD_KEY, Key, Packed
 
-TensorGuards: Any = None  # without it (other torch builds) the Python loop checks alone
-with contextlib.suppress(ImportError):  # a C++ check of many tensors' kind and sizes at once
-    from torch._C._dynamo.guards import TensorGuards
-
-_version = attrgetter("_version")
 _REGUARDS = 16  # rebuild the guard for rows of another kind at most this many times
 
 
@@ -84,12 +82,12 @@ class RowReader:
         # the loop too (it is stricter: also device, requires_grad, grad mode), so it only
         # ever saves time; a row it refuses is checked by the loop
         self.guard: Callable[..., bool | None] | None = None
-        self.reguards = _REGUARDS if TensorGuards is not None else 0
+        self.reguards = _REGUARDS if _compat.TensorGuards is not None else 0
 
     def _learn(self, leaves: tuple) -> None:
         self.reguards -= 1
         try:
-            guard = TensorGuards(
+            guard = _compat.TensorGuards(
                 *leaves,
                 dynamic_dims_sizes=[list(s) for _, s in self.signature],
                 dynamic_dims_strides=[[None] * len(s) for _, s in self.signature],
@@ -105,7 +103,8 @@ class RowReader:
         """
         if type(td) is not TensorDict:
             return None
-        root = td._tensordict
+        entries = _compat.entries
+        root = entries(td)
         if len(root) != self.root_length:
             return None
         dicts = [root]
@@ -113,10 +112,10 @@ class RowReader:
             sub = dicts[parent].get(name)
             if type(sub) is not TensorDict:
                 return None
-            entries = sub._tensordict
-            if len(entries) != length:
+            sub_entries = entries(sub)
+            if len(sub_entries) != length:
                 return None
-            dicts.append(entries)
+            dicts.append(sub_entries)
         fetched: list = []
         try:
             for node, get, many in self.getters:
@@ -141,7 +140,7 @@ class RowReader:
             return None
         try:
             # versions only ever grow, so an unchanged sum means no leaf was modified since
-            versions = sum(map(_version, leaves))
+            versions = sum(map(_compat.version, leaves))
         except RuntimeError:  # inference tensors keep no version: the general path copies
             return None
         if learn:
@@ -151,7 +150,7 @@ class RowReader:
     @staticmethod
     def version_sum(rows: list[tuple]) -> int:
         """The summed version counters of every leaf of ``rows`` now."""
-        return sum(map(_version, chain.from_iterable(rows)))
+        return sum(map(_compat.version, chain.from_iterable(rows)))
 
     def blocks(self, rows: list[tuple]) -> list[list[torch.Tensor]]:
         """Per group, the leaves of ``rows`` row after row (1-D unless landed by stack)."""

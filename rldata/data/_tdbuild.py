@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
+from rldata import _compat
+
 Key = tuple[str, ...]
 
 
@@ -19,43 +21,15 @@ def nest(flat: dict[Key, torch.Tensor]) -> dict:
     return out
 
 
-def _unsafe_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
-    return TensorDict._new_unsafe(source=entries, batch_size=batch, device=device, nested=False)
+def build_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
+    """A TensorDict over checked leaves, without tensordict's per-leaf re-validation.
 
-
-def _direct_td(entries: dict, batch: torch.Size, device: torch.device | None) -> TensorDict:
-    td = _TD_NEW(TensorDict)
-    state = td.__dict__
-    state["_tensordict"] = entries
-    state["_device"] = device
-    state["_batch_size"] = batch
-    state["_td_dim_names"] = None
-    return td
-
-
-def _pick_builder():
-    """The direct builder when it makes exactly what ``_new_unsafe`` makes, else that."""
-    probe = {"a": torch.zeros(2)}
-    size, cpu = torch.Size([2]), torch.device("cpu")
-    ref = _unsafe_td(dict(probe), size, cpu)
-    try:
-        got = _direct_td(dict(probe), size, cpu)
-        same = set(got.__dict__) == set(ref.__dict__) - {"_has_mps_val"} and (got == ref).all()
-    except Exception:  # a tensordict release with other internals
-        same = False
-    return _direct_td if same else _unsafe_td
-
-
-_TD_NEW = object.__new__
-build_td = _pick_builder()
-"""``build_td(entries, batch, device)``: a TensorDict over checked leaves, no validation.
-
-Sampling builds one TensorDict per batch (and one per nested key); tensordict's public
-constructor re-checks every leaf, which costs as much as the gather itself. Every leaf
-here comes from a storage whose schema was checked on write. The direct builder sets
-the four fields ``TensorDict._new_unsafe`` sets, and is used only when a probe at
-import shows the two agree.
-"""
+    Sampling builds one TensorDict per batch (and one per nested key); tensordict's public
+    constructor re-checks every leaf, which costs as much as the gather itself. Every leaf
+    here comes from a storage whose schema was checked on write. The internal used, and
+    its public fallback, live in :mod:`rldata._compat`.
+    """
+    return _compat.new_td(entries, batch, device)
 
 
 def make_td(flat: dict[Key, torch.Tensor], batch: int, device: torch.device | None) -> TensorDict:

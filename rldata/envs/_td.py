@@ -4,6 +4,7 @@ An environment step builds a few small TensorDicts; the validated ``TensorDict(.
 constructor costs several microseconds each, which is as much as a cheap simulator
 step. These helpers build TensorDicts from already-checked tensors and stack a
 rollout key by key, which is several times faster than ``torch.stack`` of TensorDicts.
+The tensordict internals they use, and the public fallbacks, live in :mod:`rldata._compat`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-_NEW = getattr(TensorDict, "_new_unsafe", None)
+from rldata import _compat
 
 
 def make_td(
@@ -25,15 +26,13 @@ def make_td(
     Nested plain dicts become sub-TensorDicts. Nothing is validated: callers pass
     tensors they built themselves.
     """
-    if _NEW is not None:
-        return _NEW(source, batch_size=batch_size, device=device)
-    return TensorDict(source, batch_size=batch_size, device=device)  # pragma: no cover
+    return _compat.new_td_nested(source, batch_size, device)
 
 
 def set_fast(td: TensorDictBase, key: str, value: Any) -> None:
     """``td.set(key, value)`` without re-validating a value the caller built to fit ``td``."""
     if type(td) is TensorDict and not td.is_locked:
-        td._set_str(key, value, inplace=False, validated=True)
+        _compat.set_unchecked(td, key, value)
     else:
         td.set(key, value)
 
@@ -41,13 +40,13 @@ def set_fast(td: TensorDictBase, key: str, value: Any) -> None:
 def get(td: TensorDictBase, key: Any) -> Any:
     """``td.get(key, None)``, skipping tensordict's key parsing for a top-level string key."""
     if type(td) is TensorDict and type(key) is str:
-        return td._tensordict.get(key)
+        return _compat.entries(td).get(key)
     return td.get(key, None)
 
 
 def items(td: TensorDictBase) -> Any:
     """Top-level ``(key, value)`` pairs of ``td``, without tensordict's per-item overhead."""
-    return td._tensordict.items() if type(td) is TensorDict else td.items()
+    return _compat.entries(td).items() if type(td) is TensorDict else td.items()
 
 
 def _stack_level(dicts: list[dict], batch: torch.Size, dim: int) -> dict[str, Any] | None:
@@ -65,7 +64,7 @@ def _stack_level(dicts: list[dict], batch: torch.Size, dim: int) -> dict[str, An
             and first.batch_size == batch
             and all(type(v) is TensorDict for v in column)
         ):
-            sub = _stack_level([v._tensordict for v in column], batch, dim)
+            sub = _stack_level([_compat.entries(v) for v in column], batch, dim)
             if sub is None:
                 return None
             out[key] = sub
@@ -85,9 +84,10 @@ def stack_tds(tds: Sequence[TensorDictBase], dim: int) -> TensorDictBase:
     batch.insert(dim, len(tds))
     if all(type(td) is TensorDict for td in tds):
         try:
-            stacked = _stack_level([td._tensordict for td in tds], first.batch_size, dim)
+            stacked = _stack_level([_compat.entries(td) for td in tds], first.batch_size, dim)
         except (TypeError, RuntimeError):  # ragged shapes, mixed dtypes
             stacked = None
         if stacked is not None:
             return make_td(stacked, torch.Size(batch), first.device)
-    return torch.stack(list(tds), dim).contiguous()
+    out: Any = torch.stack(list(tds), dim)  # tensordict makes torch.stack return a TensorDict
+    return out.contiguous()

@@ -221,8 +221,12 @@ class EnvBase:
             root = root.exclude(RESET_KEY)
         return tensordict, root
 
-    def _action_sampler(self) -> ActionStream:
-        """The function ``rand_action`` draws from (one stream per ``set_seed``)."""
+    def action_stream(self) -> ActionStream:
+        """The stream ``rand_action`` draws from: call it for the next random action.
+
+        One stream per ``set_seed``; loops that step the simulator themselves draw from it
+        so that their random actions are exactly ``rand_action``'s.
+        """
         spec = self.action_spec
         if self._sampler is None or self._sampler[0] != id(spec):
             self._sampler = (id(spec), make_sampler(spec, self._generator))
@@ -231,7 +235,7 @@ class EnvBase:
 
     def rand_action(self, tensordict: TensorDictBase | None = None) -> TensorDictBase:
         """Write a uniformly random ``"action"`` (from the env's own seeded generator)."""
-        action = self._action_sampler()()
+        action = self.action_stream()()
         if tensordict is None:
             return make_td({self.action_key: action}, self.batch_size, self.device)
         if tensordict.batch_size == self.batch_size:

@@ -235,7 +235,7 @@ class GymWrapper(EnvBase):
         ):
             return None
         dtype = np_dtype(self.observation_spec["observation"].dtype)
-        stream, env = self._action_sampler(), self._env
+        stream, env = self.action_stream(), self._env
         actions: list[torch.Tensor] = []
         results: list[tuple[np.ndarray, float, bool, bool]] = []
         roots: list[np.ndarray] = []

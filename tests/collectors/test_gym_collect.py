@@ -32,7 +32,7 @@ CASES = {
 }
 
 
-def _collect(make, kwargs, policy, fast, batches=3, max_frames_per_traj=None):
+def _collect(make, kwargs, policy, fast, batches=3, max_frames_per_traj=None, **options):
     env = make(**kwargs)
     rows = env.batch_size.numel() if env.batch_size else 1
     collector = SyncDataCollector(
@@ -42,6 +42,7 @@ def _collect(make, kwargs, policy, fast, batches=3, max_frames_per_traj=None):
         total_frames=24 * rows * batches,
         fast=fast,
         max_frames_per_traj=max_frames_per_traj,
+        **options,
     )
     collector.set_seed(3)
     out = list(collector)
@@ -49,16 +50,23 @@ def _collect(make, kwargs, policy, fast, batches=3, max_frames_per_traj=None):
     return out, env
 
 
+@pytest.mark.parametrize("driven", ["random", "policy", "policy after random frames"])
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_fast_path_equals_generic_path(case):
+def test_fast_path_equals_generic_path(case, driven):
+    """One loop, two inner paths: the numpy path gives the generic path's batches exactly."""
     make, kwargs = CASES[case]
     probe = make(**kwargs)
     torch.manual_seed(0)
     policy = mlp_policy(
         probe.observation_spec, probe.action_spec, num_cells=[8], batch_dims=len(probe.batch_size)
     )
-    fast, _ = _collect(make, kwargs, policy, fast=True)
-    slow, _ = _collect(make, kwargs, policy, fast=False)
+    if driven == "random":
+        policy = None
+    init_random = 24 * (probe.batch_size.numel() if probe.batch_size else 1)
+    extra = {"init_random_frames": init_random} if driven.endswith("random frames") else {}
+    fast, _ = _collect(make, kwargs, policy, fast=True, **extra)
+    slow, _ = _collect(make, kwargs, policy, fast=False, **extra)
+    assert len(fast) == len(slow) == 3
     for a, b in zip(fast, slow):
         assert a.batch_size == b.batch_size
         assert sorted(map(str, a.keys(True, True))) == sorted(map(str, b.keys(True, True)))

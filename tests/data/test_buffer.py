@@ -415,9 +415,9 @@ def test_a_staged_row_the_store_refuses_leaves_the_buffer_as_it_was(tmp_path):
 @pytest.mark.parametrize(("corrupt", "error", "message"), BAD_WRITES)
 def test_add_without_the_cpp_guard_checks_rows_in_python(monkeypatch, corrupt, error, message):
     # the C++ structure guard is a private torch API; without it every row takes the loop
-    from rldata.data import _staging
+    from rldata import _compat
 
-    monkeypatch.setattr(_staging, "TensorGuards", None)
+    monkeypatch.setattr(_compat, "TensorGuards", None)
     buffer = ReplayBuffer(storage=LazyTensorStorage(50))
     data = ted_transitions(20, episode_length=5)
     for i in range(20):
