@@ -727,6 +727,11 @@ def load(path: str | os.PathLike, **kwargs: Any) -> Any:
 
 def open(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001
     """``rldata.open``: a store at a path, or at a URL (read from the verified local cache)."""
+    if _sharing.is_url(path) and kwargs.get("mode", "r") != "r":
+        raise ConfigError(
+            f"mode: a store at a URL opens read-only (mode='r'), got {kwargs['mode']!r}; "
+            "pull it, write locally, then push"
+        )
     return _stores.open(_local(path), **kwargs)
 
 

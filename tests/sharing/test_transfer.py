@@ -169,3 +169,11 @@ def test_fast_digest_agrees_with_the_store(tmp_path: Path) -> None:
     for path in [*paths, ring]:
         with stores.open(path) as s:
             assert digest_of(s) == stores.content_digest(s), path
+
+
+def test_a_store_at_a_url_opens_read_only(store: Path) -> None:
+    from rldata.errors import ConfigError
+
+    push(store, "memory://ro-check/ds")
+    with pytest.raises(ConfigError, match="read-only"):
+        rldata.open("memory://ro-check/ds", mode="a")
