@@ -17,12 +17,11 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,9 +33,10 @@ from rldata import stores as _stores
 from rldata import trainers as _trainers
 from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
 from rldata.collectors.policies import load_policy
-from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError, UnknownBackendError
+from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores import _sharded as _shards
 from rldata.stores import manifest as _manifest
+from rldata.stores.destination import check_destination, recording_store, staged_replacement
 from rldata.stores.lock import WriterLock
 from rldata.ted import TED_KEYS
 
@@ -181,8 +181,10 @@ def record(
     else:
         collector = collector_or_env
         specs = _env_specs(getattr(collector, "env", None))
-    if owns_store:
-        store = open_for_writing(
+    try:
+        if not owns_store:
+            return _record_into(collector, store_or_path, frames, commit_every, progress)
+        with recording_store(
             os.fspath(store_or_path),
             backend=backend,
             resume=resume,
@@ -191,17 +193,27 @@ def record(
             env_id=env_id,
             env_kwargs=env_kwargs,
             provenance=provenance,
-            commit_every=commit_every,
-        )
-    else:
-        store = store_or_path
-    try:
-        return _record_into(collector, store, frames, commit_every, progress)
+        ) as store:
+            summary = _record_into(collector, store, frames, commit_every, progress)
+        return dataclasses.replace(summary, path=_abs(store_or_path))
     finally:
-        if owns_store:
-            store.close()
         if owns_collector:
             collector.shutdown()
+
+
+def _abs(path: Any) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+MAX_NUM_ENVS = 4096
+MAX_WORKERS = 256
+"""Upper bounds that catch a typo before it forks thousands of processes or envs."""
+
+
+def _at_most(name: str, value: int, limit: int) -> int:
+    if value > limit:
+        raise ConfigError(f"{name} must be at most {limit}, got {value}")
+    return value
 
 
 def _frames_named(name: str, value: int) -> int:
@@ -298,69 +310,6 @@ def _check_backend(backend: str) -> None:
     names = writable_backends()
     if backend not in names:
         raise UnknownBackendError(f"unknown backend {backend!r}; choose one of {names}")
-
-
-def check_destination(path: str, *, resume: bool, force: bool) -> None:
-    """Fail early (before anything is built) if ``path`` cannot be written as asked."""
-    if resume and force:
-        raise ConfigError("--resume and --force exclude each other: append, or replace?")
-    exists = os.path.exists(os.path.join(path, MANIFEST))
-    if resume and not exists:
-        raise StoreNotFoundError(f"--resume: no rldata store at {path!r} (no {MANIFEST})")
-    if not exists and os.path.isdir(path) and os.listdir(path):
-        raise StoreExistsError(
-            f"{path!r} is a non-empty directory that is not an rldata store; refusing to write there"
-        )
-    if exists and not (resume or force):
-        raise StoreExistsError(
-            f"a store already exists at {path!r}; pass --resume to append or --force to replace it"
-        )
-
-
-def open_for_writing(
-    path: str,
-    *,
-    backend: str = "memmap",
-    resume: bool = False,
-    force: bool = False,
-    specs: Any = None,
-    env_id: str | None = None,
-    env_kwargs: dict | None = None,
-    provenance: dict | None = None,
-    commit_every: int | None = None,
-) -> Any:
-    """Create a store at ``path``, reopen it for appending (``resume``), or replace it (``force``)."""
-    check_destination(path, resume=resume, force=force)
-    if resume:
-        store: Any = _stores.open(path, mode="a")
-        if env_id is not None and store.env_id not in (None, env_id):
-            store.close()
-            raise ConfigError(
-                f"--resume: the store at {path!r} was recorded from {store.env_id!r}, not {env_id!r}"
-            )
-        return store
-    _check_backend(backend)
-    if force:
-        _remove_store(path)
-    return _stores.create(
-        path,
-        backend=backend,
-        specs=specs,
-        env_id=env_id,
-        env_kwargs=env_kwargs,
-        provenance=provenance,
-        # record() commits on its own schedule; a store-side auto-commit would double it
-    )
-
-
-def _remove_store(path: str) -> None:
-    """Delete the store at ``path`` (for ``force``), after taking its writer lock."""
-    if not os.path.exists(os.path.join(path, MANIFEST)):
-        return
-    lock = WriterLock(Path(path))  # never delete a store someone is writing
-    lock.acquire()
-    lock.release()
-    shutil.rmtree(path)
 
 
 def _env_specs(env: Any) -> Any:
@@ -463,10 +412,14 @@ def collect(
         progress: called with :class:`RecordStats` after each batch.
     """
     frames = _frames(frames)
-    num_envs = _frames_named("num_envs", num_envs)
-    workers = _frames_named("workers", workers)
+    num_envs = _at_most("num_envs", _frames_named("num_envs", num_envs), MAX_NUM_ENVS)
+    workers = _at_most("workers", _frames_named("workers", workers), MAX_WORKERS)
     if commit_every is not None:
         _frames_named("commit_every", commit_every)
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32
+    ):
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     env_kwargs = dict(env_kwargs or {})
     if not resume:
         _check_backend(backend)
@@ -511,7 +464,7 @@ def collect(
     try:
         if seed is not None:
             collector.set_seed(seed)
-        store = open_for_writing(
+        with recording_store(
             out,
             backend=backend,
             resume=resume,
@@ -520,12 +473,9 @@ def collect(
             env_id=env_id,
             env_kwargs=env_kwargs,
             provenance=prov,
-            commit_every=commit_every,
-        )
-        try:
-            return _record_into(collector, store, frames, commit_every, progress)
-        finally:
-            store.close()
+        ) as store:
+            summary = _record_into(collector, store, frames, commit_every, progress)
+        return dataclasses.replace(summary, path=_abs(out))
     finally:
         collector.shutdown()
 
@@ -576,10 +526,27 @@ def record_sharded(
     actors. With ``resume``, actor ``w`` appends to shard ``w`` (creating it if new).
     """
     frames = _frames(frames)
-    check_destination(out, resume=resume, force=force)
-    if force:
-        _remove_store(out)
-    root = Path(out)
+    root = check_destination(out, resume=resume, force=force)
+    if force and (root / MANIFEST).exists():  # record beside, swap in only when done
+        with staged_replacement(root) as stage:
+            summary = record_sharded(
+                create_env_fn,
+                policy,
+                str(stage),
+                frames=frames,
+                workers=workers,
+                num_envs=num_envs,
+                backend=backend,
+                seed=seed,
+                commit_every=commit_every,
+                specs=specs,
+                env_id=env_id,
+                env_kwargs=env_kwargs,
+                provenance=provenance,
+                progress=progress,
+                ray_init_config=ray_init_config,
+            )
+        return dataclasses.replace(summary, path=str(root))
     root.mkdir(parents=True, exist_ok=True)
     lock = WriterLock(root)
     lock.acquire()
@@ -758,6 +725,7 @@ def merge(sources: list[str], out: str, *, backend: str = "memmap") -> Any:
 def report(path: str, out: str = "report.html") -> str:
     """Write the dataset's self-contained HTML report page (see :func:`rldata.sharing.report`)."""
     return _sharing.report(path, out)
+
 
 # --- training: rldata train | eval | plot ----------------------------------------------------
 

@@ -171,6 +171,8 @@ class ReplayBuffer:
             batch_size = self.batch_size
         if batch_size is None:
             raise ConfigError("sample: batch_size is needed (pass it here or to ReplayBuffer)")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"sample: batch_size must be a positive integer, got {batch_size!r}")
         if self.prefetch is not None and batch_size == self.batch_size:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="rldata-prefetch")

@@ -22,6 +22,7 @@ from rldata.envs._gym_spaces import (
     observation_decoder,
     observation_spec,
 )
+from rldata.envs._make_errors import env_error
 from rldata.envs._td import make_td
 from rldata.envs.common import EnvBase, done_spec_for
 from rldata.errors import ConfigError, EnvNotFoundError, RldataError
@@ -375,16 +376,11 @@ class GymEnv(GymWrapper):
                     vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
                     **gym_kwargs,
                 )
-        except gymnasium.error.Error as err:
-            if type(err).__name__ in (
-                "NameNotFound",
-                "VersionNotFound",
-                "NamespaceNotFound",
-                "UnregisteredEnv",
-                "DeprecatedEnv",
-            ):
-                raise _unknown_env(env_id) from None
-            raise
+        except (gymnasium.error.Error, ImportError) as err:
+            mapped = env_error(env_id, err)
+            if mapped is None:
+                raise
+            raise mapped from None
         super().__init__(
             env,
             device=device,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rldata.errors import ConfigError, CorruptStoreError, StoreExistsError
+from rldata.errors import ConfigError, CorruptStoreError, StoreError, StoreExistsError
 from rldata.stores import manifest as mf
 from rldata.stores.base import Store
 from rldata.stores.commit import remove_temp_files
@@ -80,7 +80,10 @@ def create(
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         what = "a store" if (root / "rldata.json").exists() else "files"
         raise StoreExistsError(f"{root} already holds {what}; pick a new path or rldata.open it")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create a store at {root}: {exc.strerror or exc}") from None
     lock = WriterLock(root)
     lock.acquire()
     try:

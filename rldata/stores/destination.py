@@ -62,6 +62,10 @@ def check_destination(path: str | os.PathLike[str], *, resume: bool, force: bool
             f"a store already exists at {str(path)!r}; pass --resume to append or --force to "
             f"replace it"
         )
+    if has_manifest and (resume or force):  # a second writer is refused now, not after set-up
+        probe = WriterLock(root)
+        probe.acquire()
+        probe.release()
     if has_manifest and force:
         try:
             mf.read(root)
