@@ -164,7 +164,7 @@ def save_policy(policy: Actor, path: str | os.PathLike) -> None:
     arch = getattr(policy, "rldata_arch", None)
     if arch is None:
         raise ConfigError(
-            "save_policy needs a policy built by rldata.collectors.policies.mlp_policy"
+            "save_policy needs a policy built by rldata.collectors.policy_checkpoint.mlp_policy"
         )
     payload = {
         "format": FORMAT,

@@ -8,7 +8,7 @@ import torch
 from ted_checks import assert_ted_trajectories, per_env_streams
 
 from rldata.collectors import SyncDataCollector
-from rldata.collectors.policies import mlp_policy
+from rldata.collectors.policy_checkpoint import mlp_policy
 from rldata.envs import GymEnv, ParallelEnv, SerialEnv
 
 

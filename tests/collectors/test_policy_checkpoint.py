@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from rldata.collectors.policies import load_policy, mlp_policy, save_policy
+from rldata.collectors.policy_checkpoint import load_policy, mlp_policy, save_policy
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError
 
