@@ -197,7 +197,8 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user mistake
         raise ConfigError(
-            f"{path!r} is not a policy checkpoint readable with weights_only=True: {err}"
+            f"{path!r} is not a policy checkpoint readable with weights_only=True "
+            f"({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(
@@ -207,17 +208,63 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
         raise ConfigError(
             f"{path!r}: policy checkpoint version {payload['version']} is newer than {VERSION}"
         )
-    arch = json.loads(payload["arch"])
+    arch = _arch_of(payload, path)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path!r}: policy checkpoint has no 'state_dict' of weights")
     policy = _build(arch)
     try:
-        policy.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
+        policy.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError) as err:
         raise ConfigError(
             f"{path!r}: weights do not fit the described architecture: {err}"
         ) from None
     if env is not None:
         check_policy_matches(arch, env, path)
     return policy
+
+
+MAX_LAYER = 16384
+MAX_LAYERS = 64
+_ARCH_KEYS = {
+    "kind": str,
+    "obs_key": str,
+    "obs_shape": list,
+    "obs_dtype": str,
+    "action_spec": dict,
+    "num_cells": list,
+    "activation": str,
+}
+
+
+def _arch_of(payload: dict, path: str) -> dict[str, Any]:
+    """The checkpoint's architecture, checked before anything is allocated: a shared
+    checkpoint is untrusted, and absurd layer sizes would try to allocate terabytes."""
+    try:
+        arch = json.loads(payload.get("arch"))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path!r}: policy checkpoint field 'arch' is not JSON ({err})") from None
+    if not isinstance(arch, dict):
+        raise ConfigError(f"{path!r}: policy checkpoint field 'arch' must be an object")
+    for key, kind in _ARCH_KEYS.items():
+        if not isinstance(arch.get(key), kind):
+            raise ConfigError(
+                f"{path!r}: policy checkpoint field 'arch.{key}': expected a {kind.__name__}, "
+                f"got {arch.get(key)!r}"
+            )
+    sizes = [*arch["num_cells"], *arch["obs_shape"]]
+    if (
+        len(arch["num_cells"]) > MAX_LAYERS
+        or len(arch["obs_shape"]) > 8
+        or not all(
+            isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_LAYER for c in sizes
+        )
+    ):
+        raise ConfigError(
+            f"{path!r}: policy checkpoint field 'arch.num_cells' / 'arch.obs_shape': expected at "
+            f"most {MAX_LAYERS} sizes in [1, {MAX_LAYER}], got {arch['num_cells']} / {arch['obs_shape']}"
+        )
+    return arch
 
 
 def check_policy_matches(arch: dict[str, Any], env: Any, where: str = "policy") -> None:
