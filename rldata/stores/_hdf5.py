@@ -24,7 +24,7 @@ from rldata.errors import CorruptStoreError, MissingDependencyError
 
 try:
     import h5py
-    from h5py import h5d, h5g, h5s, h5t
+    from h5py import h5a, h5d, h5g, h5s, h5t
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError(
         "HDF5 files (Minari, D4RL) need 'h5py'; install it with pip install 'rldata[hdf5]'"
@@ -75,9 +75,19 @@ class EpisodeWriter:
         self._put(gid, "rewards", rewards)
         self._put(gid, "terminations", terminations)
         self._put(gid, "truncations", truncations)
-        attrs = h5py.Group(gid).attrs
-        attrs["id"] = i
-        attrs["total_steps"] = len(rewards)
+        self._attr(gid, "id", i)
+        self._attr(gid, "total_steps", len(rewards))
+
+    def _attr(self, gid, name: str, value: int) -> None:
+        """An int64 scalar attribute (as Minari writes ``id`` and ``total_steps``), low-level."""
+        a = np.asarray(value, dtype=np.int64)
+        made = self._types.get(("attr", a.dtype.str))
+        if made is None:
+            made = self._types[("attr", a.dtype.str)] = (
+                h5t.py_create(a.dtype),
+                h5s.create(h5s.SCALAR),
+            )
+        h5a.create(gid, name.encode(), made[0], made[1]).write(a)
 
 
 def read_episode(group: h5py.Group) -> dict:
