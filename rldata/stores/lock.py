@@ -10,7 +10,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from rldata.errors import StoreLockedError
+from rldata.errors import StoreError, StoreLockedError
 from rldata.stores.paths import LOCK
 
 try:
@@ -44,7 +44,13 @@ class WriterLock:
         """
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(
+                f"store {self.path.parent}: cannot take the writer lock ({exc.strerror}); "
+                f"is the directory read-only?"
+            ) from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -76,6 +76,7 @@ class RowStore(Store):
         self._sums: dict[str, ChunkSums] = {}
         self._stat: tuple[int, int] | None = None
         self._closed = False
+        self._failed: str | None = None  # why a write failed; the handle then writes nothing
         self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
         self._older_episodes: set[str] | None = None  # episode files kept by the last prune
 
@@ -195,8 +196,24 @@ class RowStore(Store):
         Raises:
             TedFormatError: not TED rows, a flag or reward breaks the TED rules.
             SchemaMismatchError: a key is missing or extra, or has another shape or dtype.
+            StoreError: the disk refused a write (full, read-only); the committed rows are
+                intact and this handle writes nothing more.
         """
         self._check_writable()
+        try:
+            return self._append(td)
+        except OSError as exc:
+            raise self._fail(exc) from None
+
+    def _fail(self, exc: OSError) -> StoreError:
+        """Stop writing after an I/O error: what the last commit lists stays the store."""
+        self._failed = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        return StoreError(
+            f"store {self.path}: a write failed ({self._failed}); the rows of the last commit "
+            f"are intact, later ones are lost (free space, then reopen with mode='a')"
+        )
+
+    def _append(self, td: TensorDictBase) -> torch.Tensor:
         if not isinstance(td, TensorDictBase):
             raise TedFormatError(
                 f"append expects a TensorDict of TED rows, got {type(td).__name__}"
@@ -341,8 +358,17 @@ class RowStore(Store):
         """Fsync the payload, then atomically replace the manifest listing every appended row.
 
         A no-op when nothing was appended since the manifest on disk was written.
+
+        Raises:
+            StoreError: the disk refused a write; the previous commit stays the store.
         """
         self._check_writable()
+        try:
+            self._commit()
+        except OSError as exc:
+            raise self._fail(exc) from None
+
+    def _commit(self) -> None:
         if self._end == self._committed_end and self._m["generation"] > 0:
             return
         if self.schema is not None:
@@ -543,6 +569,11 @@ class RowStore(Store):
 
     # --- lifetime ---------------------------------------------------------------------
     def _check_writable(self) -> None:
+        if self._failed is not None:
+            raise StoreError(
+                f"store {self.path}: an earlier write failed ({self._failed}); reopen it with "
+                f"mode='a' to continue from the last commit"
+            )
         if self._closed:
             raise StoreError(f"store {self.path} is closed")
         if not self.writable:
@@ -552,7 +583,7 @@ class RowStore(Store):
         if self._closed:
             return
         try:
-            if self.writable:
+            if self.writable and self._failed is None:
                 self.commit()
         finally:
             self._closed = True
