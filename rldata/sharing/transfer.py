@@ -111,7 +111,12 @@ class _Source:
 
     def __init__(self, loc: Location) -> None:
         self.loc = loc
-        self.manifest_bytes = _cat(loc, ob.MANIFEST)
+        if loc.local:
+            self.manifest_bytes, index_bytes = _cat(loc, ob.MANIFEST), None
+        else:  # two round trips at once; a mismatch between them is caught below
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                got = list(pool.map(lambda rel: _cat(loc, rel), (ob.MANIFEST, ob.INDEX)))
+            self.manifest_bytes, index_bytes = got
         if self.manifest_bytes is None:
             raise StoreNotFoundError(
                 f"no rldata store at {redact(loc.url)} (missing {ob.MANIFEST})"
@@ -119,7 +124,7 @@ class _Source:
         ob.parse_manifest(self.manifest_bytes, redact(loc.url))
         self.sha: dict[str, str] = {}
         self.digest: str | None = None
-        index = None if loc.local else ob.read_index(_cat(loc, ob.INDEX))
+        index = ob.read_index(index_bytes)
         if index is not None and index.get("complete"):
             self._from_index(index)
         else:
@@ -236,6 +241,7 @@ class _Dest:
         self.entries: dict[str, dict[str, Any]] = dict((journal or {}).get("objects") or {})
         self.published = ob.MANIFEST in self.infos
         self.complete = bool((journal or {}).get("complete"))
+        self.digest: str | None = (journal or {}).get("content_digest") if self.complete else None
         self._lock = threading.Lock()
         self._dirty = False
         self._last_journal = 0.0
@@ -369,8 +375,8 @@ def copy_store(
         key=lambda r: (-r.count("/"), r),
     )
 
-    def one(rel: str) -> int:
-        data = src.read(rel)
+    def one(rel: str, data: bytes | None = None) -> int:
+        data = src.read(rel) if data is None else data
         sha = _sha(data)
         want = src.sha.get(rel)
         if want is not None and want != sha:
@@ -394,13 +400,17 @@ def copy_store(
     with byte_bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as advance:
         try:
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                # episode indexes are read alongside the payload, written after it
+                early = {r: pool.submit(src.read, r) for r in finals}
                 for fut in as_completed([pool.submit(one, r) for r in payload]):
                     advance(fut.result())
             for rel in finals:
-                advance(one(rel))
-        finally:  # what landed verified is skipped by a rerun
+                advance(one(rel, early[rel].result()))
+        except BaseException:  # what landed verified is skipped by a rerun
             dst.flush(complete=False, digest=None)
+            raise
         manifest_data = src.read(ob.MANIFEST)
+        result_digest = dst.digest
         if not (dst.published and _cat(dst_loc, ob.MANIFEST) == manifest_data):
             dst.unpublish()
             dst.entries[ob.MANIFEST] = {
@@ -410,11 +420,11 @@ def copy_store(
             start_digest()
             declared = digest[0].result() if digest else src.digest
             dst.flush(complete=True, digest=declared)
+            result_digest = declared
             dst.write(ob.MANIFEST, manifest_data, _sha(manifest_data))
             copied[0] += 1
             copied[1] += len(manifest_data)
         advance(len(manifest_data))
-    index = ob.read_index(_cat(dst_loc, ob.INDEX)) or {}
     return TransferSummary(
         source=redact(src_loc.url),
         destination=redact(dst_loc.url),
@@ -423,7 +433,7 @@ def copy_store(
         skipped=len(src.objects) - copied[0],
         bytes_copied=copied[1],
         seconds=time.perf_counter() - t0,
-        content_digest=index.get("content_digest"),
+        content_digest=result_digest,
     )
 
 
