@@ -36,6 +36,12 @@ def _card_text(card: dict[str, Any]) -> str:
     lines.append("provenance")
     for key, value in sorted((card["provenance"] or {}).items()):
         lines.append(f"  {key:<24} {value}")
+    if card.get("stats"):
+        lines.append("statistics   (recorded at commit time; first features shown)")
+        for key, st in card["stats"].items():
+            mean = ", ".join(f"{x:.3g}" for x in st["mean"][:4])
+            std = ", ".join(f"{x:.3g}" for x in st["std"][:4])
+            lines.append(f"  {key:<24} mean [{mean}]  std [{std}]")
     lines.append(f"digest       {card['content_digest']}")
     lines.append(f"check        {card['check']}")
     return "\n".join(lines)

@@ -662,6 +662,7 @@ def dataset_card(path: str) -> dict[str, Any]:
             "provenance": store.provenance,
             "content_digest": content_digest(store),
             "check": "ok" if fault is None else f"FAILED: {fault}",
+            "stats": store.stats() if fault is None and hasattr(store, "stats") else None,
         }
         if isinstance(store, _shards.ShardedStore):
             card["shards"] = [str(s.path) for s in store.shards]

@@ -34,7 +34,7 @@ from rldata.errors import (
 )
 from rldata.stores import manifest as mf
 from rldata.stores.lock import WriterLock
-from rldata.stores.manifest_check import EPISODE_FILE
+from rldata.stores.manifest_check import EPISODE_FILE, STATS_FILE
 from rldata.stores.paths import LOCK, MANIFEST, TMP_MARK, local_dir
 
 STAGING_MARK = ".rldata-staging-"
@@ -117,7 +117,12 @@ def stray_files(root: Path) -> list[str]:
     stray = []
     for entry in sorted(os.listdir(root)):
         p = root / entry
-        ours = entry in (MANIFEST, LOCK) or TMP_MARK in entry or EPISODE_FILE.match(entry)
+        ours = (
+            entry in (MANIFEST, LOCK)
+            or TMP_MARK in entry
+            or EPISODE_FILE.match(entry)
+            or STATS_FILE.match(entry)
+        )
         if ours and p.is_file() and not p.is_symlink():
             continue
         if entry in owned_dirs and p.is_dir() and not p.is_symlink():

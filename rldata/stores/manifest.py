@@ -77,6 +77,7 @@ def new(
         "payload": {},
         "checksums": {"algorithm": "sha256", "chunk_rows": None, "chunks": {}},
         "episodes": None,
+        "stats": [] if capacity is None else None,
         "provenance": prov,
     }
 

@@ -18,6 +18,7 @@ from rldata.errors import CorruptStoreError
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = re.compile(r"^\d{1,4}\.\d{1,4}\.\d{1,4}$")
 EPISODE_FILE = re.compile(r"^episodes-\d{8,}\.json$")
+STATS_FILE = re.compile(r"^stats-\d{8,}\.json$")
 SHARD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 KEY_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+=,:@%-]{0,127}$")
 MAX_ROWS = 1 << 48  # positions beyond this are a corrupted number, not a dataset
@@ -117,6 +118,21 @@ def check(m: dict[str, Any], where: object) -> None:
         _check_schema(c, schema)
     _check_checksums(c, m, schema)
     _check_episodes(c, m, schema)
+    _check_stats(c, m)
+
+
+def _check_stats(c: _Checker, m: dict) -> None:
+    listed = c.typed(m, "stats", list, "a list of statistics files", none=True)
+    for ref in listed or []:
+        ok = (
+            isinstance(ref, dict)
+            and isinstance(ref.get("path"), str)
+            and STATS_FILE.match(ref["path"])
+            and isinstance(ref.get("sha256"), str)
+            and HEX64.match(ref["sha256"])
+        )
+        if not ok:
+            raise c.fail("stats", "entries {path: 'stats-NNNNNNNN.json', sha256: 64 hex}", ref)
 
 
 def _check_schema(c: _Checker, schema: dict) -> None:

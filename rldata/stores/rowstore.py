@@ -28,6 +28,7 @@ from rldata.errors import CorruptStoreError, RowIndexError, StoreError, TedForma
 from rldata.specs import spec_from_json
 from rldata.stores import manifest as mf
 from rldata.stores import schema as sch
+from rldata.stores import stats as st
 from rldata.stores.base import Store
 from rldata.stores.checksums import ChunkSums, sha256_hex
 from rldata.stores.commit import atomic_write
@@ -379,7 +380,47 @@ class RowStore(Store):
                 for name, sums in self._sums.items():
                     sums.extend(functools.partial(self._raw, name), a, b)
             self._flush(self._filled())
+            self._record_stats()
         self._write_manifest(self._end)
+
+    def _record_stats(self) -> None:
+        """Append-only stores: write the per-trajectory statistics of the rows this commit adds
+        (``stats-<generation>.json``, named by the manifest it precedes)."""
+        listed = self._m.get("stats")
+        if self.capacity is not None or listed is None or self._end <= self._committed_end:
+            return
+        rows = self._read(torch.arange(self._committed_end, self._end, dtype=torch.int64))
+        columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
+        records = st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
+        data = json.dumps({str(t): r for t, r in records.items()}).encode()
+        name = f"stats-{self._m['generation'] + 1:08d}.json"
+        atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
+        listed.append({"path": name, "sha256": sha256_hex(data)})
+
+    def stats(self) -> dict[str, dict]:
+        """Dataset statistics per numeric key: ``count`` and per-feature ``mean``, ``std``,
+        ``min``, ``max``, from the records of each commit (no pass over the rows); a ring,
+        which keeps none, computes them from its readable rows."""
+        return st.summary(self.trajectory_stats().values())
+
+    def trajectory_stats(self) -> dict[int, st.Record]:
+        """Per-trajectory records (``rldata.stores.stats``): mergeable, exact for any subset."""
+        listed = self._m.get("stats")
+        if listed is None or self.capacity is not None:
+            if self.schema is None or not len(self):
+                return {}
+            rows = self._read(self.readable())
+            columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
+            return st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
+        files = []
+        for ref in listed:
+            data = inside(self.root, ref["path"], "a statistics file").read_bytes()
+            if sha256_hex(data) != ref["sha256"]:
+                raise CorruptStoreError(
+                    f"store {self.path}: statistics file {ref['path']}: sha256 does not match"
+                )
+            files.append(json.loads(data))
+        return st.by_trajectory(files)
 
     def _write_manifest(self, end: int) -> None:
         m = self._m

@@ -80,6 +80,7 @@ def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]
         yield from payload()
     if checksums:
         yield from _checksum_faults(store, m)
+        yield from _stats_faults(store, m)
     yield from _episode_faults(store, m)
     if invariants:
         yield from _ted_faults(store)
@@ -169,6 +170,20 @@ def _checksum_faults(store: Store, m: dict) -> Iterator[str]:
         if not bool(covered.all()):
             p = int(pos[~covered][0])
             yield f"{store.path}: key {name!r}: readable row {p} is not covered by a checksum"
+
+
+def _stats_faults(store: Store, m: dict) -> Iterator[str]:
+    from rldata.stores.paths import inside
+
+    for ref in m.get("stats") or []:
+        try:
+            data = inside(store.root, ref["path"], "a statistics file").read_bytes()  # type: ignore[attr-defined]
+        except OSError:
+            yield f"{store.path}: statistics file {ref['path']} named by the manifest is missing"
+            return
+        if sha256_hex(data) != ref["sha256"]:
+            yield f"{store.path}: statistics file {ref['path']}: sha256 does not match the manifest"
+            return
 
 
 def _episode_faults(store: Store, m: dict) -> Iterator[str]:
