@@ -185,6 +185,7 @@ class _Run:
         self.norm: ObservationNorm | None = None
         self.blocked = {"insert_blocked_s": 0.0, "sample_blocked_s": 0.0}
         self.store: Any = None
+        self.logged_at = -1  # updates at the last train row
 
     # --- building -------------------------------------------------------------------------
     def _build(self) -> None:
@@ -318,6 +319,7 @@ class _Run:
             "wall_s": round(self.wall(), 3),
         }
         if kind == "train":
+            self.logged_at = self.updates
             row.update(self.losses())
             if self.agent.noise is not None:
                 row["sigma"] = self.agent.noise.sigma
@@ -417,7 +419,8 @@ class _Run:
                 self._online()
             if not self.evaluations or self.evaluations[-1]["updates"] != self.updates:
                 self.evaluate()
-            self.log("train")
+            if self.logged_at != self.updates:
+                self.log("train")
             self.checkpoint()
         finally:
             if self.stream is not None:
