@@ -208,9 +208,12 @@ def main() -> None:
         "--fused", action="store_true", help="every contender with fused Adam (default: plain)"
     )
     parser.add_argument("--only", default="ddpg,sac,redq")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (1 is steadier on a loaded machine)"
+    )
     parser.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-losses.md")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = make_data()
 
@@ -265,7 +268,10 @@ def main() -> None:
     for note in notes:
         print("note:", note)
     if args.write:
-        cmd = f"python benchmarks/bench_losses.py --write --rounds {args.rounds} --seconds {args.seconds}"
+        cmd = (
+            f"python benchmarks/bench_losses.py --write --rounds {args.rounds} "
+            f"--seconds {args.seconds} --threads {args.threads}"
+        )
         if args.fused:
             cmd += " --fused"
         body = line + "\n\n" + out + "".join(f"\n- {n}" for n in notes)
