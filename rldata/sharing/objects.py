@@ -105,7 +105,7 @@ def _memmap_extents(d: str, m: dict[str, Any], extents: dict[str, int]) -> dict[
     return out
 
 
-def local_manifests(
+def manifests_in(
     rels: list[str], read: Callable[[str], bytes], where: str
 ) -> tuple[dict[str, dict[str, Any]], bytes]:
     """Parsed manifests of every directory holding one, and the root manifest's bytes."""

@@ -147,7 +147,7 @@ class _Source:
         sizes = _listing(self.loc)
         if not sizes:
             raise StoreNotFoundError(f"no rldata store at {redact(self.loc.url)}")
-        manifests, _ = ob.local_manifests(
+        manifests, _ = ob.manifests_in(
             [r for r in sizes if r != ob.MANIFEST],
             self.read_whole,
             redact(self.loc.url),
@@ -175,7 +175,9 @@ class _Source:
                 data = b""
         else:
             data = self.read_whole(rel)
-        if len(data) != size and not (rel not in self.sha and not self.loc.local):
+            if rel not in self.sha:  # planned from a listing: cut a sparse tail like a local read
+                data = data[:size]
+        if len(data) != size:
             raise TransferError(
                 f"{redact(self.loc.url)}: object {rel} holds {len(data)} bytes, expected {size}"
             )
@@ -230,7 +232,7 @@ def _fingerprint(info: dict[str, Any] | None) -> str | None:
 class _Dest:
     """The destination: its journal (object index), what it holds, and how to write there."""
 
-    def __init__(self, loc: Location, src: _Source) -> None:
+    def __init__(self, loc: Location) -> None:
         self.loc = loc
         self.infos = _infos(loc)
         journal = ob.read_index(_cat(loc, ob.INDEX)) if ob.INDEX in self.infos else None
@@ -359,7 +361,7 @@ def copy_store(
     ):
         raise StoreExistsError(f"{redact(dst_loc.url)}: source and destination are the same store")
     src = _Source(src_loc)
-    dst = _Dest(dst_loc, src)
+    dst = _Dest(dst_loc)
     copied = [0, 0]  # objects, bytes
     lock = threading.Lock()
     digest: list[_Background] = []  # started with the first write: a no-op push hashes nothing
@@ -424,6 +426,9 @@ def copy_store(
             dst.write(ob.MANIFEST, manifest_data, _sha(manifest_data))
             copied[0] += 1
             copied[1] += len(manifest_data)
+            if declared is None and dst_loc.local:  # a source without an index: now we know
+                result_digest = _local_digest(dst_loc)
+                dst.flush(complete=True, digest=result_digest)
         advance(len(manifest_data))
     return TransferSummary(
         source=redact(src_loc.url),

@@ -45,9 +45,12 @@ _PACKAGES = {
 
 
 def is_url(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` names a remote location (a scheme other than ``file`` or a drive letter)."""
-    scheme = urlsplit(os.fspath(path)).scheme
-    return len(scheme) > 1 and scheme != "file" or "::" in os.fspath(path)
+    """Whether ``path`` names a remote location: a scheme other than ``file`` or a drive letter."""
+    text = os.fspath(path)
+    if "::" in text:
+        return True
+    scheme = urlsplit(text).scheme
+    return len(scheme) > 1 and scheme != "file"
 
 
 @dataclass(frozen=True)

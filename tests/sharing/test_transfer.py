@@ -177,3 +177,18 @@ def test_a_store_at_a_url_opens_read_only(store: Path) -> None:
     push(store, "memory://ro-check/ds")
     with pytest.raises(ConfigError, match="read-only"):
         rldata.open("memory://ro-check/ds", mode="a")
+
+
+def test_pull_of_a_store_copied_without_rldata(store: Path, remote: str, tmp_path: Path) -> None:
+    """No object index: objects come from a listing and the copy is checked when opened."""
+    fs, root = fsspec.core.url_to_fs(f"{remote}/plain")
+    fs.put(str(store), root, recursive=True)  # a plain copy, sparse tails and lock included
+    back = tmp_path / "back"
+    summary = pull(f"{remote}/plain", back)
+    assert summary.content_digest is not None
+    assert not (back / "rldata.lock").exists()
+    with stores.open(back) as s:  # opening verifies every row's checksum
+        assert stores.content_digest(s) == store_digest(store)
+    assert (back / "data/observation.memmap").stat().st_size == 90 * 12  # no sparse tail
+    with rldata.open(f"{remote}/plain") as s:  # and through the cache
+        assert len(s) == 90
