@@ -645,7 +645,7 @@ def content_digest(store: Any) -> str:
 def dataset_card(path: str) -> dict[str, Any]:
     """What ``rldata info`` shows: size, episodes, returns, schema, specs, provenance, digest."""
     with _stores.open(path, verify=False) as store:
-        fault = _stores.first_fault(store, invariants=False)
+        fault = _stores.integrity_fault(store)
         episodes = store.episodes()
         n = episodes.batch_size[0] if episodes.batch_dims else 0
         card: dict[str, Any] = {

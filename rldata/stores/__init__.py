@@ -22,7 +22,7 @@ from rldata.stores.commit import remove_temp_files
 from rldata.stores.lock import WriterLock
 from rldata.stores.paths import local_dir
 from rldata.stores.registry import backends, load, register
-from rldata.stores.verify import content_digest, first_fault, verify
+from rldata.stores.verify import content_digest, first_fault, integrity_fault, verify
 
 __all__ = [
     "Store",
@@ -30,6 +30,7 @@ __all__ = [
     "content_digest",
     "create",
     "first_fault",
+    "integrity_fault",
     "open",
     "register",
     "verify",
@@ -156,7 +157,7 @@ def _refuse_corrupt(store: Store, action: str) -> None:
     manifest and check again. A fault under an unchanged manifest is corruption.
     """
     for _ in range(50):
-        fault = first_fault(store, checksums=True, invariants=False)
+        fault = integrity_fault(store)
         if fault is None:
             return
         refresh = getattr(store, "refresh", None)
