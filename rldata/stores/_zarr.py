@@ -141,7 +141,7 @@ class ZarrStore(RowStore):
                     arr = zarr.open_array(
                         store=store, path=path, mode="r+" if self.writable else "r"
                     )
-                except (FileNotFoundError, ValueError, KeyError) as exc:
+                except Exception as exc:  # zarr.json that does not parse or names unknown codecs
                     raise CorruptStoreError(
                         f"{self.root / rel}: zarr array of key {name!r} is missing or unreadable ({exc})"
                     ) from None
@@ -157,7 +157,7 @@ class ZarrStore(RowStore):
                     self._masks[k] = zarr.open_array(
                         store=store, path=f"{IMPLIED}/{k}", mode="r+" if self.writable else "r"
                     )
-                except (FileNotFoundError, ValueError, KeyError) as exc:
+                except Exception as exc:  # zarr.json that does not parse or names unknown codecs
                     raise CorruptStoreError(
                         f"{self.root / DATA_DIR / IMPLIED / k}: implied-rows array of key "
                         f"'next.{k}' is missing ({exc})"
@@ -230,7 +230,22 @@ class ZarrStore(RowStore):
         self._dense, self._have = None, np.zeros(0, dtype=bool)
 
     def _decode(self, c: int) -> dict[str, np.ndarray]:
-        """Chunk ``c`` of every key, read and decompressed (rows past the arrays are zero)."""
+        """Chunk ``c`` of every key, read and decompressed (rows past the arrays are zero).
+
+        A chunk file that does not decode (a flipped or cut compressed byte) is corruption,
+        named as such, whatever the codec raised.
+        """
+        try:
+            return self._decode_chunk(c)
+        except CorruptStoreError:
+            raise
+        except Exception as exc:  # codecs raise RuntimeError, ValueError, OSError, ...
+            raise CorruptStoreError(
+                f"{self.root / DATA_DIR}: chunk {c} does not decode ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+
+    def _decode_chunk(self, c: int) -> dict[str, np.ndarray]:
         a, b = c * self._chunk, min((c + 1) * self._chunk, self._rows)
         out = {}
         for name, arr in self._arrays.items():
