@@ -63,7 +63,9 @@ class EnvLoop:
         """Collect ``frames`` steps per env; return TED rows ``[*batch, T]``."""
         keys = TED_KEYS
         rows: list[TensorDictBase] = []
-        td = self._td
+        if self._td is None:
+            raise RuntimeError("EnvLoop.rollout before reset")
+        td: TensorDictBase = self._td
         env = self.env
         combined = max_steps is None and hasattr(env, "step_and_maybe_reset")
         to_root = getattr(env, "step_mdp", None) or step_mdp

@@ -182,7 +182,8 @@ class RayCollector:
         """One batch from every actor, stacked along the first dim."""
         parts = self._ray.get([w.next.remote() for w in self.workers])
         self.frames += self.frames_per_batch
-        return torch.cat([p.unsqueeze(0) if p.batch_dims == 1 else p for p in parts], 0)
+        out: Any = torch.cat([p.unsqueeze(0) if p.batch_dims == 1 else p for p in parts], 0)
+        return out  # tensordict overrides torch.cat: a TensorDict
 
     def _iter_async(self) -> Iterator[TensorDictBase]:
         ray = self._ray

@@ -210,7 +210,12 @@ class _MultiCollectorBase:
         """Copy the learner's weights (default: the policy given at construction) to the workers."""
         if self._shared_weights is None:
             return
-        src = weights if weights is not None else TensorDict.from_module(self.policy)
+        if weights is not None:
+            src = weights
+        elif isinstance(self.policy, torch.nn.Module):
+            src = TensorDict.from_module(self.policy)
+        else:
+            return
         self._shared_weights.update_(src.data)
 
     def set_seed(self, seed: int, static_seed: bool = False) -> int:
@@ -295,7 +300,8 @@ class MultiSyncDataCollector(_MultiCollectorBase):
             part = self._receive_batch(w)
             parts.append(part.unsqueeze(0) if part.batch_dims == 1 else part)
         self.frames += self.frames_per_batch
-        return torch.cat(parts, 0)
+        out: Any = torch.cat(parts, 0)  # type: ignore[arg-type]  # tensordict overrides torch.cat
+        return out
 
 
 class MultiaSyncDataCollector(_MultiCollectorBase):

@@ -155,7 +155,7 @@ def _build(arch: dict[str, Any]) -> Actor:
         out_keys=["action"],
         spec=action,
     )
-    actor.rldata_arch = arch
+    actor.rldata_arch = arch  # type: ignore[assignment]  # nn.Module.__setattr__ takes any value
     return actor
 
 
@@ -241,8 +241,8 @@ def _arch_of(payload: dict, path: str) -> dict[str, Any]:
     """The checkpoint's architecture, checked before anything is allocated: a shared
     checkpoint is untrusted, and absurd layer sizes would try to allocate terabytes."""
     try:
-        arch = json.loads(payload.get("arch"))
-    except (TypeError, ValueError) as err:
+        arch = json.loads(payload["arch"])
+    except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"{path!r}: policy checkpoint field 'arch' is not JSON ({err})") from None
     if not isinstance(arch, dict):
         raise ConfigError(f"{path!r}: policy checkpoint field 'arch' must be an object")

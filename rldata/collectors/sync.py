@@ -165,6 +165,8 @@ class SyncDataCollector:
         if weights is None:
             if target is self._source_policy:
                 return
+            if not isinstance(self._source_policy, torch.nn.Module):
+                return
             weights = TensorDict.from_module(self._source_policy)
         if isinstance(weights, TensorDictBase):
             TensorDict.from_module(target).data.update_(
@@ -191,7 +193,7 @@ class SyncDataCollector:
             self._reset_loop()
         random = self.frames < self.init_random_frames
         with torch.no_grad(), set_exploration_type(self.exploration_type):
-            if self.fast:
+            if isinstance(self._loop, GymLoop):
                 act = self._random_act if random else self._act
                 batch = self._loop.rollout(
                     self._steps_per_batch, act, self.counter, self.max_frames_per_traj

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from rldata import _compat
 from rldata.data._tdbuild import Key, build_tree, tree_plan
 from rldata.errors import SchemaMismatchError, TedFormatError
 from rldata.ted import TED_KEYS, key_name
@@ -40,18 +41,18 @@ def flatten(td: TensorDictBase) -> dict[Key, torch.Tensor]:
         _walk(td, (), out)
         return out
     for key, value in td.items(include_nested=True, leaves_only=True):
-        out[(key,) if isinstance(key, str) else tuple(key)] = value
+        out[(key,) if isinstance(key, str) else tuple(key)] = value  # type: ignore[assignment]
     return out
 
 
 def _walk(td: TensorDict, prefix: Key, out: dict[Key, torch.Tensor]) -> None:
-    for name, value in td._tensordict.items():
+    for name, value in _compat.entries(td).items():
         if type(value) is TensorDict:
             _walk(value, (*prefix, name), out)
         elif isinstance(value, TensorDictBase):
             for key, leaf in value.items(include_nested=True, leaves_only=True):
                 sub = (key,) if isinstance(key, str) else tuple(key)
-                out[(*prefix, name, *sub)] = leaf
+                out[(*prefix, name, *sub)] = leaf  # type: ignore[assignment]
         else:
             out[(*prefix, name)] = value
 
