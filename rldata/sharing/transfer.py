@@ -38,7 +38,7 @@ from rldata.sharing.digest import store_digest
 from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
 
-WORKERS = 8
+WORKERS = 32  # small objects (episode and statistics files) are latency-bound
 _S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
 _JOURNAL_EVERY_S = 0.5
 
@@ -162,6 +162,23 @@ class _Source:
             raise TransferError(f"{redact(self.loc.url)}: object {rel} vanished during the copy")
         return data
 
+    def read_many(self, rels: list[str]) -> dict[str, bytes]:
+        """Several indexed objects of a remote source, fetched concurrently (one fsspec call)."""
+        fs = self.loc.fs
+        paths = {fs._strip_protocol(self.loc.path(r)): r for r in rels}
+        got = fs.cat(list(paths), on_error="omit")
+        out = {paths[fs._strip_protocol(str(p))]: bytes(d) for p, d in got.items()}
+        for r in rels:
+            data = out.get(r)
+            if data is None:  # missing from the batch answer: ask alone (and fail clearly)
+                out[r] = data = self.read_whole(r)
+            if len(data) != self.objects[r]:
+                raise TransferError(
+                    f"{redact(self.loc.url)}: object {r} holds {len(data)} bytes, "
+                    f"expected {self.objects[r]}"
+                )
+        return out
+
     def read(self, rel: str) -> bytes:
         """The object's bytes (a memmap payload file up to its stored rows)."""
         if rel == ob.MANIFEST:
@@ -182,6 +199,20 @@ class _Source:
                 f"{redact(self.loc.url)}: object {rel} holds {len(data)} bytes, expected {size}"
             )
         return data
+
+
+def _batches(rels: list[str], sizes: dict[str, int], limit: int = 256 << 20) -> list[list[str]]:
+    """``rels`` in groups of at most 256 objects and ``limit`` bytes (one request batch each)."""
+    out: list[list[str]] = []
+    cur: list[str] = []
+    nbytes = 0
+    for r in rels:
+        if cur and (len(cur) >= 256 or nbytes + sizes[r] > limit):
+            out.append(cur)
+            cur, nbytes = [], 0
+        cur.append(r)
+        nbytes += sizes[r]
+    return out + ([cur] if cur else [])
 
 
 def _cat(loc: Location, rel: str) -> bytes | None:
@@ -404,8 +435,24 @@ def copy_store(
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 # episode indexes are read alongside the payload, written after it
                 early = {r: pool.submit(src.read, r) for r in finals}
-                for fut in as_completed([pool.submit(one, r) for r in payload]):
-                    advance(fut.result())
+                if src.sha:  # a remote source with an index: fetch in concurrent batches
+                    todo = []
+                    for r in payload:
+                        if dst.holds(r, src.objects[r], src.sha[r]):
+                            dst.entries.setdefault(
+                                r, {"size": src.objects[r], "sha256": src.sha[r]}
+                            )
+                            advance(src.objects[r])
+                        else:
+                            todo.append(r)
+                    for batch in _batches(todo, src.objects):
+                        got = src.read_many(batch)
+                        jobs = [pool.submit(one, r, got.pop(r)) for r in batch]
+                        for fut in as_completed(jobs):
+                            advance(fut.result())
+                else:
+                    for fut in as_completed([pool.submit(one, r) for r in payload]):
+                        advance(fut.result())
             for rel in finals:
                 advance(one(rel, early[rel].result()))
         except BaseException:  # what landed verified is skipped by a rerun
