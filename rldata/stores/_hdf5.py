@@ -90,19 +90,50 @@ class EpisodeWriter:
         h5a.create(gid, name.encode(), made[0], made[1]).write(a)
 
 
+def checked(parent: h5py.Group, name: str):
+    """``parent[name]``, refused unless it is this file's own data: HDF5 can make a name an
+    external link, a dataset stored in another file, or a virtual view of other files, and
+    a shared dataset must never read whatever lies on the machine that opens it.
+
+    Raises:
+        KeyError: no such member.
+        CorruptStoreError: a link to another file, external storage, a virtual dataset, or
+            a non-numeric dtype (object, string, reference).
+    """
+    where = f"{parent.file.filename}:{parent.name.rstrip('/')}/{name}"
+    link = parent.get(name, getlink=True)
+    if link is None:
+        raise KeyError(name)
+    if not isinstance(link, h5py.HardLink):
+        kind = "an external link" if isinstance(link, h5py.ExternalLink) else "a soft link"
+        raise CorruptStoreError(f"{where} is {kind} to other data; refused")
+    node = parent[name]
+    if isinstance(node, h5py.Dataset):
+        if node.is_virtual:
+            raise CorruptStoreError(f"{where} is a virtual dataset mapping other files; refused")
+        if node.external:
+            raise CorruptStoreError(f"{where} uses external storage in other files; refused")
+        if node.dtype.kind not in "biuf":
+            raise CorruptStoreError(f"{where}: dtype {node.dtype} is not numeric; refused")
+    elif isinstance(node, h5py.Group):
+        for child in node:
+            checked(node, child)
+    return node
+
+
 def read_episode(group: h5py.Group) -> dict:
     """One ``episode_<i>`` group as numpy arrays (observations as an array or a dict)."""
     try:
-        obs = group["observations"]
+        obs = checked(group, "observations")
         observations = (
             {k: _leaf(v) for k, v in obs.items()} if isinstance(obs, h5py.Group) else obs[()]
         )
         out = {
             "observations": observations,
-            "actions": _leaf(group["actions"]),
-            "rewards": group["rewards"][()],
-            "terminations": group["terminations"][()],
-            "truncations": group["truncations"][()],
+            "actions": _leaf(checked(group, "actions")),
+            "rewards": checked(group, "rewards")[()],
+            "terminations": checked(group, "terminations")[()],
+            "truncations": checked(group, "truncations")[()],
         }
     except KeyError as exc:
         raise CorruptStoreError(f"{group.file.filename}:{group.name}: missing {exc}") from None
@@ -138,9 +169,9 @@ def read_flat(path: Path) -> dict[str, np.ndarray]:
             raise CorruptStoreError(
                 f"{path}: a D4RL file needs datasets {list(D4RL_KEYS)}; missing {missing}"
             )
-        out = {k: f[k][()] for k in D4RL_KEYS}
+        out = {k: checked(f, k)[()] for k in D4RL_KEYS}
         if "next_observations" in f:
-            out["next_observations"] = f["next_observations"][()]
+            out["next_observations"] = checked(f, "next_observations")[()]
     n = len(out["rewards"])
     for k, a in out.items():
         if len(a) != n:

@@ -149,6 +149,7 @@ class ParquetStore(RowStore):
     def _decode_part(self, part: dict, cols: dict[str, np.ndarray]) -> None:
         path = inside(self.root, part["path"], "a parquet part")
         try:
+            _refuse_extension_types(path, pq.read_schema(path))
             table = pq.read_table(path, use_threads=True)
         except (OSError, pa.ArrowException) as exc:
             raise CorruptStoreError(
@@ -355,3 +356,16 @@ def decode_column(
     out = np.zeros((n, *entry["shape"]), dtype=dtype)
     out[~nulls] = values.reshape(-1, *entry["shape"])
     return out, nulls
+
+
+def _refuse_extension_types(path: object, schema: pa.Schema) -> None:
+    """Columns are plain numbers or fixed-size lists of them; an Arrow extension type (whose
+    Python flavour is a pickle, ``arrow.py_extension_type``) is never deserialized."""
+    for field in schema:
+        meta = field.metadata or {}
+        if b"ARROW:extension:name" in meta or isinstance(field.type, pa.ExtensionType):
+            name = meta.get(b"ARROW:extension:name", b"?").decode(errors="replace")
+            raise CorruptStoreError(
+                f"{path}: column {field.name!r} declares the Arrow extension type {name!r}; "
+                f"rldata reads plain columns only"
+            )

@@ -122,6 +122,8 @@ def check(m: dict[str, Any], where: object) -> None:
 
 
 def _check_stats(c: _Checker, m: dict) -> None:
+    if "stats" not in m:  # stores written before statistics were recorded
+        return
     listed = c.typed(m, "stats", list, "a list of statistics files", none=True)
     for ref in listed or []:
         ok = (

@@ -343,6 +343,8 @@ class MinariSource:
             raise ConfigError(
                 f"{root}: JPEG-encoded image observations are lossy; rldata imports raw arrays only"
             )
+        for field in ("env_spec", "eval_env_spec"):
+            _check_entry_point(self.meta.get(field), root / "data" / METADATA, field)
         self.file = data / _hdf5.MAIN_FILE
         self.episodes = int(self.meta.get("total_episodes", 0))
         self.rows = int(self.meta.get("total_steps", 0))
@@ -391,7 +393,7 @@ class MinariSource:
             count, offset = 0, 0
             for i in range(self.episodes):
                 try:
-                    group = f[f"episode_{i}"]
+                    group = _hdf5.checked(f, f"episode_{i}")
                 except KeyError:
                     raise CorruptStoreError(
                         f"{self.file}: episode_{i} is missing ({self.episodes} listed)"
@@ -414,7 +416,7 @@ class MinariSource:
             return {}
         path = self.root / "data" / Path(name).name
         with _hdf5.h5py.File(path, "r") as fx:
-            return {k: fx[k][()] for k in fx if k != "episode_rows"}
+            return {k: _hdf5.checked(fx, k)[()] for k in fx if k != "episode_rows"}
 
     def _rows(self, ep: dict, i: int, extras: dict[str, np.ndarray]) -> TensorDict:
         t = len(ep["rewards"])
@@ -452,6 +454,48 @@ class MinariSource:
                 np.ascontiguousarray(a), schema[k]["dtype"] if k in schema else _dtype_name(a.dtype)
             )
         return col.tree(flat, t)
+
+
+_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Z]\w*$")
+_NOT_ENVS = {
+    "os",
+    "sys",
+    "subprocess",
+    "builtins",
+    "shutil",
+    "posix",
+    "pickle",
+    "marshal",
+    "runpy",
+    "importlib",
+    "code",
+    "ctypes",
+    "socket",
+    "pty",
+    "io",
+}
+
+
+def _check_entry_point(spec: Any, where: Path, field: str) -> None:
+    """Refuse metadata whose env entry point is not an environment class.
+
+    rldata never makes an env from stored metadata, but it copies the spec into the
+    datasets it writes, where a later tool might: ``os:system`` stops here.
+    """
+    if not isinstance(spec, str):
+        return
+    try:
+        entry = json.loads(spec).get("entry_point")
+    except (ValueError, AttributeError):
+        raise CorruptStoreError(f"{where}: field {field!r} is not a JSON object") from None
+    if entry is None or callable(entry):
+        return
+    module = str(entry).split(":")[0].split(".")[0]
+    if not isinstance(entry, str) or not _ENTRY_POINT.match(entry) or module in _NOT_ENVS:
+        raise CorruptStoreError(
+            f"{where}: field {field!r} names entry point {entry!r}, which is not an "
+            f"environment class (module:ClassName); refused"
+        )
 
 
 def _dtype_name(dtype: np.dtype) -> str:
