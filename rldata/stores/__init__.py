@@ -77,6 +77,11 @@ def create(
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
+    if capacity is not None and not getattr(cls, "supports_overwrite_rings", True):
+        raise ConfigError(
+            f"backend {backend!r} is append-only: capacity={capacity} (a ring) is refused; use "
+            f"capacity=None, or a backend that keeps rings ('memmap', 'zarr')"
+        )
     root = local_dir(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         what = "a store" if (root / "rldata.json").exists() else "files"
