@@ -223,12 +223,13 @@ def main() -> None:
             "object (SHA-256), verifies each upload against the server's MD5 (ETag) and each "
             "download against the object index, keeps a resume journal and lands the manifest "
             "last. The moto server runs in its own process on 127.0.0.1. Loading a store at a URL "
-            "the first time pulls it, checks its digest and opens it; `rldata.stores.open` then "
-            "checks the checksum of every row, which the reference row (the same store opened "
-            "from its local path) shows costs most of the latency on this machine. The push gap "
-            "is hashing on the client: SHA-256 for the object index, MD5 to check each upload "
-            "against the ETag the server computed, and the content digest; on 2 cores shared with "
-            "the moto server that CPU time is not hidden behind the network."
+            "the first time pulls it into the cache, checks its content digest and opens it "
+            "(`rldata.stores.open` checks every row's checksum); once cached it costs what "
+            "opening the local path costs (the reference row). Push and pull hash every object "
+            "on the client (SHA-256 for the object index, MD5 to check each upload against the "
+            "ETag the server computed, the content digest on push); on 2 cores shared with the "
+            "moto server and other jobs that CPU time is not hidden behind the network, and the "
+            "per-round ratios spread widely."
         )
         write_results(
             "sharing",
