@@ -1,7 +1,7 @@
 """``report(path_or_url, out)``: one self-contained HTML page describing a dataset.
 
 The page holds the dataset card (backend, size, transitions, episodes, provenance, digest,
-schema and specs as tables) and plots: episode returns over recording order and as a
+schema, specs and, when the store records them, per-feature statistics as tables) and plots: episode returns over recording order and as a
 histogram, episode lengths, per-dimension histograms of observations, actions and rewards,
 and the share of terminated, truncated and unfinished episodes. Plots are drawn by
 matplotlib's Agg renderer and embedded as base64 PNG; the page loads nothing from the
@@ -48,6 +48,7 @@ def report(path_or_url: str | os.PathLike[str], out: str | os.PathLike[str] = "r
     name = redact(os.fspath(path_or_url))
     with open_source(path_or_url) as store:
         card = _card(store, name)
+        stats_html = _stats_table(store)
         eps = store.episodes()
         sample, note = _sample(store)
         plots = _episode_plots(figure_cls, eps) + _row_plots(figure_cls, store.schema or {}, sample)
@@ -55,6 +56,7 @@ def report(path_or_url: str | os.PathLike[str], out: str | os.PathLike[str] = "r
         h.section("Dataset card", h.table(None, card, code=1), section_id="card"),
         h.section("Schema", _schema_table(store.schema or {}), section_id="schema"),
         h.section("Specs", _specs_table(store.manifest.get("specs")), section_id="specs"),
+        h.section("Statistics of every row", stats_html, section_id="stats"),
         h.section(
             "Plots",
             f'<p class="note" id="sampling-note">{h.esc(note)}</p>'
@@ -176,6 +178,25 @@ def _specs_table(specs: Any) -> str:
     if not rows:
         return '<p class="note">no specs recorded</p>'
     return h.table(("key", "type", "dtype", "shape", "bounds / details"), rows, code=0)
+
+
+def _stats_table(store: Any) -> str:
+    """Per-feature statistics the store recorded at commit time (``store.stats()``), if any."""
+    stats = getattr(store, "stats", None)
+    summary = stats() if callable(stats) else None
+    if not summary:
+        return '<p class="note">this store records no statistics</p>'
+    rows = []
+    for key, entry in sorted(summary.items()):
+        cols = [entry.get(c) or [] for c in ("mean", "std", "min", "max")]
+        for d in range(min(len(cols[0]), MAX_PANELS)):
+            cells = [f"{float(c[d]):.4g}" if d < len(c) else "" for c in cols]
+            rows.append((key, str(d), f"{int(entry.get('count', 0)):,}", *cells))
+    note = (
+        '<p class="note">From the per-episode records each commit writes: exact, no pass over '
+        f"the rows (at most the first {MAX_PANELS} features of a key).</p>"
+    )
+    return note + h.table(("key", "dim", "count", "mean", "std", "min", "max"), rows, code=0)
 
 
 def _short(text: str, limit: int = 160) -> str:

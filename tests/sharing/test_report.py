@@ -64,6 +64,7 @@ def test_report_is_self_contained(pendulum: Path, tmp_path: Path) -> None:
     assert "Histograms use all 600 rows." in page
     assert rldata.api.content_digest(rldata.open(pendulum)) in page
     assert "Pendulum-v1" in page and "observation" in page and "Bounded" in page
+    assert 'id="stats"' in page and "<td>600</td>" in page  # recorded statistics: 600 rows
 
 
 def test_report_samples_large_stores_and_says_so(
