@@ -42,6 +42,8 @@ def _card_text(card: dict[str, Any]) -> str:
             mean = ", ".join(f"{x:.3g}" for x in st["mean"][:4])
             std = ", ".join(f"{x:.3g}" for x in st["std"][:4])
             lines.append(f"  {key:<24} mean [{mean}]  std [{std}]")
+    if card.get("actions_outside_spec") is not None:
+        lines.append(f"actions      {card['actions_outside_spec']:,} rows outside the action spec")
     lines.append(f"digest       {card['content_digest']}")
     lines.append(f"check        {card['check']}")
     return "\n".join(lines)

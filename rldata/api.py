@@ -642,6 +642,34 @@ def content_digest(store: Any) -> str:
     return _stores.content_digest(store)
 
 
+def actions_outside_spec(store: Any, stats: dict | None = None) -> int | None:
+    """How many recorded rows hold an action outside a bounded action spec (gymnasium clips
+    or refuses such actions as the env defines, so the stored action may not be the applied
+    one); None without a bounded action spec. The recorded min / max answer "none" without
+    reading a row."""
+    from rldata.specs import Bounded
+
+    specs = store.specs
+    spec = specs.get("action") if specs is not None and "action" in specs else None
+    if not isinstance(spec, Bounded) or not len(store):
+        return None
+    low, high = spec.low.double().reshape(-1), spec.high.double().reshape(-1)
+    rec = (stats or {}).get("action")
+    inside = (
+        rec is not None
+        and len(rec["min"]) == low.numel()
+        and bool((torch.tensor(rec["min"]) >= low).all())
+        and bool((torch.tensor(rec["max"]) <= high).all())
+    )
+    if inside:
+        return 0
+    count, pos = 0, store.readable()
+    for lo in range(0, pos.numel(), 1 << 16):
+        a = store.get(pos[lo : lo + (1 << 16)]).get("action").double().reshape(-1, low.numel())
+        count += int(((a < low) | (a > high)).any(-1).sum())
+    return count
+
+
 def dataset_card(path: str) -> dict[str, Any]:
     """What ``rldata info`` shows: size, episodes, returns, schema, specs, provenance, digest."""
     with _stores.open(path, verify=False) as store:
@@ -664,6 +692,8 @@ def dataset_card(path: str) -> dict[str, Any]:
             "check": "ok" if fault is None else f"FAILED: {fault}",
             "stats": store.stats() if fault is None and hasattr(store, "stats") else None,
         }
+        if fault is None:
+            card["actions_outside_spec"] = actions_outside_spec(store, card["stats"])
         if isinstance(store, _shards.ShardedStore):
             card["shards"] = [str(s.path) for s in store.shards]
             card["shard_backend"] = store.shards[0].backend if store.shards else None
