@@ -208,7 +208,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)  # constrained layout: no second "tight" draw
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
