@@ -194,6 +194,7 @@ def test_verify_catches_a_consistent_lie_in_the_schema(tmp_path):
     with stores.create(root, specs=specs) as w:
         w.append(ted_marked(0, 10))
     assert stores.verify(stores.open(root)) == []
+
     # int64 has float64's width: checksums still match, the schema now lies
     def lie(m):
         m["schema"]["observation"]["dtype"] = m["schema"]["next.observation"]["dtype"] = "int64"
