@@ -10,8 +10,9 @@ DETERMINISTIC take a point estimate).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from tensordict import NestedKey as TDNestedKey
 from tensordict.nn import (
     InteractionType,
     ProbabilisticTensorDictModule,
@@ -28,7 +29,7 @@ from rldata.ted import NestedKey
 
 def _key_list(
     keys: NestedKey | Sequence[NestedKey] | None, default: list[NestedKey]
-) -> list[NestedKey]:
+) -> list[TDNestedKey]:
     if keys is None:
         return list(default)
     if isinstance(keys, (str, tuple)):
@@ -128,4 +129,4 @@ class ProbabilisticActor(ProbabilisticTensorDictSequential):
     @property
     def log_prob_key(self) -> NestedKey:
         """Where ``return_log_prob=True`` writes the sample's log-probability."""
-        return self.module[-1].log_prob_key
+        return cast(ProbabilisticTensorDictModule, self.module[-1]).log_prob_key

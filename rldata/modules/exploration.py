@@ -9,7 +9,7 @@ collection and evaluation. ``step(frames)`` anneals the noise scale.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -33,6 +33,8 @@ def _batch_prefix(action: torch.Tensor, spec: Any) -> torch.Size:
 class _Annealed(TensorDictModuleBase):
     """A value annealed linearly from ``init`` to ``end`` over ``annealing_num_steps`` frames."""
 
+    _value: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(
         self, spec: Any, init: float, end: float, annealing_num_steps: int, action_key: NestedKey
     ) -> None:
@@ -45,8 +47,9 @@ class _Annealed(TensorDictModuleBase):
             )
         self.spec = spec
         self.action_key = action_key
-        self.in_keys = [action_key]
-        self.out_keys = [action_key]
+        # tensordict types the key setters as list[str | tuple[str]]; nested keys are longer tuples
+        self.in_keys = cast(list[Any], [action_key])
+        self.out_keys = cast(list[Any], [action_key])
         self.init, self.end = float(init), float(end)
         self.annealing_num_steps = int(annealing_num_steps)
         self.register_buffer("_value", torch.tensor(float(init)))
@@ -193,7 +196,7 @@ class OrnsteinUhlenbeckModule(_Annealed):
         super().__init__(spec, eps_init, eps_end, annealing_num_steps, action_key)
         self.theta, self.mu, self.sigma, self.dt = float(theta), float(mu), float(sigma), float(dt)
         self.noise_key, self.is_init_key = noise_key, is_init_key
-        self.out_keys = [action_key, noise_key]
+        self.out_keys = cast(list[Any], [action_key, noise_key])
 
     @property
     def eps(self) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tensordict import TensorDictBase
@@ -57,8 +57,9 @@ class QValueModule(TensorDictModuleBase):
         self.spec = spec if spec is not None else action_space
         self.encoding = _encoding(self.spec)
         self.action_value_key = action_value_key
-        self.in_keys = [action_value_key]
-        self.out_keys = [action_key, action_value_key, chosen_action_value_key]
+        # tensordict types the key setters as list[str | tuple[str]]; nested keys are longer tuples
+        self.in_keys = cast(list[Any], [action_value_key])
+        self.out_keys = cast(list[Any], [action_key, action_value_key, chosen_action_value_key])
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         values = tensordict.get(self.action_value_key)

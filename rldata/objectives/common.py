@@ -25,11 +25,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import (
+    ProbabilisticTensorDictModule,
     ProbabilisticTensorDictSequential,
     TensorDictModule,
     TensorDictModuleBase,
@@ -74,7 +75,7 @@ def as_target(module: nn.Module) -> nn.Module:
 
 def _plain(net: TensorDictModuleBase) -> nn.Module | None:
     if isinstance(net, TensorDictModule) and not isinstance(net.module, TensorDictModuleBase):
-        return net.module
+        return cast(nn.Module, net.module)
     return None
 
 
@@ -114,16 +115,18 @@ class StochasticPolicy:
         self.actor = actor
         self.in_keys = [k for k in actor.in_keys]
         self.action_key = action_key
-        self._fast = None
-        dist_module = actor.module[-1]
-        head = actor.module[0] if len(actor.module) == 2 else None
-        if head is not None and _plain(head) is not None:
+        self._fast: tuple[Callable[..., Any], list[int], list[Any], list[Any]] | None = None
+        stages = cast(nn.ModuleList, actor.module)
+        dist_module = cast(ProbabilisticTensorDictModule, stages[-1])
+        head = cast(TensorDictModuleBase, stages[0]) if len(stages) == 2 else None
+        plain = _plain(head) if head is not None else None
+        if head is not None and plain is not None:
             dist_in = dist_module.in_keys
             names = list(dist_in.keys()) if isinstance(dist_in, dict) else list(dist_in)
             srcs = list(dist_in.values()) if isinstance(dist_in, dict) else list(dist_in)
             outs = list(head.out_keys)
             if set(srcs) <= set(outs):
-                self._fast = (head.module, [outs.index(s) for s in srcs], names, list(head.in_keys))
+                self._fast = (plain, [outs.index(s) for s in srcs], names, list(head.in_keys))
         self.distribution_class: Any = getattr(dist_module, "distribution_class", None)
         self.kwargs = dict(getattr(dist_module, "distribution_kwargs", {}) or {})
 

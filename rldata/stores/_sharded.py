@@ -24,6 +24,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import tensordict
 import torch
 from tensordict import TensorDict
 
@@ -171,7 +172,7 @@ class ShardedStore(Store):
                 if self.shards
                 else TensorDict({}, [0])
             )
-        rows = torch.cat(parts, 0)
+        rows = tensordict.cat(parts, 0)
         inverse = torch.empty_like(pos)
         inverse[torch.cat(order)] = torch.arange(pos.numel())
         return rows[inverse]
@@ -182,7 +183,7 @@ class ShardedStore(Store):
             eps = store.episodes().clone()
             eps.set("start", eps.get("start") + self._offsets[s])
             tables.append(eps)
-        return torch.cat(tables, 0) if tables else TensorDict({}, [0])
+        return tensordict.cat(tables, 0) if tables else TensorDict({}, [0])
 
     def episode(self, i: int) -> TensorDict:
         for store in self.shards:

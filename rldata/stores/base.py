@@ -56,6 +56,21 @@ class Store(abc.ABC):
     def specs(self) -> Any:
         """The env's ``Composite`` spec, or None."""
 
+    @property
+    @abc.abstractmethod
+    def env_id(self) -> str | None:
+        """The gymnasium id of the env that produced the rows, or None."""
+
+    @property
+    @abc.abstractmethod
+    def env_kwargs(self) -> dict:
+        """The keyword arguments the env was made with (a copy)."""
+
+    @property
+    @abc.abstractmethod
+    def provenance(self) -> dict:
+        """Who wrote the store and how (a copy of the manifest's ``provenance``)."""
+
     # --- writing ----------------------------------------------------------------------
     @abc.abstractmethod
     def append(self, td: TensorDict) -> torch.Tensor:

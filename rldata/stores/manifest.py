@@ -82,7 +82,7 @@ def new(
     }
 
 
-def check_version(found: Any, where: Path) -> None:
+def check_version(found: Any, where: object) -> None:
     """Refuse a manifest whose format major version is newer than this reader's.
 
     Raises:

@@ -6,6 +6,8 @@ components may not contain a dot. Shapes exclude the row dimension.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from tensordict import TensorDictBase
 
@@ -62,7 +64,7 @@ def leaves(td: TensorDictBase) -> dict[str, torch.Tensor]:
                 raise TedFormatError(
                     f"key {parts!r}: components must be non-empty and contain no '.' or '/'"
                 )
-        out[".".join(parts)] = value
+        out[".".join(parts)] = cast(torch.Tensor, value)  # leaves_only: always a tensor
     return out
 
 

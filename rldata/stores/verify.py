@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
 from rldata import ted
 from rldata.stores.base import Store
 from rldata.stores.checksums import sha256_hex
+
+if TYPE_CHECKING:
+    from tensordict import TensorDict
 
 K = ted.TED_KEYS
 BLOCK = 1 << 16
@@ -48,7 +52,7 @@ def integrity_fault(store: Store) -> str | None:
     return next(_integrity(store), None)
 
 
-def _integrity(store: Store) -> Iterator[str]:
+def _integrity(store: Store, checksums: bool = True) -> Iterator[str]:
     m = store.manifest
     yield from _manifest_faults(m, store.path)
     if store.schema is None:
@@ -57,9 +61,15 @@ def _integrity(store: Store) -> Iterator[str]:
     payload = getattr(store, "payload_faults", None)
     if payload is not None:
         yield from payload()
-    yield from _checksum_faults(store, m)
-    yield from _stats_faults(store, m)
+    if checksums:
+        yield from _checksum_faults(store, m)
+        yield from _stats_faults(store, m)
     yield from _index_file_faults(store, m)
+
+
+def _index_missing(store: Store) -> bool:
+    ref = store.manifest.get("episodes")
+    return ref is not None and store._episode_file(ref) is None  # type: ignore[attr-defined]
 
 
 def _index_file_faults(store: Store, m: dict) -> Iterator[str]:
@@ -104,19 +114,13 @@ def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]
     if own is not None:  # a store of stores checks its parts
         yield from own(checksums=checksums, invariants=invariants)
         return
-    m = store.manifest
-    where = store.path
-    yield from _manifest_faults(m, where)
-    if store.schema is None:
+    found = False
+    for fault in _integrity(store, checksums):
+        found = True
+        yield fault
+    if store.schema is None or found and _index_missing(store):
         return
-    yield from _spec_faults(store)
-    payload = getattr(store, "payload_faults", None)
-    if payload is not None:
-        yield from payload()
-    if checksums:
-        yield from _checksum_faults(store, m)
-        yield from _stats_faults(store, m)
-    yield from _episode_faults(store, m)
+    yield from _episode_faults(store, store.manifest)
     if invariants:
         yield from _ted_faults(store)
 
@@ -170,7 +174,7 @@ def _spec_faults(store: Store) -> Iterator[str]:
                 )
 
 
-def _empty_rows(schema: dict) -> object:
+def _empty_rows(schema: dict) -> TensorDict:
     from tensordict import TensorDict
 
     from rldata.stores import schema as sch
@@ -231,14 +235,6 @@ def _stats_faults(store: Store, m: dict) -> Iterator[str]:
 
 
 def _episode_faults(store: Store, m: dict) -> Iterator[str]:
-    ref = m.get("episodes")
-    if ref is not None:
-        path = store._episode_file(ref)  # type: ignore[attr-defined]
-        if path is None:
-            yield f"{store.path}: episode index {ref['path']} is missing"
-            return
-        if sha256_hex(path.read_bytes()) != ref["sha256"]:
-            yield f"{store.path}: episode index {ref['path']}: sha256 does not match the manifest"
     seg = store.segments()  # type: ignore[attr-defined]
     total = int(seg["length"].sum())
     if total != len(store):

@@ -13,6 +13,7 @@ import random
 import signal
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -22,7 +23,7 @@ from rldata.testing.ted_factory import marked_serial, ted_marked
 from rldata.testing.writers import marked_writer
 
 
-def _ctx() -> mp.context.BaseContext:
+def _ctx() -> mp.context.ForkServerContext:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["rldata.testing.writers"])
     return ctx
@@ -37,7 +38,7 @@ def one_kill(root: Path, capacity: int | None, rng: random.Random) -> tuple[bool
     if conn.recv() != "ready":
         return False, "writer did not start"
     time.sleep(rng.uniform(0.0, 0.3))
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(cast(int, proc.pid), signal.SIGKILL)  # pid is set once start() returned
     proc.join()
     reported = 0
     while conn.poll():

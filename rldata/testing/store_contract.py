@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import cast
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ def assert_rows_equal(got: TensorDict, want: TensorDict) -> None:
     for key, value in want.items(include_nested=True, leaves_only=True):
         other = got.get(key)
         assert other.dtype == value.dtype, key
-        assert torch.equal(other, value), key
+        assert torch.equal(other, cast(torch.Tensor, value)), key  # leaves_only: a tensor
 
 
 # a table of bad writes: (name, how to spoil a good batch, the words the error must contain)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import tensordict
 import torch
 from tensordict import TensorDict
 
@@ -131,7 +132,7 @@ def ted_batch(
         )
         for i, n in enumerate(episode_lengths)
     ]
-    return torch.cat(eps, 0)
+    return tensordict.cat(eps, 0)
 
 
 def ted_transitions(
@@ -174,7 +175,7 @@ def ted_rollout(
         lengths = [n] * full + ([rest] if rest else [])
         rows.append(ted_batch(lengths, start_traj_id=next_id, last_complete=rest == 0, **kwargs))
         next_id += len(lengths)
-    return torch.stack(rows, 0)
+    return tensordict.stack(rows, 0)
 
 
 def ted_marked(
