@@ -151,7 +151,9 @@ class ParquetStore(RowStore):
         try:
             _refuse_extension_types(path, pq.read_schema(path))
             table = pq.read_table(path, use_threads=True)
-        except (OSError, pa.ArrowException) as exc:
+        except CorruptStoreError:
+            raise
+        except Exception as exc:  # OSError, ArrowException, a name that does not decode, ...
             raise CorruptStoreError(
                 f"{path}: parquet part is missing or unreadable ({exc})"
             ) from None
@@ -164,7 +166,15 @@ class ParquetStore(RowStore):
         once = self._once()
         gaps = {}
         for name, entry in self._fields.items():
-            values, nulls = decode_column(table.column(name), entry, n)
+            try:
+                values, nulls = decode_column(table.column(name), entry, n)
+            except CorruptStoreError:
+                raise
+            except Exception as exc:  # a column whose type a flipped byte changed
+                raise CorruptStoreError(
+                    f"{path}: column {name!r} does not decode as {entry['dtype']}"
+                    f"{entry['shape']} ({type(exc).__name__})"
+                ) from None
             if nulls is not None and name not in {f"next.{k}" for k in once}:
                 raise CorruptStoreError(f"{path}: column {name!r} has nulls; it is stored in full")
             cols[name][a : a + n] = values
