@@ -72,7 +72,7 @@ def fuzz(backend: str, n: int, seed: int, tmp: Path) -> dict[str, int]:
 
 
 def _reader(root: str, seconds: float, q: mp.Queue) -> None:
-    tally = {"reads": 0, "rows": 0, "torn": 0, "errors": 0, "refused": 0}
+    tally: dict = {"reads": 0, "rows": 0, "torn": 0, "errors": 0, "refused": 0, "seen": []}
     end = time.monotonic() + seconds
     try:
         r = stores.open(root)
@@ -82,7 +82,8 @@ def _reader(root: str, seconds: float, q: mp.Queue) -> None:
         return
     while time.monotonic() < end:
         try:
-            r.refresh()
+            if r.refresh():
+                tally["seen"].append((time.monotonic(), r.manifest["written"]))
             pos = r.readable()
             if pos.numel() == 0:
                 continue
@@ -106,7 +107,21 @@ def _reader(root: str, seconds: float, q: mp.Queue) -> None:
     q.put(tally)
 
 
-def readers(seconds: float, tmp: Path) -> dict[str, int]:
+def _visibility(
+    commits: list[tuple[float, int]], seen: list[tuple[float, int]], end: float
+) -> list[float]:
+    """Seconds from each commit (sampled) until this reader saw a manifest listing it."""
+    out = []
+    for t_commit, written in commits[::50]:
+        if t_commit > end - 1.0:
+            break
+        t_seen = next((t for t, w in seen if w >= written and t >= t_commit - 1e-3), None)
+        out.append(float("inf") if t_seen is None else max(0.0, t_seen - t_commit))
+    return out
+
+
+def readers(seconds: float, tmp: Path) -> dict:
+    """1 writer (a ring) and 4 readers, two of them opening the store by a ``file://`` URL."""
     root = tmp / "readers"
     ctx = _ctx()
     conn, child = ctx.Pipe(duplex=False)
@@ -115,16 +130,29 @@ def readers(seconds: float, tmp: Path) -> dict[str, int]:
     child.close()
     conn.recv()
     q: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_reader, args=(str(root), seconds, q)) for _ in range(4)]
+    where = [str(root), str(root), root.as_uri(), root.as_uri()]
+    procs = [ctx.Process(target=_reader, args=(w, seconds, q)) for w in where]
     for p in procs:
         p.start()
-    results = [q.get() for _ in procs]
+    commits: list[tuple[float, int]] = []
+    results: list[dict] = []
+    while len(results) < len(procs):
+        while conn.poll():
+            commits.append((time.monotonic(), conn.recv()))
+        try:
+            results.append(q.get(timeout=0.01))
+        except Exception:
+            continue
+    end = time.monotonic()
     for p in procs:
         p.join()
     writer_alive = writer.is_alive()
     os.kill(writer.pid, signal.SIGKILL)
     writer.join()
-    total = {k: sum(r[k] for r in results) for k in results[0]}
+    total = {k: sum(r[k] for r in results) for k in ("reads", "rows", "torn", "errors", "refused")}
+    lags = [x for r in results for x in _visibility(commits, r["seen"], end - 0.0)]
+    total["visible_max_s"] = max(lags) if lags else float("nan")
+    total["visible_median_s"] = sorted(lags)[len(lags) // 2] if lags else float("nan")
     total["writer_failed"] = int(not writer_alive)
     return total
 
@@ -163,9 +191,11 @@ def main() -> None:
             f"uncaught {t['uncaught']} | {secs:.0f} s |"
         )
     print(
-        f"| 1 writer + 4 readers, {args.seconds:.0f} s (ring of 512) | {r['reads']:,} reads, "
+        f"| 1 writer + 4 readers (2 by file:// URL), {args.seconds:.0f} s (ring of 512) | {r['reads']:,} reads, "
         f"{r['rows']:,} rows; torn {r['torn']}, reader errors {r['errors']}, refused "
-        f"(retired while read) {r['refused']}, writer failed {r['writer_failed']} | "
+        f"(retired while read) {r['refused']}, writer failed {r['writer_failed']}; a commit "
+        f"visible to every reader within {r['visible_median_s'] * 1000:.0f} ms (median), "
+        f"{r['visible_max_s'] * 1000:.0f} ms (max) | "
         f"{args.seconds:.0f} s |"
     )
 
