@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from rldata.errors import CorruptStoreError
+from rldata.stores.schema import STORABLE_DTYPES
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = re.compile(r"^\d{1,4}\.\d{1,4}\.\d{1,4}$")
@@ -23,22 +24,7 @@ SHARD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 KEY_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+=,:@%-]{0,127}$")
 MAX_ROWS = 1 << 48  # positions beyond this are a corrupted number, not a dataset
 MAX_ROW_ELEMENTS = 1 << 31
-DTYPES = frozenset(
-    [
-        "bool",
-        "uint8",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "float16",
-        "bfloat16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    ]
-)
+DTYPES = frozenset(STORABLE_DTYPES)
 
 
 class _Checker:

@@ -34,6 +34,10 @@ _DTYPES = {
 }
 
 
+STORABLE_DTYPES = tuple(_DTYPES)
+"""The dtype names a schema may hold (a manifest naming any other is refused)."""
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"``."""
     return str(dtype).removeprefix("torch.")
