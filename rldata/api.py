@@ -38,6 +38,7 @@ from rldata.stores import _sharded as _shards
 from rldata.stores import manifest as _manifest
 from rldata.stores.destination import check_destination, recording_store, staged_replacement
 from rldata.stores.lock import WriterLock
+from rldata.stores.paths import local_dir
 from rldata.ted import TED_KEYS
 
 DEFAULT_COMMIT_EVERY = 10_000
@@ -195,14 +196,10 @@ def record(
             provenance=provenance,
         ) as store:
             summary = _record_into(collector, store, frames, commit_every, progress)
-        return dataclasses.replace(summary, path=_abs(store_or_path))
+        return dataclasses.replace(summary, path=str(local_dir(store_or_path)))
     finally:
         if owns_collector:
             collector.shutdown()
-
-
-def _abs(path: Any) -> str:
-    return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
 MAX_NUM_ENVS = 4096
@@ -475,7 +472,7 @@ def collect(
             provenance=prov,
         ) as store:
             summary = _record_into(collector, store, frames, commit_every, progress)
-        return dataclasses.replace(summary, path=_abs(out))
+        return dataclasses.replace(summary, path=str(local_dir(out)))
     finally:
         collector.shutdown()
 

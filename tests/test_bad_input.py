@@ -31,7 +31,7 @@ from rldata.data import (
 from rldata.envs import GymEnv
 from rldata.errors import RldataError
 from rldata.stores.lock import WriterLock
-from rldata.testing.tamper import edit_manifest, read_manifest
+from rldata.testing.tamper import edit_manifest, read_manifest, snapshot
 from rldata.testing.ted_factory import ted_marked, ted_transitions
 
 
@@ -39,18 +39,6 @@ def _store(root: Path, rows: int = 30, env_id: str | None = "Pendulum-v1") -> Pa
     with stores.create(root, env_id=env_id) as w:
         w.append(ted_marked(0, rows))
     return root
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    if not root.exists():
-        return {}
-    if root.is_file():
-        return {"": root.read_bytes()}
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "rldata.lock"
-    }
 
 
 def _policy(tmp: Path, **arch_changes) -> Path:
@@ -342,7 +330,7 @@ CLI_CASES = [
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.name for c in CLI_CASES])
 def test_cli_mistake_is_one_line_and_changes_nothing(tmp_path, case):
     held = case.setup(tmp_path)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = CliRunner().invoke(cli, case.args(tmp_path))
     if isinstance(held, WriterLock):
         held.release()
@@ -352,7 +340,7 @@ def test_cli_mistake_is_one_line_and_changes_nothing(tmp_path, case):
     assert len(errors) == 1, result.output
     for word in case.words:
         assert word in errors[0], (word, errors[0])
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_a_second_writer_is_refused_before_the_env_is_built(tmp_path, monkeypatch):

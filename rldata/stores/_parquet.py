@@ -34,7 +34,7 @@ from tensordict import TensorDict
 
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores import _columns as col
-from rldata.stores.commit import fsync_dir, temp_name
+from rldata.stores.commit import fsync_dir, fsync_file, temp_name
 from rldata.stores.paths import inside
 from rldata.stores.rowstore import RowStore
 
@@ -243,11 +243,7 @@ class ParquetStore(RowStore):
                 use_byte_stream_split=_float_columns(table),  # ~10% smaller floats, measured
             )
             if self.durable:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_file(tmp)
             os.replace(tmp, target)
         except BaseException:
             with contextlib.suppress(OSError):

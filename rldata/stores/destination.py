@@ -33,6 +33,7 @@ from rldata.errors import (
     StoreNotFoundError,
 )
 from rldata.stores import manifest as mf
+from rldata.stores.commit import fsync_dir
 from rldata.stores.lock import WriterLock
 from rldata.stores.manifest_check import EPISODE_FILE, STATS_FILE
 from rldata.stores.paths import LOCK, MANIFEST, TMP_MARK, local_dir
@@ -183,23 +184,14 @@ def exchange(a: Path, b: Path) -> None:
     if fn is not None:
         rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
         if rc == 0:
-            _fsync_dir(b.parent)
+            fsync_dir(b.parent)
             return
     # no atomic exchange here (old libc, a file system without it): a brief gap remains
     aside = b.with_name(f".{b.name}{STAGING_MARK}old-{secrets.token_hex(4)}")
     os.replace(b, aside)
     os.replace(a, b)
     os.replace(aside, a)
-    _fsync_dir(b.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    fsync_dir(b.parent)
 
 
 @contextlib.contextmanager

@@ -33,3 +33,18 @@ def edit_manifest(
         change(m)
     m.update(fields)
     (Path(root) / MANIFEST).write_bytes(mf.dumps(m))
+
+
+def snapshot(root: str | Path) -> dict[str, bytes]:
+    """Every file under ``root`` (or ``root`` itself if a file) by relative path, the lock
+    file excepted: equal snapshots mean a command left a store as it was."""
+    root = Path(root)
+    if not root.exists():
+        return {}
+    if root.is_file():
+        return {"": root.read_bytes()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "rldata.lock"
+    }

@@ -17,17 +17,10 @@ from pathlib import Path
 import pytest
 
 import rldata.stores as stores
+from rldata.testing.tamper import snapshot
 from rldata.testing.ted_factory import ted_marked
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "rldata.lock"
-    }
 
 
 def _source(root: Path, rows: int, start: int = 0) -> Path:
@@ -63,12 +56,12 @@ def _destination_is_absent_or_sound(dst: Path) -> None:
 @pytest.mark.parametrize("backend", ["memmap", "zarr", "parquet"])
 def test_killed_convert_leaves_the_source_and_no_half_store(tmp_path, backend):
     src = _source(tmp_path / "src", 60_000)
-    before = _snapshot(src)
+    before = snapshot(src)
     rng = random.Random(hash(backend) % 1000)
     for trial in range(2):
         dst = tmp_path / f"dst-{trial}"
         _kill_at_random(["convert", str(src), str(dst), "--backend", backend], rng, tmp_path)
-        assert _snapshot(src) == before
+        assert snapshot(src) == before
         _destination_is_absent_or_sound(dst)
 
 
@@ -76,12 +69,12 @@ def test_killed_convert_leaves_the_source_and_no_half_store(tmp_path, backend):
 def test_killed_merge_leaves_the_sources_and_no_half_store(tmp_path):
     a = _source(tmp_path / "a", 60_000)
     b = _source(tmp_path / "b", 60_000, start=10**6)
-    before = (_snapshot(a), _snapshot(b))
+    before = (snapshot(a), snapshot(b))
     rng = random.Random(3)
     for trial in range(2):
         dst = tmp_path / f"ab-{trial}"
         _kill_at_random(["merge", str(a), str(b), "--out", str(dst)], rng, tmp_path)
-        assert (_snapshot(a), _snapshot(b)) == before
+        assert (snapshot(a), snapshot(b)) == before
         _destination_is_absent_or_sound(dst)
 
 

@@ -12,7 +12,7 @@ import pytest
 import rldata.stores as stores
 from rldata.errors import CorruptStoreError, StoreExistsError
 from rldata.stores.destination import check_destination, exchange, stray_files
-from rldata.testing.tamper import edit_manifest, read_manifest
+from rldata.testing.tamper import edit_manifest, read_manifest, snapshot
 from rldata.testing.ted_factory import ted_marked
 
 
@@ -22,14 +22,6 @@ def store(tmp_path) -> Path:
     with stores.create(root) as w:
         w.append(ted_marked(0, 30))
     return root
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "rldata.lock"
-    }
 
 
 def _set_payload(key: str, rel: str):
@@ -139,10 +131,10 @@ def test_resume_refuses_a_damaged_payload_and_leaves_it_as_it_was(store, damage)
     else:
         raw[5] ^= 0x10
     f.write_bytes(bytes(raw))
-    before = _snapshot(store)
+    before = snapshot(store)
     with pytest.raises(CorruptStoreError, match="observation"):
         stores.open(store, mode="a")
-    assert _snapshot(store) == before  # no zero fill, no re-hash
+    assert snapshot(store) == before  # no zero fill, no re-hash
     with pytest.raises(CorruptStoreError):
         stores.open(store)  # and readers refuse it too
 
@@ -242,11 +234,11 @@ def test_exchange_swaps_two_directories(tmp_path):
 def test_a_failed_forced_recording_leaves_the_old_store_as_it_was(store):
     from rldata.stores.destination import recording_store
 
-    before = _snapshot(store)
+    before = snapshot(store)
     with pytest.raises(RuntimeError, match="boom"), recording_store(store, force=True) as w:
         w.append(ted_marked(100, 5))
         raise RuntimeError("boom")
-    assert _snapshot(store) == before
+    assert snapshot(store) == before
     assert [p for p in os.listdir(store.parent) if "staging" in p] == []
 
 
