@@ -8,18 +8,16 @@ step costs one short pipe message per worker rather than pickled tensors.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from tensordict import TensorDictBase
 
+from rldata.envs._pool import WorkerPool, chain_seeds
 from rldata.envs._td import make_td, stack_tds
 from rldata.envs.common import EnvBase
-from rldata.errors import ConfigError, RldataError
+from rldata.errors import ConfigError
 from rldata.specs import Composite, TensorSpec, spec_from_json
 
 EnvFn = Callable[..., EnvBase]
@@ -135,86 +133,57 @@ class SerialEnv(_BatchedEnv):
 # --- ParallelEnv ----------------------------------------------------------------------------
 
 
-def _worker(conn: Any, create_env_fn: EnvFn, kwargs: dict, index: int) -> None:
-    """Worker loop: build the env, report its specs, then serve step/reset/seed/close."""
-    torch.set_num_threads(1)
-    try:
-        env = create_env_fn(**kwargs)
-        conn.send(
-            (
-                "specs",
-                {
-                    "observation": env.observation_spec.to_json(),
-                    "action": env.action_spec.to_json(),
-                    "reward": env.reward_spec.to_json(),
-                    "done": env.done_spec.to_json(),
-                },
-            )
-        )
-    except BaseException as err:  # noqa: BLE001 - reported to the parent, which raises
-        conn.send(("error", err))
-        return
-    root: Any = None
-    nxt: Any = None
-    root_keys: list = []
-    next_keys: list = []
-    while True:
-        try:
-            cmd, arg = conn.recv()
-        except EOFError:
-            break
-        try:
-            if cmd == "buffers":
-                root_buf, next_buf, root_keys, next_keys = arg
-                root, nxt = root_buf[index], next_buf[index]
-                conn.send(("ok", None))
-            elif cmd == "step":
-                out = env._step(root)
-                for key in next_keys:
-                    nxt.get(key).copy_(out.get(key))
-                conn.send(("ok", None))
-            elif cmd == "reset":
-                out = env._reset(None)
-                for key in root_keys:
-                    root.get(key).copy_(out.get(key))
-                conn.send(("ok", None))
-            elif cmd == "seed":
-                conn.send(("ok", env.set_seed(arg)))
-            elif cmd == "close":
-                env.close()
-                conn.send(("ok", None))
-                break
-        except BaseException as err:  # noqa: BLE001
-            conn.send(("error", err))
-    conn.close()
+class _EnvServer:
+    """What each ParallelEnv worker runs: one env, stepping in place in the shared buffers."""
 
+    def __init__(self, create_env_fn: EnvFn, kwargs: dict, index: int) -> None:
+        self.env = create_env_fn(**kwargs)
+        self.index = index
+        self.root: Any = None
+        self.next: Any = None
+        self.root_keys: list = []
+        self.next_keys: list = []
 
-def _shutdown(procs: list, conns: list) -> None:
-    for conn in conns:
-        with contextlib.suppress(OSError, BrokenPipeError):
-            conn.send(("close", None))
-    for proc in procs:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout=1)
-    for conn in conns:
-        conn.close()
+    def specs(self) -> dict[str, dict]:
+        env = self.env
+        return {
+            "observation": env.observation_spec.to_json(),
+            "action": env.action_spec.to_json(),
+            "reward": env.reward_spec.to_json(),
+            "done": env.done_spec.to_json(),
+        }
 
+    def buffers(
+        self, root: TensorDictBase, nxt: TensorDictBase, root_keys: list, next_keys: list
+    ) -> None:
+        self.root, self.next = root[self.index], nxt[self.index]
+        self.root_keys, self.next_keys = root_keys, next_keys
 
-def _default_start_method() -> str:
-    methods = mp.get_all_start_methods()
-    cuda_busy = torch.cuda.is_available() and torch.cuda.is_initialized()
-    return "fork" if "fork" in methods and not cuda_busy else "spawn"
+    def step(self) -> None:
+        out = self.env._step(self.root)
+        for key in self.next_keys:
+            self.next.get(key).copy_(out.get(key))
+
+    def reset(self) -> None:
+        out = self.env._reset(None)
+        for key in self.root_keys:
+            self.root.get(key).copy_(out.get(key))
+
+    def set_seed(self, seed: int) -> int:
+        return self.env.set_seed(seed)
+
+    def close(self) -> None:
+        self.env.close()
 
 
 class ParallelEnv(_BatchedEnv):
     """``num_workers`` environments, each in its own worker process.
 
     Actions, observations and flags travel through shared-memory buffers; the pipe only
-    carries the command. Workers start with ``fork`` where available (fast, and lambdas
-    work) unless CUDA is already initialised, then ``spawn`` (``create_env_fn`` must be
-    picklable).
+    carries the command. Workers are a :class:`~rldata.envs._pool.WorkerPool`: they start
+    with ``fork`` on Linux unless CUDA is already initialised, else ``spawn``
+    (``create_env_fn`` must then be picklable), and an error in a worker is raised here
+    with its own class.
 
     Args:
         num_workers: number of worker processes (the batch size).
@@ -232,29 +201,22 @@ class ParallelEnv(_BatchedEnv):
         device: Any = None,
         mp_start_method: str | None = None,
     ) -> None:
-        import torch.multiprocessing as tmp  # registers tensor sharing with the pickler
-
         pairs = _per_env(num_workers, create_env_fn, create_env_kwargs)
         super().__init__((num_workers,), device)
-        ctx: Any = tmp.get_context(mp_start_method or _default_start_method())
-        self._conns: list = []
-        self._procs: list = []
-        for i, (fn, kw) in enumerate(pairs):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, fn, kw, i), daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
-        self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
+        args = [(fn, kw, i) for i, (fn, kw) in enumerate(pairs)]
+        self._pool = WorkerPool("ParallelEnv", _EnvServer, args, mp_start_method)
         try:
-            specs = [self._recv(i) for i in range(num_workers)]
+            self._setup_buffers(self._pool.call(0, "specs"))
         except BaseException:
-            self._finalizer()
+            self._pool.close()
             raise
-        first = specs[0]
+
+    @property
+    def _procs(self) -> list:
+        return self._pool.procs
+
+    def _setup_buffers(self, first: dict[str, Any]) -> None:
         if first["observation"]["shape"]:
-            self._finalizer()
             raise ConfigError(
                 f"ParallelEnv needs unbatched sub-envs, got batch shape {first['observation']['shape']}"
             )
@@ -265,44 +227,17 @@ class ParallelEnv(_BatchedEnv):
             spec_from_json(first["done"], device=self.device),  # type: ignore[arg-type]
         )
         root_spec = self.observation_spec.to("cpu")
-        for key, spec in self.done_spec.to("cpu").items(True, True):
-            root_spec[key] = spec
-        root_spec[self.action_key] = self.action_spec.to("cpu")
         next_spec = self.observation_spec.to("cpu")
         for key, spec in self.done_spec.to("cpu").items(True, True):
+            root_spec[key] = spec
             next_spec[key] = spec
+        root_spec[self.action_key] = self.action_spec.to("cpu")
         next_spec[self.reward_key] = self.reward_spec.to("cpu")
         self._root_buf = root_spec.zero().share_memory_()
         self._next_buf = next_spec.zero().share_memory_()
-        for conn in self._conns:
-            conn.send(
-                ("buffers", (self._root_buf, self._next_buf, self._root_keys, self._next_keys))
-            )
-        for i in range(num_workers):
-            self._recv(i)
-
-    def _recv(self, i: int) -> Any:
-        try:
-            kind, payload = self._conns[i].recv()
-        except EOFError:
-            raise RldataError(
-                f"ParallelEnv worker {i} died (exit code {self._procs[i].exitcode})"
-            ) from None
-        if kind == "error":
-            raise payload
-        return payload
-
-    def _broadcast(self, cmd: str, rows: Sequence[int]) -> None:
-        for i in rows:
-            self._conns[i].send((cmd, None))
-        errors = []
-        for i in rows:  # read every reply, so no worker is left out of step with the pipe
-            try:
-                self._recv(i)
-            except Exception as err:  # noqa: BLE001 - re-raised below
-                errors.append(err)
-        if errors:
-            raise errors[0]
+        self._pool.call_all(
+            "buffers", self._root_buf, self._next_buf, self._root_keys, self._next_keys
+        )
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = self._get_action(tensordict)
@@ -311,21 +246,20 @@ class ParallelEnv(_BatchedEnv):
             value = tensordict.get(key, None)
             if value is not None:
                 self._root_buf.get(key).copy_(value)
-        self._broadcast("step", range(len(self._conns)))
+        self._pool.call_all("step")
         return self._next_buf.clone().to(self.device)
 
     def _reset(self, tensordict: TensorDictBase | None) -> TensorDictBase:
         mask = self._reset_mask(tensordict)
-        rows = range(len(self._conns)) if mask is None else torch.nonzero(mask).reshape(-1).tolist()
-        self._broadcast("reset", rows)
+        rows = None if mask is None else torch.nonzero(mask).reshape(-1).tolist()
+        self._pool.call_all("reset", workers=rows)
         fresh = self._root_buf.select(*self._root_keys).clone().to(self.device)
         return self._merge_reset(fresh, tensordict, mask)
 
     def _set_seed(self, seed: int) -> int | None:
-        for i, conn in enumerate(self._conns):
-            conn.send(("seed", seed))
-            seed = self._recv(i)
-        return seed
+        return chain_seeds(
+            lambda w, s: self._pool.call(w, "set_seed", s), len(self._pool), seed, False
+        )
 
     def _close(self) -> None:
-        self._finalizer()
+        self._pool.close()
