@@ -36,9 +36,10 @@ from rldata.collectors.policies import load_policy
 from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores import _sharded as _shards
 from rldata.stores import manifest as _manifest
-from rldata.stores.destination import check_destination, recording_store, staged_replacement
+from rldata.stores.destination import check_destination, staged_replacement
 from rldata.stores.lock import WriterLock
-from rldata.stores.paths import local_dir
+from rldata.stores.target import check_destination as check_out
+from rldata.stores.target import recording_store, shown
 from rldata.ted import TED_KEYS
 
 DEFAULT_COMMIT_EVERY = 10_000
@@ -164,7 +165,7 @@ def record(
         _frames_named("commit_every", commit_every)
     owns_store = isinstance(store_or_path, (str, os.PathLike))
     if owns_store:  # fail before building anything
-        check_destination(os.fspath(store_or_path), resume=resume, force=force)
+        check_out(os.fspath(store_or_path), resume=resume, force=force, backend=backend)
     owns_collector = not _is_collector(collector_or_env)
     if not owns_collector and policy is not None:
         raise ConfigError(
@@ -196,7 +197,7 @@ def record(
             provenance=provenance,
         ) as store:
             summary = _record_into(collector, store, frames, commit_every, progress)
-        return dataclasses.replace(summary, path=str(local_dir(store_or_path)))
+        return dataclasses.replace(summary, path=shown(store_or_path))
     finally:
         if owns_collector:
             collector.shutdown()
@@ -420,7 +421,7 @@ def collect(
     env_kwargs = dict(env_kwargs or {})
     if not resume:
         _check_backend(backend)
-    check_destination(out, resume=resume, force=force)
+    check_out(out, resume=resume, force=force, backend=backend)
     factory = EnvFactory(
         env_id, tuple(sorted(env_kwargs.items())), num_envs if num_envs > 1 else None
     )
@@ -472,7 +473,7 @@ def collect(
             provenance=prov,
         ) as store:
             summary = _record_into(collector, store, frames, commit_every, progress)
-        return dataclasses.replace(summary, path=str(local_dir(out)))
+        return dataclasses.replace(summary, path=shown(out))
     finally:
         collector.shutdown()
 
@@ -630,7 +631,7 @@ def writable_backends() -> list[str]:
 
 def verify(path: str) -> list[str]:
     """Every fault of the store at ``path`` (checksums, schema, TED invariants); [] when sound."""
-    with _stores.open(path, verify=False) as store:
+    with _stores.open(_local(path), verify=False) as store:
         return _stores.verify(store)
 
 
@@ -669,12 +670,12 @@ def actions_outside_spec(store: Any, stats: dict | None = None) -> int | None:
 
 def dataset_card(path: str) -> dict[str, Any]:
     """What ``rldata info`` shows: size, episodes, returns, schema, specs, provenance, digest."""
-    with _stores.open(path, verify=False) as store:
+    with _stores.open(_local(path), verify=False) as store:
         fault = _stores.integrity_fault(store)
         episodes = store.episodes()
         n = episodes.batch_size[0] if episodes.batch_dims else 0
         card: dict[str, Any] = {
-            "path": str(store.path),
+            "path": shown(path) if _sharing.is_url(path) else str(store.path),
             "backend": store.backend,
             "format_version": store.manifest.get("format_version"),
             "transitions": len(store),
@@ -721,12 +722,10 @@ def load(path: str | os.PathLike, **kwargs: Any) -> Any:
 
 
 def open(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001
-    """``rldata.open``: a store at a path, or at a URL (read from the verified local cache)."""
+    """``rldata.open``: a store at a path, or at a URL (read from the verified local cache;
+    ``mode="a"`` resumes a store written by numbered manifests, docs/FORMAT.md section 15)."""
     if _sharing.is_url(path) and kwargs.get("mode", "r") != "r":
-        raise ConfigError(
-            f"mode: a store at a URL opens read-only (mode='r'), got {kwargs['mode']!r}; "
-            "pull it, write locally, then push"
-        )
+        return _stores.open(path, **kwargs)
     return _stores.open(_local(path), **kwargs)
 
 

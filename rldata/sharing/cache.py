@@ -21,14 +21,11 @@ from rldata.errors import TransferError
 from rldata.sharing import objects as ob
 from rldata.sharing.digest import digest_of
 from rldata.sharing.transfer import _cat, pull
-from rldata.sharing.urls import location, redact
+from rldata.sharing.urls import Location, location, redact
+from rldata.stores import remote_commit
+from rldata.stores.location import cache_root
 
 VERIFIED = ".rldata-verified"
-
-
-def cache_root() -> Path:
-    """The cache directory: ``$RLDATA_CACHE``, else ``~/.cache/rldata``."""
-    return Path(os.environ.get("RLDATA_CACHE") or "~/.cache/rldata").expanduser().absolute()
 
 
 def _dirname(digest: str) -> str:
@@ -46,6 +43,8 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
     loc = location(url, storage_options)
     if loc.local:
         return loc.root
+    if remote_commit.is_commit_store(loc):
+        return _open_commit(loc)
     index = ob.read_index(_cat(loc, ob.INDEX))
     declared = index.get("content_digest") if index and index.get("complete") else None
     root = cache_root()
@@ -75,6 +74,29 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
     else:
         if target.exists():
             shutil.rmtree(target)
+        os.replace(staging, target)
+    return str(target)
+
+
+def _open_commit(loc: Location) -> str:
+    """A store written by numbered manifests (FORMAT.md section 15): its latest complete commit,
+    checked out (every object against its SHA-256), opened once (every row against its
+    checksum), cached under the commit's own checksum."""
+    _number, doc = remote_commit.latest(loc)
+    name = f"commit-{doc[remote_commit.SELF_SUM][:32]}"
+    target = cache_root() / name
+    if _is_verified(target, name):
+        return str(target)
+    staging = cache_root() / (name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    remote_commit.checkout(loc, doc, staging)
+    with stores.open(staging):  # raises CorruptStoreError on a row that fails its checksum
+        pass
+    (staging / VERIFIED).write_text(name)
+    if _is_verified(target, name):
+        shutil.rmtree(staging)  # another process got there first
+    else:
+        shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     return str(target)
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from rldata.errors import ConfigError, CorruptStoreError, StoreError, StoreExistsError
 from rldata.stores import manifest as mf
+from rldata.stores import remote_commit
 from rldata.stores.base import Store
 from rldata.stores.commit import remove_temp_files
+from rldata.stores.location import is_url
 from rldata.stores.lock import WriterLock
 from rldata.stores.paths import local_dir
 from rldata.stores.registry import backends, load, register
@@ -55,7 +57,9 @@ def create(
     """Create an empty store at ``path`` and return it open for writing (holding the lock).
 
     Args:
-        path: a directory that does not exist yet, or is empty.
+        path: a directory that does not exist yet, or is empty; or an fsspec URL
+            (``s3://``, ``memory://``) without a store, for a zarr or parquet store
+            committed by numbered manifests (``rldata.stores.remote_commit``).
         backend: a name from :func:`backends`.
         capacity: ring size in rows; None makes an append-only dataset that grows.
         specs: the env's ``Composite`` spec, stored as JSON.
@@ -81,6 +85,18 @@ def create(
         raise ConfigError(
             f"backend {backend!r} is append-only: capacity={capacity} (a ring) is refused; use "
             f"capacity=None, or a backend that keeps rings ('memmap', 'zarr')"
+        )
+    if is_url(path):  # an object store: docs/FORMAT.md section 15
+        return remote_commit.create(
+            os.fspath(path),
+            backend=backend,
+            capacity=capacity,
+            specs=specs,
+            env_id=env_id,
+            env_kwargs=env_kwargs,
+            provenance=provenance,
+            commit_every=commit_every,
+            allow_nonfinite=allow_nonfinite,
         )
     root = local_dir(path)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -133,6 +149,8 @@ def open(  # noqa: A001
     """
     if mode not in ("r", "a"):
         raise ConfigError(f"mode: expected 'r' or 'a', got {mode!r}")
+    if is_url(path):  # the latest complete commit, checked out and verified
+        return remote_commit.open_url(os.fspath(path), mode=mode)
     root = local_dir(path)
     m = mf.read(root)
     cls: Any = load(str(m.get("backend")))

@@ -1,7 +1,8 @@
 """Where a store lives: the one place that turns a user's path or URL into a location.
 
-Stores are local directories today; fsspec URLs (``s3://``, ``gs://``) arrive with the
-zarr backend. Keeping every path decision here means that change touches one module.
+Stores written here are local directories; a store at an fsspec URL (``s3://``,
+``memory://``) is written through a local working copy by :mod:`rldata.stores.remote_commit`,
+and :mod:`rldata.stores.location` resolves URLs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def local_dir(path: str | os.PathLike[str]) -> Path:
         text = urlparse(text).path
     elif len(scheme) > 1:  # one letter is a Windows drive
         raise StoreError(
-            f"store URL {text!r}: scheme {scheme!r} is not supported yet; use a local path or file://"
+            f"store URL {text!r}: this takes a local path or file://; stores at a URL are "
+            f"created, opened and recorded into by rldata.create / open / collect --out"
         )
     return Path(text).expanduser().absolute()
 

@@ -16,6 +16,7 @@ import copy
 import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,8 @@ class RowStore(Store):
         self._failed: str | None = None  # why a write failed; the handle then writes nothing
         self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
         self._older_episodes: set[str] | None = None  # episode files kept by the last prune
+        # called with the store after each manifest write (a store at a URL publishes there)
+        self.on_commit: Callable[[RowStore], None] | None = None
 
     @classmethod
     def attach(
@@ -444,6 +447,12 @@ class RowStore(Store):
         self._committed_end = end
         if previous is not None:
             self._prune_episode_files(keep={previous["path"], m["episodes"]["path"]})
+        if self.on_commit is not None:
+            try:
+                self.on_commit(self)
+            except StoreError as exc:  # not published: this handle writes nothing more
+                self._failed = str(exc)
+                raise
 
     def _prune_episode_files(self, keep: set[str]) -> None:
         # the first commit of a handle lists the directory (a crashed writer may have left
