@@ -10,6 +10,14 @@ Layout under the store directory (see ``docs/FORMAT.md``)::
 Files are preallocated sparsely (``ftruncate``) and only written where rows land, so an
 empty ring of a million rows costs no disk. Committed rows of an append-only store are
 never rewritten; files only grow.
+
+An append-only store keeps each observation once (format 1.2): for an observation key
+``k``, ``next.k`` of row ``t`` is row ``t + 1``'s ``k`` bit for bit except where the chain
+breaks (a trajectory's last row, a reset, the last row of a commit), and only those rows
+are stored, as ``(position, row)`` records in ``data/next/k.once.memmap``. Readers gather
+``k`` at ``t + 1`` and patch the few explicit rows: 100k pixel rows take 0.5x the bytes of
+both copies at about the same sample rate (``benchmarks/bench_pixels_store.py``). A ring
+keeps both copies (its oldest rows are overwritten, so row ``t + 1`` may be gone).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import torch
 from tensordict import TensorDict
 
 from rldata.errors import CorruptStoreError
+from rldata.stores import _columns as col
 from rldata.stores import schema as sch
 from rldata.stores.commit import atomic_write, fsync_all
 from rldata.stores.paths import inside, is_temp
@@ -34,6 +43,8 @@ MIN_ROWS = 1024
 GROW_BYTES = 16 << 20  # smallest growth of an append-only payload, all keys together
 _PWRITE = hasattr(os, "pwrite")
 _TD_TYPE = "<class 'tensordict._td.TensorDict'>"
+ONCE_SUFFIX = ".once.memmap"  # explicit next-observation records of a stored-once key
+POS_BYTES = 8  # each record starts with its row position, int64 little-endian
 
 
 class MemmapStore(RowStore):
@@ -55,6 +66,10 @@ class MemmapStore(RowStore):
         self._fresh = 0  # positions from here on were never written by this handle's files
         self._row_bytes: dict[str, int] = {}
         self._paths: dict[str, Path] = {}
+        # each observation stored once: obs key -> explicit next rows (positions ascending)
+        self._xpos: dict[str, np.ndarray] = {}  # positions of the explicit rows
+        self._xmap: dict[str, np.ndarray | None] = {}  # their records, mapped lazily
+        self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -78,31 +93,78 @@ class MemmapStore(RowStore):
             raise CorruptStoreError(
                 f"{self.root}: manifest field 'payload.files' names a file twice"
             )
+        once = self._once()
+        counts = self._once_rows(once)
         filled = self._filled()
         for name, entry in self._fields.items():
             path = self._file(name)
-            need = filled * sch.row_bytes(entry)
+            k = name[len("next.") :] if name.startswith("next.") else None
+            if k in once:
+                rows, need = counts[k], counts[k] * (POS_BYTES + sch.row_bytes(entry))
+                what = f"explicit next rows of key {name!r}"
+            else:
+                rows, need = filled, filled * sch.row_bytes(entry)
+                what = f"committed rows of key {name!r}"
             try:
                 size = path.stat().st_size
             except FileNotFoundError:
                 raise CorruptStoreError(
-                    f"{path}: payload file of key {name!r} is missing ({filled} committed rows)"
+                    f"{path}: payload file of key {name!r} is missing ({rows} {what})"
                 ) from None
             if not path.is_file():
                 raise CorruptStoreError(f"{path}: payload of key {name!r} is not a regular file")
             if size < need:
                 raise CorruptStoreError(
-                    f"{path}: expected at least {need} bytes for {filled} committed rows of key "
-                    f"{name!r}, found {size} (truncated)"
+                    f"{path}: expected at least {need} bytes for {rows} {what}, found {size} "
+                    f"(truncated)"
                 )
 
+    def _once(self) -> list[str]:
+        """Observation keys whose ``next`` value is stored once (none before format 1.2)."""
+        once = self._m["payload"].get("next_stored_once", [])
+        if not isinstance(once, list) or not set(once) <= set(col.obs_keys(self._fields)):
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.next_stored_once': expected observation "
+                f"keys of the schema, got {once!r}"
+            )
+        if once and self.capacity is not None:
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.next_stored_once': a ring keeps both "
+                f"copies, got {once!r}"
+            )
+        return once
+
+    def _once_rows(self, once: list[str]) -> dict[str, int]:
+        counts = self._m["payload"].get("next_once_rows", {})
+        ok = isinstance(counts, dict) and set(counts) == set(once)
+        if ok:
+            ok = all(type(v) is int and 0 <= v <= self._filled() for v in counts.values())
+        if not ok:
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.next_once_rows': expected a row count "
+                f"<= {self._filled()} per key of {once}, got {counts!r}"
+            )
+        return counts
+
+    def _record(self, k: str) -> np.dtype:
+        """One explicit row of ``next.k``: its position, then its bytes."""
+        e = self._fields[f"next.{k}"]
+        return np.dtype([("pos", "<i8"), ("row", col.np_dtype(e["dtype"]), tuple(e["shape"]))])
+
     def _init_payload(self) -> None:
+        # append-only: each observation stored once (a ring keeps both copies)
+        once = col.obs_keys(self._fields) if self.capacity is None else []
         files = {}
         for name in self._fields:
             rel = Path(DATA_DIR, *sch.key_tuple(name)).with_suffix(".memmap")
+            if name.startswith("next.") and name[len("next.") :] in once:
+                rel = rel.with_suffix(ONCE_SUFFIX)
             files[name] = rel.as_posix()
             (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
         self._m["payload"] = {"dir": DATA_DIR, "files": files, "byte_order": "little"}
+        if once:
+            self._m["payload"]["next_stored_once"] = once
+            self._m["payload"]["next_once_rows"] = {k: 0 for k in once}
         for name in self._fields:
             self._fds[name] = os.open(self._file(name), os.O_RDWR | os.O_CREAT, 0o644)
         # new directory entries: fsynced with the payload at the first commit, before the
@@ -111,10 +173,14 @@ class MemmapStore(RowStore):
         self._rows = 0
         self._fresh = 0
         self._row_bytes = {k: sch.row_bytes(e) for k, e in self._fields.items()}
+        self._xpos = {k: np.zeros(0, np.int64) for k in once}
+        self._xmap = {k: None for k in once}
+        self._pend = {}
 
     def _attach_payload(self) -> None:
         self._paths = {}
         self._check_payload()
+        self._load_explicit()
         if self.writable:
             for name in self._fields:
                 if name not in self._fds:
@@ -125,12 +191,43 @@ class MemmapStore(RowStore):
             self._map(max(rows, self._filled()), grow=True)
             self._fresh = self._filled()
             self._row_bytes = {k: sch.row_bytes(e) for k, e in self._fields.items()}
+            self._pend = {}
         elif self._rows != self._filled() or not self._views:
             self._map(self._filled(), grow=False)
 
+    def _load_explicit(self) -> None:
+        """Positions of the committed explicit next rows (a few per trajectory)."""
+        once = self._once()
+        counts = self._once_rows(once)
+        self._xpos, self._xmap = {}, {}
+        for k in once:
+            recs = self._records(k, counts[k])
+            pos = np.array(recs["pos"]) if recs is not None else np.zeros(0, np.int64)
+            if pos.size and (np.any(np.diff(pos) <= 0) or pos[0] < 0 or pos[-1] >= self._filled()):
+                raise CorruptStoreError(
+                    f"{self._file(f'next.{k}')}: explicit next rows of key 'next.{k}' are not "
+                    f"ascending positions below {self._filled()}"
+                )
+            self._xpos[k], self._xmap[k] = pos, recs
+
+    def _records(self, k: str, count: int) -> np.ndarray | None:
+        if count == 0:
+            return None
+        return np.memmap(self._file(f"next.{k}"), dtype=self._record(k), mode="r", shape=(count,))
+
+    def _explicit(self, k: str) -> np.ndarray | None:
+        """The explicit records of ``next.k`` this handle knows (mapped again after a write)."""
+        recs = self._xmap.get(k)
+        if recs is None or len(recs) != len(self._xpos[k]):
+            recs = self._xmap[k] = self._records(k, len(self._xpos[k]))
+        return recs
+
     def _map(self, rows: int, *, grow: bool) -> None:
         views = {}
+        late = self._late()
         for name, entry in self._fields.items():
+            if name in late:  # explicit rows only: no row-indexed mapping
+                continue
             dtype, shape = sch.dtype_of(entry["dtype"]), entry["shape"]
             nbytes = rows * sch.row_bytes(entry)
             path = self._file(name)
@@ -162,9 +259,15 @@ class MemmapStore(RowStore):
             rows = max(positions, 2 * self._rows, MIN_ROWS, step)
         self._map(rows, grow=True)
 
+    def _late(self) -> set[str]:
+        """The ``next.k`` keys stored once (rebuilt from ``k``)."""
+        return {f"next.{k}" for k in self._xpos}
+
     def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
         self._dirty = True  # every append writes every key's file
         n = next(iter(tensors.values())).shape[0]
+        if self._xpos:
+            tensors = self._split_next(position, n, tensors)
         if _PWRITE and position + n > self._fresh:
             # rows never written: pwrite fills fresh page-cache pages about twice as fast as
             # first-touch faults on the mapping (which also zero each page first); the
@@ -175,6 +278,36 @@ class MemmapStore(RowStore):
         else:
             for name, t in tensors.items():
                 self._views[name][position : position + n] = t
+
+    def _split_next(
+        self, position: int, n: int, tensors: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Store-once keys: record the rows whose ``next.k`` is not row ``t + 1``'s ``k``
+        (the previous append's last row is decided now); return the row-indexed tensors."""
+        for k in self._xpos:
+            dtype = self._fields[k]["dtype"]
+            cur = col.to_numpy(tensors[k], dtype)
+            nxt = col.to_numpy(tensors[f"next.{k}"], dtype)
+            keep = np.flatnonzero(~col.implied(cur, nxt)[:-1])
+            pos, rows = [position + keep], [nxt[keep]]
+            pend = self._pend.pop(k, None)
+            if pend is not None and not _same_bits(pend[1], cur[:1]):
+                pos.insert(0, np.array([pend[0]]))
+                rows.insert(0, pend[1])
+            self._pend[k] = (position + n - 1, nxt[n - 1 :].copy())
+            self._add_explicit(k, np.concatenate(pos), np.concatenate(rows))
+        late = self._late()
+        return {name: t for name, t in tensors.items() if name not in late}
+
+    def _add_explicit(self, k: str, pos: np.ndarray, rows: np.ndarray) -> None:
+        if not len(pos):
+            return
+        recs = np.empty(len(pos), dtype=self._record(k))
+        recs["pos"], recs["row"] = pos, rows
+        start = len(self._xpos[k])
+        _pwrite_bytes(self._fds[f"next.{k}"], recs, start * recs.dtype.itemsize)
+        self._xpos[k] = np.concatenate([self._xpos[k], pos.astype(np.int64)])
+        self._dirty = True
 
     def _full(self) -> TensorDict:
         if self._td is None:
@@ -187,21 +320,56 @@ class MemmapStore(RowStore):
     def _read(self, positions: torch.Tensor) -> TensorDict:
         # one index_select per key: several times faster than indexing the TensorDict view
         tree: dict = {}
-        for name, view in self._views.items():
+        for name in self._fields:
             *parents, leaf = sch.key_tuple(name)
             node = tree
             for part in parents:
                 node = node.setdefault(part, {})
-            node[leaf] = view.index_select(0, positions)
+            node[leaf] = self._read_key(name, positions)
         return TensorDict(tree, batch_size=[positions.numel()])
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
-        return self._views[name][positions]
+        view = self._views.get(name)
+        if view is not None:
+            return view.index_select(0, positions)
+        return self._next_rows(name[len("next.") :], positions)
+
+    def _next_rows(self, k: str, positions: torch.Tensor) -> torch.Tensor:
+        """``next.k`` at ``positions``: ``k`` one row later, patched where stored explicitly."""
+        view = self._views[k]
+        if positions.numel() == 0 or view.shape[0] == 0:
+            return view.index_select(0, positions)
+        out = view.index_select(0, (positions + 1).clamp_(max=view.shape[0] - 1))
+        xpos, p = self._xpos[k], positions.numpy()
+        if xpos.size:
+            j = np.searchsorted(xpos, p).clip(max=xpos.size - 1)
+            hit = np.flatnonzero(xpos[j] == p)
+            if hit.size:
+                recs = self._explicit(k)
+                assert recs is not None
+                rows = np.ascontiguousarray(recs["row"][j[hit]])
+                out[torch.from_numpy(hit)] = col.to_torch(rows, self._fields[k]["dtype"])
+        pend = self._pend.get(k)
+        if pend is not None:
+            hit = np.flatnonzero(p == pend[0])
+            if hit.size:
+                row = col.to_torch(pend[1], self._fields[k]["dtype"])
+                out[torch.from_numpy(hit)] = row
+        return out
 
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
+        if name in self._late():
+            rows = self._next_rows(name[len("next.") :], torch.arange(start, stop))
+            return memoryview(rows.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
         return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
+        # a committed row's next value must be readable: the last row's becomes explicit
+        for k, (pos, row) in list(self._pend.items()):
+            self._add_explicit(k, np.array([pos]), row)
+        self._pend = {}
+        if self._xpos:
+            self._m["payload"]["next_once_rows"] = {k: len(p) for k, p in self._xpos.items()}
         if self.durable and (self._dirty or self._new_dirs):
             fsync_all(self._fds.values(), self._new_dirs)
         self._dirty, self._new_dirs = False, set()
@@ -222,7 +390,10 @@ class MemmapStore(RowStore):
     def _td_meta(self, filled: int) -> dict[Path, dict]:
         """The content of every ``meta.json`` for ``filled`` rows, by path."""
         dirs: dict[tuple[str, ...], dict] = {(): {}}
+        late = self._late()
         for name, entry in self._fields.items():
+            if name in late:  # not row-indexed: TensorDict.load_memmap leaves it out
+                continue
             parts = sch.key_tuple(name)
             for i in range(1, len(parts)):
                 dirs.setdefault(parts[:i], {})
@@ -267,15 +438,17 @@ class MemmapStore(RowStore):
 
     # --- fast path ----------------------------------------------------------------------
     def columns(self) -> dict[str, torch.Tensor] | None:
-        """Flat key -> memory-mapped tensor of rows ``[0, filled)`` (no copy; for gathers)."""
-        if self.schema is None:
+        """Flat key -> memory-mapped tensor of rows ``[0, filled)`` (no copy; for gathers);
+        None when observations are stored once (``next`` values are rebuilt by ``get``)."""
+        if self.schema is None or self._xpos:
             return None
         filled = self._filled()
         return {k: v if filled == self._rows else v[:filled] for k, v in self._views.items()}
 
     def tensordict(self) -> TensorDict | None:
-        """Memory-mapped rows ``[0, filled)``, positions == row index (no copy)."""
-        if self.schema is None:
+        """Memory-mapped rows ``[0, filled)``, positions == row index (no copy); None when
+        observations are stored once."""
+        if self.schema is None or self._xpos:
             return None
         filled = self._filled()
         if self._td_rows != filled or self._td_view is None or self._td is None:
@@ -306,6 +479,22 @@ def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
     if done < buf.nbytes:  # short writes are rare (signals, a full disk): finish them
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _pwrite_bytes(fd: int, a: np.ndarray, offset: int) -> None:
+    """Write a numpy array's bytes (C order) at ``offset`` of a file."""
+    view = memoryview(np.ascontiguousarray(a)).cast("B")  # type: ignore[arg-type]
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(
+        np.array_equal(
+            np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8)
+        )
+    )
 
 
 def _shape_free(meta: object) -> object:

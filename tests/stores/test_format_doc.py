@@ -19,14 +19,29 @@ def read_like_another_team(store) -> dict:
     start, end, cap = m["written"] - m["length"], m["written"], m["capacity"]
     pos = np.arange(start, end) % cap if cap else np.arange(start, end)
     rows = end if cap is None else min(end, cap)
-    cols = {}
+    once = m["payload"].get("next_stored_once", [])  # format 1.2: observations stored once
+    full = {}
     for key, e in m["schema"].items():
+        if key.startswith("next.") and key[len("next.") :] in once:
+            continue
         dt = np.dtype(e["dtype"]).newbyteorder("<")
         path = f"{store}/{m['payload']['files'][key]}"
-        arr = np.memmap(path, dtype=dt, mode="r", shape=(rows, *e["shape"]))
+        full[key] = np.memmap(path, dtype=dt, mode="r", shape=(rows, *e["shape"]))
+    for k in once:  # next.k[t] = k[t + 1], except the (position, row) records of next.k
+        e = m["schema"][f"next.{k}"]
+        dt = np.dtype(e["dtype"]).newbyteorder("<")
+        rec = np.dtype([("pos", "<i8"), ("row", dt, tuple(e["shape"]))])
+        n = m["payload"]["next_once_rows"][k]
+        recs = np.fromfile(f"{store}/{m['payload']['files'][f'next.{k}']}", dtype=rec, count=n)
+        nxt = np.zeros_like(np.asarray(full[k]))
+        nxt[:-1] = full[k][1:]
+        nxt[recs["pos"]] = recs["row"]
+        full[f"next.{k}"] = nxt
+    cols = {}
+    for key, arr in full.items():
         cols[key] = np.asarray(arr[pos])
-        row_bytes = int(np.prod(e["shape"], dtype=np.int64)) * dt.itemsize
-        raw = np.memmap(path, dtype=np.uint8, mode="r")
+        raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+        row_bytes = raw.size // max(rows, 1)
         c_rows = m["checksums"]["chunk_rows"]
         for c, (n, digest) in enumerate(m["checksums"]["chunks"][key]):
             a = c * c_rows * row_bytes
@@ -63,3 +78,7 @@ def test_an_append_only_dataset_reads_without_rldata(tmp_path):
     got = read_like_another_team(tmp_path / "s")
     assert got["cols"]["next.reward"][:, 0].tolist() == list(range(33))
     assert sorted(got["episodes"]) == [0, 1, 2, 3]
+    r = stores.open(tmp_path / "s")
+    assert (
+        got["cols"]["next.observation"] == r.get(r.readable())["next", "observation"].numpy()
+    ).all()

@@ -18,12 +18,16 @@ class TestMemmapContract(StoreContract):
     backend = "memmap"
 
 
-def test_payload_opens_with_tensordict_load_memmap(tmp_path):
+@pytest.mark.parametrize("capacity", [None, 16], ids=["append-only", "ring"])
+def test_payload_opens_with_tensordict_load_memmap(tmp_path, capacity):
     data = ted_batch([4, 4], extra=True)
-    with stores.create(tmp_path / "s") as w:
+    with stores.create(tmp_path / "s", capacity=capacity) as w:
         w.append(data)
     td = TensorDict.load_memmap(tmp_path / "s" / "data")
     assert td.batch_size == torch.Size([8])
+    if capacity is None:  # each observation stored once: next.observation is rebuilt by rldata
+        assert ("next", "observation") not in td.keys(True)
+        data = data.exclude(("next", "observation"))
     assert_rows_equal(td, data)
 
 
@@ -50,7 +54,7 @@ def test_verify_names_a_flipped_byte(tmp_path):
 
 
 def test_verify_names_a_broken_ted_link(tmp_path):
-    with stores.create(tmp_path / "s") as w:
+    with stores.create(tmp_path / "s", capacity=64) as w:  # a ring keeps both copies
         w.append(ted_marked(0, 30))
     f = tmp_path / "s" / "data" / "next" / "observation.memmap"
     t = torch.from_file(str(f), shared=True, size=30 * 3, dtype=torch.float64).view(30, 3)
