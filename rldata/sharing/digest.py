@@ -50,6 +50,7 @@ def _memmap_digest(store: Any) -> str | None:
         or m.get("capacity") is not None
         or m.get("length") != m.get("written")
         or not schema
+        or (m.get("payload") or {}).get("next_stored_once")  # next rows are not all in files
     ):
         return None
     root = Path(store.path)

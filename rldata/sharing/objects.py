@@ -26,6 +26,7 @@ INDEX = "rldata.objects.json"
 LOCK = "rldata.lock"
 INDEX_FORMAT = "rldata-objects"
 INDEX_VERSION = 1
+_POS_BYTES = 8  # a stored-once record's int64 position, before its row
 _ITEMSIZE = {
     "bool": 1,
     "uint8": 1,
@@ -93,7 +94,10 @@ def _memmap_extents(d: str, m: dict[str, Any], extents: dict[str, int]) -> dict[
         return {}
     written, cap = int(m.get("written", 0)), m.get("capacity")
     filled = written if cap is None else min(written, int(cap))
-    files = (m.get("payload") or {}).get("files") or {}
+    payload = m.get("payload") or {}
+    files = payload.get("files") or {}
+    once = set(payload.get("next_stored_once") or [])  # format 1.2: (position, row) records
+    counts = payload.get("next_once_rows") or {}
     out = {}
     for key, rel in files.items():
         entry = m["schema"].get(key)
@@ -101,7 +105,11 @@ def _memmap_extents(d: str, m: dict[str, Any], extents: dict[str, int]) -> dict[
         if entry is None or full not in extents:
             continue
         width = math.prod(int(s) for s in entry["shape"]) * _ITEMSIZE.get(entry["dtype"], 0)
-        out[full] = filled * width
+        k = key[len("next.") :] if key.startswith("next.") else None
+        if k in once:
+            out[full] = int(counts.get(k, 0)) * (_POS_BYTES + width)
+        else:
+            out[full] = filled * width
     return out
 
 

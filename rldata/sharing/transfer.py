@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from rldata import stores
 from rldata.errors import StoreExistsError, StoreNotFoundError, TransferError
 from rldata.sharing import objects as ob
-from rldata.sharing.digest import store_digest
+from rldata.sharing.digest import digest_of, store_digest
 from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
+from rldata.stores import remote_commit
 
 WORKERS = 32  # small objects (episode and statistics files) are latency-bound
 _S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
@@ -92,14 +96,61 @@ def pull(
 ) -> TransferSummary:
     """Fetch the store at ``url`` into ``dst`` (a path or URL), verified and resumable.
 
+    A store written at a URL by numbered manifests (``docs/FORMAT.md`` section 15) is
+    pulled as its latest complete commit into a new local directory.
+
     Raises: as :func:`push`.
     """
+    src = location(url, storage_options)
+    if not src.local and remote_commit.is_commit_store(src):
+        return _pull_commit(src, location(dst, storage_options), progress=progress)
     return copy_store(
-        location(url, storage_options),
+        src,
         location(dst, storage_options),
         progress=progress,
         workers=workers,
         label="pull",
+    )
+
+
+def _pull_commit(src: Location, dst: Location, *, progress: bool) -> TransferSummary:
+    """Check out the latest complete commit of ``src`` into the new local directory ``dst``
+    (every object against its SHA-256, then every row against its checksum), renamed into
+    place only once verified."""
+    t0 = time.perf_counter()
+    if not dst.local:
+        raise TransferError(
+            f"{redact(src.url)} is written by numbered manifests; pull it to a local path "
+            f"(then push that anywhere)"
+        )
+    root = Path(dst.root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise StoreExistsError(f"{root} already holds files; pull into a new directory")
+    _number, doc = remote_commit.latest(src)
+    stage = root.with_name(f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    total = sum(int(e["size"]) for e in doc["objects"].values())
+    try:
+        with byte_bar(f"pull {redact(src.url)}", total, enabled=progress) as advance:
+            remote_commit.checkout(src, doc, stage)
+            advance(total)
+        with stores.open(stage) as copy:  # every row against its checksum
+            digest = digest_of(copy)
+        if root.exists():
+            root.rmdir()
+        os.replace(stage, root)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    n = len(doc["objects"])
+    return TransferSummary(
+        source=redact(src.url),
+        destination=redact(dst.url),
+        objects=n,
+        copied=n,
+        skipped=0,
+        bytes_copied=total,
+        seconds=time.perf_counter() - t0,
+        content_digest=digest,
     )
 
 

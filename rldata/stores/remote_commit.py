@@ -383,6 +383,15 @@ def open_url(url: str, *, mode: str = "r", storage_options: dict | None = None) 
     from rldata import stores
 
     loc = _writable(url, storage_options) if mode == "a" else location(url, storage_options)
+    if not numbers(loc) and loc.cat(MANIFEST) is not None:
+        if mode == "a":
+            raise ConfigError(
+                f"mode: the store at {redact(url)} was published by rldata push, which opens "
+                f"read-only (mode='r'); pull it, write locally, then push"
+            )
+        raise StoreNotFoundError(
+            f"{redact(url)} holds a pushed store; read it with rldata.open / rldata.load"
+        )
     number, doc = latest(loc)
     work = _work_dir()
     try:

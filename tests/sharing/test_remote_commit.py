@@ -178,3 +178,23 @@ def test_local_put_if_absent(tmp_path: object) -> None:
     assert not loc.put_if_absent("manifests/000000000001.json", b"b")
     assert loc.cat("manifests/000000000001.json") == b"a"
     assert fsspec.filesystem("file").ls(str(tmp_path / "manifests"), detail=False)
+
+
+def test_pull_diff_merge_of_a_url_store(remote: str, tmp_path: object) -> None:
+    from rldata.sharing import diff, merge, pull
+
+    url = f"{remote}/ds"
+    with stores.create(url, backend="parquet") as w:
+        w.append(ted_batch([6, 4]))
+    back = tmp_path / "back"  # type: ignore[operator]
+    summary = pull(url, back)
+    assert summary.objects >= 4 and summary.content_digest is not None
+    with stores.open(back) as s:
+        assert len(s) == 10 and stores.verify(s) == []
+        assert stores.content_digest(s) == summary.content_digest
+    d = diff(url, back)
+    assert d.identical and len(d.shared) == 2
+    merged = merge([url, back], str(tmp_path / "merged"), backend="zarr")  # type: ignore[operator]
+    assert merged is not None
+    with stores.open(tmp_path / "merged") as m:  # type: ignore[operator]
+        assert len(m) == 20
