@@ -20,15 +20,13 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rldata.collectors._env_loop import EnvLoop
-from rldata.collectors._fast import fast_layout
-from rldata.collectors._gym_loop import GymLoop
-from rldata.collectors._policy import is_random_policy, random_td_policy, tensor_act_fn
 from rldata.collectors.trajectories import TrajCounter
+from rldata.envs._gym_loop import GymLoop
+from rldata.envs._loop import make_loop
+from rldata.envs._policy import random_td_policy
 from rldata.errors import ConfigError
 from rldata.exploration import ExplorationType, set_exploration_type
 from rldata.ted import TED_KEYS
@@ -127,20 +125,14 @@ class SyncDataCollector:
         self._source_policy = policy
         self.policy = self._place_policy(policy)
         self._random_td = random_td_policy(self.env.action_spec, self.env)
-        layout_envs = fast_layout(self.env) if fast else None
-        if layout_envs is not None:
-            layout, gym_envs = layout_envs
-            self._loop: GymLoop | EnvLoop = GymLoop(gym_envs, layout, self.env.action_stream)
-            self._random_act = self._loop.random_act
-            self._act: Callable[[np.ndarray], np.ndarray] = self._loop.random_act
-            if not is_random_policy(self.policy):
-                act = tensor_act_fn(self.policy, layout.obs_key, self._loop.to_gym)
-                if act is None:  # the policy reads more than the observation
-                    self._loop = EnvLoop(self.env)
-                else:
-                    self._act = act
-        else:
-            self._loop = EnvLoop(self.env)
+        # the env's own step loop (rollout's too): numpy inner path where it applies
+        self._loop = make_loop(
+            self.env,
+            self.policy,
+            call=self._random_td if self.policy is None else self._td_policy,
+            random_call=self._random_td if self.policy is None else self._random_with_policy_keys,
+            fast=fast,
+        )
         self.fast = isinstance(self._loop, GymLoop)
 
     # --- policy ---------------------------------------------------------------------------
@@ -193,21 +185,9 @@ class SyncDataCollector:
             self._reset_loop()
         random = self.frames < self.init_random_frames
         with torch.no_grad(), set_exploration_type(self.exploration_type):
-            if isinstance(self._loop, GymLoop):
-                act = self._random_act if random else self._act
-                batch = self._loop.rollout(
-                    self._steps_per_batch, act, self.counter, self.max_frames_per_traj
-                )
-            else:
-                if self.policy is None:
-                    policy = self._random_td
-                elif random:
-                    policy = self._random_with_policy_keys
-                else:
-                    policy = self._td_policy
-                batch = self._loop.rollout(
-                    self._steps_per_batch, policy, self.counter, self.max_frames_per_traj
-                )
+            batch = self._loop.rollout(
+                self._steps_per_batch, self.counter, self.max_frames_per_traj, random=random
+            )
         self.frames += self.frames_per_batch
         if self.storing_device is not None and batch.device != self.storing_device:
             batch = batch.to(self.storing_device)
@@ -218,13 +198,7 @@ class SyncDataCollector:
         return batch
 
     def _reset_loop(self) -> None:
-        if isinstance(self._loop, GymLoop):
-            self._loop.reset(self.counter, self._env_reset_obs)
-        else:
-            self._loop.reset(self.counter)
-
-    def _env_reset_obs(self) -> np.ndarray:
-        return self.env.reset().get("observation").cpu().numpy()
+        self._loop.reset(self.env.reset(), self.counter)
 
     def _random_with_policy_keys(self, td: TensorDictBase) -> TensorDictBase:
         """Random actions during ``init_random_frames``, with the keys the policy writes.
@@ -266,7 +240,7 @@ class SyncDataCollector:
         self.counter.load_state_dict(state["traj_counter"])
         if "policy_state_dict" in state and isinstance(self.policy, torch.nn.Module):
             self.policy.load_state_dict(state["policy_state_dict"])
-        self._loop = _fresh(self._loop)
+        self._loop.stop()  # the env restarts: new episodes with ids that continue
 
     def shutdown(self) -> None:
         """Close the env if this collector built it; further iteration raises."""
@@ -287,13 +261,6 @@ class SyncDataCollector:
             f"{type(self).__name__}(frames_per_batch={self.frames_per_batch}, "
             f"total_frames={self.total_frames}, num_envs={self.num_envs}, fast={self.fast})"
         )
-
-
-def _fresh(loop: GymLoop | EnvLoop) -> GymLoop | EnvLoop:
-    """A loop over the same envs that resets before its next batch."""
-    if isinstance(loop, GymLoop):
-        return GymLoop(loop.envs, loop.layout, loop.actions)
-    return EnvLoop(loop.env)
 
 
 def _is_env(obj: object) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from tensordict import TensorDictBase
 
+from rldata.envs._gym_loop import FastLayout, gym_layout
 from rldata.envs._pool import WorkerPool, chain_seeds
 from rldata.envs._td import make_td, stack_tds
 from rldata.envs.common import EnvBase
@@ -119,6 +120,16 @@ class SerialEnv(_BatchedEnv):
         template = next(iter(fresh.values()))
         out = [fresh[i] if i in fresh else template.clone() for i in range(len(self.envs))]
         return self._merge_reset(stack_tds(out, 0).to(self.device), tensordict, mask)
+
+    def _fast_layout(self) -> FastLayout | None:
+        """The sub-envs' gymnasium envs, one per row, if each may be stepped in numpy."""
+        if type(self)._step is not SerialEnv._step or self.device.type != "cpu":
+            return None
+        subs = [env._fast_layout() for env in self.envs]
+        if any(sub is None for sub in subs):
+            return None
+        validate = subs[0][0].validate  # type: ignore[index]
+        return gym_layout(self, [sub[1][0] for sub in subs], True, validate)  # type: ignore[index]
 
     def _set_seed(self, seed: int) -> int | None:
         for env in self.envs:

@@ -2,7 +2,8 @@
 
 ``reset()`` returns the root of a TED row (observations and the three done flags),
 ``step(td)`` reads ``td["action"]`` and writes what the step produced under
-``td["next"]``; ``rollout`` loops policy → step → move-to-root and stacks the rows.
+``td["next"]``; ``rollout`` runs the one step loop (:mod:`rldata.envs._loop`) that
+collectors run too, so a rollout and a collector's batch are the same rows.
 Subclasses only fill in specs and three private hooks (``_reset``, ``_step``,
 ``_set_seed``); everything else, including partial resets of batched envs, lives here.
 """
@@ -16,10 +17,12 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
+from rldata.envs._gym_loop import FastLayout
+from rldata.envs._loop import StepLoop, make_loop
 from rldata.envs._sampling import ActionStream, make_sampler
 from rldata.envs._td import get as _get
 from rldata.envs._td import items as _items
-from rldata.envs._td import make_td, set_fast, stack_tds
+from rldata.envs._td import make_td, set_fast
 from rldata.errors import ConfigError, EnvClosedError, TedFormatError
 from rldata.specs import Categorical, Composite, TensorSpec
 from rldata.ted import TED_KEYS
@@ -37,8 +40,12 @@ def next_seed(seed: int) -> int:
     return int(np.random.default_rng(int(seed) % (2**63)).integers(0, _MAX_SEED))
 
 
-def _any(flags: torch.Tensor) -> bool:
-    return bool(flags) if flags.numel() == 1 else bool(flags.any())
+def _plain_root(root: TensorDictBase, observation_keys: list) -> bool:
+    """Only the observations and three unset done flags: what a fresh reset gives."""
+    keys = set(root.keys(True, True))
+    if keys != {*observation_keys, *TED_KEYS.flags}:
+        return False
+    return not any(bool(root.get(k).any()) for k in TED_KEYS.flags)
 
 
 def done_spec_for(batch_size: torch.Size, device: torch.device | None) -> Composite:
@@ -131,13 +138,11 @@ class EnvBase:
     def _close(self) -> None:
         pass
 
-    def _random_rollout(
-        self, max_steps: int, break_when_any_done: bool, root: TensorDictBase
-    ) -> TensorDictBase | None:
-        """Optional fast path for ``rollout`` with random actions; None means "not here".
+    def _fast_layout(self) -> FastLayout | None:
+        """The gymnasium envs behind this env and their layout, if the step loop may step
+        them in numpy (:mod:`rldata.envs._gym_loop`) and get exactly what ``step`` gives.
 
-        An override must return exactly what the generic loop would (same actions from
-        ``rand_action``'s stream, same rows), only faster.
+        None (the default) keeps the generic TensorDict path.
         """
         return None
 
@@ -295,28 +300,15 @@ class EnvBase:
             raise ConfigError("rollout(auto_reset=False) needs tensordict=<the root to start from>")
         else:
             td = tensordict
-        if policy is None and callback is None:
-            fast = self._random_rollout(max_steps, break_when_any_done, td)
-            if fast is not None:
-                return fast
-        act = policy if policy is not None else self.rand_action
-        rows = []
-        for _ in range(max_steps):
-            td = act(td)
-            if break_when_any_done:
-                td = self.step(td)
-                rows.append(td)
-                if callback is not None:
-                    callback(self, td)
-                if _any(_get(_get(td, TED_KEYS.next), TED_KEYS.done)):
-                    break
-                td = self.step_mdp(td)
-            else:
-                row, td = self.step_and_maybe_reset(td)
-                rows.append(row)
-                if callback is not None:
-                    callback(self, row)
-        return stack_tds(rows, dim=len(self.batch_size))
+        # the fast path needs the plain root a reset gives (no extra entries, no flag set)
+        plain = auto_reset and callback is None and _plain_root(td, self.observation_keys)
+        loop = make_loop(self, policy, fast=plain)
+        loop.reset(td, None)
+        if isinstance(loop, StepLoop):
+            return loop.rollout(
+                max_steps, break_when_any_done=break_when_any_done, callback=callback
+            )
+        return loop.rollout(max_steps, break_when_any_done=break_when_any_done)
 
     # -- helpers for batched subclasses -------------------------------------------------------
     def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:

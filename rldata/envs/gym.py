@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 
+from rldata.envs._gym_loop import FastLayout, gym_layout
 from rldata.envs._gym_spaces import (
     action_encoder,
     action_spec,
-    np_dtype,
     observation_decoder,
     observation_spec,
 )
@@ -27,8 +27,6 @@ from rldata.envs._td import make_td
 from rldata.envs.common import EnvBase, done_spec_for
 from rldata.errors import ConfigError, EnvNotFoundError, RldataError
 from rldata.specs import Bounded, Composite, Unbounded
-
-_CHUNK = 64  # random actions encoded at once by the fast rollout
 
 
 class GymWrapper(EnvBase):
@@ -218,87 +216,28 @@ class GymWrapper(EnvBase):
         self._needs_reset[m] = False
         return self._finish(out)
 
-    def _random_rollout(
-        self, max_steps: int, break_when_any_done: bool, root: TensorDictBase
-    ) -> TensorDictBase | None:
-        """Random-action rollout of a single state-based env, stepped in numpy.
+    def _fast_layout(self) -> FastLayout | None:
+        """The gymnasium envs the step loop may step in numpy: this one, or a sync vector's.
 
-        Same actions (the ``rand_action`` stream), same rows as the generic loop; the
-        TED TensorDict is built once at the end instead of twice per step.
+        Only when stepping them is exactly what this wrapper's ``step`` does: its own
+        step/reset (a subclass that overrides them keeps the generic path), on the CPU,
+        without frame skip or pixels, and specs the fast path reproduces.
         """
-        keys = set(root.keys())
-        if (
-            self._vector
-            or self._decode is None
-            or self.frame_skip != 1
-            or list(self.observation_spec.keys()) != ["observation"]
-            or keys != {"observation", "done", "terminated", "truncated"}
-        ):
-            return None
-        dtype = np_dtype(self.observation_spec["observation"].dtype)
-        stream, env = self.action_stream(), self._env
-        actions: list[torch.Tensor] = []
-        results: list[tuple[np.ndarray, float, bool, bool]] = []
-        roots: list[np.ndarray] = []
-        left = max_steps
-        while left > 0:
-            chunk = stream.take(min(_CHUNK, left))
-            encoded = self._chunk_encoder(len(chunk))(chunk)
-            for j, action in enumerate(encoded):
-                obs, reward, terminated, truncated, _ = env.step(action)
-                obs = np.array(obs, dtype=dtype)  # a copy: some envs reuse their buffer
-                results.append((obs, reward, terminated, truncated))
-                if terminated or truncated:
-                    if break_when_any_done:
-                        actions.append(chunk[: j + 1])
-                        stream.put_back(len(chunk) - j - 1)
-                        left = 0
-                        break
-                    seed, self._pending_seed = self._pending_seed, None
-                    obs = np.array(env.reset(seed=seed)[0], dtype=dtype)
-                roots.append(obs)
-            else:
-                actions.append(chunk)
-                left -= len(chunk)
-        steps = len(results)
-        next_obs, rewards, terms, truncs = zip(*results)
-        te = np.array(terms, dtype=bool).reshape(steps, 1)
-        tr = np.array(truncs, dtype=bool).reshape(steps, 1)
-        first = root.get("observation").cpu().unsqueeze(0)
-        root_obs = (
-            torch.cat([first, torch.from_numpy(np.stack(roots[: steps - 1]))])
-            if steps > 1
-            else first
+        cls = type(self)
+        own = all(
+            getattr(cls, name) is getattr(GymWrapper, name)
+            for name in ("step", "_step", "reset", "_reset", "step_and_maybe_reset")
         )
-        root_flags = {}
-        for key in ("done", "terminated", "truncated"):
-            flag = torch.zeros(steps, 1, dtype=torch.bool)
-            flag[0] = root.get(key).cpu()
-            root_flags[key] = flag
-        out = {
-            "observation": root_obs,
-            "action": torch.cat(actions),
-            **root_flags,
-            "next": {
-                "observation": torch.from_numpy(np.stack(next_obs)),
-                "reward": torch.from_numpy(np.array(rewards, dtype=np.float32).reshape(steps, 1)),
-                "done": torch.from_numpy(te | tr),
-                "terminated": torch.from_numpy(te),
-                "truncated": torch.from_numpy(tr),
-            },
-        }
-        if self._move:
-            out = {k: _to(v, self.device) for k, v in out.items()}
-        return make_td(out, torch.Size([steps]), self.device)
+        if not own or self.frame_skip != 1 or self.from_pixels or self.device.type != "cpu":
+            return None
+        if not self._vector:
+            return gym_layout(self, [self._env], False, self.validate_actions)
+        from gymnasium.vector import SyncVectorEnv
 
-    def _chunk_encoder(self, n: int) -> Any:
-        """An action encoder for ``n`` actions at once (cached per ``n``)."""
-        cache = self.__dict__.setdefault("_chunk_encoders", {})
-        if n not in cache:
-            cache[n] = action_encoder(
-                self._act_space, self._single_action_spec, (n,), self.validate_actions
-            )
-        return cache[n]
+        inner = self._env
+        if not isinstance(inner, SyncVectorEnv) or len(inner.envs) != self.batch_size[0]:
+            return None
+        return gym_layout(self, list(inner.envs), True, self.validate_actions)
 
     def _set_seed(self, seed: int) -> int | None:
         self._pending_seed = int(seed)

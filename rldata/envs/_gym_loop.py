@@ -1,35 +1,45 @@
-"""The fast collection loop: gymnasium environments stepped with numpy, one TensorDict per batch.
+"""The fast inner path of the step loop: gymnasium envs stepped with numpy, one TensorDict per batch.
 
 A TensorDict per environment step costs more than a gymnasium step of a classic-control
-task, so a collector that built one per step could never keep up with a plain gymnasium
-loop. When the environment is a plain gymnasium environment (or a batch of them) behind
-``GymEnv`` / ``SerialEnv`` with the standard TED keys, this loop writes each step into
-preallocated numpy arrays and wraps them as one TED TensorDict at the end of the batch
-(zero copy). Everything else goes through the generic loop in ``_env_loop.py``; both
-produce the same keys, shapes and dtypes.
+task, so a loop that built one per step could never keep up with a plain gymnasium loop.
+When an environment says it is plain gymnasium underneath (``EnvBase._fast_layout``:
+``GymEnv`` / ``GymWrapper`` and ``SerialEnv`` of them, with the standard TED keys), the
+step loop (:mod:`rldata.envs._loop`) writes each step into preallocated numpy arrays and
+wraps them as one TED TensorDict at the end (zero copy). Everything else takes the
+generic path; both produce the same rows, keys, shapes and dtypes
+(``tests/envs/test_loop.py``, ``tests/collectors/test_gym_collect.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 
-from rldata.collectors.trajectories import TrajCounter
+from rldata.envs._gym_spaces import np_dtype
 from rldata.errors import SpecError
+from rldata.specs import Bounded, Categorical, OneHot, Unbounded
 from rldata.ted import TED_KEYS
 
 ActFn = Callable[[np.ndarray], np.ndarray]
-"""Maps observations ``[B, *obs]`` (or ``[*obs]`` unbatched) to gymnasium actions."""
+"""Maps observations ``[B, *obs]`` to gymnasium actions ``[B, ...]``."""
+
+
+class IdSource(Protocol):
+    """Where new trajectory ids come from (``rldata.collectors.TrajCounter``)."""
+
+    def take(self, n: int) -> torch.Tensor: ...
+
+    def take_one(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class GymLayout:
-    """What the fast loop must reproduce of the environment's TED output.
+    """What the fast path must reproduce of the environment's TED output.
 
     Attributes:
         obs_key: the observation key (``"observation"``).
@@ -57,8 +67,58 @@ class GymLayout:
     validate: bool = False
 
 
-def _np_dtype(dtype: torch.dtype) -> np.dtype:
-    return torch.empty((), dtype=dtype).numpy().dtype
+_CPU = torch.device("cpu")
+
+FastLayout = tuple[GymLayout, list]
+"""A layout and the gymnasium envs (one per batch row) the fast path steps."""
+
+
+def gym_layout(env: Any, gym_envs: list, batched: bool, validate: bool) -> FastLayout | None:
+    """The fast-path layout for ``env`` stepping ``gym_envs``, or None if its specs do not fit.
+
+    Fits: a Box observation under ``"observation"`` only, a Box action (Bounded or
+    Unbounded spec) or a Discrete one starting at 0 (OneHot or Categorical spec), and a
+    float32 reward of shape ``[1]``.
+    """
+    from gymnasium import spaces
+
+    obs_space, act_space = gym_envs[0].observation_space, gym_envs[0].action_space
+    if not isinstance(obs_space, spaces.Box):
+        return None
+    obs_keys = [
+        k if isinstance(k, str) else tuple(k) for k in env.observation_spec.keys(True, True)
+    ]
+    if obs_keys != ["observation"]:
+        return None
+    nb = len(env.batch_size)
+    obs_spec, act_spec = env.observation_spec["observation"], env.action_spec
+    if isinstance(act_space, spaces.Box) and isinstance(act_spec, (Bounded, Unbounded)):
+        kind, n = "continuous", 0
+    elif isinstance(act_space, spaces.Discrete) and int(act_space.start) == 0:
+        if isinstance(act_spec, OneHot):
+            kind = "onehot"
+        elif isinstance(act_spec, Categorical):
+            kind = "categorical"
+        else:
+            return None
+        n = int(act_space.n)
+    else:
+        return None
+    if env.reward_spec.dtype != torch.float32 or tuple(env.reward_spec.shape[nb:]) != (1,):
+        return None
+    layout = GymLayout(
+        obs_key="observation",
+        obs_dtype=obs_spec.dtype,
+        obs_shape=tuple(obs_spec.shape[nb:]),
+        action_kind=kind,
+        action_dtype=act_spec.dtype,
+        action_shape=tuple(act_spec.shape[nb:]),
+        n_actions=n,
+        reward_dtype=env.reward_spec.dtype,
+        batched=batched,
+        validate=validate,
+    )
+    return layout, gym_envs
 
 
 class GymLoop:
@@ -67,12 +127,17 @@ class GymLoop:
     Args:
         envs: the gymnasium environments (one per batch row).
         layout: the keys/dtypes/shapes to produce.
+        actions: the wrapping env's ``action_stream`` (random actions, as ``rand_action``).
+        act: the policy as a numpy function; None for random actions.
     """
 
-    def __init__(self, envs: list, layout: GymLayout, actions: Callable[[], Any]) -> None:
+    def __init__(
+        self, envs: list, layout: GymLayout, actions: Callable[[], Any], act: ActFn | None
+    ) -> None:
         self.envs = envs
         self.layout = layout
         self.actions = actions
+        self.act = act
         self.num_envs = len(envs)
         self._obs: np.ndarray | None = None
         self._ids = np.zeros(self.num_envs, dtype=np.int64)
@@ -80,7 +145,7 @@ class GymLoop:
         space = envs[0].action_space
         self._gym_act_shape = tuple(space.shape or ())
         self._gym_act_dtype = space.dtype
-        self._obs_np_dtype = _np_dtype(layout.obs_dtype)
+        self._obs_np_dtype = np_dtype(layout.obs_dtype)
         if layout.action_kind == "continuous":
             low = np.broadcast_to(np.asarray(space.low, dtype=np.float64), self._gym_act_shape)
             high = np.broadcast_to(np.asarray(space.high, dtype=np.float64), self._gym_act_shape)
@@ -88,30 +153,24 @@ class GymLoop:
             self._bounded = bool(np.isfinite(low).all() and np.isfinite(high).all())
 
     # --- resets -------------------------------------------------------------------------
-    def reset(self, counter: TrajCounter, env_reset: Callable[[], np.ndarray]) -> None:
-        """Reset every env through the wrapping env's own ``reset``; each starts a trajectory.
-
-        Args:
-            counter: where the new trajectory ids come from.
-            env_reset: the wrapping rldata env's reset (observations ``[B, *obs]``), so a
-                seed given to the env (``env.set_seed``) applies exactly as in the
-                generic loop.
-        """
+    def reset(self, root: TensorDictBase, counter: IdSource | None) -> None:
+        """Start from ``root`` (what the wrapping env's ``reset`` returned); each row a new trajectory."""
         obs = np.empty((self.num_envs, *self.layout.obs_shape), dtype=self._obs_np_dtype)
-        obs[:] = env_reset().reshape(obs.shape)
+        obs[:] = root.get(self.layout.obs_key).cpu().numpy().reshape(obs.shape)
         self._obs = obs
-        self._ids[:] = counter.take(self.num_envs).numpy()
+        if counter is not None:
+            self._ids[:] = counter.take(self.num_envs).numpy()
         self._steps[:] = 0
 
     @property
     def started(self) -> bool:
         return self._obs is not None
 
-    # --- actions ------------------------------------------------------------------------
-    def random_act(self, obs: np.ndarray) -> np.ndarray:
-        """The next random action of the env's own stream (what ``env.rand_action`` draws)."""
-        return self._random_block(1)[0]
+    def stop(self) -> None:
+        """Forget the current root: the next batch starts with a reset."""
+        self._obs = None
 
+    # --- actions ------------------------------------------------------------------------
     def _random_block(self, steps: int) -> np.ndarray:
         """The stream's next ``steps`` actions as gymnasium actions ``[steps, B, ...]``."""
         action = self.actions().take(steps)
@@ -127,7 +186,7 @@ class GymLoop:
         """A policy's action tensor (spec encoding, batch ``[B]``) as gymnasium actions.
 
         Checked as ``GymEnv`` checks them (a :class:`SpecError` naming the value and the
-        allowed range), so both loops refuse the same actions.
+        allowed range), so both paths refuse the same actions.
         """
         if action.device.type != "cpu":
             action = action.cpu()
@@ -157,9 +216,24 @@ class GymLoop:
 
     # --- the loop -----------------------------------------------------------------------
     def rollout(
-        self, frames: int, act: ActFn, counter: TrajCounter, max_steps: int | None
+        self,
+        frames: int,
+        counter: IdSource | None = None,
+        max_steps: int | None = None,
+        *,
+        random: bool = False,
+        break_when_any_done: bool = False,
     ) -> TensorDict:
-        """Collect ``frames`` steps per env; return TED rows ``[B, T]`` (or ``[T]``)."""
+        """Step ``frames`` times (fewer if ``break_when_any_done``); TED rows ``[B, T]`` (or ``[T]``).
+
+        Args:
+            frames: steps per env.
+            counter: trajectory ids for ``("collector", "traj_ids")``; None writes none.
+            max_steps: truncate (and reset) an episode after this many steps.
+            random: random actions from the env's stream, even with a policy.
+            break_when_any_done: stop after the first step where any env is done,
+                without resetting it.
+        """
         lay = self.layout
         n, T = self.num_envs, frames
         # time-major while stepping (one contiguous row per step), env-major at the end
@@ -175,14 +249,17 @@ class GymLoop:
         envs, obs, ids = self.envs, self._obs, self._ids
         steps = self._steps.tolist()
         limit = max_steps if max_steps is not None else -1
+        act = None if random else self.act
         # random actions: the whole batch's draws at once, in the stream's order
-        block = self._random_block(T) if act == self.random_act else None
+        block = self._random_block(T) if act is None else None
+        used = T
         for t in range(T):
-            a = act(obs) if block is None else block[t]
+            a = act(obs) if act is not None else block[t]  # type: ignore[index]
             obs_b[t] = obs
             act_b[t] = a
             ids_b[t] = ids
             nobs_t, rew_t = nobs_b[t], rew_b[t]
+            ended = False
             for i in range(n):
                 nobs, r, term, trunc, _ = envs[i].step(a[i])
                 nobs_t[i] = nobs
@@ -193,19 +270,29 @@ class GymLoop:
                 if term or trunc:
                     term_b[t, i] = term
                     trunc_b[t, i] = trunc
+                    ended = True
+                    if break_when_any_done:
+                        obs[i] = nobs
+                        continue
                     obs[i], _ = envs[i].reset()
-                    ids[i] = counter.take_one()
+                    if counter is not None:
+                        ids[i] = counter.take_one()
                     steps[i] = 0
                 else:
                     obs[i] = nobs
+            if ended and break_when_any_done:
+                used = t + 1
+                if block is not None:
+                    self.actions().put_back(T - used)
+                self._obs = None  # finished envs were not reset: the next run resets
+                break
         self._steps[:] = steps
-        env_major = (
-            np.ascontiguousarray(x.swapaxes(0, 1))
-            for x in (obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b)
-        )
-        return self._to_tensordict(*env_major)
+        arrays = (obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b)
+        env_major = [np.ascontiguousarray(x[:used].swapaxes(0, 1)) for x in arrays]
+        return self._to_tensordict(env_major, with_ids=counter is not None)
 
-    def _to_tensordict(self, obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b) -> TensorDict:
+    def _to_tensordict(self, arrays: list[np.ndarray], with_ids: bool) -> TensorDict:
+        obs_b, nobs_b, act_b, rew_b, term_b, trunc_b, ids_b = arrays
         lay, keys = self.layout, TED_KEYS
         action = torch.from_numpy(act_b)
         if lay.action_kind == "onehot":
@@ -215,27 +302,28 @@ class GymLoop:
         trunc = torch.from_numpy(trunc_b).unsqueeze(-1)
         zeros = torch.zeros_like(term)
         batch = ids_b.shape
-        td = TensorDict(
-            {
-                lay.obs_key: torch.from_numpy(obs_b),
-                keys.action: action,
-                keys.done: zeros,
-                keys.terminated: zeros.clone(),
-                keys.truncated: zeros.clone(),
-                keys.next: TensorDict(
-                    {
-                        lay.obs_key: torch.from_numpy(nobs_b),
-                        keys.reward: torch.from_numpy(rew_b).to(lay.reward_dtype).unsqueeze(-1),
-                        keys.done: term | trunc,
-                        keys.terminated: term,
-                        keys.truncated: trunc,
-                    },
-                    batch_size=batch,
-                ),
-                "collector": TensorDict({"traj_ids": torch.from_numpy(ids_b)}, batch_size=batch),
-            },
-            batch_size=batch,
-        )
+        entries: dict[Any, Any] = {
+            lay.obs_key: torch.from_numpy(obs_b),
+            keys.action: action,
+            keys.done: zeros,
+            keys.terminated: zeros.clone(),
+            keys.truncated: zeros.clone(),
+            keys.next: TensorDict(
+                {
+                    lay.obs_key: torch.from_numpy(nobs_b),
+                    keys.reward: torch.from_numpy(rew_b).to(lay.reward_dtype).unsqueeze(-1),
+                    keys.done: term | trunc,
+                    keys.terminated: term,
+                    keys.truncated: trunc,
+                },
+                batch_size=batch,
+            ),
+        }
+        if with_ids:
+            entries["collector"] = TensorDict(
+                {"traj_ids": torch.from_numpy(ids_b)}, batch_size=batch
+            )
+        td = TensorDict(entries, batch_size=batch, device=_CPU)  # the generic path's device
         return td if lay.batched else td[0]
 
     # --- resuming -----------------------------------------------------------------------
