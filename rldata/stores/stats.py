@@ -33,19 +33,24 @@ def of_rows(columns: dict[str, torch.Tensor], traj_ids: torch.Tensor) -> dict[in
     counts = torch.bincount(inverse, minlength=k)
     out: dict[int, Record] = {int(t): {} for t in ids.tolist()}
     for key, values in columns.items():
-        v = values.reshape(len(traj_ids), -1).to(torch.float64)
+        flat = values.reshape(len(traj_ids), -1)
+        v = flat.to(torch.float64)
         if v.shape[1] > MAX_FEATURES:
-            v = v.reshape(-1, 1)
-            rows_inverse = inverse.repeat_interleave(values[0].numel())
-            n = counts * values[0].numel()
+            # pooled: reduce each row first (pixels: ~6x faster than one feature per value)
+            n = counts * v.shape[1]
+            v_sq = torch.linalg.vecdot(v, v).unsqueeze(1)
+            v_lo, v_hi = (x.to(torch.float64).unsqueeze(1) for x in torch.aminmax(flat, dim=1))
+            v = v.sum(1, keepdim=True)
         else:
-            rows_inverse, n = inverse, counts
+            n, v_sq, v_lo, v_hi = counts, v * v, v, v
         f = v.shape[1]
-        s = torch.zeros(k, f, dtype=torch.float64).index_add_(0, rows_inverse, v)
-        sq = torch.zeros(k, f, dtype=torch.float64).index_add_(0, rows_inverse, v * v)
-        idx = rows_inverse.unsqueeze(1).expand(-1, f)
-        lo = torch.full((k, f), math.inf, dtype=torch.float64).scatter_reduce_(0, idx, v, "amin")
-        hi = torch.full((k, f), -math.inf, dtype=torch.float64).scatter_reduce_(0, idx, v, "amax")
+        s = torch.zeros(k, f, dtype=torch.float64).index_add_(0, inverse, v)
+        sq = torch.zeros(k, f, dtype=torch.float64).index_add_(0, inverse, v_sq)
+        idx = inverse.unsqueeze(1).expand(-1, f)
+        lo = torch.full((k, f), math.inf, dtype=torch.float64).scatter_reduce_(0, idx, v_lo, "amin")
+        hi = torch.full((k, f), -math.inf, dtype=torch.float64).scatter_reduce_(
+            0, idx, v_hi, "amax"
+        )
         for j, t in enumerate(ids.tolist()):
             out[int(t)][key] = [
                 int(n[j]),
