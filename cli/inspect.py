@@ -42,11 +42,22 @@ def _card_text(card: dict[str, Any]) -> str:
             mean = ", ".join(f"{x:.3g}" for x in st["mean"][:4])
             std = ", ".join(f"{x:.3g}" for x in st["std"][:4])
             lines.append(f"  {key:<24} mean [{mean}]  std [{std}]")
+            qs = st.get("quantiles")
+            if qs:
+                shown = "  ".join(
+                    f"p{round(float(q) * 100)} [{', '.join(_num(x) for x in v[:4])}]"
+                    for q, v in qs.items()
+                )
+                lines.append(f"  {'':<24} {shown}")
     if card.get("actions_outside_spec") is not None:
         lines.append(f"actions      {card['actions_outside_spec']:,} rows outside the action spec")
     lines.append(f"digest       {card['content_digest']}")
     lines.append(f"check        {card['check']}")
     return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
 
 
 @click.command()

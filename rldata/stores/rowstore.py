@@ -399,12 +399,25 @@ class RowStore(Store):
         name = f"stats-{self._m['generation'] + 1:08d}.json"
         atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
         listed.append({"path": name, "sha256": sha256_hex(data)})
+        before = self._m.get("quantiles") if self._committed_end else {}
+        if before is not None:  # a store from before sketches: its older rows are not in one
+            self._m["quantiles"] = st.merge_sketches(before, st.sketch_of(columns))
 
     def stats(self) -> dict[str, dict]:
         """Dataset statistics per numeric key: ``count`` and per-feature ``mean``, ``std``,
-        ``min``, ``max``, from the records of each commit (no pass over the rows); a ring,
-        which keeps none, computes them from its readable rows."""
-        return st.summary(self.trajectory_stats().values())
+        ``min``, ``max`` and ``quantiles`` (``{"0.5": [...], ...}``), from the records of each
+        commit (no pass over the rows); a ring, which keeps none, computes them from its
+        readable rows."""
+        out = st.summary(self.trajectory_stats().values())
+        sketches = self._m.get("quantiles")
+        if self.capacity is not None and self.schema is not None and len(self):
+            rows = self._read(self.readable())
+            sketches = st.sketch_of(
+                {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
+            )
+        if sketches is not None:
+            st.add_quantiles(out, st.check_sketches(sketches, self.path))
+        return out
 
     def trajectory_stats(self) -> dict[int, st.Record]:
         """Per-trajectory records (``rldata.stores.stats``): mergeable, exact for any subset."""

@@ -7,13 +7,18 @@ one trajectory from several commits add up (sums add, minima and maxima combine)
 dataset's, an episode subset's or a merge of datasets' statistics are exact without a
 pass over the rows. Keys with more than :data:`MAX_FEATURES` values a row (pixels) are
 pooled into one feature. Rings do not record them (their oldest rows are overwritten).
+
+Quantiles come from a log-bucket sketch per feature (below), kept whole-store in the
+manifest's ``quantiles`` field and merged at each commit; merging sketches is exact too.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
+import numpy as np
 import torch
 
 MAX_FEATURES = 64
@@ -101,3 +106,160 @@ def summary(records: Iterable[Record]) -> dict[str, dict]:
         std = [math.sqrt(max(q / n - m * m, 0.0)) for q, m in zip(sq, mean)] if n else []
         out[key] = {"count": n, "mean": mean, "std": std, "min": lo, "max": hi}
     return out
+
+
+# --- quantiles: a log-bucket sketch whose merge is exact ---------------------------------------
+#
+# Each feature's values fall in buckets of relative width GAMMA: a value x > 0 goes to bucket
+# ceil(log_GAMMA(x)) (negatives likewise by magnitude, |x| < TINY to a zero count), so a
+# quantile read back is within +-2% of a value of that rank. At most MAX_BINS buckets a sign
+# are kept: those more than MAX_BINS below the largest magnitude fold into the lowest kept
+# one. The fold depends only on the largest bucket, so merging two sketches (adding counts,
+# then folding) equals the sketch of all their values: statistics of a merge are exact.
+
+GAMMA = 1.04
+MAX_BINS = 128
+TINY = 1e-12
+SKETCH_VALUES = 1 << 16
+"""Values a commit sketches per pooled key (pixels): an even stride over the rows' values."""
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+_LOG_GAMMA = math.log(GAMMA)
+Side = list  # [lowest bucket index, [count, ...]] or [] when empty
+Sketch = dict[str, Any]  # {"zero": int, "pos": Side, "neg": Side}
+
+
+def sketch_of(columns: dict[str, torch.Tensor]) -> dict[str, list[Sketch]]:
+    """Quantile sketches of rows ``[N]``: key -> one sketch per feature (pooled keys: one)."""
+    out = {}
+    for key, values in columns.items():
+        n = values.shape[0] if values.dim() else 1
+        rows = values.detach().reshape(n, -1)
+        if rows.shape[1] > MAX_FEATURES:  # pooled: an even stride, before any conversion
+            flat = rows.reshape(-1)
+            rows = flat[:: max(1, flat.numel() // SKETCH_VALUES)].reshape(-1, 1)
+        v = rows.to(torch.float64).numpy()
+        out[key] = [_sketch(v[:, j]) for j in range(v.shape[1])]
+    return out
+
+
+def _sketch(x: np.ndarray) -> Sketch:
+    x = x[np.isfinite(x)]
+    big = np.abs(x) >= TINY
+    return {
+        "zero": int((~big).sum()),
+        "pos": _side(x[big & (x > 0)]),
+        "neg": _side(-x[big & (x < 0)]),
+    }
+
+
+def _side(mags: np.ndarray) -> Side:
+    if mags.size == 0:
+        return []
+    idx = np.ceil(np.log(mags) / _LOG_GAMMA).astype(np.int64)
+    lo = int(idx.min())
+    return _fold(lo, np.bincount(idx - lo).tolist())
+
+
+def _fold(lo: int, counts: list[int]) -> Side:
+    """Fold buckets more than MAX_BINS below the highest into the lowest kept bucket."""
+    extra = len(counts) - MAX_BINS
+    if extra > 0:
+        counts = [sum(counts[: extra + 1]), *counts[extra + 1 :]]
+        lo += extra
+    return [lo, counts]
+
+
+def _merge_side(a: Side, b: Side) -> Side:
+    if not a or not b:
+        return list(a or b)
+    lo = min(a[0], b[0])
+    hi = max(a[0] + len(a[1]), b[0] + len(b[1]))
+    counts = [0] * (hi - lo)
+    for start, cs in (a, b):
+        for i, c in enumerate(cs):
+            counts[start - lo + i] += c
+    return _fold(lo, counts)
+
+
+def merge_sketches(
+    a: dict[str, list[Sketch]] | None, b: dict[str, list[Sketch]] | None
+) -> dict[str, list[Sketch]]:
+    """The sketches of the values of ``a`` and ``b`` together (exactly those of the union)."""
+    out = {k: list(v) for k, v in (a or {}).items()}
+    for key, feats in (b or {}).items():
+        if key not in out or len(out[key]) != len(feats):
+            out[key] = list(feats)
+            continue
+        out[key] = [
+            {
+                "zero": x["zero"] + y["zero"],
+                "pos": _merge_side(x["pos"], y["pos"]),
+                "neg": _merge_side(x["neg"], y["neg"]),
+            }
+            for x, y in zip(out[key], feats)
+        ]
+    return out
+
+
+def quantile(s: Sketch, q: float) -> float | None:
+    """The value of rank ``q`` (0..1) in a sketch (None when it holds no value)."""
+    neg = (
+        [(-_value(s["neg"][0] + i), c) for i, c in enumerate(s["neg"][1])][::-1] if s["neg"] else []
+    )
+    pos = [(_value(s["pos"][0] + i), c) for i, c in enumerate(s["pos"][1])] if s["pos"] else []
+    buckets = [*neg, (0.0, s["zero"]), *pos]
+    total = sum(c for _, c in buckets)
+    if total == 0:
+        return None
+    rank, seen = q * (total - 1), 0
+    for value, c in buckets:
+        seen += c
+        if c and seen > rank:
+            return value
+    return buckets[-1][0]
+
+
+def _value(i: int) -> float:
+    """A bucket's representative: within GAMMA's relative error of every value in it."""
+    return 2.0 * GAMMA**i / (GAMMA + 1.0)
+
+
+def check_sketches(data: Any, where: object) -> dict[str, list[Sketch]]:
+    """Sketches read from a manifest (untrusted): shape-checked, else CorruptStoreError."""
+    from rldata.errors import CorruptStoreError
+
+    def side_ok(side: Any) -> bool:
+        return side == [] or (
+            isinstance(side, list)
+            and len(side) == 2
+            and type(side[0]) is int
+            and isinstance(side[1], list)
+            and 0 < len(side[1]) <= MAX_BINS
+            and all(type(c) is int and c >= 0 for c in side[1])
+        )
+
+    ok = isinstance(data, dict) and all(
+        isinstance(feats, list)
+        and all(
+            isinstance(s, dict)
+            and type(s.get("zero")) is int
+            and side_ok(s.get("pos"))
+            and side_ok(s.get("neg"))
+            for s in feats
+        )
+        for feats in data.values()
+    )
+    if not ok:
+        raise CorruptStoreError(
+            f"{where}: manifest field 'quantiles': expected key -> per-feature sketches "
+            f"{{zero, pos, neg}}"
+        )
+    return data
+
+
+def add_quantiles(summary_: dict[str, dict], sketches: dict[str, list[Sketch]]) -> None:
+    """Add ``"quantiles": {q: [per feature]}`` to each key of a :func:`summary` that has sketches."""
+    for key, entry in summary_.items():
+        feats = sketches.get(key)
+        if feats:
+            entry["quantiles"] = {str(q): [quantile(s, q) for s in feats] for q in QUANTILES}
