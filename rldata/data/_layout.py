@@ -1,4 +1,4 @@
-"""Row schema and the packed layout behind :class:`LazyTensorStorage`.
+"""The packed layout behind :class:`LazyTensorStorage` (its schema: ``stores.schema.RowSchema``).
 
 Sampling speed is decided by how many torch calls a batch costs. Keys that share a
 dtype are kept side by side in one ``[capacity, D]`` tensor, so a batch is one
@@ -8,30 +8,17 @@ dtype are kept side by side in one ``[capacity, D]`` tensor, so a batch is one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata import _compat
 from rldata.data._tdbuild import Key, build_tree, tree_plan
-from rldata.errors import SchemaMismatchError, TedFormatError
+from rldata.errors import TedFormatError
+from rldata.stores.schema import Column, RowSchema
 from rldata.ted import TED_KEYS, key_name
 
 REWARD_KEY: Key = TED_KEYS.nxt(TED_KEYS.reward)
-
-
-@dataclass(frozen=True)
-class Column:
-    """One leaf of a row: its nested key, per-row shape and dtype."""
-
-    key: Key
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-
-    @property
-    def width(self) -> int:
-        return math.prod(self.shape)
 
 
 def flatten(td: TensorDictBase) -> dict[Key, torch.Tensor]:
@@ -55,65 +42,6 @@ def _walk(td: TensorDict, prefix: Key, out: dict[Key, torch.Tensor]) -> None:
                 out[(*prefix, name, *sub)] = leaf  # type: ignore[assignment]
         else:
             out[(*prefix, name)] = value
-
-
-class Schema:
-    """The keys, per-row shapes and dtypes fixed by a storage's first write."""
-
-    def __init__(self, columns: list[Column]) -> None:
-        self.columns = columns
-        self.by_key = {c.key: c for c in columns}
-
-    @classmethod
-    def from_flat(cls, flat: dict[Key, torch.Tensor], batch_dims: int) -> Schema:
-        cols = []
-        for key, value in flat.items():
-            if not isinstance(value, torch.Tensor):
-                raise TedFormatError(
-                    f"key {key_name(key)!r}: expected a tensor, got {type(value).__name__}"
-                )
-            cols.append(Column(key, tuple(value.shape[batch_dims:]), value.dtype))
-        return cls(cols)
-
-    def to_json(self) -> dict[str, dict]:
-        """``{"next.reward": {"shape": [1], "dtype": "float32"}}``, the store manifest's form."""
-        return {
-            key_name(c.key): {"shape": list(c.shape), "dtype": str(c.dtype).removeprefix("torch.")}
-            for c in self.columns
-        }
-
-    def check(self, flat: dict[Key, torch.Tensor], lead: tuple[int, ...]) -> None:
-        """Raise :class:`SchemaMismatchError` naming the first key that does not fit.
-
-        Args:
-            flat: the leaves of the write.
-            lead: the batch dims the write claims (``()`` for one row).
-        """
-        if len(flat) != len(self.columns) or any(k not in self.by_key for k in flat):
-            missing = [key_name(k) for k in self.by_key if k not in flat]
-            extra = [key_name(k) for k in flat if k not in self.by_key]
-            if missing:
-                raise SchemaMismatchError(
-                    f"key {missing[0]!r} is missing from the write; expected keys "
-                    f"{sorted(key_name(k) for k in self.by_key)}, extra given {extra}"
-                )
-            raise SchemaMismatchError(
-                f"key {extra[0]!r} is not in the storage schema; expected keys "
-                f"{sorted(key_name(k) for k in self.by_key)}"
-            )
-        nlead = len(lead)
-        for key, value in flat.items():
-            col = self.by_key[key]
-            if value.dtype != col.dtype:
-                raise SchemaMismatchError(
-                    f"key {key_name(key)!r}: expected dtype {col.dtype}, got {value.dtype}"
-                )
-            shape = value.shape
-            if shape[nlead:] != col.shape or shape[:nlead] != lead:
-                raise SchemaMismatchError(
-                    f"key {key_name(key)!r}: expected shape {(*lead, *col.shape)}, "
-                    f"got {tuple(shape)}"
-                )
 
 
 def check_finite_reward(flat: dict[Key, torch.Tensor]) -> None:
@@ -158,7 +86,7 @@ def stack_pieces(g: _Group, pieces: list[torch.Tensor], k: int) -> torch.Tensor:
 class Packed:
     """Rows of a schema in one contiguous ``[rows, D]`` tensor per dtype."""
 
-    def __init__(self, schema: Schema, rows: int, device: torch.device) -> None:
+    def __init__(self, schema: RowSchema, rows: int, device: torch.device) -> None:
         by_dtype: dict[object, list[Column]] = {}
         for col in schema.columns:
             # wide columns (pixels) gain nothing from packing: their gather is bandwidth-bound

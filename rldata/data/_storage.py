@@ -13,10 +13,11 @@ from collections.abc import Iterator
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rldata.data._layout import Key, Packed, Schema, check_finite_reward, flatten
+from rldata.data._layout import Key, Packed, check_finite_reward, flatten
 from rldata.data._staging import RowReader
 from rldata.data._tdbuild import make_td
 from rldata.errors import ConfigError, RowIndexError, TedFormatError
+from rldata.stores.schema import RowSchema
 from rldata.ted import validate
 
 Index = slice | torch.Tensor
@@ -69,7 +70,7 @@ class Storage:
         self.capacity = max_size
         self.device = torch.device(device)
         self.allow_nonfinite = allow_nonfinite
-        self.schema: Schema | None = None
+        self.schema: RowSchema | None = None
         self._len = 0
         self._cursor = 0
         # rows from add(): held by reference and landed in one copy per group at the next
@@ -115,7 +116,7 @@ class Storage:
         flat = flatten(data)
         if self.schema is None:
             validate(data, require_traj_ids=True)
-            self._fix_schema(Schema.from_flat(flat, 1))
+            self._fix_schema(RowSchema.from_flat(flat, 1))
         else:
             self.schema.check(flat, (n,))
         check_flags(flat)
@@ -148,7 +149,7 @@ class Storage:
         flat = flatten(data)
         if self.schema is None:
             validate(data.unsqueeze(0), require_traj_ids=True)
-            self._fix_schema(Schema.from_flat(flat, 0))
+            self._fix_schema(RowSchema.from_flat(flat, 0))
         else:
             self.schema.check(flat, ())
         check_flags(flat)
@@ -156,7 +157,7 @@ class Storage:
             check_finite_reward(flat)
         return flat
 
-    def _fix_schema(self, schema: Schema) -> None:
+    def _fix_schema(self, schema: RowSchema) -> None:
         self.schema = schema
         self._allocate(schema)
 
@@ -348,7 +349,7 @@ class Storage:
         self._cursor = int(state["cursor"])
 
     # --- backend hooks ----------------------------------------------------------------
-    def _allocate(self, schema: Schema) -> None:
+    def _allocate(self, schema: RowSchema) -> None:
         """Prepare for rows of ``schema``; call ``_enable_staging`` to stage single adds."""
         raise NotImplementedError
 

@@ -11,10 +11,11 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata import stores
-from rldata.data._layout import Column, Key, Packed, Schema, flatten, stack_pieces
+from rldata.data._layout import Key, Packed, flatten, stack_pieces
 from rldata.data._storage import Index, Storage
 from rldata.data._tdbuild import build_tree, make_td, tree_plan
 from rldata.errors import ConfigError, TedFormatError
+from rldata.stores.schema import RowSchema
 
 
 class StoreStorage(Storage):
@@ -66,7 +67,7 @@ class StoreStorage(Storage):
         store = self.store
         n = len(store)
         if store.schema is not None:
-            self._fix_schema(_schema_of(store.schema))
+            self._fix_schema(RowSchema.from_json(store.schema))
         if store.writable:
             self._len = (
                 n if store.capacity is None else min(store.manifest["written"], store.capacity)
@@ -145,7 +146,7 @@ class StoreStorage(Storage):
         self._flush()
         self.store.commit()
 
-    def _allocate(self, schema: Schema) -> None:
+    def _allocate(self, schema: RowSchema) -> None:
         self._row_layout = Packed(schema, 0, torch.device("cpu"))
         self._enable_staging(self._row_layout)
 
@@ -209,14 +210,6 @@ class StoreStorage(Storage):
                 return v if self._logical is None else v.index_select(0, self._logical)
         rows = self.store.get(torch.arange(self._len) if self._logical is None else self._logical)
         return rows.get(key)
-
-
-def _schema_of(store_schema: dict[str, dict]) -> Schema:
-    cols = []
-    for name, entry in store_schema.items():
-        dtype = getattr(torch, entry["dtype"])
-        cols.append(Column(tuple(name.split(".")), tuple(entry["shape"]), dtype))
-    return Schema(cols)
 
 
 class LazyMemmapStorage(StoreStorage):

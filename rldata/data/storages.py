@@ -19,9 +19,10 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from rldata.data._layout import Key, Packed, Schema
+from rldata.data._layout import Key, Packed
 from rldata.data._storage import Index, Storage
 from rldata.data._store_storage import LazyMemmapStorage, StoreStorage
+from rldata.stores.schema import RowSchema
 
 __all__ = ["Index", "LazyMemmapStorage", "LazyTensorStorage", "Storage", "StoreStorage"]
 
@@ -46,7 +47,7 @@ class LazyTensorStorage(Storage):
         super().__init__(max_size, device, allow_nonfinite)
         self._packed: Packed  # allocated by the first write (_allocate)
 
-    def _allocate(self, schema: Schema) -> None:
+    def _allocate(self, schema: RowSchema) -> None:
         rows = self.capacity if self.capacity is not None else self._INITIAL_ROWS
         self._packed = Packed(schema, rows, self.device)
         self._enable_staging(self._packed)

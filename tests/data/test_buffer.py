@@ -270,9 +270,9 @@ def _set(key, value_fn):
 
 
 BAD_WRITES = [
-    pytest.param(lambda td: _drop(td, "action"), SchemaMismatchError, r"'action'.*missing", id="missing-key"),
+    pytest.param(lambda td: _drop(td, "action"), SchemaMismatchError, r"missing \['action'\]", id="missing-key"),
     pytest.param(_set("extra", lambda _: torch.zeros(4)), SchemaMismatchError, r"'extra'", id="extra-key"),
-    pytest.param(_set("observation", lambda v: torch.zeros(4, 5)), SchemaMismatchError, r"'observation': expected shape \((4, )?3,?\), got \((4, )?5,?\)", id="wrong-shape"),
+    pytest.param(_set("observation", lambda v: torch.zeros(4, 5)), SchemaMismatchError, r"'observation': expected row shape \(3,\), got \(5,\)", id="wrong-shape"),
     pytest.param(_set("action", lambda v: v.double()), SchemaMismatchError, r"'action'.*float32.*float64", id="wrong-dtype"),
     pytest.param(_set(("next", "reward"), lambda v: torch.full_like(v, float("nan"))), TedFormatError, r"'next.reward'.*(finite|NaN)", id="nan-reward"),
     pytest.param(_set(("next", "reward"), lambda v: torch.full_like(v, float("inf"))), TedFormatError, r"'next.reward'.*(finite|inf)", id="inf-reward"),
