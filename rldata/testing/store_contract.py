@@ -34,6 +34,7 @@ from rldata.errors import (
     StoreNotFoundError,
     TedFormatError,
 )
+from rldata.stores.rowstore import RowStore
 from rldata.testing.tamper import edit_manifest
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
 
@@ -112,8 +113,8 @@ class StoreContract:
     def root(self, tmp_path: Path) -> Path:
         return tmp_path / "store"
 
-    def create(self, root: Path, **kwargs) -> stores.Store:
-        return stores.create(root, backend=self.backend, **kwargs)
+    def create(self, root: Path, **kwargs) -> RowStore:
+        return cast(RowStore, stores.create(root, backend=self.backend, **kwargs))
 
     def keeps_rings(self, root: Path) -> bool:
         """Whether this backend keeps rings (``supports_overwrite_rings`` on its class); for one
@@ -144,7 +145,7 @@ class StoreContract:
     def test_schema_lists_shape_and_dtype_per_key(self, root):
         with self.create(root) as w:
             w.append(self.rows())
-        schema = stores.open(root).schema
+        schema = cast(dict, stores.open(root).schema)
         assert schema["observation"] == {"shape": [3], "dtype": "float32"}
         assert schema["next.reward"] == {"shape": [1], "dtype": "float32"}
         assert schema["collector.traj_ids"] == {"shape": [], "dtype": "int64"}
@@ -254,7 +255,7 @@ class StoreContract:
         w = self.create(root, capacity=16)
         w.append(ted_marked(0, 16))
         w.commit()
-        r = stores.open(root)
+        r = cast(RowStore, stores.open(root))
         old = r.readable()
         w.append(ted_marked(16, 6))  # overwrites positions 0..5 (retired first)
         r.refresh()
@@ -286,8 +287,9 @@ class StoreContract:
                 w.commit()
                 committed = written
             elif step == "crash":
+                assert w._lock is not None  # a writer holds its lock
                 w._lock.release()  # what the OS does for a dead writer; nothing committed
-                w, written = stores.open(root, mode="a", durable=False), committed
+                w, written = cast(RowStore, stores.open(root, mode="a", durable=False)), committed
             else:
                 w.append(ted_marked(written, int(step[1:])))
                 written += int(step[1:])
@@ -345,7 +347,7 @@ class StoreContract:
         w.append(ted_marked(0, 10))
         w.commit()
         w.append(ted_marked(10, 5))
-        r = stores.open(root)
+        r = cast(RowStore, stores.open(root))
         assert len(r) == 10 and r.readable().tolist() == list(range(10))
         with pytest.raises(RowIndexError):
             r.get(torch.tensor([12]))
@@ -443,8 +445,10 @@ class StoreContract:
             return
         r = stores.open(root)
         pos = r.readable()
-        assert torch.equal(r.tensordict()[pos]["observation"], r.get(pos)["observation"])
+        assert torch.equal(
+            cast(TensorDict, r.tensordict())[pos]["observation"], r.get(pos)["observation"]
+        )
         assert marked_serial(view[pos]).tolist() == list(range(3 if ring else 0, 11))
-        cols = r.columns()
-        assert set(cols) == set(r.schema)
+        cols = cast(dict, r.columns())
+        assert set(cols) == set(cast(dict, r.schema))
         assert torch.equal(cols["next.reward"][pos], r.get(pos)["next", "reward"])
