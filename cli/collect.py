@@ -92,6 +92,17 @@ class _Bar:
     "--resume", is_flag=True, help="Append to an existing store; trajectory ids continue."
 )
 @click.option("--force", is_flag=True, help="Replace an existing store.")
+@click.option(
+    "--from-pixels",
+    is_flag=True,
+    help="Observe rendered rgb frames under 'pixels' (uint8 [H, W, 3], as TorchRL's from_pixels).",
+)
+@click.option(
+    "--pixels-only/--no-pixels-only",
+    default=True,
+    show_default=True,
+    help="With --from-pixels: keep only the pixels, or also the state under 'observation'.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def collect(
     env_id: str,
@@ -106,6 +117,8 @@ def collect(
     commit_every: int,
     resume: bool,
     force: bool,
+    from_pixels: bool,
+    pixels_only: bool,
     quiet: bool,
 ) -> None:
     """Record FRAMES transitions of ENV_ID into the store at --out."""
@@ -126,6 +139,8 @@ def collect(
             resume=resume,
             force=force,
             progress=bar,
+            from_pixels=from_pixels,
+            pixels_only=pixels_only,
         )
     mean = "-" if summary.mean_return is None else f"{summary.mean_return:.3f}"
     click.echo(

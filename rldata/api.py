@@ -331,13 +331,25 @@ def _env_specs(env: Any) -> Any:
 
 @dataclass(frozen=True)
 class EnvFactory:
-    """A picklable ``() -> GymEnv`` for worker processes and Ray actors."""
+    """A picklable ``() -> GymEnv`` for worker processes and Ray actors (``from_pixels``:
+    a :class:`~rldata.envs.pixels.PixelEnv` observing rendered frames)."""
 
     env_id: str
     env_kwargs: tuple[tuple[str, Any], ...] = ()
     num_envs: int | None = None
+    from_pixels: bool = False
+    pixels_only: bool = True
 
     def __call__(self) -> Any:
+        if self.from_pixels:
+            from rldata.envs.pixels import PixelEnv
+
+            return PixelEnv(
+                self.env_id,
+                pixels_only=self.pixels_only,
+                num_envs=self.num_envs,
+                **dict(self.env_kwargs),
+            )
         from rldata.envs import GymEnv
 
         return GymEnv(self.env_id, num_envs=self.num_envs, **dict(self.env_kwargs))
@@ -386,6 +398,8 @@ def collect(
     force: bool = False,
     env_kwargs: dict | None = None,
     progress: Progress | None = None,
+    from_pixels: bool = False,
+    pixels_only: bool = True,
 ) -> RecordSummary:
     """Record a dataset from a gymnasium env id: what ``rldata collect`` runs.
 
@@ -408,8 +422,14 @@ def collect(
         force: replace the store at ``out``.
         env_kwargs: passed to ``gymnasium.make``.
         progress: called with :class:`RecordStats` after each batch.
+        from_pixels: observe rendered rgb frames under ``"pixels"`` (uint8 ``[H, W, 3]``,
+            as TorchRL's ``GymEnv(from_pixels=True)``).
+        pixels_only: with ``from_pixels``, drop the state; ``False`` keeps it under
+            ``"observation"`` beside the pixels.
     """
     frames = _frames(frames)
+    if not pixels_only and not from_pixels:
+        raise ConfigError("pixels_only=False (--no-pixels-only) needs from_pixels=True")
     num_envs = _at_most("num_envs", _frames_named("num_envs", num_envs), MAX_NUM_ENVS)
     workers = _at_most("workers", _frames_named("workers", workers), MAX_WORKERS)
     if commit_every is not None:
@@ -423,7 +443,11 @@ def collect(
         _check_backend(backend)
     check_out(out, resume=resume, force=force, backend=backend)
     factory = EnvFactory(
-        env_id, tuple(sorted(env_kwargs.items())), num_envs if num_envs > 1 else None
+        env_id,
+        tuple(sorted(env_kwargs.items())),
+        num_envs if num_envs > 1 else None,
+        from_pixels=bool(from_pixels),
+        pixels_only=bool(pixels_only),
     )
     probe = factory()  # raises EnvNotFoundError for an unknown id
     try:
@@ -432,6 +456,8 @@ def collect(
     finally:
         probe.close()
     prov = provenance_for(env_id, env_kwargs, policy, seed, num_envs, workers, ray)
+    if from_pixels:
+        prov.update(from_pixels=True, pixels_only=bool(pixels_only))
     if ray:
         return record_sharded(
             factory,
