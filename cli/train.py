@@ -78,9 +78,16 @@ class _Bar:
 @click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
 @click.option("--hidden", default=None, help="Hidden layer sizes, e.g. 256,256.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the run in --out and the store at --store (swapped in when the run succeeds).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_config_options
-def train(out: str, hidden: str | None, resume: bool, quiet: bool, **fields: Any) -> None:
+def train(
+    out: str, hidden: str | None, resume: bool, force: bool, quiet: bool, **fields: Any
+) -> None:
     """Train --algo from --dataset (offline), --env (online), or both (offline to online)."""
     given = {k: v for k, v in fields.items() if v is not None}
     if hidden is not None:
@@ -93,7 +100,7 @@ def train(out: str, hidden: str | None, resume: bool, quiet: bool, **fields: Any
     config = TrainConfig(**given)
     label = f"{config.algo} {config.env or config.dataset}"
     with _Bar(label, enabled=not quiet) as bar:
-        summary = api.train(config, out=out, resume=resume, progress=bar)
+        summary = api.train(config, out=out, resume=resume, force=force, progress=bar)
     click.echo(
         f"{summary.algo} ({summary.mode}): {summary.env_steps} env steps, {summary.updates} "
         f"updates in {summary.wall_s:.1f}s; eval return {summary.eval_return_mean:.1f} "
@@ -102,17 +109,40 @@ def train(out: str, hidden: str | None, resume: bool, quiet: bool, **fields: Any
 
 
 @click.command("eval")
-@click.argument("run", type=click.Path())
-@click.option("--env", "env_id", default=None, help="Env id (default: the run's).")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--env", "env_id", default=None, help="Env id (default: each run's).")
 @click.option("--episodes", type=int, default=5, show_default=True, help="Episodes to run.")
-@click.option("--seed", type=int, default=None, help="Base seed (default: the run's).")
-def evaluate(run: str, env_id: str | None, episodes: int, seed: int | None) -> None:
-    """Evaluate RUN's policy deterministically on fixed seeds."""
-    result = api.evaluate(run, env=env_id, episodes=episodes, seed=seed)
-    click.echo(
-        f"{run} on {result['env']}: return {result['mean']:.1f} ± {result['std']:.1f} "
-        f"over {episodes} episodes"
-    )
+@click.option("--seed", type=int, default=None, help="Base seed (default: each run's).")
+def evaluate(runs: tuple[str, ...], env_id: str | None, episodes: int, seed: int | None) -> None:
+    """Evaluate each run's policy deterministically on fixed seeds; print a results table."""
+    results = [api.evaluate(run, env=env_id, episodes=episodes, seed=seed) for run in runs]
+    for r in results:
+        click.echo(
+            f"{r['run']} on {r['env']}: return {r['mean']:.1f} ± {r['std']:.1f} "
+            f"over {episodes} episodes"
+        )
+    if len(results) > 1:
+        click.echo("")
+        click.echo(results_table(results))
+
+
+def results_table(results: list[dict[str, Any]]) -> str:
+    """A markdown table of evaluated runs: how each was trained and what it returns."""
+
+    def num(v: Any, fmt: str = "{:,}") -> str:
+        return "-" if v is None else fmt.format(v)
+
+    lines = [
+        "| run | algo | mode | env steps | updates | train s | eval return |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['run']} | {r['algo'] or '-'} | {r['mode'] or '-'} | {num(r['env_steps'])} | "
+            f"{num(r['updates'])} | {num(r['wall_s'], '{:.0f}')} | "
+            f"{r['mean']:.1f} ± {r['std']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 @click.command()

@@ -788,6 +788,7 @@ def train(
     *,
     out: str | os.PathLike | None = None,
     resume: bool = False,
+    force: bool = False,
     progress: Callable[[_trainers.TrainProgress], None] | None = None,
     **fields: Any,
 ) -> _trainers.TrainSummary:
@@ -799,6 +800,8 @@ def train(
         out: the run directory (``metrics.csv``, ``summary.json``, ``config.json``,
             ``checkpoint/``, ``policy.pt``); None writes nothing.
         resume: continue the interrupted run in ``out``.
+        force: replace the run in ``out`` and the store at ``config.store`` if they exist
+            (only a provable run directory and store; swapped in when the run succeeds).
         progress: called with :class:`~rldata.trainers.TrainProgress` as the run goes.
 
     Every input (algorithm, env, dataset, specs, device, run directory) is checked before
@@ -806,7 +809,7 @@ def train(
     """
     cfg = config if config is not None else _trainers.TrainConfig(**fields)
     run_dir = os.fspath(out) if out is not None else None
-    return _trainers.Trainer(cfg, run_dir, resume=resume, progress=progress).fit()
+    return _trainers.Trainer(cfg, run_dir, resume=resume, force=force, progress=progress).fit()
 
 
 def evaluate(
@@ -825,7 +828,8 @@ def evaluate(
         seed: base seed (default: the run's); episode ``i`` uses ``seed + 10_000 + i``.
 
     Returns:
-        ``{"run", "env", "episodes", "returns", "mean", "std"}``.
+        ``{"run", "env", "episodes", "returns", "mean", "std"}``, plus the run's ``algo``,
+        ``mode``, ``env_steps``, ``updates`` and ``wall_s`` from its ``summary.json``.
     """
     from rldata.envs import GymEnv
 
@@ -836,9 +840,10 @@ def evaluate(
         raise ConfigError(f"no training run at {path!r} (expected {config_path})")
     _frames_named("episodes", episodes)
     config = _trainers.read_json(config_path)
-    recorded_env = None
+    trained: dict[str, Any] = {}
     if os.path.isfile(summary_path):
-        recorded_env = _trainers.read_json(summary_path).get("eval_env")
+        trained = _trainers.read_json(summary_path)
+    recorded_env = trained.get("eval_env")
     env_id = env or recorded_env or config.get("eval_env") or config.get("env")
     if env_id is None:
         raise ConfigError(f"run {path!r} names no env: give --env ENV_ID")
@@ -857,6 +862,8 @@ def evaluate(
         "returns": list(result.returns),
         "mean": result.mean,
         "std": result.std,
+        "algo": trained.get("algo", config.get("algo")),
+        **{k: trained.get(k) for k in ("mode", "env_steps", "updates", "wall_s")},
     }
 
 

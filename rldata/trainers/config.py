@@ -39,7 +39,9 @@ class TrainConfig:
     device: str = "cpu"
     """Where models, losses and batches live (``cpu``, ``cuda``, ``cuda:1``)."""
     threads: int | None = None
-    """CPU threads torch uses (default: torch's choice; 1 is fastest on a busy machine)."""
+    """CPU threads torch uses during the run (restored after it). Default: 1 when training on
+    the CPU, where these small networks gain little from more and extra threads stall badly
+    on shared cores (a 2-core VM at load 8 ran SAC 20x slower with 2); torch's choice on GPU."""
 
     # schedule
     frames: int | None = None

@@ -19,6 +19,7 @@ from rldata import stores
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Composite
+from rldata.stores.destination import check_destination
 from rldata.trainers.algorithms import Algorithm, get_algorithm
 from rldata.trainers.checkpoint import CHECKPOINT_DIR
 from rldata.trainers.config import TrainConfig
@@ -100,19 +101,44 @@ def _check_match(store: Any, specs: EnvSpecs, env_id: str, path: str) -> None:
         )
 
 
-def check_run_dir(out: Path, resume: bool) -> None:
-    """A new run needs a fresh (or empty) directory; a resumed one needs its checkpoint."""
+RUN_FILES = frozenset(
+    {"config.json", "metrics.csv", "summary.json", CHECKPOINT_DIR, "policy.pt", "tensorboard"}
+)
+"""Every name a run directory may hold: ``--force`` replaces only such a directory."""
+
+
+def check_run_dir(out: Path, resume: bool, force: bool = False) -> None:
+    """A new run needs a fresh (or empty) directory; a resumed one needs its checkpoint.
+
+    ``force`` allows a non-empty ``out`` only if it is provably a run directory (its
+    ``config.json`` is there and nothing else but what a run writes).
+    """
+    if resume and force:
+        raise ConfigError("--resume and --force exclude each other: continue, or replace?")
     if resume:
         if not (out / CHECKPOINT_DIR).is_dir():
             raise ConfigError(f"--resume: no checkpoint in {str(out)!r} to resume from")
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not force:
         raise StoreExistsError(
-            f"run directory {str(out)!r} exists and is not empty; give a new --out or --resume"
+            f"run directory {str(out)!r} exists and is not empty; give a new --out, --resume "
+            f"or --force"
+        )
+    if not out.is_dir() or not (out / "config.json").is_file():
+        raise StoreExistsError(
+            f"--force: {str(out)!r} is not a run directory (no config.json); refusing to replace it"
+        )
+    stray = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+    if stray:
+        raise StoreExistsError(
+            f"--force: run directory {str(out)!r} holds files no run writes "
+            f"({', '.join(stray[:5])}); refusing to replace it"
         )
 
 
-def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool) -> Inputs:
+def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool = False) -> Inputs:
     """Check every input of ``cfg``; open the dataset and the evaluation env.
 
     Raises:
@@ -130,9 +156,14 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool) -> Inputs:
     if cfg.replay_device not in (None, "cpu"):
         resolve_device(cfg.replay_device)
     if out is not None:
-        check_run_dir(out, resume)
-    if cfg.store is not None and not resume and os.path.exists(cfg.store):
-        raise StoreExistsError(f"--store {cfg.store!r} exists; give a new path or --resume")
+        check_run_dir(out, resume, force)
+    if cfg.store is not None and not resume:
+        if force:  # only a provable store is replaced, and only when the run succeeds
+            check_destination(cfg.store, resume=False, force=True)
+        elif os.path.exists(cfg.store):
+            raise StoreExistsError(
+                f"--store {cfg.store!r} exists; give a new path, --resume or --force"
+            )
     dataset = stores.open(cfg.dataset) if cfg.dataset is not None else None
     try:
         recorded = getattr(dataset, "env_id", None) if dataset is not None else None

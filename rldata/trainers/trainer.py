@@ -27,11 +27,15 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
+import secrets
+import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,8 @@ from rldata.data import (
     StoreStorage,
 )
 from rldata.envs import GymEnv
+from rldata.stores.destination import STAGING_MARK, exchange, staged_replacement
+from rldata.stores.paths import MANIFEST, local_dir
 from rldata.trainers.algorithms import Agent, resolve
 from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
 from rldata.trainers.config import TrainConfig
@@ -135,11 +141,13 @@ class Trainer:
         out: str | Path | None = None,
         *,
         resume: bool = False,
+        force: bool = False,
         progress: Callable[[TrainProgress], None] | None = None,
     ) -> None:
         self.config = config
         self.out = Path(out) if out is not None else None
         self.resume = resume
+        self.force = force
         self.progress = progress
 
     # --- entry point ------------------------------------------------------------------
@@ -150,11 +158,29 @@ class Trainer:
             saved = json.loads((self.out / "config.json").read_text())
             cfg = TrainConfig.from_dict({**saved, **_overrides(cfg)})
         cfg = resolve(cfg)
-        inputs = check_inputs(cfg, self.out, self.resume)
+        inputs = check_inputs(cfg, self.out, self.resume, self.force)
         try:
-            return _Run(cfg, inputs, self.out, self.resume, self.progress).run()
+            with _run_directory(self.out, self.force) as write_to:
+                run = _Run(cfg, inputs, write_to, self.resume, self.progress, self.force)
+                run.run_dir = self.out
+                return run.run()
         finally:
             inputs.close()
+
+
+@contextlib.contextmanager
+def _run_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
+    """Where the run writes: ``out``, or with ``force`` on an existing run, a sibling that
+    replaces it (atomically) only when the run finishes."""
+    if not (force and out is not None and out.exists() and any(out.iterdir())):
+        yield out
+        return
+    stage = out.with_name(f".{out.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        yield stage
+        exchange(stage, out)  # `stage` now holds the old run
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _overrides(cfg: TrainConfig) -> dict[str, Any]:
@@ -172,8 +198,11 @@ class _Run:
         out: Path | None,
         resume: bool,
         progress: Callable[[TrainProgress], None] | None,
+        force: bool = False,
     ) -> None:
         self.cfg, self.inputs, self.out, self.resume = cfg, inputs, out, resume
+        self.run_dir = out  # what the summary names (``out`` may be a staging sibling)
+        self.force = force
         self.progress = progress
         self.device = inputs.device
         self.online = cfg.env is not None
@@ -190,8 +219,11 @@ class _Run:
     # --- building -------------------------------------------------------------------------
     def _build(self) -> None:
         cfg, inputs = self.cfg, self.inputs
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
+        threads = (
+            cfg.threads if cfg.threads is not None else (1 if self.device.type == "cpu" else None)
+        )
+        if threads is not None:
+            torch.set_num_threads(threads)
         torch.manual_seed(cfg.seed)
         self.agent: Agent = inputs.algo.build(inputs.specs, cfg)
         self.agent.loss.to(self.device)
@@ -219,8 +251,11 @@ class _Run:
                 self.store = stores.open(cfg.store, mode="a")
             else:
                 ring = cfg.buffer_size is not None and cfg.buffer_size < int(cfg.frames or 0)
+                where: Any = cfg.store
+                if self.force and (Path(cfg.store) / MANIFEST).exists():
+                    where = self.stack.enter_context(staged_replacement(local_dir(cfg.store)))
                 self.store = stores.create(
-                    cfg.store,
+                    where,
                     backend=cfg.backend,
                     capacity=cfg.buffer_size if ring else None,
                     specs=record_specs(self.inputs.eval_env),
@@ -398,6 +433,15 @@ class _Run:
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> TrainSummary:
+        # holds a --force replacement of --store: swapped in only if the run ends well
+        threads = torch.get_num_threads()
+        try:
+            with contextlib.ExitStack() as self.stack:
+                return self._run()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self) -> TrainSummary:
         cfg = self.cfg
         self._build()
         self.loggers: Loggers | None = None
@@ -443,7 +487,7 @@ class _Run:
             eval_return_std=float(last["std"]),
             eval_returns=[float(e["mean"]) for e in self.evaluations],
             wall_s=round(self.wall(), 3),
-            run_dir=str(self.out) if self.out is not None else None,
+            run_dir=str(self.run_dir) if self.run_dir is not None else None,
             eval_env=self.inputs.eval_env_id,
             store=cfg.store,
             device=str(self.device),

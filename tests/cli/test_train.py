@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import rldata
 from cli.main import rldata as cli
+from rldata import api
 from rldata.envs import GymEnv
 
 TINY = ["--hidden", "32,32", "--batch-size", "32", "--eval-episodes", "1", "--quiet"]
@@ -138,3 +139,70 @@ def test_an_existing_run_is_not_overwritten(trained):
 def test_eval_of_a_missing_run_is_one_line(tmp_path):
     result = run("eval", tmp_path / "nothing")
     assert result.exit_code == 1 and "no training run" in result.output
+
+
+def _online(store, out, frames, *extra):
+    return run(
+        "train", "--algo", "sac", "--env", "Pendulum-v1", "--frames", frames,
+        "--init-random-frames", 50, "--frames-per-batch", 50, "--store", store,
+        "--out", out, *TINY, *extra,
+    )  # fmt: skip
+
+
+def _staging_left(parent):
+    return [p.name for p in parent.iterdir() if ".rldata-staging-" in p.name]
+
+
+def test_force_replaces_a_run_and_its_store_when_the_run_succeeds(tmp_path):
+    store, out = tmp_path / "store", tmp_path / "run"
+    assert _online(store, out, 100).exit_code == 0
+    result = _online(store, out, 150, "--force")
+    assert result.exit_code == 0, result.output
+    assert len(rldata.load(store)) == 150
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 150 and summary["run_dir"] == str(out)
+    assert _staging_left(tmp_path) == []
+
+
+def test_force_refuses_a_directory_that_is_not_a_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    result = _online(tmp_path / "store", out, 60, "--force")
+    assert result.exit_code == 1 and "notes.txt" in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "notes.txt"]
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_failed_forced_run_leaves_the_old_run_and_store_as_they_were(tmp_path):
+    store, out = tmp_path / "store", tmp_path / "run"
+    assert _online(store, out, 100).exit_code == 0
+    summary = (out / "summary.json").read_bytes()
+
+    def crash(progress):
+        if progress.env_steps >= 100:
+            raise RuntimeError("killed mid-run")
+
+    with pytest.raises(RuntimeError, match="killed mid-run"):
+        api.train(
+            algo="sac", env="Pendulum-v1", frames=200, init_random_frames=50,
+            frames_per_batch=50, store=str(store), hidden=[32, 32], batch_size=32,
+            eval_episodes=1, out=out, force=True, progress=crash,
+        )  # fmt: skip
+    assert (out / "summary.json").read_bytes() == summary
+    assert len(rldata.load(store)) == 100
+    assert _staging_left(tmp_path) == []
+
+
+def test_eval_of_several_runs_prints_a_results_table(trained, tmp_path):
+    out, _ = trained
+    online = tmp_path / "sac"
+    assert _online(tmp_path / "store", online, 100).exit_code == 0
+    result = run("eval", out, online, "--episodes", 1)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert len(rows) == 1 and "| sac | online | 100 | 50 |" in rows[0]
+    iql = [line for line in result.output.splitlines() if line.startswith(f"| {out}")]
+    assert len(iql) == 1 and "| iql | offline | 0 | 10 |" in iql[0]

@@ -160,3 +160,17 @@ def test_td3bc_acts_on_normalized_observations(dataset, tmp_path):
     norm = json.loads(arch)["obs_norm"]
     with rldata.open(dataset) as store:
         assert norm["mean"] == pytest.approx(store_stats(store)["observation"]["mean"], abs=1e-6)
+
+
+def test_cpu_training_runs_on_one_thread_and_restores_the_callers_setting(dataset):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    try:
+        cfg = tiny(algo="iql", dataset=str(dataset), steps=20)
+        cfg.threads = None
+        Trainer(cfg, progress=lambda p: seen.append(torch.get_num_threads())).fit()
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
