@@ -27,6 +27,7 @@ from rldata.collectors.trajectories import TrajCounter
 from rldata.envs._gym_loop import GymLoop
 from rldata.envs._loop import make_loop
 from rldata.envs._policy import random_td_policy
+from rldata.envs._run import Run
 from rldata.errors import ConfigError
 from rldata.exploration import ExplorationType, set_exploration_type
 from rldata.ted import TED_KEYS
@@ -185,9 +186,8 @@ class SyncDataCollector:
             self._reset_loop()
         random = self.frames < self.init_random_frames
         with torch.no_grad(), set_exploration_type(self.exploration_type):
-            batch = self._loop.rollout(
-                self._steps_per_batch, self.counter, self.max_frames_per_traj, random=random
-            )
+            run = Run(self._steps_per_batch, self.counter, self.max_frames_per_traj, random)
+            batch = self._loop.rollout(run)
         self.frames += self.frames_per_batch
         if self.storing_device is not None and batch.device != self.storing_device:
             batch = batch.to(self.storing_device)

@@ -14,27 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata.envs._gym_spaces import np_dtype
+from rldata.envs._run import IdSource, Run
 from rldata.errors import SpecError
 from rldata.specs import Bounded, Categorical, OneHot, Unbounded
 from rldata.ted import TED_KEYS
 
 ActFn = Callable[[np.ndarray], np.ndarray]
 """Maps observations ``[B, *obs]`` to gymnasium actions ``[B, ...]``."""
-
-
-class IdSource(Protocol):
-    """Where new trajectory ids come from (``rldata.collectors.TrajCounter``)."""
-
-    def take(self, n: int) -> torch.Tensor: ...
-
-    def take_one(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -215,25 +208,10 @@ class GymLoop:
         return x
 
     # --- the loop -----------------------------------------------------------------------
-    def rollout(
-        self,
-        frames: int,
-        counter: IdSource | None = None,
-        max_steps: int | None = None,
-        *,
-        random: bool = False,
-        break_when_any_done: bool = False,
-    ) -> TensorDict:
-        """Step ``frames`` times (fewer if ``break_when_any_done``); TED rows ``[B, T]`` (or ``[T]``).
-
-        Args:
-            frames: steps per env.
-            counter: trajectory ids for ``("collector", "traj_ids")``; None writes none.
-            max_steps: truncate (and reset) an episode after this many steps.
-            random: random actions from the env's stream, even with a policy.
-            break_when_any_done: stop after the first step where any env is done,
-                without resetting it.
-        """
+    def rollout(self, run: Run) -> TensorDict:
+        """TED rows ``[B, T]`` (or ``[T]``) of ``run`` (which has no callback on this path)."""
+        frames, counter, max_steps = run.frames, run.counter, run.max_steps
+        break_when_any_done = run.break_when_any_done
         lay = self.layout
         n, T = self.num_envs, frames
         # time-major while stepping (one contiguous row per step), env-major at the end
@@ -249,7 +227,7 @@ class GymLoop:
         envs, obs, ids = self.envs, self._obs, self._ids
         steps = self._steps.tolist()
         limit = max_steps if max_steps is not None else -1
-        act = None if random else self.act
+        act = None if run.random else self.act
         # random actions: the whole batch's draws at once, in the stream's order
         block = self._random_block(T) if act is None else None
         used = T

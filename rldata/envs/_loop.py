@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from tensordict import TensorDict, TensorDictBase
 
-from rldata.envs._gym_loop import GymLoop, IdSource
+from rldata.envs._gym_loop import GymLoop
 from rldata.envs._policy import is_random_policy, tensor_act_fn
+from rldata.envs._run import IdSource, Run
 from rldata.ted import TED_KEYS, step_mdp
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
-Callback = Callable[[Any, TensorDictBase], object]
 
 _RESET = "_reset"
 
@@ -73,33 +73,16 @@ class StepLoop:
         root.set(_RESET, done.reshape(*self.batch, 1).clone())
         return self.env.reset(root).exclude(_RESET)
 
-    def rollout(
-        self,
-        frames: int,
-        counter: IdSource | None = None,
-        max_steps: int | None = None,
-        *,
-        random: bool = False,
-        break_when_any_done: bool = False,
-        callback: Callback | None = None,
-    ) -> TensorDictBase:
-        """Step ``frames`` times (fewer if ``break_when_any_done``); TED rows ``[*batch, T]``.
-
-        Args:
-            frames: steps per env.
-            counter: trajectory ids for ``("collector", "traj_ids")``; None writes none.
-            max_steps: truncate (and reset) an episode after this many steps.
-            random: act with ``random_policy``.
-            break_when_any_done: stop after the first step where any env is done,
-                without resetting it.
-            callback: called as ``callback(env, row)`` after each step.
-        """
+    def rollout(self, run: Run) -> TensorDictBase:
+        """TED rows ``[*batch, T]`` of ``run``."""
+        frames, counter, max_steps = run.frames, run.counter, run.max_steps
+        break_when_any_done, callback = run.break_when_any_done, run.callback
         keys = TED_KEYS
         rows: list[TensorDictBase] = []
         if self._td is None:
             raise RuntimeError("StepLoop.rollout before reset")
         td: TensorDictBase = self._td
-        env, policy = self.env, self.random_policy if random else self.policy
+        env, policy = self.env, self.random_policy if run.random else self.policy
         combined = max_steps is None and not break_when_any_done
         combined = combined and hasattr(env, "step_and_maybe_reset")
         to_root = getattr(env, "step_mdp", None) or step_mdp

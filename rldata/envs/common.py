@@ -18,7 +18,8 @@ import torch
 from tensordict import TensorDictBase
 
 from rldata.envs._gym_loop import FastLayout
-from rldata.envs._loop import StepLoop, make_loop
+from rldata.envs._loop import make_loop
+from rldata.envs._run import Run
 from rldata.envs._sampling import ActionStream, make_sampler
 from rldata.envs._td import get as _get
 from rldata.envs._td import items as _items
@@ -38,6 +39,15 @@ _MAX_SEED = 2**32 - 1
 def next_seed(seed: int) -> int:
     """The seed to hand to the next environment or worker after ``seed`` (deterministic)."""
     return int(np.random.default_rng(int(seed) % (2**63)).integers(0, _MAX_SEED))
+
+
+def _put(td: TensorDictBase, key: str, value: Any, built_for: torch.Size) -> TensorDictBase:
+    """``td[key] = value``; unchecked when ``value`` was built for ``td``'s batch size."""
+    if td.batch_size == built_for:
+        set_fast(td, key, value)
+    else:
+        td.set(key, value)
+    return td
 
 
 def _plain_root(root: TensorDictBase, observation_keys: list) -> bool:
@@ -183,11 +193,7 @@ class EnvBase:
         """Apply ``tensordict["action"]``; write the result under ``"next"`` and return ``tensordict``."""
         self._assert_open("step")
         nxt = self._step(tensordict)
-        if nxt.batch_size == tensordict.batch_size:
-            set_fast(tensordict, TED_KEYS.next, nxt)
-        else:
-            tensordict.set(TED_KEYS.next, nxt)
-        return tensordict
+        return _put(tensordict, TED_KEYS.next, nxt, nxt.batch_size)
 
     def step_mdp(self, tensordict: TensorDictBase) -> TensorDictBase:
         """The root for the next step: ``"next"`` entries moved up, reward and action dropped.
@@ -243,11 +249,7 @@ class EnvBase:
         action = self.action_stream()()
         if tensordict is None:
             return make_td({self.action_key: action}, self.batch_size, self.device)
-        if tensordict.batch_size == self.batch_size:
-            set_fast(tensordict, self.action_key, action)
-        else:
-            tensordict.set(self.action_key, action)
-        return tensordict
+        return _put(tensordict, self.action_key, action, self.batch_size)
 
     def set_seed(self, seed: int) -> int:
         """Seed the environment (next reset) and its random actions; return the next seed.
@@ -304,11 +306,9 @@ class EnvBase:
         plain = auto_reset and callback is None and _plain_root(td, self.observation_keys)
         loop = make_loop(self, policy, fast=plain)
         loop.reset(td, None)
-        if isinstance(loop, StepLoop):
-            return loop.rollout(
-                max_steps, break_when_any_done=break_when_any_done, callback=callback
-            )
-        return loop.rollout(max_steps, break_when_any_done=break_when_any_done)
+        return loop.rollout(
+            Run(max_steps, break_when_any_done=break_when_any_done, callback=callback)
+        )
 
     # -- helpers for batched subclasses -------------------------------------------------------
     def _reset_mask(self, tensordict: TensorDictBase | None) -> torch.Tensor | None:
