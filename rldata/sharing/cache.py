@@ -43,9 +43,9 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
     loc = location(url, storage_options)
     if loc.local:
         return loc.root
-    if remote_commit.is_commit_store(loc):
-        return _open_commit(loc)
     index = ob.read_index(_cat(loc, ob.INDEX))
+    if index is None and remote_commit.is_commit_store(loc):  # docs/FORMAT.md section 15
+        return _open_commit(loc)
     declared = index.get("content_digest") if index and index.get("complete") else None
     root = cache_root()
     if declared:

@@ -102,15 +102,18 @@ def pull(
     Raises: as :func:`push`.
     """
     src = location(url, storage_options)
-    if not src.local and remote_commit.is_commit_store(src):
-        return _pull_commit(src, location(dst, storage_options), progress=progress)
-    return copy_store(
-        src,
-        location(dst, storage_options),
-        progress=progress,
-        workers=workers,
-        label="pull",
-    )
+    try:
+        return copy_store(
+            src,
+            location(dst, storage_options),
+            progress=progress,
+            workers=workers,
+            label="pull",
+        )
+    except StoreNotFoundError:  # no rldata.json: a store of numbered manifests, or none
+        if src.local or not remote_commit.is_commit_store(src):
+            raise
+    return _pull_commit(src, location(dst, storage_options), progress=progress)
 
 
 def _pull_commit(src: Location, dst: Location, *, progress: bool) -> TransferSummary:
@@ -213,23 +216,6 @@ class _Source:
             raise TransferError(f"{redact(self.loc.url)}: object {rel} vanished during the copy")
         return data
 
-    def read_many(self, rels: list[str]) -> dict[str, bytes]:
-        """Several indexed objects of a remote source, fetched concurrently (one fsspec call)."""
-        fs = self.loc.fs
-        paths = {fs._strip_protocol(self.loc.path(r)): r for r in rels}
-        got = fs.cat(list(paths), on_error="omit")
-        out = {paths[fs._strip_protocol(str(p))]: bytes(d) for p, d in got.items()}
-        for r in rels:
-            data = out.get(r)
-            if data is None:  # missing from the batch answer: ask alone (and fail clearly)
-                out[r] = data = self.read_whole(r)
-            if len(data) != self.objects[r]:
-                raise TransferError(
-                    f"{redact(self.loc.url)}: object {r} holds {len(data)} bytes, "
-                    f"expected {self.objects[r]}"
-                )
-        return out
-
     def read(self, rel: str) -> bytes:
         """The object's bytes (a memmap payload file up to its stored rows)."""
         if rel == ob.MANIFEST:
@@ -250,20 +236,6 @@ class _Source:
                 f"{redact(self.loc.url)}: object {rel} holds {len(data)} bytes, expected {size}"
             )
         return data
-
-
-def _batches(rels: list[str], sizes: dict[str, int], limit: int = 256 << 20) -> list[list[str]]:
-    """``rels`` in groups of at most 256 objects and ``limit`` bytes (one request batch each)."""
-    out: list[list[str]] = []
-    cur: list[str] = []
-    nbytes = 0
-    for r in rels:
-        if cur and (len(cur) >= 256 or nbytes + sizes[r] > limit):
-            out.append(cur)
-            cur, nbytes = [], 0
-        cur.append(r)
-        nbytes += sizes[r]
-    return out + ([cur] if cur else [])
 
 
 def _cat(loc: Location, rel: str) -> bytes | None:
@@ -486,24 +458,18 @@ def copy_store(
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 # episode indexes are read alongside the payload, written after it
                 early = {r: pool.submit(src.read, r) for r in finals}
-                if src.sha:  # a remote source with an index: fetch in concurrent batches
-                    todo = []
-                    for r in payload:
-                        if dst.holds(r, src.objects[r], src.sha[r]):
-                            dst.entries.setdefault(
-                                r, {"size": src.objects[r], "sha256": src.sha[r]}
-                            )
-                            advance(src.objects[r])
-                        else:
-                            todo.append(r)
-                    for batch in _batches(todo, src.objects):
-                        got = src.read_many(batch)
-                        jobs = [pool.submit(one, r, got.pop(r)) for r in batch]
-                        for fut in as_completed(jobs):
-                            advance(fut.result())
-                else:
-                    for fut in as_completed([pool.submit(one, r) for r in payload]):
-                        advance(fut.result())
+                todo = []
+                for r in payload:
+                    if r in src.sha and dst.holds(r, src.objects[r], src.sha[r]):
+                        # a remote source's index names the hash: nothing to download
+                        dst.entries.setdefault(r, {"size": src.objects[r], "sha256": src.sha[r]})
+                        advance(src.objects[r])
+                    else:
+                        todo.append(r)
+                # one object a job, largest first: each is hashed and written as soon as it
+                # arrives, while the others download (a batch would wait for its slowest)
+                for fut in as_completed([pool.submit(one, r) for r in todo]):
+                    advance(fut.result())
             for rel in finals:
                 advance(one(rel, early[rel].result()))
         except BaseException:  # what landed verified is skipped by a rerun
