@@ -135,6 +135,7 @@ def record(
     env_kwargs: dict | None = None,
     provenance: dict | None = None,
     progress: Progress | None = None,
+    specs: Any = None,
 ) -> RecordSummary:
     """Record ``frames`` transitions from a collector (or env) into a store.
 
@@ -155,6 +156,8 @@ def record(
         frames_per_batch: collector batch size when wrapping an env.
         env_id / env_kwargs / provenance: recorded in a new store's manifest.
         progress: called with :class:`RecordStats` after each batch.
+        specs: the env's specs for a new store's manifest (default: the env's, or the
+            collector's env's; a multi-process collector has none in this process).
 
     Raises:
         ConfigError: bad ``frames`` / ``commit_every``.
@@ -175,14 +178,14 @@ def record(
         env = collector_or_env
         fpb = frames_per_batch or _batch_size_for(frames, int(torch.Size(env.batch_size).numel()))
         collector = SyncDataCollector(env, policy, frames_per_batch=fpb)
-        specs = _env_specs(env)
+        specs = specs if specs is not None else _env_specs(env)
         env_id = env_id or getattr(env, "env_id", None)
         env_kwargs = (
             env_kwargs if env_kwargs is not None else dict(getattr(env, "gym_kwargs", {}) or {})
         )
     else:
         collector = collector_or_env
-        specs = _env_specs(getattr(collector, "env", None))
+        specs = specs if specs is not None else _env_specs(getattr(collector, "env", None))
     try:
         if not owns_store:
             return _record_into(collector, store_or_path, frames, commit_every, progress)
@@ -488,18 +491,20 @@ def collect(
     try:
         if seed is not None:
             collector.set_seed(seed)
-        with recording_store(
+        return record(
+            collector,
             out,
+            frames=frames,
+            commit_every=commit_every,
             backend=backend,
             resume=resume,
             force=force,
-            specs=specs,
             env_id=env_id,
             env_kwargs=env_kwargs,
             provenance=prov,
-        ) as store:
-            summary = _record_into(collector, store, frames, commit_every, progress)
-        return dataclasses.replace(summary, path=shown(out))
+            progress=progress,
+            specs=specs,
+        )
     finally:
         collector.shutdown()
 
