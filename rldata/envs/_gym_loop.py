@@ -114,6 +114,12 @@ def gym_layout(env: Any, gym_envs: list, batched: bool, validate: bool) -> FastL
     return layout, gym_envs
 
 
+def _in_order(block: np.ndarray) -> ActFn:
+    """Acts with the rows of ``block``, one per call, in order."""
+    rows = iter(block)
+    return lambda obs: next(rows)
+
+
 class GymLoop:
     """Steps ``B`` gymnasium envs for ``T`` steps into one TED batch.
 
@@ -228,11 +234,12 @@ class GymLoop:
         steps = self._steps.tolist()
         limit = max_steps if max_steps is not None else -1
         act = None if run.random else self.act
-        # random actions: the whole batch's draws at once, in the stream's order
-        block = self._random_block(T) if act is None else None
+        drawn = act is None
+        if act is None:  # random actions: the whole batch's draws at once, in the stream's order
+            act = _in_order(self._random_block(T))
         used = T
         for t in range(T):
-            a = act(obs) if act is not None else block[t]  # type: ignore[index]
+            a = act(obs)
             obs_b[t] = obs
             act_b[t] = a
             ids_b[t] = ids
@@ -260,7 +267,7 @@ class GymLoop:
                     obs[i] = nobs
             if ended and break_when_any_done:
                 used = t + 1
-                if block is not None:
+                if drawn:
                     self.actions().put_back(T - used)
                 self._obs = None  # finished envs were not reset: the next run resets
                 break

@@ -29,7 +29,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.multiprocessing as tmp  # registers tensor sharing with the pickler
@@ -227,7 +227,7 @@ class WorkerPool:
     def ready(self, workers: Iterable[int]) -> list[int]:
         """Those of ``workers`` whose answer can be read now (blocks until one can)."""
         index = {self.conns[w]: w for w in workers}
-        return [index[c] for c in wait(list(index))]  # type: ignore[index]
+        return [index[cast(Connection, c)] for c in wait(list(index))]
 
     def close(self) -> None:
         """Close every handler (politely, then by force); idempotent."""

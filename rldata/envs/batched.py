@@ -125,11 +125,11 @@ class SerialEnv(_BatchedEnv):
         """The sub-envs' gymnasium envs, one per row, if each may be stepped in numpy."""
         if type(self)._step is not SerialEnv._step or self.device.type != "cpu":
             return None
-        subs = [env._fast_layout() for env in self.envs]
-        if any(sub is None for sub in subs):
+        subs = [found for env in self.envs if (found := env._fast_layout()) is not None]
+        if len(subs) != len(self.envs):
             return None
-        validate = subs[0][0].validate  # type: ignore[index]
-        return gym_layout(self, [sub[1][0] for sub in subs], True, validate)  # type: ignore[index]
+        validate = subs[0][0].validate
+        return gym_layout(self, [gym_envs[0] for _, gym_envs in subs], True, validate)
 
     def _set_seed(self, seed: int) -> int | None:
         for env in self.envs:
