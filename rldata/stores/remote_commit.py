@@ -152,11 +152,13 @@ def is_commit_store(loc: Location) -> bool:
     return bool(numbers(loc))
 
 
-def latest(loc: Location) -> tuple[int, dict[str, Any]]:
+def latest(loc: Location, *, check_objects: bool = True) -> tuple[int, dict[str, Any]]:
     """The highest complete commit: its number and numbered manifest.
 
     A manifest whose checksum fails, or that names an object the store lacks, is passed
     over for the next lower one (a reader never serves a half-written commit).
+    ``check_objects=False`` skips the listing of ``objects/`` (for a caller that already
+    holds that commit's verified copy).
 
     Raises:
         StoreNotFoundError: no complete commit at ``loc``.
@@ -173,6 +175,8 @@ def latest(loc: Location) -> tuple[int, dict[str, Any]]:
             continue
         if doc.get("number") != n:
             continue
+        if not check_objects:
+            return n, doc
         if have is None:
             have = set(loc.names(OBJECTS))
         if all(e["sha256"] in have for e in doc["objects"].values()):
@@ -292,10 +296,25 @@ class Publisher:
 
 
 def _work_dir() -> Path:
-    """A fresh working directory for one writer (under ``$RLDATA_CACHE/writing``)."""
+    """A fresh working directory for one handle (under ``$RLDATA_CACHE/writing``); those left
+    by processes that no longer run (killed before they could clean up) are removed."""
     root = cache_root() / "writing"
     root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     return root / f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _writable(url: str, storage_options: dict | None) -> Location:
