@@ -186,6 +186,22 @@ def latest(loc: Location, *, check_objects: bool = True) -> tuple[int, dict[str,
     )
 
 
+def object_urls(url: str, *, storage_options: dict | None = None) -> dict[str, str]:
+    """The files of the latest complete commit at ``url`` as URLs of the objects holding them,
+    for tools that read objects in place (pyarrow, DuckDB, Polars through fsspec):
+    ``{"data/part-00000.parquet": "s3://bucket/ds/objects/<sha256>", ...}``.
+
+    Raises:
+        StoreNotFoundError: no complete commit at ``url``.
+    """
+    loc = location(url, storage_options)
+    _number, doc = latest(loc)
+    return {
+        rel: loc.fs.unstrip_protocol(loc.path(f"{OBJECTS}/{e['sha256']}"))
+        for rel, e in sorted(doc["objects"].items())
+    }
+
+
 def checkout(loc: Location, doc: dict[str, Any], dest: Path, *, workers: int = WORKERS) -> None:
     """Download the objects of commit ``doc`` into the local directory ``dest`` (created),
     each checked against its SHA-256 before it is written.

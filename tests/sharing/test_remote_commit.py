@@ -198,3 +198,20 @@ def test_pull_diff_merge_of_a_url_store(remote: str, tmp_path: object) -> None:
     assert merged is not None
     with stores.open(tmp_path / "merged") as m:  # type: ignore[operator]
         assert len(m) == 20
+
+
+def test_parquet_parts_read_in_place_by_pyarrow(remote: str) -> None:
+    import pyarrow.parquet as pq
+
+    url = f"{remote}/ds"
+    with stores.create(url, backend="parquet") as w:
+        w.append(ted_batch([6, 4]))
+        w.commit()
+        w.append(ted_batch([5], start_traj_id=2))
+    urls = rc.object_urls(url)
+    parts = [u for rel, u in urls.items() if rel.endswith(".parquet")]
+    assert len(parts) == 2
+    fs, _ = fsspec.core.url_to_fs(parts[0])
+    tables = [pq.read_table(fs._strip_protocol(u), filesystem=fs) for u in parts]
+    assert sorted(t.num_rows for t in tables) == [5, 10]
+    assert all(b"rldata" in (t.schema.metadata or {}) for t in tables)
