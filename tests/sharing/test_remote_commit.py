@@ -25,6 +25,11 @@ from rldata.stores.location import location
 from rldata.testing import ted_batch
 
 BACKENDS = ["zarr", "parquet"]
+MEMORY_FIRST = pytest.mark.parametrize(
+    "remote", ["memory", pytest.param("s3", marks=pytest.mark.slow)], indirect=True
+)
+"""Secondary cases: memory:// by default, the S3 server in the slow run (keeps the default
+suite short; the acceptance cases above them run on both by default)."""
 
 
 def _numbers(url: str) -> list[int]:
@@ -55,6 +60,7 @@ def _rows() -> object:
     return torch.cat([ted_batch([20, 10]), ted_batch([15], start_traj_id=2)])
 
 
+@MEMORY_FIRST
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_resume_continues_numbering(remote: str, backend: str) -> None:
     url = f"{remote}/ds"
@@ -104,14 +110,33 @@ def test_two_racing_writers_one_commit_one_error(remote: str, backend: str) -> N
         assert len(r) in (14, 15) and stores.verify(r) == []
 
 
+@MEMORY_FIRST
 def test_racing_creators_one_store(remote: str) -> None:
     url = f"{remote}/ds"
-    first = stores.create(url, backend="zarr")
+    barrier = threading.Barrier(2)
+    made: list[object] = []
+    refused: list[BaseException] = []
+
+    def create(backend: str) -> None:
+        barrier.wait()
+        try:
+            made.append(stores.create(url, backend=backend))
+        except StoreExistsError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=create, args=(b,)) for b in BACKENDS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len(refused) == 1 and url in str(refused[0])
+    made[0].close()  # type: ignore[attr-defined]
+    assert _numbers(url) == [1]
     with pytest.raises(StoreExistsError, match="already holds a store"):
-        stores.create(url, backend="parquet")
-    first.close()
+        stores.create(url, backend="zarr")
 
 
+@MEMORY_FIRST
 def test_reader_takes_highest_complete_manifest(remote: str) -> None:
     url = f"{remote}/ds"
     with stores.create(url, backend="parquet") as w:
@@ -126,6 +151,7 @@ def test_reader_takes_highest_complete_manifest(remote: str) -> None:
         assert len(r) == 6
 
 
+@MEMORY_FIRST
 def test_damaged_object_is_refused(remote: str) -> None:
     url = f"{remote}/ds"
     with stores.create(url, backend="zarr") as w:
@@ -138,6 +164,7 @@ def test_damaged_object_is_refused(remote: str) -> None:
         stores.open(url)
 
 
+@MEMORY_FIRST
 def test_refusals_are_one_line(remote: str) -> None:
     url = f"{remote}/ds"
     with pytest.raises(ConfigError, match="backend 'memmap' is refused at a URL"):
@@ -180,6 +207,7 @@ def test_local_put_if_absent(tmp_path: object) -> None:
     assert fsspec.filesystem("file").ls(str(tmp_path / "manifests"), detail=False)
 
 
+@MEMORY_FIRST
 def test_pull_diff_merge_of_a_url_store(remote: str, tmp_path: object) -> None:
     from rldata.sharing import diff, merge, pull
 
@@ -200,6 +228,7 @@ def test_pull_diff_merge_of_a_url_store(remote: str, tmp_path: object) -> None:
         assert len(m) == 20
 
 
+@MEMORY_FIRST
 def test_parquet_parts_read_in_place_by_pyarrow(remote: str) -> None:
     import pyarrow.parquet as pq
 

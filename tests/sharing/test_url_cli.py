@@ -13,7 +13,16 @@ def _run(*args: str) -> object:
     return CliRunner().invoke(rldata, list(args))
 
 
-@pytest.mark.parametrize("backend", ["zarr", "parquet"])
+@pytest.mark.parametrize(
+    ("remote", "backend"),
+    [
+        ("memory", "zarr"),
+        ("memory", "parquet"),
+        ("s3", "zarr"),
+        pytest.param("s3", "parquet", marks=pytest.mark.slow),
+    ],
+    indirect=["remote"],
+)
 def test_collect_info_verify_at_url(remote: str, backend: str) -> None:
     url = f"{remote}/pendulum"
     common = ["--out", url, "--backend", backend, "--commit-every", "32", "--quiet", "--seed", "1"]
@@ -34,6 +43,9 @@ def test_collect_info_verify_at_url(remote: str, backend: str) -> None:
     assert result.output.startswith(f"ok: {url} holds 96 rows")
 
 
+@pytest.mark.parametrize(
+    "remote", ["memory", pytest.param("s3", marks=pytest.mark.slow)], indirect=True
+)
 def test_collect_refusals_are_one_line(remote: str) -> None:
     url = f"{remote}/pendulum"
     result = _run("collect", "Pendulum-v1", "--frames", "8", "--out", url, "--quiet")
