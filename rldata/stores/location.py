@@ -86,15 +86,32 @@ class Location:
         return bool({"s3", "s3a", "memory", "file", "local"} & set(_protocols(self.fs)))
 
     def cat(self, rel: str) -> bytes | None:
-        """The bytes of object ``rel``, or None when there is none."""
+        """The bytes of object ``rel``, or None when there is none.
+
+        Raises:
+            StoreError: the file system refused the read (permissions, no such bucket, ...).
+        """
         try:
             return bytes(self.fs.cat_file(self.path(rel)))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise self._io_error("read", rel, exc) from None
 
     def put(self, rel: str, data: bytes) -> Any:
-        """Write object ``rel`` (whole-object PUT: readers see the old bytes or the new)."""
-        return self.fs.pipe_file(self.path(rel), data)
+        """Write object ``rel`` (whole-object PUT: readers see the old bytes or the new).
+
+        Raises:
+            StoreError: the file system refused the write.
+        """
+        try:
+            return self.fs.pipe_file(self.path(rel), data)
+        except OSError as exc:
+            raise self._io_error("write", rel, exc) from None
+
+    def _io_error(self, what: str, rel: str, exc: OSError) -> StoreError:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return StoreError(f"store URL {redact(self.url)}: cannot {what} {rel} ({reason})")
 
     def check_exclusive_create(self) -> None:
         """Refuse, in one line, a file system without an atomic put-if-absent.
@@ -132,6 +149,8 @@ class Location:
             self.fs.pipe_file(path, data, mode="create")
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise self._io_error("write", rel, exc) from None
         return True
 
     def names(self, rel: str) -> list[str]:
@@ -142,6 +161,8 @@ class Location:
             return []
         except TypeError:  # file systems without a listings cache take no ``refresh``
             found = self.fs.ls(self.path(rel), detail=False)
+        except OSError as exc:
+            raise self._io_error("list", rel, exc) from None
         return sorted(str(p).rstrip("/").rsplit("/", 1)[-1] for p in found)
 
 

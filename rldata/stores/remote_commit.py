@@ -256,7 +256,9 @@ class Publisher:
         manifest put-if-absent.
 
         Raises:
-            StoreError: another writer committed ``number`` first (this commit is not in the store).
+            StoreExistsError: another writer committed ``number`` first (this commit is not
+                in the store).
+            StoreError: an upload failed (the commit is not in the store either).
         """
         objects = self._objects()
         if self._remote is None:
@@ -266,7 +268,7 @@ class Publisher:
             for sha in pool.map(self._upload, todo.items()):
                 self._remote.add(sha)
         if not self.loc.put_if_absent(commit_name(number), encode(number, objects)):
-            raise StoreError(
+            raise StoreExistsError(
                 f"store {redact(self.loc.url)}: manifest {commit_name(number)} was committed by "
                 f"another writer first; this writer's rows since commit {number - 1} are not in "
                 f"the store (reopen it with mode='a' to continue from the latest commit)"
@@ -387,7 +389,7 @@ def create(
 
     check_backend(url, backend, capacity)
     loc = _writable(url, storage_options)
-    if loc.names(COMMITS) or loc.names(OBJECTS) or loc.cat(MANIFEST) is not None:
+    if loc.names(COMMITS) or loc.cat(MANIFEST) is not None:  # orphan objects/ are harmless
         raise StoreExistsError(
             f"{redact(url)} already holds a store; pick a new URL or rldata.open it with mode='a'"
         )
@@ -397,12 +399,14 @@ def create(
     publisher = Publisher(loc, work)
     try:
         publisher(store)
-    except StoreError:
-        store.close()
-        shutil.rmtree(work, ignore_errors=True)
+    except StoreExistsError:
         raise StoreExistsError(
             f"{redact(url)}: another writer created a store there first ({commit_name(1)} exists)"
         ) from None
+    finally:
+        if publisher.number is None:  # not published: nothing of this handle is the store
+            store.close()
+            shutil.rmtree(work, ignore_errors=True)
     return _attach(store, loc, work, publisher)
 
 

@@ -62,3 +62,11 @@ def test_collect_refusals_are_one_line(remote: str) -> None:
     assert result.exit_code == 1 and "never replaced" in result.output
     result = _run("info", "ftp://example.com/x")
     assert result.exit_code == 1 and "refused for safety" in result.output
+
+
+def test_a_missing_bucket_is_one_line(s3_env: str) -> None:
+    args = ["--frames", "8", "--out", "s3://no-such-bucket-rl/ds", "--backend", "zarr", "--quiet"]
+    result = _run("collect", "Pendulum-v1", *args)
+    assert result.exit_code == 1
+    assert "store URL s3://no-such-bucket-rl/ds: cannot write objects/" in result.output
+    assert "bucket does not exist" in result.output and "Traceback" not in result.output
