@@ -33,7 +33,6 @@ import os
 import platform
 import secrets
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -44,18 +43,16 @@ import torch
 from tensordict import TensorDictBase
 
 from rldata import __version__, stores
-from rldata.collectors import SyncDataCollector
-from rldata.collectors.policies import RUN_POLICY
+from rldata.collectors.policy_checkpoint import RUN_POLICY
 from rldata.data import (
     LazyTensorStorage,
     MixingBuffer,
     ReplayBuffer,
-    SampleToInsertRatio,
     StoreStorage,
 )
-from rldata.envs import GymEnv
 from rldata.stores.destination import STAGING_MARK, exchange, staged_replacement
 from rldata.stores.paths import MANIFEST, local_dir
+from rldata.trainers import loops
 from rldata.trainers.algorithms import Agent, resolve
 from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
 from rldata.trainers.config import TrainConfig
@@ -456,11 +453,11 @@ class _Run:
         self.started = time.perf_counter()
         try:
             if not self.online:
-                self._offline()
+                loops.offline(self)
             elif cfg.collect_async:
-                self._online_async()
+                loops.online_async(self)
             else:
-                self._online()
+                loops.online(self)
             if not self.evaluations or self.evaluations[-1]["updates"] != self.updates:
                 self.evaluate()
             if self.logged_at != self.updates:
@@ -498,161 +495,3 @@ class _Run:
         if self.out is not None:
             (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
         return summary
-
-    def _due(self, count: int, every: int | None, last: int) -> bool:
-        return every is not None and count // every > last // every
-
-    def _offline(self) -> None:
-        cfg = self.cfg
-        total = int(cfg.steps)  # type: ignore[arg-type]
-        ckpt_every = cfg.checkpoint_every or cfg.eval_every
-        t0, u0 = time.perf_counter(), self.updates
-        while self.updates < total:
-            before = self.updates
-            self.update()
-            if self._due(self.updates, cfg.log_every, before):
-                self.log("train")
-            if self._due(self.updates, cfg.eval_every, before):
-                self.evaluate()
-            if self._due(self.updates, ckpt_every, before):
-                self.checkpoint()
-            if self.updates % 50 == 0 or self.updates == total:
-                rate = (self.updates - u0) / max(time.perf_counter() - t0, 1e-9)
-                self.report(self.updates, total, rate)
-
-    def _collector(self, policy: Any) -> SyncDataCollector:
-        cfg = self.cfg
-        remaining = int(cfg.frames) - self.env_steps  # type: ignore[arg-type]
-        env = GymEnv(cfg.env)  # type: ignore[arg-type]
-        first_id = self.store.next_traj_id() if self.store is not None else 0
-        collector = SyncDataCollector(
-            env,
-            policy,
-            frames_per_batch=int(cfg.frames_per_batch),  # type: ignore[arg-type]
-            total_frames=max(remaining, 1),
-            init_random_frames=max(0, int(cfg.init_random_frames) - self.env_steps),  # type: ignore[arg-type]
-            policy_device="cpu" if self.device.type == "cuda" else None,
-            traj_id_start=first_id,
-        )
-        collector.set_seed(cfg.seed + self.env_steps)
-        self._collector_env = env
-        return collector
-
-    def _can_learn(self) -> bool:
-        cfg = self.cfg
-        started = self.env_steps >= int(cfg.learning_starts)  # type: ignore[arg-type]
-        return started and len(self.replay) >= int(cfg.batch_size)  # type: ignore[arg-type]
-
-    def _online(self) -> None:
-        cfg = self.cfg
-        total = int(cfg.frames)  # type: ignore[arg-type]
-        if self.env_steps >= total:
-            return
-        collector = self._collector(self.exploring)
-        ckpt_every = cfg.checkpoint_every or cfg.eval_every
-        credit = 0.0
-        t0, f0 = time.perf_counter(), self.env_steps
-        try:
-            for rows in collector:
-                n = rows.numel()
-                before = self.env_steps
-                self.writable.extend(rows)
-                self.env_steps += n
-                if self.agent.noise is not None:
-                    self.agent.noise.step(n)
-                if self._can_learn():
-                    # frames past learning_starts earn utd updates each
-                    fresh = self.env_steps - max(before, int(cfg.learning_starts))  # type: ignore[arg-type]
-                    credit += float(cfg.utd) * fresh  # type: ignore[arg-type]
-                    u_before = self.updates
-                    while credit >= 1.0:
-                        credit -= 1.0
-                        if cfg.steps is not None and self.updates >= cfg.steps:
-                            break
-                        self.update()
-                    if self._due(self.updates, cfg.log_every, u_before):
-                        self.log("train")
-                collector.update_policy_weights_()
-                if self._due(self.env_steps, cfg.eval_every, before):
-                    self.evaluate()
-                if self._due(self.env_steps, ckpt_every, before) and self.env_steps < total:
-                    self.checkpoint()
-                if self._due(self.env_steps, 50, before) or self.env_steps >= total:
-                    rate = (self.env_steps - f0) / max(time.perf_counter() - t0, 1e-9)
-                    self.report(self.env_steps, total, rate)
-                if self.env_steps >= total:
-                    break
-        finally:
-            collector.shutdown()
-            self._collector_env.close()
-
-    def _online_async(self) -> None:
-        """Collect in a thread; a sample-to-insert rate limiter holds the update-to-data ratio."""
-        cfg = self.cfg
-        total = int(cfg.frames)  # type: ignore[arg-type]
-        if self.env_steps >= total:
-            return
-        utd = float(cfg.utd)  # type: ignore[arg-type]
-        fpb = int(cfg.frames_per_batch)  # type: ignore[arg-type]
-        limiter = SampleToInsertRatio(
-            samples_per_insert=utd,
-            min_size_to_sample=max(int(cfg.learning_starts), int(cfg.batch_size), 1),  # type: ignore[arg-type]
-            error_buffer=max(utd * fpb, 1.0, utd) * 2,
-        )
-        collector = self._collector(self.exploring)
-        lock = threading.Lock()
-        failure: list[BaseException] = []
-
-        def collect() -> None:
-            try:
-                for rows in collector:
-                    n = rows.numel()
-                    if not limiter.await_can_insert(n):
-                        return
-                    self.writable.extend(rows)
-                    with lock:
-                        self.env_steps += n
-                    if self.agent.noise is not None:
-                        self.agent.noise.step(n)
-                    limiter.inserted(n)
-                    if self.env_steps >= total:
-                        return
-            except BaseException as err:  # noqa: BLE001 - re-raised by the learner
-                failure.append(err)
-            finally:
-                limiter.close()
-
-        thread = threading.Thread(target=collect, name="rldata-collect", daemon=True)
-        ckpt_every = cfg.checkpoint_every or cfg.eval_every
-        t0, f0 = time.perf_counter(), self.env_steps
-        last_steps = self.env_steps
-        thread.start()
-        try:
-            while True:
-                if not limiter.await_can_sample(1):
-                    break
-                self.update()
-                limiter.sampled(1)
-                self.blocked = {
-                    "insert_blocked_s": round(limiter.insert_blocked_s, 3),
-                    "sample_blocked_s": round(limiter.sample_blocked_s, 3),
-                }
-                if self.updates % cfg.log_every == 0:
-                    self.log("train")
-                with lock:
-                    steps = self.env_steps
-                if self._due(steps, cfg.eval_every, last_steps):
-                    self.evaluate()
-                if self._due(steps, ckpt_every, last_steps):
-                    self.checkpoint()
-                if self._due(steps, 50, last_steps):
-                    rate = (steps - f0) / max(time.perf_counter() - t0, 1e-9)
-                    self.report(steps, total, rate)
-                last_steps = steps
-        finally:
-            limiter.close()
-            thread.join()
-            collector.shutdown()
-            self._collector_env.close()
-        if failure:
-            raise failure[0]
