@@ -19,6 +19,7 @@ no environment is ever built from stored metadata.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -201,7 +202,7 @@ def export(
             if hi <= done_rows:
                 continue
             lo = done_rows
-            rows = store.get(torch.from_numpy(order[lo:hi]))
+            rows = store.get(_rows_index(order[lo:hi]))
             flat = {k: col.to_numpy(v, schema[k]["dtype"]) for k, v in sch.leaves(rows).items()}
             for k in extras:
                 sinks[k][lo:hi] = flat[k]
@@ -227,6 +228,15 @@ def export(
                 progress(hi - lo)
     _write_metadata(store, data_dir, name, obs, act, len(lengths), len(order), provenance)
     return len(lengths)
+
+
+def _rows_index(positions: np.ndarray) -> slice | torch.Tensor:
+    """A slice when ``positions`` are consecutive (episodes written one after another: the
+    store copies ranges instead of gathering rows), else the positions."""
+    n = len(positions)
+    if n and positions[-1] - positions[0] == n - 1 and bool((np.diff(positions) == 1).all()):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return torch.from_numpy(positions)
 
 
 def _write_metadata(
@@ -297,6 +307,7 @@ def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
         return None
 
 
+@functools.cache  # importlib.metadata scans every installed distribution
 def _minari_version() -> str:
     try:
         from importlib import metadata

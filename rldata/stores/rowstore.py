@@ -479,6 +479,11 @@ class RowStore(Store):
                 p.unlink()
         self._older_episodes = keep
 
+    def _read_range(self, start: int, stop: int) -> TensorDict:
+        """Rows at positions ``[start, stop)`` (no checks; backends override it to copy
+        slices instead of gathering)."""
+        return self._read(torch.arange(start, stop, dtype=torch.int64))
+
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         """One key's rows (backends override this to skip the other keys)."""
         return self._read(positions).get(sch.key_tuple(name))
@@ -497,7 +502,10 @@ class RowStore(Store):
         if isinstance(index, int):
             return self.get(torch.tensor([index]))[0]
         if isinstance(index, slice):
-            index = torch.arange(*index.indices(self._filled()), dtype=torch.int64)
+            a, b, step = index.indices(self._filled())
+            if step == 1 and self.capacity is None and self._start <= a < b:
+                return self._read_range(a, b)  # readable by arithmetic: no per-row checks
+            index = torch.arange(a, b, step, dtype=torch.int64)
         pos = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
         self._check_readable(pos)
         out = self._read(pos)
