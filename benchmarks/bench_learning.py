@@ -201,6 +201,70 @@ def offline_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def render(raw: dict, command: str) -> str:
+    """The markdown report of ``raw`` (``{"online", "offline", "dataset"}``)."""
+    online, offline, dataset = raw["online"], raw["offline"], raw.get("dataset")
+    targets = {"sac": 5000, "redq": 3000, "td3": 10000, "ddpg": 10000}
+    lines = [
+        "# Learning on Pendulum-v1 (rldata Trainer vs Stable-Baselines3)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+        f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+        f"one CPU thread per run. Command: `{command}`",
+        "",
+    ]
+    if online:
+        lines += ["## Online (eval every 1k env steps, 5 deterministic episodes)", ""]
+        lines += online_table(online, targets) + [""]
+        if "sac (rldata)" in online and "sac (SB3)" in online:
+            pairs = list(zip(online["sac (rldata)"], online["sac (SB3)"]))
+            ratio = []
+            for a, b in pairs:
+                wa, wb = first_reach(a["curve"], -200)[1], first_reach(b["curve"], -200)[1]
+                ratio.append(f"{wb / wa:.2f}x" if wa and wb else "n/a")
+            walls = [b["wall"] / a["wall"] for a, b in pairs]
+            lines += [
+                f"Wall time to -200, SB3 / rldata per seed: {', '.join(ratio) or 'n/a'}; "
+                f"whole run, SB3 / rldata per seed: {', '.join(f'{r:.2f}x' for r in walls)}.",
+                "",
+            ]
+        lines += ["Evaluation curves (env steps: mean return):", ""]
+        for name, runs in online.items():
+            for r in runs:
+                points = ", ".join(f"{int(s) // 1000}k: {ret:.0f}" for s, ret, _ in r["curve"])
+                lines.append(f"- {name}, seed {r.get('seed', '?')}: {points}")
+        lines.append("")
+    if offline:
+        lines += ["## Offline (from a store recorded while SAC trained)", ""]
+        if dataset:
+            lines += [
+                f"Dataset: {dataset['rows']:,} transitions recorded by SAC online "
+                f"(seed {dataset.get('seed', '?')}), mean episode return "
+                f"{dataset['mean_return']:.1f}.",
+                "",
+            ]
+        lines += offline_table(offline) + [""]
+        lines += ["Evaluation curves (updates: mean return):", ""]
+        for name, runs in offline.items():
+            for r in runs:
+                points = ", ".join(f"{int(s) // 1000}k: {ret:.0f}" for s, ret, _ in r["curve"])
+                lines.append(f"- {name}, seed {r.get('seed', '?')}: {points}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def merge(paths: list[str]) -> dict:
+    """Runs saved by several invocations (``--json``), contender by contender."""
+    raw: dict = {"online": {}, "offline": {}, "dataset": None}
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        for kind in ("online", "offline"):
+            for name, runs in part[kind].items():
+                raw[kind].setdefault(name, []).extend(runs)
+        raw["dataset"] = raw["dataset"] or part.get("dataset")
+    return raw
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -226,94 +290,74 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--offline-eval-every", type=int, default=2_000)
     p.add_argument("--out", default=str(Path(__file__).with_name("RESULTS-learning.md")))
-    p.add_argument("--json", default=None, help="also dump raw curves here")
+    p.add_argument("--json", default=None, help="raw curves, rewritten after every run")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="only report: combine the --json files of runs made in parallel (seed ranges)",
+    )
     args = p.parse_args(argv)
+    command = (
+        f"python benchmarks/bench_learning.py {' '.join(sys.argv[1:] if argv is None else argv)}"
+    )
+    if args.merge:
+        raw = merge(args.merge)
+        text = render(raw, command)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return raw
     torch.set_num_threads(1)
     only = set(args.only.split(","))
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
-    online: dict[str, list[dict]] = {}
-    offline: dict[str, list[dict]] = {}
+    raw = {"online": {}, "offline": {}, "dataset": None}
+    online: dict[str, list[dict]] = raw["online"]
+    offline: dict[str, list[dict]] = raw["offline"]
+
+    def keep(kind: dict, name: str, seed: int, result: dict) -> None:
+        kind.setdefault(name, []).append({**result, "seed": seed})
+        print(name, seed, result["curve"], flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(raw))
+
     ls = args.learning_starts
     for seed in seeds:  # interleaved: each seed runs every contender under the same load
         if "sac" in only:
-            online.setdefault("sac (rldata)", []).append(
-                rldata_online("sac", args.sac_frames, seed, ls)
-            )
-            print("sac", seed, online["sac (rldata)"][-1]["curve"], flush=True)
+            keep(online, "sac (rldata)", seed, rldata_online("sac", args.sac_frames, seed, ls))
         if "sb3" in only:
-            online.setdefault("sac (SB3)", []).append(sb3_online(args.sac_frames, seed, ls))
-            print("sb3", seed, online["sac (SB3)"][-1]["curve"], flush=True)
-        for algo, frames in (("redq", args.redq_frames), ("td3", args.td3_frames)):
+            keep(online, "sac (SB3)", seed, sb3_online(args.sac_frames, seed, ls))
+        for algo, frames in (
+            ("redq", args.redq_frames),
+            ("td3", args.td3_frames),
+            ("ddpg", args.td3_frames),
+        ):
             if algo in only:
-                online.setdefault(algo, []).append(rldata_online(algo, frames, seed, ls))
-                print(algo, seed, online[algo][-1]["curve"], flush=True)
-        if "ddpg" in only:
-            online.setdefault("ddpg", []).append(rldata_online("ddpg", args.td3_frames, seed, ls))
-            print("ddpg", seed, online["ddpg"][-1]["curve"], flush=True)
-    dataset_info = None
+                keep(online, algo, seed, rldata_online(algo, frames, seed, ls))
     if "offline" in only:
         if args.dataset is not None:
             path = Path(args.dataset)
         else:
             path = Path(tempfile.mkdtemp(prefix="rldata-bench-")) / "pendulum-sac"
             rec = record_dataset(path, args.dataset_frames, args.seed0, ls)
-            dataset_info = {
-                "frames": args.dataset_frames,
-                "curve": rec["curve"],
-                "wall": rec["wall"],
-            }
-            print("dataset", path, dataset_info, flush=True)
+            print("dataset", path, rec["curve"], flush=True)
         with rldata.open(path) as store:
             episodes = store.episodes()
-            rows, mean_ret = len(store), float(episodes["return"].double().mean())
+            raw["dataset"] = {
+                "path": str(path),
+                "rows": len(store),
+                "mean_return": float(episodes["return"].double().mean()),
+                "seed": args.seed0 if args.dataset is None else None,
+            }
         for seed in seeds:
             for algo in args.offline_algos.split(","):
                 steps = args.cql_steps if algo == "cql" and args.cql_steps else args.offline_steps
                 r = rldata_offline(algo, path, steps, seed, args.offline_eval_every)
-                r["steps"] = steps
-                offline.setdefault(algo, []).append(r)
-                print(algo, seed, r["curve"], flush=True)
-
-    targets = {"sac": 5000, "redq": 3000, "td3": 10000, "ddpg": 10000}
-    lines = [
-        "# Learning on Pendulum-v1 (rldata Trainer vs Stable-Baselines3)",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
-        f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"one CPU thread per run. Command: `python benchmarks/bench_learning.py "
-        f"{' '.join(sys.argv[1:] if argv is None else argv)}`",
-        "",
-    ]
-    if online:
-        lines += ["## Online (eval every 1k env steps, 5 deterministic episodes)", ""]
-        lines += online_table(online, targets) + [""]
-        if "sac (rldata)" in online and "sac (SB3)" in online:
-            ratio = []
-            for a, b in zip(online["sac (rldata)"], online["sac (SB3)"]):
-                wa, wb = first_reach(a["curve"], -200)[1], first_reach(b["curve"], -200)[1]
-                if wa and wb:
-                    ratio.append(wb / wa)
-            walls = [
-                b["wall"] / a["wall"] for a, b in zip(online["sac (rldata)"], online["sac (SB3)"])
-            ]
-            lines += [
-                f"Wall time to -200, SB3 / rldata per seed: "
-                f"{', '.join(f'{r:.2f}x' for r in ratio) or 'n/a'}; whole run, SB3 / rldata: "
-                f"{', '.join(f'{r:.2f}x' for r in walls)}.",
-                "",
-            ]
-    if offline:
-        lines += ["## Offline (from a store recorded while SAC trained)", ""]
-        if dataset_info is not None or args.dataset is not None:
-            lines += [f"Dataset: {rows:,} transitions, mean episode return {mean_ret:.1f}.", ""]
-        lines += offline_table(offline) + [""]
-    text = "\n".join(lines)
+                keep(offline, algo, seed, {**r, "steps": steps})
+    text = render(raw, command)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
-    raw = {"online": online, "offline": offline, "dataset": dataset_info}
-    if args.json:
-        Path(args.json).write_text(json.dumps(raw))
     return raw
 
 
