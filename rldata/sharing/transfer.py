@@ -290,6 +290,11 @@ class _Dest:
         self.loc = loc
         self.infos = _infos(loc)
         journal = ob.read_index(_cat(loc, ob.INDEX)) if ob.INDEX in self.infos else None
+        if any(rel.startswith(f"{remote_commit.COMMITS}/") for rel in self.infos):
+            raise StoreExistsError(
+                f"{redact(loc.url)} holds a store written by numbered manifests (docs/FORMAT.md "
+                "section 15), which a push does not replace; pick a new destination"
+            )
         if self.infos and journal is None and ob.MANIFEST not in self.infos:
             raise StoreExistsError(
                 f"{redact(loc.url)} holds files that are not an rldata store; pick a new destination"

@@ -244,3 +244,18 @@ def test_parquet_parts_read_in_place_by_pyarrow(remote: str) -> None:
     tables = [pq.read_table(fs._strip_protocol(u), filesystem=fs) for u in parts]
     assert sorted(t.num_rows for t in tables) == [5, 10]
     assert all(b"rldata" in (t.schema.metadata or {}) for t in tables)
+
+
+@MEMORY_FIRST
+def test_push_does_not_overwrite_a_url_store(remote: str, tmp_path: object) -> None:
+    from rldata.sharing import push
+    from tests.sharing.conftest import make_store
+
+    url = f"{remote}/ds"
+    with stores.create(url, backend="zarr") as w:
+        w.append(ted_batch([6]))
+    src = make_store(tmp_path / "src", [5])  # type: ignore[operator]
+    with pytest.raises(StoreExistsError, match="numbered manifests"):
+        push(src, url)
+    with stores.open(url) as r:
+        assert len(r) == 6
