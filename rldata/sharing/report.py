@@ -188,15 +188,26 @@ def _stats_table(store: Any) -> str:
         return '<p class="note">this store records no statistics</p>'
     rows = []
     for key, entry in sorted(summary.items()):
+        qs = entry.get("quantiles") or {}
         cols = [entry.get(c) or [] for c in ("mean", "std", "min", "max")]
+        cols += [qs.get(q) or [] for q in _QUANTILES]
         for d in range(min(len(cols[0]), MAX_PANELS)):
-            cells = [f"{float(c[d]):.4g}" if d < len(c) else "" for c in cols]
+            cells = [_fmt(c[d]) if d < len(c) else "" for c in cols]
             rows.append((key, str(d), f"{int(entry.get('count', 0)):,}", *cells))
     note = (
         '<p class="note">From the per-episode records each commit writes: exact, no pass over '
-        f"the rows (at most the first {MAX_PANELS} features of a key).</p>"
+        f"the rows (at most the first {MAX_PANELS} features of a key). Quantiles from the "
+        "store's mergeable sketch: within 2% of the value of that rank.</p>"
     )
-    return note + h.table(("key", "dim", "count", "mean", "std", "min", "max"), rows, code=0)
+    head = ("key", "dim", "count", "mean", "std", "min", "max", "p5", "p50", "p95")
+    return note + h.table(head, rows, code=0)
+
+
+_QUANTILES = ("0.05", "0.5", "0.95")
+
+
+def _fmt(x: Any) -> str:
+    return "" if x is None else f"{float(x):.4g}"
 
 
 def _short(text: str, limit: int = 160) -> str:

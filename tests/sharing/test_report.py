@@ -65,6 +65,9 @@ def test_report_is_self_contained(pendulum: Path, tmp_path: Path) -> None:
     assert rldata.api.content_digest(rldata.open(pendulum)) in page
     assert "Pendulum-v1" in page and "observation" in page and "Bounded" in page
     assert 'id="stats"' in page and "<td>600</td>" in page  # recorded statistics: 600 rows
+    with rldata.open(pendulum) as store:  # the recorded quantile sketch's median
+        median = store.stats()["next.reward"]["quantiles"]["0.5"][0]
+    assert "<th>p50</th>" in page and f"<td>{median:.4g}</td>" in page
 
 
 def test_report_samples_large_stores_and_says_so(
