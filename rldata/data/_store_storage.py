@@ -169,6 +169,11 @@ class StoreStorage(Storage):
         if self._stage:
             self._flush()
         if self._view() is None:
+            if not extra and self._logical is None:
+                # a store without a zero-copy view (observations stored once, decoded
+                # chunks) builds the batch itself: no second pass over its leaves
+                td = self.store.get(index)
+                return td if td.device == self.device else td.to(self.device)
             return super().get(index, extra)
         if self._logical is not None:
             index = self._logical.index_select(0, index)

@@ -44,6 +44,7 @@ MIN_ROWS = 1024
 GROW_BYTES = 16 << 20  # smallest growth of an append-only payload, all keys together
 _PWRITE = hasattr(os, "pwrite")
 _TD_TYPE = "<class 'tensordict._td.TensorDict'>"
+_CPU = torch.device("cpu")
 ONCE_SUFFIX = ".once.memmap"  # explicit next-observation records of a stored-once key
 POS_BYTES = 8  # each record starts with its row position, int64 little-endian
 
@@ -74,6 +75,7 @@ class MemmapStore(RowStore):
         self._xpos: dict[str, np.ndarray] = {}  # positions of the explicit rows
         self._xmap: dict[str, np.ndarray | None] = {}  # their records, mapped lazily
         self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
+        self._plan: list[tuple[str, ...]] | None = None  # (key, *path) of each leaf, for _read
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -326,9 +328,11 @@ class MemmapStore(RowStore):
         # one index_select per key: several times faster than indexing the TensorDict view;
         # the leaves match the schema, so the TensorDict is built without re-checking each
         # (tensordict's checks cost ~0.2 ms a batch, more than the gathers of small rows)
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = [(n, *sch.key_tuple(n)) for n in self._fields]
         tree: dict = {}
-        for name in self._fields:
-            *parents, leaf = sch.key_tuple(name)
+        for name, *parents, leaf in plan:
             node = tree
             for part in parents:
                 node = node.setdefault(part, {})
@@ -560,7 +564,7 @@ def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
 def _built(tree: dict, size: torch.Size) -> TensorDict:
     """Nested dicts of checked leaves ``[n, ...]`` as a TensorDict (no per-leaf checks)."""
     entries = {k: _built(v, size) if isinstance(v, dict) else v for k, v in tree.items()}
-    return _compat.new_td(entries, size, None)
+    return _compat.new_td(entries, size, _CPU)
 
 
 def _pwrite_bytes(fd: int, a: np.ndarray, offset: int) -> None:
