@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from rldata.errors import StoreError
+from rldata.stores.location import redact
 
 MANIFEST = "rldata.json"
 LOCK = "rldata.lock"
@@ -30,7 +31,7 @@ def local_dir(path: str | os.PathLike[str]) -> Path:
         text = urlparse(text).path
     elif len(scheme) > 1:  # one letter is a Windows drive
         raise StoreError(
-            f"store URL {text!r}: this takes a local path or file://; stores at a URL are "
+            f"store URL {redact(text)!r}: this takes a local path or file://; stores at a URL are "
             f"created, opened and recorded into by rldata.create / open / collect --out"
         )
     return Path(text).expanduser().absolute()
