@@ -368,11 +368,12 @@ class MemmapStore(RowStore):
         if hit is not None and hit.size:
             recs = self._explicit(k)
             assert recs is not None
-            rows = recs["row"][j[hit]]  # a gather: a fresh, writable array
-            out[torch.from_numpy(hit)] = col.to_torch(rows, self._fields[k]["dtype"])
+            rows = col.to_torch(recs["row"][j[hit]], self._fields[k]["dtype"])  # a fresh copy
+            _put_rows(out, hit, rows)
         if mine is not None and mine.size:
             assert pend is not None
-            out[torch.from_numpy(mine)] = col.to_torch(pend[1], self._fields[k]["dtype"])
+            row = col.to_torch(pend[1], self._fields[k]["dtype"])
+            _put_rows(out, mine, row.expand(len(mine), *row.shape[1:]))
         return out
 
     def _read_range(self, start: int, stop: int) -> TensorDict:
@@ -559,6 +560,16 @@ def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
     if done < buf.nbytes:  # short writes are rare (signals, a full disk): finish them
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:
+    """``out[at] = rows``: a few rows (a batch's explicit next values) copied one by one,
+    ~20x cheaper than tensor-indexed assignment of large rows."""
+    if len(at) > 16:
+        out[torch.from_numpy(at)] = rows
+        return
+    for i, row in zip(at.tolist(), rows):
+        out[i].copy_(row)
 
 
 def _built(tree: dict, size: torch.Size) -> TensorDict:
