@@ -208,14 +208,16 @@ def render(raw: dict, command: str) -> str:
     lines = [
         "# Learning on Pendulum-v1 (rldata Trainer vs Stable-Baselines3)",
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+        f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
         f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-        f"one CPU thread per run. Command: `{command}`",
+        f"one CPU thread per run, by `{command}` from these runs:",
+        "",
+        *[f"- started {r['started']}: `{r['command']}`" for r in raw.get("runs", [])],
         "",
     ]
     if online:
         lines += ["## Online (eval every 1k env steps, 5 deterministic episodes)", ""]
-        lines += online_table(online, targets) + [""]
+        lines += ["<!-- table:learning-online -->", *online_table(online, targets)]
         if "sac (rldata)" in online and "sac (SB3)" in online:
             pairs = list(zip(online["sac (rldata)"], online["sac (SB3)"]))
             ratio = []
@@ -224,10 +226,11 @@ def render(raw: dict, command: str) -> str:
                 ratio.append(f"{wb / wa:.2f}x" if wa and wb else "n/a")
             walls = [b["wall"] / a["wall"] for a, b in pairs]
             lines += [
+                "",
                 f"Wall time to -200, SB3 / rldata per seed: {', '.join(ratio) or 'n/a'}; "
                 f"whole run, SB3 / rldata per seed: {', '.join(f'{r:.2f}x' for r in walls)}.",
-                "",
             ]
+        lines += ["<!-- /table:learning-online -->", ""]
         lines += ["Evaluation curves (env steps: mean return):", ""]
         for name, runs in online.items():
             for r in runs:
@@ -243,7 +246,8 @@ def render(raw: dict, command: str) -> str:
                 f"{dataset['mean_return']:.1f}.",
                 "",
             ]
-        lines += offline_table(offline) + [""]
+        lines += ["<!-- table:learning-offline -->", *offline_table(offline)]
+        lines += ["<!-- /table:learning-offline -->", ""]
         lines += ["Evaluation curves (updates: mean return):", ""]
         for name, runs in offline.items():
             for r in runs:
@@ -262,6 +266,7 @@ def merge(paths: list[str]) -> dict:
             for name, runs in part[kind].items():
                 raw[kind].setdefault(name, []).extend(runs)
         raw["dataset"] = raw["dataset"] or part.get("dataset")
+        raw.setdefault("runs", []).extend(part.get("runs", []))
     return raw
 
 
@@ -311,7 +316,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     only = set(args.only.split(","))
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     raw = {"online": {}, "offline": {}, "dataset": None}
+    raw["runs"] = [{"command": command, "started": started}]
     online: dict[str, list[dict]] = raw["online"]
     offline: dict[str, list[dict]] = raw["offline"]
 
