@@ -10,6 +10,7 @@ import rldata.stores as stores
 import rldata.stores._memmap as mm
 from rldata import api
 from rldata.errors import CorruptStoreError
+from rldata.testing import tamper
 from rldata.testing.store_contract import assert_rows_equal
 from rldata.testing.ted_factory import ted_batch
 
@@ -175,3 +176,44 @@ def test_samples_and_conversion_are_exact(tmp_path):
     back = stores.open(tmp_path / "back")
     assert_rows_equal(back.get(torch.arange(100)), data)
     assert back.manifest["payload"]["next_once_rows"] == {"observation": 3}
+
+
+@pytest.mark.parametrize(
+    "name, change, words",
+    [
+        (
+            "more explicit rows than the file",
+            lambda p: p.update(next_once_rows={"observation": 30}),
+            "truncated",
+        ),
+        (
+            "a count that is not an int",
+            lambda p: p.update(next_once_rows={"observation": "3"}),
+            "next_once_rows",
+        ),
+        (
+            "a key that is not an observation",
+            lambda p: p.update(next_stored_once=["action"]),
+            "next_stored_once",
+        ),
+        ("counts for other keys", lambda p: p.update(next_once_rows={}), "next_once_rows"),
+    ],
+)
+def test_a_manifest_that_lies_about_explicit_rows_is_refused(tmp_path, name, change, words):
+    with stores.create(tmp_path / "s") as w:
+        w.append(_pixels([20, 20]))
+    tamper.edit_manifest(tmp_path / "s", lambda m: change(m["payload"]))
+    with pytest.raises(CorruptStoreError, match=words) as info:
+        stores.open(tmp_path / "s", verify=False)
+    assert "\n" not in str(info.value)
+
+
+def test_explicit_positions_out_of_order_are_refused(tmp_path):
+    with stores.create(tmp_path / "s") as w:
+        w.append(_pixels([20, 20, 20]))
+    f = _files(tmp_path / "s")["next.observation"]
+    raw = bytearray(f.read_bytes())
+    raw[0:8] = (50).to_bytes(8, "little")  # the first record now claims row 50, after row 39
+    f.write_bytes(bytes(raw))
+    with pytest.raises(CorruptStoreError, match="ascending"):
+        stores.open(tmp_path / "s", verify=False)
