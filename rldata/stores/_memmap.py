@@ -76,6 +76,7 @@ class MemmapStore(RowStore):
         self._xmap: dict[str, np.ndarray | None] = {}  # their records, mapped lazily
         self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
         self._plan: list[tuple[str, ...]] | None = None  # (key, *path) of each leaf, for _read
+        self._inodes: dict[str, tuple[int, int]] = {}  # the files the views map
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -230,7 +231,7 @@ class MemmapStore(RowStore):
         return recs
 
     def _map(self, rows: int, *, grow: bool) -> None:
-        views = {}
+        views, inodes = {}, {}
         late = self._late()
         for name, entry in self._fields.items():
             if name in late:  # explicit rows only: no row-indexed mapping
@@ -238,7 +239,8 @@ class MemmapStore(RowStore):
             dtype, shape = sch.dtype_of(entry["dtype"]), entry["shape"]
             nbytes = rows * sch.row_bytes(entry)
             path = self._file(name)
-            size = path.stat().st_size
+            st = path.stat()
+            size, inodes[name] = st.st_size, (st.st_dev, st.st_ino)
             if size < nbytes:
                 if not grow:
                     raise CorruptStoreError(
@@ -253,6 +255,7 @@ class MemmapStore(RowStore):
                 flat = torch.from_file(str(path), shared=self.writable, size=numel, dtype=dtype)
                 views[name] = flat.view(rows, *shape)
         self._views, self._rows, self._td, self._td_rows = views, rows, None, -1
+        self._inodes = inodes
 
     # --- hooks --------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
@@ -404,8 +407,13 @@ class MemmapStore(RowStore):
         buf = memoryview(out.view(torch.uint8).reshape(-1).numpy())  # type: ignore[arg-type]
         fd = self._fds.get(name)
         own = fd is None
-        if own:
+        if own:  # a reader: the path must still name the file it maps (a --force swap)
             fd = os.open(self._file(name), os.O_RDONLY)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != self._inodes.get(name):
+                os.close(fd)
+                out.copy_(view[start:stop])
+                return out
         assert fd is not None
         try:
             offset, done = start * (len(buf) // (stop - start)), 0
