@@ -213,6 +213,9 @@ class StoreStorage(Storage):
             if k == key:
                 v = v[: self._len] if self._logical is None else v
                 return v if self._logical is None else v.index_select(0, self._logical)
+        column = self.store.column(".".join(key))  # one key, not every row of every key
+        if column is not None:
+            return column[: self._len] if self._logical is None else column[self._logical]
         rows = self.store.get(torch.arange(self._len) if self._logical is None else self._logical)
         return rows.get(key)
 

@@ -113,6 +113,12 @@ class Store(abc.ABC):
         """Flat key -> zero-copy tensor over stored rows (fastest gathers), or None."""
         return None
 
+    def column(self, name: str) -> torch.Tensor | None:
+        """One key's stored rows (positions == row index; zero-copy where the backend can),
+        for samplers' index math over one key without reading the others; or None."""
+        cols = self.columns()
+        return None if cols is None else cols.get(name)
+
     # --- lifetime ---------------------------------------------------------------------
     @abc.abstractmethod
     def close(self) -> None:

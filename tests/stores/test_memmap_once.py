@@ -217,3 +217,26 @@ def test_explicit_positions_out_of_order_are_refused(tmp_path):
     f.write_bytes(bytes(raw))
     with pytest.raises(CorruptStoreError, match="ascending"):
         stores.open(tmp_path / "s", verify=False)
+
+
+def test_slice_sampling_reads_one_column_not_the_store(tmp_path, monkeypatch):
+    from rldata.data import ReplayBuffer, SliceSampler, StoreStorage
+
+    data = _pixels([50, 30, 20])
+    with stores.create(tmp_path / "s") as w:
+        w.append(data)
+    store = stores.open(tmp_path / "s")
+    assert torch.equal(store.column("next.observation"), data["next", "observation"])
+    assert torch.equal(store.column("collector.traj_ids"), data["collector", "traj_ids"])
+    buffer = ReplayBuffer(storage=StoreStorage(store), sampler=SliceSampler(slice_len=5))
+    read = store._read
+
+    def small_reads_only(positions):
+        assert positions.numel() <= 20, "the sampler read the whole store"
+        return read(positions)
+
+    monkeypatch.setattr(store, "_read", small_reads_only)
+    batch = buffer.sample(20)
+    ids = batch["collector", "traj_ids"].reshape(4, 5)
+    assert (ids == ids[:, :1]).all()  # each slice inside one trajectory
+    assert torch.equal(batch["next", "observation"][:4], batch["observation"][1:5])
