@@ -168,10 +168,13 @@ class MemmapStore(RowStore):
                 rel = rel.with_suffix(ONCE_SUFFIX)
             files[name] = rel.as_posix()
             (self.root / rel).parent.mkdir(parents=True, exist_ok=True)
-        self._m["payload"] = {"dir": DATA_DIR, "files": files, "byte_order": "little"}
-        if once:
-            self._m["payload"]["next_stored_once"] = once
-            self._m["payload"]["next_once_rows"] = {k: 0 for k in once}
+        self._m["payload"] = {
+            "dir": DATA_DIR,
+            "files": files,
+            "byte_order": "little",
+            "next_stored_once": once,  # [] for a ring: it keeps both copies
+            "next_once_rows": {k: 0 for k in once},
+        }
         for name in self._fields:
             self._fds[name] = os.open(self._file(name), os.O_RDWR | os.O_CREAT, 0o644)
         # new directory entries: fsynced with the payload at the first commit, before the

@@ -123,7 +123,7 @@ def test_a_ring_keeps_both_copies(tmp_path):
     with stores.create(tmp_path / "s", capacity=64) as w:
         w.append(_pixels([50, 30]))
     m = stores.open(tmp_path / "s").manifest["payload"]
-    assert "next_stored_once" not in m
+    assert m["next_stored_once"] == [] and m["next_once_rows"] == {}  # said in the manifest
     assert m["files"]["next.observation"] == "data/next/observation.memmap"
 
 
@@ -148,14 +148,14 @@ def test_a_truncated_explicit_file_is_refused(tmp_path):
 
 
 def test_a_store_with_both_copies_still_opens(tmp_path, monkeypatch):
-    """Format 1.1 append-only stores listed every key's rows; they open and read as before."""
+    """An append-only store keeping both copies (as in format 1.1) opens and reads as before."""
     data = _pixels([20, 20])
     monkeypatch.setattr(mm.MemmapStore, "next_stored_once", False)
     with stores.create(tmp_path / "s") as w:
         w.append(data)
     monkeypatch.undo()
     r = stores.open(tmp_path / "s")
-    assert "next_stored_once" not in r.manifest["payload"]
+    assert r.manifest["payload"]["next_stored_once"] == []
     assert r.tensordict() is not None  # the zero-copy view of every key
     assert_rows_equal(r.get(torch.arange(40)), data)
     assert stores.verify(r) == []
@@ -240,3 +240,20 @@ def test_slice_sampling_reads_one_column_not_the_store(tmp_path, monkeypatch):
     ids = batch["collector", "traj_ids"].reshape(4, 5)
     assert (ids == ids[:, :1]).all()  # each slice inside one trajectory
     assert torch.equal(batch["next", "observation"][:4], batch["observation"][1:5])
+
+
+def test_a_format_1_1_store_without_the_fields_still_opens(tmp_path, monkeypatch):
+    data = _pixels([20, 20])
+    monkeypatch.setattr(mm.MemmapStore, "next_stored_once", False)
+    with stores.create(tmp_path / "s") as w:
+        w.append(data)
+
+    def as_1_1(m):
+        m["format_version"] = "1.1.0"
+        del m["payload"]["next_stored_once"], m["payload"]["next_once_rows"]
+
+    tamper.edit_manifest(tmp_path / "s", as_1_1)
+    r = stores.open(tmp_path / "s")
+    assert r.manifest["format_version"] == "1.1.0"
+    assert_rows_equal(r.get(torch.arange(40)), data)
+    assert stores.verify(r) == []
