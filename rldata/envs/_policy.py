@@ -99,3 +99,13 @@ def _flat(key) -> str | tuple:
     if isinstance(key, tuple) and len(key) == 1:
         return key[0]
     return key
+
+
+def writes_only_action(policy: object) -> bool:
+    """Whether ``policy`` adds nothing but the action to a step (random, or ``out_keys``
+    of just the action); a rollout keeps every other output (``loc``, log-probs), which
+    the numpy path would drop."""
+    if is_random_policy(policy):
+        return True
+    out_keys = _keys(policy, "out_keys")
+    return out_keys is not None and [_flat(k) for k in out_keys] == [_flat(TED_KEYS.action)]

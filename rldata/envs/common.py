@@ -19,6 +19,7 @@ from tensordict import TensorDictBase
 
 from rldata.envs._gym_loop import FastLayout
 from rldata.envs._loop import make_loop
+from rldata.envs._policy import writes_only_action
 from rldata.envs._run import Run
 from rldata.envs._sampling import ActionStream, make_sampler
 from rldata.envs._td import get as _get
@@ -303,7 +304,13 @@ class EnvBase:
         else:
             td = tensordict
         # the fast path needs the plain root a reset gives (no extra entries, no flag set)
-        plain = auto_reset and callback is None and _plain_root(td, self.observation_keys)
+        # and a policy whose only output is the action (the rollout keeps all of them)
+        plain = (
+            auto_reset
+            and callback is None
+            and writes_only_action(policy)
+            and _plain_root(td, self.observation_keys)
+        )
         loop = make_loop(self, policy, fast=plain)
         loop.reset(td, None)
         return loop.rollout(

@@ -78,3 +78,24 @@ def test_rollout_with_extra_root_entries_takes_the_generic_path():
     root["hidden"] = torch.ones(4)
     rows = env.rollout(5, auto_reset=False, tensordict=root, break_when_any_done=False)
     assert torch.equal(rows["hidden"], torch.ones(5, 4))
+
+
+def test_rollout_keeps_every_output_of_a_policy_that_writes_more_than_the_action():
+    from tensordict.nn import NormalParamExtractor
+    from torch.distributions import Normal
+
+    from rldata.modules import MLP, ProbabilisticActor
+
+    env = GymEnv("Pendulum-v1")
+    env.set_seed(0)
+    net = TensorDictModule(
+        torch.nn.Sequential(MLP(in_features=3, out_features=2), NormalParamExtractor()),
+        in_keys=["observation"],
+        out_keys=["loc", "scale"],
+    )
+    policy = ProbabilisticActor(
+        net, in_keys=["loc", "scale"], distribution_class=Normal, return_log_prob=True
+    )
+    rollout = env.rollout(max_steps=5, policy=policy)
+    assert {"loc", "scale", "action_log_prob"} <= set(rollout.keys())
+    assert rollout["loc"].shape == (5, 1)
