@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 
 from rldata.envs._gym_loop import GymLoop
 from rldata.envs._policy import is_random_policy, tensor_act_fn
 from rldata.envs._run import IdSource, Run
+from rldata.envs._td import stack_tds
 from rldata.ted import TED_KEYS, step_mdp
 
 Policy = Callable[[TensorDictBase], TensorDictBase]
@@ -109,13 +110,14 @@ class StepLoop:
             rows.append(td)
             if callback is not None:
                 callback(env, td)
-            if break_when_any_done and done.any():
+            finished = bool(done.any())
+            if break_when_any_done and finished:
                 self._td = None  # finished envs were not reset: the next run resets
                 return stack_rows(rows, len(self.batch))
-            if done.any() and counter is not None:
+            if finished and counter is not None:
                 self._ids = self._ids.clone()
                 self._ids[done] = counter.take(int(done.sum()))
-            if done.any():
+            if finished:
                 self._steps = torch.where(done, 0, self._steps)
             td = root.exclude(keys.traj_ids[0]) if counter is not None else root
         self._td = td
@@ -164,11 +166,5 @@ def make_loop(
 
 
 def stack_rows(rows: list[TensorDictBase], dim: int) -> TensorDictBase:
-    """Stack step outputs along time, key by key (much cheaper than stacking TensorDicts)."""
-    first = rows[0]
-    keys = list(first.keys(True, True))
-    batch = (*first.batch_size[:dim], len(rows), *first.batch_size[dim:])
-    out = TensorDict({}, batch_size=batch, device=first.device)
-    for key in keys:
-        out.set(key, torch.stack([r.get(key) for r in rows], dim))
-    return out
+    """Stack step outputs along time (column by column; see :func:`rldata.envs._td.stack_tds`)."""
+    return stack_tds(rows, dim)
