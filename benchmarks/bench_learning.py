@@ -153,15 +153,20 @@ def first_reach(curve, threshold: float) -> tuple[float | None, float | None]:
 
 
 def spread(xs: list[float | None], fmt: str = "{:.0f}") -> str:
-    got = [x for x in xs if x is not None]
-    miss = len(xs) - len(got)
+    """Median over seeds (min to max); None (a threshold never reached) counts as infinite."""
+    got = sorted(x for x in xs if x is not None)
+    n = len(xs)
     if not got:
-        return f"not reached ({len(xs)}/{len(xs)} seeds)"
-    text = fmt.format(statistics.median(got))
-    if len(got) > 1:
-        text += f" ({fmt.format(min(got))}-{fmt.format(max(got))})"
-    if miss:
-        text += f", {miss}/{len(xs)} seeds never"
+        return f"not reached (0/{n} seeds)"
+    ranked = got + [float("inf")] * (n - len(got))
+    median = statistics.median(ranked)
+    if median == float("inf"):
+        shown = ", ".join(fmt.format(x) for x in got)
+        return f"not reached by the median seed ({len(got)}/{n} seeds reached: {shown})"
+    text = fmt.format(median)
+    if n > 1:
+        high = "never" if len(got) < n else fmt.format(got[-1])
+        text += f" ({fmt.format(got[0])} to {high})"
     return text
 
 
@@ -267,6 +272,7 @@ def merge(paths: list[str]) -> dict:
                 raw[kind].setdefault(name, []).extend(runs)
         raw["dataset"] = raw["dataset"] or part.get("dataset")
         raw.setdefault("runs", []).extend(part.get("runs", []))
+    raw["runs"] = sorted(raw.get("runs", []), key=lambda r: r["started"])
     return raw
 
 
