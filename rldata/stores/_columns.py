@@ -109,3 +109,21 @@ def fill_implied(cur: np.ndarray, nxt: np.ndarray, implied_rows: np.ndarray) -> 
     rows = np.flatnonzero(implied_rows)
     if rows.size:
         nxt[rows] = cur[rows + 1]
+
+
+def stored_once(root: object, payload: dict, schema: dict[str, dict]) -> list[str]:
+    """The manifest's ``payload.next_stored_once``: observation keys whose ``next`` value is
+    rebuilt from the following row (none before format 1.2).
+
+    Raises:
+        CorruptStoreError: the field is not a list of the schema's observation keys.
+    """
+    from rldata.errors import CorruptStoreError
+
+    once = payload.get("next_stored_once", [])
+    if not isinstance(once, list) or not set(once) <= set(obs_keys(schema)):
+        raise CorruptStoreError(
+            f"{root}: manifest field 'payload.next_stored_once': expected observation "
+            f"keys of the schema, got {once!r}"
+        )
+    return once

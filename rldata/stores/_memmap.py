@@ -128,12 +128,7 @@ class MemmapStore(RowStore):
 
     def _once(self) -> list[str]:
         """Observation keys whose ``next`` value is stored once (none before format 1.2)."""
-        once = self._m["payload"].get("next_stored_once", [])
-        if not isinstance(once, list) or not set(once) <= set(col.obs_keys(self._fields)):
-            raise CorruptStoreError(
-                f"{self.root}: manifest field 'payload.next_stored_once': expected observation "
-                f"keys of the schema, got {once!r}"
-            )
+        once = col.stored_once(self.root, self._m["payload"], self._fields)
         if once and self.capacity is not None:
             raise CorruptStoreError(
                 f"{self.root}: manifest field 'payload.next_stored_once': a ring keeps both "

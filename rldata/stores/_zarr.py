@@ -265,12 +265,7 @@ class ZarrStore(RowStore):
         return out
 
     def _once(self) -> list[str]:
-        once = self._m["payload"].get("next_stored_once", [])
-        if not isinstance(once, list) or not set(once) <= set(col.obs_keys(self._fields)):
-            raise CorruptStoreError(
-                f"{self.root}: manifest field 'payload.next_stored_once': expected observation "
-                f"keys of the schema, got {once!r}"
-            )
+        once = col.stored_once(self.root, self._m["payload"], self._fields)
         return once
 
     def _chunk_of(self, c: int) -> dict[str, np.ndarray]:
