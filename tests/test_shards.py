@@ -67,3 +67,13 @@ def test_rldata_stores_open_reads_a_sharded_parent(tmp_path):
     root = _sharded(tmp_path, [[3], [2]], [0, 1])
     with stores.open(root) as store:
         assert isinstance(store, _shards.ShardedStore) and len(store) == 5
+
+
+def test_episodes_are_indexed_across_shards_and_out_of_range_names_the_index(tmp_path):
+    root = _sharded(tmp_path, [[3, 2], [4]], [0, 10])
+    with stores.open(root) as store:
+        assert len(store.episode(2)) == 4  # the first episode of shard 1
+        assert len(store.episode(-1)) == 4 and len(store.episode(-3)) == 3
+        for bad in (3, -4):
+            with pytest.raises(IndexError, match=f"episode {bad} out of range; it holds 3"):
+                store.episode(bad)

@@ -29,7 +29,7 @@ import torch
 from tensordict import TensorDict
 
 from rldata import stores
-from rldata.errors import ConfigError, StoreNotFoundError
+from rldata.errors import ConfigError, RowIndexError, StoreNotFoundError
 from rldata.stores import manifest as mf
 from rldata.stores.base import Store
 from rldata.stores.lock import WriterLock
@@ -186,12 +186,18 @@ class ShardedStore(Store):
         return tensordict.cat(tables, 0) if tables else TensorDict({}, [0])
 
     def episode(self, i: int) -> TensorDict:
-        for store in self.shards:
-            n = len(store.episodes())
-            if i < n:
-                return store.episode(i)
-            i -= n
-        raise IndexError(f"{self.path}: episode {i} out of range")
+        counts = [len(store.episodes()) for store in self.shards]
+        total = sum(counts)
+        if not -total <= i < total:
+            raise RowIndexError(
+                f"store {self.path}: episode {i} out of range; it holds {total} episodes"
+            )
+        j = i + total if i < 0 else i  # a negative index counts from the last shard's end
+        for store, n in zip(self.shards, counts):
+            if j < n:
+                return store.episode(j)
+            j -= n
+        raise AssertionError("unreachable: j < total")
 
     def next_traj_id(self) -> int:
         return max((s.next_traj_id() for s in self.shards), default=0)
