@@ -206,6 +206,16 @@ def offline_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def curves(title: str, results: dict[str, list[dict]]) -> list[str]:
+    """One line per run: its evaluation returns, by thousands of steps."""
+    lines = [title, ""]
+    for name, runs in results.items():
+        for r in runs:
+            points = ", ".join(f"{int(s) // 1000}k: {ret:.0f}" for s, ret, _ in r["curve"])
+            lines.append(f"- {name}, seed {r.get('seed', '?')}: {points}")
+    return [*lines, ""]
+
+
 def render(raw: dict, command: str) -> str:
     """The markdown report of ``raw`` (``{"online", "offline", "dataset"}``)."""
     online, offline, dataset = raw["online"], raw["offline"], raw.get("dataset")
@@ -236,12 +246,7 @@ def render(raw: dict, command: str) -> str:
                 f"whole run, SB3 / rldata per seed: {', '.join(f'{r:.2f}x' for r in walls)}.",
             ]
         lines += ["<!-- /table:learning-online -->", ""]
-        lines += ["Evaluation curves (env steps: mean return):", ""]
-        for name, runs in online.items():
-            for r in runs:
-                points = ", ".join(f"{int(s) // 1000}k: {ret:.0f}" for s, ret, _ in r["curve"])
-                lines.append(f"- {name}, seed {r.get('seed', '?')}: {points}")
-        lines.append("")
+        lines += curves("Evaluation curves (env steps: mean return):", online)
     if offline:
         lines += ["## Offline (from a store recorded while SAC trained)", ""]
         if dataset:
@@ -253,12 +258,7 @@ def render(raw: dict, command: str) -> str:
             ]
         lines += ["<!-- table:learning-offline -->", *offline_table(offline)]
         lines += ["<!-- /table:learning-offline -->", ""]
-        lines += ["Evaluation curves (updates: mean return):", ""]
-        for name, runs in offline.items():
-            for r in runs:
-                points = ", ".join(f"{int(s) // 1000}k: {ret:.0f}" for s, ret, _ in r["curve"])
-                lines.append(f"- {name}, seed {r.get('seed', '?')}: {points}")
-        lines.append("")
+        lines += curves("Evaluation curves (updates: mean return):", offline)
     return "\n".join(lines)
 
 
