@@ -152,6 +152,12 @@ def _stray_payload(root: Path, payload_dir: str, m: dict[str, Any]) -> list[str]
     return sorted(stray)
 
 
+def staging_sibling(root: Path) -> Path:
+    """A fresh hidden sibling of ``root`` to build its replacement in (same file system, so
+    the swap is a rename)."""
+    return root.with_name(f".{root.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
 @contextlib.contextmanager
 def staged_replacement(root: Path) -> Iterator[Path]:
     """Yield a fresh sibling directory of ``root`` to build a store in; on success swap it in.
@@ -161,7 +167,7 @@ def staged_replacement(root: Path) -> Iterator[Path]:
     """
     lock = WriterLock(root)
     lock.acquire()
-    stage = root.with_name(f".{root.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    stage = staging_sibling(root)
     try:
         yield stage
         exchange(stage, root)  # now `stage` holds the old store

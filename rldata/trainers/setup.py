@@ -19,7 +19,7 @@ from rldata import stores
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Composite
-from rldata.stores.destination import check_destination
+from rldata.stores.target import check_destination
 from rldata.trainers.algorithms import Algorithm, get_algorithm
 from rldata.trainers.checkpoint import CHECKPOINT_DIR
 from rldata.trainers.config import TrainConfig
@@ -159,7 +159,7 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
         check_run_dir(out, resume, force)
     if cfg.store is not None and not resume:
         if force:  # only a provable store is replaced, and only when the run succeeds
-            check_destination(cfg.store, resume=False, force=True)
+            check_destination(cfg.store, resume=False, force=True, backend=cfg.backend)
         elif os.path.exists(cfg.store):
             raise StoreExistsError(
                 f"--store {cfg.store!r} exists; give a new path, --resume or --force"

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
-import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -50,8 +48,8 @@ from rldata.data import (
     ReplayBuffer,
     StoreStorage,
 )
-from rldata.stores.destination import STAGING_MARK, exchange, staged_replacement
-from rldata.stores.paths import MANIFEST, local_dir
+from rldata.stores.destination import exchange, staging_sibling
+from rldata.stores.target import recording_store
 from rldata.trainers import loops
 from rldata.trainers.algorithms import Agent, resolve
 from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
@@ -172,7 +170,7 @@ def _run_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
     if not (force and out is not None and out.exists() and any(out.iterdir())):
         yield out
         return
-    stage = out.with_name(f".{out.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    stage = staging_sibling(out)
     try:
         yield stage
         exchange(stage, out)  # `stage` now holds the old run
@@ -248,12 +246,11 @@ class _Run:
                 self.store = stores.open(cfg.store, mode="a")
             else:
                 ring = cfg.buffer_size is not None and cfg.buffer_size < int(cfg.frames or 0)
-                where: Any = cfg.store
-                if self.force and (Path(cfg.store) / MANIFEST).exists():
-                    where = self.stack.enter_context(staged_replacement(local_dir(cfg.store)))
-                self.store = stores.create(
-                    where,
+                # --force builds the replacement beside the old store, swapped in at the end
+                recording = recording_store(
+                    cfg.store,
                     backend=cfg.backend,
+                    force=self.force,
                     capacity=cfg.buffer_size if ring else None,
                     specs=record_specs(self.inputs.eval_env),
                     env_id=cfg.env,
@@ -265,6 +262,7 @@ class _Run:
                     },
                     commit_every=STORE_COMMIT_EVERY,
                 )
+                self.store = self.stack.enter_context(recording)
             storage: Any = StoreStorage(self.store)
         else:
             storage = LazyTensorStorage(capacity, device=cfg.replay_device or "cpu")
@@ -430,7 +428,8 @@ class _Run:
 
     # --- the run ------------------------------------------------------------------------------
     def run(self) -> TrainSummary:
-        # holds a --force replacement of --store: swapped in only if the run ends well
+        # holds the recording into --store (a --force replacement is swapped in only if the
+        # run ends well)
         threads = torch.get_num_threads()
         try:
             with contextlib.ExitStack() as self.stack:
