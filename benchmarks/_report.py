@@ -21,6 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def disk_bytes(path: Path) -> int:
+    """Allocated bytes under ``path`` (sparse preallocation counts only what holds data)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            total += os.stat(os.path.join(dirpath, f)).st_blocks * 512
+    return total
+
+
 def rounds(fns: dict[str, Callable[[], float]], n: int) -> dict[str, list[float]]:
     """Run every contender once per round, in turn, ``n`` rounds: ``{label: [value per round]}``."""
     out: dict[str, list[float]] = {k: [] for k in fns}

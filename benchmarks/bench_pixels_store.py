@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import shutil
 import sys
 import tempfile
@@ -93,14 +92,6 @@ def chained(rows: int) -> list[TensorDict]:
     return out
 
 
-def disk_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            total += os.stat(os.path.join(dirpath, f)).st_blocks * 512
-    return total
-
-
 def write_rldata(path: Path, blocks: list[TensorDict], once: bool) -> float:
     t0 = time.perf_counter()
     with mock.patch.object(MemmapStore, "next_stored_once", once), stores.create(path) as w:
@@ -154,9 +145,9 @@ def main() -> None:
         if HAVE_TORCHRL:
             writes["torchrl"], trl_rb = write_torchrl(trl, blocks, rows)
         del blocks
-        sizes = {"once": disk_bytes(once), "both": disk_bytes(both)}
+        sizes = {"once": rep.disk_bytes(once), "both": rep.disk_bytes(both)}
         if trl_rb is not None:
-            sizes["torchrl"] = disk_bytes(trl)
+            sizes["torchrl"] = rep.disk_bytes(trl)
         assert stores.verify(stores.open(once)) == []
         # the stored-once store gives back exactly the rows of the both-copies store
         a, b = stores.open(once), stores.open(both)

@@ -131,15 +131,6 @@ def ted(d: dict[str, np.ndarray], a: int, b: int) -> TensorDict:
 
 
 # --- measurements ----------------------------------------------------------------------------
-def disk_bytes(path: Path) -> int:
-    """Allocated bytes under ``path`` (sparse preallocation counts only what holds data)."""
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            total += os.stat(os.path.join(dirpath, f)).st_blocks * 512
-    return total
-
-
 def write(path: Path, backend: str, d: dict[str, np.ndarray], rows: int) -> float:
     shutil.rmtree(path, ignore_errors=True)
     batches = [ted(d, a, min(rows, a + BLOCK)) for a in range(0, rows, BLOCK)]
@@ -254,13 +245,13 @@ def run(
         for b in BACKENDS:
             path = tmp / f"{label}-{b}"
             add(b, "write", write(path, b, d, rows))
-            add(b, "size", disk_bytes(path))
+            add(b, "size", rep.disk_bytes(path))
             add(b, "open", rep.timed(lambda p=path: stores.open(p).close()))
             add(b, "open_noverify", rep.timed(lambda p=path: stores.open(p, verify=False).close()))
             add(b, "first", sample_rate(path, seconds, first=True))
             add(b, "cached", sample_rate(path, seconds, first=False))
         add("minari", "write", minari_write(theirs, d, rows, obs_dim, act_dim))
-        add("minari", "size", disk_bytes(Path(os.environ["MINARI_DATASETS_PATH"]) / theirs))
+        add("minari", "size", rep.disk_bytes(Path(os.environ["MINARI_DATASETS_PATH"]) / theirs))
         add("minari", "open", minari_open(theirs))
         add("minari", "export", export(tmp / f"{label}-memmap", ours))
         add("minari", "export_open", export_open(tmp / f"{label}-memmap", ours))
