@@ -77,6 +77,7 @@ class MemmapStore(RowStore):
         self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
         self._plan: list[tuple[str, ...]] | None = None  # (key, *path) of each leaf, for _read
         self._inodes: dict[str, tuple[int, int]] = {}  # the files the views map
+        self._rfds: dict[str, int | None] = {}  # a reader's pread descriptors (_read_fd)
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -254,6 +255,7 @@ class MemmapStore(RowStore):
                 views[name] = flat.view(rows, *shape)
         self._views, self._rows, self._td, self._td_rows = views, rows, None, -1
         self._inodes = inodes
+        self._drop_read_fds()  # they belong to the previous mapping
 
     # --- hooks --------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
@@ -402,28 +404,40 @@ class MemmapStore(RowStore):
         if out.numel() == 0 or not _PWRITE:
             out.copy_(view[start:stop])
             return out
+        fd = self._read_fd(name)
+        if fd is None:
+            out.copy_(view[start:stop])
+            return out
         buf = memoryview(out.view(torch.uint8).reshape(-1).numpy())  # type: ignore[arg-type]
-        fd = self._fds.get(name)
-        own = fd is None
-        if own:  # a reader: the path must still name the file it maps (a --force swap)
-            fd = os.open(self._file(name), os.O_RDONLY)
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != self._inodes.get(name):
-                os.close(fd)
-                out.copy_(view[start:stop])
-                return out
-        assert fd is not None
-        try:
-            offset, done = start * (len(buf) // (stop - start)), 0
-            while done < len(buf):
-                got = os.preadv(fd, [buf[done:]], offset + done)
-                if got <= 0:
-                    raise CorruptStoreError(f"{self._file(name)}: short read of key {name!r}")
-                done += got
-        finally:
-            if own:
-                os.close(fd)
+        offset, done = start * (len(buf) // (stop - start)), 0
+        while done < len(buf):
+            got = os.preadv(fd, [buf[done:]], offset + done)
+            if got <= 0:
+                raise CorruptStoreError(f"{self._file(name)}: short read of key {name!r}")
+            done += got
         return out
+
+    def _read_fd(self, name: str) -> int | None:
+        """The descriptor to pread key ``name`` from: the writer's, or a reader's opened once
+        per mapping; None when the path now names another file than the one mapped (a
+        ``--force`` swap), so the read goes through the mapping."""
+        fd = self._fds.get(name)
+        if fd is not None or name in self._rfds:
+            return fd if fd is not None else self._rfds[name]
+        opened: int | None = os.open(self._file(name), os.O_RDONLY)
+        assert opened is not None
+        st = os.fstat(opened)
+        if (st.st_dev, st.st_ino) != self._inodes.get(name):
+            os.close(opened)
+            opened = None
+        self._rfds[name] = opened
+        return opened
+
+    def _drop_read_fds(self) -> None:
+        rfds, self._rfds = getattr(self, "_rfds", {}), {}
+        for fd in rfds.values():
+            if fd is not None:
+                os.close(fd)
 
     def _next_range(self, k: str, start: int, stop: int) -> torch.Tensor:
         """``next.k`` of rows ``[start, stop)``: ``k`` of ``[start + 1, stop + 1)`` copied in
@@ -561,6 +575,11 @@ class MemmapStore(RowStore):
             fds, self._fds = self._fds, {}
             for fd in fds.values():
                 os.close(fd)
+            self._drop_read_fds()
+
+    def __del__(self) -> None:  # a dropped reader frees its descriptors
+        self._drop_read_fds()
+        super().__del__()
 
 
 def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
