@@ -34,6 +34,7 @@ from tensordict import TensorDict
 
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores import _columns as col
+from rldata.stores.checksums import file_sha256
 from rldata.stores.commit import fsync_dir, fsync_file, temp_name
 from rldata.stores.paths import inside
 from rldata.stores.rowstore import RowStore
@@ -235,7 +236,7 @@ class ParquetStore(RowStore):
                 tmp,
                 compression=COMPRESSION,
                 use_dictionary=False,  # floats rarely repeat: dictionaries only cost space
-                use_byte_stream_split=_float_columns(table),  # ~10% smaller floats, measured
+                use_byte_stream_split=_float_columns(table),  # ~9% smaller floats, measured
             )
             if self.durable:
                 fsync_file(tmp)
@@ -248,9 +249,45 @@ class ParquetStore(RowStore):
             fsync_dir(target.parent)
             if not parts:
                 fsync_dir(self.root)
-        parts.append({"path": rel, "start": a, "rows": b - a})
+        digest = file_sha256(target)
+        parts.append(
+            {
+                "path": rel,
+                "start": a,
+                "rows": b - a,
+                "bytes": target.stat().st_size,
+                "sha256": digest,
+            }
+        )
         self._m["payload"]["parts"] = parts
         self._flushed = self._loaded = filled
+
+    def stored_bytes_check(self) -> tuple[list[str], set[int]]:
+        """Each part file against the size and SHA-256 its commit recorded (format 1.3): a part
+        is never rewritten, so any difference is a fault. Returns the faults and the checksum
+        chunks whose rows lie in matching parts (their rows need no decoding to be trusted);
+        parts from before 1.3 carry no hash and are left to the decoded-row check."""
+        faults, good = [], []
+        for p in self._parts():
+            want = p.get("sha256")
+            if want is None:
+                continue
+            path = inside(self.root, p["path"], "a parquet part")
+            size = path.stat().st_size if path.is_file() else None
+            if size != p.get("bytes"):
+                faults.append(
+                    f"{path}: parquet part is {'missing' if size is None else f'{size} bytes'}, "
+                    f"the manifest says {p.get('bytes')} bytes"
+                )
+                continue
+            got = file_sha256(path)
+            if got != want:
+                faults.append(
+                    f"{path}: parquet part sha256 {str(got)[:12]}…, manifest says {str(want)[:12]}…"
+                )
+                continue
+            good.append((p["start"], p["start"] + p["rows"]))
+        return faults, _chunks_within(good, self._chunk, self._filled())
 
     def _file_meta(self, start: int) -> dict:
         return {
@@ -282,14 +319,41 @@ class ParquetStore(RowStore):
 
 
 def _float_columns(table: pa.Table) -> list[str]:
-    """Columns of floats (plain or in fixed-size lists): byte-stream-split compresses them better."""
+    """Parquet leaf paths of float columns (plain, or the elements of a fixed-size list):
+    byte-stream-split compresses them better. A list's values are the leaf
+    ``<column>.list.element`` (naming the list column itself leaves them PLAIN)."""
     out = []
     for field in table.schema:
-        t = field.type
+        t, path = field.type, field.name
         while pa.types.is_fixed_size_list(t):
-            t = t.value_type
+            t, path = t.value_type, f"{path}.list.element"
         if pa.types.is_floating(t):
-            out.append(field.name)
+            out.append(path)
+    return out
+
+
+def _chunks_within(ranges: list[tuple[int, int]], chunk_rows: int, filled: int) -> set[int]:
+    """Checksum chunks whose rows ``[c * chunk_rows, ...)`` below ``filled`` all lie in
+    ``ranges`` (sorted, disjoint row ranges)."""
+    out: set[int] = set()
+    run_a = run_b = -1
+    merged = []
+    for a, b in ranges:  # join adjacent parts into runs
+        if a == run_b:
+            run_b = b
+        else:
+            if run_b > run_a:
+                merged.append((run_a, run_b))
+            run_a, run_b = a, b
+    if run_b > run_a:
+        merged.append((run_a, run_b))
+    for a, b in merged:
+        first = -(-a // chunk_rows)
+        c = first
+        while c * chunk_rows < b:
+            if min((c + 1) * chunk_rows, filled) <= b:
+                out.add(c)
+            c += 1
     return out
 
 

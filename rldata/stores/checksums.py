@@ -8,6 +8,8 @@ so a commit only hashes the bytes written since the previous one.
 from __future__ import annotations
 
 import hashlib
+import mmap
+import os
 from collections.abc import Callable
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -19,6 +21,19 @@ RowReader = Callable[[int, int], "bytes | memoryview"]
 def sha256_hex(data: bytes | memoryview) -> str:
     """Hex SHA-256 of a byte buffer."""
     return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str | None:
+    """Hex SHA-256 of a file's bytes, or None when there is no such file (or not a file)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return EMPTY_SHA256
+            with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
+                return hashlib.sha256(view).hexdigest()  # no copy out of the page cache
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
 
 
 class ChunkSums:

@@ -21,7 +21,7 @@ from rldata.stores.commit import atomic_write
 from rldata.stores.paths import manifest_path
 
 FORMAT_NAME = "rldata"
-FORMAT_VERSION = "1.2.0"
+FORMAT_VERSION = "1.3.0"
 """Semantic version of the on-disk format. A reader accepts any ``1.x.y``; a newer major is refused."""
 
 SELF_SUM = "manifest_sha256"

@@ -134,3 +134,16 @@ def test_duckdb_rebuilds_next_observations_as_format_md_says(tmp_path):
     )
     got = torch.tensor([r[0] for r in duckdb.sql(query).fetchall()])
     assert torch.equal(got, data["next", "observation"])
+
+
+def test_float_values_of_list_columns_are_byte_stream_split(tmp_path):
+    with stores.create(tmp_path / "s", backend="parquet") as w:
+        w.append(ted_marked(0, 40))
+    part = next((tmp_path / "s" / "data").glob("part-*.parquet"))
+    group = pq.ParquetFile(part).metadata.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)
+    }
+    for leaf in ("observation.list.element", "next.reward"):
+        assert "BYTE_STREAM_SPLIT" in encodings[leaf], (leaf, encodings[leaf])
+    assert "BYTE_STREAM_SPLIT" not in encodings["collector.traj_ids"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -121,3 +122,17 @@ def test_a_crash_between_arrays_and_masks_keeps_committed_rows(tmp_path):
     s = stores.open(tmp_path / "s")  # checksums of every committed row verified
     assert marked_serial(s.get(s.readable())).tolist() == list(range(15))
     assert stores.verify(s) == []
+
+
+def test_chunks_are_blosc_zstd_bit_shuffled_in_256_kib_blocks(tmp_path):
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 40))
+    meta = json.loads((tmp_path / "s" / "data" / "observation" / "zarr.json").read_text())
+    blosc = next(c for c in meta["codecs"] if c["name"] == "blosc")["configuration"]
+    assert (blosc["cname"], blosc["clevel"], blosc["shuffle"], blosc["blocksize"]) == (
+        "zstd",
+        3,
+        "bitshuffle",
+        1 << 18,
+    )
+    assert stores.open(tmp_path / "s").manifest["payload"]["codec"]["shuffle"] == "bitshuffle"
