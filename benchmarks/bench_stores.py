@@ -8,7 +8,9 @@ handle (first load: decoding included) and once warm (cached). Minari's side get
 episodes as numpy buffers: ``minari.create_dataset_from_buffers`` and
 ``minari.load_dataset``; rldata's export to Minari's layout is timed against it, from a
 store already open (the same work as Minari's writer, which gets the rows in memory) and
-as ``convert STORE minari:...`` (which first verifies every byte of the store).
+as ``convert STORE minari:...``, which also checks the store's integrity (every committed
+byte against its checksum, on a second handle in a thread while it exports) and places
+the dataset only once that check passed.
 
 Data: Pendulum rows follow Pendulum's own dynamics under uniform random actions (numpy,
 5,000 episodes of 200 steps, vectorized); HalfCheetah rows have its shapes (17-dim
@@ -204,7 +206,7 @@ def minari_write(
 
 
 def export(store: Path, name: str) -> float:
-    """``rldata convert STORE minari:NAME``: opening the store verifies every byte first."""
+    """``rldata convert STORE minari:NAME``: the store's integrity check included."""
     shutil.rmtree(Path(os.environ["MINARI_DATASETS_PATH"]) / name, ignore_errors=True)
     t0 = time.perf_counter()
     convert(store, f"minari:{name}")
@@ -286,7 +288,7 @@ def run(
     )
     for key, what in (
         ("export_open", "rldata export to Minari's layout, from an open store"),
-        ("export", "rldata `convert STORE minari:…` (verifies the store first)"),
+        ("export", "rldata `convert STORE minari:…` (integrity check included)"),
     ):
         rows_out.append(
             [

@@ -91,6 +91,19 @@ class EpisodeWriter:
         h5a.create(gid, name.encode(), made[0], made[1]).write(a, made[0])
 
 
+def write_rows(dset: h5py.Dataset, start: int, rows: np.ndarray) -> None:
+    """Write ``rows`` at rows ``[start, start + len(rows))`` of ``dset`` through the low-level
+    API, naming the memory type."""
+    rows = np.ascontiguousarray(rows)
+    if not len(rows):
+        return
+    space = dset.id.get_space()
+    count = (len(rows), *dset.shape[1:])
+    space.select_hyperslab((start, *[0] * (len(count) - 1)), count)
+    mtype = h5t.py_create(rows.dtype, logical=True)
+    dset.id.write(h5s.create_simple(count), space, rows, mtype)
+
+
 def checked(parent: h5py.Group, name: str):
     """``parent[name]``, refused unless it is this file's own data: HDF5 can make a name an
     external link, a dataset stored in another file, or a virtual view of other files, and

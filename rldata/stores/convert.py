@@ -11,6 +11,8 @@ to ``provenance.conversions``); rows keep their order (oldest first), so the con
 digest of source and copy agree. The copy is built in a temporary sibling and renamed
 into place at the end, so a failed or interrupted conversion leaves nothing at ``dst``;
 an existing ``dst`` (or ``dst`` the same as ``src``) is refused before anything is read.
+A source store gets the integrity check ``stores.open`` runs, on a second handle in a
+thread while the copy is made; the copy is placed only once that check passed.
 
 Examples:
     >>> convert("datasets/pendulum", "datasets/pendulum-zarr", backend="zarr")  # doctest: +SKIP
@@ -24,6 +26,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,10 +71,47 @@ class _Source:
     allow_nonfinite: bool = False
     store: Any = None
     kind: str = "rldata"
+    verifier: _Verifier | None = None
+
+    def checked(self) -> None:
+        """Raise if the source store failed its integrity check (waits for the check)."""
+        if self.verifier is not None:
+            self.verifier.result()
 
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+class _Verifier:
+    """The source store's integrity check (what ``stores.open`` runs before handing a store
+    out), run on its own read-only handle in a thread while the copy is made: hashing
+    releases the GIL, so it overlaps the copy on a second core. The copy is built in a
+    temporary sibling and placed only after :meth:`result` passed, so nothing read from a
+    corrupted store is ever published."""
+
+    def __init__(self, path: Path) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path,), name="rldata-convert-verify", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            store = stores.open(path, verify=False)
+            try:
+                stores._refuse_corrupt(store, "open")  # closes the store when it raises
+            finally:
+                store.close()
+        except BaseException as exc:  # handed to the converting thread by result()
+            self._error = exc
+
+    def result(self) -> None:
+        """Wait for the check; raise what it raised (``CorruptStoreError`` naming the fault)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def convert(
@@ -118,6 +158,9 @@ def convert(
         return ConvertSummary(
             src_text, dst_text, chosen, rows, episodes, time.perf_counter() - started
         )
+    except Exception:
+        source.checked()  # a corrupted source explains a failed copy: say that instead
+        raise
     finally:
         source.close()
 
@@ -132,7 +175,7 @@ def _open_source(text: str) -> _Source:
         return _Source(d.rows, d.batches, None, d.env, d.provenance, kind="d4rl")
     path = local_dir(text)
     if (path / "rldata.json").exists():
-        store: Any = stores.open(path)
+        store: Any = stores.open(path, verify=False)  # checked by the verifier, in parallel
         return _Source(
             len(store),
             lambda: _store_batches(store),
@@ -143,6 +186,7 @@ def _open_source(text: str) -> _Source:
             capacity=store.capacity,
             allow_nonfinite=bool(store.manifest.get("allow_nonfinite")),
             store=store,
+            verifier=_Verifier(path),
         )
     if foreign.is_torchrl_dir(path):
         t = foreign.TorchRLSource(path)
@@ -238,6 +282,7 @@ def _to_store(
             episodes = int(store.episodes().batch_size[0])
         finally:
             store.close()
+        source.checked()
         _place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -274,6 +319,7 @@ def _to_minari(
         rows = len(store)
         if scratch is not None:
             store.close()
+        source.checked()
         _place(tmp, target)
         minari_io.write_namespaces(name)
     except BaseException:

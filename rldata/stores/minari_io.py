@@ -19,6 +19,7 @@ no environment is ever built from stored metadata.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -204,8 +205,8 @@ def export(
             lo = done_rows
             rows = store.get(_rows_index(order[lo:hi]))
             flat = {k: col.to_numpy(v, schema[k]["dtype"]) for k, v in sch.leaves(rows).items()}
-            for k in extras:
-                sinks[k][lo:hi] = flat[k]
+            for k in extras:  # one low-level write a key and block (h5py's slicing costs more)
+                _hdf5.write_rows(sinks[k], lo, flat[k])
             while episode < len(lengths) and bounds[episode + 1] <= hi:
                 a, b = int(bounds[episode]) - lo, int(bounds[episode + 1]) - lo
                 o: dict[str, np.ndarray] | np.ndarray = {
@@ -277,7 +278,7 @@ def _write_metadata(
         "minari_version": _minari_version(),
         "rldata": {
             "schema": schema,
-            "specs": store.manifest.get("specs"),
+            "specs": _specs_json(store),
             "env": {"id": store.env_id, "kwargs": store.env_kwargs},
             "provenance": store.provenance if provenance is None else provenance,
             "observation_keys": obs,
@@ -290,6 +291,14 @@ def _write_metadata(
     size = sum(p.stat().st_size for p in data_dir.iterdir()) / 1e6
     meta["dataset_size"] = round(size, 1)
     (data_dir / METADATA).write_text(json.dumps(meta))
+
+
+def _specs_json(store: Any) -> Any:
+    """The manifest's ``specs`` (a row store's own field: ``store.manifest`` deep-copies every
+    checksum and sketch of a million-row store for one field)."""
+    own = getattr(store, "_m", None)
+    m = own if isinstance(own, dict) else store.manifest
+    return copy.deepcopy(m.get("specs"))
 
 
 def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:

@@ -14,7 +14,7 @@ from tensordict import TensorDict
 
 import rldata.stores as stores
 from cli.main import rldata
-from rldata.errors import ConfigError, StoreExistsError, TedFormatError
+from rldata.errors import ConfigError, CorruptStoreError, StoreExistsError, TedFormatError
 from rldata.specs import Bounded, Composite
 from rldata.stores.convert import convert
 from rldata.testing.store_contract import assert_rows_equal
@@ -171,3 +171,22 @@ def test_cli_convert_and_its_one_line_refusal(tmp_path):
     assert again.exit_code == 1
     assert "already exists" in again.output and "Traceback" not in again.output
     assert len(again.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("dst", ["store", "minari"])
+def test_a_corrupted_source_is_refused_and_nothing_is_placed(tmp_path, monkeypatch, dst):
+    """The source is checked on its own handle while the copy is made; the copy is placed
+    only once the check passed."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    _source(tmp_path / "src", "memmap")
+    f = tmp_path / "src" / "data" / "action.memmap"
+    raw = bytearray(f.read_bytes())
+    raw[5] ^= 0x04
+    f.write_bytes(bytes(raw))
+    target = "minari:t/corrupt-v0" if dst == "minari" else str(tmp_path / "dst")
+    with pytest.raises(CorruptStoreError, match="action"):
+        convert(tmp_path / "src", target)
+    placed = tmp_path / "minari" / "t" / "corrupt-v0" if dst == "minari" else tmp_path / "dst"
+    assert not placed.exists()
+    leftovers = [p.name for p in placed.parent.iterdir()] if placed.parent.exists() else []
+    assert not [n for n in leftovers if "tmp-convert" in n]
