@@ -44,7 +44,8 @@ from rldata.stores.rowstore import RowStore
 DATA_DIR = "data"
 IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 ZSTD_LEVEL = 3
-SHUFFLE: Final = "bitshuffle"  # smaller and faster than byte shuffle on float rows, measured (1.3.0)
+# bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
+SHUFFLE: Final = "bitshuffle"
 BLOCK_BYTES = 1 << 18  # blosc blocks of 256 KiB: zstd sees more context than blosc's default
 CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
 """Decoded rows a handle keeps in memory (all of them when the store fits)."""
