@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, cast
 
 import torch
@@ -262,6 +262,15 @@ class LossModule(nn.Module):
         reward = self._get(td, self._next(self._keys.reward)).reshape(like.shape)
         term = self._get(td, self._next(self._keys.terminated)).reshape(like.shape)
         return reward.to(like.dtype), (~term).to(like.dtype) * self.gamma
+
+    # -- the update in steps ----------------------------------------------------------
+    def stages(self, td: TensorDictBase) -> Iterator[TensorDict]:
+        """The update as loss sets, in order; the trainer steps the optimizer after each.
+
+        One joint set (``forward``) unless a loss needs one network to see another's
+        fresh weights (:class:`~rldata.objectives.SACLoss` with ``critic_first``).
+        """
+        yield self(td)
 
     # -- targets --------------------------------------------------------------------
     def _make_target(self, name: str) -> nn.Module:

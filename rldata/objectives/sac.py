@@ -3,13 +3,17 @@
 ``forward`` follows the paper's update: the soft target under ``no_grad``, then
 ``loss_qvalue`` (every Q regresses on it), ``loss_actor`` (``alpha log pi - min Q``,
 with the critics' weights held fixed) and ``loss_alpha`` (temperature toward the
-target entropy). The Q networks form one :class:`~rldata.modules.QEnsemble`, so all
-of them run in one batched call.
+target entropy), all against the same critics. With ``critic_first`` the trainer's
+:meth:`stages` splits the update as Stable-Baselines3 and CleanRL do: temperature and
+critics step first, then the actor climbs the critics just updated. The Q networks
+form one :class:`~rldata.modules.QEnsemble`, so all of them run in one batched call.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -43,6 +47,10 @@ class SACLoss(LossModule):
         target_entropy: ``"auto"`` (``-action_dim``) or a number.
         loss_function: ``"l2"`` or ``"smooth_l1"``.
         gamma: discount.
+        critic_first: make :meth:`stages` two steps, critics (and temperature) then actor.
+        unit_box_critic: feed the critics actions mapped from the actor's ``[low, high]``
+            to ``[-1, 1]``, as critics see them where the policy acts in the unit box
+            (Stable-Baselines3); stored actions stay in the environment's units.
 
     Returns (``forward``): ``loss_actor``, ``loss_qvalue``, ``loss_alpha`` and detached
     ``alpha``, ``entropy``, ``pred_value``, ``target_value``, ``td_error``.
@@ -62,6 +70,8 @@ class SACLoss(LossModule):
         target_entropy: float | str = "auto",
         loss_function: str = "l2",
         gamma: float | None = None,
+        critic_first: bool = False,
+        unit_box_critic: bool = False,
     ) -> None:
         super().__init__(gamma=gamma, loss_function=loss_function)
         if alpha_init <= 0:
@@ -80,6 +90,8 @@ class SACLoss(LossModule):
             self.log_alpha = nn.Parameter(log_alpha)
         self.fixed_alpha = fixed_alpha
         self.target_entropy = target_entropy
+        self.critic_first = critic_first
+        self.unit_box_critic = unit_box_critic
         self._on_keys_changed()
 
     def _on_keys_changed(self) -> None:
@@ -90,6 +102,10 @@ class SACLoss(LossModule):
 
     # -- helpers ------------------------------------------------------------------------
     def _q_in(self, state: list[torch.Tensor], action: torch.Tensor) -> list[torch.Tensor]:
+        if self.unit_box_critic:
+            low = torch.as_tensor(self._policy.kwargs.get("low", -1.0), device=action.device)
+            high = torch.as_tensor(self._policy.kwargs.get("high", 1.0), device=action.device)
+            action = (2 * action - (high + low)) / (high - low)
         out = list(state)
         out.insert(self._a_idx, action)
         return out
@@ -117,6 +133,20 @@ class SACLoss(LossModule):
 
     # -- the update ---------------------------------------------------------------------
     def forward(self, td: TensorDictBase) -> TensorDict:
+        critic = self._critic_part(td)
+        return self._out(**critic.losses, **self._actor_part(critic))
+
+    def stages(self, td: TensorDictBase) -> Iterator[TensorDict]:
+        """One joint loss, or with ``critic_first`` the critics' then the actor's."""
+        if not self.critic_first:
+            yield self(td)
+            return
+        critic = self._critic_part(td)
+        yield self._out(**critic.losses)
+        yield self._out(**self._actor_part(critic))
+
+    def _critic_part(self, td: TensorDictBase) -> _CriticPart:
+        """The critics' and temperature's losses, and what the actor's loss reuses."""
         td = self._flat(td)
         if self._a_idx < 0:
             check_action_index(-1, self.qvalue_network_template[0], self._keys.action)
@@ -138,21 +168,32 @@ class SACLoss(LossModule):
         loss_qvalue = distance_loss(q, target, self.loss_function).mean((1, 2)).sum()
 
         new_action, log_prob = self._policy.sample(*obs)
-        q_pi = self._actor_q(self.qvalue(*self._q_in(state, new_action), detach=True))
-        loss_actor = (alpha * log_prob.unsqueeze(-1) - q_pi).mean()
-
         target_entropy = self._target_entropy(action)
         loss_alpha = -(self.log_alpha * (log_prob.detach() + target_entropy)).mean()
 
         q_d = q.detach()
-        return self._out(
+        losses = {
             **self._extra_losses(td, q),
-            loss_actor=loss_actor,
-            loss_qvalue=loss_qvalue,
-            loss_alpha=loss_alpha,
-            alpha=alpha,
-            entropy=-log_prob.detach().mean(),
-            pred_value=q_d.mean(),
-            target_value=target.mean(),
-            td_error=(q_d - target).abs().mean(),
-        )
+            "loss_qvalue": loss_qvalue,
+            "loss_alpha": loss_alpha,
+            "alpha": alpha,
+            "entropy": -log_prob.detach().mean(),
+            "pred_value": q_d.mean(),
+            "target_value": target.mean(),
+            "td_error": (q_d - target).abs().mean(),
+        }
+        return _CriticPart(losses, state, new_action, log_prob, alpha)
+
+    def _actor_part(self, part: _CriticPart) -> dict[str, torch.Tensor]:
+        """``alpha log pi - Q`` at fresh actions, with the critics' weights as they are now."""
+        q_pi = self._actor_q(self.qvalue(*self._q_in(part.state, part.action), detach=True))
+        return {"loss_actor": (part.alpha * part.log_prob.unsqueeze(-1) - q_pi).mean()}
+
+
+class _CriticPart(NamedTuple):
+    losses: dict[str, torch.Tensor]
+    state: list[torch.Tensor]
+    action: torch.Tensor
+    """Actions sampled from the current policy (their graph reaches the actor only)."""
+    log_prob: torch.Tensor
+    alpha: torch.Tensor

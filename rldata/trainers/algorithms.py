@@ -150,12 +150,17 @@ def _td3bc(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
 
 
 def _sac(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
-    actor = nets.gaussian_actor(specs, cfg.hidden)
+    # Stable-Baselines3's SAC as its policy acts in the unit box: clamped log-std head,
+    # the target entropy and the critics' action input in that box, critics stepped first
+    actor = nets.gaussian_actor(specs, cfg.hidden, log_std_head=True)
     loss = SACLoss(
         actor,
         nets.qvalue(specs, cfg.hidden),
         num_qvalue_nets=int(cfg.num_qvalue_nets),  # type: ignore[arg-type]
+        target_entropy=nets.unit_box_target_entropy(specs),
         gamma=cfg.gamma,
+        critic_first=True,
+        unit_box_critic=True,
     )
     return _finish(actor, loss, cfg)
 

@@ -61,11 +61,25 @@ def deterministic_actor(specs: EnvSpecs, hidden: list[int]) -> Actor:
     return Actor(nn.Sequential(net, head), spec=specs.action_spec)
 
 
-def gaussian_actor(specs: EnvSpecs, hidden: list[int]) -> ProbabilisticActor:
-    """A tanh-squashed Gaussian policy (SAC, REDQ, IQL, CQL); its mode is the squashed mean."""
+class ClampedLogStd(nn.Module):
+    """``(loc, exp(clamp(log_std, -20, 2)))`` from one output: Stable-Baselines3's SAC head."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, log_std = x.chunk(2, -1)
+        return loc, log_std.clamp(-20.0, 2.0).exp()
+
+
+def gaussian_actor(
+    specs: EnvSpecs, hidden: list[int], *, log_std_head: bool = False
+) -> ProbabilisticActor:
+    """A tanh-squashed Gaussian policy (SAC, REDQ, IQL, CQL); its mode is the squashed mean.
+
+    The scale is ``softplus`` of the second half of the outputs (TorchRL's default), or with
+    ``log_std_head`` their clamped exponential (Stable-Baselines3's).
+    """
+    head = ClampedLogStd() if log_std_head else NormalParamExtractor()
     net = nn.Sequential(
-        MLP(specs.obs_dim, 2 * specs.action_dim, hidden, activation_class=nn.ReLU),
-        NormalParamExtractor(),
+        MLP(specs.obs_dim, 2 * specs.action_dim, hidden, activation_class=nn.ReLU), head
     )
     return ProbabilisticActor(
         TensorDictModule(net, in_keys=["observation"], out_keys=["loc", "scale"]),
@@ -74,6 +88,17 @@ def gaussian_actor(specs: EnvSpecs, hidden: list[int]) -> ProbabilisticActor:
         distribution_kwargs={"low": specs.low, "high": specs.high},
         spec=specs.action_spec,
     )
+
+
+def unit_box_target_entropy(specs: EnvSpecs) -> float:
+    """SAC's ``-action_dim`` target measured in the squashed ``[-1, 1]`` box, in the env's units.
+
+    Rescaling the box by ``(high - low) / 2`` adds its log to the entropy, so a policy acting in
+    ``[-2, 2]`` meets the unit-box target at ``-1 + log 2``, as SB3's SAC (which acts in the
+    unit box) does.
+    """
+    half = (specs.action_spec.high - specs.action_spec.low).to(torch.float64) / 2
+    return float(-specs.action_dim + half.log().sum())
 
 
 def qvalue(specs: EnvSpecs, hidden: list[int]) -> ValueOperator:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 
 from rldata import __version__, stores
 from rldata.collectors.policy_checkpoint import RUN_POLICY
@@ -300,13 +300,17 @@ class _Run:
     # --- one update -------------------------------------------------------------------------
     def update(self) -> None:
         agent, cfg = self.agent, self.cfg
-        out = agent.loss(self._batch())
-        total = sum(v for k, v in out.items() if k.startswith("loss_"))
-        agent.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if cfg.grad_clip is not None:
-            out.set("grad_norm", torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
-        agent.optimizer.step()
+        out = TensorDict({}, batch_size=[])
+        # a step per stage: parameters without a gradient in a stage are left as they are
+        for stage in agent.loss.stages(self._batch()):
+            total = sum(v for k, v in stage.items() if k.startswith("loss_"))
+            agent.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+                stage.set("grad_norm", norm)
+            agent.optimizer.step()
+            out.update(stage)
         if agent.targets_due():
             agent.updater.step()
         self.updates += 1

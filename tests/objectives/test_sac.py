@@ -177,3 +177,69 @@ def test_plain_normal_actor_is_accepted():
     actor = ProbabilisticActor(head, in_keys=["loc", "scale"])  # torch Normal
     out = SACLoss(actor, q_net())(batch())
     assert out["entropy"].shape == () and out["loss_actor"].requires_grad
+
+
+# --- critic_first: the update in two steps, as Stable-Baselines3 orders it -----------------
+
+
+def test_stages_are_one_joint_loss_by_default():
+    torch.manual_seed(0)
+    loss = SACLoss(prob_actor(), q_net())
+    stages = list(loss.stages(batch()))
+    assert len(stages) == 1
+    assert {"loss_qvalue", "loss_actor", "loss_alpha"} <= set(stages[0].keys())
+
+
+def test_critic_first_steps_critics_and_temperature_then_the_actor():
+    torch.manual_seed(0)
+    actor = prob_actor()
+    loss = SACLoss(actor, q_net(), alpha_init=0.5, critic_first=True)
+    groups = {
+        "actor": list(actor.parameters()),
+        "qvalue": list(loss.qvalue.parameters()),
+        "log_alpha": [loss.log_alpha],
+    }
+    trained = []
+    for stage in loss.stages(batch()):
+        loss.zero_grad(set_to_none=True)
+        sum(v for k, v in stage.items() if k.startswith("loss_")).backward()
+        got = grads_by_group(loss, groups)
+        trained.append({k for k, v in got.items() if v})
+    assert trained == [{"qvalue", "log_alpha"}, {"actor"}]
+
+
+def test_critic_first_actor_loss_reads_the_critics_as_updated_between_stages():
+    torch.manual_seed(0)
+    loss = SACLoss(prob_actor(), q_net(), alpha_init=0.5, critic_first=True)
+    stages = loss.stages(batch())
+    first = next(stages)
+    with torch.no_grad():  # what an optimizer step on the critics could leave: Q == 0
+        for p in loss.qvalue.parameters():
+            p.zero_()
+    second = next(stages)
+    entropy = first["entropy"]  # -mean log pi of the very actions the actor is scored at
+    torch.testing.assert_close(second["loss_actor"], -0.5 * entropy)
+
+
+def test_critic_first_losses_equal_the_joint_forward_when_nothing_steps():
+    torch.manual_seed(0)
+    actor, q = prob_actor(), q_net()
+    joint = SACLoss(actor, q, alpha_init=0.5)
+    staged = SACLoss(actor, q, alpha_init=0.5, critic_first=True)
+    staged.load_state_dict(joint.state_dict())
+    torch.manual_seed(SEED)
+    want = joint(batch())
+    torch.manual_seed(SEED)
+    got = {k: v for stage in staged.stages(batch()) for k, v in stage.items()}
+    for key in ("loss_qvalue", "loss_actor", "loss_alpha", "target_value"):
+        torch.testing.assert_close(got[key], want[key])
+
+
+def test_unit_box_critic_sees_actions_mapped_to_minus_one_one():
+    torch.manual_seed(0)
+    actor = prob_actor()  # acts in [LOW, HIGH] = [-2, 2]
+    loss = SACLoss(actor, q_net(), unit_box_critic=True)
+    td = batch()
+    obs, act = td["observation"], td["action"]
+    q = q_all(loss.qvalue, torch.cat([obs, act / 2.0], -1))
+    torch.testing.assert_close(loss(td)["pred_value"], q.mean())
