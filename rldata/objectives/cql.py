@@ -6,6 +6,11 @@ SAC's three losses plus ``loss_cql``: for each critic,
 and at ``s'``, each corrected by its sampling density (importance sampling). It
 pushes down the value of actions the data does not support. The sampled actions
 carry no gradient: ``loss_cql`` trains only the critics.
+
+The critics' target is SAC's without the entropy bonus by default
+(``deterministic_backup``), as in the authors' code (``deterministic_backup=True``),
+CORL (``backup_entropy=False``) and TorchRL's ``CQLLoss`` default: with the soft target
+the bootstrapped value also carries ``-alpha log pi`` of an ever narrower policy.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from rldata.errors import ConfigError
@@ -32,15 +37,21 @@ class CQLLoss(SACLoss):
     Args:
         actor_network, qvalue_network, num_qvalue_nets, alpha_init, fixed_alpha,
             target_entropy, loss_function, gamma: as in :class:`~rldata.objectives.SACLoss`.
-        min_q_weight: weight of the conservative term (5.0 in the reference code).
+        min_q_weight: weight of the conservative term (5.0 in the authors' code, 1.0 in
+            TorchRL's; the trainers' registry picks per benchmark).
         num_random: actions sampled per state from each of the three proposals.
         temperature: T of the logsumexp.
+        deterministic_backup: bootstrap on ``min Q'(s', a')`` alone (no ``-alpha log pi``).
+        bc_steps: the first ``bc_steps`` updates train the actor by behaviour cloning,
+            ``alpha log pi(a~|s) - log pi(a_data|s)`` (the authors' ``policy_eval_start``,
+            CORL's ``bc_steps``); the loss counts its ``forward`` calls in ``updates``.
         action_spec: bounds for the uniform proposal (default: the actor's ``low``/``high``
             distribution arguments, else its ``spec``).
     """
 
     action_low: torch.Tensor
     action_high: torch.Tensor
+    updates: torch.Tensor
 
     def __init__(
         self,
@@ -51,6 +62,8 @@ class CQLLoss(SACLoss):
         min_q_weight: float = 5.0,
         num_random: int = 10,
         temperature: float = 1.0,
+        deterministic_backup: bool = True,
+        bc_steps: int = 0,
         action_spec: Any = None,
         alpha_init: float = 1.0,
         fixed_alpha: bool = False,
@@ -70,11 +83,16 @@ class CQLLoss(SACLoss):
         )
         if num_random < 1:
             raise ConfigError(f"num_random must be >= 1, got {num_random}")
+        if bc_steps < 0:
+            raise ConfigError(f"bc_steps must be >= 0, got {bc_steps}")
         low, high = self._bounds(action_spec)
         self.register_buffer("action_low", low)
         self.register_buffer("action_high", high)
         self.min_q_weight, self.num_random = float(min_q_weight), int(num_random)
         self.temperature = float(temperature)
+        self.deterministic_backup = bool(deterministic_backup)
+        self.bc_steps = int(bc_steps)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def _bounds(self, action_spec: Any) -> tuple[torch.Tensor, torch.Tensor]:
         kwargs = self._policy.kwargs
@@ -90,15 +108,34 @@ class CQLLoss(SACLoss):
             )
         return torch.as_tensor(low, dtype=torch.float32), torch.as_tensor(high, dtype=torch.float32)
 
+    def _next_value(
+        self, next_state: list[torch.Tensor], next_obs: list[torch.Tensor], alpha: torch.Tensor
+    ) -> torch.Tensor:
+        """SAC's soft value of ``s'``, or ``min_i Q'_i(s', a')`` with ``deterministic_backup``."""
+        if not self.deterministic_backup:
+            return super()._next_value(next_state, next_obs, alpha)
+        next_action, _ = self._policy.sample(*next_obs)
+        return self.target_qvalue(*self._q_in(next_state, next_action)).amin(0)
+
+    def _sample_k(self, obs: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k`` policy actions per state from one actor pass: ``[k * B, d]`` and ``[k * B]``.
+
+        Sample-major like :func:`_repeat`; the actor runs on ``B`` rows, not ``k * B``.
+        """
+        dist = self._policy.dist(*obs)
+        action = dist.rsample((k,))  # [k, B, d]
+        log_prob = dist.log_prob(action)
+        if log_prob.dim() == action.dim():
+            log_prob = log_prob.sum(-1)
+        return action.reshape(-1, action.shape[-1]), log_prob.reshape(-1)
+
     def _conservative(self, td: TensorDictBase, q_data: torch.Tensor) -> torch.Tensor:
         """``min_q_weight * sum_i (T logsumexp(Q_i / T - log density) - mean Q_i(s, a))``."""
         k = self.num_random
         batch = q_data.shape[1]
         with torch.no_grad():
-            obs_k = _repeat(inputs(td, self._policy.in_keys), k)
-            next_obs_k = _repeat(inputs(td, self._policy.in_keys, nxt=True), k)
-            a_cur, logp_cur = self._policy.sample(*obs_k)
-            a_next, logp_next = self._policy.sample(*next_obs_k)
+            a_cur, logp_cur = self._sample_k(inputs(td, self._policy.in_keys), k)
+            a_next, logp_next = self._sample_k(inputs(td, self._policy.in_keys, nxt=True), k)
             low = self.action_low.expand_as(a_cur)
             high = self.action_high.expand_as(a_cur)
             a_rand = low + (high - low) * torch.rand_like(a_cur)
@@ -113,3 +150,14 @@ class CQLLoss(SACLoss):
 
     def _extra_losses(self, td: TensorDictBase, q: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"loss_cql": self._conservative(td, q)}
+
+    def forward(self, td: TensorDictBase) -> TensorDict:
+        out = super().forward(td)
+        if self.bc_steps > 0 and int(self.updates) < self.bc_steps:
+            td = self._flat(td)
+            obs = inputs(td, self._policy.in_keys)
+            _, log_prob = self._policy.sample(*obs)
+            data_log_prob = self._policy.log_prob(self._get(td, self._keys.action), *obs)
+            out.set("loss_actor", (out["alpha"] * log_prob - data_log_prob).mean())
+        self.updates += 1
+        return out

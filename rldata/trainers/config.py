@@ -98,8 +98,12 @@ class TrainConfig:
     """IQL: inverse temperature beta; CQL: temperature of the logsumexp."""
     min_q_weight: float | None = None
     """CQL: weight of the conservative term."""
+    num_random: int | None = None
+    """CQL: actions sampled per state from each proposal (uniform, policy at s, policy at s')."""
+    bc_steps: int | None = None
+    """CQL: first updates that train the actor by behaviour cloning (policy_eval_start)."""
     normalize_observations: bool | None = None
-    """Normalize observations with the dataset's statistics (TD3+BC, IQL)."""
+    """Normalize observations with the dataset's statistics (TD3+BC, IQL, CQL)."""
 
     # exploration
     sigma_init: float | None = None

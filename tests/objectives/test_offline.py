@@ -121,3 +121,52 @@ def test_cql_penalty_trains_only_the_critics():
         "log_alpha": [loss.log_alpha],
     }
     assert {k for k, v in grads_by_group(loss, groups).items() if v} == {"qvalue"}
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_cql_target_drops_the_entropy_bonus_unless_asked(deterministic):
+    # the authors' CQL, CORL and TorchRL bootstrap on min Q'(s', a') without -alpha log pi
+    torch.manual_seed(0)
+    actor = prob_actor()
+    loss = CQLLoss(actor, q_net(), alpha_init=5.0, gamma=0.9, deterministic_backup=deterministic)
+    td = batch()
+    nobs = td["next", "observation"]
+    torch.manual_seed(7)
+    eps_next = torch.randn(B, 1)  # the target's draw comes first inside the loss
+    next_a, next_logp = tanh_normal_ref(*policy_params(actor, nobs), eps_next)
+    next_v = q_all(loss.target_qvalue, torch.cat([nobs, next_a], -1)).amin(0)
+    if not deterministic:
+        next_v = next_v - 5.0 * next_logp.unsqueeze(-1)
+    live = (~td["next", "terminated"]).float()
+    target = td["next", "reward"] + 0.9 * live * next_v
+
+    torch.manual_seed(7)
+    out = loss(td)
+    torch.testing.assert_close(out["target_value"], target.mean())
+    q = q_all(loss.qvalue, torch.cat([td["observation"], td["action"]], -1))
+    torch.testing.assert_close(out["loss_qvalue"], ((q - target) ** 2).mean((1, 2)).sum())
+
+
+def test_cql_bc_steps_clone_the_data_then_follow_the_critics():
+    torch.manual_seed(0)
+    actor = prob_actor()
+    loss = CQLLoss(actor, q_net(), alpha_init=0.5, num_random=2, bc_steps=1)
+    plain = CQLLoss(prob_actor(), q_net(), alpha_init=0.5, num_random=2)
+    plain.load_state_dict(loss.state_dict())
+    td = batch()
+    obs, act = td["observation"], td["action"]
+    # draw order: SAC (next, current), CQL (current x k, next x k, uniform), then the BC sample
+    torch.manual_seed(5)
+    torch.randn(B, 1), torch.randn(B, 1), torch.randn(2 * B, 1), torch.randn(2 * B, 1)
+    torch.rand(2 * B, 1)
+    _, logp = tanh_normal_ref(*policy_params(actor, obs), torch.randn(B, 1))
+    data_logp = tanh_normal_log_prob(*policy_params(actor, obs), act)
+
+    torch.manual_seed(5)
+    first = loss(td)
+    torch.testing.assert_close(first["loss_actor"], (0.5 * logp - data_logp).mean())
+    torch.manual_seed(6)
+    second = loss(td)
+    torch.manual_seed(6)
+    torch.testing.assert_close(second["loss_actor"], plain(td)["loss_actor"])
+    assert int(loss.updates) == 2
