@@ -8,12 +8,16 @@ hold append-only columns that grow by doubling.
 
 from __future__ import annotations
 
+import math
+import mmap
+
 import numpy as np
 import torch
 from tensordict import TensorDict
 
 from rldata.stores import schema as sch
 
+LAZY_BYTES = 1 << 20  # columns from this size on are mapped anonymous pages (see zeros)
 _BITS = {"bfloat16": np.dtype("int16")}  # dtypes numpy lacks, stored as their raw bits
 
 
@@ -54,17 +58,24 @@ def tree(tensors: dict[str, torch.Tensor], n: int) -> TensorDict:
 
 def empty(schema: dict[str, dict], rows: int) -> dict[str, np.ndarray]:
     """Zeroed columns of ``rows`` rows for every key of ``schema``."""
-    return {
-        name: np.zeros((rows, *e["shape"]), dtype=np_dtype(e["dtype"]))
-        for name, e in schema.items()
-    }
+    return {name: zeros((rows, *e["shape"]), np_dtype(e["dtype"])) for name, e in schema.items()}
+
+
+def zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """``np.zeros``, from fresh anonymous pages when large: the kernel zeroes a page when it
+    is first touched, so a cache of a million rows costs nothing until rows are decoded into
+    it (``np.zeros`` may memset recycled heap memory first: ~8 ms per open of 100 MB)."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < LAZY_BYTES:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def grow(cols: dict[str, np.ndarray], rows: int, keep: int) -> dict[str, np.ndarray]:
     """Columns with room for ``rows`` rows, keeping the first ``keep`` rows of ``cols``."""
     out = {}
     for name, a in cols.items():
-        b = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+        b = zeros((rows, *a.shape[1:]), a.dtype)
         b[:keep] = a[:keep]
         out[name] = b
     return out

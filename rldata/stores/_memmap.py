@@ -22,6 +22,7 @@ keeps both copies (its oldest rows are overwritten, so row ``t + 1`` may be gone
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from rldata import _compat
 from rldata.errors import CorruptStoreError
 from rldata.stores import _columns as col
 from rldata.stores import schema as sch
+from rldata.stores.checksums import sha256_hex
 from rldata.stores.commit import atomic_write, fsync_all
 from rldata.stores.paths import inside, is_temp
 from rldata.stores.rowstore import RowStore
@@ -77,6 +79,7 @@ class MemmapStore(RowStore):
         self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
         self._plan: list[tuple[str, ...]] | None = None  # (key, *path) of each leaf, for _read
         self._inodes: dict[str, tuple[int, int]] = {}  # the files the views map
+        self._xsum: dict[str, object] = {}  # a writer's running SHA-256 of each key's records
         self._rfds: dict[str, int | None] = {}  # a reader's pread descriptors (_read_fd)
 
     # --- files --------------------------------------------------------------------------
@@ -181,6 +184,7 @@ class MemmapStore(RowStore):
         self._row_bytes = {k: sch.row_bytes(e) for k, e in self._fields.items()}
         self._xpos = {k: np.zeros(0, np.int64) for k in once}
         self._xmap = {k: None for k in once}
+        self._xsum = {k: hashlib.sha256() for k in once}
         self._pend = {}
 
     def _attach_payload(self) -> None:
@@ -198,6 +202,8 @@ class MemmapStore(RowStore):
             self._fresh = self._filled()
             self._row_bytes = {k: sch.row_bytes(e) for k, e in self._fields.items()}
             self._pend = {}
+            # records only grow: the committed ones hashed once, each new one as it lands
+            self._xsum = {k: hashlib.sha256(_record_bytes(self._explicit(k))) for k in self._xpos}
         elif self._rows != self._filled() or not self._views:
             self._map(self._filled(), grow=False)
 
@@ -316,6 +322,7 @@ class MemmapStore(RowStore):
         recs["pos"], recs["row"] = pos, rows
         start = len(self._xpos[k])
         _pwrite_bytes(self._fds[f"next.{k}"], recs, start * recs.dtype.itemsize)
+        self._xsum[k].update(_record_bytes(recs))  # type: ignore[attr-defined]
         self._xpos[k] = np.concatenate([self._xpos[k], pos.astype(np.int64)])
         self._dirty = True
 
@@ -471,6 +478,10 @@ class MemmapStore(RowStore):
         self._pend = {}
         if self._xpos:
             self._m["payload"]["next_once_rows"] = {k: len(p) for k, p in self._xpos.items()}
+            self._m["payload"]["next_once_sha256"] = {
+                k: h.hexdigest()  # type: ignore[attr-defined]
+                for k, h in self._xsum.items()
+            }
         if self.durable and (self._dirty or self._new_dirs):
             fsync_all(self._fds.values(), self._new_dirs)
         self._dirty, self._new_dirs = False, set()
@@ -537,6 +548,22 @@ class MemmapStore(RowStore):
                     )
         return faults
 
+    def stored_bytes_check(self) -> tuple[list[str], set[str]]:
+        """The stored-once keys ``next.k`` whose explicit records still have the bytes the
+        writer hashed (``payload.next_once_sha256``, format 1.3): their rows are rebuilt from
+        those records and ``k``'s rows, which the row checksums check in the same pass, so
+        their own row checksums need not be recomputed (a rebuild and a hash of every row,
+        ~40% of a HalfCheetah store's open). Records that differ, or a store without the
+        field, leave ``next.k`` to its row checksums, which decide."""
+        want = self._m["payload"].get("next_once_sha256")
+        if not isinstance(want, dict) or self.writable:
+            return [], set()
+        return [], {
+            f"next.{k}"
+            for k in self._xpos
+            if want.get(k) == sha256_hex(_record_bytes(self._explicit(k)))
+        }
+
     # --- fast path ----------------------------------------------------------------------
     def columns(self) -> dict[str, torch.Tensor] | None:
         """Flat key -> memory-mapped tensor of rows ``[0, filled)`` (no copy; for gathers);
@@ -595,6 +622,13 @@ def _pwrite(fd: int, t: torch.Tensor, offset: int) -> None:
     if done < buf.nbytes:  # short writes are rare (signals, a full disk): finish them
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
+
+
+def _record_bytes(recs: np.ndarray | None) -> memoryview | bytes:
+    """The bytes of explicit next-row records as stored (none: empty)."""
+    if recs is None or not len(recs):
+        return b""
+    return memoryview(np.ascontiguousarray(recs)).cast("B")  # type: ignore[arg-type]
 
 
 def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:

@@ -71,6 +71,11 @@ class Store(abc.ABC):
     def provenance(self) -> dict:
         """Who wrote the store and how (a copy of the manifest's ``provenance``)."""
 
+    @property
+    def allow_nonfinite(self) -> bool:
+        """Whether the store keeps NaN/inf rewards (``create(..., allow_nonfinite=True)``)."""
+        return bool(self.manifest.get("allow_nonfinite"))
+
     # --- writing ----------------------------------------------------------------------
     @abc.abstractmethod
     def append(self, td: TensorDict) -> torch.Tensor:

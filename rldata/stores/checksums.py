@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -34,6 +36,47 @@ def file_sha256(path: str | os.PathLike[str]) -> str | None:
                 return hashlib.sha256(view).hexdigest()  # no copy out of the page cache
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+
+
+def hash_workers() -> int:
+    """Threads that hash at once: one per CPU this process may run on (at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def parallel_map(fn: Callable, items: Iterable, window: int = 0) -> Generator:
+    """``fn(item)`` for each item, in order, computed by :func:`hash_workers` threads.
+
+    For work that releases the GIL (hashlib does on buffers over 2 KiB, and so do file reads):
+    a store's checksums hash on every core. At most ``window`` results (default twice the
+    threads) are pending at once, so buffers made on demand stay bounded. A pool is made per
+    call: its threads never outlive it (no pool left behind in a forked child).
+    """
+    workers = hash_workers()
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    window = window or 2 * workers
+    with ThreadPoolExecutor(workers, thread_name_prefix="rldata-sha256") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def files_sha256(paths: Iterable[str | os.PathLike[str]]) -> list[str | None]:
+    """:func:`file_sha256` of each path, hashed in parallel (see :func:`parallel_map`)."""
+    return list(parallel_map(file_sha256, paths, window=1 << 30))
 
 
 class ChunkSums:

@@ -184,7 +184,7 @@ def _open_source(text: str) -> _Source:
             store.provenance,
             backend=store.backend,
             capacity=store.capacity,
-            allow_nonfinite=bool(store.manifest.get("allow_nonfinite")),
+            allow_nonfinite=store.allow_nonfinite,
             store=store,
             verifier=_Verifier(path),
         )

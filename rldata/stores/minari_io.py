@@ -182,6 +182,14 @@ def export(
     order, lengths = episode_order(store)
     data_dir.mkdir(parents=True)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
+    # each episode's final next observation (Minari's T + 1st row): one gather of E rows
+    finals = store.get(torch.from_numpy(order[bounds[1:] - 1])) if len(lengths) else None
+    last = {
+        k: col.to_numpy(finals.get(sch.key_tuple(f"next.{k}")), schema[k]["dtype"])
+        for k in obs
+        if finals is not None
+    }
+    direct = _direct_columns(store, [*obs, act, "next.reward", *_FLAGS, *extras], order)
     with (
         _hdf5.h5py.File(data_dir / _hdf5.MAIN_FILE, "w") as f,
         _hdf5.h5py.File(data_dir / EXTRAS_FILE, "w") as fx,
@@ -203,14 +211,17 @@ def export(
             if hi <= done_rows:
                 continue
             lo = done_rows
-            rows = store.get(_rows_index(order[lo:hi]))
-            flat = {k: col.to_numpy(v, schema[k]["dtype"]) for k, v in sch.leaves(rows).items()}
+            if direct is not None:
+                flat = {k: a[lo:hi] for k, a in direct.items()}
+            else:
+                rows = store.get(_rows_index(order[lo:hi]))
+                flat = {k: col.to_numpy(v, schema[k]["dtype"]) for k, v in sch.leaves(rows).items()}
             for k in extras:  # one low-level write a key and block (h5py's slicing costs more)
                 _hdf5.write_rows(sinks[k], lo, flat[k])
             while episode < len(lengths) and bounds[episode + 1] <= hi:
                 a, b = int(bounds[episode]) - lo, int(bounds[episode + 1]) - lo
                 o: dict[str, np.ndarray] | np.ndarray = {
-                    k: np.concatenate([flat[k][a:b], flat[f"next.{k}"][b - 1 : b]]) for k in obs
+                    k: np.concatenate([flat[k][a:b], last[k][episode : episode + 1]]) for k in obs
                 }
                 if len(obs) == 1 and obs[0] == ted.key_name(K.observation):
                     o = o[obs[0]]  # type: ignore[index]
@@ -229,6 +240,21 @@ def export(
                 progress(hi - lo)
     _write_metadata(store, data_dir, name, obs, act, len(lengths), len(order), provenance)
     return len(lengths)
+
+
+def _direct_columns(store: Any, keys: list[str], order: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The ``keys`` of an append-only store whose rows are already in episode order, as the
+    store's own columns (memmap: zero-copy views of its files, so nothing is read twice);
+    None when the rows must be gathered."""
+    if store.capacity is not None or not isinstance(_rows_index(order), slice) or order[0] != 0:
+        return None
+    out = {}
+    for k in keys:
+        column = store.column(k)
+        if column is None or column.shape[0] < len(order):
+            return None
+        out[k] = col.to_numpy(column[: len(order)], store.schema[k]["dtype"])
+    return out
 
 
 def _rows_index(positions: np.ndarray) -> slice | torch.Tensor:

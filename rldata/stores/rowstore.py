@@ -163,6 +163,10 @@ class RowStore(Store):
         return dict(self._m["provenance"])
 
     @property
+    def allow_nonfinite(self) -> bool:
+        return bool(self._m.get("allow_nonfinite"))  # no copy of the whole manifest
+
+    @property
     def chunk_rows(self) -> int | None:
         return self._m["checksums"]["chunk_rows"]
 

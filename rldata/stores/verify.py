@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 import torch
 
 from rldata import ted
 from rldata.stores.base import Store
-from rldata.stores.checksums import sha256_hex
+from rldata.stores.checksums import parallel_map, sha256_hex
 
 if TYPE_CHECKING:
     from tensordict import TensorDict
@@ -54,8 +55,9 @@ def integrity_fault(store: Store) -> str | None:
 
 def _integrity(store: Store, checksums: bool = True, stored: bool = False) -> Iterator[str]:
     """``stored``: trust the stored-bytes checksums of a payload's objects (zarr chunk files,
-    parquet parts: format 1.3) for the rows they hold, and decode only what they do not prove;
-    otherwise every committed row is decoded and checked against its row checksum."""
+    parquet parts, memmap's explicit next-row records: format 1.3) for the rows they hold,
+    and decode only what they do not prove; otherwise every committed row is decoded and
+    checked against its row checksum."""
     m = _manifest(store)
     yield from _schema_faults(m, store.path)
     if store.schema is None:
@@ -65,7 +67,7 @@ def _integrity(store: Store, checksums: bool = True, stored: bool = False) -> It
     if payload is not None:
         yield from payload()
     if checksums:
-        proven: set[int] = set()
+        proven: AbstractSet[int | str] = frozenset()
         check = getattr(store, "stored_bytes_check", None)
         if check is not None:
             faults, chunks = check()
@@ -199,30 +201,45 @@ def _empty_rows(schema: dict) -> TensorDict:
 
 
 def _checksum_faults(
-    store: Store, m: dict, proven: set[int] | frozenset[int] = frozenset()
+    store: Store, m: dict, proven: AbstractSet[int | str] = frozenset()
 ) -> Iterator[str]:
-    """Each committed checksum chunk against its rows; chunks in ``proven`` (whose stored bytes
-    matched their own checksums) only get the range checks."""
+    """Each committed checksum chunk against its rows, hashed on every core (the rows are
+    read here, in order; only hashing runs in the pool). ``proven`` skips the hash of a
+    chunk index (for every key) or of a whole key whose stored bytes were checked otherwise:
+    they only get the range checks."""
     sums = m["checksums"]
     rows = sums["chunk_rows"]
     filled = store._filled()  # type: ignore[attr-defined]
     runs = _runs(store)
+    steps: list[tuple[str, str, int, int, int, str]] = []  # what to check, in report order
     for name, entries in sums["chunks"].items():
         for c, (n, digest) in enumerate(entries):
             if n == 0:
                 continue
             a, b = c * rows, c * rows + n
             if b > filled:
-                yield f"{store.path}: key {name!r} chunk {c} lists rows [{a}, {b}) past {filled} stored"
-                continue
-            if c in proven:
-                continue
-            got = sha256_hex(store._raw(name, a, b))  # type: ignore[attr-defined]
-            if got != digest:
-                yield f"{store.path}: key {name!r} chunk {c} rows [{a}, {b}): sha256 {got[:12]}…, manifest says {digest[:12]}…"
+                steps.append(("past", name, c, a, b, digest))
+            elif c not in proven and name not in proven:
+                steps.append(("hash", name, c, a, b, digest))
         p = _uncovered(runs, entries, rows)
         if p is not None:
-            yield f"{store.path}: key {name!r}: readable row {p} is not covered by a checksum"
+            steps.append(("uncovered", name, p, 0, 0, ""))
+    hashed = parallel_map(
+        sha256_hex,
+        (store._raw(name, a, b) for kind, name, _, a, b, _ in steps if kind == "hash"),  # type: ignore[attr-defined]
+    )
+    try:
+        for kind, name, c, a, b, digest in steps:
+            if kind == "past":
+                yield f"{store.path}: key {name!r} chunk {c} lists rows [{a}, {b}) past {filled} stored"
+            elif kind == "uncovered":
+                yield f"{store.path}: key {name!r}: readable row {c} is not covered by a checksum"
+            else:
+                got = next(hashed)
+                if got != digest:
+                    yield f"{store.path}: key {name!r} chunk {c} rows [{a}, {b}): sha256 {got[:12]}…, manifest says {digest[:12]}…"
+    finally:
+        hashed.close()
 
 
 def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | None:

@@ -181,3 +181,65 @@ def test_a_parquet_store_of_format_1_2_is_checked_by_its_rows(tmp_path):
     part.write_bytes(part.read_bytes()[:-10])  # no stored sum: the decoded check finds it
     with pytest.raises(CorruptStoreError):
         stores.open(root)
+
+
+# --- memmap: each observation stored once, its explicit next rows hashed as stored --------
+def _memmap_store(root):
+    with stores.create(root) as w:  # memmap; the last row of each commit is stored explicitly
+        w.append(ted_marked(0, 30))
+        w.commit()
+        w.append(ted_marked(30, 15))
+    with stores.open(root, mode="a") as w:  # a resumed writer hashes on from the file
+        w.append(ted_marked(45, 5))
+    return root
+
+
+def _records(root) -> bytes:
+    m = read_manifest(root)
+    n = m["payload"]["next_once_rows"]["observation"]
+    path = root / m["payload"]["files"]["next.observation"]
+    return path.read_bytes()[: n * (8 + 3 * 8)]  # position int64, then 3 float64
+
+
+def test_a_memmap_commit_records_the_sha256_of_its_explicit_next_rows(tmp_path):
+    root = _memmap_store(tmp_path / "s")
+    m = read_manifest(root)
+    assert m["payload"]["next_once_rows"] == {"observation": 3}  # one per commit
+    want = hashlib.sha256(_records(root)).hexdigest()
+    assert m["payload"]["next_once_sha256"] == {"observation": want}
+
+
+def test_opening_a_memmap_store_does_not_rebuild_stored_once_rows(tmp_path, monkeypatch):
+    from rldata.stores import _memmap
+
+    root = _memmap_store(tmp_path / "s")
+    rebuilt: list[int] = []
+    real = _memmap.MemmapStore._next_range
+    monkeypatch.setattr(
+        _memmap.MemmapStore,
+        "_next_range",
+        lambda self, k, a, b: rebuilt.append(a) or real(self, k, a, b),
+    )
+    s = stores.open(root)
+    assert rebuilt == []
+    assert marked_serial(s.get(s.readable())).tolist() == list(range(50))
+    assert stores.verify(s) == []  # full verify still rebuilds and checks every next row
+    assert rebuilt
+
+
+def test_a_flipped_byte_in_memmap_explicit_next_rows_is_refused_at_open(tmp_path):
+    root = _memmap_store(tmp_path / "s")
+    path = root / read_manifest(root)["payload"]["files"]["next.observation"]
+    _flip(path, at=8 + 8 + 5)  # inside the first record's row, not its position
+    with pytest.raises(CorruptStoreError, match="next.observation"):
+        stores.open(root)
+
+
+def test_a_memmap_store_without_the_records_sum_is_checked_by_its_rows(tmp_path):
+    root = _memmap_store(tmp_path / "s")
+    edit_manifest(root, lambda m: m["payload"].pop("next_once_sha256"))
+    assert len(stores.open(root)) == 50
+    path = root / read_manifest(root)["payload"]["files"]["next.observation"]
+    _flip(path, at=8 + 8 + 5)
+    with pytest.raises(CorruptStoreError, match="next.observation"):
+        stores.open(root)
