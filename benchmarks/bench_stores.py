@@ -8,9 +8,9 @@ handle (first load: decoding included) and once warm (cached). Minari's side get
 episodes as numpy buffers: ``minari.create_dataset_from_buffers`` and
 ``minari.load_dataset``; rldata's export to Minari's layout is timed against it, from a
 store already open (the same work as Minari's writer, which gets the rows in memory) and
-as ``convert STORE minari:...``, which also checks the store's integrity (every committed
-byte against its checksum, on a second handle in a thread while it exports) and places
-the dataset only once that check passed.
+as ``convert STORE minari:...``, which also checks the store's integrity (every stored
+byte against its recorded SHA-256, as ``stores.open`` does, on a second handle in a thread
+while it exports) and places the dataset only once that check passed.
 
 Data: Pendulum rows follow Pendulum's own dynamics under uniform random actions (numpy,
 5,000 episodes of 200 steps, vectorized); HalfCheetah rows have its shapes (17-dim
