@@ -1,17 +1,22 @@
-"""REDQ on Pendulum, online: SAC with ten critics and a two-critic random target.
+"""REDQ (or SAC) on Pendulum, online: SAC with ten critics and a two-critic random target.
 
-Swapping ``SACLoss`` for ``REDQLoss`` is the only change to a SAC script; REDQ's point is a
-high update-to-data ratio (``--utd`` updates per collected frame), which its ensemble
-makes stable. The critics run as one batched ensemble, so ten cost little more than two.
+Swapping ``SACLoss`` for ``REDQLoss`` is the only change to a SAC script (``--loss sac`` runs
+that script); REDQ's point is a high update-to-data ratio (``--utd`` updates per collected
+frame), which its ensemble makes stable. The critics run as one batched ensemble, so ten
+cost little more than two. On a machine with a GPU the networks, the losses and the replay
+live there (``--device``); the collector acts with a CPU copy of the actor, refreshed
+after every round of updates.
 
 Run:
-    python examples/redq_online.py                       # 5k frames, utd 4
-    python examples/redq_online.py --frames 600 --utd 1 --init-random-frames 200
+    python examples/redq_online.py                       # 5k frames, utd 4, GPU if any
+    python examples/redq_online.py --loss sac --utd 1
+    python examples/redq_online.py --frames 600 --utd 1 --init-random-frames 200 --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 
 import torch
 from tensordict.nn import TensorDictModule
@@ -23,7 +28,7 @@ from rldata.data import LazyTensorStorage, ReplayBuffer
 from rldata.envs import GymEnv, RewardSum, TransformedEnv
 from rldata.envs.utils import ExplorationType, set_exploration_type
 from rldata.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
-from rldata.objectives import REDQLoss, SoftUpdate
+from rldata.objectives import REDQLoss, SACLoss, SoftUpdate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,6 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gamma", type=float, default=0.99)
     p.add_argument("--tau", type=float, default=0.005)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--loss", choices=["redq", "sac"], default="redq", help="sac: two critics")
+    p.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where networks, losses and the replay live (default: cuda when there is one)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -48,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: this machine has no CUDA device")
 
     env = TransformedEnv(GymEnv("Pendulum-v1"), RewardSum())
     env.set_seed(args.seed)
@@ -73,18 +87,22 @@ def main(argv: list[str] | None = None) -> dict:
         MLP(n_obs + n_act, 1, [256, 256], activation_class=nn.ReLU),
         in_keys=["observation", "action"],
     )
-    loss_fn = REDQLoss(
-        actor,
-        qnet,
-        num_qvalue_nets=args.num_qvalue_nets,
-        sub_sample_len=args.sub_sample_len,
-        gamma=args.gamma,
-    )
+    if args.loss == "redq":
+        loss_fn = REDQLoss(
+            actor,
+            qnet,
+            num_qvalue_nets=args.num_qvalue_nets,
+            sub_sample_len=args.sub_sample_len,
+            gamma=args.gamma,
+        )
+    else:
+        loss_fn = SACLoss(actor, qnet, num_qvalue_nets=2, gamma=args.gamma)
+    loss_fn.to(device)
     optim = torch.optim.Adam(loss_fn.parameters(), lr=args.lr)
     updater = SoftUpdate(loss_fn, tau=args.tau)
 
     buffer = ReplayBuffer(
-        storage=LazyTensorStorage(max_size=args.frames), batch_size=args.batch_size
+        storage=LazyTensorStorage(max_size=args.frames, device=device), batch_size=args.batch_size
     )
     collector = SyncDataCollector(
         env,
@@ -92,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         frames_per_batch=args.frames_per_batch,
         total_frames=args.frames,
         init_random_frames=args.init_random_frames,
+        policy_device="cpu",  # acts with a CPU copy when the learner is on the GPU
     )
 
     returns: list[float] = []
@@ -112,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
             optim.step()
             updater.step()
             updates += 1
+        collector.update_policy_weights_()
         recent = returns[-3:]
         mean = sum(recent) / len(recent) if recent else float("nan")
         print(
@@ -121,9 +141,16 @@ def main(argv: list[str] | None = None) -> dict:
     collector.shutdown()
 
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
-        eval_return = float(env.rollout(200, actor)["next", "reward"].sum())
+        eval_actor = copy.deepcopy(actor).to("cpu")
+        eval_return = float(env.rollout(200, eval_actor)["next", "reward"].sum())
     print(f"done: {frames} frames, {updates} updates, eval return {eval_return:.1f}")
-    return {"frames": frames, "updates": updates, "returns": returns, "eval_return": eval_return}
+    return {
+        "frames": frames,
+        "updates": updates,
+        "returns": returns,
+        "eval_return": eval_return,
+        "device": str(next(loss_fn.parameters()).device),
+    }
 
 
 if __name__ == "__main__":

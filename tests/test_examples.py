@@ -179,6 +179,23 @@ def test_redq_online(capsys):
     assert capsys.readouterr().out.count("loss_qvalue") == 3
 
 
+def test_redq_online_with_the_loss_swapped_for_sac():
+    argv = "--loss sac --frames 200 --frames-per-batch 100 --init-random-frames 100 --utd 1"
+    argv += " --batch-size 32 --device cpu"
+    figures = example_main("redq_online")(argv.split())
+    assert figures["updates"] == 200 and figures["device"] == "cpu"
+    assert finite(figures["eval_return"])
+
+
+@pytest.mark.gpu
+def test_redq_online_learns_on_the_gpu():
+    argv = "--frames 300 --frames-per-batch 100 --init-random-frames 100 --utd 1"
+    argv += " --batch-size 32 --num-qvalue-nets 4 --device cuda"
+    figures = example_main("redq_online")(argv.split())
+    assert figures["device"].startswith("cuda") and figures["updates"] == 300
+    assert finite(figures["eval_return"])
+
+
 def test_record_and_inspect(tmp_path):
     path = tmp_path / "dataset"
     argv = f"--path {path} --frames 300 --more-frames 100 --batch-size 32 --slice-len 8"
