@@ -1,7 +1,8 @@
-"""Observation normalization from a store's recorded statistics (TD3+BC, IQL).
+"""Observation normalization from a store's recorded statistics (TD3+BC, IQL, CQL).
 
-TD3+BC (Fujimoto & Gu 2021, section 5) and IQL's reference code normalize states with
-the dataset's mean and std; the policy then sees normalized states at evaluation too.
+TD3+BC (Fujimoto & Gu 2021, section 5), IQL's reference code and CORL's CQL normalize
+states with the dataset's mean and std; the policy then sees normalized states at
+evaluation too.
 The statistics come from the store (``store.stats()``, recorded at commit time), not
 from a pass over the data when training starts; :func:`store_stats` is the one place
 that falls back to computing the same dict from the rows for stores written before
