@@ -69,15 +69,29 @@ def _pooled_rows(flat: torch.Tensor, rows: int = 1024) -> tuple[torch.Tensor, ..
     slice of rows at a time (pixels: ~6x faster than one feature per value, and float64
     copies bounded to ``rows`` rows)."""
     parts: list[list[torch.Tensor]] = [[], [], [], []]
+    integers = not (flat.dtype.is_floating_point or flat.dtype.is_complex)
     for a in range(0, flat.shape[0], rows):
         block = flat[a : a + rows]
-        v = block.to(torch.float64)
         lo, hi = torch.aminmax(block, dim=1)
-        for out, x in zip(parts, (v.sum(1), torch.linalg.vecdot(v, v), lo, hi)):
+        if integers:
+            sums, squares = _integer_sums(block)
+        else:
+            v = block.to(torch.float64)
+            sums, squares = v.sum(1), torch.linalg.vecdot(v, v)
+        for out, x in zip(parts, (sums, squares, lo, hi)):
             out.append(x.to(torch.float64).unsqueeze(1))
     if not parts[0]:
         return tuple(torch.zeros(0, 1, dtype=torch.float64) for _ in range(4))
     return tuple(torch.cat(p) for p in parts)
+
+
+def _integer_sums(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row sum and sum of squares of integer values, exact in int64 and without a
+    float64 copy of the block (uint8 pixels: ~7x faster than the float path)."""
+    a = block.contiguous().numpy()
+    sums = a.sum(1, dtype=np.int64)
+    squares = np.einsum("ij,ij->i", a, a, dtype=np.int64, casting="unsafe")
+    return torch.from_numpy(sums), torch.from_numpy(squares)
 
 
 def merge(a: Record, b: Record) -> Record:
