@@ -438,8 +438,7 @@ class ZarrStore(RowStore):
         return os.path.join(self.root, DATA_DIR, *parts)
 
     def _object_file(self, name: str, c: int) -> str:
-        ndim = 0 if name.startswith(IMPLIED + "/") else len(self._fields[name]["shape"])
-        return os.path.join(self._array_dir(name), "c", str(c), *["0"] * ndim)
+        return os.path.join(self._array_dir(name), "c", str(c), *["0"] * self._ndim(name))
 
     def _record_object_sums(self, written: list[int]) -> None:
         """SHA-256 of the bytes of each chunk file this commit wrote (null: zarr stored no file,
