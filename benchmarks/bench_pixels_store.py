@@ -230,7 +230,8 @@ def main() -> None:
     print(body, flush=True)
     if args.write:
         command = (
-            f"python benchmarks/bench_pixels_store.py --rows {rows} --rounds {args.rounds} --write"
+            f"python benchmarks/bench_pixels_store.py --rows {rows} --rounds {args.rounds} "
+            f"--seconds {args.seconds} --write"
         )
         rep.write_results(
             "pixels-store",
