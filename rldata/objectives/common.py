@@ -149,14 +149,15 @@ class StochasticPolicy:
             return tanh_normal_rsample(params["loc"], params["scale"], **self.kwargs)
         d = self.dist(*inputs)
         action = d.rsample()
-        return action, _event_sum(d.log_prob(action), action)
+        return action, event_sum(d.log_prob(action), action)
 
     def log_prob(self, action: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         """Log-probability ``[B]`` of given actions (e.g. dataset actions)."""
-        return _event_sum(self.dist(*inputs).log_prob(action), action)
+        return event_sum(self.dist(*inputs).log_prob(action), action)
 
 
-def _event_sum(log_prob: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+def event_sum(log_prob: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Per-sample log-probability: summed over the action dim when it is still there."""
     return log_prob.sum(-1) if log_prob.dim() == action.dim() else log_prob
 
 

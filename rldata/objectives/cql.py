@@ -22,7 +22,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from rldata.errors import ConfigError
-from rldata.objectives.common import inputs
+from rldata.objectives.common import event_sum, inputs
 from rldata.objectives.sac import SACLoss
 
 
@@ -124,9 +124,7 @@ class CQLLoss(SACLoss):
         """
         dist = self._policy.dist(*obs)
         action = dist.rsample((k,))  # [k, B, d]
-        log_prob = dist.log_prob(action)
-        if log_prob.dim() == action.dim():
-            log_prob = log_prob.sum(-1)
+        log_prob = event_sum(dist.log_prob(action), action)
         return action.reshape(-1, action.shape[-1]), log_prob.reshape(-1)
 
     def _conservative(self, td: TensorDictBase, q_data: torch.Tensor) -> torch.Tensor:

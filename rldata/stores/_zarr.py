@@ -416,10 +416,10 @@ class ZarrStore(RowStore):
                     rows = rows.copy()
                     rows[block[f"{IMPLIED}/{name[len('next.') :]}"]] = 0  # zeros cost ~nothing
                 arr[a:b] = rows
-                paths.add(self._chunk_file(name, c))
+                paths.add(Path(self._object_file(name, c)))
             for k, arr in self._masks.items():
                 arr[a:b] = block[f"{IMPLIED}/{k}"]
-                paths.add(Path(self.root, DATA_DIR, IMPLIED, k, "c", str(c)))
+                paths.add(Path(self._object_file(f"{IMPLIED}/{k}", c)))
         if self.durable and paths:
             self._fsync(paths)
         self._dirty.clear()
@@ -438,6 +438,7 @@ class ZarrStore(RowStore):
         return os.path.join(self.root, DATA_DIR, *parts)
 
     def _object_file(self, name: str, c: int) -> str:
+        """Chunk ``c``'s file of array ``name`` (a key, or ``_implied/<key>``)."""
         return os.path.join(self._array_dir(name), "c", str(c), *["0"] * self._ndim(name))
 
     def _record_object_sums(self, written: list[int]) -> None:
@@ -471,12 +472,9 @@ class ZarrStore(RowStore):
         names = self._array_names()
         if not all(isinstance(metas.get(n), str) for n in names):
             return [], set()
-        dirs = {n: self._array_dir(n) for n in names}
         entries = list(self._m["checksums"]["chunks"].values())
-        sep = os.sep
-        tails = {n: sep.join(("c", "{}", *["0"] * self._ndim(n))) for n in names}
         wanted: list[tuple[str, str | None]] = [
-            (os.path.join(dirs[n], "zarr.json"), metas.get(n)) for n in names
+            (os.path.join(self._array_dir(n), "zarr.json"), metas.get(n)) for n in names
         ]
         chunks = []
         for c, entry in enumerate(sums):
@@ -485,7 +483,7 @@ class ZarrStore(RowStore):
             if not all(n in entry for n in names):
                 continue
             chunks.append(c)
-            wanted += [(dirs[n] + sep + tails[n].format(c), entry[n]) for n in names]
+            wanted += [(self._object_file(n, c), entry[n]) for n in names]
         got = files_sha256(path for path, _ in wanted)
         same = [g == w for g, (_, w) in zip(got, wanted)]
         k = len(names)
@@ -495,10 +493,6 @@ class ZarrStore(RowStore):
 
     def _ndim(self, name: str) -> int:
         return 0 if name.startswith(IMPLIED + "/") else len(self._fields[name]["shape"])
-
-    def _chunk_file(self, name: str, c: int) -> Path:
-        ndim = len(self._fields[name]["shape"])
-        return Path(self.root, DATA_DIR, *sch.key_tuple(name), "c", str(c), *["0"] * ndim)
 
     def _fsync(self, paths: set[Path]) -> None:
         fds, dirs = [], {p.parent for p in paths}

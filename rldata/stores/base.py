@@ -71,10 +71,15 @@ class Store(abc.ABC):
     def provenance(self) -> dict:
         """Who wrote the store and how (a copy of the manifest's ``provenance``)."""
 
+    def manifest_field(self, name: str, default: Any = None) -> Any:
+        """A copy of one field of the committed manifest (``manifest`` copies all of it,
+        every checksum and sketch of a million-row store included)."""
+        return self.manifest.get(name, default)
+
     @property
     def allow_nonfinite(self) -> bool:
         """Whether the store keeps NaN/inf rewards (``create(..., allow_nonfinite=True)``)."""
-        return bool(self.manifest.get("allow_nonfinite"))
+        return bool(self.manifest_field("allow_nonfinite"))
 
     # --- writing ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -19,7 +19,6 @@ no environment is ever built from stored metadata.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -304,7 +303,7 @@ def _write_metadata(
         "minari_version": _minari_version(),
         "rldata": {
             "schema": schema,
-            "specs": _specs_json(store),
+            "specs": store.manifest_field("specs"),
             "env": {"id": store.env_id, "kwargs": store.env_kwargs},
             "provenance": store.provenance if provenance is None else provenance,
             "observation_keys": obs,
@@ -317,14 +316,6 @@ def _write_metadata(
     size = sum(p.stat().st_size for p in data_dir.iterdir()) / 1e6
     meta["dataset_size"] = round(size, 1)
     (data_dir / METADATA).write_text(json.dumps(meta))
-
-
-def _specs_json(store: Any) -> Any:
-    """The manifest's ``specs`` (a row store's own field: ``store.manifest`` deep-copies every
-    checksum and sketch of a million-row store for one field)."""
-    own = getattr(store, "_m", None)
-    m = own if isinstance(own, dict) else store.manifest
-    return copy.deepcopy(m.get("specs"))
 
 
 def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:

@@ -162,9 +162,8 @@ class RowStore(Store):
     def provenance(self) -> dict:
         return dict(self._m["provenance"])
 
-    @property
-    def allow_nonfinite(self) -> bool:
-        return bool(self._m.get("allow_nonfinite"))  # no copy of the whole manifest
+    def manifest_field(self, name: str, default: Any = None) -> Any:
+        return copy.deepcopy(self._m.get(name, default))
 
     @property
     def chunk_rows(self) -> int | None:
