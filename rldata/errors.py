@@ -27,6 +27,10 @@ class SpecError(RldataError, ValueError):
 
 
 # --- stores ------------------------------------------------------------------
+class UntrustedFileError(RldataError, ValueError):
+    """A file that came with data is not a regular file, is too large or nests too deep."""
+
+
 class StoreError(RldataError):
     """Base of store failures."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError, MissingDependencyError
 
 try:
@@ -135,9 +136,42 @@ def checked(parent: h5py.Group, name: str):
     return node
 
 
-def read_episode(group: h5py.Group) -> dict:
-    """One ``episode_<i>`` group as numpy arrays (observations as an array or a dict)."""
+def _check_declared(group: h5py.Group, max_rows: int | None) -> None:
+    """Refuse an episode whose datasets declare more rows or bytes than allowed, before any
+    of them is read: a small file can declare (and compress) billions of rows."""
+    where = f"{group.file.filename}:{group.name}"
+    rewards = checked(group, "rewards")
+    t = int(rewards.shape[0]) if rewards.shape else 0
+    if max_rows is not None and t > max_rows:
+        raise CorruptStoreError(
+            f"{where}/rewards declares {t} steps; the metadata leaves {max_rows}; refused"
+        )
+    expected = {"rewards": t, "actions": t, "terminations": t, "truncations": t}
+    total = 0
+    obs = checked(group, "observations")
+    datasets = [("observations", obs)] if isinstance(obs, h5py.Dataset) else []
+    if isinstance(obs, h5py.Group):
+        datasets += [(f"observations/{k}", v) for k, v in obs.items()]
+    for name in expected:
+        datasets.append((name, checked(group, name)))
+    for name, d in datasets:
+        if not isinstance(d, h5py.Dataset):
+            continue
+        rows = int(d.shape[0]) if d.shape else 0
+        want = t + 1 if name.startswith("observations") else expected[name]
+        if rows != want:
+            raise CorruptStoreError(f"{where}/{name}: expected {want} rows, declares {rows}")
+        total += int(d.size) * d.dtype.itemsize
+    untrusted.check_budget(total, where, "this episode", error=CorruptStoreError)
+
+
+def read_episode(group: h5py.Group, max_rows: int | None = None) -> dict:
+    """One ``episode_<i>`` group as numpy arrays (observations as an array or a dict).
+
+    Declared row counts (at most ``max_rows`` steps) and sizes are checked before reading.
+    """
     try:
+        _check_declared(group, max_rows)
         obs = checked(group, "observations")
         observations = (
             {k: _leaf(v) for k, v in obs.items()} if isinstance(obs, h5py.Group) else obs[()]

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError, FormatVersionError, StoreNotFoundError
 from rldata.stores import manifest_check
 from rldata.stores.commit import atomic_write
@@ -114,7 +115,7 @@ def read(root: Path) -> dict[str, Any]:
     """
     path = manifest_path(root)
     try:
-        text = path.read_bytes()
+        text = untrusted.read_bytes(path, "manifest", error=CorruptStoreError)
     except FileNotFoundError:
         raise StoreNotFoundError(f"no rldata store at {root} (missing {path.name})") from None
     except NotADirectoryError:
@@ -128,10 +129,7 @@ def read(root: Path) -> dict[str, Any]:
 
 def parse(text: bytes, path: object) -> dict[str, Any]:
     """Check manifest bytes read from ``path`` (see :func:`read`) and return the manifest."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptStoreError(f"{path}: manifest is not valid JSON ({exc})") from None
+    data = untrusted.loads_json(text, path, "manifest", error=CorruptStoreError)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CorruptStoreError(f"{path}: expected format {FORMAT_NAME!r}, got {found!r}")

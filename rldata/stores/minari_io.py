@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from rldata import _untrusted as untrusted
 from rldata import ted
 from rldata.errors import ConfigError, CorruptStoreError, StoreNotFoundError
 from rldata.specs import Composite, Unbounded, from_gym_space, spec_from_json
@@ -100,7 +101,7 @@ def space_from_json(data: Any) -> Any:
     """A gymnasium space from Minari's JSON (Box, Discrete, MultiBinary, Dict)."""
     from gymnasium import spaces
 
-    d = json.loads(data) if isinstance(data, str) else data
+    d = untrusted.loads_json(data, "Minari metadata", "a space") if isinstance(data, str) else data
     kind = d.get("type") if isinstance(d, dict) else None
     if kind == "Box":
         low = np.asarray(d["low"], dtype=d["dtype"])
@@ -365,13 +366,15 @@ class MinariSource:
         self.root = root
         data = root / "data"
         try:
-            self.meta = json.loads((data / METADATA).read_text())
+            self.meta = untrusted.read_json(
+                data / METADATA, "Minari metadata", error=CorruptStoreError
+            )
         except FileNotFoundError:
             raise StoreNotFoundError(
                 f"no Minari dataset at {root} (missing data/{METADATA})"
             ) from None
-        except ValueError as exc:
-            raise CorruptStoreError(f"{data / METADATA}: not valid JSON ({exc})") from None
+        if not isinstance(self.meta, dict):
+            raise CorruptStoreError(f"{data / METADATA}: expected a JSON object")
         if self.meta.get("data_format", "hdf5") != "hdf5":
             raise ConfigError(
                 f"{root}: Minari data_format {self.meta.get('data_format')!r}; rldata reads 'hdf5'"
@@ -396,7 +399,7 @@ class MinariSource:
         spec = self.meta.get("env_spec")
         if isinstance(spec, str):
             try:
-                d = json.loads(spec)
+                d = untrusted.loads_json(spec, "Minari metadata", "env_spec")
                 return d.get("id"), dict(d.get("kwargs") or {})
             except ValueError:
                 pass
@@ -435,7 +438,8 @@ class MinariSource:
                     raise CorruptStoreError(
                         f"{self.file}: episode_{i} is missing ({self.episodes} listed)"
                     ) from None
-                ep = _hdf5.read_episode(group)
+                left = max(self.rows - offset, 0) if "total_steps" in self.meta else None
+                ep = _hdf5.read_episode(group, max_rows=left)
                 t = len(ep["rewards"])
                 td = self._rows(ep, i, {k: v[offset : offset + t] for k, v in extras.items()})
                 offset += t

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from rldata import _untrusted as untrusted
 from rldata import ted
 from rldata.errors import CorruptStoreError, RowIndexError, StoreError, TedFormatError
 from rldata.specs import spec_from_json
@@ -433,12 +434,18 @@ class RowStore(Store):
             return st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
         files = []
         for ref in listed:
-            data = inside(self.root, ref["path"], "a statistics file").read_bytes()
+            data = untrusted.read_bytes(
+                inside(self.root, ref["path"], "a statistics file"),
+                "statistics file",
+                error=CorruptStoreError,
+            )
             if sha256_hex(data) != ref["sha256"]:
                 raise CorruptStoreError(
                     f"store {self.path}: statistics file {ref['path']}: sha256 does not match"
                 )
-            files.append(json.loads(data))
+            files.append(
+                untrusted.loads_json(data, ref["path"], "statistics file", error=CorruptStoreError)
+            )
         return st.by_trajectory(files)
 
     def _write_manifest(self, end: int) -> None:
@@ -582,7 +589,11 @@ class RowStore(Store):
             self._index = EpisodeIndex()
             return
         try:
-            data = inside(self.root, ref["path"], "the episode index").read_bytes()
+            data = untrusted.read_bytes(
+                inside(self.root, ref["path"], "the episode index"),
+                "episode index",
+                error=CorruptStoreError,
+            )
         except FileNotFoundError:
             # a live writer committed twice since we read the manifest and pruned this
             # index file: read the newer manifest (readers only; a writer's file must exist)
@@ -598,7 +609,11 @@ class RowStore(Store):
                 f"store {self.path}: episode index {ref['path']}: sha256 does not match the manifest"
             )
         try:
-            index = EpisodeIndex(json.loads(data))
+            index = EpisodeIndex(
+                untrusted.loads_json(data, ref["path"], "episode index", error=CorruptStoreError)
+            )
+        except CorruptStoreError as exc:
+            raise CorruptStoreError(f"store {self.path}: {exc}") from None
         except (ValueError, TypeError, KeyError) as exc:
             raise CorruptStoreError(
                 f"store {self.path}: episode index {ref['path']} is malformed ({exc})"

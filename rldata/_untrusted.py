@@ -1,0 +1,251 @@
+"""The one reader for files that arrive with data: bounded work for small hostile files.
+
+Every manifest, episode index, JSON run file (``config.json``, ``summary.json``,
+``trainer.json``, ``metrics.csv``), Minari metadata file and policy checkpoint is read
+through this module. It
+
+- opens regular files only (a FIFO, a device or a link to ``/dev/zero`` is refused after
+  ``fstat``, and the open is non-blocking so a FIFO cannot hang it);
+- reads at most ``limit + 1`` bytes, so a file over its size limit is refused without
+  being read whole;
+- refuses JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it, so a
+  100,000-deep document is one line instead of a ``RecursionError``;
+- offers :func:`check_budget` for declared shapes and sizes: callers check what a file
+  declares against :data:`MEMORY_BUDGET` before they allocate or decode it.
+
+Each refusal is one line naming the file, what it is and the limit, raised as the error
+class the caller names (default :class:`UntrustedFileError`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import stat
+from typing import IO, Any
+
+from rldata.errors import UntrustedFileError
+
+__all__ = [
+    "JSON_LIMIT",
+    "MAX_JSON_DEPTH",
+    "MEMORY_BUDGET",
+    "check_budget",
+    "check_depth",
+    "escape",
+    "loads_json",
+    "open_regular",
+    "read_bytes",
+    "read_json",
+    "read_text",
+]
+
+#: Largest JSON file (manifest, index, run file, metadata) read, in bytes.
+JSON_LIMIT = int(os.environ.get("RLDATA_JSON_LIMIT", 256 * 2**20))
+#: Deepest JSON nesting accepted (rldata's own files nest fewer than 12 levels).
+MAX_JSON_DEPTH = 64
+#: Largest allocation a file may make rldata perform from what it declares, in bytes.
+MEMORY_BUDGET = int(os.environ.get("RLDATA_MEMORY_BUDGET", 2 * 2**30))
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+def open_regular(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    *,
+    limit: int | None = None,
+    error: type[Exception] = UntrustedFileError,
+) -> IO[bytes]:
+    """Open ``path`` for binary reading if it is a regular file of at most ``limit`` bytes.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, PermissionError: as ``open`` does.
+        error: the path is a directory, FIFO, socket or device (also through a link), or
+            larger than ``limit``.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a directory, not a regular file") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _kind(st.st_mode)
+            raise error(f"{path}: {what} is {kind}, not a regular file; refusing to read it")
+        if limit is not None and st.st_size > limit:
+            raise error(
+                f"{path}: {what} is {_human(st.st_size)}, over the {_human(limit)} limit "
+                "for this kind of file"
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_bytes(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    *,
+    limit: int = JSON_LIMIT,
+    error: type[Exception] = UntrustedFileError,
+) -> bytes:
+    """The bytes of the regular file ``path``, refused when over ``limit`` bytes.
+
+    At most ``limit + 1`` bytes are read, so a file that grows while read (or lies in
+    ``st_size``) is refused without being read whole.
+    """
+    with open_regular(path, what, limit=limit, error=error) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{path}: {what} is over the {_human(limit)} limit for this kind of file")
+    return data
+
+
+def read_text(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    *,
+    limit: int = JSON_LIMIT,
+    error: type[Exception] = UntrustedFileError,
+) -> str:
+    """The UTF-8 text of the regular file ``path`` (see :func:`read_bytes`)."""
+    data = read_bytes(path, what, limit=limit, error=error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
+def check_depth(
+    data: bytes | str,
+    where: object,
+    what: str = "JSON",
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    error: type[Exception] = UntrustedFileError,
+) -> None:
+    """Refuse JSON text nested deeper than ``max_depth`` without parsing it."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return
+    depth = deepest = 0
+    for m in re.finditer(rb"[\[\]{}]", _STRING.sub(b"", raw)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > max_depth:
+                    raise error(
+                        f"{where}: {what} nests deeper than {max_depth} levels; refusing to parse it"
+                    )
+        else:
+            depth -= 1
+
+
+def loads_json(
+    data: bytes | str,
+    where: object,
+    what: str = "JSON",
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    error: type[Exception] = UntrustedFileError,
+) -> Any:
+    """Parse JSON that came with data: depth-checked first, one line on any failure."""
+    check_depth(data, where, what, max_depth=max_depth, error=error)
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{where}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: {what} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of 100,000 digits
+        raise error(f"{where}: {what} is not valid JSON ({_first_line(exc)})") from None
+
+
+def read_json(
+    path: str | os.PathLike[str],
+    what: str = "JSON file",
+    *,
+    limit: int = JSON_LIMIT,
+    max_depth: int = MAX_JSON_DEPTH,
+    error: type[Exception] = UntrustedFileError,
+) -> Any:
+    """Read and parse the JSON file ``path`` within the size and depth limits."""
+    data = read_bytes(path, what, limit=limit, error=error)
+    return loads_json(data, path, what, max_depth=max_depth, error=error)
+
+
+def text_stream(
+    path: str | os.PathLike[str],
+    what: str = "file",
+    *,
+    limit: int = JSON_LIMIT,
+    error: type[Exception] = UntrustedFileError,
+) -> io.StringIO:
+    """A text stream over the regular file ``path`` (for ``csv`` readers), within ``limit``."""
+    return io.StringIO(read_text(path, what, limit=limit, error=error), newline="")
+
+
+def check_budget(
+    nbytes: float,
+    where: object,
+    what: str,
+    *,
+    budget: int | None = None,
+    error: type[Exception] = UntrustedFileError,
+) -> None:
+    """Refuse an allocation of ``nbytes`` that a file declares when it exceeds the budget."""
+    limit = MEMORY_BUDGET if budget is None else budget
+    if not nbytes <= limit:  # also refuses nan
+        raise error(
+            f"{where}: {what} would need {_human(int(nbytes)) if nbytes == nbytes else nbytes}, "
+            f"over the {_human(limit)} memory budget (RLDATA_MEMORY_BUDGET); refusing to allocate it"
+        )
+
+
+def escape(value: object) -> str:
+    """``str(value)`` with control characters (ESC, CR, LF, BEL, C1, ...) shown as escapes.
+
+    Everything printed to a terminal from data goes through this, so a store cannot
+    clear the screen, set the window title or forge a line of output.
+    """
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(value))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
