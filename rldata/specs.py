@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
+from rldata import _untrusted as untrusted
 from rldata.errors import SpecError
 
 NestedKey = str | tuple[str, ...]
@@ -665,19 +666,58 @@ _LEAVES: dict[str, type[TensorSpec]] = {
 
 
 def spec_from_json(data: Mapping[str, Any], device: DeviceLike = None) -> TensorSpec | Composite:
-    """Rebuild a spec written by ``to_json``; unknown types are a :class:`SpecError`."""
+    """Rebuild a spec written by ``to_json``; unknown types are a :class:`SpecError`.
+
+    Spec JSON comes with data: a malformed field, a negative or non-integer dimension, or
+    bounds that would need more than the memory budget (``rldata._untrusted.MEMORY_BUDGET``)
+    are one-line :class:`SpecError` refusals, checked before anything is allocated.
+    """
+    try:
+        return _spec_from_json(data, device)
+    except SpecError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as exc:
+        kind = data.get("type") if isinstance(data, Mapping) else type(data).__name__
+        raise SpecError(
+            f"malformed spec JSON (type {untrusted.escape(repr(kind))[:80]}): "
+            f"{type(exc).__name__}: {untrusted.escape(exc)[:200]}"
+        ) from None
+
+
+def _json_shape(data: Mapping[str, Any]) -> torch.Size:
+    raw = data.get("shape", [])
+    if not isinstance(raw, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**62 for d in raw
+    ):
+        raise SpecError(f"spec JSON shape must be a list of non-negative integers, got {raw!r:.80}")
+    return torch.Size(raw)
+
+
+def _check_bounds_budget(kind: str, shape: torch.Size, dtype: torch.dtype) -> None:
+    """Bounded specs hold ``low`` and ``high`` tensors of their full shape (plus copies)."""
+    nbytes = 4 * math.prod(shape) * dtype.itemsize
+    untrusted.check_budget(
+        nbytes, "spec JSON", f"a {kind} spec of shape {list(shape)}", error=SpecError
+    )
+
+
+def _spec_from_json(data: Mapping[str, Any], device: DeviceLike = None) -> TensorSpec | Composite:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"spec JSON must be an object, got {type(data).__name__}")
     kind = data.get("type")
-    shape = torch.Size(data.get("shape", []))
+    shape = _json_shape(data)
     if kind == "Composite":
         out = Composite(shape=shape, device=device)
         for name, sub in data["specs"].items():
-            out._specs[name] = None if sub is None else spec_from_json(sub, device=device)
+            out._specs[name] = None if sub is None else _spec_from_json(sub, device=device)
         return out
     if kind not in _LEAVES:
         raise SpecError(f"unknown spec type {kind!r}; known: {sorted(_LEAVES) + ['Composite']}")
     dtype = _dtype_from_name(data["dtype"])
     if kind == "Unbounded":
         return Unbounded(shape, device=device, dtype=dtype)
+    if kind in ("Bounded", "OneHot", "MultiOneHot", "Binary"):
+        _check_bounds_budget(kind, shape, dtype)
     if kind == "Bounded":
         low = _tensor_from_json(data["low"], shape, dtype)
         high = _tensor_from_json(data["high"], shape, dtype)
