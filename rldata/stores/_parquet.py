@@ -151,6 +151,7 @@ class ParquetStore(RowStore):
         path = inside(self.root, part["path"], "a parquet part")
         try:
             _refuse_extension_types(path, pq.read_schema(path))
+            _check_footer(path, pq.read_metadata(path), part["rows"], self._fields)
             table = pq.read_table(path, use_threads=True)
         except CorruptStoreError:
             raise
@@ -421,6 +422,27 @@ def decode_column(
     out = np.zeros((n, *entry["shape"]), dtype=dtype)
     out[~nulls] = values.reshape(-1, *entry["shape"])
     return out, nulls
+
+
+def _check_footer(path: object, meta: pq.FileMetaData, rows: int, fields: dict) -> None:
+    """Refuse a part whose footer declares other rows than the manifest, or decoded bytes
+    far beyond what those rows hold, before anything is decoded (a small part can declare
+    gigabytes)."""
+    if meta.num_rows != rows:
+        raise CorruptStoreError(
+            f"{path}: parquet footer declares {meta.num_rows} rows; the manifest lists {rows}"
+        )
+    expected = sum(
+        rows * int(np.prod(e["shape"], dtype=np.int64)) * col.np_dtype(e["dtype"]).itemsize
+        for e in fields.values()
+    )
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    allowed = 2 * expected + 2**20  # validity bitmaps, list offsets and page headers
+    if declared > allowed:
+        raise CorruptStoreError(
+            f"{path}: parquet footer declares {declared} decoded bytes; {rows} rows of this "
+            f"schema hold at most {allowed}; refusing to decode it"
+        )
 
 
 def _refuse_extension_types(path: object, schema: pa.Schema) -> None:
