@@ -240,13 +240,24 @@ class ZarrStore(RowStore):
         self._have = np.concatenate([self._have, np.zeros(count - len(self._have), dtype=bool)])
 
     def _to_lru(self, rows: int) -> None:
-        dense, c = self._dense, self._chunk
+        dense = self._dense
         assert dense is not None
-        for i in np.flatnonzero(self._have).tolist():
-            self._lru[i] = {k: a[i * c : (i + 1) * c].copy() for k, a in dense.items()}
-        for i in self._dirty:  # written but maybe never decoded: its rows live in dense
-            self._lru[i] = {k: a[i * c : (i + 1) * c].copy() for k, a in dense.items()}
+        for i in {*np.flatnonzero(self._have).tolist(), *self._dirty}:
+            # dirty chunks may never have been decoded: their rows live only in dense
+            self._lru[i] = self._chunk_from_dense(dense, i)
         self._dense, self._have = None, np.zeros(0, dtype=bool)
+
+    def _chunk_from_dense(self, dense: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+        """Chunk ``i`` as a full ``chunk``-row block: dense may end inside the last chunk, and
+        the LRU's blocks are always whole (later writes land anywhere in them)."""
+        c = self._chunk
+        out = {}
+        for k, a in dense.items():
+            block = np.zeros((c, *a.shape[1:]), dtype=a.dtype)
+            part = a[i * c : (i + 1) * c]
+            block[: len(part)] = part
+            out[k] = block
+        return out
 
     def _decode(self, c: int) -> dict[str, np.ndarray]:
         """Chunk ``c`` of every key, read and decompressed (rows past the arrays are zero).
@@ -323,6 +334,8 @@ class ZarrStore(RowStore):
         n = next(iter(tensors.values())).shape[0]
         c0, c1 = position // self._chunk, (position + n - 1) // self._chunk
         arrays = {k: col.to_numpy(t, self._fields[k]["dtype"]) for k, t in tensors.items()}
+        # pinned before any is filled: decoding chunk c1 must not evict chunk c0's new rows
+        self._dirty.update(range(c0, c1 + 1))
         if self._dense is not None:
             # rows of these chunks written before (committed or not) must be decoded first
             self._ensure(np.arange(c0, c1 + 1))
@@ -336,7 +349,6 @@ class ZarrStore(RowStore):
                     block[name][a - c * self._chunk : b - c * self._chunk] = rows[
                         a - position : b - position
                     ]
-        self._dirty.update(range(c0, c1 + 1))
 
     def _columns_at(
         self, index: np.ndarray, names: list[str] | None = None

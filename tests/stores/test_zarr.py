@@ -81,6 +81,29 @@ def test_a_bounded_cache_keeps_few_chunks_and_reads_right(tmp_path, monkeypatch)
     assert 0 < len(s._lru) * s.chunk_rows * row <= _zarr.CACHE_BYTES  # bounded
 
 
+@pytest.mark.parametrize("batch", [7, 10, 23])
+def test_a_writer_grows_past_its_cache_and_keeps_every_row(tmp_path, monkeypatch, batch):
+    """The dense cache turns into an LRU mid-write while the last chunk is partly filled
+    (issue 19: the next write failed to broadcast into a short block)."""
+    monkeypatch.setattr(stores.rowstore, "CHUNK_BYTES", 10 * 24)
+    probe = tmp_path / "probe"
+    with stores.create(probe, backend="zarr") as w:
+        w.append(ted_marked(0, 1))
+    row = sum(stores.schema.row_bytes(e) for e in stores.open(probe).schema.values())
+    monkeypatch.setattr(_zarr, "CACHE_BYTES", 45 * row)  # dense until 45 rows, then chunks
+    total = 0
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        for _ in range(200 // batch + 1):
+            w.append(ted_marked(total, batch))
+            total += batch
+            if total % (3 * batch) == 0:
+                w.commit()
+        assert w._dense is None  # the cache did spill
+    s = stores.open(tmp_path / "s")
+    assert stores.verify(s) == []
+    assert marked_serial(s.get(np.arange(total))).tolist() == list(range(total))
+
+
 def test_a_missing_zarr_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "zarr", None)
     monkeypatch.delitem(sys.modules, "rldata.stores._zarr", raising=False)
