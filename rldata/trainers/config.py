@@ -15,9 +15,11 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError
 
 
@@ -154,32 +156,20 @@ class TrainConfig:
         out.check()
         return out
 
+    def __post_init__(self) -> None:
+        # every construction (CLI, Python API, ``from_dict`` on --resume) is checked here
+        self.check()
+
     def check(self) -> None:
-        """Raise :class:`ConfigError` for a value out of its range (names the field)."""
-        positive = [
-            "batch_size",
-            "frames_per_batch",
-            "eval_every",
-            "log_every",
-            "eval_episodes",
-            "threads",
-        ]
-        for name in positive:
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("frames", "steps", "buffer_size", "checkpoint_every"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{name} must be a positive integer or unset, got {v!r}")
-        if self.utd is not None and self.utd <= 0:
-            raise ConfigError(f"utd must be > 0, got {self.utd}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"grad_clip must be > 0, got {self.grad_clip}")
-        if not 0.0 <= self.offline_ratio <= 1.0:
-            raise ConfigError(f"offline_ratio must lie in [0, 1], got {self.offline_ratio}")
-        if self.prefetch < 0:
-            raise ConfigError(f"prefetch must be >= 0, got {self.prefetch}")
+        """Raise :class:`ConfigError` for a value out of its range (names the field).
+
+        Every field has a rule in :data:`FIELD_RULES`: its type, whether it may be unset,
+        and its range; numbers must be finite. Sizes that allocate (``batch_size``,
+        ``buffer_size``, ``hidden``) also have caps that keep them within memory.
+        """
+        for name, rule in FIELD_RULES.items():
+            rule.check(name, getattr(self, name))
+        _check_hidden(self.hidden)
 
     # --- JSON -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -189,6 +179,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Rebuild from :meth:`to_dict` output; unknown fields are an error naming them."""
         names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: expected a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"config: unknown fields {unknown}; valid: {sorted(names)}")
@@ -198,6 +190,143 @@ class TrainConfig:
     def field_help(cls) -> dict[str, str]:
         """Each field's docstring (the line under it), for CLI ``--help`` texts."""
         return dict(_FIELD_DOCS)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The allowed values of one field: ``kind`` (``"int"``, ``"float"``, ``"bool"``,
+    ``"str"`` or ``"list"``), whether ``None`` (unset) is allowed, and a range
+    ``low``..``high`` whose ends are open when ``open_low`` / ``open_high``."""
+
+    kind: str
+    optional: bool = True
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def allowed(self) -> str:
+        what = {"int": "an integer", "float": "a finite number", "bool": "true or false"}.get(
+            self.kind, "a string" if self.kind == "str" else "a list of integers"
+        )
+        if self.low is not None or self.high is not None:
+            lo = "-inf" if self.low is None else _num(self.low)
+            hi = "inf" if self.high is None else _num(self.high)
+            left, right = "(" if self.open_low else "[", ")" if self.open_high else "]"
+            what += f" in {left}{lo}, {hi}{right}"
+        return what + (" or unset" if self.optional else "")
+
+    def check(self, name: str, value: Any) -> None:
+        if value is None:
+            if self.optional:
+                return
+            self.refuse(name, value)
+        if self.kind == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif self.kind == "float":
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
+        elif self.kind == "bool":
+            ok = isinstance(value, bool)
+        elif self.kind == "str":
+            ok = isinstance(value, str)
+        else:
+            ok = isinstance(value, list)
+        if ok and self.low is not None:
+            ok = value > self.low if self.open_low else value >= self.low
+        if ok and self.high is not None:
+            ok = value < self.high if self.open_high else value <= self.high
+        if not ok:
+            self.refuse(name, value)
+
+    def refuse(self, name: str, value: Any) -> None:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"{name} must be {self.allowed()}, got {shown}")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+
+
+_INT = 2**62  # counts of steps and seeds: any machine integer
+_UNIT = {"low": 0.0, "high": 1.0}
+#: The largest batch (rows per update) and replay (rows) a config may ask for: beyond them the
+#: allocator, not this check, would fail (a row of a few floats times 2**24 / 2**32 rows).
+MAX_BATCH_SIZE = 2**24
+MAX_BUFFER_SIZE = 2**32
+#: Hidden layers: each at most this wide, and their weights (all networks, optimizer state and
+#: target copies, about 16 copies of float32) within rldata's memory budget.
+MAX_HIDDEN = 2**16
+MAX_LAYERS = 64
+
+FIELD_RULES: dict[str, Rule] = {
+    "algo": Rule("str", optional=False),
+    "env": Rule("str"),
+    "dataset": Rule("str"),
+    "eval_env": Rule("str"),
+    "seed": Rule("int", optional=False, low=0, high=_INT),
+    "device": Rule("str", optional=False),
+    "threads": Rule("int", low=1, high=4096),
+    "frames": Rule("int", low=1, high=_INT),
+    "steps": Rule("int", low=1, high=_INT),
+    "init_random_frames": Rule("int", low=0, high=_INT),
+    "learning_starts": Rule("int", low=0, high=_INT),
+    "frames_per_batch": Rule("int", low=1, high=MAX_BATCH_SIZE),
+    "utd": Rule("float", low=0, high=1e6, open_low=True),
+    "collect_async": Rule("bool", optional=False),
+    "batch_size": Rule("int", low=1, high=MAX_BATCH_SIZE),
+    "buffer_size": Rule("int", low=1, high=MAX_BUFFER_SIZE),
+    "store": Rule("str"),
+    "backend": Rule("str", optional=False),
+    "replay_device": Rule("str"),
+    "offline_ratio": Rule("float", optional=False, **_UNIT),
+    "prefetch": Rule("int", optional=False, low=0, high=64),
+    "gamma": Rule("float", low=0, high=1, open_low=True),
+    "tau": Rule("float", low=0, high=1, open_low=True),
+    "num_qvalue_nets": Rule("int", low=1, high=1024),
+    "sub_sample_len": Rule("int", low=1, high=1024),
+    "policy_noise": Rule("float", low=0, high=1e6),
+    "noise_clip": Rule("float", low=0, high=1e6),
+    "policy_delay": Rule("int", low=1, high=_INT),
+    "bc_alpha": Rule("float", low=0, high=1e12),
+    "expectile": Rule("float", low=0, high=1, open_low=True, open_high=True),
+    "temperature": Rule("float", low=0, high=1e12, open_low=True),
+    "min_q_weight": Rule("float", low=0, high=1e12),
+    "num_random": Rule("int", low=1, high=4096),
+    "bc_steps": Rule("int", low=0, high=_INT),
+    "normalize_observations": Rule("bool"),
+    "sigma_init": Rule("float", low=0, high=1e6),
+    "sigma_end": Rule("float", low=0, high=1e6),
+    "hidden": Rule("list", optional=False),
+    "actor_lr": Rule("float", low=0, high=1e3, open_low=True),
+    "critic_lr": Rule("float", low=0, high=1e3, open_low=True),
+    "alpha_lr": Rule("float", low=0, high=1e3, open_low=True),
+    "grad_clip": Rule("float", low=0, high=1e12, open_low=True),
+    "eval_every": Rule("int", low=1, high=_INT),
+    "eval_episodes": Rule("int", optional=False, low=1, high=100_000),
+    "log_every": Rule("int", optional=False, low=1, high=_INT),
+    "checkpoint_every": Rule("int", low=1, high=_INT),
+    "tensorboard": Rule("bool", optional=False),
+}
+
+
+def _check_hidden(hidden: list[Any]) -> None:
+    if not 1 <= len(hidden) <= MAX_LAYERS:
+        raise ConfigError(f"hidden must list 1 to {MAX_LAYERS} layer sizes, got {len(hidden)}")
+    for i, h in enumerate(hidden):
+        if isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= MAX_HIDDEN:
+            raise ConfigError(f"hidden[{i}] must be an integer in [1, {MAX_HIDDEN}], got {h!r:.40}")
+    weights = sum(a * b for a, b in zip(hidden, hidden[1:])) + 2 * max(hidden)
+    need = 16 * 4 * weights
+    if need > untrusted.MEMORY_BUDGET:
+        raise ConfigError(
+            f"hidden {str(hidden)[:60]}: the networks would need about {need / 2**30:.1f} GiB, over the "
+            f"{untrusted.MEMORY_BUDGET / 2**30:.1f} GiB memory budget (RLDATA_MEMORY_BUDGET)"
+        )
 
 
 GENERAL_DEFAULTS: dict[str, Any] = {
