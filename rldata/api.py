@@ -33,6 +33,7 @@ from rldata import stores as _stores
 from rldata import trainers as _trainers
 from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
 from rldata.collectors.policies import load_policy
+from rldata.env_ids import trusted_env_id
 from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores import _sharded as _shards
 from rldata.stores import manifest as _manifest
@@ -848,8 +849,12 @@ def evaluate(
     trained: dict[str, Any] = {}
     if os.path.isfile(summary_path):
         trained = _trainers.read_json(summary_path)
-    recorded_env = trained.get("eval_env")
-    env_id = env or recorded_env or config.get("eval_env") or config.get("env")
+    env_id = env
+    recorded = ((trained, "eval_env", summary_path), (config, "eval_env", config_path))
+    for data, key, file in (*recorded, (config, "env", config_path)) if not env else ():
+        if data.get(key):  # read from the run's files: data, never a module to import
+            env_id = trusted_env_id(data[key], source=file)
+            break
     if env_id is None:
         raise ConfigError(f"run {path!r} names no env: give --env ENV_ID")
     gym_env = GymEnv(env_id)

@@ -85,6 +85,11 @@ class EnvNotFoundError(RldataError, ValueError):
     """An environment id is not registered with gymnasium."""
 
 
+class UntrustedEnvIdError(EnvNotFoundError):
+    """An env id read from data (a manifest, a run file, Minari or policy metadata) names a
+    module to import or is not registered: rldata makes envs only from ids the user gives."""
+
+
 class EnvClosedError(RldataError, RuntimeError):
     """A method was called on an environment after ``close()``."""
 

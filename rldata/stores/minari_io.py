@@ -33,6 +33,7 @@ from tensordict import TensorDict
 
 from rldata import _untrusted as untrusted
 from rldata import ted
+from rldata.env_ids import env_id_problem
 from rldata.errors import ConfigError, CorruptStoreError, StoreNotFoundError
 from rldata.specs import Composite, Unbounded, from_gym_space, spec_from_json
 from rldata.stores import _columns as col
@@ -320,8 +321,14 @@ def _write_metadata(
 
 
 def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
-    """Gymnasium's EnvSpec JSON of a registered id (a registry lookup, no env is built)."""
-    if not env_id:
+    """Gymnasium's EnvSpec JSON of a registered id (a registry lookup, no env is built).
+
+    The id comes from the store, so it is data: ``gymnasium.spec`` would import the module
+    of a ``mod:Name`` id, and Minari's ``recover_environment`` makes whatever the spec
+    names. Only an id already registered here (:func:`rldata.env_ids.env_id_problem`) is
+    exported as a spec; the id itself still travels in the ``rldata`` section.
+    """
+    if not env_id or env_id_problem(env_id) is not None:
         return None
     try:
         import gymnasium

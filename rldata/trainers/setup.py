@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from rldata import stores
+from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Composite
@@ -170,6 +171,13 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
         env_id = cfg.eval_env or cfg.env or recorded
         if env_id is None:
             raise ConfigError(f"dataset {cfg.dataset!r} records no env id: give --eval-env ENV_ID")
+        if not (cfg.eval_env or cfg.env):  # read from the store: data, never code to import
+            env_id = trusted_env_id(
+                recorded,
+                source=f"the manifest of {cfg.dataset}",
+                option="--eval-env",
+                keyword="eval_env",
+            )
         env = GymEnv(env_id)
         try:
             specs = env_specs(env, env_id, cfg.algo)

@@ -42,6 +42,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from rldata import __version__, stores
 from rldata.collectors.policy_checkpoint import RUN_POLICY
+from rldata.env_ids import trusted_env_id
 from rldata.data import (
     LazyTensorStorage,
     MixingBuffer,
@@ -151,6 +152,7 @@ class Trainer:
         cfg = self.config
         if self.resume and self.out is not None and (self.out / "config.json").is_file():
             saved = json.loads((self.out / "config.json").read_text())
+            _check_saved_env_ids(saved, cfg, self.out / "config.json")
             cfg = TrainConfig.from_dict({**saved, **_overrides(cfg)})
         cfg = resolve(cfg)
         inputs = check_inputs(cfg, self.out, self.resume, self.force)
@@ -176,6 +178,17 @@ def _run_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
         exchange(stage, out)  # `stage` now holds the old run
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _check_saved_env_ids(saved: Any, given: TrainConfig, path: Path) -> None:
+    """The env ids a run's ``config.json`` names are data: each must be registered with
+    gymnasium (no module part), unless the user gives the same id again (``--env``)."""
+    if not isinstance(saved, dict):
+        return  # TrainConfig.from_dict names the problem
+    for field, option in (("env", "--env"), ("eval_env", "--eval-env")):
+        value = saved.get(field)
+        if value is not None and value != getattr(given, field):
+            trusted_env_id(value, source=str(path), option=option, keyword=field)
 
 
 def _overrides(cfg: TrainConfig) -> dict[str, Any]:
