@@ -13,19 +13,23 @@ copy is complete. During a transfer it is the journal that lets a rerun skip wha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import posixpath
+import re
 from collections.abc import Callable
 from typing import Any
 
 from rldata.errors import CorruptStoreError
+from rldata.stores.untrusted import check_name
 
 MANIFEST = "rldata.json"
 INDEX = "rldata.objects.json"
 LOCK = "rldata.lock"
 INDEX_FORMAT = "rldata-objects"
 INDEX_VERSION = 1
+_SHA = re.compile(r"[0-9a-f]{64}")
 _POS_BYTES = 8  # a stored-once record's int64 position, before its row
 _ITEMSIZE = {
     "bool": 1,
@@ -157,14 +161,47 @@ def read_index(data: bytes | None) -> dict[str, Any] | None:
 
 
 def safe_rel(rel: Any, where: str) -> str:
-    """``rel`` if it is a plain relative path inside a store (an index is untrusted input).
+    """``rel`` if it is a plain relative object name inside a store (an index is untrusted
+    input): :func:`rldata.stores.untrusted.check_name`, the one check every remote name passes.
 
     Raises:
-        CorruptStoreError: an absolute path, a ``..`` component, or not a string.
+        CorruptStoreError: an absolute name, a ``..`` segment, a control character, ...
     """
-    parts = rel.split("/") if isinstance(rel, str) else []
-    if not parts or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
-        raise CorruptStoreError(
-            f"{where}: object path {rel!r} is not a relative path inside the store"
-        )
-    return rel
+    return check_name(rel, where)
+
+
+def index_entries(index: dict[str, Any], where: str) -> dict[str, tuple[int, str]]:
+    """``rel -> (size, sha256)`` of every object an index lists, each name and entry checked.
+
+    Raises:
+        CorruptStoreError: a name fails :func:`safe_rel`, or an entry is not
+            ``{size: int >= 0, sha256: 64 hex}``.
+    """
+    out = {}
+    for rel, entry in index["objects"].items():
+        safe_rel(rel, where)
+        size = entry.get("size") if isinstance(entry, dict) else None
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or size < 0
+            or not isinstance(sha, str)
+            or _SHA.fullmatch(sha) is None
+        ):
+            raise CorruptStoreError(
+                f"{where}: index entry {rel!r}: expected {{size: int >= 0, sha256: 64 hex}}, "
+                f"got {str(entry)[:80]}"
+            )
+        out[rel] = (size, sha)
+    return out
+
+
+def served_digest(entries: dict[str, tuple[int, str]]) -> str:
+    """A digest of everything a copy serves: every object's name, size and SHA-256, the
+    manifest included (a store's content digest covers only its schema and rows)."""
+    h = hashlib.sha256()
+    for rel in sorted(entries):
+        size, sha = entries[rel]
+        h.update(f"{rel}\0{size}\0{sha}\n".encode())
+    return h.hexdigest()

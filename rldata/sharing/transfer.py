@@ -23,28 +23,40 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rldata import stores
-from rldata.errors import StoreExistsError, StoreNotFoundError, TransferError
+from rldata.errors import (
+    CorruptStoreError,
+    RldataError,
+    StoreExistsError,
+    StoreNotFoundError,
+    TransferError,
+)
 from rldata.sharing import objects as ob
-from rldata.sharing.digest import digest_of, store_digest
+from rldata.sharing.digest import digest_of
 from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
 from rldata.stores import remote_commit
+from rldata.stores.destination import inspect_destination, plan_destination, refuse_overlap
+from rldata.stores.untrusted import check_name, contained_name, read_capped
 
 WORKERS = 32  # small objects (episode and statistics files) are latency-bound
 _S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
 _JOURNAL_EVERY_S = 0.5
+MAX_META_BYTES = 64 << 20  # a manifest or object index larger than this is refused
 
 
 @dataclass(frozen=True)
@@ -68,18 +80,25 @@ def push(
     storage_options: dict | None = None,
     progress: bool = False,
     workers: int = WORKERS,
+    force: bool = False,
 ) -> TransferSummary:
     """Publish the store at ``src`` (a path or URL) to ``url``, verified and resumable.
 
+    A local destination (a path or ``file://``) goes through the destination policy
+    (:func:`_copy_to`); a remote one is updated object by object, manifest last.
+
     Raises:
         StoreNotFoundError: no store at ``src``.
-        StoreExistsError: ``url`` holds files that are neither a store nor an unfinished copy.
+        StoreExistsError: ``url`` holds files that are neither a store nor an unfinished copy;
+            a local ``url`` exists (without ``force``, or is not provably a store).
+        ConfigError: ``url`` is, lies inside, or contains ``src``.
         UnsupportedURLError: a scheme fsspec does not know, or one refused for safety.
         TransferError: an object failed verification twice, or the source changed mid-way.
     """
-    return copy_store(
+    return _copy_to(
         location(src, storage_options),
         location(url, storage_options),
+        force=force,
         progress=progress,
         workers=workers,
         label="push",
@@ -93,6 +112,7 @@ def pull(
     storage_options: dict | None = None,
     progress: bool = False,
     workers: int = WORKERS,
+    force: bool = False,
 ) -> TransferSummary:
     """Fetch the store at ``url`` into ``dst`` (a path or URL), verified and resumable.
 
@@ -103,9 +123,10 @@ def pull(
     """
     src = location(url, storage_options)
     try:
-        return copy_store(
+        return _copy_to(
             src,
             location(dst, storage_options),
+            force=force,
             progress=progress,
             workers=workers,
             label="pull",
@@ -114,6 +135,81 @@ def pull(
         if src.local or not remote_commit.is_commit_store(src):
             raise
     return _pull_commit(src, location(dst, storage_options), progress=progress)
+
+
+def _place(loc: Location) -> str:
+    """What the destination policy compares: a local root, or the URL."""
+    return str(loc.root) if loc.local else loc.url
+
+
+def _copy_to(
+    src_loc: Location,
+    dst_loc: Location,
+    *,
+    force: bool,
+    progress: bool,
+    workers: int,
+    label: str,
+) -> TransferSummary:
+    """:func:`copy_store` behind the destination policy.
+
+    A remote destination may not overlap the source and is updated in place (manifest
+    last). A local one (:func:`rldata.stores.destination.plan_destination`): refused when
+    it is, lies inside, or contains the source (real paths, so a symlink or ``file://S/.``
+    is the source itself); an existing store that already holds exactly this store (same
+    manifest, opens verified) is left as it is; anything else existing is replaced only
+    with ``force`` and only if it is provably a store. The copy is built in a staging
+    sibling, opened verified, and swapped in, so a kill leaves the old destination or none.
+    """
+    refuse_overlap(_place(dst_loc), [_place(src_loc)], what=label)
+    if not dst_loc.local:
+        return copy_store(src_loc, dst_loc, progress=progress, workers=workers, label=label)
+    t0 = time.perf_counter()
+    root = Path(dst_loc.root)
+    if not force and (root / ob.MANIFEST).is_file():
+        same = _already_there(src_loc, dst_loc, root, label)
+        if same is not None:
+            return dataclasses.replace(same, seconds=time.perf_counter() - t0)
+    inspect_destination(root, kind="store", sources=[_place(src_loc)], force=force, what=label)
+    _Source(src_loc)  # no store at the source: say so before anything is staged
+    with plan_destination(
+        root, kind="store", sources=[_place(src_loc)], force=force, what=label
+    ) as stage:
+        summary = copy_store(
+            src_loc, location(str(stage)), progress=progress, workers=workers, label=label
+        )
+        with stores.open(stage):  # every row against its checksum before it takes the place
+            pass
+    return dataclasses.replace(summary, destination=redact(dst_loc.url))
+
+
+def _already_there(
+    src_loc: Location, dst_loc: Location, root: Path, label: str
+) -> TransferSummary | None:
+    """The summary of a no-op copy when ``root`` already holds exactly the source store."""
+    want = _cat(src_loc, ob.MANIFEST)
+    if want is None or (root / ob.MANIFEST).read_bytes() != want:
+        return None
+    try:
+        with stores.open(root) as held:
+            digest = digest_of(held)
+    except (CorruptStoreError, StoreNotFoundError) as exc:
+        raise StoreExistsError(
+            f"{label}: {root} holds a damaged copy of this store ({exc}); pass --force to "
+            f"replace it"
+        ) from None
+    index = ob.read_index((root / ob.INDEX).read_bytes()) if (root / ob.INDEX).is_file() else None
+    n = len((index or {}).get("objects") or {})
+    return TransferSummary(
+        source=redact(src_loc.url),
+        destination=redact(dst_loc.url),
+        objects=n,
+        copied=0,
+        skipped=n,
+        bytes_copied=0,
+        seconds=0.0,
+        content_digest=digest,
+    )
 
 
 def _pull_commit(src: Location, dst: Location, *, progress: bool) -> TransferSummary:
@@ -186,16 +282,17 @@ class _Source:
 
     def _from_index(self, index: dict[str, Any]) -> None:
         where = redact(self.loc.url)
-        objs = {ob.safe_rel(k, where): v for k, v in index["objects"].items()}
-        want = (objs.get(ob.MANIFEST) or {}).get("sha256")
+        objs = ob.index_entries(index, where)
+        want = objs[ob.MANIFEST][1] if ob.MANIFEST in objs else None
         if want != _sha(self.manifest_bytes or b""):
             raise TransferError(
                 f"{where}: its manifest does not match its object index (a push is under way?); "
                 "retry when it has finished"
             )
-        self.objects = {k: int(v["size"]) for k, v in objs.items()}
-        self.sha = {k: str(v["sha256"]) for k, v in objs.items()}
-        self.digest = index.get("content_digest")
+        self.objects = {k: size for k, (size, _sha256) in objs.items()}
+        self.sha = {k: sha for k, (_size, sha) in objs.items()}
+        declared = index.get("content_digest")
+        self.digest = declared if isinstance(declared, str) else None
 
     def _from_listing(self) -> None:
         sizes = _listing(self.loc)
@@ -211,26 +308,30 @@ class _Source:
         self.objects[ob.MANIFEST] = len(self.manifest_bytes or b"")
 
     def read_whole(self, rel: str) -> bytes:
+        """A manifest found in a listing (bounded by :data:`MAX_META_BYTES`)."""
         data = _cat(self.loc, rel)
         if data is None:
             raise TransferError(f"{redact(self.loc.url)}: object {rel} vanished during the copy")
         return data
 
     def read(self, rel: str) -> bytes:
-        """The object's bytes (a memmap payload file up to its stored rows)."""
+        """The object's bytes (a memmap payload file up to its stored rows), read in chunks
+        and never past its declared size: an object holding more fails on the first byte past
+        it, one listed by an index but missing fails at once."""
         if rel == ob.MANIFEST:
             return self.manifest_bytes or b""
         size = self.objects[rel]
+        where = f"{redact(self.loc.url)}/{rel}"
         if self.loc.local:
-            try:
-                with open(self.loc.path(rel), "rb") as f:
-                    data = f.read(size)
-            except FileNotFoundError:
-                data = b""
+            path = str(contained_name(self.loc.root, rel, redact(self.loc.url)))
         else:
-            data = self.read_whole(rel)
-            if rel not in self.sha:  # planned from a listing: cut a sparse tail like a local read
-                data = data[:size]
+            path = self.loc.path(check_name(rel, redact(self.loc.url)))
+        # an object the index names must hold exactly its size; one planned from a listing
+        # is cut at its stored rows (a memmap payload's sparse tail is not data)
+        data = read_capped(self.loc.fs, path, size, where=where, exact=rel in self.sha)
+        if data is None:
+            named = "its object index names it" if rel in self.sha else "it vanished mid-copy"
+            raise TransferError(f"{where}: object is missing ({named})")
         if len(data) != size:
             raise TransferError(
                 f"{redact(self.loc.url)}: object {rel} holds {len(data)} bytes, expected {size}"
@@ -239,10 +340,29 @@ class _Source:
 
 
 def _cat(loc: Location, rel: str) -> bytes | None:
+    """A manifest or object index (None when absent), read in chunks up to
+    :data:`MAX_META_BYTES`.
+
+    Raises:
+        TransferError: it is larger, or the file system refused the read.
+    """
+    where = f"{redact(loc.url)}/{rel}"
     try:
-        return bytes(loc.fs.cat_file(loc.path(rel)))
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
+        data = read_capped(loc.fs, loc.path(rel), MAX_META_BYTES + 1, where=where, exact=False)
+    except RldataError:
+        raise
+    except OSError as exc:
+        raise TransferError(f"{where}: cannot read ({_reason(exc)})") from None
+    if data is not None and len(data) > MAX_META_BYTES:
+        raise TransferError(f"{where}: larger than {MAX_META_BYTES} bytes; refused")
+    return data
+
+
+def _reason(exc: BaseException) -> str:
+    """An OS error in a few words: its errno's text (no path: messages name their own)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 def _listing(loc: Location) -> dict[str, int]:
@@ -255,12 +375,15 @@ def _infos(loc: Location) -> dict[str, dict[str, Any]]:
         found = loc.fs.find(loc.root, detail=True)
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise TransferError(f"{redact(loc.url)}: cannot list ({_reason(exc)})") from None
     prefix = loc.fs._strip_protocol(loc.root).rstrip("/") + "/"
     out = {}
     for path, info in found.items():
         full = loc.fs._strip_protocol(str(path))
         if info.get("type") == "file" and full.startswith(prefix):
-            out[full[len(prefix) :]] = info
+            # a listing is untrusted input: every name passes the one check (no "..", ...)
+            out[check_name(full[len(prefix) :], redact(loc.url))] = info
     return out
 
 
@@ -325,23 +448,41 @@ class _Dest:
         """Remove the destination's manifest before its first object changes (once)."""
         with self._lock:
             if self.published:
-                self.loc.fs.rm_file(self.loc.path(ob.MANIFEST))
+                with _writing(self.loc, ob.MANIFEST, "remove"):
+                    self.loc.fs.rm_file(self.loc.path(ob.MANIFEST))
                 self.published = False
                 self.complete = False
                 self._dirty = True
 
     def write(self, rel: str, data: bytes, sha: str) -> dict[str, Any]:
-        """Write one object (``sha``: its SHA-256) and verify it; return its index entry."""
-        path = self.loc.path(rel)
+        """Write one object (``sha``: its SHA-256) and verify it; return its index entry.
+
+        Raises:
+            TransferError: the file system refused the write (no such bucket, no space left,
+                read-only, name too long, a file where a directory goes), in one line.
+        """
+        with _writing(self.loc, rel, "write"):
+            return self._write(rel, data, sha)
+
+    def _write(self, rel: str, data: bytes, sha: str) -> dict[str, Any]:
+        if self.loc.local:
+            path = str(contained_name(self.loc.root, rel, redact(self.loc.url)))
+        else:
+            path = self.loc.path(check_name(rel, redact(self.loc.url)))
         if self.loc.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = os.path.join(
                 os.path.dirname(path),
                 f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}",
             )
-            with open(tmp, "wb") as f:  # ``sha`` hashed these very bytes: no read-back
-                f.write(data)
-            os.replace(tmp, path)
+            try:
+                with open(tmp, "wb") as f:  # ``sha`` hashed these very bytes: no read-back
+                    f.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             return {"size": len(data), "sha256": sha}
         for attempt in (0, 1):
             out = self.loc.fs.pipe_file(path, data)
@@ -380,14 +521,26 @@ class _Dest:
             self._dirty = False
             self._last_journal = time.monotonic()
         path = self.loc.path(ob.INDEX)
-        if self.loc.local:
-            os.makedirs(self.loc.root, exist_ok=True)
-            tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        else:
-            self.loc.fs.pipe_file(path, data)
+        with _writing(self.loc, ob.INDEX, "write"):
+            if self.loc.local:
+                os.makedirs(self.loc.root, exist_ok=True)
+                tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, path)
+            else:
+                self.loc.fs.pipe_file(path, data)
+
+
+@contextlib.contextmanager
+def _writing(loc: Location, rel: str, verb: str) -> Iterator[None]:
+    """Turn a file system's refusal to write into one line naming the object and the reason."""
+    try:
+        yield
+    except RldataError:
+        raise
+    except OSError as exc:
+        raise TransferError(f"{redact(loc.url)}: cannot {verb} {rel} ({_reason(exc)})") from None
 
 
 def _s3_etag(data: bytes) -> str:
@@ -428,7 +581,7 @@ def copy_store(
     def start_digest() -> None:
         with lock:
             if not digest and src.digest is None:
-                digest.append(_Background(_local_digest, src_loc))
+                digest.append(_Background(_local_digest, src_loc, label))
 
     payload = sorted((r for r in src.objects if not ob.is_final(r)), key=lambda r: -src.objects[r])
     finals = sorted(
@@ -449,6 +602,8 @@ def copy_store(
             dst.entries.setdefault(rel, {"size": len(data), "sha256": sha})
             return len(data)
         start_digest()
+        if dst.published and digest:  # a published copy is replaced only by a sound store
+            digest[0].result()
         dst.unpublish()
         entry = dst.write(rel, data, sha)
         dst.record(rel, entry)
@@ -460,7 +615,8 @@ def copy_store(
     total = sum(src.objects.values())
     with byte_bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as advance:
         try:
-            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            pool = ThreadPoolExecutor(max_workers=max(1, workers))
+            try:
                 # episode indexes are read alongside the payload, written after it
                 early = {r: pool.submit(src.read, r) for r in finals}
                 todo = []
@@ -475,6 +631,8 @@ def copy_store(
                 # arrives, while the others download (a batch would wait for its slowest)
                 for fut in as_completed([pool.submit(one, r) for r in todo]):
                     advance(fut.result())
+            finally:  # the first failure (a missing object, ...) ends the copy: queued jobs go
+                pool.shutdown(wait=True, cancel_futures=True)
             for rel in finals:
                 advance(one(rel, early[rel].result()))
         except BaseException:  # what landed verified is skipped by a rerun
@@ -493,11 +651,11 @@ def copy_store(
             dst.flush(complete=True, digest=declared)
             result_digest = declared
             dst.write(ob.MANIFEST, manifest_data, _sha(manifest_data))
+            dst.published = True
             copied[0] += 1
             copied[1] += len(manifest_data)
-            if declared is None and dst_loc.local:  # a source without an index: now we know
-                result_digest = _local_digest(dst_loc)
-                dst.flush(complete=True, digest=result_digest)
+            if dst_loc.local:  # the copy's rows, each against its checksum, and its digest
+                result_digest = _checked_copy(src_loc, dst, declared, label)
         advance(len(manifest_data))
     return TransferSummary(
         source=redact(src_loc.url),
@@ -533,8 +691,43 @@ class _Background:
         return self._out[0]
 
 
-def _local_digest(loc: Location) -> str | None:
-    """The content digest of a local store (None for a remote source without an index)."""
+def _local_digest(loc: Location, label: str = "copy", name: str | None = None) -> str | None:
+    """The content digest of a local store, every row checked against its checksum by the
+    verified open (None for a remote source without an index).
+
+    Raises:
+        TransferError: a committed row fails its checksum; the message names the store as
+            ``name`` (default: its location).
+    """
     if not loc.local:
         return None
-    return store_digest(loc.root)
+    try:
+        with stores.open(loc.root) as store:  # the verified open: every row's checksum
+            return digest_of(store)
+    except CorruptStoreError as exc:
+        raise TransferError(
+            f"{label} {name or redact(loc.url)}: the store fails verification ({exc})"
+        ) from None
+
+
+def _checked_copy(src: Location, dst: _Dest, declared: str | None, label: str) -> str | None:
+    """The digest of the local copy just published at ``dst``, read through the verified open;
+    a copy that fails (a damaged row, a digest other than the one the source declared) is
+    unpublished again and the transfer fails naming the source.
+
+    Raises:
+        TransferError: a row fails its checksum, or the digest differs from ``declared``.
+    """
+    try:
+        digest = _local_digest(dst.loc, label, redact(src.url))
+        if declared is not None and digest != declared:
+            raise TransferError(
+                f"{label} {redact(src.url)}: the copy's content digest {digest} differs from "
+                f"the {declared[:80]!r} its object index declares"
+            )
+    except BaseException:
+        dst.unpublish()
+        dst.flush(complete=False, digest=None)
+        raise
+    dst.flush(complete=True, digest=digest)
+    return digest

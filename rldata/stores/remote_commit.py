@@ -48,6 +48,7 @@ from rldata.errors import (
 )
 from rldata.stores.location import Location, cache_root, location, redact
 from rldata.stores.paths import LOCK, MANIFEST, TMP_MARK
+from rldata.stores.untrusted import check_name, contained_name, read_capped
 
 COMMITS = "manifests"
 OBJECTS = "objects"
@@ -106,7 +107,7 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(objects, dict) or MANIFEST not in objects:
         raise CorruptStoreError(f"{where}: field 'objects' must list {MANIFEST}")
     for rel, entry in objects.items():
-        _safe_rel(rel, where)
+        check_name(rel, where)
         ok = (
             isinstance(entry, dict)
             and isinstance(entry.get("size"), int)
@@ -120,22 +121,6 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
                 f"{where}: object {rel!r}: expected {{size: int >= 0, sha256: 64 hex}}, got {entry!r}"
             )
     return doc
-
-
-def _safe_rel(rel: object, where: str) -> str:
-    parts = rel.split("/") if isinstance(rel, str) else []
-    if (
-        not parts
-        or not isinstance(rel, str)
-        or rel.startswith("/")
-        or "\\" in rel
-        or "\x00" in rel
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise CorruptStoreError(
-            f"{where}: object path {rel!r} is not a relative path inside the store"
-        )
-    return rel
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -207,29 +192,38 @@ def checkout(loc: Location, doc: dict[str, Any], dest: Path, *, workers: int = W
     each checked against its SHA-256 before it is written.
 
     Raises:
-        CorruptStoreError: an object is missing or its bytes differ from its hash.
+        CorruptStoreError: an object is missing, its bytes differ from its hash, or its name
+            leaves ``dest`` (an object holding more bytes than declared is read only one
+            byte past its size).
     """
     where = redact(loc.url)
     objects: dict[str, dict[str, Any]] = doc["objects"]
     dest.mkdir(parents=True, exist_ok=True)
+    targets = {rel: contained_name(dest, rel, where) for rel in objects}  # before any write
 
     def one(rel: str) -> None:
         entry = objects[rel]
-        data = loc.cat(f"{OBJECTS}/{entry['sha256']}")
+        name = f"{OBJECTS}/{entry['sha256']}"
+        size = entry["size"]  # read at most one byte past it: a bigger object stops there
+        data = read_capped(loc.fs, loc.path(name), size + 1, where=f"{where}/{name}", exact=False)
         if data is None:
             raise CorruptStoreError(f"{where}: object {rel} ({entry['sha256'][:12]}…) is missing")
-        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        if len(data) != size or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            held = f"more than {size}" if len(data) > size else str(len(data))
             raise CorruptStoreError(
-                f"{where}: object {rel} ({entry['sha256'][:12]}…) does not match its sha256"
+                f"{where}: object {rel} ({entry['sha256'][:12]}…) does not match its sha256 "
+                f"(declared {size} bytes, holds {held})"
             )
-        target = dest.joinpath(*rel.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        targets[rel].parent.mkdir(parents=True, exist_ok=True)
+        targets[rel].write_bytes(data)
 
     rels = sorted((r for r in objects if r != MANIFEST), key=lambda r: -objects[r]["size"])
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         for _ in pool.map(one, rels):
             pass
+    finally:  # the first missing or damaged object ends the checkout: no waiting on the rest
+        pool.shutdown(wait=True, cancel_futures=True)
     one(MANIFEST)  # last: the copy is a store only once complete
 
 
