@@ -97,3 +97,7 @@ class EnvClosedError(RldataError, RuntimeError):
 # --- configuration -------------------------------------------------------------
 class ConfigError(RldataError, ValueError):
     """A configuration value (CLI option, config field) is out of its allowed range."""
+
+
+class DestinationOverlapError(StoreExistsError, ConfigError):
+    """A command's destination is, lies inside, or contains one of its sources."""

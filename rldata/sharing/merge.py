@@ -12,7 +12,6 @@ content digest.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -29,6 +28,7 @@ from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.transfer import push
 from rldata.sharing.urls import is_url, location, redact
+from rldata.stores.destination import inspect_destination, plan_destination
 
 TRAJ = ("collector", "traj_ids")
 BLOCK_ROWS = 1 << 16
@@ -50,15 +50,21 @@ def merge(
     out: str | os.PathLike[str],
     *,
     backend: str = "memmap",
+    force: bool = False,
 ) -> MergeSummary:
     """Write the rows of every store in ``sources`` into a new store at ``out``.
 
-    ``out`` may be a URL: the merge is written locally, then pushed.
+    ``out`` may be a URL: the merge is written locally, then pushed. A local ``out`` goes
+    through the destination policy (:func:`rldata.stores.destination.plan_destination`):
+    it may not overlap a source, an existing one is replaced only with ``force`` and only
+    if it is provably a store, and the merge is built in a staging sibling and renamed into
+    place once it verified, so a killed merge leaves no store at ``out``.
 
     Raises:
         ConfigError: fewer than two sources.
         SchemaMismatchError: the sources' schemas or specs differ (the first difference).
-        StoreExistsError: ``out`` already holds files.
+        StoreExistsError: ``out`` exists (without ``force``, or not provably a store).
+        ConfigError: ``out`` is, lies inside, or contains a source.
         StoreNotFoundError: a source holds no store.
     """
     if len(sources) < 2:
@@ -67,9 +73,13 @@ def merge(
         location(out)  # an unknown or refused scheme fails before any work
         with tempfile.TemporaryDirectory(prefix="rldata-merge-") as tmp:
             summary = merge(sources, Path(tmp) / "merged", backend=backend)
-            push(Path(tmp) / "merged", os.fspath(out))
+            push(Path(tmp) / "merged", os.fspath(out), force=force)
             return MergeSummary(redact(os.fspath(out)), *_rest(summary))
-    with ExitStack() as stack:
+    inspect_destination(out, kind="store", sources=sources, force=force, what="merge")
+    with (
+        plan_destination(out, kind="store", sources=sources, force=force, what="merge") as stage,
+        ExitStack() as stack,
+    ):
         opened = [stack.enter_context(open_source(s)) for s in sources]
         _check_compatible(sources, opened)
         first = opened[0]
@@ -90,7 +100,7 @@ def merge(
             ],
         }
         writer = stores.create(
-            out,
+            stage,
             backend=backend,
             capacity=None,
             specs=first.specs,
@@ -99,23 +109,19 @@ def merge(
             provenance=provenance,
             allow_nonfinite=any(bool(s.manifest.get("allow_nonfinite")) for s in opened),
         )
-        try:
-            with writer:
-                next_id = 0
-                for s in opened:
-                    next_id = _copy_rows(s, writer, next_id)
-        except BaseException:
-            writer.close()
-            shutil.rmtree(os.fspath(out), ignore_errors=True)
-            raise
-    with stores.open(out) as merged:
-        return MergeSummary(
-            out=os.fspath(out),
-            sources=len(sources),
-            transitions=len(merged),
-            episodes=_episodes(merged),
-            content_digest=digest_of(merged),
-        )
+        with writer:
+            next_id = 0
+            for s in opened:
+                next_id = _copy_rows(s, writer, next_id)
+        with stores.open(stage) as merged:  # verified before it takes the place of ``out``
+            summary = MergeSummary(
+                out=os.fspath(out),
+                sources=len(sources),
+                transitions=len(merged),
+                episodes=_episodes(merged),
+                content_digest=digest_of(merged),
+            )
+    return summary
 
 
 def _rest(s: MergeSummary) -> tuple[int, int, int, str]:

@@ -40,6 +40,7 @@ from typing import Any
 from rldata.errors import (
     ConfigError,
     CorruptStoreError,
+    DestinationOverlapError,
     StoreError,
     StoreExistsError,
     StoreLockedError,
@@ -113,7 +114,8 @@ def refuse_overlap(
     """Refuse ``dest`` if it is, lies inside, or contains any of ``sources``.
 
     Raises:
-        ConfigError: one line naming the destination and the source it overlaps.
+        DestinationOverlapError: one line naming the destination and the source it overlaps
+            (a ``StoreExistsError`` and a ``ConfigError``).
     """
     dk = _key(dest)
     for src in sources:
@@ -121,16 +123,16 @@ def refuse_overlap(
         if sk[0] != dk[0]:
             continue
         if sk[1] == dk[1]:
-            how = "is the source"
+            how = "is the source itself"
         elif _under(dk[1], sk[1]):
             how = "lies inside the source"
         elif _under(sk[1], dk[1]):
             how = "contains the source"
         else:
             continue
-        raise ConfigError(
-            f"{what}: destination {_shown(dest)} ({dk[1]}) {how} {_shown(src)} ({sk[1]}); "
-            f"pick a destination outside every source"
+        raise DestinationOverlapError(
+            f"{what}: destination {_shown(dest)} {how} ({_shown(src)}; real paths {dk[1]} and "
+            f"{sk[1]}); pick a destination outside every source"
         )
 
 
