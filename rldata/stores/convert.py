@@ -8,9 +8,12 @@ memmap) or ``minari:NAMESPACE/NAME-vN``.
 Between rldata stores a conversion is lossless: every key with its dtype and shape, the
 flags, trajectory ids, extras, specs, env and provenance (with this conversion appended
 to ``provenance.conversions``); rows keep their order (oldest first), so the content
-digest of source and copy agree. The copy is built in a temporary sibling and renamed
-into place at the end, so a failed or interrupted conversion leaves nothing at ``dst``;
-an existing ``dst`` (or ``dst`` the same as ``src``) is refused before anything is read.
+digest of source and copy agree. The destination goes through the one destination
+policy (:func:`rldata.stores.destination.plan_destination`): a ``dst`` that is, lies
+inside, or contains ``src`` is refused, an existing ``dst`` is replaced only with
+``force`` and only if it is provably a store (a Minari dataset rldata exported), and the
+copy is built in a staging sibling and swapped in at the end, so a failed or killed
+conversion leaves ``dst`` absent or as it was (a rerun removes the stale staging).
 A source store gets the integrity check ``stores.open`` runs, on a second handle in a
 thread while the copy is made; the copy is placed only once that check passed.
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 import threading
@@ -36,9 +38,10 @@ from typing import Any
 from tensordict import TensorDict
 
 from rldata import stores
-from rldata.errors import ConfigError, StoreExistsError, StoreNotFoundError
+from rldata.errors import ConfigError, StoreNotFoundError
 from rldata.stores import foreign, minari_io
 from rldata.stores import manifest as mf
+from rldata.stores.destination import inspect_destination, plan_destination
 from rldata.stores.paths import local_dir
 
 Progress = Callable[[int, int], None]
@@ -120,6 +123,7 @@ def convert(
     *,
     backend: str | None = None,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> ConvertSummary:
     """Copy the dataset at ``src`` to the new ``dst`` (see the module docstring for the forms).
 
@@ -129,17 +133,22 @@ def convert(
         dst: a new rldata store path, or ``minari:NS/NAME-vN``.
         backend: the destination store's backend (default: the source's, else memmap).
         progress: called with (rows done, rows total) after each block.
+        force: replace an existing ``dst`` that is provably an rldata store (or a Minari
+            dataset rldata exported).
 
     Raises:
         StoreExistsError: ``dst`` exists (nothing is changed).
-        ConfigError: ``dst`` is ``src``, or ``backend`` is given for a Minari destination.
+        DestinationOverlapError: ``dst`` is, lies inside, or contains ``src``.
+        ConfigError: ``backend`` is given for a Minari destination.
         StoreNotFoundError: nothing readable at ``src``.
     """
     started = time.perf_counter()
     src_text, dst_text = os.fspath(src), os.fspath(dst)
     to_minari = dst_text.startswith(minari_io.PREFIX)
     target = minari_io.dataset_dir(dst_text) if to_minari else local_dir(dst_text)
-    _refuse_destination(src_text, target, dst_text)
+    kind = "minari" if to_minari else "store"
+    sources = [_source_path(src_text)]
+    inspect_destination(target, kind=kind, sources=sources, force=force, what="convert")
     if to_minari and backend is not None:
         raise ConfigError(
             f"--backend {backend!r} is for rldata stores; {dst_text} is a Minari dataset"
@@ -148,13 +157,19 @@ def convert(
         stores.registry.load(backend)  # an unknown backend fails before anything is read
     source = _open_source(src_text)
     try:
+        with plan_destination(
+            target, kind=kind, sources=sources, force=force, what="convert"
+        ) as stage:
+            if to_minari:
+                rows, episodes, name = _to_minari(source, src_text, dst_text, stage, progress)
+            else:
+                chosen = backend or _default_backend(source)
+                rows, episodes = _to_store(source, src_text, stage, chosen, progress)
         if to_minari:
-            rows, episodes, name = _to_minari(source, src_text, dst_text, target, progress)
+            minari_io.write_namespaces(name)
             return ConvertSummary(
                 src_text, dst_text, "minari", rows, episodes, time.perf_counter() - started
             )
-        chosen = backend or _default_backend(source)
-        rows, episodes = _to_store(source, src_text, target, chosen, progress)
         return ConvertSummary(
             src_text, dst_text, chosen, rows, episodes, time.perf_counter() - started
         )
@@ -209,32 +224,13 @@ def _default_backend(source: _Source) -> str:
 
 
 # --- destinations -----------------------------------------------------------------------
-def _refuse_destination(src_text: str, target: Path, dst_text: str) -> None:
-    if not src_text.startswith((minari_io.PREFIX, foreign.D4RL_PREFIX)):
-        same = os.path.realpath(local_dir(src_text)) == os.path.realpath(target)
-    else:
-        same = src_text == dst_text
-    if same:
-        raise ConfigError(f"convert: {dst_text} is the source itself; pick a new destination")
-    if target.exists() or target.is_symlink():
-        raise StoreExistsError(
-            f"convert: {target} already exists; pick a new destination (nothing was changed)"
-        )
-
-
-def _temp_sibling(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.with_name(f".{target.name}.tmp-convert-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _place(tmp: Path, target: Path) -> None:
-    """Move the finished copy into place; refuse (and drop the copy) if ``target`` appeared."""
-    if target.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise StoreExistsError(
-            f"convert: {target} appeared while converting; the copy was discarded"
-        )
-    os.rename(tmp, target)
+def _source_path(text: str) -> Path:
+    """Where the source lives on disk (what the destination may not overlap)."""
+    if text.startswith(minari_io.PREFIX):
+        return minari_io.dataset_dir(text)
+    if text.startswith(foreign.D4RL_PREFIX):
+        return local_dir(text[len(foreign.D4RL_PREFIX) :])
+    return local_dir(text)
 
 
 def _provenance(source: _Source, src_text: str, to: str) -> dict:
@@ -258,7 +254,7 @@ def _to_store(
 ) -> tuple[int, int]:
     cls = stores.registry.load(backend)
     capacity = source.capacity if getattr(cls, "supports_overwrite_rings", True) else None
-    tmp = _temp_sibling(target)
+    tmp = target
     try:
         env_id, env_kwargs = source.env
         store = stores.create(
@@ -283,7 +279,6 @@ def _to_store(
         finally:
             store.close()
         source.checked()
-        _place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -294,7 +289,7 @@ def _to_minari(
     source: _Source, src_text: str, dst_text: str, target: Path, progress: Progress | None
 ) -> tuple[int, int, str]:
     name = minari_io.dataset_id(dst_text)
-    tmp = _temp_sibling(target)
+    tmp = target
     scratch = None
     try:
         store = source.store
@@ -320,8 +315,6 @@ def _to_minari(
         if scratch is not None:
             store.close()
         source.checked()
-        _place(tmp, target)
-        minari_io.write_namespaces(name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
