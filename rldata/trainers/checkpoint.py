@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError
 
 CHECKPOINT_DIR = "checkpoint"
@@ -59,18 +60,31 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not (ckpt / META).is_file() or not (ckpt / STATE).is_file():
         raise ConfigError(f"no checkpoint to resume in {str(run_dir)!r} (expected {ckpt}/{META})")
     try:
-        state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
+        with untrusted.open_regular(ckpt / STATE, STATE, error=ConfigError) as f:
+            state = torch.load(f, map_location="cpu", weights_only=True)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user problem
         raise ConfigError(
             f"{str(ckpt / STATE)!r} is not readable with weights_only=True: {err}"
         ) from None
-    try:
-        meta = json.loads((ckpt / META).read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{str(ckpt / META)!r} is not valid JSON: {err}") from None
-    return state, meta
+    if not isinstance(state, dict):
+        raise ConfigError(
+            f"{str(ckpt / STATE)!r}: expected a dict of tensors, got {type(state).__name__}"
+        )
+    return state, read_json(ckpt / META)
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """A run's JSON file (``config.json``, ``summary.json``) as a dict."""
-    return json.loads(Path(path).read_text())
+    """A run's JSON file (``config.json``, ``summary.json``, ``trainer.json``) as a dict.
+
+    Read through :mod:`rldata._untrusted` (regular file, size and depth limits).
+
+    Raises:
+        ConfigError: the file is not a regular file, too large, not JSON or not an object.
+    """
+    what = Path(path).name
+    data = untrusted.read_json(path, what, limit=64 * 2**20, error=ConfigError)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {what} must hold a JSON object, got {type(data).__name__}")
+    return data

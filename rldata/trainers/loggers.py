@@ -15,7 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rldata import _untrusted as untrusted
+from rldata.errors import ConfigError
+
 COUNTERS = ["kind", "env_steps", "updates", "wall_s"]
+METRICS_LIMIT = 256 * 2**20
 
 
 class CSVLogger:
@@ -29,10 +33,8 @@ class CSVLogger:
     def open(self) -> CSVLogger:
         """Read back an existing file (resume) so later rows extend it."""
         if self.path.is_file():
-            with self.path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                self.columns = list(reader.fieldnames or COUNTERS)
-                self._rows = list(reader)
+            header, self._rows = _read_csv(self.path)
+            self.columns = header or list(COUNTERS)
         return self
 
     def log(self, row: dict[str, Any]) -> None:
@@ -112,6 +114,27 @@ def _fmt(v: Any) -> Any:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a run's ``metrics.csv`` (strings, as written)."""
-    with Path(path).open(newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a run's ``metrics.csv`` (strings, as written).
+
+    Read through :mod:`rldata._untrusted` (a regular file within the size limit).
+
+    Raises:
+        ConfigError: not a regular file, too large, not UTF-8, or not a rectangular CSV.
+    """
+    return _read_csv(path)[1]
+
+
+def _read_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    f = untrusted.text_stream(path, "metrics.csv", limit=METRICS_LIMIT, error=ConfigError)
+    try:
+        reader = csv.DictReader(f)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: metrics.csv is not a valid CSV ({exc})") from None
+    if header and (len(set(header)) != len(header) or "kind" not in header):
+        raise ConfigError(f"{path}: metrics.csv header must name distinct columns with 'kind'")
+    for i, row in enumerate(rows, start=2):
+        if None in row or any(v is None for v in row.values()):
+            raise ConfigError(f"{path}: line {i} of metrics.csv does not match its header")
+    return header, rows

@@ -7,11 +7,12 @@ standard deviation over the evaluation episodes. Several runs share one axis.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, MissingDependencyError
+from rldata.trainers.checkpoint import read_json
 from rldata.trainers.loggers import read_metrics
 
 
@@ -20,17 +21,36 @@ def _curve(run: Path) -> tuple[str, list[float], list[float], list[float], str]:
     if not metrics.is_file():
         raise ConfigError(f"no training run at {str(run)!r} (expected {metrics})")
     rows = [r for r in read_metrics(metrics) if r.get("kind") == "eval"]
-    online = any(float(r.get("env_steps") or 0) > 0 for r in rows)
+    online = any(_number(metrics, r, "env_steps", 0.0) > 0 for r in rows)
     xkey = "env_steps" if online else "updates"
-    xs = [float(r[xkey]) for r in rows]
-    mean = [float(r["eval_return_mean"]) for r in rows]
-    std = [float(r.get("eval_return_std") or 0.0) for r in rows]
+    xs = [_number(metrics, r, xkey) for r in rows]
+    mean = [_number(metrics, r, "eval_return_mean") for r in rows]
+    std = [_number(metrics, r, "eval_return_std", 0.0) for r in rows]
     label = run.name
     config = run / "config.json"
     if config.is_file():
-        algo = json.loads(config.read_text()).get("algo")
+        algo = read_json(config).get("algo")
+        algo = algo if isinstance(algo, str) else None
         label = f"{run.name} ({algo})" if algo and algo not in run.name else run.name
-    return label, xs, mean, std, xkey
+    return _plain_text(label), xs, mean, std, xkey
+
+
+def _number(path: Path, row: dict[str, str], key: str, default: float | None = None) -> float:
+    """A metric cell as a float; a missing or non-numeric cell is one line naming it."""
+    raw = row.get(key)
+    if not raw and default is not None:
+        return default
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        shown = untrusted.escape(repr(raw))[:40]
+        raise ConfigError(f"{path}: column {key!r} holds {shown}, not a number") from None
+
+
+def _plain_text(text: str) -> str:
+    """``text`` drawn literally by matplotlib: ``$`` would start mathtext (a malformed
+    expression such as ``$\\frac{`` fails at draw time) and control characters are escaped."""
+    return untrusted.escape(text).replace("$", r"\$")
 
 
 def plot_runs(runs: list[str], out: str) -> str:

@@ -49,11 +49,12 @@ from rldata.data import (
     ReplayBuffer,
     StoreStorage,
 )
+from rldata.errors import ConfigError
 from rldata.stores.destination import exchange, staging_sibling
 from rldata.stores.target import recording_store
 from rldata.trainers import loops
 from rldata.trainers.algorithms import Agent, resolve
-from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
+from rldata.trainers.checkpoint import load_checkpoint, read_json, save_checkpoint
 from rldata.trainers.config import TrainConfig
 from rldata.trainers.device import BatchStream
 from rldata.trainers.evaluation import EvalResult, evaluate_policy
@@ -151,7 +152,7 @@ class Trainer:
         """Run the loop to the end; return (and write) the summary."""
         cfg = self.config
         if self.resume and self.out is not None and (self.out / "config.json").is_file():
-            saved = json.loads((self.out / "config.json").read_text())
+            saved = read_json(self.out / "config.json")
             _check_saved_env_ids(saved, cfg, self.out / "config.json")
             cfg = TrainConfig.from_dict({**saved, **_overrides(cfg)})
         cfg = resolve(cfg)
@@ -414,6 +415,18 @@ class _Run:
     def _restore(self) -> None:
         assert self.out is not None
         state, meta = load_checkpoint(self.out)
+        try:
+            self._restore_from(state, meta)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            what = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise ConfigError(
+                f"checkpoint in {str(self.out)!r} does not fit this run "
+                f"({type(exc).__name__}: {what}); it was altered or written by another config"
+            ) from None
+
+    def _restore_from(self, state: dict[str, Any], meta: dict[str, Any]) -> None:
         self.agent.loss.load_state_dict(state["loss"])
         self.agent.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
