@@ -1,12 +1,17 @@
-"""Stores at a URL, read locally: pulled once into a cache keyed by content digest, verified.
+"""Stores at a URL, read locally: pulled once into a cache keyed by URL and served digest, verified.
 
 ``open_url(url)`` returns a local directory holding the store at ``url``. The cache lives in
-``$RLDATA_CACHE`` (default ``~/.cache/rldata``); each store sits in ``sha256-<hex>``, named by
-the content digest its object index declares, so two URLs holding the same data share one
-copy and a changed store at the same URL gets a new one. A pull lands in ``<name>.partial``
-(a killed pull resumes there), is verified (every object's SHA-256 against the index, then
-the content digest) and only then renamed into place. Every ``rldata.stores.open`` of the
-copy then checks the manifest's checksum of each row before handing the store out.
+``$RLDATA_CACHE`` (default ``~/.cache/rldata``). Each copy sits in ``store-<hex>``, where
+``<hex>`` is a SHA-256 computed here over the URL and the copy's *served digest*: every
+object's name, size and SHA-256, the manifest included. A content digest covers only schema
+and rows, so two stores with the same rows but another env, specs or provenance would share
+it; the served digest does not. No cache path is ever built from a string a remote declares.
+
+A copy is filled in ``<name>.partial`` (a killed pull of a store with an object index
+resumes there), checked (every file hashed against the served digest, then every row against
+its checksum by the verified open) and only then renamed into place. Each later hit is
+checked the same way; a copy that fails (an edited manifest, a flipped byte) is removed and
+fetched again rather than refused forever.
 """
 
 from __future__ import annotations
@@ -17,19 +22,16 @@ import shutil
 from pathlib import Path
 
 from rldata import stores
-from rldata.errors import TransferError
+from rldata.errors import CorruptStoreError, TransferError
 from rldata.sharing import objects as ob
-from rldata.sharing.digest import digest_of
 from rldata.sharing.transfer import _cat, pull
 from rldata.sharing.urls import Location, location, redact
 from rldata.stores import remote_commit
 from rldata.stores.location import cache_root
+from rldata.stores.paths import TMP_MARK
 
 VERIFIED = ".rldata-verified"
-
-
-def _dirname(digest: str) -> str:
-    return digest.replace(":", "-")
+_BLOCK = 16 << 20
 
 
 def open_url(url: str, *, storage_options: dict | None = None, progress: bool = False) -> str:
@@ -38,7 +40,10 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
     Raises:
         StoreNotFoundError: no store at ``url``.
         UnsupportedURLError: a scheme fsspec does not know, or one refused for safety.
-        TransferError: an object fails its SHA-256, or the copy its declared digest.
+        CorruptStoreError: the remote names an object outside the store, or its index is
+            malformed.
+        TransferError: an object fails its SHA-256 or its declared size, a row its checksum,
+            or the copy the content digest its index declares.
     """
     loc = location(url, storage_options)
     if loc.local:
@@ -46,59 +51,73 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
     index = ob.read_index(_cat(loc, ob.INDEX))
     if index is None and remote_commit.is_commit_store(loc):  # docs/FORMAT.md section 15
         return _open_commit(loc)
-    declared = index.get("content_digest") if index and index.get("complete") else None
     root = cache_root()
-    if declared:
-        target = root / _dirname(str(declared))
-        if _is_verified(target, str(declared)):
-            return str(target)
-        staging = root / (target.name + ".partial")
-    else:  # a store not published by rldata: name the staging area after the URL
-        staging = root / (
-            "url-" + hashlib.sha256(redact(url).encode()).hexdigest()[:16] + ".partial"
-        )
     root.mkdir(parents=True, exist_ok=True)
-    pull(url, staging, storage_options=storage_options, progress=progress)
-    # every object matched its SHA-256 from the index; the digest ties the copy to the name
-    # it is cached under, and rldata.stores.open checks every row's checksum at each use
-    with stores.open(staging, verify=False) as store:
-        digest = digest_of(store)
-    if declared and digest != declared:
-        raise TransferError(
-            f"{redact(url)}: content digest {digest} differs from the {declared} its index declares"
+    if index is not None and index.get("complete"):
+        served = ob.served_digest(ob.index_entries(index, redact(url)))
+        target = root / _name(url, served)
+        if _hit(target, served):
+            return str(target)
+        staging = root / (target.name + ".partial")  # resumable: same URL, same objects
+    else:  # a store not published by rldata: what it serves is known once it is here
+        served = None
+        staging = root / (
+            "url-" + hashlib.sha256(redact(url).encode()).hexdigest()[:32] + ".partial"
         )
-    target = root / _dirname(digest)
-    (staging / VERIFIED).write_text(digest)
-    if _is_verified(target, digest):
-        shutil.rmtree(staging)  # another process got there first
-    else:
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    return str(target)
+        shutil.rmtree(staging, ignore_errors=True)
+    pull(url, staging, storage_options=storage_options, progress=progress)
+    return _seal(url, staging, served)
 
 
 def _open_commit(loc: Location) -> str:
     """A store written by numbered manifests (FORMAT.md section 15): its latest complete commit,
-    checked out (every object against its SHA-256), opened once (every row against its
-    checksum), cached under the commit's own checksum."""
+    checked out (every object against its SHA-256) and sealed like a pulled copy."""
     _number, doc = remote_commit.latest(loc, check_objects=False)
-    name = f"commit-{doc[remote_commit.SELF_SUM][:32]}"
-    target = cache_root() / name
-    if _is_verified(target, name):  # this very commit was checked out and verified before
+    target = cache_root() / _name(loc.url, _commit_served(doc))
+    if _hit(target, _commit_served(doc)):  # this very commit was checked out and verified
         return str(target)
     _number, doc = remote_commit.latest(loc)  # the highest one whose objects all exist
-    name = f"commit-{doc[remote_commit.SELF_SUM][:32]}"
-    target = cache_root() / name
-    if _is_verified(target, name):
+    served = _commit_served(doc)
+    target = cache_root() / _name(loc.url, served)
+    if _hit(target, served):
         return str(target)
-    staging = cache_root() / (name + ".partial")
+    staging = cache_root() / (target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     remote_commit.checkout(loc, doc, staging)
-    with stores.open(staging):  # raises CorruptStoreError on a row that fails its checksum
-        pass
-    (staging / VERIFIED).write_text(name)
-    if _is_verified(target, name):
+    return _seal(loc.url, staging, served)
+
+
+def _commit_served(doc: dict) -> str:
+    return ob.served_digest(
+        {k: (int(e["size"]), str(e["sha256"])) for k, e in doc["objects"].items()}
+    )
+
+
+def _name(url: str, served: str) -> str:
+    """A cache entry's directory name: a SHA-256 computed here, of the URL and served digest."""
+    return "store-" + hashlib.sha256(f"{redact(url)}\n{served}".encode()).hexdigest()[:40]
+
+
+def _seal(url: str, staging: Path, served: str | None) -> str:
+    """Check the filled ``staging`` (its files against ``served``, when known; every row by
+    the verified open) and rename it into place; its directory.
+
+    Raises:
+        TransferError: the copy serves other bytes than the remote listed, or a row fails.
+    """
+    local = _served_here(staging)
+    if served is not None and local != served:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise TransferError(f"{redact(url)}: the copy differs from the objects its index lists")
+    try:
+        with stores.open(staging):  # the verified open: every row against its checksum
+            pass
+    except CorruptStoreError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise TransferError(f"{redact(url)}: the store fails verification ({exc})") from None
+    target = staging.parent / _name(url, local)
+    (staging / VERIFIED).write_text(local)
+    if _hit(target, local):
         shutil.rmtree(staging)  # another process got there first
     else:
         shutil.rmtree(target, ignore_errors=True)
@@ -106,8 +125,35 @@ def _open_commit(loc: Location) -> str:
     return str(target)
 
 
-def _is_verified(target: Path, digest: str) -> bool:
+def _hit(target: Path, served: str) -> bool:
+    """Whether ``target`` holds a sound copy serving ``served``; a damaged one is removed."""
     try:
-        return (target / VERIFIED).read_text() == digest and (target / ob.MANIFEST).is_file()
+        if (target / VERIFIED).read_text() != served or not (target / ob.MANIFEST).is_file():
+            return False
     except OSError:
         return False
+    try:
+        if _served_here(target) == served:
+            with stores.open(target):  # the verified open, on every hit
+                return True
+    except (CorruptStoreError, OSError):
+        pass
+    shutil.rmtree(target, ignore_errors=True)  # fetched again rather than refused forever
+    return False
+
+
+def _served_here(folder: Path) -> str:
+    """The served digest of the local copy in ``folder``: every file's name, size and
+    SHA-256, hashed here (the object index, the verified mark and temporary files left out)."""
+    entries = {}
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            if name in (ob.INDEX, ob.LOCK, VERIFIED) or TMP_MARK in name:
+                continue
+            path = Path(dirpath) / name
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(_BLOCK):
+                    h.update(block)
+            entries[path.relative_to(folder).as_posix()] = (path.stat().st_size, h.hexdigest())
+    return ob.served_digest(entries)
