@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, SpecError
 from rldata.modules import MLP, Actor
 from rldata.specs import Bounded, Categorical, OneHot, TensorSpec, Unbounded, spec_from_json
@@ -194,7 +196,12 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
             f"policy checkpoint not found: {path!r} (give 'random' or a file saved by rldata)"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with untrusted.open_regular(
+            path, "policy checkpoint", limit=MAX_FILE, error=ConfigError
+        ) as f:
+            payload = torch.load(f, map_location="cpu", weights_only=True)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same user mistake
         raise ConfigError(
             f"{path!r} is not a policy checkpoint readable with weights_only=True "
@@ -204,7 +211,10 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
         raise ConfigError(
             f"{path!r} is not an rldata policy checkpoint (format {FORMAT!r} expected)"
         )
-    if int(payload.get("version", -1)) > VERSION:
+    version = payload.get("version", -1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError(f"{path!r}: policy checkpoint field 'version' must be an integer")
+    if version > VERSION:
         raise ConfigError(
             f"{path!r}: policy checkpoint version {payload['version']} is newer than {VERSION}"
         )
@@ -226,6 +236,8 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
 
 MAX_LAYER = 16384
 MAX_LAYERS = 64
+#: Largest policy checkpoint file read (bytes); its weights stay within the memory budget.
+MAX_FILE = 4 * 2**30
 _ARCH_KEYS = {
     "kind": str,
     "obs_key": str,
@@ -241,7 +253,9 @@ def _arch_of(payload: dict, path: str) -> dict[str, Any]:
     """The checkpoint's architecture, checked before anything is allocated: a shared
     checkpoint is untrusted, and absurd layer sizes would try to allocate terabytes."""
     try:
-        arch = json.loads(payload["arch"])
+        arch = untrusted.loads_json(payload["arch"], path, "field 'arch'", error=ConfigError)
+    except ConfigError:
+        raise
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"{path!r}: policy checkpoint field 'arch' is not JSON ({err})") from None
     if not isinstance(arch, dict):
@@ -264,6 +278,11 @@ def _arch_of(payload: dict, path: str) -> dict[str, Any]:
             f"{path!r}: policy checkpoint field 'arch.num_cells' / 'arch.obs_shape': expected at "
             f"most {MAX_LAYERS} sizes in [1, {MAX_LAYER}], got {arch['num_cells']} / {arch['obs_shape']}"
         )
+    widths = [math.prod(arch["obs_shape"]), *arch["num_cells"]]
+    params = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    untrusted.check_budget(
+        4 * params, repr(path), f"the policy's {len(arch['num_cells'])} layers", error=ConfigError
+    )
     return arch
 
 
