@@ -30,6 +30,7 @@ from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.urls import redact
 from rldata.stores import schema as sch
+from rldata.stores.destination import generator_tag, inspect_destination, plan_destination
 
 SAMPLE_ROWS = 100_000
 MAX_PANELS = 12  # per-dimension panels per key; wider keys show the first ones
@@ -37,13 +38,28 @@ _K = ted.TED_KEYS
 _FLAGS = {ted.key_name(k) for k in _K.flags}
 
 
-def report(path_or_url: str | os.PathLike[str], out: str | os.PathLike[str] = "report.html") -> str:
+def report(
+    path_or_url: str | os.PathLike[str],
+    out: str | os.PathLike[str] = "report.html",
+    *,
+    force: bool = False,
+) -> str:
     """Write the report page of the store at ``path_or_url`` to ``out``; return its path.
+
+    ``out`` goes through the destination policy
+    (:func:`rldata.stores.destination.plan_destination`): it may not be, lie inside, or
+    contain the store; an existing file is replaced only with ``force`` and only if it is
+    a report rldata wrote (its generator mark); the page is written beside it and renamed
+    into place.
 
     Raises:
         StoreNotFoundError: no store at ``path_or_url``.
+        StoreExistsError: ``out`` exists (without ``force``, or is not an rldata report).
+        DestinationOverlapError: ``out`` is, lies inside, or contains the store.
         MissingDependencyError: matplotlib is not installed (``pip install 'rldata[report]'``).
     """
+    sources = [path_or_url]
+    inspect_destination(out, kind="report", sources=sources, force=force, what="report")
     figure_cls = _matplotlib()
     name = redact(os.fspath(path_or_url))
     with open_source(path_or_url) as store:
@@ -66,10 +82,11 @@ def report(path_or_url: str | os.PathLike[str], out: str | os.PathLike[str] = "r
     ]
     env = (store.manifest.get("env") or {}).get("id") or "unknown env"
     page = h.page(f"rldata report: {Path(name).name or name}", f"{name} · {env}", sections)
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
-    return str(target)
+    mark = f'<meta name="generator" content="{h.esc(generator_tag("report"))}">'
+    page = page.replace('<meta charset="utf-8">', '<meta charset="utf-8">' + mark, 1)
+    with plan_destination(out, kind="report", sources=sources, force=force, what="report") as stage:
+        stage.write_text(page, encoding="utf-8")
+    return str(Path(out))
 
 
 def _matplotlib() -> Any:

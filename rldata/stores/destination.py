@@ -173,8 +173,6 @@ def _listing(root: Path) -> list[str]:
 def _run_strays(root: Path) -> list[str]:
     if not root.is_dir() or root.is_symlink():
         return [f"{root} is not a directory"]
-    if not (root / RUN_MARKER).is_file():
-        return [f"{RUN_MARKER} missing: not a run directory made by rldata"]
     stray = []
     for entry in sorted(os.listdir(root)):
         p = root / entry
@@ -200,6 +198,8 @@ def _run_strays(root: Path) -> list[str]:
                     stray.append(q.relative_to(root).as_posix())
         elif not p.is_file():
             stray.append(entry)
+    if not (root / RUN_MARKER).is_file():
+        stray.append(f"everything (no {RUN_MARKER}: not a run directory rldata made)")
     return stray
 
 

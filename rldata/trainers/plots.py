@@ -7,11 +7,11 @@ standard deviation over the evaluation episodes. Several runs share one axis.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, MissingDependencyError
+from rldata.stores.destination import generator_tag, inspect_destination, plan_destination
 from rldata.trainers.checkpoint import read_json
 from rldata.trainers.loggers import read_metrics
 
@@ -53,15 +53,24 @@ def _plain_text(text: str) -> str:
     return untrusted.escape(text).replace("$", r"\$")
 
 
-def plot_runs(runs: list[str], out: str) -> str:
+def plot_runs(runs: list[str], out: str, *, force: bool = False) -> str:
     """Overlay the evaluation curves of ``runs`` in one PNG (or any matplotlib format) at ``out``.
 
+    ``out`` goes through the destination policy
+    (:func:`rldata.stores.destination.plan_destination`): it may not be, lie inside, or
+    contain a run; an existing file is replaced only with ``force`` and only if rldata
+    drew it (its generator mark in the image metadata); the image is drawn beside it and
+    renamed into place.
+
     Raises:
+        StoreExistsError: ``out`` exists (without ``force``, or not drawn by rldata).
+        DestinationOverlapError: ``out`` is, lies inside, or contains a run directory.
         ConfigError: a run directory has no ``metrics.csv`` or no evaluation rows.
         MissingDependencyError: matplotlib is not installed.
     """
     if not runs:
         raise ConfigError("plot: give at least one run directory")
+    inspect_destination(out, kind="file", sources=runs, force=force, what="plot")
     curves = [_curve(Path(r)) for r in runs]  # every input checked before drawing
     for (_, xs, *_), run in zip(curves, runs):
         if not xs:
@@ -88,8 +97,18 @@ def plot_runs(runs: list[str], out: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    out_dir = os.path.dirname(os.path.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    fmt = Path(out).suffix.lstrip(".").lower() or "png"
+    key = {"png": "Software", "pdf": "Creator", "svg": "Creator", "ps": "Creator", "eps": "Creator"}
+    meta = {key[fmt]: generator_tag("plot")} if fmt in key else None
+    if fmt not in fig.canvas.get_supported_filetypes():
+        plt.close(fig)
+        known = ", ".join(sorted(fig.canvas.get_supported_filetypes()))
+        raise ConfigError(
+            f"plot --out {out!r}: unknown image format {fmt!r}; expected one of {known}"
+        )
+    try:
+        with plan_destination(out, kind="file", sources=runs, force=force, what="plot") as stage:
+            fig.savefig(stage, format=fmt, metadata=meta)
+    finally:
+        plt.close(fig)
     return out

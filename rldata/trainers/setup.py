@@ -20,6 +20,8 @@ from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Composite
+from rldata.stores.destination import RUN_MARKER, inspect_destination
+from rldata.stores.location import is_url
 from rldata.stores.target import check_destination
 from rldata.trainers.algorithms import Algorithm, get_algorithm
 from rldata.trainers.checkpoint import CHECKPOINT_DIR
@@ -104,15 +106,20 @@ def _check_match(store: Any, specs: EnvSpecs, env_id: str, path: str) -> None:
 
 RUN_FILES = frozenset(
     {"config.json", "metrics.csv", "summary.json", CHECKPOINT_DIR, "policy.pt", "tensorboard"}
+    | {RUN_MARKER}
 )
 """Every name a run directory may hold: ``--force`` replaces only such a directory."""
 
 
-def check_run_dir(out: Path, resume: bool, force: bool = False) -> None:
+def check_run_dir(
+    out: Path, resume: bool, force: bool = False, sources: tuple[str, ...] = ()
+) -> None:
     """A new run needs a fresh (or empty) directory; a resumed one needs its checkpoint.
 
-    ``force`` allows a non-empty ``out`` only if it is provably a run directory (its
-    ``config.json`` is there and nothing else but what a run writes).
+    ``force`` allows a non-empty ``out`` only if it is provably a run directory rldata made
+    (:func:`rldata.stores.destination.inspect_destination` with ``kind="run"``: its marker,
+    and nothing but what a run writes, under ``checkpoint/`` too). ``out`` may not
+    overlap ``sources`` (the dataset).
     """
     if resume and force:
         raise ConfigError("--resume and --force exclude each other: continue, or replace?")
@@ -121,22 +128,15 @@ def check_run_dir(out: Path, resume: bool, force: bool = False) -> None:
             raise ConfigError(f"--resume: no checkpoint in {str(out)!r} to resume from")
         return
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        inspect_destination(out, kind="run", sources=sources, force=force, what="train --out")
         return
     if not force:
         raise StoreExistsError(
             f"run directory {str(out)!r} exists and is not empty; give a new --out, --resume "
             f"or --force"
         )
-    if not out.is_dir() or not (out / "config.json").is_file():
-        raise StoreExistsError(
-            f"--force: {str(out)!r} is not a run directory (no config.json); refusing to replace it"
-        )
-    stray = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
-    if stray:
-        raise StoreExistsError(
-            f"--force: run directory {str(out)!r} holds files no run writes "
-            f"({', '.join(stray[:5])}); refusing to replace it"
-        )
+    # only a run rldata made, holding only what a run writes (checkpoint/ included)
+    inspect_destination(out, kind="run", sources=sources, force=force, what="train --out")
 
 
 def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool = False) -> Inputs:
@@ -157,7 +157,8 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
     if cfg.replay_device not in (None, "cpu"):
         resolve_device(cfg.replay_device)
     if out is not None:
-        check_run_dir(out, resume, force)
+        data = tuple(str(p) for p in (cfg.dataset,) if p is not None and not is_url(str(p)))
+        check_run_dir(out, resume, force, sources=data)
     if cfg.store is not None and not resume:
         if force:  # only a provable store is replaced, and only when the run succeeds
             check_destination(cfg.store, resume=False, force=True, backend=cfg.backend)

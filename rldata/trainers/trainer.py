@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -50,7 +49,7 @@ from rldata.data import (
     StoreStorage,
 )
 from rldata.errors import ConfigError
-from rldata.stores.destination import exchange, staging_sibling
+from rldata.stores.destination import RUN_MARKER, plan_destination
 from rldata.stores.target import recording_store
 from rldata.trainers import loops
 from rldata.trainers.algorithms import Agent, resolve
@@ -173,12 +172,9 @@ def _run_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
     if not (force and out is not None and out.exists() and any(out.iterdir())):
         yield out
         return
-    stage = staging_sibling(out)
-    try:
+    # only a run rldata made is replaced (checkpoint/ holding only what a run writes)
+    with plan_destination(out, kind="run", force=True, what="train --out") as stage:
         yield stage
-        exchange(stage, out)  # `stage` now holds the old run
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _check_saved_env_ids(saved: Any, given: TrainConfig, path: Path) -> None:
@@ -473,6 +469,9 @@ class _Run:
         self.loggers: Loggers | None = None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
+            marker = self.out / RUN_MARKER  # what lets a later --force prove it is a run
+            if not marker.exists():
+                marker.write_text(json.dumps({"format": "rldata-run", "version": 1}) + "\n")
             if self.resume:
                 self._restore()
             else:
