@@ -46,14 +46,19 @@ class _Bar:
     help="Backend of a new rldata store (default: the source's, else memmap).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def convert(src: str, dst: str, backend: str | None, quiet: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing DST that is provably a store (or Minari dataset).",
+)
+def convert(src: str, dst: str, backend: str | None, quiet: bool, force: bool) -> None:
     """Copy the dataset SRC into the new DST.
 
     SRC: an rldata store, minari:NAMESPACE/NAME-vN, d4rl:FILE.hdf5 or a TorchRL memmap
     storage directory. DST: a new rldata store path or minari:NAMESPACE/NAME-vN.
     """
     with _Bar(f"{src} -> {dst}", enabled=not quiet) as bar:
-        summary = api.convert(src, dst, backend=backend, progress=bar)
+        summary = api.convert(src, dst, backend=backend, progress=bar, force=force)
     click.echo(
         f"converted {summary.rows} rows ({summary.episodes} episodes) from {summary.src} "
         f"into {summary.dst} [{summary.backend}] in {summary.seconds:.2f} s"

@@ -26,17 +26,23 @@ def _transfer_line(verb: str, s: object) -> str:
 @click.command()
 @click.argument("src", type=click.Path())
 @click.argument("url")
-def push(src: str, url: str) -> None:
+@click.option(
+    "--force", is_flag=True, help="Replace an existing destination that is provably a store."
+)
+def push(src: str, url: str, force: bool) -> None:
     """Publish the store at SRC to URL (s3://, gs://, file://, ...), verified and resumable."""
-    click.echo(_transfer_line("pushed", api.push(src, url, progress=True)))
+    click.echo(_transfer_line("pushed", api.push(src, url, progress=True, force=force)))
 
 
 @click.command()
 @click.argument("url")
 @click.argument("dst", type=click.Path())
-def pull(url: str, dst: str) -> None:
+@click.option(
+    "--force", is_flag=True, help="Replace an existing destination that is provably a store."
+)
+def pull(url: str, dst: str, force: bool) -> None:
     """Fetch the store at URL into DST, verified and resumable."""
-    click.echo(_transfer_line("pulled", api.pull(url, dst, progress=True)))
+    click.echo(_transfer_line("pulled", api.pull(url, dst, progress=True, force=force)))
 
 
 @click.command()
@@ -56,9 +62,12 @@ def diff(a: str, b: str) -> None:
     show_default=True,
     help="Backend of the merged store.",
 )
-def merge(sources: tuple[str, ...], out: str, backend: str) -> None:
+@click.option(
+    "--force", is_flag=True, help="Replace an existing destination that is provably a store."
+)
+def merge(sources: tuple[str, ...], out: str, backend: str, force: bool) -> None:
     """Merge the stores SOURCES into a new store at --out (trajectory ids renumbered)."""
-    s = api.merge(list(sources), out, backend=backend)
+    s = api.merge(list(sources), out, backend=backend, force=force)
     click.echo(
         f"merged {s.sources} stores into {s.out}: {s.transitions:,} rows, "
         f"{s.episodes:,} episodes; digest {s.content_digest}"
@@ -68,6 +77,7 @@ def merge(sources: tuple[str, ...], out: str, backend: str) -> None:
 @click.command()
 @click.argument("path_or_url")
 @click.option("--out", default="report.html", show_default=True, help="Where the HTML page goes.")
-def report(path_or_url: str, out: str) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing report rldata wrote.")
+def report(path_or_url: str, out: str, force: bool) -> None:
     """Write a self-contained HTML report (dataset card and plots) of the store at PATH_OR_URL."""
-    click.echo(f"wrote {api.report(path_or_url, out)}")
+    click.echo(f"wrote {api.report(path_or_url, out, force=force)}")

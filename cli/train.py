@@ -148,7 +148,8 @@ def results_table(results: list[dict[str, Any]]) -> str:
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Image to write (e.g. curves.png).")
-def plot(runs: tuple[str, ...], out: str) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing image rldata drew.")
+def plot(runs: tuple[str, ...], out: str, force: bool) -> None:
     """Draw the learning curves of RUNS, overlaid, into --out."""
-    path = api.plot(list(runs), out)
+    path = api.plot(list(runs), out, force=force)
     click.echo(f"wrote {path}")

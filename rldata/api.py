@@ -761,14 +761,14 @@ def open(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001
     return _stores.open(_local(path), **kwargs)
 
 
-def push(src: str, url: str, *, progress: bool = False) -> Any:
+def push(src: str, url: str, *, progress: bool = False, force: bool = False) -> Any:
     """Publish the store at ``src`` to ``url`` (see :func:`rldata.sharing.push`)."""
-    return _sharing.push(src, url, progress=progress)
+    return _sharing.push(src, url, progress=progress, force=force)
 
 
-def pull(url: str, dst: str, *, progress: bool = False) -> Any:
+def pull(url: str, dst: str, *, progress: bool = False, force: bool = False) -> Any:
     """Fetch the store at ``url`` into ``dst`` (see :func:`rldata.sharing.pull`)."""
-    return _sharing.pull(url, dst, progress=progress)
+    return _sharing.pull(url, dst, progress=progress, force=force)
 
 
 def diff(a: str, b: str) -> Any:
@@ -776,14 +776,14 @@ def diff(a: str, b: str) -> Any:
     return _sharing.diff(a, b)
 
 
-def merge(sources: list[str], out: str, *, backend: str = "memmap") -> Any:
+def merge(sources: list[str], out: str, *, backend: str = "memmap", force: bool = False) -> Any:
     """Merge stores into a new one at ``out`` (see :func:`rldata.sharing.merge`)."""
-    return _sharing.merge(sources, out, backend=backend)
+    return _sharing.merge(sources, out, backend=backend, force=force)
 
 
-def report(path: str, out: str = "report.html") -> str:
+def report(path: str, out: str = "report.html", *, force: bool = False) -> str:
     """Write the dataset's self-contained HTML report page (see :func:`rldata.sharing.report`)."""
-    return _sharing.report(path, out)
+    return _sharing.report(path, out, force=force)
 
 
 # --- training: rldata train | eval | plot ----------------------------------------------------
@@ -877,9 +877,9 @@ def evaluate(
     }
 
 
-def plot(runs: list[str], out: str | os.PathLike) -> str:
+def plot(runs: list[str], out: str | os.PathLike, *, force: bool = False) -> str:
     """Draw the runs' learning curves (evaluation return) into one image; return its path."""
-    return _trainers.plot_runs([os.fspath(r) for r in runs], os.fspath(out))
+    return _trainers.plot_runs([os.fspath(r) for r in runs], os.fspath(out), force=force)
 
 
 def convert(
@@ -888,6 +888,7 @@ def convert(
     *,
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
 ) -> Any:
     """Copy a dataset between rldata backends, Minari, D4RL and TorchRL (``rldata convert``).
 
@@ -895,4 +896,4 @@ def convert(
     """
     from rldata.stores.convert import convert as _convert  # h5py only when converting
 
-    return _convert(src, dst, backend=backend, progress=progress)
+    return _convert(src, dst, backend=backend, progress=progress, force=force)
