@@ -1,36 +1,85 @@
-"""``rldata``: the command group and its console entry point (``rldata = "cli.main:main"``)."""
+"""``rldata``: the command group and its console entry point (``rldata = "cli.main:main"``).
+
+Commands are imported when they run, not when the group is built: a command module pulls in
+torch and the whole API (seconds), while ``rldata --help`` and ``--version`` need only names and
+one line each (``benchmarks/bench_cli.py`` times it).
+"""
 
 from __future__ import annotations
+
+from importlib import import_module
 
 import click
 
 from cli._errors import RldataGroup
-from cli.collect import collect
-from cli.convert import convert
-from cli.inspect import info, verify
-from cli.share import diff, merge, pull, push, report
-from cli.train import evaluate, plot, train
 from rldata import __version__
 
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: ("module:attribute", the first paragraph of the command's help, listed by --help)
+    "collect": (
+        "cli.collect:collect",
+        "Record FRAMES transitions of ENV_ID into the store at --out.",
+    ),
+    "convert": ("cli.convert:convert", "Copy the dataset SRC into the new DST."),
+    "info": ("cli.inspect:info", "Show the dataset card of the store at PATH."),
+    "verify": (
+        "cli.inspect:verify",
+        "Check checksums, schema and TED invariants of the store at PATH; "
+        "exit 1 on the first fault.",
+    ),
+    "push": (
+        "cli.share:push",
+        "Publish the store at SRC to URL (s3://, gs://, file://, ...), verified and resumable.",
+    ),
+    "pull": ("cli.share:pull", "Fetch the store at URL into DST, verified and resumable."),
+    "diff": (
+        "cli.share:diff",
+        "Compare stores A and B: schema, specs, then episodes only in A, only in B and shared.",
+    ),
+    "merge": (
+        "cli.share:merge",
+        "Merge the stores SOURCES into a new store at --out (trajectory ids renumbered).",
+    ),
+    "report": (
+        "cli.share:report",
+        "Write a self-contained HTML report (dataset card and plots) of the store at PATH_OR_URL.",
+    ),
+    "train": (
+        "cli.train:train",
+        "Train --algo from --dataset (offline), --env (online), or both (offline to online).",
+    ),
+    "eval": (
+        "cli.train:evaluate",
+        "Evaluate each run's policy deterministically on fixed seeds; print a results table.",
+    ),
+    "plot": ("cli.train:plot", "Draw the learning curves of RUNS, overlaid, into --out."),
+}
 
-@click.group(cls=RldataGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(RldataGroup):
+    """A group that lists its commands from :data:`COMMANDS` and imports one only to run it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = COMMANDS.get(cmd_name)
+        if spec is None:
+            return None
+        module, attr = spec[0].split(":")
+        command = getattr(import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rldata")
 def rldata() -> None:
     """Record RL experience into replay stores, inspect them, and train from them."""
-
-
-rldata.add_command(collect)
-rldata.add_command(convert)
-rldata.add_command(info)
-rldata.add_command(verify)
-rldata.add_command(push)
-rldata.add_command(pull)
-rldata.add_command(diff)
-rldata.add_command(merge)
-rldata.add_command(report)
-rldata.add_command(train)
-rldata.add_command(evaluate)
-rldata.add_command(plot)
 
 
 def main() -> None:
