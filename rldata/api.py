@@ -445,7 +445,8 @@ def collect(
     env_kwargs = dict(env_kwargs or {})
     if not resume:
         _check_backend(backend)
-    check_out(out, resume=resume, force=force, backend=backend)
+    read = (policy,) if policy != "random" and not _sharing.is_url(policy) else ()
+    check_out(out, resume=resume, force=force, backend=backend, sources=read)
     factory = EnvFactory(
         env_id,
         tuple(sorted(env_kwargs.items())),

@@ -1,6 +1,7 @@
 """Where a recording writes, local or at a URL: one entry point that picks the protocol.
 
-A local path goes to :mod:`rldata.stores.destination` (new, resumed, or replaced atomically);
+A local path goes to :mod:`rldata.stores.destination` (the one destination policy: new,
+resumed, or replaced atomically; never overlapping a source);
 a URL to :mod:`rldata.stores.remote_commit` (new or resumed; numbered manifests).
 """
 
@@ -17,17 +18,23 @@ from rldata.stores.paths import local_dir
 
 
 def check_destination(
-    path: str | os.PathLike[str], *, resume: bool, force: bool, backend: str = "memmap"
+    path: str | os.PathLike[str],
+    *,
+    resume: bool,
+    force: bool,
+    backend: str = "memmap",
+    sources: tuple[str | os.PathLike[str], ...] = (),
 ) -> None:
     """Fail before anything is built if ``path`` cannot be written as asked (see
     :func:`rldata.stores.destination.check_destination` and
     :func:`rldata.stores.remote_commit.check_destination`)."""
     if is_url(path):
+        destination.refuse_overlap(path, sources, what="store")
         remote_commit.check_destination(
             os.fspath(path), resume=resume, force=force, backend=backend
         )
     else:
-        destination.check_destination(path, resume=resume, force=force)
+        destination.check_destination(path, resume=resume, force=force, sources=sources)
 
 
 @contextlib.contextmanager

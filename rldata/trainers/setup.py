@@ -156,16 +156,16 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
     device = resolve_device(cfg.device)
     if cfg.replay_device not in (None, "cpu"):
         resolve_device(cfg.replay_device)
+    data = tuple(str(p) for p in (cfg.dataset,) if p is not None and not is_url(str(p)))
     if out is not None:
-        data = tuple(str(p) for p in (cfg.dataset,) if p is not None and not is_url(str(p)))
         check_run_dir(out, resume, force, sources=data)
     if cfg.store is not None and not resume:
-        if force:  # only a provable store is replaced, and only when the run succeeds
-            check_destination(cfg.store, resume=False, force=True, backend=cfg.backend)
-        elif os.path.exists(cfg.store):
+        if not force and os.path.exists(cfg.store):
             raise StoreExistsError(
                 f"--store {cfg.store!r} exists; give a new path, --resume or --force"
             )
+        # only a provable store is replaced (--force), and only when the run succeeds
+        check_destination(cfg.store, resume=False, force=force, backend=cfg.backend, sources=data)
     dataset = stores.open(cfg.dataset) if cfg.dataset is not None else None
     try:
         recorded = getattr(dataset, "env_id", None) if dataset is not None else None
