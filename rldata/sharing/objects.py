@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError
 from rldata.stores.untrusted import check_name
 
@@ -59,10 +60,7 @@ def _skipped(name: str) -> bool:
 
 def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     """A manifest's JSON object (untrusted input: only shape-checked here)."""
-    try:
-        m = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptStoreError(f"{where}: manifest is not valid JSON ({exc})") from None
+    m = untrusted.loads_json(data, where, "manifest", error=CorruptStoreError)
     if not isinstance(m, dict) or m.get("format") != "rldata":
         raise CorruptStoreError(f"{where}: not an rldata manifest")
     return m
@@ -150,8 +148,8 @@ def read_index(data: bytes | None) -> dict[str, Any] | None:
     if data is None:
         return None
     try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = untrusted.loads_json(data, "object index", "object index")
+    except untrusted.UntrustedFileError:
         return None
     if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
         return None

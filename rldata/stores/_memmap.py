@@ -33,6 +33,7 @@ import torch
 from tensordict import TensorDict
 
 from rldata import _compat
+from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError
 from rldata.stores import _columns as col
 from rldata.stores import schema as sch
@@ -675,6 +676,6 @@ def _shape_free(meta: object) -> object:
 
 def _meta_shape_free(path: Path) -> object:
     try:
-        return _shape_free(json.loads(path.read_bytes()))
+        return _shape_free(untrusted.read_json(path, "memmap metadata"))
     except (OSError, ValueError):
         return None

@@ -15,7 +15,6 @@ Both are read from plain arrays and JSON: nothing is unpickled.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError, TedFormatError
 from rldata.stores import _columns as col
 from rldata.stores import schema as sch
@@ -105,7 +105,11 @@ class TorchRLSource:
         self.rows = -1
         if meta.is_file():
             try:
-                self.rows = int(json.loads(meta.read_text())["len"])
+                self.rows = int(
+                    untrusted.read_json(meta, "TorchRL metadata", error=CorruptStoreError)["len"]
+                )
+            except CorruptStoreError:
+                raise
             except (ValueError, KeyError, TypeError) as exc:
                 raise CorruptStoreError(
                     f"{meta}: expected JSON with an integer 'len' ({exc})"
@@ -153,11 +157,9 @@ def _memmap_leaves(root: Path, prefix: tuple[str, ...]) -> dict[str, tuple[Path,
     """Dotted key -> (file, shape, dtype) from tensordict's ``meta.json`` files."""
     path = root.joinpath(*prefix) / "meta.json"
     try:
-        meta = json.loads(path.read_text())
+        meta = untrusted.read_json(path, "tensordict metadata", error=CorruptStoreError)
     except FileNotFoundError:
         return {}
-    except ValueError as exc:
-        raise CorruptStoreError(f"{path}: not valid JSON ({exc})") from None
     out: dict[str, tuple[Path, list[int], str]] = {}
     for key, entry in meta.items():
         if not isinstance(entry, dict) or key.startswith("_"):

@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rldata import _untrusted as untrusted
 from rldata.errors import (
     ConfigError,
     CorruptStoreError,
@@ -48,7 +49,7 @@ from rldata.errors import (
 )
 from rldata.stores.location import Location, cache_root, location, redact
 from rldata.stores.paths import LOCK, MANIFEST, TMP_MARK
-from rldata.stores.untrusted import check_name, contained_name, read_capped
+from rldata.stores.untrusted import check_name, contained_name, each_in_turn, read_capped
 
 COMMITS = "manifests"
 OBJECTS = "objects"
@@ -93,10 +94,7 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
         CorruptStoreError: not JSON, another format, a checksum that does not match, an
             object path that leaves the store, or a malformed size or hash.
     """
-    try:
-        doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptStoreError(f"{where}: numbered manifest is not valid JSON ({exc})") from None
+    doc = untrusted.loads_json(data, where, "numbered manifest", error=CorruptStoreError)
     if not isinstance(doc, dict) or doc.get("format") != COMMIT_FORMAT:
         raise CorruptStoreError(f"{where}: expected format {COMMIT_FORMAT!r}")
     claimed = doc.pop(SELF_SUM, None)
@@ -218,12 +216,9 @@ def checkout(loc: Location, doc: dict[str, Any], dest: Path, *, workers: int = W
         targets[rel].write_bytes(data)
 
     rels = sorted((r for r in objects if r != MANIFEST), key=lambda r: -objects[r]["size"])
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    try:
-        for _ in pool.map(one, rels):
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for _ in each_in_turn(pool, one, rels, 2 * workers):  # the first failure ends it
             pass
-    finally:  # the first missing or damaged object ends the checkout: no waiting on the rest
-        pool.shutdown(wait=True, cancel_futures=True)
     one(MANIFEST)  # last: the copy is a store only once complete
 
 
@@ -286,7 +281,7 @@ class Publisher:
     def _objects(self) -> dict[str, dict[str, Any]]:
         """Every file of the working copy's committed store, with its size and SHA-256 (files
         unchanged since the last commit are not hashed again)."""
-        m = json.loads((self.work / MANIFEST).read_bytes())
+        m = untrusted.read_json(self.work / MANIFEST, "manifest", error=CorruptStoreError)
         current_episodes = (m.get("episodes") or {}).get("path")
         out = {}
         for dirpath, _dirs, names in os.walk(self.work):
