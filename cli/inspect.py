@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 
+from cli._terminal import echo
 from rldata import api
 
 
-def _card_text(card: dict[str, Any]) -> str:
+def _card_text(card: dict[str, Any]) -> list[str]:
     ret = card["return"]
     lines = [
         f"store        {card['path']}",
@@ -53,7 +54,7 @@ def _card_text(card: dict[str, Any]) -> str:
         lines.append(f"actions      {card['actions_outside_spec']:,} rows outside the action spec")
     lines.append(f"digest       {card['content_digest']}")
     lines.append(f"check        {card['check']}")
-    return "\n".join(lines)
+    return lines
 
 
 def _num(x: float | None) -> str:
@@ -66,7 +67,7 @@ def _num(x: float | None) -> str:
 def info(path: str, as_json: bool) -> None:
     """Show the dataset card of the store at PATH."""
     card = api.dataset_card(path)
-    click.echo(json.dumps(card, indent=1, sort_keys=True) if as_json else _card_text(card))
+    echo(json.dumps(card, indent=1, sort_keys=True) if as_json else _card_text(card))
     if card["check"] != "ok":  # the card is shown, but a damaged store is not "fine"
         raise click.ClickException(f"{path}: checksum {card['check']}")
 
@@ -79,5 +80,9 @@ def verify(path: str) -> None:
     if faults:
         more = f" (and {len(faults) - 1} more faults)" if len(faults) > 1 else ""
         raise click.ClickException(f"{faults[0]}{more}")
+    warnings = api.verify_warnings(path)
+    for line in warnings:
+        echo(f"warning: {line}", err=True)
     card = api.dataset_card(path)
-    click.echo(f"ok: {path} holds {card['transitions']:,} rows in {card['episodes']:,} episodes")
+    note = f" ({len(warnings)} warning{'s' * (len(warnings) > 1)})" if warnings else ""
+    echo(f"ok{note}: {path} holds {card['transitions']:,} rows in {card['episodes']:,} episodes")

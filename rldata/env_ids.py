@@ -4,7 +4,7 @@
 gymnasium lets a package register its envs), so an env id can name code:
 ``"this:Pendulum-v1"`` prints the Zen of Python, and ``"datasets.evil.hook:Pendulum-v1"``
 runs a ``hook.py`` shipped inside a store when training starts from the store's parent
-folder. ``gymnasium.spec`` does the same import.
+folder (``gymnasium.make_vec`` too; ``gymnasium.spec`` only looks the id up).
 
 The rule: an id the user gives (``--env``, ``--eval-env``, ``env=`` in Python) is theirs
 to trust, module part included. An id read from data (a store's manifest, a run's

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,24 +20,9 @@ import rldata.stores as stores
 from rldata.collectors.policy_checkpoint import load_policy
 from rldata.errors import RldataError
 from rldata.stores.convert import convert
+from rldata.testing.tripwire import Tripwire
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "unsafe"
-WATCHED = ("pickle.find_class", "exec", "os.system", "subprocess.Popen", "os.posix_spawn", "import")
-
-
-class Tripwire:
-    """Records audited events while armed (audit hooks cannot be removed, so it stays)."""
-
-    events: list[tuple[str, str]] = []
-    armed = False
-
-    @classmethod
-    def hook(cls, event: str, args: tuple) -> None:
-        if cls.armed and event in WATCHED:
-            cls.events.append((event, repr(args)[:120]))
-
-
-sys.addaudithook(Tripwire.hook)
 
 
 def _preload() -> None:

@@ -323,10 +323,10 @@ def _write_metadata(
 def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
     """Gymnasium's EnvSpec JSON of a registered id (a registry lookup, no env is built).
 
-    The id comes from the store, so it is data: ``gymnasium.spec`` would import the module
-    of a ``mod:Name`` id, and Minari's ``recover_environment`` makes whatever the spec
-    names. Only an id already registered here (:func:`rldata.env_ids.env_id_problem`) is
-    exported as a spec; the id itself still travels in the ``rldata`` section.
+    The id comes from the store, so it is data, and Minari's ``recover_environment``
+    makes whatever the exported spec names: only an id already registered here, without a
+    module part (:func:`rldata.env_ids.env_id_problem`), is exported as a spec; the id
+    itself still travels in the ``rldata`` section.
     """
     if not env_id or env_id_problem(env_id) is not None:
         return None

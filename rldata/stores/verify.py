@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rldata import ted
+from rldata.env_ids import MODULE_PART, env_id_problem
 from rldata.stores.base import Store
 from rldata.stores.checksums import parallel_map, sha256_hex
 
@@ -134,7 +135,25 @@ def _runs(store: Store) -> list[tuple[int, int]]:
     return [(int(pos[i]), int(pos[j - 1]) + 1) for i, j in zip(edges[:-1], edges[1:])]
 
 
+def env_id_finding(store: Store) -> tuple[str, str] | None:
+    """What ``rldata verify`` says of the store's env id: ``("fault", line)`` when it names a
+    module to import (``gymnasium.make`` would run that module: the store is refused),
+    ``("warning", line)`` when gymnasium here does not know it (registration depends on the
+    reader's packages, not on the store), None when it is absent or registered."""
+    env_id = store.env_id
+    problem = None if env_id is None else env_id_problem(env_id)
+    if problem is None:
+        return None
+    line = f"{store.path}: env id {env_id!r} in the manifest {problem}"
+    if problem == MODULE_PART:
+        return "fault", f"{line}; rldata never makes an env from it (train/eval need --env)"
+    return "warning", f"{line}; train and eval need --env/--eval-env to use it"
+
+
 def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]:
+    finding = env_id_finding(store)
+    if finding is not None and finding[0] == "fault":
+        yield finding[1]
     own = getattr(store, "faults", None)
     if own is not None:  # a store of stores checks its parts
         yield from own(checksums=checksums, invariants=invariants)

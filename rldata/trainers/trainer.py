@@ -41,13 +41,13 @@ from tensordict import TensorDict, TensorDictBase
 
 from rldata import __version__, stores
 from rldata.collectors.policy_checkpoint import RUN_POLICY
-from rldata.env_ids import trusted_env_id
 from rldata.data import (
     LazyTensorStorage,
     MixingBuffer,
     ReplayBuffer,
     StoreStorage,
 )
+from rldata.env_ids import trusted_env_id
 from rldata.errors import ConfigError
 from rldata.stores.destination import RUN_MARKER, plan_destination
 from rldata.stores.target import recording_store
@@ -182,10 +182,10 @@ def _check_saved_env_ids(saved: Any, given: TrainConfig, path: Path) -> None:
     gymnasium (no module part), unless the user gives the same id again (``--env``)."""
     if not isinstance(saved, dict):
         return  # TrainConfig.from_dict names the problem
-    for field, option in (("env", "--env"), ("eval_env", "--eval-env")):
-        value = saved.get(field)
-        if value is not None and value != getattr(given, field):
-            trusted_env_id(value, source=str(path), option=option, keyword=field)
+    for key, option in (("env", "--env"), ("eval_env", "--eval-env")):
+        value = saved.get(key)
+        if value is not None and value != getattr(given, key):
+            trusted_env_id(value, source=str(path), option=option, keyword=key)
 
 
 def _overrides(cfg: TrainConfig) -> dict[str, Any]:
