@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
 from rldata.stores import remote_commit
 from rldata.stores.destination import inspect_destination, plan_destination, refuse_overlap
-from rldata.stores.untrusted import check_name, contained_name, read_capped
+from rldata.stores.untrusted import check_name, contained_name, each_in_turn, read_capped
 
 WORKERS = 32  # small objects (episode and statistics files) are latency-bound
 _S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
@@ -615,8 +615,7 @@ def copy_store(
     total = sum(src.objects.values())
     with byte_bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as advance:
         try:
-            pool = ThreadPoolExecutor(max_workers=max(1, workers))
-            try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 # episode indexes are read alongside the payload, written after it
                 early = {r: pool.submit(src.read, r) for r in finals}
                 todo = []
@@ -628,11 +627,10 @@ def copy_store(
                     else:
                         todo.append(r)
                 # one object a job, largest first: each is hashed and written as soon as it
-                # arrives, while the others download (a batch would wait for its slowest)
-                for fut in as_completed([pool.submit(one, r) for r in todo]):
-                    advance(fut.result())
-            finally:  # the first failure (a missing object, ...) ends the copy: queued jobs go
-                pool.shutdown(wait=True, cancel_futures=True)
+                # arrives, while the others download (a batch would wait for its slowest);
+                # the first failure (a missing object, ...) ends the copy
+                for done in each_in_turn(pool, one, todo, 2 * max(1, workers)):
+                    advance(done)
             for rel in finals:
                 advance(one(rel, early[rel].result()))
         except BaseException:  # what landed verified is skipped by a rerun

@@ -18,15 +18,20 @@ Examples:
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rldata.errors import CorruptStoreError, TransferError
 
 MAX_NAME_BYTES = 1024  # S3's longest key
 MAX_SEGMENT_BYTES = 255  # the longest file name of common local file systems
 CHUNK = 1 << 20
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _why(name: object) -> str | None:
@@ -123,3 +128,23 @@ def read_capped(fs: Any, path: str, cap: int, *, where: str, exact: bool = True)
         held = f"more (stopped at byte {got})" if got > cap else str(got)
         raise TransferError(f"{where}: declared {cap} bytes, holds {held}; refused")
     return b"".join(parts)
+
+
+def each_in_turn(
+    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[R]:
+    """``fn(item)`` of every item on ``pool``, at most ``window`` at a time, results as they
+    finish. The first failure is raised at once and nothing more is started, so an index
+    naming 100,000 missing objects fails after about ``window`` lookups, not 100,000."""
+    todo = iter(items)
+    pending = {pool.submit(fn, item) for item in itertools.islice(todo, max(1, window))}
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+                for item in itertools.islice(todo, 1):
+                    pending.add(pool.submit(fn, item))
+    finally:
+        for fut in pending:
+            fut.cancel()
