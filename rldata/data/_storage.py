@@ -265,6 +265,16 @@ class Storage:
         self._flush()
         return self._column(key)
 
+    def segments(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Runs of rows of one trajectory that end at an episode end or a trajectory change,
+        as ``(starts, lengths)`` int64 position tensors, when the storage knows them without
+        reading a column (a store's episode index); None otherwise.
+
+        Trajectory samplers draw windows from these in ``O(segments)`` memory instead of
+        reading the trajectory-id and done columns of every row.
+        """
+        return None
+
     def chronological(self, chunk: int = 65536) -> Iterator[slice]:
         """Position ranges covering every row, oldest first (for saving)."""
         ranges = [(0, self._len)]

@@ -200,6 +200,21 @@ class StoreStorage(Storage):
             return {k: v.index_select(0, index) for k, v in leaves}
         return {k: v.index_select(0, index).to(dev, non_blocking=True) for k, v in leaves}
 
+    def segments(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The store's episode index as position runs (append-only stores; a ring's time
+        order is a permutation of positions, so it reads its columns instead)."""
+        store = self.store
+        table = getattr(store, "segments", None)
+        if store.capacity is not None or self._logical is not None or table is None:
+            return None
+        if self._stage:
+            self._flush()
+        seg = table()
+        starts, lengths = seg.get("start"), seg.get("length")
+        ends = (starts + lengths).clamp(max=self._len)
+        keep = starts < ends
+        return merge_runs(seg.get("traj_id")[keep], starts[keep], ends[keep] - starts[keep])
+
     def _column(self, key: Key) -> torch.Tensor:
         if self._logical is not None:  # read-only: gather the column once, in time order
             cached = self._columns.get(key)
@@ -281,3 +296,17 @@ class LazyMemmapStorage(StoreStorage):
         if self.store is not None:
             self._flush()
             self.store.close()
+
+
+def merge_runs(
+    traj: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Join segments that continue each other (same trajectory, adjacent rows): a sampler
+    reading columns sees them as one run, and so must a sampler reading the index."""
+    if starts.numel() < 2:
+        return starts, lengths
+    joins = (traj[1:] == traj[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
+    head = torch.cat([torch.ones(1, dtype=torch.bool), ~joins])
+    group = head.cumsum(0) - 1
+    merged = torch.zeros(int(group[-1]) + 1, dtype=torch.int64).index_add_(0, group, lengths)
+    return starts[head], merged

@@ -31,6 +31,10 @@ from rldata.ted import TED_KEYS, NestedKey, key_name
 _NEXT_DONE = TED_KEYS.nxt(TED_KEYS.done)
 
 
+def _as_key(key: NestedKey) -> Key:
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
 def _require_rows(storage: Storage, batch_size: int, who: str) -> int:
     n = len(storage)
     if n == 0:
@@ -333,6 +337,9 @@ class SliceSampler(Sampler):
     def sample(self, storage: Storage, batch_size: int) -> tuple[torch.Tensor, dict]:
         count, length = self._shape(batch_size)
         n = _require_rows(storage, batch_size, "SliceSampler")
+        runs = self._runs(storage)
+        if runs is not None:  # the store's episode index: no column read, O(segments) memory
+            return self._from_runs(*runs, n, count, length)
         traj = storage.column(self.traj_key)
         if traj is None:
             raise TedFormatError(
@@ -348,6 +355,40 @@ class SliceSampler(Sampler):
             return (starts.unsqueeze(1) + torch.arange(length)).reshape(-1), {}
         index, lengths = self._cut_slices(traj, done, seam, n, count, length)
         return index, {"slice_lengths": lengths}
+
+    def _runs(self, storage: Storage) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Position runs of one trajectory each, when the storage has them and this sampler
+        cuts where they are cut (the default trajectory and end keys)."""
+        if self.traj_key != _as_key(TED_KEYS.traj_ids) or self.end_key != _as_key(_NEXT_DONE):
+            return None
+        return storage.segments()
+
+    def _from_runs(
+        self, starts: torch.Tensor, lengths: torch.Tensor, n: int, count: int, length: int
+    ) -> tuple[torch.Tensor, dict]:
+        """Windows drawn as the column path draws them: uniform over valid windows (strict),
+        or a uniform start row cut at its run's end (not strict)."""
+        arange = torch.arange(length)
+        if self.strict_length:
+            windows = (lengths - length + 1).clamp(min=0)
+            total = int(windows.sum())
+            if total == 0:
+                raise EmptyBufferError(
+                    f"SliceSampler: no episode segment holds slice_len={length} rows "
+                    f"(buffer of {n} rows); lower slice_len or pass strict_length=False"
+                )
+            upto = windows.cumsum(0)
+            k = torch.randint(total, (count,), generator=self.generator)
+            run = torch.searchsorted(upto, k, right=True)
+            first = starts[run] + k - (upto[run] - windows[run])
+            return (first.unsqueeze(1) + arange).reshape(-1), {}
+        ends = starts + lengths
+        first = torch.randint(n, (count,), generator=self.generator)
+        run = (torch.searchsorted(starts, first, right=True) - 1).clamp(min=0)
+        inside = (first >= starts[run]) & (first < ends[run])
+        cut = torch.where(inside, (ends[run] - first).clamp(max=length), 1)  # a row in no run
+        keep = arange.unsqueeze(0) < cut.unsqueeze(1)
+        return (first.unsqueeze(1) + arange)[keep], {"slice_lengths": keep.sum(1)}
 
     def _window_ok(self, traj, done, seam, starts, length) -> torch.Tensor:
         win = starts.unsqueeze(1) + torch.arange(length)

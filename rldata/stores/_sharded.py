@@ -185,6 +185,15 @@ class ShardedStore(Store):
             tables.append(eps)
         return tensordict.cat(tables, 0) if tables else TensorDict({}, [0])
 
+    def segments(self) -> TensorDict:
+        """Every shard's segment table, starts shifted to positions of the sharded view."""
+        tables = []
+        for s, store in enumerate(self.shards):
+            seg = store.segments().clone()
+            seg.set("start", seg.get("start") + self._offsets[s])
+            tables.append(seg)
+        return tensordict.cat(tables, 0) if tables else TensorDict({}, [0])
+
     def episode(self, i: int) -> TensorDict:
         counts = [len(store.episodes()) for store in self.shards]
         total = sum(counts)
