@@ -108,6 +108,11 @@ class Store(abc.ABC):
         """One row per episode: traj_id, start, length, return, terminated, truncated."""
 
     @abc.abstractmethod
+    def segments(self) -> TensorDict:
+        """One row per contiguous run of one trajectory (columns of :meth:`episodes`; ``start``
+        is a position): what trajectory samplers draw windows from without reading rows."""
+
+    @abc.abstractmethod
     def episode(self, i: int) -> TensorDict:
         """The rows ``[T]`` of the ``i``-th episode of :meth:`episodes`, in time order."""
 
