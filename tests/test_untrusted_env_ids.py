@@ -338,7 +338,12 @@ def test_a_module_id_given_by_the_user_works_and_is_refused_when_read_back(
     assert not out.exists()
     result = run(*train, "--eval-env", trusted_module, "--out", out)  # the user trusts it
     assert result.exit_code == 0, result.output
-    assert run("eval", out, "--episodes", 1).exit_code == 1  # config.json is data
+    resume = ["train", "--resume", "--algo", "iql", "--steps", 4, "--out", out, *TINY]
+    refused = run(*resume)  # config.json is data, even the run's own
+    assert refused.exit_code == 1 and f"--eval-env {trusted_module}" in refused.output
+    result = run(*resume, "--eval-env", trusted_module)  # given again: trusted
+    assert result.exit_code == 0 and "4 updates" in result.output, result.output
+    assert run("eval", out, "--episodes", 1).exit_code == 1  # summary.json is data
     result = run("eval", out, "--episodes", 1, "--env", trusted_module)
     assert result.exit_code == 0 and trusted_module in result.output, result.output
     assert rldata.api.evaluate(out, env=trusted_module, episodes=1)["env"] == trusted_module
