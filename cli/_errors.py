@@ -11,12 +11,14 @@ from typing import Any
 
 import click
 
+from rldata._untrusted import escape
 from rldata.errors import RldataError
 
 
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (multi-line messages are joined)."""
-    text = " ".join(str(err).split("\n")).strip()
+    """The error's message on one line (multi-line messages are joined), control characters
+    from data escaped (:func:`rldata._untrusted.escape`)."""
+    text = escape(" ".join(str(err).split("\n")).strip())
     return text or type(err).__name__
 
 
@@ -28,3 +30,6 @@ class RldataGroup(click.Group):
             return super().invoke(ctx)
         except RldataError as err:
             raise click.ClickException(one_line(err)) from None
+        except click.ClickException as err:  # raised by a command with data in its message
+            err.message = one_line(click.ClickException(err.message))
+            raise

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape as markup_escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli._terminal import echo, escape
 from rldata import api
 
 
@@ -15,19 +17,20 @@ class _Bar:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
+            TextColumn("{task.completed:,.0f}{task.fields[of]} rows"),  # total may be unknown
             TimeElapsedColumn(),
             disable=not enabled,
             transient=False,
         )
-        self.task = self.progress.add_task(label, total=None)
+        self.task = self.progress.add_task(markup_escape(escape(label)), total=None, of="")
         self._started = False
 
     def __call__(self, done: int, total: int) -> None:
         if not self._started:  # only once every input was checked and copying began
             self._started = True
             self.progress.start()
-        self.progress.update(self.task, completed=done, total=total)
+        of = f"/{total:,.0f}" if total is not None else ""
+        self.progress.update(self.task, completed=done, total=total, of=of)
 
     def __enter__(self) -> _Bar:
         return self
@@ -59,7 +62,7 @@ def convert(src: str, dst: str, backend: str | None, quiet: bool, force: bool) -
     """
     with _Bar(f"{src} -> {dst}", enabled=not quiet) as bar:
         summary = api.convert(src, dst, backend=backend, progress=bar, force=force)
-    click.echo(
+    echo(
         f"converted {summary.rows} rows ({summary.episodes} episodes) from {summary.src} "
         f"into {summary.dst} [{summary.backend}] in {summary.seconds:.2f} s"
     )

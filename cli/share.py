@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli._terminal import echo
 from rldata import api
 
 
@@ -31,7 +32,7 @@ def _transfer_line(verb: str, s: object) -> str:
 )
 def push(src: str, url: str, force: bool) -> None:
     """Publish the store at SRC to URL (s3://, gs://, file://, ...), verified and resumable."""
-    click.echo(_transfer_line("pushed", api.push(src, url, progress=True, force=force)))
+    echo(_transfer_line("pushed", api.push(src, url, progress=True, force=force)))
 
 
 @click.command()
@@ -42,7 +43,7 @@ def push(src: str, url: str, force: bool) -> None:
 )
 def pull(url: str, dst: str, force: bool) -> None:
     """Fetch the store at URL into DST, verified and resumable."""
-    click.echo(_transfer_line("pulled", api.pull(url, dst, progress=True, force=force)))
+    echo(_transfer_line("pulled", api.pull(url, dst, progress=True, force=force)))
 
 
 @click.command()
@@ -50,7 +51,7 @@ def pull(url: str, dst: str, force: bool) -> None:
 @click.argument("b")
 def diff(a: str, b: str) -> None:
     """Compare stores A and B: schema, specs, then episodes only in A, only in B and shared."""
-    click.echo("\n".join(api.diff(a, b).lines()))
+    echo(api.diff(a, b).lines())
 
 
 @click.command()
@@ -68,7 +69,7 @@ def diff(a: str, b: str) -> None:
 def merge(sources: tuple[str, ...], out: str, backend: str, force: bool) -> None:
     """Merge the stores SOURCES into a new store at --out (trajectory ids renumbered)."""
     s = api.merge(list(sources), out, backend=backend, force=force)
-    click.echo(
+    echo(
         f"merged {s.sources} stores into {s.out}: {s.transitions:,} rows, "
         f"{s.episodes:,} episodes; digest {s.content_digest}"
     )
@@ -80,4 +81,4 @@ def merge(sources: tuple[str, ...], out: str, backend: str, force: bool) -> None
 @click.option("--force", is_flag=True, help="Replace an existing report rldata wrote.")
 def report(path_or_url: str, out: str, force: bool) -> None:
     """Write a self-contained HTML report (dataset card and plots) of the store at PATH_OR_URL."""
-    click.echo(f"wrote {api.report(path_or_url, out, force=force)}")
+    echo(f"wrote {api.report(path_or_url, out, force=force)}")

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli._terminal import echo, escape
 from rldata import api
 from rldata.trainers import TrainConfig, TrainProgress
 
@@ -101,7 +102,7 @@ def train(
     label = f"{config.algo} {config.env or config.dataset}"
     with _Bar(label, enabled=not quiet) as bar:
         summary = api.train(config, out=out, resume=resume, force=force, progress=bar)
-    click.echo(
+    echo(
         f"{summary.algo} ({summary.mode}): {summary.env_steps} env steps, {summary.updates} "
         f"updates in {summary.wall_s:.1f}s; eval return {summary.eval_return_mean:.1f} "
         f"± {summary.eval_return_std:.1f} on {summary.eval_env} -> {out}"
@@ -116,14 +117,15 @@ def train(
 def evaluate(runs: tuple[str, ...], env_id: str | None, episodes: int, seed: int | None) -> None:
     """Evaluate each run's policy deterministically on fixed seeds; print a results table."""
     results = [api.evaluate(run, env=env_id, episodes=episodes, seed=seed) for run in runs]
+    results = [{k: escape(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
     for r in results:
-        click.echo(
+        echo(
             f"{r['run']} on {r['env']}: return {r['mean']:.1f} ± {r['std']:.1f} "
             f"over {episodes} episodes"
         )
     if len(results) > 1:
         click.echo("")
-        click.echo(results_table(results))
+        click.echo(results_table(results))  # every string in it escaped above
 
 
 def results_table(results: list[dict[str, Any]]) -> str:
@@ -152,4 +154,4 @@ def results_table(results: list[dict[str, Any]]) -> str:
 def plot(runs: tuple[str, ...], out: str, force: bool) -> None:
     """Draw the learning curves of RUNS, overlaid, into --out."""
     path = api.plot(list(runs), out, force=force)
-    click.echo(f"wrote {path}")
+    echo(f"wrote {path}")

@@ -1,0 +1,140 @@
+"""Every ``rldata`` command in its default (interactive) form, under a pseudo-terminal.
+
+CliRunner tests pass ``--quiet`` or run without a terminal, so progress bars never draw;
+this suite runs each command as a user types it (no ``--quiet``, ``TERM=xterm``, stdout a
+tty) with tiny budgets and asserts it exits 0 without a traceback. A command added to
+``cli.main.COMMANDS`` without a case here fails :func:`test_every_command_has_a_case`.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import COMMANDS
+from cli.main import rldata as cli
+
+TIMEOUT_S = 240
+
+
+def run_in_pty(args: list[str], cwd: Path) -> tuple[int, str]:
+    """Run ``python -m cli.main ARGS`` with stdin/stdout/stderr on a pseudo-terminal."""
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"}
+    env.pop("NO_COLOR", None)
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        env=env,
+        close_fds=True,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+            pytest.fail(f"rldata {' '.join(args)} did not finish in {TIMEOUT_S} s")
+        rc = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+    return rc, b"".join(chunks).decode("utf-8", "replace")
+
+
+def quiet(*args: object) -> None:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+
+
+TRAIN = ["--hidden", "16,16", "--batch-size", "16", "--eval-episodes", "1"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small stores, a published copy and a trained run, made quietly once."""
+    d = tmp_path_factory.mktemp("default_form")
+    for name, seed in (("a", 1), ("b", 2)):
+        quiet(
+            "collect", "Pendulum-v1", "--frames", 200, "--out", d / name, "--seed", seed, "--quiet"
+        )
+    quiet("push", d / "a", f"file://{d / 'remote'}")
+    quiet(
+        "train", "--algo", "iql", "--dataset", d / "a", "--steps", 10, "--eval-every", 5,
+        "--out", d / "run", *TRAIN, "--quiet",
+    )  # fmt: skip
+    return d
+
+
+CASES: dict[str, object] = {
+    "collect": lambda d: [
+        "collect",
+        "Pendulum-v1",
+        "--frames",
+        "100",
+        "--out",
+        d / "new",
+        "--seed",
+        "4",
+    ],
+    "convert": lambda d: ["convert", d / "a", d / "converted"],
+    "info": lambda d: ["info", d / "a"],
+    "verify": lambda d: ["verify", d / "a"],
+    "push": lambda d: ["push", d / "a", f"file://{d / 'remote2'}"],
+    "pull": lambda d: ["pull", f"file://{d / 'remote'}", d / "pulled"],
+    "diff": lambda d: ["diff", d / "a", d / "b"],
+    "merge": lambda d: ["merge", d / "a", d / "b", "--out", d / "merged"],
+    "report": lambda d: ["report", d / "a", "--out", d / "report.html"],
+    "train": lambda d: [
+        "train",
+        "--algo",
+        "iql",
+        "--dataset",
+        d / "a",
+        "--steps",
+        "10",
+        "--eval-every",
+        "5",
+        "--out",
+        d / "run2",
+        *TRAIN,
+    ],  # fmt: skip
+    "eval": lambda d: ["eval", d / "run", "--episodes", "1"],
+    "plot": lambda d: ["plot", d / "run", "--out", d / "curves.png"],
+}
+
+
+def test_every_command_has_a_case() -> None:
+    assert sorted(CASES) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_default_form_under_a_terminal(name: str, work: Path) -> None:
+    args = [str(a) for a in CASES[name](work)]  # type: ignore[operator]
+    rc, output = run_in_pty(args, cwd=work)
+    assert "Traceback" not in output, output
+    assert rc == 0, output
