@@ -428,22 +428,29 @@ def plan_destination(
         yield stage
         if not _exists(stage):
             raise StoreError(f"{what}: nothing was built for {root}")
-        if _exists(root) and not _empty_dir(root):
-            if stage.is_dir():
-                exchange(stage, root)  # `stage` now holds the old content
-            else:
-                os.replace(stage, root)
-                fsync_dir(root.parent)
-        else:
-            if _empty_dir(root):
-                root.rmdir()
-            os.rename(stage, root)
-            fsync_dir(root.parent)
+        swap_in(stage, root)
     finally:
         if store_lock is not None:
             store_lock.release()
         _remove(stage)
         lock.release()
+
+
+def swap_in(stage: Path, root: Path) -> None:
+    """Put the finished ``stage`` in ``root``'s place in one atomic step: an exchange for a
+    directory that replaces one (``stage`` then holds the old content, removed after), a
+    rename otherwise."""
+    if _exists(root) and not _empty_dir(root):
+        if stage.is_dir():
+            exchange(stage, root)
+        else:
+            os.replace(stage, root)
+            fsync_dir(root.parent)
+        return
+    if _empty_dir(root):
+        root.rmdir()
+    os.rename(stage, root)
+    fsync_dir(root.parent)
 
 
 def _check_parent(root: Path, *, dirs: bool = True) -> None:

@@ -20,7 +20,7 @@ from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Composite
-from rldata.stores.destination import RUN_MARKER, inspect_destination
+from rldata.stores.destination import RUN_MARKER, inspect_destination, refuse_overlap
 from rldata.stores.location import is_url
 from rldata.stores.target import check_destination
 from rldata.trainers.algorithms import Algorithm, get_algorithm
@@ -123,6 +123,7 @@ def check_run_dir(
     """
     if resume and force:
         raise ConfigError("--resume and --force exclude each other: continue, or replace?")
+    refuse_overlap(out, sources, what="train --out")
     if resume:
         if not (out / CHECKPOINT_DIR).is_dir():
             raise ConfigError(f"--resume: no checkpoint in {str(out)!r} to resume from")
