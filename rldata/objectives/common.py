@@ -65,8 +65,8 @@ def as_target(module: nn.Module) -> nn.Module:
     for sub in target.modules():
         for name in list(sub._parameters):
             p = sub._parameters.pop(name)
-            if p is not None:
-                sub.register_buffer(name, p.detach().clone())
+            # an absent parameter (a Linear without bias) stays absent, as a None buffer
+            sub.register_buffer(name, None if p is None else p.detach().clone())
     return target
 
 
@@ -324,3 +324,34 @@ def inputs(
             )
         out.append(v)
     return out
+
+
+def action_indices(action: torch.Tensor, n: int, key: NestedKey = "action") -> torch.Tensor:
+    """Discrete actions as indices ``[N]`` (int64), from indices or one-hot rows.
+
+    Accepts ``[N]`` or ``[N, 1]`` integer indices (gymnasium / Minari / d3rlpy) and ``[N, n]``
+    one-hot rows (TorchRL's ``OneHot``, the encoding ``rldata collect`` records by default).
+
+    Raises:
+        TedFormatError: a shape that is neither, or an index outside ``[0, n)``.
+    """
+    if action.dim() == 2 and action.shape[-1] == n and n > 1:
+        return action.argmax(-1)
+    if action.dim() == 2 and action.shape[-1] == 1:
+        action = action.squeeze(-1)
+    if (
+        action.dim() != 1
+        or action.is_floating_point()
+        and not bool((action == action.round()).all())
+    ):
+        raise TedFormatError(
+            f"loss input: key {key_name(key)!r}: expected discrete actions as indices [N] / [N, 1] "
+            f"or one-hot rows [N, {n}], got shape {tuple(action.shape)} {action.dtype}"
+        )
+    index = action.long()
+    if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
+        raise TedFormatError(
+            f"loss input: key {key_name(key)!r}: action indices must lie in [0, {n}), got "
+            f"{int(index.min())}..{int(index.max())}"
+        )
+    return index
