@@ -409,3 +409,47 @@ def test_other_ids_are_refused_in_one_line_without_importing(env_id, planted):
     elif isinstance(env_id, str) and env_id:
         assert env_id_problem(env_id) == NOT_REGISTERED and NOT_REGISTERED in message
     assert not (planted / MARKER).exists()
+
+
+# --- every place that makes an env is one whose id was reviewed ------------------------------
+REVIEWED = {  # (file, call): count. Where each id comes from:
+    ("rldata/envs/gym.py", "gymnasium.make"): 1,  # GymEnv: its caller's id
+    ("rldata/envs/gym.py", "gymnasium.make_vec"): 1,
+    ("rldata/envs/pixels.py", "gymnasium.make"): 1,  # PixelEnv: its caller's id
+    ("rldata/envs/pixels.py", "gymnasium.make_vec"): 1,
+    ("rldata/api.py", "GymEnv"): 2,  # collect's env_id (the user's); evaluate: env= or gated
+    ("rldata/api.py", "PixelEnv"): 1,  # collect's env_id (the user's)
+    ("rldata/trainers/setup.py", "GymEnv"): 2,  # --eval-env / --env, else the store's: gated
+    ("rldata/trainers/loops.py", "GymEnv"): 1,  # cfg.env: the user's, or config.json's: gated
+    ("rldata/stores/minari_io.py", "gymnasium.spec"): 1,  # a lookup, after env_id_problem
+}
+_MAKERS = {"GymEnv", "PixelEnv", "make", "make_vec", "spec", "load_env_creator", "EnvSpec"}
+
+
+def _env_making_calls() -> dict[tuple[str, str], int]:
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    found: dict[tuple[str, str], int] = {}
+    for path in sorted(
+        [*root.joinpath("rldata").rglob("*.py"), *root.joinpath("cli").rglob("*.py")]
+    ):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = getattr(func, "id", None) or getattr(func, "attr", None)
+            base = getattr(getattr(func, "value", None), "id", "")
+            if name not in _MAKERS or (isinstance(func, ast.Attribute) and base not in (
+                "gymnasium", "gym", "registration"
+            )):  # fmt: skip
+                continue
+            key = (path.relative_to(root).as_posix(), f"{base}.{name}" if base else str(name))
+            found[key] = found.get(key, 0) + 1
+    return found
+
+
+def test_every_call_that_makes_an_env_is_reviewed():
+    """A new call site may take an id read from data: route that id through
+    ``rldata.env_ids.trusted_env_id``, then add the site here with where its id comes from."""
+    assert _env_making_calls() == REVIEWED
