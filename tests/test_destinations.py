@@ -470,3 +470,14 @@ def test_a_report_rldata_wrote_is_replaced_with_force_and_a_user_file_is_not(tmp
     result = _cli("report", base["ds"], "--out", mine, "--force")
     assert result.exit_code == 1 and "would lose mine.html" in result.output
     assert mine.read_text() == "<html>my page</html>"
+
+
+@pytest.mark.parametrize("backend", ["memmap", "zarr", "parquet"])
+def test_every_backend_store_is_provably_a_store(tmp_path, backend):
+    from rldata.stores.destination import what_would_be_lost
+
+    with stores.create(tmp_path / "s", backend=backend, capacity=None) as w:
+        w.append(ted_batch([5, 3]))
+    assert what_would_be_lost(tmp_path / "s", "store") == []
+    (tmp_path / "s" / "notes.txt").write_text("mine")
+    assert what_would_be_lost(tmp_path / "s", "store") == ["notes.txt"]

@@ -549,8 +549,8 @@ def _stray_payload(root: Path, payload_dir: str, m: dict[str, Any]) -> list[str]
     """Payload files the manifest does not name (memmap lists its files; other backends own
     their payload directory as a whole)."""
     files = m["payload"].get("files")
-    if not isinstance(files, dict):
-        return []
+    if m.get("backend") != "memmap" or not isinstance(files, dict):
+        return []  # zarr / parquet name arrays or columns there, not files
     listed = {str(f) for f in files.values()}
     stray = []
     for dirpath, _dirs, names in os.walk(root / payload_dir):
