@@ -38,7 +38,8 @@ from rldata.testing.tripwire import Tripwire
 
 EVIL = "rldata_evilmod"  # planted per test beside the data; importing it writes MARKER
 MARKER = "IMPORTED"
-HOSTILE = [f"{EVIL}:Pendulum-v1", "this:Pendulum-v1"]
+SHIPPED = "rldata_shipped"  # a package folder planted beside the data, holding hook.py
+HOSTILE = [f"{EVIL}:Pendulum-v1", f"{SHIPPED}.hook:Pendulum-v1", "this:Pendulum-v1"]
 TINY = ["--hidden", "8", "--batch-size", "8", "--eval-episodes", "1", "--quiet"]
 
 
@@ -81,14 +82,15 @@ def _warm(root: Path, store: Path, out: Path) -> None:
 @pytest.fixture
 def planted(tmp_path, monkeypatch):
     """The hostile module beside the data, importable from the working directory."""
-    (tmp_path / f"{EVIL}.py").write_text(
-        f"import pathlib\npathlib.Path({str(tmp_path / MARKER)!r}).write_text('ran')\n"
-    )
+    code = f"import pathlib\npathlib.Path({str(tmp_path / MARKER)!r}).write_text('ran')\n"
+    (tmp_path / f"{EVIL}.py").write_text(code)
+    (tmp_path / SHIPPED).mkdir()
+    (tmp_path / SHIPPED / "hook.py").write_text(code)  # as "datasets.evil.hook" in the issue
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("RLDATA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    for name in (EVIL, "this"):
+    for name in (EVIL, SHIPPED, f"{SHIPPED}.hook", "this"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -273,7 +275,7 @@ def test_no_entry_point_imports_an_env_id_read_from_data(clean, planted, entry, 
             result = entry.call(planted, data)
         except RldataError as err:
             result, error = None, err
-    module = env_id.split(":")[0]
+    module = env_id.split(":")[0].split(".")[0]
     assert Tripwire.imports(module) == [], Tripwire.events
     assert module not in sys.modules
     assert not (planted / MARKER).exists()
