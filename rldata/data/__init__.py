@@ -10,6 +10,7 @@ from rldata.data.buffer import ReplayBuffer, TensorDictReplayBuffer
 from rldata.data.load import load
 from rldata.data.mixing import MixingBuffer
 from rldata.data.rate_limiter import SampleToInsertRatio
+from rldata.data.ray_dataset import to_ray_dataset
 from rldata.data.samplers import (
     PrioritizedSampler,
     RandomSampler,
@@ -18,6 +19,7 @@ from rldata.data.samplers import (
     SliceSampler,
 )
 from rldata.data.storages import LazyMemmapStorage, LazyTensorStorage, Storage, StoreStorage
+from rldata.data.streaming import StoreDataset, no_collate
 from rldata.data.writers import AppendOnlyWriter, RoundRobinWriter, Writer
 
 __all__ = [
@@ -36,9 +38,12 @@ __all__ = [
     "SamplerWithoutReplacement",
     "SliceSampler",
     "Storage",
+    "StoreDataset",
     "StoreStorage",
     "TensorDictReplayBuffer",
     "Writer",
     "ZarrStorage",
     "load",
+    "no_collate",
+    "to_ray_dataset",
 ]
