@@ -360,18 +360,36 @@ def inspect_destination(
         return root
     if _empty_dir(root) and kind in ("store", "run", "minari"):
         return root
+    looks = _looks_like(root, kind)
     if not force:
+        if not looks:
+            raise StoreExistsError(
+                f"{what}: {root} already exists and is not an rldata {_kind_name(kind)}; pick "
+                f"another destination (nothing was changed)"
+            )
         raise StoreExistsError(
             f"{what}: {root} already exists; pass --force to replace it (nothing was changed)"
         )
     lost = what_would_be_lost(root, kind)
     if lost:
         shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        how = "not provably" if looks else "not"
         raise StoreExistsError(
-            f"{what} --force: {root} is not provably an rldata {_kind_name(kind)}; replacing "
-            f"it would lose {shown}; refusing"
+            f"{what} --force: {root} is {how} an rldata {_kind_name(kind)}; replacing it "
+            f"would lose {shown}; refusing"
         )
     return root
+
+
+def _looks_like(root: Path, kind: str) -> bool:
+    """Whether ``root`` claims to be a ``kind`` (proved or not by :func:`what_would_be_lost`)."""
+    if kind == "store":
+        return (root / MANIFEST).is_file()
+    if kind == "run":
+        return (root / RUN_MARKER).is_file()
+    if kind == "minari":
+        return (root / "data" / "metadata.json").is_file()
+    return root.is_file() and not root.is_symlink()
 
 
 def _kind_name(kind: str) -> str:
