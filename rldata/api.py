@@ -756,19 +756,54 @@ def _local(path: str | os.PathLike) -> str | os.PathLike:
     return _sharing.open_url(os.fspath(path)) if _sharing.is_url(path) else path
 
 
-def load(path: str | os.PathLike, **kwargs: Any) -> Any:
-    """``rldata.load``: a read-only ReplayBuffer over a store at a path or an fsspec URL."""
+def load(
+    path: str | os.PathLike,
+    device: Any = None,
+    sampler: Any = None,
+    batch_size: int | None = None,
+    *,
+    verify: bool = True,
+) -> Any:
+    """``rldata.load``: a read-only ReplayBuffer over a store at a path or an fsspec URL.
+
+    Args:
+        path: a store directory, or a URL (read through the verified local cache).
+        device: where samples land (default CPU).
+        sampler: which rows batches read (default uniform with replacement).
+        batch_size: the default for ``sample()``.
+        verify: check every committed row, the episode index and the statistics files
+            against their checksums before serving a row (the default); ``False`` opts out.
+
+    Raises:
+        StoreNotFoundError: no store at ``path``.
+        CorruptStoreError: ``verify`` and a committed byte fails its check.
+        FormatVersionError: the store was written by a newer, incompatible rldata.
+    """
     from rldata.data import load as _load
 
-    return _load(_local(path), **kwargs)
+    return _load(_local(path), device, sampler, batch_size, verify=verify)
 
 
-def open(path: str | os.PathLike, **kwargs: Any) -> Any:  # noqa: A001
+def open(  # noqa: A001
+    path: str | os.PathLike, *, mode: str = "r", durable: bool = True, verify: bool = True
+) -> Any:
     """``rldata.open``: a store at a path, or at a URL (read from the verified local cache;
-    ``mode="a"`` resumes a store written by numbered manifests, docs/FORMAT.md section 15)."""
-    if _sharing.is_url(path) and kwargs.get("mode", "r") != "r":
-        return _stores.open(path, **kwargs)
-    return _stores.open(_local(path), **kwargs)
+    ``mode="a"`` resumes a store written by numbered manifests, docs/FORMAT.md section 15).
+
+    Args:
+        path: a store directory or a URL.
+        mode: ``"r"`` reads committed rows; ``"a"`` resumes writing.
+        durable: fsync each commit (``mode="a"`` only).
+        verify: check every committed row and the episode index against their checksums
+            before the store is handed out (the default); ``False`` opts out.
+
+    Raises:
+        StoreNotFoundError, CorruptStoreError, FormatVersionError, StoreLockedError,
+        ConfigError: see :func:`rldata.stores.open`.
+    """
+    if _sharing.is_url(path) and mode != "r":
+        return _stores.open(path, mode=mode, durable=durable, verify=verify)
+    return _stores.open(_local(path), mode=mode, durable=durable, verify=verify)
 
 
 def push(src: str, url: str, *, progress: bool = False, force: bool = False) -> Any:

@@ -22,6 +22,8 @@ def load(
     device: torch.device | str | None = None,
     sampler: Sampler | None = None,
     batch_size: int | None = None,
+    *,
+    verify: bool = True,
 ) -> ReplayBuffer:
     """A read-only ReplayBuffer over the committed rows of the store at ``path``.
 
@@ -30,11 +32,13 @@ def load(
         device: where samples land (default CPU).
         sampler: which rows batches read (default uniform with replacement).
         batch_size: the default for ``sample()``.
+        verify: check the store's committed bytes against their checksums before serving
+            (the default); ``False`` opts out (see :func:`rldata.stores.open`).
 
     Raises:
         StoreNotFoundError: no store at ``path``.
         FormatVersionError: the store was written by a newer, incompatible rldata.
     """
-    store = stores.open(path)
+    store = stores.open(path, verify=verify)
     storage = StoreStorage(store, device=device if device is not None else "cpu")
     return ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size)

@@ -31,7 +31,7 @@ from tensordict import TensorDict
 from rldata import stores
 from rldata.errors import ConfigError, RowIndexError, StoreNotFoundError
 from rldata.stores import manifest as mf
-from rldata.stores.base import Store
+from rldata.stores.base import Store, as_positions
 from rldata.stores.lock import WriterLock
 from rldata.stores.paths import inside
 
@@ -155,7 +155,7 @@ class ShardedStore(Store):
             return self.get(torch.tensor([index]))[0]
         if isinstance(index, slice):
             index = torch.arange(len(self))[index]
-        pos = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+        pos = as_positions(index, f"store {self.path}")
         if pos.numel() and (pos.min() < 0 or pos.max() >= len(self)):
             raise IndexError(
                 f"{self.path}: positions must be in [0, {len(self)}), got {pos.min()}..{pos.max()}"

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
+from rldata.errors import RowIndexError
+
 
 class Store(abc.ABC):
     """A replay store: rows ``[N]`` of TED, a manifest, episodes, one writer.
@@ -151,3 +153,25 @@ class Store(abc.ABC):
             f"{type(self).__name__}(path={self.path!r}, backend={self.backend!r}, "
             f"capacity={self.capacity}, len={len(self)}, {mode})"
         )
+
+
+def as_positions(index: Any, where: object) -> torch.Tensor:
+    """``index`` (a tensor, array or sequence of row positions) as a flat int64 tensor.
+
+    Every store's :meth:`Store.get` goes through this: positions are integers, so a float
+    index (``tensor([0.5, 1.7])`` would be truncated to rows 0 and 1) or a boolean mask is
+    refused with one line instead of serving other rows than asked.
+
+    Raises:
+        RowIndexError: the index is not integer-valued.
+    """
+    try:
+        pos = torch.as_tensor(index)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise RowIndexError(f"{where}: row positions must be integers, got {exc}") from None
+    if pos.dtype == torch.bool or pos.dtype.is_floating_point or pos.dtype.is_complex:
+        raise RowIndexError(
+            f"{where}: row positions must be an integer tensor, got dtype {pos.dtype} "
+            "(round or convert with .long() first; boolean masks: use .nonzero())"
+        )
+    return pos.to(torch.int64).reshape(-1)

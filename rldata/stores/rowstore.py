@@ -31,7 +31,7 @@ from rldata.specs import spec_from_json
 from rldata.stores import manifest as mf
 from rldata.stores import schema as sch
 from rldata.stores import stats as st
-from rldata.stores.base import Store
+from rldata.stores.base import Store, as_positions
 from rldata.stores.checksums import ChunkSums, sha256_hex
 from rldata.stores.commit import atomic_write
 from rldata.stores.episodes import EpisodeIndex
@@ -516,7 +516,7 @@ class RowStore(Store):
             if step == 1 and self.capacity is None and self._start <= a < b:
                 return self._read_range(a, b)  # readable by arithmetic: no per-row checks
             index = torch.arange(a, b, step, dtype=torch.int64)
-        pos = torch.as_tensor(index, dtype=torch.int64).reshape(-1)
+        pos = as_positions(index, f"store {self.path}")
         self._check_readable(pos)
         out = self._read(pos)
         if self.capacity is not None and not self.writable:
