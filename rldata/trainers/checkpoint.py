@@ -29,6 +29,8 @@ from rldata.errors import ConfigError
 CHECKPOINT_DIR = "checkpoint"
 STATE = "state.pt"
 META = "trainer.json"
+#: Largest ``state.pt`` read back (networks, optimizer state, RNG): bytes.
+MAX_STATE = 4 * 2**30
 
 
 def _replace(tmp: Path, dst: Path) -> None:
@@ -60,7 +62,7 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not (ckpt / META).is_file() or not (ckpt / STATE).is_file():
         raise ConfigError(f"no checkpoint to resume in {str(run_dir)!r} (expected {ckpt}/{META})")
     try:
-        with untrusted.open_regular(ckpt / STATE, STATE, error=ConfigError) as f:
+        with untrusted.open_regular(ckpt / STATE, STATE, limit=MAX_STATE, error=ConfigError) as f:
             state = torch.load(f, map_location="cpu", weights_only=True)
     except ConfigError:
         raise
