@@ -95,14 +95,16 @@ def push(
         UnsupportedURLError: a scheme fsspec does not know, or one refused for safety.
         TransferError: an object failed verification twice, or the source changed mid-way.
     """
-    return _copy_to(
-        location(src, storage_options),
-        location(url, storage_options),
-        force=force,
-        progress=progress,
-        workers=workers,
-        label="push",
-    )
+    dst = location(url, storage_options)
+    with _refusals(dst, "push"):
+        return _copy_to(
+            location(src, storage_options),
+            dst,
+            force=force,
+            progress=progress,
+            workers=workers,
+            label="push",
+        )
 
 
 def pull(
@@ -123,14 +125,15 @@ def pull(
     """
     src = location(url, storage_options)
     try:
-        return _copy_to(
-            src,
-            location(dst, storage_options),
-            force=force,
-            progress=progress,
-            workers=workers,
-            label="pull",
-        )
+        with _refusals(location(dst, storage_options), "pull"):
+            return _copy_to(
+                src,
+                location(dst, storage_options),
+                force=force,
+                progress=progress,
+                workers=workers,
+                label="pull",
+            )
     except StoreNotFoundError:  # no rldata.json: a store of numbered manifests, or none
         if src.local or not remote_commit.is_commit_store(src):
             raise
@@ -198,6 +201,8 @@ def _already_there(
             f"{label}: {root} holds a damaged copy of this store ({exc}); pass --force to "
             f"replace it"
         ) from None
+    if src_loc.local and _local_digest(src_loc, label) != digest:  # the source's rows too
+        return None
     index = ob.read_index((root / ob.INDEX).read_bytes()) if (root / ob.INDEX).is_file() else None
     n = len((index or {}).get("objects") or {})
     return TransferSummary(
@@ -530,6 +535,18 @@ class _Dest:
                 os.replace(tmp, path)
             else:
                 self.loc.fs.pipe_file(path, data)
+
+
+@contextlib.contextmanager
+def _refusals(dst: Location, label: str) -> Iterator[None]:
+    """Any refusal of the file system left unnamed below (a destination whose name is too
+    long, a file where a folder goes, ...) as one line naming the destination."""
+    try:
+        yield
+    except RldataError:
+        raise
+    except OSError as exc:
+        raise TransferError(f"{label} {redact(dst.url)}: {_reason(exc)}") from None
 
 
 @contextlib.contextmanager
