@@ -1,4 +1,7 @@
-"""The algorithm registry: ``ddpg, sac, redq, td3, td3bc, iql, cql``, each with defaults known to work.
+"""The algorithm registry, each entry with defaults known to work.
+
+Continuous actions: ``ddpg, sac, redq, td3`` (online), ``td3bc, iql, cql`` (offline).
+Discrete actions: ``dqn`` (online), ``discrete_cql, bc`` (offline).
 
 An :class:`Algorithm` names its policy kind, its defaults (merged into
 :class:`~rldata.trainers.TrainConfig` for every field the user left unset) and a
@@ -22,10 +25,14 @@ from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
 
 from rldata.errors import ConfigError
-from rldata.modules import AdditiveGaussianModule
+from rldata.modules import AdditiveGaussianModule, EGreedyModule
 from rldata.objectives import (
     CQLLoss,
     DDPGLoss,
+    DiscreteBCLoss,
+    DiscreteCQLLoss,
+    DQNLoss,
+    HardUpdate,
     IQLLoss,
     LossModule,
     REDQLoss,
@@ -49,13 +56,28 @@ class Agent:
     """The policy the collector runs (``actor`` plus noise, or the stochastic actor)."""
     loss: LossModule
     optimizer: torch.optim.Optimizer
-    updater: SoftUpdate
-    noise: AdditiveGaussianModule | None = None
-    """Exploration noise whose scale anneals with the frames collected."""
+    updater: SoftUpdate | HardUpdate | NoTargets
+    noise: AdditiveGaussianModule | EGreedyModule | None = None
+    """Exploration noise (Gaussian, or epsilon-greedy) whose scale anneals with the frames."""
 
     def targets_due(self) -> bool:
         """Whether this update should move the targets (TD3: only with the delayed actor)."""
         return bool(getattr(self.loss, "actor_updated", True))
+
+    def exploration(self) -> dict[str, float]:
+        """The exploration scale now, for the metrics: ``{"sigma": ...}`` or ``{"eps": ...}``."""
+        if isinstance(self.noise, EGreedyModule):
+            return {"eps": self.noise.eps}
+        if isinstance(self.noise, AdditiveGaussianModule):
+            return {"sigma": self.noise.sigma}
+        return {}
+
+
+class NoTargets:
+    """The updater of a loss without target networks (behaviour cloning): nothing to move."""
+
+    def step(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -70,6 +92,8 @@ class Algorithm:
     build: Callable[[EnvSpecs, TrainConfig], Agent]
     defaults: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    discrete: bool = False
+    """Acts in a discrete (``Discrete`` / one-hot) action space rather than a Box."""
 
 
 def _optimizer(loss: LossModule, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -206,9 +230,62 @@ def _cql(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
     return _finish(actor, loss, cfg)
 
 
+def _egreedy(specs: EnvSpecs, cfg: TrainConfig) -> EGreedyModule:
+    """Epsilon decays linearly over ``exploration_fraction`` of the frames, then stays (SB3)."""
+    frames = max(int(cfg.frames or 1), 1)
+    return EGreedyModule(
+        specs.action_spec,
+        eps_init=float(cfg.eps_init),  # type: ignore[arg-type]
+        eps_end=float(cfg.eps_end),  # type: ignore[arg-type]
+        annealing_num_steps=max(int(float(cfg.exploration_fraction) * frames), 1),  # type: ignore[arg-type]
+    )
+
+
+def _target_updater(loss: LossModule, cfg: TrainConfig) -> SoftUpdate | HardUpdate:
+    """A hard copy every ``target_update_interval`` updates, else Polyak averaging with ``tau``."""
+    if cfg.target_update_interval is not None:
+        return HardUpdate(loss, value_network_update_interval=int(cfg.target_update_interval))
+    return SoftUpdate(loss, tau=float(cfg.tau))  # type: ignore[arg-type]
+
+
+def _discrete_agent(
+    values: TensorDictModuleBase, loss: LossModule, specs: EnvSpecs, cfg: TrainConfig
+) -> Agent:
+    actor = nets.greedy_actor(values, specs)  # type: ignore[arg-type]
+    noise = _egreedy(specs, cfg) if cfg.env is not None else None
+    explore = actor if noise is None else TensorDictSequential(actor, noise)
+    has_targets = bool(loss.target_pairs()[0])
+    updater = _target_updater(loss, cfg) if has_targets else NoTargets()
+    return Agent(actor, explore, loss, _optimizer(loss, cfg), updater, noise)
+
+
+def _dqn(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    values = nets.action_values(specs, cfg.hidden)
+    loss = DQNLoss(values, double_dqn=bool(cfg.double_dqn), gamma=cfg.gamma)
+    return _discrete_agent(values, loss, specs, cfg)
+
+
+def _discrete_cql(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    values = nets.action_values(specs, cfg.hidden)
+    loss = DiscreteCQLLoss(
+        values,
+        alpha=float(cfg.min_q_weight),  # type: ignore[arg-type]
+        double_dqn=bool(cfg.double_dqn),
+        gamma=cfg.gamma,
+    )
+    return _discrete_agent(values, loss, specs, cfg)
+
+
+def _bc(specs: EnvSpecs, cfg: TrainConfig) -> Agent:
+    logits = nets.action_values(specs, cfg.hidden)
+    return _discrete_agent(logits, DiscreteBCLoss(logits), specs, cfg)
+
+
 # --- the registry ---------------------------------------------------------------------------
 
 _TD3_NOISE = {"policy_noise": 0.2, "noise_clip": 0.5, "policy_delay": 2}
+# offline discrete algorithms fine-tuned online (--dataset and --env): SB3 DQN's final epsilon
+_FINE_TUNE_EPS = {"eps_init": 0.05, "eps_end": 0.05, "exploration_fraction": 1.0}
 
 ALGORITHMS: dict[str, Algorithm] = {
     "ddpg": Algorithm(
@@ -289,6 +366,62 @@ ALGORITHMS: dict[str, Algorithm] = {
         },
         source="Kumar et al. 2020 (arXiv:2006.04779), github.com/aviralkumar2907/CQL; "
         "CORL (github.com/tinkoff-ai/CORL); TorchRL CQLLoss (sota-implementations/cql)",
+    ),
+    "dqn": Algorithm(
+        "dqn",
+        stochastic=False,
+        offline=False,
+        discrete=True,
+        build=_dqn,
+        # rl-zoo's hyperparams/dqn.yml for CartPole-v1 (SB3 DQN): lr 2.3e-3, batch 64, replay
+        # 1e5, learning_starts 1000, train_freq 256 with 128 gradient steps (utd 0.5), eps
+        # 1 -> 0.04 over 16% of the run, [256, 256], gradient norm clipped at 10 (SB3's
+        # max_grad_norm). SB3 copies the target every 10 env steps, but only between rounds of
+        # updates does that change it: the same as a copy every 128 updates.
+        defaults={
+            "critic_lr": 2.3e-3,
+            "batch_size": 64,
+            "buffer_size": 100_000,
+            "init_random_frames": 1000,
+            "frames_per_batch": 256,
+            "utd": 0.5,
+            "target_update_interval": 128,
+            "eps_init": 1.0,
+            "eps_end": 0.04,
+            "exploration_fraction": 0.16,
+            "grad_clip": 10.0,
+            "double_dqn": True,
+        },
+        source="Mnih et al. 2015; van Hasselt et al. 2016 (arXiv:1509.06461); rl-baselines3-zoo "
+        "hyperparams/dqn.yml (CartPole-v1)",
+    ),
+    "discrete_cql": Algorithm(
+        "discrete_cql",
+        stochastic=False,
+        offline=True,
+        discrete=True,
+        build=_discrete_cql,
+        # d3rlpy's DiscreteCQL: alpha 1.0 on a double-DQN loss with a hard target copy; lr and
+        # batch as the DQN above (d3rlpy's 6.25e-5 is tuned for Atari)
+        defaults={
+            "min_q_weight": 1.0,
+            "critic_lr": 1e-3,
+            "batch_size": 64,
+            "target_update_interval": 1000,
+            "grad_clip": 10.0,
+            "double_dqn": True,
+            **_FINE_TUNE_EPS,
+        },
+        source="Kumar et al. 2020 (arXiv:2006.04779), d3rlpy DiscreteCQL",
+    ),
+    "bc": Algorithm(
+        "bc",
+        stochastic=False,
+        offline=True,
+        discrete=True,
+        build=_bc,
+        defaults={"actor_lr": 1e-3, "batch_size": 64, **_FINE_TUNE_EPS},
+        source="behaviour cloning: cross-entropy on the dataset's action (Pomerleau 1991)",
     ),
 }
 

@@ -106,12 +106,23 @@ class TrainConfig:
     """CQL: first updates that train the actor by behaviour cloning (policy_eval_start)."""
     normalize_observations: bool | None = None
     """Normalize observations with the dataset's statistics (TD3+BC, IQL, CQL)."""
+    target_update_interval: int | None = None
+    """DQN, discrete CQL: updates between hard copies of the Q-network into its target
+    (unset: Polyak averaging with ``tau``)."""
+    double_dqn: bool | None = None
+    """DQN, discrete CQL: the online network picks the next action, the target values it."""
 
     # exploration
     sigma_init: float | None = None
     """Initial std of the Gaussian exploration noise (deterministic actors)."""
     sigma_end: float | None = None
     """Final std, reached after ``frames`` (linear annealing)."""
+    eps_init: float | None = None
+    """Initial probability of a random action (epsilon-greedy, discrete actions)."""
+    eps_end: float | None = None
+    """Final probability of a random action."""
+    exploration_fraction: float | None = None
+    """Share of ``frames`` over which epsilon decays linearly from ``eps_init`` to ``eps_end``."""
 
     # networks and optimizer
     hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -299,8 +310,13 @@ FIELD_RULES: dict[str, Rule] = {
     "num_random": Rule("int", low=1, high=4096),
     "bc_steps": Rule("int", low=0, high=_INT),
     "normalize_observations": Rule("bool"),
+    "target_update_interval": Rule("int", low=1, high=_INT),
+    "double_dqn": Rule("bool"),
     "sigma_init": Rule("float", low=0, high=1e6),
     "sigma_end": Rule("float", low=0, high=1e6),
+    "eps_init": Rule("float", low=0.0, high=1.0),
+    "eps_end": Rule("float", low=0.0, high=1.0),
+    "exploration_fraction": Rule("float", low=0, high=1, open_low=True),
     "hidden": Rule("list", optional=False),
     "actor_lr": Rule("float", low=0, high=1e3, open_low=True),
     "critic_lr": Rule("float", low=0, high=1e3, open_low=True),

@@ -5,6 +5,10 @@ first ``action_dim`` outputs, squashed by ``low + (tanh(x) + 1) / 2 (high - low)
 the deterministic action. That is exactly the policy-checkpoint format of
 :mod:`rldata.collectors.policies`, so a trained run exports a policy that
 ``rldata collect --policy RUN`` can run without knowing the algorithm.
+
+For a discrete action space (``OneHot`` or ``Categorical``) the trunk's ``n`` outputs are
+per-action values (DQN, discrete CQL) or logits (behaviour cloning), and the action is
+their argmax, again exactly the checkpoint format's discrete head.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from tensordict.nn import TensorDictModule
+from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.nn.distributions import NormalParamExtractor
 from torch import nn
 
 from rldata.errors import ConfigError
-from rldata.modules import MLP, Actor, ProbabilisticActor, TanhNormal, ValueOperator
-from rldata.specs import Bounded
+from rldata.modules import MLP, Actor, ProbabilisticActor, QValueModule, TanhNormal, ValueOperator
+from rldata.specs import Bounded, Categorical, OneHot, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -26,19 +30,40 @@ class EnvSpecs:
     """What the networks need to know of an environment (or of a dataset's recorded specs)."""
 
     obs_dim: int
-    action_spec: Bounded
+    action_spec: TensorSpec
+    """``Bounded`` (continuous algorithms) or ``OneHot`` / ``Categorical`` (discrete ones)."""
+
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.action_spec, (OneHot, Categorical))
+
+    @property
+    def n_actions(self) -> int:
+        """The number of discrete actions."""
+        if not isinstance(self.action_spec, (OneHot, Categorical)):
+            raise ConfigError(f"expected a discrete action spec, got {self.action_spec!r}")
+        return int(self.action_spec.n)
+
+    @property
+    def box(self) -> Bounded:
+        """The continuous action box."""
+        if not isinstance(self.action_spec, Bounded):
+            raise ConfigError(
+                f"expected a continuous (Bounded) action spec, got {self.action_spec!r}"
+            )
+        return self.action_spec
 
     @property
     def action_dim(self) -> int:
-        return int(self.action_spec.shape[-1])
+        return int(self.box.shape[-1])
 
     @property
     def low(self) -> float:
-        return float(self.action_spec.low.min())
+        return float(self.box.low.min())
 
     @property
     def high(self) -> float:
-        return float(self.action_spec.high.max())
+        return float(self.box.high.max())
 
 
 class BoundedTanh(nn.Module):
@@ -57,8 +82,8 @@ class BoundedTanh(nn.Module):
 def deterministic_actor(specs: EnvSpecs, hidden: list[int]) -> Actor:
     """``mu(s)`` in the action box (DDPG, TD3, TD3+BC)."""
     net = MLP(specs.obs_dim, specs.action_dim, hidden, activation_class=nn.ReLU)
-    head = BoundedTanh(specs.action_spec.low, specs.action_spec.high)
-    return Actor(nn.Sequential(net, head), spec=specs.action_spec)
+    head = BoundedTanh(specs.box.low, specs.box.high)
+    return Actor(nn.Sequential(net, head), spec=specs.box)
 
 
 class ClampedLogStd(nn.Module):
@@ -97,7 +122,7 @@ def unit_box_target_entropy(specs: EnvSpecs) -> float:
     ``[-2, 2]`` meets the unit-box target at ``-1 + log 2``, as SB3's SAC (which acts in the
     unit box) does.
     """
-    half = (specs.action_spec.high - specs.action_spec.low).to(torch.float64) / 2
+    half = (specs.box.high - specs.box.low).to(torch.float64) / 2
     return float(-specs.action_dim + half.log().sum())
 
 
@@ -114,6 +139,20 @@ def state_value(specs: EnvSpecs, hidden: list[int]) -> ValueOperator:
     return ValueOperator(
         MLP(specs.obs_dim, 1, hidden, activation_class=nn.ReLU), in_keys=["observation"]
     )
+
+
+def action_values(specs: EnvSpecs, hidden: list[int]) -> TensorDictModule:
+    """``Q(s, .)``: one value (or logit) per discrete action, at ``"action_value"``."""
+    return TensorDictModule(
+        MLP(specs.obs_dim, specs.n_actions, hidden, activation_class=nn.ReLU),
+        in_keys=["observation"],
+        out_keys=["action_value"],
+    )
+
+
+def greedy_actor(values: TensorDictModule, specs: EnvSpecs) -> TensorDictSequential:
+    """``argmax_a values(s)``, written in the env's encoding (one-hot or index)."""
+    return TensorDictSequential(values, QValueModule(spec=specs.action_spec))
 
 
 def actor_trunk(actor: nn.Module) -> MLP:

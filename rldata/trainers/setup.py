@@ -19,7 +19,7 @@ from rldata import stores
 from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
-from rldata.specs import Bounded, Composite
+from rldata.specs import Bounded, Categorical, Composite, OneHot
 from rldata.stores.destination import RUN_MARKER, inspect_destination, refuse_overlap
 from rldata.stores.location import is_url
 from rldata.stores.target import check_destination
@@ -61,6 +61,13 @@ def env_specs(env: Any, env_id: str, algo: str) -> EnvSpecs:
             f"{obs.dtype}"
         )
     act = env.action_spec
+    if get_algorithm(algo).discrete:
+        if not isinstance(act, (OneHot, Categorical)) or len(act.shape) > 1 or act.n < 2:
+            raise ConfigError(
+                f"algorithm {algo!r} needs a Discrete action space (n >= 2); env {env_id!r} has "
+                f"{type(act).__name__} actions of shape {tuple(act.shape)} {act.dtype}"
+            )
+        return EnvSpecs(obs_dim=int(obs.shape[-1]), action_spec=act)
     if not isinstance(act, Bounded) or not act.dtype.is_floating_point or len(act.shape) != 1:
         raise ConfigError(
             f"algorithm {algo!r} needs a continuous (Box) action space; env {env_id!r} has "
@@ -92,6 +99,15 @@ def _check_match(store: Any, specs: EnvSpecs, env_id: str, path: str) -> None:
             f"({specs.obs_dim},)"
         )
     want = specs.action_spec
+    if specs.discrete:
+        # one-hot or index encoding alike (the losses read both): the number of actions decides
+        if not isinstance(act, (OneHot, Categorical)) or act.n != specs.n_actions:
+            raise SpecError(
+                f"dataset {path!r} has action spec {act!r} but eval env {env_id!r} has "
+                f"{specs.n_actions} discrete actions"
+            )
+        return
+    want = specs.box
     if (
         act is None
         or tuple(act.shape) != tuple(want.shape)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -150,7 +151,8 @@ class Trainer:
     def fit(self) -> TrainSummary:
         """Run the loop to the end; return (and write) the summary."""
         cfg = self.config
-        if self.resume and self.out is not None and (self.out / "config.json").is_file():
+        # lexists: a FIFO, device or link named config.json is refused by read_json, not skipped
+        if self.resume and self.out is not None and os.path.lexists(self.out / "config.json"):
             saved = read_json(self.out / "config.json")
             _check_saved_env_ids(saved, cfg, self.out / "config.json")
             cfg = TrainConfig.from_dict({**saved, **_overrides(cfg)})
@@ -365,8 +367,7 @@ class _Run:
         if kind == "train":
             self.logged_at = self.updates
             row.update(self.losses())
-            if self.agent.noise is not None:
-                row["sigma"] = self.agent.noise.sigma
+            row.update(self.agent.exploration())
             if self.cfg.collect_async:
                 row.update(self.blocked)
         row.update(extra)
