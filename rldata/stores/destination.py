@@ -78,6 +78,8 @@ RUN_TOP = frozenset(
     }
 )
 RUN_CHECKPOINT = frozenset({"state.pt", "trainer.json"})
+OBJECT_INDEX = "rldata.objects.json"
+"""The object index a push or pull leaves in a store (``rldata.sharing.objects.INDEX``)."""
 MINARI_FILES = frozenset({"data/main_data.hdf5", "data/rldata_extras.hdf5", "data/metadata.json"})
 _MARK_BYTES = 64 << 20  # a generated report or image is far smaller than this
 
@@ -546,7 +548,7 @@ def stray_files(root: Path) -> list[str]:
     for entry in sorted(os.listdir(root)):
         p = root / entry
         ours = (
-            entry in (MANIFEST, LOCK)
+            entry in (MANIFEST, LOCK, OBJECT_INDEX)
             or TMP_MARK in entry
             or EPISODE_FILE.match(entry)
             or STATS_FILE.match(entry)
