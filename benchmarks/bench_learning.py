@@ -9,6 +9,15 @@ Online (eval every 1k env steps, 5 deterministic episodes on fixed seeds, one CP
 Offline: a store recorded while SAC trains (``--dataset-frames``, 50k in the issue), then
 TD3+BC, IQL and CQL from that store alone (target: >= -250).
 
+Discrete actions on CartPole-v1 (``--only dqn,sb3dqn,dcql``, 50k env steps, eval every 5k):
+  - DQN (rldata, double DQN) vs DQN (SB3) at rl-zoo's CartPole hyperparameters (lr 2.3e-3,
+    batch 64, replay 1e5, learning_starts 1000, train_freq 256 with 128 gradient steps,
+    target copied every 10 env steps, eps 1 -> 0.04 over 16%, [256, 256]); target: eval >= 475
+    within 50k env steps (median seed).
+  - discrete CQL (and BC, for reference) from a 50k-transition store recorded by the trained
+    DQN's policy (``rldata collect --policy RUN``); target: >= 400.
+  Run alone, they rewrite only the discrete section of ``--out``.
+
 Every figure is the median over seeds, with min-max beside it. Plain script, prints
 markdown tables and writes them to ``benchmarks/RESULTS-learning.md`` (``--out``).
 
@@ -32,6 +41,7 @@ from pathlib import Path
 import torch
 
 import rldata
+from rldata.collectors.policy_checkpoint import load_policy
 from rldata.trainers import TrainConfig, Trainer
 
 THRESHOLD_ONLINE = -200.0
@@ -39,6 +49,12 @@ THRESHOLD_OFFLINE = -250.0
 EVAL_EVERY = 1000
 EVAL_EPISODES = 5
 EVAL_SEED_OFFSET = 10_000  # as rldata.trainers.evaluation: same starting states on both sides
+DISCRETE_ENV = "CartPole-v1"
+DISCRETE_EVAL_EVERY = 5000
+THRESHOLD_DQN = 475.0
+THRESHOLD_DCQL = 400.0
+DISCRETE_CONTENDERS = {"dqn", "sb3dqn", "dcql"}
+DISCRETE_BEGIN, DISCRETE_END = "<!-- section:discrete -->", "<!-- /section:discrete -->"
 
 
 # --- rldata ------------------------------------------------------------------------------------
@@ -85,6 +101,45 @@ def rldata_offline(algo: str, dataset: Path, steps: int, seed: int, eval_every: 
     summary = Trainer(cfg).fit()
     curve = [(e["updates"], e["mean"], e["wall_s"]) for e in summary.evaluations]
     return {"curve": curve, "wall": time.perf_counter() - t0, "final": summary.eval_return_mean}
+
+
+def rldata_dqn(frames: int, seed: int, out: Path) -> dict:
+    """rldata's ``dqn`` with its registry defaults (rl-zoo's CartPole hyperparameters)."""
+    cfg = TrainConfig(
+        algo="dqn",
+        env=DISCRETE_ENV,
+        frames=frames,
+        seed=seed,
+        eval_every=DISCRETE_EVAL_EVERY,
+        eval_episodes=EVAL_EPISODES,
+        threads=1,
+        tensorboard=False,
+    )
+    t0 = time.perf_counter()
+    summary = Trainer(cfg, out).fit()
+    wall = time.perf_counter() - t0
+    curve = [(e["env_steps"], e["mean"], e["wall_s"]) for e in summary.evaluations]
+    return {"curve": curve, "wall": wall, "updates": summary.updates, "run": str(out)}
+
+
+def record_discrete_dataset(path: Path, run: str, frames: int, seed: int) -> dict:
+    """``rldata collect CartPole-v1 --policy RUN --frames N``: the trained DQN's greedy policy."""
+    from rldata.envs import GymEnv
+
+    env = GymEnv(DISCRETE_ENV)
+    env.set_seed(seed)
+    rldata.record(env, path, frames=frames, policy=load_policy(run, env=env))
+    env.close()
+    with rldata.open(path) as store:
+        episodes = store.episodes()
+        return {
+            "path": str(path),
+            "rows": len(store),
+            "mean_return": float(episodes["return"].double().mean()),
+            "episodes": int(len(episodes["return"])),
+            "seed": seed,
+            "policy": run,
+        }
 
 
 # --- Stable-Baselines3 ---------------------------------------------------------------------------
@@ -138,6 +193,61 @@ def sb3_online(frames: int, seed: int, learning_starts: int) -> dict:
     )
     t0[0] = time.perf_counter()
     model.learn(total_timesteps=frames, callback=Every())
+    return {"curve": curve, "wall": time.perf_counter() - t0[0]}
+
+
+def sb3_dqn(frames: int, seed: int) -> dict:
+    """SB3's DQN at rl-zoo's hyperparams/dqn.yml for CartPole-v1."""
+    import gymnasium as gym
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    eval_env = gym.make(DISCRETE_ENV)
+    curve: list[tuple[int, float, float]] = []
+    t0 = [0.0]
+
+    def evaluate(model) -> float:
+        returns = []
+        for i in range(EVAL_EPISODES):
+            obs, _ = eval_env.reset(seed=seed + EVAL_SEED_OFFSET + i)
+            done, total = False, 0.0
+            while not done:
+                action, _ = model.predict(obs, deterministic=True)
+                obs, reward, term, trunc, _ = eval_env.step(int(action))
+                total += float(reward)
+                done = term or trunc
+            returns.append(total)
+        return statistics.fmean(returns)
+
+    class Every(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % DISCRETE_EVAL_EVERY == 0:
+                curve.append(
+                    (self.num_timesteps, evaluate(self.model), time.perf_counter() - t0[0])
+                )
+            return True
+
+    model = DQN(
+        "MlpPolicy",
+        gym.make(DISCRETE_ENV),
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=100_000,
+        learning_starts=1000,
+        gamma=0.99,
+        target_update_interval=10,
+        train_freq=256,
+        gradient_steps=128,
+        exploration_fraction=0.16,
+        exploration_final_eps=0.04,
+        policy_kwargs={"net_arch": [256, 256]},
+        seed=seed,
+        device="cpu",
+    )
+    t0[0] = time.perf_counter()
+    model.learn(total_timesteps=frames, callback=Every())
+    if not curve or curve[-1][0] != model.num_timesteps:
+        curve.append((model.num_timesteps, evaluate(model), time.perf_counter() - t0[0]))
     return {"curve": curve, "wall": time.perf_counter() - t0[0]}
 
 
@@ -216,6 +326,99 @@ def curves(title: str, results: dict[str, list[dict]]) -> list[str]:
     return [*lines, ""]
 
 
+def discrete_online_table(results: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        f"| algo | seeds | env steps to {THRESHOLD_DQN:.0f} (median, min-max) | "
+        f"wall s to {THRESHOLD_DQN:.0f} | best eval | final eval return | updates/s | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        reach = [first_reach(r["curve"], THRESHOLD_DQN) for r in runs]
+        best = [max(x[1] for x in r["curve"]) for r in runs]
+        finals = [r["curve"][-1][1] for r in runs if r["curve"]]
+        ups = [r["updates"] / r["wall"] for r in runs if "updates" in r]
+        lines.append(
+            f"| {name} | {len(runs)} | {spread([s for s, _ in reach])} | "
+            f"{spread([w for _, w in reach], '{:.1f}')} | {spread(best, '{:.1f}')} | "
+            f"{spread(finals, '{:.1f}')} | {spread(ups, '{:.0f}') if ups else '-'} | "
+            f"{spread([r['wall'] for r in runs], '{:.0f}')} |"
+        )
+    return lines
+
+
+def discrete_offline_table(results: dict[str, list[dict]]) -> list[str]:
+    lines = [
+        "| algo | updates | seeds | final eval return (median, min-max) | best eval | "
+        f"updates to {THRESHOLD_DCQL:.0f} | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, runs in results.items():
+        reach = [first_reach(r["curve"], THRESHOLD_DCQL)[0] for r in runs]
+        lines.append(
+            f"| {name} | {runs[0]['steps']:,} | {len(runs)} | "
+            f"{spread([r['final'] for r in runs], '{:.1f}')} | "
+            f"{spread([max(x[1] for x in r['curve']) for r in runs], '{:.1f}')} | "
+            f"{spread(reach)} | {spread([r['wall'] for r in runs], '{:.0f}')} |"
+        )
+    return lines
+
+
+def render_discrete(raw: dict, command: str) -> list[str]:
+    """The CartPole section (between markers, so a discrete-only run replaces just it)."""
+    online, offline = raw.get("discrete_online") or {}, raw.get("discrete_offline") or {}
+    dataset = raw.get("discrete_dataset")
+    lines = [
+        DISCRETE_BEGIN,
+        "## Discrete actions: CartPole-v1 (DQN vs Stable-Baselines3's DQN, discrete CQL)",
+        "",
+        f"Written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()}, "
+        f"torch {torch.__version__}, one CPU thread per run, by `{command}`. Both DQNs use "
+        "rl-zoo's CartPole-v1 hyperparameters (rldata's `dqn` registry defaults); rldata's "
+        "target is double DQN, SB3's the max of the target net. Eval every "
+        f"{DISCRETE_EVAL_EVERY:,} env steps and at the end, {EVAL_EPISODES} deterministic "
+        "episodes on fixed seeds.",
+        "",
+    ]
+    if online:
+        lines += [
+            "<!-- table:learning-discrete-online -->",
+            *discrete_online_table(online),
+            "<!-- /table:learning-discrete-online -->",
+            "",
+        ]
+        lines += curves("Evaluation curves (env steps: mean return):", online)
+    if offline:
+        if dataset:
+            lines += [
+                f"Dataset: {dataset['rows']:,} transitions ({dataset['episodes']} episodes) "
+                f"recorded by the trained rldata DQN of seed {dataset['seed']} (its greedy "
+                f"policy, as `rldata collect --policy RUN`), mean episode return "
+                f"{dataset['mean_return']:.1f}.",
+                "",
+            ]
+        lines += [
+            "<!-- table:learning-discrete-offline -->",
+            *discrete_offline_table(offline),
+            "<!-- /table:learning-discrete-offline -->",
+            "",
+        ]
+        lines += curves("Evaluation curves (updates: mean return):", offline)
+    return [*lines, DISCRETE_END]
+
+
+def write_discrete_only(path: Path, section: str) -> str:
+    """Replace the discrete section of ``path`` (or append it), keeping the rest as it is."""
+    text = path.read_text() if path.is_file() else ""
+    if DISCRETE_BEGIN in text and DISCRETE_END in text:
+        head, rest = text.split(DISCRETE_BEGIN, 1)
+        tail = rest.split(DISCRETE_END, 1)[1]
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+    return text
+
+
 def render(raw: dict, command: str) -> str:
     """The markdown report of ``raw`` (``{"online", "offline", "dataset"}``)."""
     online, offline, dataset = raw["online"], raw["offline"], raw.get("dataset")
@@ -259,18 +462,22 @@ def render(raw: dict, command: str) -> str:
         lines += ["<!-- table:learning-offline -->", *offline_table(offline)]
         lines += ["<!-- /table:learning-offline -->", ""]
         lines += curves("Evaluation curves (updates: mean return):", offline)
+    if raw.get("discrete_online") or raw.get("discrete_offline"):
+        lines += ["", *render_discrete(raw, command)]
     return "\n".join(lines)
 
 
 def merge(paths: list[str]) -> dict:
     """Runs saved by several invocations (``--json``), contender by contender."""
     raw: dict = {"online": {}, "offline": {}, "dataset": None}
+    raw.update({"discrete_online": {}, "discrete_offline": {}, "discrete_dataset": None})
     for path in paths:
         part = json.loads(Path(path).read_text())
-        for kind in ("online", "offline"):
-            for name, runs in part[kind].items():
+        for kind in ("online", "offline", "discrete_online", "discrete_offline"):
+            for name, runs in part.get(kind, {}).items():
                 raw[kind].setdefault(name, []).extend(runs)
         raw["dataset"] = raw["dataset"] or part.get("dataset")
+        raw["discrete_dataset"] = raw["discrete_dataset"] or part.get("discrete_dataset")
         raw.setdefault("runs", []).extend(part.get("runs", []))
     raw["runs"] = sorted(raw.get("runs", []), key=lambda r: r["started"])
     return raw
@@ -283,8 +490,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--only",
         default="sac,sb3,redq,td3,ddpg,offline",
-        help="comma list of: sac, sb3, redq, td3, ddpg, offline",
+        help="comma list of: sac, sb3, redq, td3, ddpg, offline (Pendulum); dqn, sb3dqn, dcql "
+        "(CartPole)",
     )
+    p.add_argument("--dqn-frames", type=int, default=50_000)
+    p.add_argument("--discrete-dataset", default=None, help="reuse this CartPole store")
+    p.add_argument("--discrete-dataset-frames", type=int, default=50_000)
+    p.add_argument("--discrete-offline-algos", default="discrete_cql,bc")
+    p.add_argument("--discrete-offline-steps", type=int, default=10_000)
+    p.add_argument("--discrete-offline-eval-every", type=int, default=2_000)
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--sac-frames", type=int, default=5000)
     p.add_argument("--redq-frames", type=int, default=3000)
@@ -324,9 +538,11 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     raw = {"online": {}, "offline": {}, "dataset": None}
+    raw.update({"discrete_online": {}, "discrete_offline": {}, "discrete_dataset": None})
     raw["runs"] = [{"command": command, "started": started}]
     online: dict[str, list[dict]] = raw["online"]
     offline: dict[str, list[dict]] = raw["offline"]
+    work = Path(tempfile.mkdtemp(prefix="rldata-bench-"))
 
     def keep(kind: dict, name: str, seed: int, result: dict) -> None:
         kind.setdefault(name, []).append({**result, "seed": seed})
@@ -367,11 +583,58 @@ def main(argv: list[str] | None = None) -> dict:
                 steps = args.cql_steps if algo == "cql" and args.cql_steps else args.offline_steps
                 r = rldata_offline(algo, path, steps, seed, args.offline_eval_every)
                 keep(offline, algo, seed, {**r, "steps": steps})
+    discrete(args, seeds, raw, keep, work)
+    if only <= DISCRETE_CONTENDERS:  # a discrete-only run rewrites just its section
+        section = "\n".join(render_discrete(raw, command))
+        print(section)
+        if args.out:
+            write_discrete_only(Path(args.out), section)
+        return raw
     text = render(raw, command)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
     return raw
+
+
+def discrete(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: Path) -> None:
+    """CartPole-v1: DQN (rldata and SB3, seeds interleaved), then offline from its data."""
+    only = set(args.only.split(","))
+    online, offline = raw["discrete_online"], raw["discrete_offline"]
+    for seed in seeds:
+        if "dqn" in only:
+            run = rldata_dqn(args.dqn_frames, seed, work / f"dqn-{seed}")
+            keep(online, "dqn (rldata)", seed, run)
+        if "sb3dqn" in only:
+            keep(online, "dqn (SB3)", seed, sb3_dqn(args.dqn_frames, seed))
+    if "dcql" not in only:
+        return
+    if args.discrete_dataset is not None:
+        path = Path(args.discrete_dataset)
+        with rldata.open(path) as store:
+            episodes = store.episodes()
+            raw["discrete_dataset"] = {
+                "path": str(path),
+                "rows": len(store),
+                "mean_return": float(episodes["return"].double().mean()),
+                "episodes": int(len(episodes["return"])),
+                "seed": "?",
+            }
+    else:
+        runs = online.get("dqn (rldata)") or [
+            {**rldata_dqn(args.dqn_frames, seeds[0], work / "dqn-data"), "seed": seeds[0]}
+        ]
+        chosen = runs[0]  # the first seed's trained DQN
+        path = work / "cartpole-dqn"
+        raw["discrete_dataset"] = record_discrete_dataset(
+            path, chosen["run"], args.discrete_dataset_frames, chosen["seed"]
+        )
+        print("discrete dataset", raw["discrete_dataset"], flush=True)
+    for seed in seeds:
+        for algo in args.discrete_offline_algos.split(","):
+            steps = args.discrete_offline_steps
+            r = rldata_offline(algo, path, steps, seed, args.discrete_offline_eval_every)
+            keep(offline, algo, seed, {**r, "steps": steps})
 
 
 if __name__ == "__main__":
