@@ -891,8 +891,9 @@ def evaluate(
         raise ConfigError(f"no training run at {path!r} (expected {config_path})")
     _frames_named("episodes", episodes)
     config = _trainers.read_json(config_path)
+    _trainers.TrainConfig.from_dict(config)  # a tampered config.json: one line naming the field
     trained: dict[str, Any] = {}
-    if os.path.isfile(summary_path):
+    if os.path.lexists(summary_path):  # a FIFO or device is refused by read_json, not skipped
         trained = _trainers.read_json(summary_path)
     env_id = env
     recorded = ((trained, "eval_env", summary_path), (config, "eval_env", config_path))

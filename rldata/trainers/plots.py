@@ -7,6 +7,7 @@ standard deviation over the evaluation episodes. Several runs share one axis.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rldata import _untrusted as untrusted
@@ -28,7 +29,7 @@ def _curve(run: Path) -> tuple[str, list[float], list[float], list[float], str]:
     std = [_number(metrics, r, "eval_return_std", 0.0) for r in rows]
     label = run.name
     config = run / "config.json"
-    if config.is_file():
+    if os.path.lexists(config):  # a FIFO or device named config.json: refused, not skipped
         algo = read_json(config).get("algo")
         algo = algo if isinstance(algo, str) else None
         label = f"{run.name} ({algo})" if algo and algo not in run.name else run.name
