@@ -264,7 +264,6 @@ def _num(x: float) -> str:
 
 
 _INT = 2**62  # counts of steps and seeds: any machine integer
-_UNIT = {"low": 0.0, "high": 1.0}
 #: The largest batch (rows per update) and replay (rows) a config may ask for: beyond them the
 #: allocator, not this check, would fail (a row of a few floats times 2**24 / 2**32 rows).
 MAX_BATCH_SIZE = 2**24
@@ -294,7 +293,7 @@ FIELD_RULES: dict[str, Rule] = {
     "store": Rule("str"),
     "backend": Rule("str", optional=False),
     "replay_device": Rule("str"),
-    "offline_ratio": Rule("float", optional=False, **_UNIT),
+    "offline_ratio": Rule("float", optional=False, low=0.0, high=1.0),
     "prefetch": Rule("int", optional=False, low=0, high=64),
     "gamma": Rule("float", low=0, high=1, open_low=True),
     "tau": Rule("float", low=0, high=1, open_low=True),
