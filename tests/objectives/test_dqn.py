@@ -154,3 +154,18 @@ def test_bad_actions_are_refused_in_one_line(action: torch.Tensor, problem: str)
         loss(td)
     assert "'action'" in str(err.value) and problem in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_nested_keys_through_set_keys() -> None:
+    index = torch.tensor([0, 1, 2, 0])
+    td = discrete_batch(index, "one_hot", 3)
+    loss, _ = _loss(3, True)
+    plain = loss(td)
+    nested = td.clone()
+    nested["agent", "act"] = nested.pop("action")
+    nested["next", "agent", "r"] = nested["next"].pop("reward")
+    nested["next", "agent", "end"] = nested["next"].pop("terminated")
+    loss.set_keys(action=("agent", "act"), reward=("agent", "r"), terminated=("agent", "end"))
+    torch.testing.assert_close(loss(nested)["loss_qvalue"], plain["loss_qvalue"])
+    with pytest.raises(TedFormatError, match="'agent.act'"):
+        loss(td)
