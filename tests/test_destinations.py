@@ -481,3 +481,51 @@ def test_every_backend_store_is_provably_a_store(tmp_path, backend):
     assert what_would_be_lost(tmp_path / "s", "store") == []
     (tmp_path / "s" / "notes.txt").write_text("mine")
     assert what_would_be_lost(tmp_path / "s", "store") == ["notes.txt"]
+
+
+# --- stale staging and the destination lock ----------------------------------------------------
+
+
+def test_a_rerun_removes_only_stale_staging_of_its_own_destination(tmp_path):
+    import subprocess
+    import sys
+
+    from rldata.stores.destination import DestinationLock, clean_stale_stagings
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that is gone
+    alive = os.getppid()  # a live process that is not this one
+    dest = tmp_path / "dest"
+    names = {
+        f".dest.rldata-staging-{dead.pid}-0123abcd": True,  # a killed run's: removed
+        f".dest.rldata-staging-{dead.pid}-0123abcd-old": True,  # the fallback swap's aside
+        f".dest.rldata-staging-{alive}-0123abcd": False,  # its owner lives: kept
+        f".other.rldata-staging-{dead.pid}-0123abcd": False,  # another destination's: kept
+        ".dest.rldata-staging-notes": False,  # not a name rldata makes: kept
+    }
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text("x")
+    lock = DestinationLock(dest)
+    lock.acquire()
+    try:
+        gone = clean_stale_stagings(dest)
+    finally:
+        lock.release()
+    assert sorted(p.name for p in gone) == sorted(n for n, stale in names.items() if stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        n for n, s in names.items() if not s
+    )
+
+
+def test_a_destination_being_written_is_refused_in_one_line(tmp_path, base):
+    from rldata.stores.destination import DestinationLock
+
+    lock = DestinationLock(tmp_path / "m")
+    lock.acquire()
+    try:
+        result = _cli("merge", base["ds"], base["ds"], "--out", tmp_path / "m")
+    finally:
+        lock.release()
+    assert result.exit_code == 1 and "another rldata process" in result.output, result.output
+    assert not (tmp_path / "m").exists() and leftovers(tmp_path) == []
