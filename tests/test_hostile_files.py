@@ -364,7 +364,30 @@ def _shape_cases(d: Path) -> dict[str, Callable[[], Any]]:
 
         return run
 
+    def parquet_rows(copies: int) -> Callable[[], Any]:
+        def run() -> Any:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            store = d / f"parquet{copies}"
+            shutil.copytree(d / "pq", store)
+            m = mf.read(store)
+            part = m["payload"]["parts"][0]
+            path = store / part["path"]
+            small = pq.read_table(path)
+            block = pa.concat_tables([small] * 1000)  # 60,000 rows, written ``copies`` times
+            with pq.ParquetWriter(path, small.schema, compression="zstd") as w:
+                for _ in range(copies):
+                    w.write_table(block)
+            data = path.read_bytes()
+            part.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+            mf.write(store, m)
+            return rldata.open(store, verify=False).get(torch.tensor([0]))
+
+        return run
+
     return {
+        "parquet-part-3.6e6-rows-for-60": parquet_rows(60),
         "spec-bounded-32768x32768/open": spec_in_manifest([32768, 32768]),
         "spec-bounded-2^40/open": spec_in_manifest([2**20, 2**20]),
         "spec-json-2^31": lambda: spec_from_json(
@@ -382,6 +405,7 @@ def _shape_cases(d: Path) -> dict[str, Callable[[], Any]]:
 
 
 SHAPE_CASES = [
+    "parquet-part-3.6e6-rows-for-60",
     "spec-bounded-32768x32768/open",
     "spec-bounded-2^40/open",
     "spec-json-2^31",
@@ -422,6 +446,9 @@ def shape_results(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     d = tmp_path_factory.mktemp("shapes")
     for name in ("store", "run"):
         shutil.copytree(base / name, d / name)
+    env = GymEnv("Pendulum-v1")
+    env.set_seed(0)
+    rldata.record(env, d / "pq", frames=60, backend="parquet")
     out = d / "results.json"
     code = textwrap.dedent(
         f"""
@@ -449,6 +476,18 @@ def test_absurd_declared_shape_is_refused_before_allocating(
         msg,
     )
     assert msg and "\n" not in msg, msg
+    assert EXPECT.get(case, "") in msg, msg
+
+
+# what the refusal names: the check that runs before decoding, not a later one
+EXPECT = {
+    "parquet-part-3.6e6-rows-for-60": "footer declares",
+    "minari-2.5e8-rows": "declares",
+    "minari-1e6-rows-for-200": "declares",
+    "spec-bounded-32768x32768/open": "memory budget",
+    "spec-bounded-2^40/open": "memory budget",
+    "policy-64x16384": "memory budget",
+}
 
 
 # --- tampered run files x commands ------------------------------------------------------------
