@@ -336,6 +336,11 @@ def action_indices(action: torch.Tensor, n: int, key: NestedKey = "action") -> t
         TedFormatError: a shape that is neither, or an index outside ``[0, n)``.
     """
     if action.dim() == 2 and action.shape[-1] == n and n > 1:
+        if not bool((((action == 0) | (action == 1)).all()) and (action.sum(-1) == 1).all()):
+            raise TedFormatError(
+                f"loss input: key {key_name(key)!r}: rows of shape [N, {n}] must be one-hot "
+                f"(one 1, the rest 0); got e.g. {action[0].tolist()}"
+            )
         return action.argmax(-1)
     if action.dim() == 2 and action.shape[-1] == 1:
         action = action.squeeze(-1)

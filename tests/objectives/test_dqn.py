@@ -144,6 +144,8 @@ def test_action_indices_reads_every_encoding(n: int, encoding: str) -> None:
         (torch.tensor([0, 1, 3, 0]), "[0, 3)"),
         (torch.tensor([0, -1, 2, 0]), "[0, 3)"),
         (torch.tensor([0.5, 1.0, 2.0, 0.0]), "float32"),
+        (torch.tensor([[1, 1, 0]] * 4), "must be one-hot"),
+        (torch.tensor([[0.2, 0.5, 0.3]] * 4), "must be one-hot"),
     ],
 )
 def test_bad_actions_are_refused_in_one_line(action: torch.Tensor, problem: str) -> None:
