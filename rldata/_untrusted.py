@@ -39,6 +39,7 @@ __all__ = [
     "open_regular",
     "read_bytes",
     "read_json",
+    "ram_budget",
     "read_text",
 ]
 
@@ -235,6 +236,18 @@ def check_budget(
             f"{where}: {what} would need {_human(int(nbytes)) if nbytes == nbytes else nbytes}, "
             f"over the {_human(limit)} memory budget (RLDATA_MEMORY_BUDGET); refusing to allocate it"
         )
+
+
+def ram_budget() -> int:
+    """The budget for sizes a user asks for (replay, batch, network widths): this machine's
+    physical memory (``RLDATA_MEMORY_BUDGET`` when set), never below :data:`MEMORY_BUDGET`."""
+    if "RLDATA_MEMORY_BUDGET" in os.environ:
+        return MEMORY_BUDGET
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        ram = 0
+    return max(MEMORY_BUDGET, ram)
 
 
 def escape(value: object) -> str:

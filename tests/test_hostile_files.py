@@ -775,3 +775,14 @@ def test_non_integer_positions_are_refused(index: Any, work: Path) -> None:
     with pytest.raises(RowIndexError):
         store.get(index)
     assert store.get(torch.tensor([0, 1])).shape == (2,)
+
+
+@pytest.mark.parametrize("rows", [2**30, 2**32])
+def test_replay_beyond_the_memory_budget_is_refused_before_allocating(
+    rows: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RLDATA_MEMORY_BUDGET", str(untrusted.MEMORY_BUDGET))
+    cfg = TrainConfig(algo="sac", env="Pendulum-v1", frames=100, buffer_size=rows)
+    msg = one_line_error(lambda: api.train(cfg, out=tmp_path / "run"))
+    assert "buffer_size" in msg and "memory budget" in msg, msg
+    assert not (tmp_path / "run").exists()

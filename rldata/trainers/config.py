@@ -337,10 +337,12 @@ def _check_hidden(hidden: list[Any]) -> None:
             raise ConfigError(f"hidden[{i}] must be an integer in [1, {MAX_HIDDEN}], got {h!r:.40}")
     weights = sum(a * b for a, b in zip(hidden, hidden[1:])) + 2 * max(hidden)
     need = 16 * 4 * weights
-    if need > untrusted.MEMORY_BUDGET:
+    budget = untrusted.ram_budget()
+    if need > budget:
         raise ConfigError(
-            f"hidden {str(hidden)[:60]}: the networks would need about {need / 2**30:.1f} GiB, over the "
-            f"{untrusted.MEMORY_BUDGET / 2**30:.1f} GiB memory budget (RLDATA_MEMORY_BUDGET)"
+            f"hidden {str(hidden)[:60]}: the networks would need about {need / 2**30:.1f} GiB, "
+            f"over the {budget / 2**30:.1f} GiB memory budget (this machine's RAM, or "
+            "RLDATA_MEMORY_BUDGET)"
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from rldata import _untrusted as untrusted
 from rldata import stores
 from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
@@ -221,4 +222,30 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
         if dataset is not None:
             dataset.close()
         raise
+    try:
+        check_memory(cfg, specs)
+    except ConfigError:
+        env.close()
+        if dataset is not None:
+            dataset.close()
+        raise
     return Inputs(algo, device, specs, env_id, env, dataset)
+
+
+def check_memory(cfg: TrainConfig, specs: EnvSpecs) -> None:
+    """Refuse a batch or an in-memory replay whose rows would exceed the memory budget
+    (``rldata._untrusted.MEMORY_BUDGET``), before anything is allocated."""
+    act = int(torch.Size(specs.action_spec.shape).numel())
+    row = 4 * (2 * specs.obs_dim + act + 1) + 16  # obs, next obs, action, reward; flags, ids
+    sizes = {"batch_size": cfg.batch_size}
+    if cfg.env is not None and cfg.store is None:
+        sizes["buffer_size"] = cfg.buffer_size
+    budget = untrusted.ram_budget()
+    for name, rows in sizes.items():
+        if rows is not None and rows * row > budget:
+            raise ConfigError(
+                f"{name} {rows:,}: {rows:,} rows of {row} bytes need "
+                f"{rows * row / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB memory "
+                "budget (this machine's RAM, or RLDATA_MEMORY_BUDGET); lower it or record "
+                "into --store"
+            )
