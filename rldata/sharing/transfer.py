@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -137,7 +136,7 @@ def pull(
     except StoreNotFoundError:  # no rldata.json: a store of numbered manifests, or none
         if src.local or not remote_commit.is_commit_store(src):
             raise
-    return _pull_commit(src, location(dst, storage_options), progress=progress)
+    return _pull_commit(src, location(dst, storage_options), progress=progress, force=force)
 
 
 def _place(loc: Location) -> str:
@@ -217,10 +216,12 @@ def _already_there(
     )
 
 
-def _pull_commit(src: Location, dst: Location, *, progress: bool) -> TransferSummary:
-    """Check out the latest complete commit of ``src`` into the new local directory ``dst``
-    (every object against its SHA-256, then every row against its checksum), renamed into
-    place only once verified."""
+def _pull_commit(
+    src: Location, dst: Location, *, progress: bool, force: bool = False
+) -> TransferSummary:
+    """Check out the latest complete commit of ``src`` into the local directory ``dst``
+    (every object against its SHA-256, then every row against its checksum), swapped into
+    place only once verified (the destination policy, as :func:`_copy_to`)."""
     t0 = time.perf_counter()
     if not dst.local:
         raise TransferError(
@@ -228,23 +229,15 @@ def _pull_commit(src: Location, dst: Location, *, progress: bool) -> TransferSum
             f"(then push that anywhere)"
         )
     root = Path(dst.root)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise StoreExistsError(f"{root} already holds files; pull into a new directory")
+    inspect_destination(root, kind="store", force=force, what="pull")
     _number, doc = remote_commit.latest(src)
-    stage = root.with_name(f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     total = sum(int(e["size"]) for e in doc["objects"].values())
-    try:
+    with plan_destination(root, kind="store", force=force, what="pull") as stage:
         with byte_bar(f"pull {redact(src.url)}", total, enabled=progress) as advance:
             remote_commit.checkout(src, doc, stage)
             advance(total)
         with stores.open(stage) as copy:  # every row against its checksum
             digest = digest_of(copy)
-        if root.exists():
-            root.rmdir()
-        os.replace(stage, root)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     n = len(doc["objects"])
     return TransferSummary(
         source=redact(src.url),
