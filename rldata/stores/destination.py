@@ -348,7 +348,8 @@ def inspect_destination(
     return its absolute path. Call it before any work; :func:`plan_destination` re-checks.
 
     Raises:
-        ConfigError: ``dest`` overlaps a source.
+        DestinationOverlapError: ``dest`` is, lies inside, or contains a source.
+        StoreLockedError: another rldata process is writing ``dest`` (plan only).
         StoreExistsError: ``dest`` exists and not ``force``, or ``force`` on something
             that is not provably a ``kind`` rldata made (the message names what would be lost).
         StoreError: ``dest``'s parent cannot hold it.
