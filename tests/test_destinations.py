@@ -527,3 +527,21 @@ def test_a_destination_being_written_is_refused_in_one_line(tmp_path, base):
         lock.release()
     assert result.exit_code == 1 and "another rldata process" in result.output, result.output
     assert not (tmp_path / "m").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("direction", ["export-into-source", "import-into-source"])
+def test_minari_conversions_never_write_inside_their_source(tmp_path, base, monkeypatch, direction):
+    src = tmp_path / "s"
+    shutil.copytree(base["ds"], src)
+    if direction == "export-into-source":  # Minari's datasets root lies inside the store
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(src))
+        argv: list[object] = ["convert", src, "minari:rldata/x-v0", "--quiet"]
+        watched = src
+    else:  # a Minari dataset converted into a store inside its own directory
+        assert _cli("convert", src, "minari:rldata/x-v0", "--quiet").exit_code == 0
+        watched = tmp_path / "minari" / "rldata" / "x-v0"
+        argv = ["convert", "minari:rldata/x-v0", watched / "data" / "copy", "--quiet"]
+    before = tree(watched)
+    result = _cli(*argv)
+    assert result.exit_code == 1 and "lies inside the source" in result.output, result.output
+    assert tree(watched) == before
