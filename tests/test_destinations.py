@@ -545,3 +545,15 @@ def test_minari_conversions_never_write_inside_their_source(tmp_path, base, monk
     result = _cli(*argv)
     assert result.exit_code == 1 and "lies inside the source" in result.output, result.output
     assert tree(watched) == before
+
+
+def test_a_new_destination_under_missing_folders_is_made(tmp_path, base):
+    deep = tmp_path / "a" / "b" / "c"
+    for argv in (
+        ["collect", "Pendulum-v1", "--frames", 10, "--out", deep / "collected", "--quiet"],
+        ["merge", base["ds"], base["ds"], "--out", deep / "merged"],
+        ["report", base["ds"], "--out", deep / "r.html"],
+    ):
+        result = _cli(*argv)
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in deep.iterdir()) == ["collected", "merged", "r.html"]

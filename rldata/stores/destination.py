@@ -255,6 +255,7 @@ class DestinationLock:
     def acquire(self) -> None:
         for _ in range(10):  # the file may be unlinked by a finishing holder: retry on a fresh one
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise StoreError(
