@@ -44,7 +44,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import tensordict
 import torch
@@ -59,6 +59,7 @@ __all__ = ["StoreDataset", "block_rows_of", "no_collate", "shard_ranges"]
 BLOCK_BYTES = 16 << 20  # a block when the store does not name its chunk: ~16 MB of rows
 MAX_BLOCK_ROWS = 1 << 16
 BUFFER_BLOCKS = 4  # default shuffle buffer: this many blocks of rows
+ALIGN = 16  # byte alignment of each key in a batch handed over from a worker
 
 
 def no_collate(batch: Any) -> Any:
@@ -280,11 +281,11 @@ class StoreDataset(IterableDataset):
     # --- reading ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[TensorDict]:
         index, _ = self.shard()
-        # in a DataLoader worker each batch crosses to the main process: one consolidated
-        # storage is one shared-memory segment instead of one per key (half the hand-over)
-        pack = torch.utils.data.get_worker_info() is not None
-        for batch in self._batches(index):
-            yield batch.consolidate() if pack else batch
+        if torch.utils.data.get_worker_info() is None:
+            yield from self._batches(index)
+        else:  # each batch crosses to the main process through the worker's pipe
+            for batch in self._batches(index):
+                yield _Packed(batch)  # type: ignore[misc]
 
     def _batches(self, index: int) -> Iterator[TensorDict]:
         """Shard ``index``'s batches: blocks in plan order through the shuffle buffer."""
@@ -326,6 +327,46 @@ class StoreDataset(IterableDataset):
             f"shuffle_buffer={self.shuffle_buffer}, block_rows={self.block_rows}, "
             f"epoch={self.epoch})"
         )
+
+
+class _Packed:
+    """A batch leaving a DataLoader worker: pickled as its bytes, unpickled as a TensorDict.
+
+    torch hands tensors between processes through a shared-memory segment per storage,
+    created, passed by file descriptor and mapped for every batch; for batches of a few
+    hundred rows that costs more than reading them (HalfCheetah rows, 256 a batch: about
+    4 ms a batch, so 2 workers delivered 0.36x one process, benchmarks/RESULTS-loader.md).
+    The bytes of one batch (~45 kB) cost microseconds through the worker's pipe instead.
+    """
+
+    __slots__ = ("td",)
+
+    def __init__(self, td: TensorDict) -> None:
+        self.td = td
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        layout, parts = [], []
+        for key, value in self.td.items(include_nested=True, leaves_only=True):
+            flat = cast(torch.Tensor, value).detach().contiguous().reshape(-1)
+            raw = flat.view(torch.uint8).numpy().tobytes()
+            layout.append((key, value.dtype, tuple(value.shape), len(raw)))
+            parts.append(raw + bytes(-len(raw) % ALIGN))  # each key starts aligned
+        return _unpack, (tuple(self.td.batch_size), layout, b"".join(parts))
+
+
+def _unpack(batch_size: tuple[int, ...], layout: list[tuple], payload: bytes) -> TensorDict:
+    """The TensorDict :class:`_Packed` pickled (in the process that unpickles it)."""
+    flat = torch.frombuffer(bytearray(payload), dtype=torch.uint8) if payload else None
+    out = TensorDict({}, batch_size=batch_size)
+    offset = 0
+    for key, dtype, shape, nbytes in layout:
+        if flat is None or nbytes == 0:
+            value = torch.empty(shape, dtype=dtype)
+        else:
+            value = flat[offset : offset + nbytes].view(dtype).reshape(shape)
+        out.set(key, value)
+        offset += nbytes + -nbytes % ALIGN
+    return out
 
 
 def _mix(*parts: int) -> int:

@@ -343,3 +343,28 @@ def test_a_bad_argument_is_one_line_naming_it(store, kwargs, names):
     with pytest.raises(ConfigError, match=names) as err:
         StoreDataset(store, **kwargs)
     assert "\n" not in str(err.value)
+
+
+# --- the hand-over from a worker -----------------------------------------------------------------
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool]
+DTYPES += [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (3,), (2, 0), (3, 4, 4)])
+def test_a_batch_crosses_the_worker_pipe_unchanged(dtype, shape):
+    import pickle
+
+    from rldata.data.streaming import _Packed
+
+    from tensordict import TensorDict
+
+    td = TensorDict({"odd": torch.ones(7, 1, dtype=torch.bool)}, batch_size=[7])  # 7 bytes
+    td.update(ted_marked(0, 7))  # float64 keys after an odd byte count: alignment matters
+    value = (torch.arange(7 * int(torch.Size(shape).numel())) % 3).reshape(7, *shape)
+    td.set(("extra", "x"), value.to(dtype))
+    out = pickle.loads(pickle.dumps(_Packed(td)))
+    assert out.batch_size == td.batch_size
+    assert set(out.keys(True, True)) == set(td.keys(True, True))
+    for key, v in td.items(True, True):
+        assert out[key].dtype == v.dtype and torch.equal(out[key], v)
