@@ -355,9 +355,9 @@ DTYPES += [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64]
 def test_a_batch_crosses_the_worker_pipe_unchanged(dtype, shape):
     import pickle
 
-    from rldata.data.streaming import _Packed
-
     from tensordict import TensorDict
+
+    from rldata.data.streaming import _Packed
 
     td = TensorDict({"odd": torch.ones(7, 1, dtype=torch.bool)}, batch_size=[7])  # 7 bytes
     td.update(ted_marked(0, 7))  # float64 keys after an odd byte count: alignment matters
