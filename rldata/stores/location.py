@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from rldata.errors import MissingDependencyError, StoreError, UnsupportedURLError
+from rldata.stores.untrusted import read_capped
 
 ALLOWED = (
     "file",
@@ -85,14 +86,19 @@ class Location:
         """Whether :meth:`put_if_absent` is atomic here (the object-store commit needs it)."""
         return bool({"s3", "s3a", "memory", "file", "local"} & set(_protocols(self.fs)))
 
-    def cat(self, rel: str) -> bytes | None:
-        """The bytes of object ``rel``, or None when there is none.
+    def cat(self, rel: str, *, limit: int | None = None) -> bytes | None:
+        """The bytes of object ``rel``, or None when there is none. With ``limit``, at most
+        ``limit + 1`` bytes are read, in chunks: a caller tells an object over ``limit``
+        without downloading it (an untrusted remote can put a huge object where a small
+        one belongs).
 
         Raises:
             StoreError: the file system refused the read (permissions, no such bucket, ...).
         """
         try:
-            return bytes(self.fs.cat_file(self.path(rel)))
+            if limit is None:
+                return bytes(self.fs.cat_file(self.path(rel)))
+            return read_capped(self.fs, self.path(rel), limit + 1, where=rel, exact=False)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
         except OSError as exc:

@@ -149,7 +149,7 @@ def latest(loc: Location, *, check_objects: bool = True) -> tuple[int, dict[str,
     where = redact(loc.url)
     have: set[str] | None = None
     for n in numbers(loc):
-        data = loc.cat(commit_name(n))
+        data = loc.cat(commit_name(n), limit=MAX_COMMIT_BYTES)
         if data is None or len(data) > MAX_COMMIT_BYTES:
             continue
         try:
@@ -378,7 +378,9 @@ def create(
 
     check_backend(url, backend, capacity)
     loc = _writable(url, storage_options)
-    if loc.names(COMMITS) or loc.cat(MANIFEST) is not None:  # orphan objects/ are harmless
+    if (
+        loc.names(COMMITS) or loc.cat(MANIFEST, limit=MAX_COMMIT_BYTES) is not None
+    ):  # orphan objects/ are harmless
         raise StoreExistsError(
             f"{redact(url)} already holds a store; pick a new URL or rldata.open it with mode='a'"
         )
@@ -411,7 +413,7 @@ def open_url(url: str, *, mode: str = "r", storage_options: dict | None = None) 
     from rldata import stores
 
     loc = _writable(url, storage_options) if mode == "a" else location(url, storage_options)
-    if not numbers(loc) and loc.cat(MANIFEST) is not None:
+    if not numbers(loc) and loc.cat(MANIFEST, limit=MAX_COMMIT_BYTES) is not None:
         if mode == "a":
             raise ConfigError(
                 f"mode: the store at {redact(url)} was published by rldata push, which opens "

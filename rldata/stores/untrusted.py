@@ -18,6 +18,7 @@ Examples:
 
 from __future__ import annotations
 
+import io
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -111,7 +112,7 @@ def read_capped(fs: Any, path: str, cap: int, *, where: str, exact: bool = True)
     Raises:
         TransferError: the object holds more (or fewer) bytes than declared.
     """
-    parts: list[bytes] = []
+    out = io.BytesIO()  # grows in place: about one copy of the bytes at the peak, not two
     got = 0
     want = cap + 1 if exact else cap
     try:
@@ -120,14 +121,14 @@ def read_capped(fs: Any, path: str, cap: int, *, where: str, exact: bool = True)
                 block = f.read(min(CHUNK, want - got))
                 if not block:
                     break
-                parts.append(bytes(block))
+                out.write(block)
                 got += len(block)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     if exact and got != cap:
         held = f"more (stopped at byte {got})" if got > cap else str(got)
         raise TransferError(f"{where}: declared {cap} bytes, holds {held}; refused")
-    return b"".join(parts)
+    return out.getvalue()
 
 
 def each_in_turn(

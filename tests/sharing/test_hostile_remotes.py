@@ -317,6 +317,40 @@ def test_an_object_bigger_than_declared_stops_at_the_cap(
     assert not (dst / ob.MANIFEST).exists()
 
 
+@pytest.mark.parametrize(
+    "remote", ["memory", pytest.param("s3", marks=pytest.mark.slow)], indirect=True
+)
+def test_a_huge_numbered_manifest_is_passed_over_unread(
+    remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rldata.stores import remote_commit as rc
+    from rldata.testing import ted_batch
+
+    monkeypatch.setattr(rc, "MAX_COMMIT_BYTES", 1 << 20)  # a small limit, a 32x bigger object
+    url = f"{remote}/ds"
+    with stores.create(url, backend="zarr") as w:
+        w.append(ted_batch([6]))
+
+    def peak_of_open() -> int:
+        tracemalloc.start()
+        try:
+            with stores.open(url) as s:  # the real commit (the huge one passed over)
+                assert len(s) == 6
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    baseline = peak_of_open()
+    huge = 32 << 20
+    _put(url, rc.commit_name(99), b" " * huge)  # the highest number: read first
+    fetched = _fetched_from_s3(monkeypatch) if remote.startswith("s3") else None
+    peak = peak_of_open()
+    if fetched is None:
+        assert peak - baseline < huge // 4, (peak, baseline)  # never the whole object
+    else:  # moto serves from this process: count what crossed the wire
+        assert sum(fetched) < huge // 4, sum(fetched)
+
+
 # --- 3. an index naming many missing objects -------------------------------------------------
 
 MISSING = 100_000
