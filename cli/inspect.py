@@ -67,7 +67,8 @@ def _num(x: float | None) -> str:
 def info(path: str, as_json: bool) -> None:
     """Show the dataset card of the store at PATH."""
     card = api.dataset_card(path)
-    echo(json.dumps(card, indent=1, sort_keys=True) if as_json else _card_text(card))
+    # JSON: json.dumps escapes every control character itself (ensure_ascii)
+    echo(json.dumps(card, indent=1, sort_keys=True).splitlines() if as_json else _card_text(card))
     if card["check"] != "ok":  # the card is shown, but a damaged store is not "fine"
         raise click.ClickException(f"{path}: checksum {card['check']}")
 

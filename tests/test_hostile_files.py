@@ -647,19 +647,22 @@ def _assert_clean(output: str) -> None:
 
 
 @pytest.mark.parametrize("value", sorted(HOSTILE))
-@pytest.mark.parametrize("command", ["info", "verify", "diff"])
+@pytest.mark.parametrize("command", ["info", "info-json", "verify", "diff"])
 def test_hostile_string_is_escaped_when_printed(value: str, command: str, work: Path) -> None:
     _provenance(HOSTILE[value])(work)
     hostile_dir = work / f"s{HOSTILE[value].replace('/', '_').replace(chr(0), '0')}"
     os.rename(work / "store", hostile_dir)
     args = {
         "info": ["info", hostile_dir],
+        "info-json": ["info", hostile_dir, "--json"],
         "verify": ["verify", hostile_dir],
         "diff": ["diff", hostile_dir, hostile_dir],
     }[command]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert "Traceback" not in result.output, result.output
     _assert_clean(result.output)
+    if command == "info-json" and result.exit_code == 0:
+        assert json.loads(result.output)["provenance"]["note"] == HOSTILE[value]
 
 
 @pytest.mark.parametrize("value", sorted(HOSTILE))
