@@ -367,8 +367,9 @@ def inspect_destination(
     looks = _looks_like(root, kind)
     if not force:
         if not looks:
+            shape = "is a non-empty directory" if root.is_dir() else "already exists"
             raise StoreExistsError(
-                f"{what}: {root} already exists and is not an rldata {_kind_name(kind)}; pick "
+                f"{what}: {root} {shape} that is not an rldata {_kind_name(kind)}; pick "
                 f"another destination (nothing was changed)"
             )
         raise StoreExistsError(
