@@ -15,6 +15,12 @@ s (a local directory or an fsspec URL):
 3. Then the episode indexes, the object index (``complete``), and the manifest: last, so the
    destination opens only once complete.
 
+A source is untrusted: every name it lists or indexes passes
+:func:`rldata.stores.untrusted.check_name` (and :func:`~rldata.stores.untrusted.contained_name`
+for a local path), every object is read in chunks and never past its declared size, the
+first missing object ends the copy, and rows are checked by the verified open on both ends
+(a local source before its copy replaces a published one, a local copy before it is kept).
+
 Examples:
     >>> from rldata.sharing import push, pull                     # doctest: +SKIP
     >>> push("datasets/pendulum", "s3://team-bucket/pendulum")    # doctest: +SKIP
@@ -536,7 +542,7 @@ def _refusals(dst: Location, label: str) -> Iterator[None]:
     long, a file where a folder goes, ...) as one line naming the destination."""
     try:
         yield
-    except RldataError:
+    except (RldataError, ConnectionError, TimeoutError):  # transient: a rerun resumes
         raise
     except OSError as exc:
         raise TransferError(f"{label} {redact(dst.url)}: {_reason(exc)}") from None
@@ -547,7 +553,7 @@ def _writing(loc: Location, rel: str, verb: str) -> Iterator[None]:
     """Turn a file system's refusal to write into one line naming the object and the reason."""
     try:
         yield
-    except RldataError:
+    except (RldataError, ConnectionError, TimeoutError):  # transient: a rerun resumes
         raise
     except OSError as exc:
         raise TransferError(f"{redact(loc.url)}: cannot {verb} {rel} ({_reason(exc)})") from None
