@@ -46,6 +46,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
+import numpy as np
 import tensordict
 import torch
 from tensordict import TensorDict
@@ -347,26 +348,48 @@ class _Packed:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         layout, parts = [], []
         for key, value in self.td.items(include_nested=True, leaves_only=True):
-            flat = cast(torch.Tensor, value).detach().contiguous().reshape(-1)
-            raw = flat.view(torch.uint8).numpy().tobytes()
+            v = cast(torch.Tensor, value).detach().contiguous()
+            arr = v.numpy() if v.dtype in _NUMPY else v.reshape(-1).view(torch.uint8).numpy()
+            raw = arr.tobytes()
             layout.append((key, value.dtype, tuple(value.shape), len(raw)))
             parts.append(raw + bytes(-len(raw) % ALIGN))  # each key starts aligned
         return _unpack, (tuple(self.td.batch_size), layout, b"".join(parts))
 
 
+_NUMPY = {
+    torch.float16: np.float16,
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.bool: np.bool_,
+    torch.uint8: np.uint8,
+    torch.int8: np.int8,
+    torch.int16: np.int16,
+    torch.int32: np.int32,
+    torch.int64: np.int64,
+}
+
+
 def _unpack(batch_size: tuple[int, ...], layout: list[tuple], payload: bytes) -> TensorDict:
-    """The TensorDict :class:`_Packed` pickled (in the process that unpickles it)."""
-    flat = torch.frombuffer(bytearray(payload), dtype=torch.uint8) if payload else None
-    out = TensorDict({}, batch_size=batch_size)
+    """The TensorDict :class:`_Packed` pickled (in the process that unpickles it): one copy of
+    the payload, then a view per key, nested keys as nested dicts (one constructor call)."""
+    buf = np.frombuffer(bytearray(payload), dtype=np.uint8)  # writable, 16-byte aligned
+    tree: dict[str, Any] = {}
     offset = 0
     for key, dtype, shape, nbytes in layout:
-        if flat is None or nbytes == 0:
+        np_dtype = _NUMPY.get(dtype)
+        if not nbytes:
             value = torch.empty(shape, dtype=dtype)
+        elif np_dtype is None:  # bfloat16 and other dtypes numpy lacks: view in torch
+            value = torch.from_numpy(buf[offset : offset + nbytes]).view(dtype).view(shape)
         else:
-            value = flat[offset : offset + nbytes].view(dtype).reshape(shape)
-        out.set(key, value)
+            value = torch.from_numpy(buf[offset : offset + nbytes].view(np_dtype).reshape(shape))
+        *parents, name = key if isinstance(key, tuple) else (key,)
+        node = tree
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[name] = value
         offset += nbytes + -nbytes % ALIGN
-    return out
+    return TensorDict(tree, batch_size=batch_size)
 
 
 def _mix(*parts: int) -> int:
