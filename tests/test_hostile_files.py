@@ -386,7 +386,24 @@ def _shape_cases(d: Path) -> dict[str, Callable[[], Any]]:
 
         return run
 
+    def schema_shape(backend: str, shape: list[int], how: str) -> Callable[[], Any]:
+        def run() -> Any:
+            store = d / f"schema-{backend}-{how}"  # recorded by the parent (shape_results)
+            m = mf.read(store)
+            m["schema"]["observation"]["shape"] = shape
+            mf.write(store, m)
+            if how == "info":
+                return api.dataset_card(store)
+            return rldata.open(store, verify=False).get(0)
+
+        return run
+
     return {
+        **{
+            f"schema-obs-32768x32768/{b}/{how}": schema_shape(b, [32768, 32768], how)
+            for b in SCHEMA_BACKENDS
+            for how in ("info", "open")
+        },
         "parquet-part-3.6e6-rows-for-60": parquet_rows(60),
         "spec-bounded-32768x32768/open": spec_in_manifest([32768, 32768]),
         "spec-bounded-2^40/open": spec_in_manifest([2**20, 2**20]),
@@ -404,6 +421,7 @@ def _shape_cases(d: Path) -> dict[str, Callable[[], Any]]:
     }
 
 
+SCHEMA_BACKENDS = ["memmap", "parquet", "zarr"]
 SHAPE_CASES = [
     "parquet-part-3.6e6-rows-for-60",
     "spec-bounded-32768x32768/open",
@@ -417,6 +435,8 @@ SHAPE_CASES = [
     "config-hidden-16384x64",
     "config-batch-1e11",
     "config-buffer-1e15",
+    # last: arrow and zarr start thread pools whose arenas reserve address space
+    *[f"schema-obs-32768x32768/{b}/{how}" for b in SCHEMA_BACKENDS for how in ("info", "open")],
 ]
 HEADROOM = 2**30  # bytes the child may allocate beyond its size after imports
 
@@ -449,6 +469,9 @@ def shape_results(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     env = GymEnv("Pendulum-v1")
     env.set_seed(0)
     rldata.record(env, d / "pq", frames=60, backend="parquet")
+    for backend in SCHEMA_BACKENDS:
+        for how in ("info", "open"):
+            rldata.record(env, d / f"schema-{backend}-{how}", frames=20, backend=backend)
     out = d / "results.json"
     code = textwrap.dedent(
         f"""
@@ -458,7 +481,12 @@ def shape_results(base: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
         t._child_main({str(d)!r}, {str(out)!r})
         """
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MALLOC_ARENA_MAX": "2",  # per-thread arenas reserve 64 MiB of address space each
+        "ARROW_DEFAULT_MEMORY_POOL": "system",
+    }
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env, cwd=d
     )

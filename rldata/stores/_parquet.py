@@ -32,6 +32,7 @@ import pyarrow.parquet as pq  # a missing package: the registry names the extra
 import torch
 from tensordict import TensorDict
 
+from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores import _columns as col
 from rldata.stores.checksums import file_sha256
@@ -139,6 +140,14 @@ class ParquetStore(RowStore):
             return cols
         have = self._loaded if cols is not None else 0
         room = max(filled, next(iter(cols.values())).shape[0] if cols else 0)
+        if cols is None:  # the schema's row size comes from the manifest: check before allocating
+            untrusted.check_budget(
+                room * _row_bytes(self._fields),
+                f"store {self.path}",
+                f"decoding {room} rows of this schema",
+                budget=untrusted.ram_budget(),
+                error=CorruptStoreError,
+            )
         cols = col.empty(self._fields, room) if cols is None else col.grow(cols, room, have)
         for p in self._parts():
             if p["start"] + p["rows"] <= have:
@@ -424,6 +433,13 @@ def decode_column(
     return out, nulls
 
 
+def _row_bytes(fields: dict) -> int:
+    return sum(
+        int(np.prod(e["shape"], dtype=object)) * col.np_dtype(e["dtype"]).itemsize
+        for e in fields.values()
+    )
+
+
 def _check_footer(path: object, meta: pq.FileMetaData, rows: int, fields: dict) -> None:
     """Refuse a part whose footer declares other rows than the manifest, or decoded bytes
     far beyond what those rows hold, before anything is decoded (a small part can declare
@@ -432,10 +448,7 @@ def _check_footer(path: object, meta: pq.FileMetaData, rows: int, fields: dict) 
         raise CorruptStoreError(
             f"{path}: parquet footer declares {meta.num_rows} rows; the manifest lists {rows}"
         )
-    expected = sum(
-        rows * int(np.prod(e["shape"], dtype=np.int64)) * col.np_dtype(e["dtype"]).itemsize
-        for e in fields.values()
-    )
+    expected = rows * _row_bytes(fields)
     declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     allowed = 2 * expected + 2**20  # validity bitmaps, list offsets and page headers
     if declared > allowed:
