@@ -7,8 +7,8 @@ object's name, size and SHA-256, the manifest included. A content digest covers 
 and rows, so two stores with the same rows but another env, specs or provenance would share
 it; the served digest does not. No cache path is ever built from a string a remote declares.
 
-A copy is filled in ``<name>.partial`` (a killed pull of a store with an object index
-resumes there), checked (every file hashed against the served digest, then every row against
+A copy is filled in ``<name>.partial`` (what a killed fill left there is removed first),
+checked (every file hashed against the served digest, then every row against
 its checksum by the verified open) and only then renamed into place. Each later hit is
 checked the same way; a copy that fails (an edited manifest, a flipped byte) is removed and
 fetched again rather than refused forever.
@@ -58,13 +58,13 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
         target = root / _name(url, served)
         if _hit(target, served):
             return str(target)
-        staging = root / (target.name + ".partial")  # resumable: same URL, same objects
+        staging = root / (target.name + ".partial")
     else:  # a store not published by rldata: what it serves is known once it is here
         served = None
         staging = root / (
             "url-" + hashlib.sha256(redact(url).encode()).hexdigest()[:32] + ".partial"
         )
-        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)  # a leftover of a killed fill is not trusted
     pull(url, staging, storage_options=storage_options, progress=progress)
     return _seal(url, staging, served)
 
