@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -51,15 +52,28 @@ def build(root: Path, rows: int) -> None:
         w.commit()
 
 
+CPU: dict[tuple[int, int], list[float]] = {}  # (batch, workers) -> CPU s per 1M rows
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (the workers)."""
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def epoch_rate(ds: StoreDataset, workers: int, epoch: int) -> float:
-    """Rows/s of one epoch read through ``workers`` DataLoader workers (0: this process)."""
+    """Rows/s of one epoch read through ``workers`` DataLoader workers (0: this process);
+    records the CPU seconds per million rows of all processes in ``CPU``."""
     ds.set_epoch(epoch)
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(), time.perf_counter()
     n = 0
     it = iter(ds) if workers == 0 else iter(ds.loader(num_workers=workers))
     for td in it:
         n += td.batch_size[0]
-    return n / (time.perf_counter() - t0)
+    rate = n / (time.perf_counter() - t0)
+    del it  # the workers exit and are reaped, so their CPU time counts
+    CPU.setdefault((ds.batch_size, workers), []).append((cpu_seconds() - c0) * 1e6 / n)
+    return rate
 
 
 def main() -> None:
@@ -93,15 +107,25 @@ def main() -> None:
     had = "yes" if free >= 2 else "no"
     rows = []
     for b, r in res.items():
-        rows.append([f"1 process, batch {b}", spread(r["1 process"]), "1.00x"])
+        rows.append(
+            [f"1 process, batch {b}", spread(r["1 process"]), "1.00x", spread(CPU[(b, 0)], "s")]
+        )
         rows.append(
             [
                 f"DataLoader, 2 workers, batch {b}",
                 spread(r["2 workers"]),
                 spread(ratios[b], "x", bold=True),
+                spread(CPU[(b, 2)], "s"),
             ]
         )
-    body = table(["reader", "rows/s: median (min–max)", "vs 1 process"], rows)
+    head = [
+        "reader",
+        "rows/s: median (min–max)",
+        "vs 1 process",
+        "CPU s per 1M rows, all processes",
+    ]
+    body = table(head, rows)
+    bound = "; batch ".join(f"{b}: {2 * med(CPU[(b, 0)]) / med(CPU[(b, 2)]):.2f}x" for b in res)
     verdicts = "; ".join(
         f"batch {b}: {'met' if med(x) >= TARGET else f'missed by {TARGET - med(x):.2f}x'}"
         for b, x in ratios.items()
@@ -110,7 +134,10 @@ def main() -> None:
         f"{args.rows:,} HalfCheetah-shaped rows (memmap), shuffle buffer 4 blocks, "
         f"{args.rounds} rounds of one epoch each side. Target 2 workers >= {TARGET}x one "
         f"process: {verdicts}. Two free cores: {had} ({cores} cores, 1-minute load average "
-        f"{load_before:.1f} before, {load_after:.1f} after; free = cores - load)."
+        f"{load_before:.1f} before, {load_after:.1f} after; free = cores - load). The CPU "
+        f"column is the work itself, which load does not change: on two free cores, 2 workers "
+        f"can be at most 2 x (1-process CPU) / (2-worker CPU) times as fast as one process "
+        f"(batch {bound})."
     )
     print(body)
     print(notes)
