@@ -87,6 +87,18 @@ def test_every_row_once_across_two_ranks_of_two_workers(store, shuffle):
     assert abs(len(per_rank[0]) - len(per_rank[1])) <= 1
 
 
+def test_a_plain_dataloader_with_workers_yields_tensordicts(store):
+    """``DataLoader(ds, batch_size=None, num_workers=k)`` without ``collate_fn`` works too:
+    what a worker hands over is not a mapping to torch's ``default_convert``."""
+    from tensordict import TensorDict
+    from torch.utils.data import DataLoader
+
+    ds = StoreDataset(store, batch_size=64, block_rows=128)
+    got = list(DataLoader(ds, batch_size=None, num_workers=2))
+    assert all(isinstance(td, TensorDict) for td in got)
+    assert sorted(torch.cat([marked_serial(td) for td in got]).tolist()) == list(range(3001))
+
+
 def test_drop_last_gives_every_rank_the_same_whole_batches(store):
     batches = []
     for rank in (0, 1):
