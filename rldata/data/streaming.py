@@ -10,11 +10,10 @@ shard files and ``DistributedSampler`` shards indices.
 The loop it is used in::
 
     >>> ds = StoreDataset("ds", batch_size=256, seed=0)          # doctest: +SKIP
-    >>> loader = ds.loader(num_workers=2)   # DataLoader(ds, batch_size=None,
-    ...                                     #   collate_fn=no_collate, num_workers=2)
+    >>> loader = ds.loader(num_workers=2)  # doctest: +SKIP
     >>> for epoch in range(10):                                   # doctest: +SKIP
     ...     ds.set_epoch(epoch)        # a new order each epoch, the same for the same seed
-    ...     for td in loader:          # TensorDicts of 256 TED rows; no collate
+    ...     for td in loader:          # TensorDicts of 256 TED rows, no collate step
     ...         loss = ...
 
 How an epoch is planned (:func:`shard_ranges`, index math only):
@@ -145,10 +144,11 @@ class StoreDataset(IterableDataset):
 
     Use it with ``ds.loader(num_workers=k)``, i.e. ``DataLoader(ds, batch_size=None,
     collate_fn=no_collate, num_workers=k)``: the dataset batches (``batch_size`` rows a
-    TensorDict), so the loader must not. Call :meth:`set_epoch` before
-    each epoch, as with ``DistributedSampler``, or every epoch repeats the same order. Each
-    worker opens its own read-only store handle inside ``__iter__`` (handles do not survive
-    a fork); the store is opened, and verified with ``verify``, once here.
+    TensorDict), so the loader must not. Call :meth:`set_epoch` before each epoch, as with
+    ``DistributedSampler``, or every epoch repeats the same order; with
+    ``persistent_workers=True`` the workers keep the epoch they started with, so leave it
+    off. Each worker opens its own read-only store handle inside ``__iter__`` (handles do not
+    survive a fork); the store is opened, and verified with ``verify``, once here.
 
     The epoch covers the rows committed when the dataset was made (a ring's readable
     positions then); every rank must construct it after the same commit, or their shards
