@@ -76,8 +76,10 @@ def info(path: str, as_json: bool) -> None:
 @click.command()
 @click.argument("path", type=click.Path())
 def verify(path: str) -> None:
-    """Check checksums, schema, TED invariants and the env id of the store at PATH; exit 1 on
-    the first fault (an env id naming a module is one; one not registered here is a warning)."""
+    """Check checksums, schema, TED invariants and the env id of the store at PATH.
+
+    Exits 1 on the first fault: an env id naming a module is one; an env id not registered
+    with gymnasium here is a warning."""
     faults = api.verify(path)
     if faults:
         more = f" (and {len(faults) - 1} more faults)" if len(faults) > 1 else ""

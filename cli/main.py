@@ -24,8 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("cli.inspect:info", "Show the dataset card of the store at PATH."),
     "verify": (
         "cli.inspect:verify",
-        "Check checksums, schema and TED invariants of the store at PATH; "
-        "exit 1 on the first fault.",
+        "Check checksums, schema, TED invariants and the env id of the store at PATH.",
     ),
     "push": (
         "cli.share:push",
