@@ -53,7 +53,7 @@ DISCRETE_ENV = "CartPole-v1"
 DISCRETE_EVAL_EVERY = 5000
 THRESHOLD_DQN = 475.0
 THRESHOLD_DCQL = 400.0
-DISCRETE_CONTENDERS = {"dqn", "sb3dqn", "dcql"}
+DISCRETE_CONTENDERS = {"dqn", "dqnmax", "sb3dqn", "dcql"}
 DISCRETE_BEGIN, DISCRETE_END = "<!-- section:discrete -->", "<!-- /section:discrete -->"
 
 
@@ -103,9 +103,10 @@ def rldata_offline(algo: str, dataset: Path, steps: int, seed: int, eval_every: 
     return {"curve": curve, "wall": time.perf_counter() - t0, "final": summary.eval_return_mean}
 
 
-def rldata_dqn(frames: int, seed: int, out: Path) -> dict:
+def rldata_dqn(frames: int, seed: int, out: Path, **extra) -> dict:
     """rldata's ``dqn`` with its registry defaults (rl-zoo's CartPole hyperparameters)."""
     cfg = TrainConfig(
+        **extra,
         algo="dqn",
         env=DISCRETE_ENV,
         frames=frames,
@@ -379,6 +380,8 @@ def render_discrete(raw: dict, command: str) -> list[str]:
         "episodes on fixed seeds.",
         "",
     ]
+    if len(raw.get("runs", [])) > 1:
+        lines += [*[f"- started {r['started']}: `{r['command']}`" for r in raw["runs"]], ""]
     if online:
         lines += [
             "<!-- table:learning-discrete-online -->",
@@ -490,8 +493,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--only",
         default="sac,sb3,redq,td3,ddpg,offline",
-        help="comma list of: sac, sb3, redq, td3, ddpg, offline (Pendulum); dqn, sb3dqn, dcql "
-        "(CartPole)",
+        help="comma list of: sac, sb3, redq, td3, ddpg, offline (Pendulum); dqn, dqnmax, sb3dqn, "
+        "dcql (CartPole)",
     )
     p.add_argument("--dqn-frames", type=int, default=50_000)
     p.add_argument("--discrete-dataset", default=None, help="reuse this CartPole store")
@@ -528,6 +531,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if args.merge:
         raw = merge(args.merge)
+        if not raw["online"] and not raw["offline"]:  # CartPole only: rewrite just its section
+            section = "\n".join(render_discrete(raw, command))
+            print(section)
+            if args.out:
+                write_discrete_only(Path(args.out), section)
+            return raw
         text = render(raw, command)
         print(text)
         if args.out:
@@ -605,6 +614,9 @@ def discrete(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: 
         if "dqn" in only:
             run = rldata_dqn(args.dqn_frames, seed, work / f"dqn-{seed}")
             keep(online, "dqn (rldata)", seed, run)
+        if "dqnmax" in only:  # SB3's target exactly: max_a Q'(s', a), no double DQN
+            run = rldata_dqn(args.dqn_frames, seed, work / f"dqnmax-{seed}", double_dqn=False)
+            keep(online, "dqn (rldata, max target as SB3)", seed, run)
         if "sb3dqn" in only:
             keep(online, "dqn (SB3)", seed, sb3_dqn(args.dqn_frames, seed))
     if "dcql" not in only:
