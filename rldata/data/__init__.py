@@ -19,7 +19,7 @@ from rldata.data.samplers import (
     SliceSampler,
 )
 from rldata.data.storages import LazyMemmapStorage, LazyTensorStorage, Storage, StoreStorage
-from rldata.data.streaming import StoreDataset, no_collate
+from rldata.data.streaming import Loader, StoreDataset, no_collate
 from rldata.data.writers import AppendOnlyWriter, RoundRobinWriter, Writer
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "H5Storage",
     "LazyMemmapStorage",
     "LazyTensorStorage",
+    "Loader",
     "MixingBuffer",
     "ParquetStorage",
     "PrioritizedSampler",

@@ -41,6 +41,7 @@ whole batches leave from its front while at least ``shuffle_buffer`` rows stay b
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -54,7 +55,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from rldata import stores
 from rldata.errors import ConfigError
 
-__all__ = ["StoreDataset", "block_rows_of", "no_collate", "shard_ranges"]
+__all__ = ["Loader", "StoreDataset", "block_rows_of", "no_collate", "shard_ranges"]
 
 BLOCK_BYTES = 16 << 20  # a block when the store does not name its chunk: ~16 MB of rows
 MAX_BLOCK_ROWS = 1 << 16
@@ -218,6 +219,7 @@ class StoreDataset(IterableDataset):
         self.epoch = 0
         self._rank = rank
         self._world_size = world_size
+        self._whole_runs = False  # set in a Loader's workers: hand over runs, not batches
         with stores.open(self.path, verify=verify) as store:
             self.num_rows = len(store)
             self.block_rows = block_rows or block_rows_of(store)
@@ -272,24 +274,30 @@ class StoreDataset(IterableDataset):
             keep=keep,
         )
 
-    def loader(self, num_workers: int = 0, **kwargs: Any) -> DataLoader:
-        """``DataLoader(self, batch_size=None, collate_fn=no_collate, ...)``: this dataset's
-        batches, read by ``num_workers`` worker processes (each its own shard)."""
-        return DataLoader(
-            self, batch_size=None, collate_fn=no_collate, num_workers=num_workers, **kwargs
-        )
+    def loader(self, num_workers: int = 0, **kwargs: Any) -> Loader:
+        """This dataset's batches read by ``num_workers`` DataLoader worker processes (each
+        its own shard); ``kwargs`` go to ``DataLoader``. Workers hand over whole runs of
+        batches (about a block of rows), which the main process cuts into batches."""
+        return Loader(self, num_workers, kwargs)
 
     # --- reading ------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[TensorDict]:
         index, _ = self.shard()
+        bs = self.batch_size
         if torch.utils.data.get_worker_info() is None:
-            yield from self._batches(index)
+            for run in self._runs(index):
+                yield from _split(run, bs)
+        elif self._whole_runs:  # Loader cuts the runs into batches in the main process
+            for run in self._runs(index):
+                yield _Packed(run)  # type: ignore[misc]
         else:  # each batch crosses to the main process through the worker's pipe
-            for batch in self._batches(index):
-                yield _Packed(batch)  # type: ignore[misc]
+            for run in self._runs(index):
+                for batch in _split(run, bs):
+                    yield _Packed(batch)  # type: ignore[misc]
 
-    def _batches(self, index: int) -> Iterator[TensorDict]:
-        """Shard ``index``'s batches: blocks in plan order through the shuffle buffer."""
+    def _runs(self, index: int) -> Iterator[TensorDict]:
+        """Shard ``index``'s rows in runs of whole batches (the last batch of the epoch may
+        be short): blocks in plan order through the shuffle buffer."""
         gen = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index + 1))
         buffer: TensorDict | None = None
         bs = self.batch_size
@@ -302,16 +310,16 @@ class StoreDataset(IterableDataset):
                     n = (len(buffer) - self.shuffle_buffer) // bs
                 else:
                     n = len(buffer) // bs
-                for i in range(max(0, n)):
-                    yield buffer[i * bs : (i + 1) * bs]
-                buffer = buffer[max(0, n) * bs :]
+                if n > 0:
+                    yield buffer[: n * bs]
+                    buffer = buffer[n * bs :]
         if buffer is None or len(buffer) == 0:
             return
         if self.shuffle:
             buffer = buffer[torch.randperm(len(buffer), generator=gen)]
-        for i in range(0, len(buffer), bs):
-            if len(buffer) - i >= bs or not self.drop_last:
-                yield buffer[i : i + bs]
+        end = len(buffer) - len(buffer) % bs if self.drop_last else len(buffer)
+        if end:
+            yield buffer[:end]
 
     def _read(self, store: Any, a: int, b: int) -> TensorDict:
         """Rows ``[a, b)`` of the epoch, in one ``store.get``."""
@@ -328,6 +336,53 @@ class StoreDataset(IterableDataset):
             f"shuffle_buffer={self.shuffle_buffer}, block_rows={self.block_rows}, "
             f"epoch={self.epoch})"
         )
+
+
+class Loader:
+    """``DataLoader`` workers over a :class:`StoreDataset`, each batch a TensorDict.
+
+    A worker hands each run of batches it reads (about a block of rows) to the main process
+    at once, and the main process cuts it into ``batch_size`` batches: torch's hand-over
+    costs about 0.6 ms of CPU a batch (the batch pickled, the pipe, the index queue), more
+    than reading 256 HalfCheetah rows, so per-batch hand-over left 2 workers slower than one
+    process (benchmarks/RESULTS-loader.md). Iterating it again starts a new epoch's workers.
+    """
+
+    def __init__(self, dataset: StoreDataset, num_workers: int, kwargs: dict[str, Any]) -> None:
+        self.dataset = dataset
+        self.num_workers = num_workers
+        self.kwargs = kwargs
+
+    def __iter__(self) -> Iterator[TensorDict]:
+        if self.num_workers == 0:
+            yield from self.dataset
+            return
+        user_init = self.kwargs.get("worker_init_fn")
+        kwargs = {k: v for k, v in self.kwargs.items() if k != "worker_init_fn"}
+        loader = DataLoader(
+            self.dataset,
+            batch_size=None,
+            collate_fn=no_collate,
+            num_workers=self.num_workers,
+            worker_init_fn=functools.partial(_hand_over_runs, user_init),
+            **kwargs,
+        )
+        for run in loader:
+            yield from _split(run, self.dataset.batch_size)
+
+
+def _hand_over_runs(user_init: Any, worker_id: int) -> None:
+    """``worker_init_fn`` of a :class:`Loader`: this worker's copy hands over whole runs."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        cast(StoreDataset, info.dataset)._whole_runs = True
+    if user_init is not None:
+        user_init(worker_id)
+
+
+def _split(run: TensorDict, bs: int) -> Iterator[TensorDict]:
+    for i in range(0, len(run), bs):
+        yield run[i : i + bs]
 
 
 class _Packed:
