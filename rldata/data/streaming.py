@@ -288,8 +288,8 @@ class StoreDataset(IterableDataset):
             for run in self._runs(index):
                 yield from _split(run, bs)
         elif self._whole_runs:  # Loader cuts the runs into batches in the main process
-            for run in self._runs(index):
-                yield _Packed(run)  # type: ignore[misc]
+            for run in self._runs(index):  # one shared-memory segment a run: no copy to pickle
+                yield run.consolidate(share_memory=True)
         else:  # each batch crosses to the main process through the worker's pipe
             for run in self._runs(index):
                 for batch in _split(run, bs):
@@ -342,10 +342,11 @@ class Loader:
     """``DataLoader`` workers over a :class:`StoreDataset`, each batch a TensorDict.
 
     A worker hands each run of batches it reads (about a block of rows) to the main process
-    at once, and the main process cuts it into ``batch_size`` batches: torch's hand-over
-    costs about 0.6 ms of CPU a batch (the batch pickled, the pipe, the index queue), more
-    than reading 256 HalfCheetah rows, so per-batch hand-over left 2 workers slower than one
-    process (benchmarks/RESULTS-loader.md). Iterating it again starts a new epoch's workers.
+    at once, consolidated into one shared-memory segment, and the main process cuts it into
+    ``batch_size`` batches (views of the run): torch's hand-over costs about 0.6 ms of CPU a
+    batch (pickling, the pipe, the index queue), more than reading 256 HalfCheetah rows, so
+    a hand-over per batch left 2 workers slower than one process (benchmarks/bench_loader.py
+    measures both). Iterating it again starts a new epoch's workers.
     """
 
     def __init__(self, dataset: StoreDataset, num_workers: int, kwargs: dict[str, Any]) -> None:
@@ -386,13 +387,15 @@ def _split(run: TensorDict, bs: int) -> Iterator[TensorDict]:
 
 
 class _Packed:
-    """A batch leaving a DataLoader worker: pickled as its bytes, unpickled as a TensorDict.
+    """A batch leaving a plain ``DataLoader``'s worker: pickled as its bytes, unpickled as a
+    TensorDict.
 
     torch hands tensors between processes through a shared-memory segment per storage,
-    created, passed by file descriptor and mapped for every batch; for batches of a few
-    hundred rows that costs more than reading them (HalfCheetah rows, 256 a batch: about
-    4 ms a batch, so 2 workers delivered 0.36x one process, benchmarks/RESULTS-loader.md).
-    The bytes of one batch (~45 kB) cost microseconds through the worker's pipe instead.
+    created, passed by file descriptor and mapped for every batch: for a batch of a few
+    hundred rows that is one segment per key, and ``default_convert`` would take the
+    TensorDict for a plain mapping. The bytes of one batch (~45 kB for 256 HalfCheetah rows)
+    cost microseconds through the worker's pipe instead. (:class:`Loader` hands over whole
+    runs instead, cheaper still.)
     """
 
     __slots__ = ("td",)
