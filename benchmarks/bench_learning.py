@@ -377,7 +377,8 @@ def render_discrete(raw: dict, command: str) -> list[str]:
         "rl-zoo's CartPole-v1 hyperparameters (rldata's `dqn` registry defaults); rldata's "
         "target is double DQN, SB3's the max of the target net. Eval every "
         f"{DISCRETE_EVAL_EVERY:,} env steps and at the end, {EVAL_EPISODES} deterministic "
-        "episodes on fixed seeds.",
+        "episodes on fixed seeds. Wall times depend on the machine's load (a shared 2-core VM "
+        "here): compare them only between rows of one invocation, whose seeds interleave.",
         "",
     ]
     if len(raw.get("runs", [])) > 1:
