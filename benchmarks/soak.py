@@ -1,6 +1,6 @@
 """Soak: kill writers, damage stores and race readers against a writer; print the tally.
 
-Three parts, each per backend, all seeded:
+Four parts, each per backend, all seeded:
 
 - **kills**: a writer process appends marked rows (each row's values encode its serial)
   and commits every 21 rows; it is SIGKILLed at a random moment (uniform in 0-300 ms of
@@ -14,10 +14,20 @@ Three parts, each per backend, all seeded:
   ``--seconds``; readers sample rows and check every row's marks: torn rows, fill-value
   rows, fields of different lengths and reader errors are counted.
 
+- **hostile**: a sound store's manifest and a run's ``config.json`` rewritten by random
+  structural mutations (a value at a random path replaced by a hostile one: huge or negative
+  numbers, NaN, control characters, module-naming env ids, traversal paths, 20,000-deep
+  nesting, megabyte strings; keys dropped or added; the file swapped for a FIFO, a link to
+  ``/dev/zero`` or a directory), then read through ``stores.open`` + ``stores.verify`` and
+  ``TrainConfig.from_dict``. Each case is refused (one-line ``RldataError``) or served;
+  ``uncaught`` (another exception), ``multi-line`` and ``hung`` (over 20 s) are bugs. The
+  default test suite runs these families by construction (``tests/test_hostile_files.py``);
+  this is the larger random run.
+
 Usage::
 
     python benchmarks/soak.py                        # 200 kills, 5000 faults, 60 s readers
-    python benchmarks/soak.py --kills 20 --faults 300 --seconds 5   # a quick look
+    python benchmarks/soak.py --kills 20 --faults 300 --seconds 5 --hostile 200  # a quick look
 """
 
 from __future__ import annotations
@@ -157,6 +167,140 @@ def readers(seconds: float, tmp: Path) -> dict:
     return total
 
 
+HOSTILE_VALUES: list[object] = [
+    None,
+    True,
+    -1,
+    0,
+    2**63,
+    -(2**63) - 1,
+    1e308,
+    float("nan"),
+    float("inf"),
+    "",
+    "x" * 2**20,
+    "\x1b]0;pwned\x07\x1b[2J",
+    "ok\r\ncheck ok",
+    "this:Pendulum-v1",
+    "../../../../tmp/x",
+    "/etc/passwd",
+    [],
+    {},
+    [1, 2, 3],
+    {"__class__": "os.system"},
+    "\x00",
+    1.5,
+]
+
+
+DEEP = "__rldata_soak_deep__"  # replaced by 20,000 nested lists once dumped (json cannot)
+
+
+def _dumps(doc: object) -> str:
+    import json
+
+    return json.dumps(doc).replace(f'"{DEEP}"', "[" * 20000 + "0" + "]" * 20000)
+
+
+def _mutate(doc: object, rng: random.Random) -> object:
+    """``doc`` with one hostile change at a random place."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    if not isinstance(doc, dict) or rng.random() < 0.05:
+        return rng.choice([*HOSTILE_VALUES, DEEP])
+    node: dict | list = doc
+    for _ in range(rng.randint(0, 4)):  # walk down a few levels
+        kids = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        kids = [(k, v) for k, v in kids if isinstance(v, (dict, list)) and v]
+        if not kids:
+            break
+        node = rng.choice(kids)[1]
+    keys = list(node.keys()) if isinstance(node, dict) else list(range(len(node)))
+    if not keys:
+        return doc
+    key = rng.choice(keys)
+    roll = rng.random()
+    if roll < 0.15 and isinstance(node, dict):
+        del node[key]
+    elif roll < 0.25 and isinstance(node, dict):
+        node[f"extra-{rng.randint(0, 9)}"] = rng.choice(HOSTILE_VALUES)
+    elif roll < 0.3:
+        node[key] = DEEP  # type: ignore[index]
+    else:
+        node[key] = rng.choice(HOSTILE_VALUES)  # type: ignore[index]
+    return doc
+
+
+def _special(path: Path, rng: random.Random) -> None:
+    path.unlink()
+    kind = rng.choice(["fifo", "zero", "dir"])
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise TimeoutError("hung")
+
+
+def hostile(n: int, seed: int, tmp: Path) -> dict[str, int]:
+    import json
+
+    from rldata.trainers.config import TrainConfig
+
+    rng = random.Random(seed)
+    sound = tmp / "hostile-sound"
+    with stores.create(sound, backend="memmap") as w:
+        w.append(ted_marked(0, 60))
+    manifest_name = "rldata.json"
+    manifest = json.loads((sound / manifest_name).read_text())
+    config = TrainConfig(algo="sac", env="Pendulum-v1").to_dict()
+    tally = {"refused": 0, "served": 0, "uncaught": 0, "multi-line": 0, "hung": 0}
+    signal.signal(signal.SIGALRM, _alarm)
+    for i in range(n):
+        target = rng.choice(["manifest", "config"])
+        case = tmp / f"hostile-{i}"
+        shutil.copytree(sound, case)
+        path = case / (manifest_name if target == "manifest" else "config.json")
+        if target == "config":
+            path.write_text(json.dumps(config))
+        if rng.random() < 0.1:
+            _special(path, rng)
+        else:
+            base = manifest if target == "manifest" else config
+            path.write_text(_dumps(_mutate(base, rng)))
+        signal.alarm(20)
+        try:
+            if target == "manifest":
+                s = stores.open(case)
+                stores.verify(s)
+                s.close()
+            else:
+                from rldata._untrusted import read_json
+
+                TrainConfig.from_dict(read_json(path, what="config.json"))
+            tally["served"] += 1
+        except TimeoutError:
+            tally["hung"] += 1
+            print(f"  hostile {i} ({target}): hung", file=sys.stderr)
+        except RldataError as err:
+            one = "\n" not in str(err).strip()
+            tally["refused" if one else "multi-line"] += 1
+            if not one:
+                print(f"  hostile {i} ({target}): multi-line: {err!s:.200}", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001  (a bug: counted and shown)
+            tally["uncaught"] += 1
+            print(f"  hostile {i} ({target}): {type(err).__name__}: {err!s:.200}", file=sys.stderr)
+        finally:
+            signal.alarm(0)
+            shutil.rmtree(case, ignore_errors=True)
+    return tally
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=200)
@@ -165,6 +309,7 @@ def main() -> None:
     )
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hostile", type=int, default=2000, help="hostile run-file/manifest cases")
     args = ap.parse_args()
     backends = [b for b in ("memmap", "zarr", "parquet") if b in stores.backends()]
     with tempfile.TemporaryDirectory(prefix="rldata-soak-") as d:
@@ -178,6 +323,9 @@ def main() -> None:
             tally = fuzz(b, args.faults // len(backends), args.seed, tmp)
             rows.append((b, tally, time.perf_counter() - t0))
         r = readers(args.seconds, tmp)
+        t0 = time.perf_counter()
+        h = hostile(args.hostile, args.seed, tmp)
+        t_hostile = time.perf_counter() - t0
     print("| part | result | time |")
     print("|---|---|---:|")
     print(
@@ -197,6 +345,11 @@ def main() -> None:
         f"visible to every reader within {r['visible_median_s'] * 1000:.0f} ms (median), "
         f"{r['visible_max_s'] * 1000:.0f} ms (max) | "
         f"{args.seconds:.0f} s |"
+    )
+    print(
+        f"| hostile manifests and config.json ({args.hostile} random mutations) | refused "
+        f"{h['refused']}, served {h['served']}; uncaught {h['uncaught']}, multi-line "
+        f"{h['multi-line']}, hung {h['hung']} | {t_hostile:.0f} s |"
     )
 
 
