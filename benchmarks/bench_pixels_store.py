@@ -38,7 +38,7 @@ import _report as rep  # noqa: E402
 
 import rldata  # noqa: E402
 import rldata.stores as stores  # noqa: E402
-from rldata.stores._memmap import MemmapStore  # noqa: E402
+from rldata.stores.backend._memmap import MemmapStore  # noqa: E402
 
 SHAPE = (3, 84, 84)
 EPISODE = 200

@@ -40,8 +40,8 @@ import _report as rep  # noqa: E402
 
 import rldata  # noqa: E402
 import rldata.stores as stores  # noqa: E402
-from rldata.stores import minari_io  # noqa: E402
-from rldata.stores.convert import convert  # noqa: E402
+from rldata.stores.interop import minari_io  # noqa: E402
+from rldata.stores.interop.convert import convert  # noqa: E402
 
 BACKENDS = ["memmap", "zarr", "parquet"]
 BLOCK = 1 << 16

@@ -35,13 +35,13 @@ from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataColl
 from rldata.collectors.policies import load_policy
 from rldata.env_ids import trusted_env_id
 from rldata.errors import ConfigError, UnknownBackendError
-from rldata.stores import _sharded as _shards
-from rldata.stores import manifest as _manifest
-from rldata.stores.destination import check_destination, staged_replacement
-from rldata.stores.lock import WriterLock
-from rldata.stores.target import check_destination as check_out
-from rldata.stores.target import recording_store, shown
-from rldata.stores.verify import env_id_finding
+from rldata.stores.backend import _sharded as _shards
+from rldata.stores.format import manifest as _manifest
+from rldata.stores.format.lock import WriterLock
+from rldata.stores.format.verify import env_id_finding
+from rldata.stores.location.destination import check_destination, staged_replacement
+from rldata.stores.location.target import check_destination as check_out
+from rldata.stores.location.target import recording_store, shown
 from rldata.ted import TED_KEYS
 
 DEFAULT_COMMIT_EVERY = 10_000
@@ -938,8 +938,8 @@ def convert(
 ) -> Any:
     """Copy a dataset between rldata backends, Minari, D4RL and TorchRL (``rldata convert``).
 
-    See :func:`rldata.stores.convert.convert` for the accepted forms of ``src`` and ``dst``.
+    See :func:`rldata.stores.interop.convert.convert` for the accepted forms of ``src`` and ``dst``.
     """
-    from rldata.stores.convert import convert as _convert  # h5py only when converting
+    from rldata.stores.interop.convert import convert as _convert  # h5py only when converting
 
     return _convert(src, dst, backend=backend, progress=progress, force=force)

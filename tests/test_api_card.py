@@ -31,7 +31,7 @@ def test_the_card_counts_actions_outside_a_bounded_spec(tmp_path):
 
 def test_actions_inside_the_spec_are_counted_from_the_statistics(tmp_path, monkeypatch):
     root = _store(tmp_path / "s", 0.0, 100.0)
-    from rldata.stores.rowstore import RowStore
+    from rldata.stores.backend.rowstore import RowStore
 
     def no_reads(*args):
         raise AssertionError("the statistics should answer without reading rows")

@@ -30,7 +30,7 @@ from rldata.data import (
 )
 from rldata.envs import GymEnv
 from rldata.errors import RldataError
-from rldata.stores.lock import WriterLock
+from rldata.stores.format.lock import WriterLock
 from rldata.testing.tamper import edit_manifest, read_manifest, snapshot
 from rldata.testing.ted_factory import ted_marked, ted_transitions
 
@@ -469,7 +469,7 @@ def _prioritized():
 
 
 def _sharded_append(tmp: Path):
-    from rldata.stores import _sharded
+    from rldata.stores.backend import _sharded
 
     _store(tmp / "p" / "shard-00000")
     _sharded.write_parent(tmp / "p", ["shard-00000"])

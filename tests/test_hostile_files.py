@@ -44,7 +44,7 @@ from rldata import _untrusted as untrusted
 from rldata import api
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, RldataError, RowIndexError
-from rldata.stores import manifest as mf
+from rldata.stores.format import manifest as mf
 from rldata.trainers.config import FIELD_RULES, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ def _collect_policy_cli(d: Path) -> None:
 
 
 def _minari(d: Path) -> None:
-    from rldata.stores.minari_io import MinariSource
+    from rldata.stores.interop.minari_io import MinariSource
 
     MinariSource(d / "minari")
 
@@ -310,7 +310,7 @@ def _shape_cases(d: Path) -> dict[str, Callable[[], Any]]:
 
     from rldata.collectors.policy_checkpoint import load_policy
     from rldata.specs import spec_from_json
-    from rldata.stores.minari_io import MinariSource
+    from rldata.stores.interop.minari_io import MinariSource
 
     def spec_in_manifest(shape: list[int]) -> Callable[[], Any]:
         def run() -> Any:

@@ -1,4 +1,4 @@
-"""Sharded stores (rldata/stores/_sharded.py): shards listed in a parent manifest read as one store."""
+"""Sharded stores (rldata/stores/backend/_sharded.py): shards listed in a parent manifest read as one store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from rldata import api, stores
 from rldata.errors import ConfigError
-from rldata.stores import _sharded as _shards
+from rldata.stores.backend import _sharded as _shards
 from rldata.testing import ted_batch
 
 

@@ -19,7 +19,7 @@ import rldata
 import rldata.stores as stores
 from rldata.collectors.policy_checkpoint import load_policy
 from rldata.errors import RldataError
-from rldata.stores.convert import convert
+from rldata.stores.interop.convert import convert
 from rldata.testing.tripwire import Tripwire
 
 HERE = Path(__file__).resolve().parent / "fixtures" / "unsafe"
@@ -34,7 +34,7 @@ def _preload() -> None:
     import rldata.api  # noqa: F401  (rldata.open resolves through it)
 
     for backend in stores.backends():
-        stores.registry.load(backend)
+        stores.backend.registry.load(backend)
     import torch
 
     from rldata.collectors.policy_checkpoint import mlp_policy, save_policy

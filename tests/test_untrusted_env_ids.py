@@ -33,7 +33,7 @@ from cli.main import rldata as cli
 from rldata import stores
 from rldata.env_ids import MODULE_PART, NOT_REGISTERED, env_id_problem, trusted_env_id
 from rldata.errors import EnvNotFoundError, RldataError, UntrustedEnvIdError
-from rldata.stores import manifest
+from rldata.stores.format import manifest
 from rldata.testing.tripwire import Tripwire
 
 EVIL = "rldata_evilmod"  # planted per test beside the data; importing it writes MARKER
@@ -423,7 +423,7 @@ REVIEWED = {  # (file, call): count. Where each id comes from:
     ("rldata/api.py", "PixelEnv"): 1,  # collect's env_id (the user's)
     ("rldata/trainers/setup.py", "GymEnv"): 2,  # --eval-env / --env, else the store's: gated
     ("rldata/trainers/loops.py", "GymEnv"): 1,  # cfg.env: the user's, or config.json's: gated
-    ("rldata/stores/minari_io.py", "gymnasium.spec"): 1,  # a lookup, after env_id_problem
+    ("rldata/stores/interop/minari_io.py", "gymnasium.spec"): 1,  # a lookup, after env_id_problem
 }
 _MAKERS = {"GymEnv", "PixelEnv", "make", "make_vec", "spec", "load_env_creator", "EnvSpec"}
 

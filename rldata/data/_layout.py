@@ -1,4 +1,4 @@
-"""The packed layout behind :class:`LazyTensorStorage` (its schema: ``stores.schema.RowSchema``).
+"""The packed layout behind :class:`LazyTensorStorage` (its schema: ``stores.format.schema.RowSchema``).
 
 Sampling speed is decided by how many torch calls a batch costs. Keys that share a
 dtype are kept side by side in one ``[capacity, D]`` tensor, so a batch is one
@@ -15,7 +15,7 @@ from tensordict import TensorDict, TensorDictBase
 from rldata import _compat
 from rldata.data._tdbuild import Key, build_tree, tree_plan
 from rldata.errors import TedFormatError
-from rldata.stores.schema import Column, RowSchema
+from rldata.stores.format.schema import Column, RowSchema
 from rldata.ted import TED_KEYS, key_name
 
 REWARD_KEY: Key = TED_KEYS.nxt(TED_KEYS.reward)

@@ -17,7 +17,7 @@ from rldata.data._layout import Key, Packed, check_finite_reward, flatten
 from rldata.data._staging import RowReader
 from rldata.data._tdbuild import make_td
 from rldata.errors import ConfigError, RowIndexError, TedFormatError
-from rldata.stores.schema import RowSchema
+from rldata.stores.format.schema import RowSchema
 from rldata.ted import validate
 
 Index = slice | torch.Tensor

@@ -15,7 +15,7 @@ from rldata.data._layout import Key, Packed, flatten, stack_pieces
 from rldata.data._storage import Index, Storage
 from rldata.data._tdbuild import build_tree, make_td, tree_plan
 from rldata.errors import ConfigError, TedFormatError
-from rldata.stores.schema import RowSchema
+from rldata.stores.format.schema import RowSchema
 
 
 class StoreStorage(Storage):

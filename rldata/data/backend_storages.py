@@ -89,7 +89,7 @@ class ParquetStorage(_BackendStorage):
 class H5Storage(StoreStorage):
     """A read-only storage over an HDF5 dataset: ``minari:NS/NAME-vN`` or ``d4rl:FILE.hdf5``.
 
-    The rows are converted once (losslessly, see :mod:`rldata.stores.convert`) into a memmap
+    The rows are converted once (losslessly, see :mod:`rldata.stores.interop.convert`) into a memmap
     store in ``scratch_dir`` (default a temporary directory, removed with the storage).
 
     Args:
@@ -104,7 +104,7 @@ class H5Storage(StoreStorage):
         scratch_dir: str | os.PathLike[str] | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
-        from rldata.stores.convert import convert
+        from rldata.stores.interop.convert import convert
 
         if scratch_dir is None:
             parent = tempfile.mkdtemp(prefix="rldata-h5-")

@@ -22,7 +22,7 @@ from tensordict import TensorDict
 from rldata.data._layout import Key, Packed
 from rldata.data._storage import Index, Storage
 from rldata.data._store_storage import LazyMemmapStorage, StoreStorage
-from rldata.stores.schema import RowSchema
+from rldata.stores.format.schema import RowSchema
 
 __all__ = ["Index", "LazyMemmapStorage", "LazyTensorStorage", "Storage", "StoreStorage"]
 

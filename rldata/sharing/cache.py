@@ -26,9 +26,9 @@ from rldata.errors import CorruptStoreError, TransferError
 from rldata.sharing import objects as ob
 from rldata.sharing.transfer import _cat, pull
 from rldata.sharing.urls import Location, location, redact
-from rldata.stores import remote_commit
-from rldata.stores.location import cache_root
-from rldata.stores.paths import TMP_MARK
+from rldata.stores.location import remote_commit
+from rldata.stores.location.paths import TMP_MARK
+from rldata.stores.location.places import cache_root
 
 VERIFIED = ".rldata-verified"
 _BLOCK = 16 << 20

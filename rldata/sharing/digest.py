@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from rldata import stores
-from rldata.stores import schema as sch
+from rldata.stores.format import schema as sch
 
 TRAJ_KEY = "collector.traj_ids"
 BLOCK = 16 << 20

@@ -28,7 +28,7 @@ from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.transfer import push
 from rldata.sharing.urls import is_url, location, redact
-from rldata.stores.destination import inspect_destination, plan_destination
+from rldata.stores.location.destination import inspect_destination, plan_destination
 
 TRAJ = ("collector", "traj_ids")
 BLOCK_ROWS = 1 << 16
@@ -55,7 +55,7 @@ def merge(
     """Write the rows of every store in ``sources`` into a new store at ``out``.
 
     ``out`` may be a URL: the merge is written locally, then pushed. A local ``out`` goes
-    through the destination policy (:func:`rldata.stores.destination.plan_destination`):
+    through the destination policy (:func:`rldata.stores.location.destination.plan_destination`):
     it may not overlap a source, an existing one is replaced only with ``force`` and only
     if it is provably a store, and the merge is built in a staging sibling and renamed into
     place once it verified, so a killed merge leaves no store at ``out``.

@@ -23,7 +23,7 @@ from typing import Any
 
 from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError
-from rldata.stores.untrusted import check_name
+from rldata.stores.location.remote_names import check_name
 
 MANIFEST = "rldata.json"
 INDEX = "rldata.objects.json"
@@ -160,7 +160,7 @@ def read_index(data: bytes | None) -> dict[str, Any] | None:
 
 def safe_rel(rel: Any, where: str) -> str:
     """``rel`` if it is a plain relative object name inside a store (an index is untrusted
-    input): :func:`rldata.stores.untrusted.check_name`, the one check every remote name passes.
+    input): :func:`rldata.stores.location.remote_names.check_name`, the one check every remote name passes.
 
     Raises:
         CorruptStoreError: an absolute name, a ``..`` segment, a control character, ...

@@ -29,8 +29,8 @@ from rldata.sharing import objects as ob
 from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.urls import redact
-from rldata.stores import schema as sch
-from rldata.stores.destination import generator_tag, inspect_destination, plan_destination
+from rldata.stores.format import schema as sch
+from rldata.stores.location.destination import generator_tag, inspect_destination, plan_destination
 
 SAMPLE_ROWS = 100_000
 MAX_PANELS = 12  # per-dimension panels per key; wider keys show the first ones
@@ -47,7 +47,7 @@ def report(
     """Write the report page of the store at ``path_or_url`` to ``out``; return its path.
 
     ``out`` goes through the destination policy
-    (:func:`rldata.stores.destination.plan_destination`): it may not be, lie inside, or
+    (:func:`rldata.stores.location.destination.plan_destination`): it may not be, lie inside, or
     contain the store; an existing file is replaced only with ``force`` and only if it is
     a report rldata wrote (its generator mark); the page is written beside it and renamed
     into place.

@@ -16,7 +16,7 @@ s (a local directory or an fsspec URL):
    destination opens only once complete.
 
 A source is untrusted: every name it lists or indexes passes
-:func:`rldata.stores.untrusted.check_name` (and :func:`~rldata.stores.untrusted.contained_name`
+:func:`rldata.stores.location.remote_names.check_name` (and :func:`~rldata.stores.location.remote_names.contained_name`
 for a local path), every object is read in chunks and never past its declared size, the
 first missing object ends the copy, and rows are checked by the verified open on both ends
 (a local source before its copy replaces a published one, a local copy before it is kept).
@@ -54,9 +54,14 @@ from rldata.sharing import objects as ob
 from rldata.sharing.digest import digest_of
 from rldata.sharing.progress import byte_bar
 from rldata.sharing.urls import Location, location, redact
-from rldata.stores import remote_commit
-from rldata.stores.destination import inspect_destination, plan_destination, refuse_overlap
-from rldata.stores.untrusted import check_name, contained_name, each_in_turn, read_capped
+from rldata.stores.location import remote_commit
+from rldata.stores.location.destination import inspect_destination, plan_destination, refuse_overlap
+from rldata.stores.location.remote_names import (
+    check_name,
+    contained_name,
+    each_in_turn,
+    read_capped,
+)
 
 WORKERS = 32  # small objects (episode and statistics files) are latency-bound
 _S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
@@ -162,7 +167,7 @@ def _copy_to(
     """:func:`copy_store` behind the destination policy.
 
     A remote destination may not overlap the source and is updated in place (manifest
-    last). A local one (:func:`rldata.stores.destination.plan_destination`): refused when
+    last). A local one (:func:`rldata.stores.location.destination.plan_destination`): refused when
     it is, lies inside, or contains the source (real paths, so a symlink or ``file://S/.``
     is the source itself); an existing store that already holds exactly this store (same
     manifest, opens verified) is left as it is; anything else existing is replaced only

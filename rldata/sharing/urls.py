@@ -1,8 +1,8 @@
-"""Where a shared store lives: re-exported from :mod:`rldata.stores.location`, where the
+"""Where a shared store lives: re-exported from :mod:`rldata.stores.location.places`, where the
 store layer resolves URLs too (one place checks schemes and keeps credentials out)."""
 
 from __future__ import annotations
 
-from rldata.stores.location import ALLOWED, Location, is_url, location, redact
+from rldata.stores.location.places import ALLOWED, Location, is_url, location, redact
 
 __all__ = ["ALLOWED", "Location", "is_url", "location", "redact"]

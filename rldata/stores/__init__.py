@@ -16,15 +16,16 @@ import os
 from typing import Any
 
 from rldata.errors import ConfigError, CorruptStoreError, StoreError, StoreExistsError
-from rldata.stores import manifest as mf
-from rldata.stores import remote_commit
-from rldata.stores.base import Store
-from rldata.stores.commit import remove_temp_files
-from rldata.stores.location import is_url
-from rldata.stores.lock import WriterLock
-from rldata.stores.paths import local_dir
-from rldata.stores.registry import backends, load, register
-from rldata.stores.verify import content_digest, first_fault, integrity_fault, verify
+from rldata.stores.backend import registry
+from rldata.stores.backend.base import Store
+from rldata.stores.backend.registry import backends, load, register
+from rldata.stores.format import manifest as mf
+from rldata.stores.format.commit import remove_temp_files
+from rldata.stores.format.lock import WriterLock
+from rldata.stores.format.verify import content_digest, first_fault, integrity_fault, verify
+from rldata.stores.location import remote_commit
+from rldata.stores.location.paths import local_dir
+from rldata.stores.location.places import is_url
 
 __all__ = [
     "Store",
@@ -35,6 +36,7 @@ __all__ = [
     "integrity_fault",
     "open",
     "register",
+    "registry",
     "verify",
 ]
 
@@ -59,7 +61,7 @@ def create(
     Args:
         path: a directory that does not exist yet, or is empty; or an fsspec URL
             (``s3://``, ``memory://``) without a store, for a zarr or parquet store
-            committed by numbered manifests (``rldata.stores.remote_commit``).
+            committed by numbered manifests (``rldata.stores.location.remote_commit``).
         backend: a name from :func:`backends`.
         capacity: ring size in rows; None makes an append-only dataset that grows.
         specs: the env's ``Composite`` spec, stored as JSON.

@@ -34,7 +34,7 @@ from rldata.errors import (
     StoreNotFoundError,
     TedFormatError,
 )
-from rldata.stores.rowstore import RowStore
+from rldata.stores.backend.rowstore import RowStore
 from rldata.testing.tamper import edit_manifest
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
 
@@ -119,7 +119,7 @@ class StoreContract:
     def keeps_rings(self, root: Path) -> bool:
         """Whether this backend keeps rings (``supports_overwrite_rings`` on its class); for one
         that does not, assert the one-line refusal of a capacity instead (the ring case's test)."""
-        if getattr(stores.registry.load(self.backend), "supports_overwrite_rings", True):
+        if getattr(stores.backend.registry.load(self.backend), "supports_overwrite_rings", True):
             return True
         with pytest.raises(ConfigError, match="append-only") as info:
             self.create(root, capacity=10)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rldata.stores import manifest as mf
-from rldata.stores.paths import MANIFEST
+from rldata.stores.format import manifest as mf
+from rldata.stores.location.paths import MANIFEST
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

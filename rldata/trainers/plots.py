@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, MissingDependencyError
-from rldata.stores.destination import generator_tag, inspect_destination, plan_destination
+from rldata.stores.location.destination import generator_tag, inspect_destination, plan_destination
 from rldata.trainers.checkpoint import read_json
 from rldata.trainers.loggers import read_metrics
 
@@ -58,7 +58,7 @@ def plot_runs(runs: list[str], out: str, *, force: bool = False) -> str:
     """Overlay the evaluation curves of ``runs`` in one PNG (or any matplotlib format) at ``out``.
 
     ``out`` goes through the destination policy
-    (:func:`rldata.stores.destination.plan_destination`): it may not be, lie inside, or
+    (:func:`rldata.stores.location.destination.plan_destination`): it may not be, lie inside, or
     contain a run; an existing file is replaced only with ``force`` and only if rldata
     drew it (its generator mark in the image metadata); the image is drawn beside it and
     renamed into place.

@@ -21,9 +21,9 @@ from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Categorical, Composite, OneHot
-from rldata.stores.destination import RUN_MARKER, inspect_destination, refuse_overlap
-from rldata.stores.location import is_url
-from rldata.stores.target import check_destination
+from rldata.stores.location.destination import RUN_MARKER, inspect_destination, refuse_overlap
+from rldata.stores.location.places import is_url
+from rldata.stores.location.target import check_destination
 from rldata.trainers.algorithms import Algorithm, get_algorithm
 from rldata.trainers.checkpoint import CHECKPOINT_DIR
 from rldata.trainers.config import TrainConfig
@@ -134,7 +134,7 @@ def check_run_dir(
     """A new run needs a fresh (or empty) directory; a resumed one needs its checkpoint.
 
     ``force`` allows a non-empty ``out`` only if it is provably a run directory rldata made
-    (:func:`rldata.stores.destination.inspect_destination` with ``kind="run"``: its marker,
+    (:func:`rldata.stores.location.destination.inspect_destination` with ``kind="run"``: its marker,
     and nothing but what a run writes, under ``checkpoint/`` too). ``out`` may not
     overlap ``sources`` (the dataset).
     """

@@ -50,8 +50,8 @@ from rldata.data import (
 )
 from rldata.env_ids import trusted_env_id
 from rldata.errors import ConfigError
-from rldata.stores.destination import RUN_MARKER, plan_destination
-from rldata.stores.target import recording_store
+from rldata.stores.location.destination import RUN_MARKER, plan_destination
+from rldata.stores.location.target import recording_store
 from rldata.trainers import loops
 from rldata.trainers.algorithms import Agent, resolve
 from rldata.trainers.checkpoint import load_checkpoint, read_json, save_checkpoint

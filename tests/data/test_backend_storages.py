@@ -8,7 +8,7 @@ import torch
 import rldata.stores as stores
 from rldata.data.replay_buffers import H5Storage, ParquetStorage, ReplayBuffer, ZarrStorage
 from rldata.errors import ConfigError
-from rldata.stores.convert import convert
+from rldata.stores.interop.convert import convert
 from rldata.testing.ted_factory import marked_serial, ted_marked
 
 

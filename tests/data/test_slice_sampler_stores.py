@@ -19,7 +19,7 @@ from rldata import stores
 from rldata.data import load
 from rldata.data._store_storage import StoreStorage
 from rldata.data.samplers import SliceSampler
-from rldata.stores import _sharded
+from rldata.stores.backend import _sharded
 from rldata.testing import ted_batch
 
 

@@ -35,8 +35,8 @@ from rldata.sharing import objects as ob
 from rldata.sharing import transfer
 from rldata.sharing.transfer import push
 from rldata.sharing.urls import location
-from rldata.stores import manifest as mf
-from rldata.stores.untrusted import CHUNK, MAX_NAME_BYTES, MAX_SEGMENT_BYTES, check_name
+from rldata.stores.format import manifest as mf
+from rldata.stores.location.remote_names import CHUNK, MAX_NAME_BYTES, MAX_SEGMENT_BYTES, check_name
 
 REPO = Path(__file__).resolve().parents[2]
 PAYLOAD = "data/observation.memmap"
@@ -323,7 +323,7 @@ def test_an_object_bigger_than_declared_stops_at_the_cap(
 def test_a_huge_numbered_manifest_is_passed_over_unread(
     remote: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rldata.stores import remote_commit as rc
+    from rldata.stores.location import remote_commit as rc
     from rldata.testing import ted_batch
 
     monkeypatch.setattr(rc, "MAX_COMMIT_BYTES", 1 << 20)  # a small limit, a 32x bigger object

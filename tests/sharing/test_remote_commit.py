@@ -20,8 +20,8 @@ from rldata.errors import (
     StoreNotFoundError,
     UnsupportedURLError,
 )
-from rldata.stores import remote_commit as rc
-from rldata.stores.location import location
+from rldata.stores.location import remote_commit as rc
+from rldata.stores.location.places import location
 from rldata.testing import ted_batch
 
 BACKENDS = ["zarr", "parquet"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from rldata import stores
-from rldata.stores import remote_commit as rc
-from rldata.stores.location import location
+from rldata.stores.location import remote_commit as rc
+from rldata.stores.location.places import location
 from rldata.testing import ted_batch
 
 _WRITER = """

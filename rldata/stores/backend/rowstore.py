@@ -1,0 +1,735 @@
+"""What every row-table backend shares: schema checks, the ring, episodes, the commit protocol.
+
+Rows are numbered by a *serial* (how many rows were written before them). A store
+holds the serials ``[start, end)``: an append-only store keeps ``start == 0`` and puts
+serial ``s`` at position ``s``; a ring of ``capacity`` rows puts it at ``s % capacity``.
+Before a ring overwrites rows, it commits a manifest whose ``start`` excludes them
+(whole checksum chunks at a time), so no reader is ever handed a row being written.
+A backend supplies the byte-level hooks (``_init_payload`` ... ``_flush``).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import copy
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+
+from rldata import _untrusted as untrusted
+from rldata import ted
+from rldata.errors import CorruptStoreError, RowIndexError, StoreError, TedFormatError
+from rldata.specs import spec_from_json
+from rldata.stores.backend.base import Store, as_positions
+from rldata.stores.format import manifest as mf
+from rldata.stores.format import schema as sch
+from rldata.stores.format import stats as st
+from rldata.stores.format.checksums import ChunkSums, sha256_hex
+from rldata.stores.format.commit import atomic_write
+from rldata.stores.format.episodes import EpisodeIndex
+from rldata.stores.format.lock import WriterLock
+from rldata.stores.location.paths import inside, manifest_path
+
+K = ted.TED_KEYS
+TRAJ, REWARD = ted.key_name(K.traj_ids), ted.key_name(K.nxt(K.reward))
+FLAGS = [  # (done, terminated, truncated) at the root, then under "next"
+    tuple(ted.key_name(k) for k in K.flags),
+    tuple(ted.key_name(K.nxt(k)) for k in K.flags),
+]
+CHUNK_BYTES = 16 << 20
+MAX_CHUNK_ROWS = 1 << 16
+
+
+class RowStore(Store):
+    """A store of fixed-schema rows; subclasses implement the payload hooks."""
+
+    supports_random_read = True
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        *,
+        writable: bool,
+        lock: WriterLock | None,
+        durable: bool = True,
+    ) -> None:
+        self.root = root
+        self.durable = durable
+        self.path = str(root)
+        self.backend = manifest["backend"]
+        self.capacity = manifest["capacity"]
+        self.supports_overwrite = self.capacity is not None
+        self.writable = writable
+        self._lock = lock
+        self._m = manifest
+        self._committed_end = manifest["written"]
+        self._end = manifest["written"]
+        self._start = manifest["written"] - manifest["length"]
+        self._max_traj = manifest.get("max_traj_id", -1)
+        self._index = EpisodeIndex()
+        self._sums: dict[str, ChunkSums] = {}
+        self._stat: tuple[int, int] | None = None
+        self._closed = False
+        self._failed: str | None = None  # why a write failed; the handle then writes nothing
+        self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
+        self._older_episodes: set[str] | None = None  # episode files kept by the last prune
+        # called with the store after each manifest write (a store at a URL publishes there)
+        self.on_commit: Callable[[RowStore], None] | None = None
+
+    @classmethod
+    def attach(
+        cls,
+        root: Path,
+        manifest: dict[str, Any],
+        *,
+        writable: bool,
+        lock: WriterLock | None,
+        durable: bool = True,
+    ) -> RowStore:
+        """Open the payload a manifest describes (the backend's ``open``)."""
+        store = cls(root, manifest, writable=writable, lock=lock, durable=durable)
+        store._stat = _stat(root)
+        if manifest["schema"] is not None:
+            store._sums = {
+                name: ChunkSums(manifest["checksums"]["chunk_rows"], entries)
+                for name, entries in manifest["checksums"]["chunks"].items()
+            }
+            store._attach_payload()
+        store._load_index()
+        return store
+
+    # --- backend hooks ----------------------------------------------------------------
+    @abc.abstractmethod
+    def _init_payload(self) -> None:
+        """Create the (empty) payload for ``self.schema`` and record it in ``self._m["payload"]``."""
+
+    @abc.abstractmethod
+    def _attach_payload(self) -> None:
+        """Map the payload the manifest lists, for ``self._filled()`` rows."""
+
+    @abc.abstractmethod
+    def _reserve(self, positions: int) -> None:
+        """Make room for row positions ``[0, positions)``."""
+
+    @abc.abstractmethod
+    def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Write rows at positions ``[position, position + n)`` (no wrap)."""
+
+    @abc.abstractmethod
+    def _read(self, positions: torch.Tensor) -> TensorDict:
+        """Gather rows (no checks)."""
+
+    @abc.abstractmethod
+    def _raw(self, name: str, start: int, stop: int) -> bytes | memoryview:
+        """Raw bytes of one key's row positions ``[start, stop)``, for checksums."""
+
+    @abc.abstractmethod
+    def _flush(self, filled: int) -> None:
+        """Make the payload durable (fsync) and describe ``filled`` rows in its metadata."""
+
+    # --- metadata -------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return copy.deepcopy(self._m)
+
+    @property
+    def schema(self) -> dict[str, dict] | None:
+        return self._m["schema"]
+
+    @property
+    def specs(self) -> Any:
+        if self._m.get("specs") is None:
+            return None
+        return spec_from_json(self._m["specs"])
+
+    @property
+    def env_id(self) -> str | None:
+        return self._m["env"]["id"]
+
+    @property
+    def env_kwargs(self) -> dict:
+        return dict(self._m["env"]["kwargs"])
+
+    @property
+    def provenance(self) -> dict:
+        return dict(self._m["provenance"])
+
+    def manifest_field(self, name: str, default: Any = None) -> Any:
+        return copy.deepcopy(self._m.get(name, default))
+
+    @property
+    def chunk_rows(self) -> int | None:
+        return self._m["checksums"]["chunk_rows"]
+
+    @property
+    def _fields(self) -> dict[str, dict]:
+        """The schema once the first write fixed it (internal code runs only after that)."""
+        return self._m["schema"]
+
+    @property
+    def _chunk(self) -> int:
+        return self._m["checksums"]["chunk_rows"]
+
+    # --- positions --------------------------------------------------------------------
+    def _visible_end(self) -> int:
+        return self._end if self.writable else self._committed_end
+
+    def _filled(self) -> int:
+        """Row positions holding data visible to this handle."""
+        end = self._visible_end()
+        return end if self.capacity is None else min(end, self.capacity)
+
+    def _pos(self, serials: torch.Tensor) -> torch.Tensor:
+        return serials if self.capacity is None else serials % self.capacity
+
+    def __len__(self) -> int:
+        return self._visible_end() - self._start
+
+    def readable(self) -> torch.Tensor:
+        return self._pos(torch.arange(self._start, self._visible_end(), dtype=torch.int64))
+
+    # --- writing ------------------------------------------------------------------------
+    def append(self, td: TensorDictBase) -> torch.Tensor:
+        """Write TED rows ``[N]`` (or ``[B, T]``, flattened); return their positions.
+
+        Raises:
+            TedFormatError: not TED rows, a flag or reward breaks the TED rules.
+            SchemaMismatchError: a key is missing or extra, or has another shape or dtype.
+            StoreError: the disk refused a write (full, read-only); the committed rows are
+                intact and this handle writes nothing more.
+        """
+        self._check_writable()
+        try:
+            return self._append(td)
+        except OSError as exc:
+            raise self._fail(exc) from None
+
+    def _fail(self, exc: OSError) -> StoreError:
+        """Stop writing after an I/O error: what the last commit lists stays the store."""
+        self._failed = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        return StoreError(
+            f"store {self.path}: a write failed ({self._failed}); the rows of the last commit "
+            f"are intact, later ones are lost (free space, then reopen with mode='a')"
+        )
+
+    def _append(self, td: TensorDictBase) -> torch.Tensor:
+        if not isinstance(td, TensorDictBase):
+            raise TedFormatError(
+                f"append expects a TensorDict of TED rows, got {type(td).__name__}"
+            )
+        if td.batch_dims != 1:
+            if td.batch_dims == 0:
+                raise TedFormatError("append expects rows [N]; got batch_size=[] (use td[None])")
+            td = td.reshape(-1)
+        n = td.batch_size[0]
+        if n == 0:
+            return torch.empty(0, dtype=torch.int64)
+        tensors = _leaves(td)
+        fresh = self.schema is None
+        if fresh:
+            ted.validate(td, require_traj_ids=True)
+            sch.of(td)  # key names are storable
+        else:
+            self._check_schema(tensors)
+        ids, rows = self._check_rows(tensors, n)
+        self._index.add(self._end, ids, *rows)  # last check (traj continuity), then mutation
+        if fresh:
+            self._m["schema"] = sch.of(td)
+            self._m["checksums"]["chunk_rows"] = self._pick_chunk_rows()
+            self._sums = {k: ChunkSums(self._chunk) for k in self._fields}
+            self._init_payload()
+        self._max_traj = max(self._max_traj, int(ids.max()))
+        serial0, end = self._end, self._end + n
+        cap = self.capacity
+        if cap is None:
+            self._reserve(end)
+            self._write(serial0, tensors)
+            out = torch.arange(serial0, end, dtype=torch.int64)
+        else:
+            skip = max(0, n - cap)
+            self._make_room(serial0 + skip, end)
+            self._reserve(min(end, cap))
+            if skip:
+                tensors = {k: t[skip:] for k, t in tensors.items()}
+            self._write_serials(serial0 + skip, tensors)
+            p0 = serial0 % cap
+            out = torch.arange(p0, p0 + n, dtype=torch.int64)
+            if p0 + n > cap:
+                out %= cap
+        self._end = end
+        every = self._m.get("commit_every")
+        if every and self._end - self._committed_end >= every:
+            self.commit()
+        return out
+
+    def _check_schema(self, tensors: dict[str, torch.Tensor]) -> None:
+        """``sch.check`` against cached torch shapes and dtypes (it runs on every append)."""
+        want = self._want
+        if want is None:
+            want = self._want = {
+                k: (torch.Size(e["shape"]), sch.dtype_of(e["dtype"]))
+                for k, e in self._fields.items()
+            }
+        if tensors.keys() != want.keys():
+            sch.check(tensors, self._fields)  # raises, naming the keys
+        for name, t in tensors.items():
+            shape, dtype = want[name]
+            if t.dtype != dtype or t.shape[1:] != shape:
+                sch.check(tensors, self._fields)  # raises, naming the key
+
+    def _check_rows(self, t: dict[str, torch.Tensor], n: int) -> tuple[np.ndarray, list]:
+        """TED flag and reward checks in numpy (far less per-call overhead than torch);
+        any failure is re-checked by :meth:`_explain_rows` for the error message."""
+        flags = [[_np(t[k]).reshape(n, -1) for k in keys] for keys in FLAGS]
+        ok = all(np.array_equal(d, te | tr) for d, te, tr in flags)
+        reward = _np(t[REWARD]).reshape(n, -1)
+        if ok and not self._m.get("allow_nonfinite"):
+            ok = bool(np.isfinite(reward).all())
+        if not ok:
+            self._explain_rows(t, n)
+        nxt = [f.reshape(n) for f in flags[1]]
+        ids = _np(t[TRAJ]).reshape(n)
+        returns = reward[:, 0].astype(np.float64) if reward.shape[1] == 1 else None
+        if returns is None:
+            returns = reward.astype(np.float64).sum(-1)
+        return ids, [*nxt, returns]
+
+    def _explain_rows(self, t: dict[str, torch.Tensor], n: int) -> None:
+        """Raise the TedFormatError naming the first bad flag or reward row."""
+        for done, term, trunc in FLAGS:
+            bad = t[done] != (t[term] | t[trunc])
+            if bool(bad.any()):
+                i = int(bad.reshape(n, -1).any(-1).nonzero()[0])
+                raise TedFormatError(
+                    f"key {done!r}: expected {term} | {trunc} = {bool(t[term][i] | t[trunc][i])} "
+                    f"at row {i}, got {bool(t[done][i])}"
+                )
+        reward = t[REWARD].reshape(n, -1)
+        if not self._m.get("allow_nonfinite") and not bool(torch.isfinite(reward).all()):
+            i = int((~torch.isfinite(reward)).any(-1).nonzero()[0])
+            raise TedFormatError(
+                f"key {REWARD!r}: expected finite rewards, got {reward[i].tolist()} at row {i} "
+                f"(create the store with allow_nonfinite=True to keep them)"
+            )
+        raise TedFormatError("rows break the TED flag or reward rules")  # numpy and torch disagree
+
+    def _pick_chunk_rows(self) -> int:
+        widest = max(sch.row_bytes(e) for e in self._fields.values())
+        rows = max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(widest, 1)))
+        if self.capacity is not None:
+            rows = max(1, min(rows, self.capacity // 8))
+        return rows
+
+    def _make_room(self, first: int, end: int) -> None:
+        """Ring: before serials ``[first, end)`` overwrite old rows, commit that those rows are
+        no longer readable (whole checksum chunks at a time) nor covered by a checksum."""
+        if self.capacity is None or end <= self.capacity:
+            return
+        cap, rows = self.capacity, self._chunk
+        need = end - cap  # serials below this are overwritten
+        q = (need - 1) % cap  # position of the newest row to overwrite
+        # retire through the end of that row's chunk, so no chunk mixes rows being rewritten
+        # with readable old rows (its checksum could not cover both)
+        target = need + (min(cap, (q // rows + 1) * rows) - 1 - q)
+        publish = False
+        if self._start < target:
+            old, self._start = self._start, target
+            publish = old < self._committed_end  # readers may hold these rows
+        for a, b in _pieces(first, end, cap):
+            for name, sums in self._sums.items():
+                publish |= sums.cut(functools.partial(self._raw, name), a, b)
+        if publish:  # tell readers first, then write
+            self._write_manifest(self._committed_end)
+
+    def _write_serials(self, serial0: int, tensors: dict[str, torch.Tensor]) -> None:
+        n = next(iter(tensors.values())).shape[0]
+        pieces = _pieces(serial0, serial0 + n, self.capacity)
+        if len(pieces) == 1:  # no wrap: no per-key slicing
+            self._write(pieces[0][0], tensors)
+            return
+        done = 0
+        for a, b in pieces:
+            k = b - a
+            self._write(a, {name: t[done : done + k] for name, t in tensors.items()})
+            done += k
+
+    def commit(self) -> None:
+        """Fsync the payload, then atomically replace the manifest listing every appended row.
+
+        A no-op when nothing was appended since the manifest on disk was written.
+
+        Raises:
+            StoreError: the disk refused a write; the previous commit stays the store.
+        """
+        self._check_writable()
+        try:
+            self._commit()
+        except OSError as exc:
+            raise self._fail(exc) from None
+
+    def _commit(self) -> None:
+        if self._end == self._committed_end and self._m["generation"] > 0:
+            return
+        if self.schema is not None:
+            lo = max(self._committed_end, self._start)
+            if self.capacity is not None:
+                lo = max(lo, self._end - self.capacity)
+            for a, b in sorted(_pieces(lo, self._end, self.capacity)):  # chunk order
+                for name, sums in self._sums.items():
+                    sums.extend(functools.partial(self._raw, name), a, b)
+            self._flush(self._filled())
+            self._record_stats()
+        self._write_manifest(self._end)
+
+    def _record_stats(self) -> None:
+        """Append-only stores: write the per-trajectory statistics of the rows this commit adds
+        (``stats-<generation>.json``, named by the manifest it precedes)."""
+        listed = self._m.get("stats")
+        if self.capacity is not None or listed is None or self._end <= self._committed_end:
+            return
+        rows = self._read(torch.arange(self._committed_end, self._end, dtype=torch.int64))
+        columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
+        records = st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
+        data = json.dumps({str(t): r for t, r in records.items()}).encode()
+        name = f"stats-{self._m['generation'] + 1:08d}.json"
+        atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
+        listed.append({"path": name, "sha256": sha256_hex(data)})
+        before = self._m.get("quantiles") if self._committed_end else {}
+        if before is not None:  # a store from before sketches: its older rows are not in one
+            self._m["quantiles"] = st.merge_sketches(before, st.sketch_of(columns))
+
+    def stats(self) -> dict[str, dict]:
+        """Dataset statistics per numeric key: ``count`` and per-feature ``mean``, ``std``,
+        ``min``, ``max`` and ``quantiles`` (``{"0.5": [...], ...}``), from the records of each
+        commit (no pass over the rows); a ring, which keeps none, computes them from its
+        readable rows."""
+        out = st.summary(self.trajectory_stats().values())
+        sketches = self._m.get("quantiles")
+        if self.capacity is not None and self.schema is not None and len(self):
+            rows = self._read(self.readable())
+            sketches = st.sketch_of(
+                {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
+            )
+        if sketches is not None:
+            st.add_quantiles(out, st.check_sketches(sketches, self.path))
+        return out
+
+    def trajectory_stats(self) -> dict[int, st.Record]:
+        """Per-trajectory records (``rldata.stores.format.stats``): mergeable, exact for any subset."""
+        listed = self._m.get("stats")
+        if listed is None or self.capacity is not None:
+            if self.schema is None or not len(self):
+                return {}
+            rows = self._read(self.readable())
+            columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
+            return st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
+        files = []
+        for ref in listed:
+            data = untrusted.read_bytes(
+                inside(self.root, ref["path"], "a statistics file"),
+                "statistics file",
+                error=CorruptStoreError,
+            )
+            if sha256_hex(data) != ref["sha256"]:
+                raise CorruptStoreError(
+                    f"store {self.path}: statistics file {ref['path']}: sha256 does not match"
+                )
+            files.append(
+                untrusted.loads_json(data, ref["path"], "statistics file", error=CorruptStoreError)
+            )
+        return st.by_trajectory(files)
+
+    def _write_manifest(self, end: int) -> None:
+        m = self._m
+        m["generation"] += 1
+        m["written"] = end
+        m["length"] = max(0, end - self._start)
+        m["cursor"] = end % self.capacity if self.capacity else end
+        m["max_traj_id"] = self._max_traj
+        m["checksums"]["chunks"] = {k: s.entries for k, s in self._sums.items()}
+        if end != self._committed_end or m["episodes"] is None:
+            self._index = self._index.clipped(self._start, end, self._reward_sum)
+            data = json.dumps(self._index.to_json()).encode()
+            name = f"episodes-{m['generation']:08d}.json"
+            # the manifest's write below fsyncs the directory once for both renames
+            atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
+            previous = m["episodes"]
+            m["episodes"] = {"path": name, "sha256": sha256_hex(data), "segments": len(self._index)}
+        else:
+            previous = None
+        mf.write(self.root, m, durable=self.durable)
+        self._committed_end = end
+        if previous is not None:
+            self._prune_episode_files(keep={previous["path"], m["episodes"]["path"]})
+        if self.on_commit is not None:
+            try:
+                self.on_commit(self)
+            except StoreError as exc:  # not published: this handle writes nothing more
+                self._failed = str(exc)
+                raise
+
+    def _prune_episode_files(self, keep: set[str]) -> None:
+        # the first commit of a handle lists the directory (a crashed writer may have left
+        # files); later ones know the one file their previous commit stopped needing
+        if self._older_episodes is None:
+            stale = [p for p in self.root.glob("episodes-*.json") if p.name not in keep]
+        else:
+            stale = [self.root / n for n in self._older_episodes - keep]
+        for p in stale:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        self._older_episodes = keep
+
+    def _read_range(self, start: int, stop: int) -> TensorDict:
+        """Rows at positions ``[start, stop)`` (no checks; backends override it to copy
+        slices instead of gathering)."""
+        return self._read(torch.arange(start, stop, dtype=torch.int64))
+
+    def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        """One key's rows (backends override this to skip the other keys)."""
+        return self._read(positions).get(sch.key_tuple(name))
+
+    def _reward_sum(self, a: int, b: int) -> float:
+        pos = self._pos(torch.arange(a, b, dtype=torch.int64))
+        return float(self._read_key(REWARD, pos).double().sum())
+
+    # --- reading ------------------------------------------------------------------------
+    def get(self, index: int | slice | torch.Tensor) -> TensorDict:
+        """Rows at positions; a writer also reads its own uncommitted rows.
+
+        Raises:
+            RowIndexError: a position is not readable (never written, retired, uncommitted).
+        """
+        if isinstance(index, int):
+            return self.get(torch.tensor([index]))[0]
+        if isinstance(index, slice):
+            a, b, step = index.indices(self._filled())
+            if step == 1 and self.capacity is None and self._start <= a < b:
+                return self._read_range(a, b)  # readable by arithmetic: no per-row checks
+            index = torch.arange(a, b, step, dtype=torch.int64)
+        pos = as_positions(index, f"store {self.path}")
+        self._check_readable(pos)
+        out = self._read(pos)
+        if self.capacity is not None and not self.writable:
+            self._check_not_retired(pos)
+        return out
+
+    def _offsets(self, pos: torch.Tensor) -> torch.Tensor:
+        """Serial offset of each position from ``start`` (>= len means not readable)."""
+        if self.capacity is None:
+            return pos - self._start
+        return (pos - self._start) % self.capacity
+
+    def _check_readable(self, pos: torch.Tensor) -> None:
+        if pos.numel() == 0:
+            return
+        bad = (pos < 0) | (self._offsets(pos) >= len(self))
+        if self.capacity is not None:
+            bad |= pos >= self.capacity
+        if bool(bad.any()):
+            p = int(pos[bad][0])
+            raise RowIndexError(
+                f"store {self.path}: position {p} is not readable; expected one of the "
+                f"{len(self)} committed rows (see Store.readable())"
+            )
+
+    def _check_not_retired(self, pos: torch.Tensor) -> None:
+        """Seqlock: rows read from a ring are valid only if no retirement happened meanwhile."""
+        old_start = self._start
+        if not self.refresh() or self._start <= old_start or pos.numel() == 0:
+            return
+        serials = old_start + (pos - old_start) % self.capacity
+        if bool((serials < self._start).any()):
+            raise RowIndexError(
+                f"store {self.path}: rows were overwritten by the writer while being read; "
+                f"ask Store.readable() again"
+            )
+
+    def refresh(self, _attempts: int = 5, *, force: bool = False) -> bool:
+        """Reader: pick up the latest commit if the manifest changed; return whether it did.
+
+        ``force`` re-reads the manifest even when its file looks unchanged (the change token
+        may have been taken just after a commit that the manifest in hand predates) and
+        returns whether its generation moved.
+        """
+        if self.writable:
+            return False
+        stat = _stat(self.root)
+        if stat == self._stat and not force:
+            return False
+        m = mf.read(self.root)
+        if force and m["generation"] == self._m["generation"]:
+            self._stat = stat
+            return False
+        self._stat, self._m = stat, m
+        self._committed_end = self._end = m["written"]
+        self._start = m["written"] - m["length"]
+        self._max_traj = m.get("max_traj_id", -1)
+        if m["schema"] is not None:
+            self._sums = {
+                name: ChunkSums(m["checksums"]["chunk_rows"], entries)
+                for name, entries in m["checksums"]["chunks"].items()
+            }
+            self._attach_payload()
+        self._load_index(_attempts)
+        return True
+
+    def _load_index(self, attempts: int = 5) -> None:
+        ref = self._m.get("episodes")
+        if ref is None:
+            self._index = EpisodeIndex()
+            return
+        try:
+            data = untrusted.read_bytes(
+                inside(self.root, ref["path"], "the episode index"),
+                "episode index",
+                error=CorruptStoreError,
+            )
+        except FileNotFoundError:
+            # a live writer committed twice since we read the manifest and pruned this
+            # index file: read the newer manifest (readers only; a writer's file must exist)
+            if self.writable or attempts == 0:
+                raise CorruptStoreError(
+                    f"store {self.path}: episode index {ref['path']} named by the manifest is missing"
+                ) from None
+            self._stat = None
+            self.refresh(attempts - 1)
+            return
+        if sha256_hex(data) != ref["sha256"]:
+            raise CorruptStoreError(
+                f"store {self.path}: episode index {ref['path']}: sha256 does not match the manifest"
+            )
+        try:
+            index = EpisodeIndex(
+                untrusted.loads_json(data, ref["path"], "episode index", error=CorruptStoreError)
+            )
+        except CorruptStoreError as exc:
+            raise CorruptStoreError(f"store {self.path}: {exc}") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CorruptStoreError(
+                f"store {self.path}: episode index {ref['path']} is malformed ({exc})"
+            ) from None
+        self._index = index.clipped(self._start, self._committed_end, self._reward_sum)
+
+    def _episode_file(self, ref: dict) -> Path | None:
+        path = inside(self.root, ref["path"], "the episode index")
+        return path if path.is_file() else None
+
+    def _table(self) -> tuple[TensorDict, list[list[int]], EpisodeIndex]:
+        index = self._index.clipped(self._start, self._visible_end(), self._reward_sum)
+        table, members = index.episodes(self.capacity)
+        return table, members, index
+
+    def episodes(self) -> TensorDict:
+        return self._table()[0]
+
+    def segments(self) -> TensorDict:
+        """The raw segment table (one row per contiguous run of a trajectory)."""
+        return self._index.clipped(self._start, self._visible_end(), self._reward_sum).segments(
+            self.capacity
+        )
+
+    def episode(self, i: int) -> TensorDict:
+        table, members, index = self._table()
+        if not -len(members) <= i < len(members):
+            raise RowIndexError(
+                f"store {self.path}: episode {i} out of range; it holds {len(members)} episodes"
+            )
+        c = index.cols
+        serials = torch.cat(
+            [
+                torch.arange(c["start"][j], c["start"][j] + c["length"][j], dtype=torch.int64)
+                for j in members[i]
+            ]
+        )
+        return self._read(self._pos(serials))
+
+    def next_traj_id(self) -> int:
+        return self._max_traj + 1
+
+    # --- lifetime ---------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self._failed is not None:
+            raise StoreError(
+                f"store {self.path}: an earlier write failed ({self._failed}); reopen it with "
+                f"mode='a' to continue from the last commit"
+            )
+        if self._closed:
+            raise StoreError(f"store {self.path} is closed")
+        if not self.writable:
+            raise StoreError(f"store {self.path} is open read-only; open it with mode='a' to write")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self.writable and self._failed is None:
+                self.commit()
+        finally:
+            self._closed = True
+            if self._lock is not None:
+                self._lock.release()
+            self.writable = False
+
+    def __del__(self) -> None:  # a dropped writer frees its lock but commits nothing
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+
+
+def _leaves(td: TensorDictBase) -> dict[str, torch.Tensor]:
+    """``sch.leaves`` without tensordict's generic key iteration, for plain TensorDicts."""
+    if type(td) is not TensorDict:
+        return sch.leaves(td)
+    out: dict[str, torch.Tensor] = {}
+    stack: list[tuple[str, TensorDict]] = [("", td)]
+    while stack:
+        prefix, node = stack.pop()
+        for key, value in node._tensordict.items():
+            if "." in key or "/" in key or not key:
+                return sch.leaves(td)  # raises, naming the key
+            if isinstance(value, torch.Tensor):
+                out[prefix + key] = value
+            elif type(value) is TensorDict:
+                stack.append((f"{prefix}{key}.", value))
+            else:  # non-tensor data, lazy stacks...: the generic walk decides
+                return sch.leaves(td)
+    return out
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    """A numpy view of a tensor (a copy for other devices, grads, bfloat16)."""
+    try:
+        return x.numpy()
+    except (RuntimeError, TypeError):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+
+
+def _pieces(a: int, b: int, capacity: int | None) -> list[tuple[int, int]]:
+    """Serials ``[a, b)`` as position ranges that do not wrap."""
+    if a >= b:
+        return []
+    if capacity is None:
+        return [(a, b)]
+    if b - a >= capacity:
+        a = b - capacity
+    p, q = a % capacity, (b - 1) % capacity + 1
+    return [(p, q)] if p < q else [(p, capacity), (0, q)]
+
+
+def _stat(root: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(manifest_path(root))
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)

@@ -1,0 +1,1 @@
+"""The store format core: manifest, schema, checksums, commit, lock, episodes, stats, verify."""

@@ -1,0 +1,376 @@
+"""Check a store end to end: manifest, checksums, schema, episode index and TED invariants.
+
+``verify`` returns every fault as one line (empty list: the store is sound);
+``first_fault`` stops at the first. ``content_digest`` hashes the readable rows in
+write order, so two stores holding the same rows (whatever their chunking or ring
+cursor) share a digest. These back ``rldata verify`` and ``rldata info``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING
+
+import torch
+
+from rldata import ted
+from rldata.env_ids import MODULE_PART, env_id_problem
+from rldata.stores.backend.base import Store
+from rldata.stores.format.checksums import parallel_map, sha256_hex
+
+if TYPE_CHECKING:
+    from tensordict import TensorDict
+
+K = ted.TED_KEYS
+BLOCK = 1 << 16
+_FLAGS = [
+    tuple(ted.key_name(k) for k in K.flags),
+    tuple(ted.key_name(K.nxt(k)) for k in K.flags),
+]
+_TRAJ = ted.key_name(K.traj_ids)
+_REWARD = ted.key_name(K.nxt(K.reward))
+
+
+def verify(store: Store, *, checksums: bool = True, invariants: bool = True) -> list[str]:
+    """Every fault found in ``store`` (one line each, naming the key, row or file)."""
+    return list(_faults(store, checksums=checksums, invariants=invariants))
+
+
+def first_fault(store: Store, *, checksums: bool = True, invariants: bool = True) -> str | None:
+    """The first fault found, or None when the store is sound."""
+    return next(_faults(store, checksums=checksums, invariants=invariants), None)
+
+
+def integrity_fault(store: Store) -> str | None:
+    """The first fault of what readers check before serving a row: the manifest, the payload
+    entries, every committed byte against its checksum, and the index and statistics files
+    against theirs (no pass over the rows' contents; :func:`verify` does that)."""
+    own = getattr(store, "faults", None)
+    if own is not None:
+        return next(iter(own(checksums=True, invariants=False)), None)
+    return next(_integrity(store, stored=True), None)
+
+
+def _integrity(store: Store, checksums: bool = True, stored: bool = False) -> Iterator[str]:
+    """``stored``: trust the stored-bytes checksums of a payload's objects (zarr chunk files,
+    parquet parts, memmap's explicit next-row records: format 1.3) for the rows they hold,
+    and decode only what they do not prove; otherwise every committed row is decoded and
+    checked against its row checksum."""
+    m = _manifest(store)
+    yield from _schema_faults(m, store.path)
+    if store.schema is None:
+        return
+    yield from _spec_faults(store)
+    payload = getattr(store, "payload_faults", None)
+    if payload is not None:
+        yield from payload()
+    if checksums:
+        proven: AbstractSet[int | str] = frozenset()
+        check = getattr(store, "stored_bytes_check", None)
+        if check is not None:
+            faults, chunks = check()
+            yield from faults
+            proven = chunks if stored else proven
+        else:
+            faults = []
+        if not faults:  # a damaged stored object may not even decode
+            yield from _checksum_faults(store, m, proven)
+        yield from _stats_faults(store, m)
+    yield from _index_file_faults(store, m)
+
+
+def _index_missing(store: Store) -> bool:
+    ref = store.manifest.get("episodes")
+    return ref is not None and store._episode_file(ref) is None  # type: ignore[attr-defined]
+
+
+def _index_file_faults(store: Store, m: dict) -> Iterator[str]:
+    ref = m.get("episodes")
+    if ref is None:
+        return
+    path = store._episode_file(ref)  # type: ignore[attr-defined]
+    if path is None:
+        yield f"{store.path}: episode index {ref['path']} is missing"
+    elif sha256_hex(path.read_bytes()) != ref["sha256"]:
+        yield f"{store.path}: episode index {ref['path']}: sha256 does not match the manifest"
+
+
+def content_digest(store: Store) -> str:
+    """``"sha256:<hex>"`` of the schema and every readable row's bytes, key by key, oldest first.
+
+    A store made of other stores (sharded) hashes through its own ``content_digest``.
+    """
+    own = getattr(store, "content_digest", None)
+    if own is not None:
+        return own()
+    h = hashlib.sha256(json.dumps(store.schema, sort_keys=True).encode())
+    if store.schema is not None:
+        for name in sorted(store.schema):
+            for a, b in _runs(store):
+                h.update(store._raw(name, a, b))  # type: ignore[attr-defined]
+    return "sha256:" + h.hexdigest()
+
+
+def _manifest(store: Store) -> dict:
+    """The committed manifest, read only here: a row store's own (no deep copy of a million
+    rows' checksums), else the public copy."""
+    own = getattr(store, "_m", None)
+    return own if isinstance(own, dict) else store.manifest
+
+
+def _runs(store: Store) -> list[tuple[int, int]]:
+    """Readable positions as contiguous ``[a, b)`` ranges, oldest first."""
+    from rldata.stores.backend.rowstore import RowStore, _pieces
+
+    if isinstance(store, RowStore):  # by arithmetic on serials, not a tensor of every position
+        return _pieces(store._start, store._visible_end(), store.capacity)
+    pos = store.readable()
+    if pos.numel() == 0:
+        return []
+    breaks = torch.nonzero(pos[1:] != pos[:-1] + 1).reshape(-1) + 1
+    edges = [0, *breaks.tolist(), pos.numel()]
+    return [(int(pos[i]), int(pos[j - 1]) + 1) for i, j in zip(edges[:-1], edges[1:])]
+
+
+def env_id_finding(store: Store) -> tuple[str, str] | None:
+    """What ``rldata verify`` says of the store's env id: ``("fault", line)`` when it names a
+    module to import (``gymnasium.make`` would run that module: the store is refused),
+    ``("warning", line)`` when gymnasium here does not know it (registration depends on the
+    reader's packages, not on the store), None when it is absent or registered."""
+    env_id = store.env_id
+    problem = None if env_id is None else env_id_problem(env_id)
+    if problem is None:
+        return None
+    line = f"{store.path}: env id {env_id!r} in the manifest {problem}"
+    if problem == MODULE_PART:
+        return "fault", f"{line}; rldata never makes an env from it (train/eval need --env)"
+    return "warning", f"{line}; train and eval need --env/--eval-env to use it"
+
+
+def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]:
+    finding = env_id_finding(store)
+    if finding is not None and finding[0] == "fault":
+        yield finding[1]
+    own = getattr(store, "faults", None)
+    if own is not None:  # a store of stores checks its parts
+        yield from own(checksums=checksums, invariants=invariants)
+        return
+    found = False
+    for fault in _integrity(store, checksums):
+        found = True
+        yield fault
+    if store.schema is None or found and _index_missing(store):
+        return
+    yield from _episode_faults(store, store.manifest)
+    if invariants:
+        yield from _ted_faults(store)
+
+
+def _schema_faults(m: dict, where: str) -> Iterator[str]:
+    """The schema holds the TED keys (ranges, cursor and payload names were checked when the
+    manifest was read: :mod:`rldata.stores.format.manifest_check` and the backend's attach)."""
+    if m["schema"]:
+        try:
+            ted.validate(_empty_rows(m["schema"]), require_traj_ids=True)
+        except ValueError as exc:
+            yield f"{where}: schema is not TED: {exc}"
+
+
+def _spec_faults(store: Store) -> Iterator[str]:
+    """The schema agrees with the env's specs on every key both describe (a schema that lies
+    about a dtype or shape consistently with its checksums still contradicts the specs)."""
+    from rldata.stores.format import schema as sch
+
+    try:
+        specs = store.specs
+    except Exception as exc:  # a malformed spec is a fault to report, whatever raised
+        yield f"{store.path}: manifest field 'specs' cannot be read ({exc})"
+        return
+    if specs is None:
+        return
+    schema = store.schema or {}
+    for key in specs.keys(True, True):
+        parts = (key,) if isinstance(key, str) else tuple(key)
+        spec = specs[parts]
+        for name in (".".join(parts), ".".join((K.next, *parts))):
+            entry = schema.get(name)
+            if entry is None or parts[0] == K.next and name.startswith(K.next + "." + K.next):
+                continue
+            want = (list(spec.shape), sch.dtype_name(spec.dtype))
+            got = (list(entry["shape"]), entry["dtype"])
+            if want != got:
+                yield (
+                    f"{store.path}: schema of key {name!r} is {got[1]} {got[0]}, but the "
+                    f"env's spec says {want[1]} {want[0]}"
+                )
+
+
+def _empty_rows(schema: dict) -> TensorDict:
+    from tensordict import TensorDict
+
+    from rldata.stores.format import schema as sch
+
+    td = TensorDict({}, batch_size=[0])
+    for name, e in schema.items():
+        td.set(sch.key_tuple(name), torch.zeros((0, *e["shape"]), dtype=sch.dtype_of(e["dtype"])))
+    return td
+
+
+def _checksum_faults(
+    store: Store, m: dict, proven: AbstractSet[int | str] = frozenset()
+) -> Iterator[str]:
+    """Each committed checksum chunk against its rows, hashed on every core (the rows are
+    read here, in order; only hashing runs in the pool). ``proven`` skips the hash of a
+    chunk index (for every key) or of a whole key whose stored bytes were checked otherwise:
+    they only get the range checks."""
+    sums = m["checksums"]
+    rows = sums["chunk_rows"]
+    filled = store._filled()  # type: ignore[attr-defined]
+    runs = _runs(store)
+    steps: list[tuple[str, str, int, int, int, str]] = []  # what to check, in report order
+    for name, entries in sums["chunks"].items():
+        for c, (n, digest) in enumerate(entries):
+            if n == 0:
+                continue
+            a, b = c * rows, c * rows + n
+            if b > filled:
+                steps.append(("past", name, c, a, b, digest))
+            elif c not in proven and name not in proven:
+                steps.append(("hash", name, c, a, b, digest))
+        p = _uncovered(runs, entries, rows)
+        if p is not None:
+            steps.append(("uncovered", name, p, 0, 0, ""))
+    hashed = parallel_map(
+        sha256_hex,
+        (store._raw(name, a, b) for kind, name, _, a, b, _ in steps if kind == "hash"),  # type: ignore[attr-defined]
+    )
+    try:
+        for kind, name, c, a, b, digest in steps:
+            if kind == "past":
+                yield f"{store.path}: key {name!r} chunk {c} lists rows [{a}, {b}) past {filled} stored"
+            elif kind == "uncovered":
+                yield f"{store.path}: key {name!r}: readable row {c} is not covered by a checksum"
+            else:
+                got = next(hashed)
+                if got != digest:
+                    yield f"{store.path}: key {name!r} chunk {c} rows [{a}, {b}): sha256 {got[:12]}…, manifest says {digest[:12]}…"
+    finally:
+        hashed.close()
+
+
+def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | None:
+    """The first readable position no checksum entry covers (arithmetic on ranges: a store of
+    a million rows checks in microseconds)."""
+    for a, b in runs:
+        p = a
+        while p < b:
+            c = p // rows
+            end = c * rows + entries[c][0] if c < len(entries) else -1
+            if p >= end:
+                return p
+            p = min(b, end)
+    return None
+
+
+def _stats_faults(store: Store, m: dict) -> Iterator[str]:
+    from rldata.stores.location.paths import inside
+
+    for ref in m.get("stats") or []:
+        try:
+            data = inside(store.root, ref["path"], "a statistics file").read_bytes()  # type: ignore[attr-defined]
+        except OSError:
+            yield f"{store.path}: statistics file {ref['path']} named by the manifest is missing"
+            return
+        if sha256_hex(data) != ref["sha256"]:
+            yield f"{store.path}: statistics file {ref['path']}: sha256 does not match the manifest"
+            return
+
+
+def _episode_faults(store: Store, m: dict) -> Iterator[str]:
+    seg = store.segments()  # type: ignore[attr-defined]
+    total = int(seg["length"].sum())
+    if total != len(store):
+        yield f"{store.path}: episode index covers {total} rows, expected {len(store)}"
+        return
+    pos = store.readable()
+    if pos.numel() == 0:
+        return
+    seg_of_row = torch.repeat_interleave(torch.arange(seg.batch_size[0]), seg["length"])
+    rows = store._read(pos)  # type: ignore[attr-defined]
+    ids = rows.get(K.traj_ids)
+    bad = ids != seg["traj_id"][seg_of_row]
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        yield (
+            f"{store.path}: row {int(pos[i])} has traj id {int(ids[i])}, episode index says "
+            f"{int(seg['traj_id'][seg_of_row[i]])}"
+        )
+    reward = rows.get(K.nxt(K.reward)).reshape(pos.numel(), -1).double().sum(-1)
+    returns = torch.zeros(seg.batch_size[0], dtype=torch.float64).index_add_(0, seg_of_row, reward)
+    close = torch.isclose(returns, seg["return"], rtol=1e-6, atol=1e-6) | (
+        returns.isnan() & seg["return"].isnan()
+    )
+    if not bool(close.all()):
+        j = int((~close).nonzero()[0])
+        yield (
+            f"{store.path}: episode segment {j} (traj {int(seg['traj_id'][j])}): return "
+            f"{float(seg['return'][j])} in the index, {float(returns[j])} in the rows"
+        )
+
+
+def _obs_keys(schema: dict) -> list[str]:
+    reserved = {*_FLAGS[0], ted.key_name(K.action), ted.key_name(K.reward)}
+    return [
+        k
+        for k in schema
+        if not k.startswith((K.next + ".", "collector."))
+        and k not in reserved
+        and f"{K.next}.{k}" in schema
+    ]
+
+
+def _ted_faults(store: Store) -> Iterator[str]:
+    pos = store.readable()
+    if pos.numel() == 0:
+        return
+    from rldata.stores.format import schema as sch
+
+    obs = _obs_keys(store.schema or {})
+    ids = store._read(pos).get(K.traj_ids)  # type: ignore[attr-defined]
+    order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
+    for lo in range(0, pos.numel(), BLOCK):
+        sel = order[lo : lo + BLOCK + 1]
+        rows = store._read(pos[sel])  # type: ignore[attr-defined]
+        for done, term, trunc in _FLAGS:
+            d, t, u = (rows.get(sch.key_tuple(k)) for k in (done, term, trunc))
+            bad = (d != (t | u)).reshape(sel.numel(), -1).any(-1)
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0])
+                yield f"{store.path}: row {int(pos[sel[i]])}: {done} != {term} | {trunc}"
+                return
+        same = rows.get(K.traj_ids)[1:] == rows.get(K.traj_ids)[:-1]
+        ended = rows.get(K.nxt(K.done)).reshape(sel.numel(), -1)[:-1, 0]
+        bad = same & ended
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            yield (
+                f"{store.path}: traj {int(rows.get(K.traj_ids)[i])} continues at row "
+                f"{int(pos[sel[i + 1]])} after its episode ended at row {int(pos[sel[i]])}"
+            )
+            return
+        for key in obs:
+            nxt = rows.get(sch.key_tuple(f"{K.next}.{key}"))[:-1][same]
+            cur = rows.get(sch.key_tuple(key))[1:][same]
+            eq = (nxt == cur) | (nxt != nxt) & (cur != cur)
+            bad = ~eq.flatten(1).all(-1) if eq.dim() > 1 else ~eq
+            if bool(bad.any()):
+                j = int(same.nonzero().reshape(-1)[bad][0])
+                yield (
+                    f"{store.path}: key 'next.{key}' of row {int(pos[sel[j]])} differs from "
+                    f"{key!r} of row {int(pos[sel[j + 1]])}, the next step of traj "
+                    f"{int(rows.get(K.traj_ids)[j])}"
+                )
+                return

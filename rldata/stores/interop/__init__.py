@@ -1,0 +1,1 @@
+"""Other tools' formats: convert between backends, Minari, D4RL and TorchRL."""

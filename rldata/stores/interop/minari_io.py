@@ -1,0 +1,573 @@
+"""Minari datasets: export a store into Minari's layout, read one back as TED rows.
+
+A Minari dataset ``NAMESPACE/NAME-vN`` lives at ``$MINARI_DATASETS_PATH/NAMESPACE/NAME-vN``
+(default ``~/.minari/datasets``), with ``data/metadata.json`` and ``data/main_data.hdf5``
+(episode groups, see :mod:`rldata.stores.backend._hdf5`). Minari keeps each observation once:
+``observations`` has ``T + 1`` rows, the last one the final observation of the episode
+(after a termination or truncation). So a TED row ``t`` of an episode is
+``observation = observations[t]`` and ``("next", "observation") = observations[t + 1]``,
+exactly, both ways.
+
+What Minari has no place for (trajectory ids, the root flags, extras such as
+``log_prob``, the env's specs and rldata's provenance) goes beside it: flat arrays in
+``data/rldata_extras.hdf5`` (rows in export order) and an ``rldata`` entry in
+``metadata.json``, so a round trip through Minari is lossless and Minari ignores both.
+
+Spaces are read from their JSON (as Minari serializes them) into gymnasium space objects;
+no environment is ever built from stored metadata.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tensordict import TensorDict
+
+from rldata import _untrusted as untrusted
+from rldata import ted
+from rldata.env_ids import env_id_problem
+from rldata.errors import ConfigError, CorruptStoreError, StoreNotFoundError
+from rldata.specs import Composite, Unbounded, from_gym_space, spec_from_json
+from rldata.stores.backend import _columns as col
+from rldata.stores.backend import _hdf5
+from rldata.stores.format import schema as sch
+
+K = ted.TED_KEYS
+PREFIX = "minari:"
+DATASET_ID = re.compile(r"^(?:[\w.-]+/)*[\w.-]+-v\d+$")
+EXTRAS_FILE = "rldata_extras.hdf5"
+METADATA = "metadata.json"
+DEFAULT_MINARI_VERSION = "0.5.4"
+# keys a Minari episode holds itself (the rest are rldata extras)
+_FLAGS = ("next.terminated", "next.truncated")
+_DERIVED = ("next.done",)
+
+
+# --- where datasets live ---------------------------------------------------------------------
+def datasets_root() -> Path:
+    """Minari's local datasets directory: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
+    env = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(env) if env else Path.home() / ".minari" / "datasets"
+
+
+def dataset_id(text: str) -> str:
+    """``"minari:NS/NAME-v0"`` -> ``"NS/NAME-v0"``, refusing ids Minari would not accept."""
+    name = text[len(PREFIX) :] if text.startswith(PREFIX) else text
+    if not DATASET_ID.match(name) or ".." in name.split("/"):
+        raise ConfigError(
+            f"Minari dataset id {name!r}: expected NAMESPACE/NAME-vN (e.g. minari:rldata/pendulum-v0)"
+        )
+    return name
+
+
+def dataset_dir(text: str) -> Path:
+    """The directory of a Minari dataset id (resolved as Minari does)."""
+    return datasets_root() / dataset_id(text)
+
+
+# --- spaces ----------------------------------------------------------------------------------
+def _space_json(spec: Any, entry: dict) -> dict:
+    """Minari's JSON for the space of one key (from its spec when there is one)."""
+    shape, dtype = list(entry["shape"]), entry["dtype"]
+    n = getattr(spec, "n", None)
+    if n is not None and type(spec).__name__ == "Categorical" and shape == []:
+        return {"type": "Discrete", "dtype": "int64", "start": 0, "n": int(n)}
+    if dtype == "bool":
+        return {"type": "MultiBinary", "n": shape or [1]}
+    low = getattr(spec, "low", None)
+    high = getattr(spec, "high", None)
+    npd = col.np_dtype(dtype)
+    if low is None or high is None:
+        if npd.kind == "f":
+            lo, hi = float("-inf"), float("inf")
+        else:
+            info = np.iinfo(npd)
+            lo, hi = int(info.min), int(info.max)
+        low_l = np.full(shape, lo).tolist()
+        high_l = np.full(shape, hi).tolist()
+    else:
+        low_l, high_l = low.tolist(), high.tolist()
+    return {"type": "Box", "dtype": str(npd), "shape": shape, "low": low_l, "high": high_l}
+
+
+def space_from_json(data: Any) -> Any:
+    """A gymnasium space from Minari's JSON (Box, Discrete, MultiBinary, Dict)."""
+    from gymnasium import spaces
+
+    d = untrusted.loads_json(data, "Minari metadata", "a space") if isinstance(data, str) else data
+    kind = d.get("type") if isinstance(d, dict) else None
+    if kind == "Box":
+        low = np.asarray(d["low"], dtype=d["dtype"])
+        high = np.asarray(d["high"], dtype=d["dtype"])
+        return spaces.Box(low, high, tuple(d["shape"]), dtype=d["dtype"])
+    if kind == "Discrete":
+        return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
+    if kind == "MultiBinary":
+        return spaces.MultiBinary(d["n"])
+    if kind == "Dict":
+        return spaces.Dict({k: space_from_json(v) for k, v in d["subspaces"].items()})
+    raise CorruptStoreError(
+        f"Minari space {kind!r} is not supported (expected Box, Discrete, MultiBinary, Dict)"
+    )
+
+
+# --- export ----------------------------------------------------------------------------------
+def obs_keys(schema: dict[str, dict]) -> list[str]:
+    """Observation keys: root keys stored again under ``next`` (not flags, action, reward)."""
+    reserved = {*(ted.key_name(k) for k in K.flags), ted.key_name(K.action)}
+    return [
+        k
+        for k in schema
+        if not k.startswith(("next.", "collector.")) and k not in reserved and f"next.{k}" in schema
+    ]
+
+
+def episode_order(store: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the store's rows grouped by episode (time order) and each episode's length."""
+    seg = store.segments()
+    if seg.batch_size[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ids = seg["traj_id"].numpy()
+    start, length = seg["start"].numpy(), seg["length"].numpy()
+    # episodes in order of their first segment; segments of one episode stay in write order
+    rank_of: dict[int, int] = {}
+    for t in ids.tolist():
+        rank_of.setdefault(t, len(rank_of))
+    rank = np.array([rank_of[t] for t in ids.tolist()], dtype=np.int64)
+    segs = np.argsort(rank, kind="stable")
+    cap = store.capacity
+    pieces = [
+        (np.arange(start[s], start[s] + length[s]) % cap)
+        if cap
+        else np.arange(start[s], start[s] + length[s])
+        for s in segs
+    ]
+    lengths = np.bincount(rank, weights=length, minlength=len(rank_of)).astype(np.int64)
+    return np.concatenate(pieces).astype(np.int64), lengths
+
+
+def export(
+    store: Any,
+    data_dir: Path,
+    name: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+    block_rows: int = 1 << 16,
+    provenance: dict | None = None,
+) -> int:
+    """Write ``store``'s committed rows as the Minari dataset ``name`` into ``data_dir``.
+
+    Returns the number of episodes written. ``data_dir`` (Minari's ``.../NAME-vN/data``)
+    must not exist. ``provenance`` replaces the store's in the metadata (a conversion adds
+    itself there).
+    """
+    schema = store.schema
+    if schema is None:
+        raise ConfigError(f"store {store.path} holds no rows; nothing to export to Minari")
+    obs = obs_keys(schema)
+    act = ted.key_name(K.action)
+    if not obs or act not in schema:
+        raise ConfigError(
+            f"store {store.path}: Minari needs an observation key and 'action'; the schema has {sorted(schema)}"
+        )
+    minari_keys = {*obs, *(f"next.{k}" for k in obs), act, "next.reward", *_FLAGS, *_DERIVED}
+    extras = [k for k in schema if k not in minari_keys]
+    order, lengths = episode_order(store)
+    data_dir.mkdir(parents=True)
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    # each episode's final next observation (Minari's T + 1st row): one gather of E rows
+    finals = store.get(torch.from_numpy(order[bounds[1:] - 1])) if len(lengths) else None
+    last = {
+        k: col.to_numpy(finals.get(sch.key_tuple(f"next.{k}")), schema[k]["dtype"])
+        for k in obs
+        if finals is not None
+    }
+    direct = _direct_columns(store, [*obs, act, "next.reward", *_FLAGS, *extras], order)
+    with (
+        _hdf5.h5py.File(data_dir / _hdf5.MAIN_FILE, "w") as f,
+        _hdf5.h5py.File(data_dir / EXTRAS_FILE, "w") as fx,
+    ):
+        writer = _hdf5.EpisodeWriter(f)
+        sinks = {
+            k: fx.create_dataset(
+                k, shape=(len(order), *schema[k]["shape"]), dtype=col.np_dtype(schema[k]["dtype"])
+            )
+            for k in extras
+        }
+        fx.create_dataset("episode_rows", data=lengths)
+        episode, done_rows = 0, 0
+        for lo in range(0, len(order), block_rows):
+            hi = min(len(order), lo + block_rows)
+            # extend the block to whole episodes
+            e_hi = int(np.searchsorted(bounds, hi, side="left"))
+            hi = int(bounds[e_hi]) if hi < len(order) else hi
+            if hi <= done_rows:
+                continue
+            lo = done_rows
+            if direct is not None:
+                flat = {k: a[lo:hi] for k, a in direct.items()}
+            else:
+                rows = store.get(_rows_index(order[lo:hi]))
+                flat = {k: col.to_numpy(v, schema[k]["dtype"]) for k, v in sch.leaves(rows).items()}
+            for k in extras:  # one low-level write a key and block (h5py's slicing costs more)
+                _hdf5.write_rows(sinks[k], lo, flat[k])
+            while episode < len(lengths) and bounds[episode + 1] <= hi:
+                a, b = int(bounds[episode]) - lo, int(bounds[episode + 1]) - lo
+                o: dict[str, np.ndarray] | np.ndarray = {
+                    k: np.concatenate([flat[k][a:b], last[k][episode : episode + 1]]) for k in obs
+                }
+                if len(obs) == 1 and obs[0] == ted.key_name(K.observation):
+                    o = o[obs[0]]  # type: ignore[index]
+                rew = flat["next.reward"][a:b]
+                writer.episode(
+                    episode,
+                    o,
+                    flat[act][a:b],
+                    rew.reshape(b - a) if list(schema["next.reward"]["shape"]) == [1] else rew,
+                    flat["next.terminated"][a:b].reshape(b - a),
+                    flat["next.truncated"][a:b].reshape(b - a),
+                )
+                episode += 1
+            done_rows = hi
+            if progress is not None:
+                progress(hi - lo)
+    _write_metadata(store, data_dir, name, obs, act, len(lengths), len(order), provenance)
+    return len(lengths)
+
+
+def _direct_columns(store: Any, keys: list[str], order: np.ndarray) -> dict[str, np.ndarray] | None:
+    """The ``keys`` of an append-only store whose rows are already in episode order, as the
+    store's own columns (memmap: zero-copy views of its files, so nothing is read twice);
+    None when the rows must be gathered."""
+    if store.capacity is not None or not isinstance(_rows_index(order), slice) or order[0] != 0:
+        return None
+    out = {}
+    for k in keys:
+        column = store.column(k)
+        if column is None or column.shape[0] < len(order):
+            return None
+        out[k] = col.to_numpy(column[: len(order)], store.schema[k]["dtype"])
+    return out
+
+
+def _rows_index(positions: np.ndarray) -> slice | torch.Tensor:
+    """A slice when ``positions`` are consecutive (episodes written one after another: the
+    store copies ranges instead of gathering rows), else the positions."""
+    n = len(positions)
+    if n and positions[-1] - positions[0] == n - 1 and bool((np.diff(positions) == 1).all()):
+        return slice(int(positions[0]), int(positions[-1]) + 1)
+    return torch.from_numpy(positions)
+
+
+def _write_metadata(
+    store: Any,
+    data_dir: Path,
+    name: str,
+    obs: list[str],
+    act: str,
+    episodes: int,
+    steps: int,
+    provenance: dict | None,
+) -> None:
+    schema, specs = store.schema, store.specs
+
+    def spec_of(key: str) -> Any:
+        if specs is None:
+            return None
+        try:
+            return specs[tuple(key.split("."))]
+        except KeyError:
+            return None
+
+    if len(obs) == 1 and obs[0] == ted.key_name(K.observation):
+        obs_space: dict = _space_json(spec_of(obs[0]), schema[obs[0]])
+    else:
+        obs_space = {
+            "type": "Dict",
+            "subspaces": {k: _space_json(spec_of(k), schema[k]) for k in obs},
+        }
+    meta: dict[str, Any] = {
+        "dataset_id": name,
+        "total_episodes": episodes,
+        "total_steps": steps,
+        "data_format": "hdf5",
+        "jpeg_encoding": False,  # observations are stored as they are, losslessly
+        "observation_space": json.dumps(obs_space),
+        "action_space": json.dumps(_space_json(spec_of(act), schema[act])),
+        "minari_version": _minari_version(),
+        "rldata": {
+            "schema": schema,
+            "specs": store.manifest_field("specs"),
+            "env": {"id": store.env_id, "kwargs": store.env_kwargs},
+            "provenance": store.provenance if provenance is None else provenance,
+            "observation_keys": obs,
+            "extras_file": EXTRAS_FILE,
+        },
+    }
+    env_spec = _env_spec_json(store.env_id, store.env_kwargs)
+    if env_spec is not None:
+        meta["env_spec"] = env_spec
+    size = sum(p.stat().st_size for p in data_dir.iterdir()) / 1e6
+    meta["dataset_size"] = round(size, 1)
+    (data_dir / METADATA).write_text(json.dumps(meta))
+
+
+def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
+    """Gymnasium's EnvSpec JSON of a registered id (a registry lookup, no env is built).
+
+    The id comes from the store, so it is data, and Minari's ``recover_environment``
+    makes whatever the exported spec names: only an id already registered here, without a
+    module part (:func:`rldata.env_ids.env_id_problem`), is exported as a spec; the id
+    itself still travels in the ``rldata`` section.
+    """
+    if not env_id or env_id_problem(env_id) is not None:
+        return None
+    try:
+        import gymnasium
+
+        spec = gymnasium.spec(env_id)
+        if kwargs:
+            spec = spec.__class__(**{**spec.__dict__, "kwargs": {**spec.kwargs, **kwargs}})
+        return spec.to_json()
+    except Exception:  # not registered here, or kwargs that are not JSON: Minari allows none
+        return None
+
+
+@functools.cache  # importlib.metadata scans every installed distribution
+def _minari_version() -> str:
+    try:
+        from importlib import metadata
+
+        return metadata.version("minari")
+    except Exception:
+        return DEFAULT_MINARI_VERSION
+
+
+def write_namespaces(name: str) -> None:
+    """Minari's ``namespace_metadata.json`` in each namespace directory above dataset ``name``
+    (as ``minari.create_namespace`` leaves them), where missing."""
+    parts = dataset_id(name).split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        path = datasets_root().joinpath(*parts[:i], "namespace_metadata.json")
+        if not path.exists():
+            path.write_text("{}")
+
+
+# --- import ----------------------------------------------------------------------------------
+class MinariSource:
+    """A Minari dataset directory read as TED rows, episode after episode.
+
+    Args:
+        root: the dataset directory (``.../NAME-vN``, with ``data/`` inside).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        data = root / "data"
+        try:
+            self.meta = untrusted.read_json(
+                data / METADATA, "Minari metadata", error=CorruptStoreError
+            )
+        except FileNotFoundError:
+            raise StoreNotFoundError(
+                f"no Minari dataset at {root} (missing data/{METADATA})"
+            ) from None
+        if not isinstance(self.meta, dict):
+            raise CorruptStoreError(f"{data / METADATA}: expected a JSON object")
+        if self.meta.get("data_format", "hdf5") != "hdf5":
+            raise ConfigError(
+                f"{root}: Minari data_format {self.meta.get('data_format')!r}; rldata reads 'hdf5'"
+            )
+        if self.meta.get("jpeg_encoding", True) and _has_images(self.meta):
+            raise ConfigError(
+                f"{root}: JPEG-encoded image observations are lossy; rldata imports raw arrays only"
+            )
+        for field in ("env_spec", "eval_env_spec"):
+            _check_entry_point(self.meta.get(field), root / "data" / METADATA, field)
+        self.file = data / _hdf5.MAIN_FILE
+        self.episodes = int(self.meta.get("total_episodes", 0))
+        self.rows = int(self.meta.get("total_steps", 0))
+        self.ours: dict = self.meta.get("rldata") or {}
+        self.obs_space = space_from_json(self.meta["observation_space"])
+        self.act_space = space_from_json(self.meta["action_space"])
+
+    @property
+    def env(self) -> tuple[str | None, dict]:
+        if "env" in self.ours:
+            return self.ours["env"]["id"], dict(self.ours["env"]["kwargs"])
+        spec = self.meta.get("env_spec")
+        if isinstance(spec, str):
+            try:
+                d = untrusted.loads_json(spec, "Minari metadata", "env_spec")
+                return d.get("id"), dict(d.get("kwargs") or {})
+            except ValueError:
+                pass
+        return None, {}
+
+    @property
+    def provenance(self) -> dict:
+        prov = dict(self.ours.get("provenance") or {})
+        prov.setdefault("minari_dataset_id", self.meta.get("dataset_id"))
+        prov.setdefault("minari_version", self.meta.get("minari_version"))
+        return prov
+
+    def specs(self) -> Any:
+        if "specs" in self.ours:
+            return None if self.ours["specs"] is None else spec_from_json(self.ours["specs"])
+        out = Composite({})
+        if hasattr(self.obs_space, "spaces"):
+            for k, s in self.obs_space.spaces.items():
+                out[k] = from_gym_space(s)
+        else:
+            out["observation"] = from_gym_space(self.obs_space)
+        out["action"] = from_gym_space(self.act_space, categorical_action_encoding=True)
+        out[("next", "reward")] = Unbounded((1,), dtype=torch.float32)
+        return out
+
+    def batches(self, block_rows: int = 1 << 16) -> Iterator[TensorDict]:
+        """TED rows, whole episodes per batch, in episode order."""
+        with _hdf5.h5py.File(self.file, "r") as f:
+            extras = self._extras()
+            pending: list[TensorDict] = []
+            count, offset = 0, 0
+            for i in range(self.episodes):
+                try:
+                    group = _hdf5.checked(f, f"episode_{i}")
+                except KeyError:
+                    raise CorruptStoreError(
+                        f"{self.file}: episode_{i} is missing ({self.episodes} listed)"
+                    ) from None
+                left = max(self.rows - offset, 0) if "total_steps" in self.meta else None
+                ep = _hdf5.read_episode(group, max_rows=left)
+                t = len(ep["rewards"])
+                td = self._rows(ep, i, {k: v[offset : offset + t] for k, v in extras.items()})
+                offset += t
+                pending.append(td)
+                count += t
+                if count >= block_rows:
+                    yield TensorDict.cat(pending)  # type: ignore[misc]
+                    pending, count = [], 0
+            if pending:
+                yield TensorDict.cat(pending)  # type: ignore[misc]
+
+    def _extras(self) -> dict[str, np.ndarray]:
+        name = self.ours.get("extras_file")
+        if not name:
+            return {}
+        path = self.root / "data" / Path(name).name
+        with _hdf5.h5py.File(path, "r") as fx:
+            return {k: _hdf5.checked(fx, k)[()] for k in fx if k != "episode_rows"}
+
+    def _rows(self, ep: dict, i: int, extras: dict[str, np.ndarray]) -> TensorDict:
+        t = len(ep["rewards"])
+        schema = self.ours.get("schema") or {}
+        obs = ep["observations"]
+        obs = obs if isinstance(obs, dict) else {"observation": obs}
+        flat: dict[str, torch.Tensor] = {}
+        for k, a in obs.items():
+            name = schema.get(k, {}).get("dtype") or _dtype_name(a.dtype)
+            flat[k] = col.to_torch(np.ascontiguousarray(a[:t]), name)
+            flat[f"next.{k}"] = col.to_torch(np.ascontiguousarray(a[1 : t + 1]), name)
+        action = ep["actions"]
+        flat["action"] = col.to_torch(
+            np.ascontiguousarray(action),
+            schema.get("action", {}).get("dtype") or _dtype_name(action.dtype),
+        )
+        reward = schema.get("next.reward", {"shape": [1], "dtype": "float32"})
+        flat["next.reward"] = torch.from_numpy(
+            np.ascontiguousarray(ep["rewards"])
+            .astype(col.np_dtype(reward["dtype"]))
+            .reshape(t, *reward["shape"])
+        )
+        term = torch.from_numpy(ep["terminations"].astype(bool).reshape(t, 1))
+        trunc = torch.from_numpy(ep["truncations"].astype(bool).reshape(t, 1))
+        flat["next.terminated"], flat["next.truncated"], flat["next.done"] = (
+            term,
+            trunc,
+            term | trunc,
+        )
+        for k in ("done", "terminated", "truncated"):
+            flat[k] = torch.zeros(t, 1, dtype=torch.bool)
+        flat["collector.traj_ids"] = torch.full((t,), i, dtype=torch.int64)
+        for k, a in extras.items():
+            flat[k] = col.to_torch(
+                np.ascontiguousarray(a), schema[k]["dtype"] if k in schema else _dtype_name(a.dtype)
+            )
+        return col.tree(flat, t)
+
+
+_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Z]\w*$")
+_NOT_ENVS = {
+    "os",
+    "sys",
+    "subprocess",
+    "builtins",
+    "shutil",
+    "posix",
+    "pickle",
+    "marshal",
+    "runpy",
+    "importlib",
+    "code",
+    "ctypes",
+    "socket",
+    "pty",
+    "io",
+}
+
+
+def _check_entry_point(spec: Any, where: Path, field: str) -> None:
+    """Refuse metadata whose env entry point is not an environment class.
+
+    rldata never makes an env from stored metadata, but it copies the spec into the
+    datasets it writes, where a later tool might: ``os:system`` stops here.
+    """
+    if not isinstance(spec, str):
+        return
+    try:
+        entry = json.loads(spec).get("entry_point")
+    except (ValueError, AttributeError):
+        raise CorruptStoreError(f"{where}: field {field!r} is not a JSON object") from None
+    if entry is None or callable(entry):
+        return
+    module = str(entry).split(":")[0].split(".")[0]
+    if not isinstance(entry, str) or not _ENTRY_POINT.match(entry) or module in _NOT_ENVS:
+        raise CorruptStoreError(
+            f"{where}: field {field!r} names entry point {entry!r}, which is not an "
+            f"environment class (module:ClassName); refused"
+        )
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    return sch.dtype_name(torch.from_numpy(np.zeros((), dtype=dtype)).dtype)
+
+
+def _has_images(meta: dict) -> bool:
+    """Whether a space is one Minari JPEG-encodes (uint8 Box of at least 32x32, 0..255)."""
+
+    def image(d: Any) -> bool:
+        if not isinstance(d, dict):
+            return False
+        if d.get("type") == "Dict":
+            return any(image(v) for v in d.get("subspaces", {}).values())
+        shape = d.get("shape") or []
+        return bool(
+            d.get("type") == "Box"
+            and d.get("dtype") == "uint8"
+            and len(shape) in (2, 3)
+            and shape[0] >= 32
+            and shape[1] >= 32
+            and np.all(np.asarray(d.get("low")) == 0)
+            and np.all(np.asarray(d.get("high")) == 255)
+        )
+
+    spaces = (meta.get("observation_space"), meta.get("action_space"))
+    return any(bool(image(json.loads(s) if isinstance(s, str) else s)) for s in spaces)

@@ -1,0 +1,1 @@
+"""Where a store lives: local paths and URLs, destinations, the remote commit protocol."""
