@@ -1,4 +1,4 @@
-"""README speed tables are copies of the benchmark RESULTS files (scripts/readme_tables.py)."""
+"""Benchmark tables in README.md and docs/BENCHMARKS.md are copies of the RESULTS files (scripts/readme_tables.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ def test_readme_tables_match_results() -> None:
     readme = (ROOT / "README.md").read_text()
     found = rt.tables(ROOT / "benchmarks")
     marked = {name for name, _ in rt.REGION.findall(readme)}
-    assert marked, "README.md has no <!-- table:NAME --> regions"
     assert marked <= set(found)
     assert rt.render(readme, found) == readme, "run: python scripts/readme_tables.py"
 
@@ -45,3 +44,35 @@ def test_unknown_table_is_refused(tmp_path: Path) -> None:
     rt = _script()
     with pytest.raises(SystemExit, match="'y'"):
         rt.render("<!-- table:y -->\nold\n<!-- /table:y -->\n", rt.tables(tmp_path))
+
+
+BENCHMARKS = ROOT / "docs" / "BENCHMARKS.md"
+# Written into docs/BENCHMARKS.md's "Scale" section by benchmarks/bench_scale.py itself.
+OWN_SECTION = ("scale",)
+
+
+def test_benchmarks_doc_tables_match_results() -> None:
+    rt = _script()
+    text = BENCHMARKS.read_text()
+    assert rt.render(text, rt.tables(ROOT / "benchmarks"), "docs/BENCHMARKS.md") == text, (
+        "run: python scripts/readme_tables.py"
+    )
+
+
+def test_benchmarks_doc_holds_every_results_table() -> None:
+    rt = _script()
+    marked = {name for name, _ in rt.REGION.findall(BENCHMARKS.read_text())}
+    expected = {n for n in rt.sources(ROOT / "benchmarks") if not n.startswith(OWN_SECTION)}
+    assert expected - marked == set(), "tables missing from docs/BENCHMARKS.md"
+    assert "<!-- scale:begin -->" in BENCHMARKS.read_text()
+
+
+def test_each_benchmarks_table_names_the_command_that_produced_it() -> None:
+    rt = _script()
+    text = BENCHMARKS.read_text()
+    for name, path in rt.sources(ROOT / "benchmarks").items():
+        command = rt.command(path)
+        if name.startswith(OWN_SECTION) or command is None:
+            continue
+        section = text[: text.index(f"<!-- table:{name} -->")].rsplit("\n#", 1)[-1]
+        assert command in section, f"{name}: docs/BENCHMARKS.md does not show `{command}`"
