@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from cli._errors import one_line
 from cli._terminal import echo
 from rldata import api
+from rldata.errors import RldataError
 
 
 def _size(n: int) -> str:
@@ -49,9 +51,21 @@ def pull(url: str, dst: str, force: bool) -> None:
 @click.command()
 @click.argument("a")
 @click.argument("b")
-def diff(a: str, b: str) -> None:
-    """Compare stores A and B: schema, specs, then episodes only in A, only in B and shared."""
-    echo(api.diff(a, b).lines())
+@click.pass_context
+def diff(ctx: click.Context, a: str, b: str) -> None:
+    """Compare stores A and B: schema, specs, then episodes only in A, only in B and shared.
+
+    Episodes are listed by content (hash, length, return). Exits 0 when the stores hold the
+    same schema, specs and episodes, 1 when they differ (as diff(1) does), 2 on an error."""
+    try:
+        result = api.diff(a, b)
+    except RldataError as err:  # 1 means "they differ": trouble is 2, as for diff(1)
+        trouble = click.ClickException(one_line(err))
+        trouble.exit_code = 2
+        raise trouble from None
+    echo(result.lines())
+    if not result.identical:
+        ctx.exit(1)
 
 
 @click.command()

@@ -17,9 +17,24 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from rldata.sharing.compare import schema_differences, spec_differences
-from rldata.sharing.digest import digest_of, episode_hashes
+from rldata.sharing.digest import EpisodeHashes, digest_of, episode_hashes
 from rldata.sharing.source import open_source
 from rldata.sharing.urls import redact
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode, named by its content: its hash, length and return (its id is local)."""
+
+    hash: str
+    length: int
+    ret: float | None
+    traj_id: int  # the id the episode has in its own store, to find it there
+
+    def line(self) -> str:
+        """``3f2a9c1e0b7d  10 steps  return -12.345  (traj 0)``."""
+        ret = "-" if self.ret is None else f"{self.ret:.3f}"
+        return f"{self.hash[:12]}  {self.length:,} steps  return {ret}  (traj {self.traj_id})"
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,8 @@ class StoreDiff:
     only_a: list[int] = field(default_factory=list)  # trajectory ids in A
     only_b: list[int] = field(default_factory=list)  # trajectory ids in B
     shared: list[tuple[int, int]] = field(default_factory=list)  # (id in A, id in B)
+    episodes_only_a: list[Episode] = field(default_factory=list)  # only_a, by content
+    episodes_only_b: list[Episode] = field(default_factory=list)  # only_b, by content
 
     @property
     def identical(self) -> bool:
@@ -52,10 +69,12 @@ class StoreDiff:
             f"episodes: {len(self.only_a)} only in A, {len(self.only_b)} only in B, "
             f"{len(self.shared)} shared"
         )
-        for name, ids in (("only in A", self.only_a), ("only in B", self.only_b)):
-            if ids:
-                more = f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
-                out.append(f"  {name}: traj ids {ids[:limit]}{more}")
+        for name, eps in (("only in A", self.episodes_only_a), ("only in B", self.episodes_only_b)):
+            if eps:
+                out.append(f"  {name}: (episode hash, length, return)")
+                out += [f"    {ep.line()}" for ep in eps[:limit]]
+                if len(eps) > limit:
+                    out.append(f"    (+{len(eps) - limit} more)")
         return out
 
 
@@ -78,6 +97,12 @@ def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> StoreDiff:
                 only_a.append(tid)
         matched = {tb for _, tb in shared}
         only_b = [t for t in hb.traj_ids if t not in matched]
+
+        def content(h: EpisodeHashes, ids: list[int]) -> list[Episode]:
+            at = {t: i for i, t in enumerate(h.traj_ids)}
+            rets = h.returns or [None] * len(h.traj_ids)
+            return [Episode(h.hashes[at[t]], h.lengths[at[t]], rets[at[t]], t) for t in ids]
+
         return StoreDiff(
             a=redact(os.fspath(a)),
             b=redact(os.fspath(b)),
@@ -88,4 +113,6 @@ def diff(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> StoreDiff:
             only_a=only_a,
             only_b=only_b,
             shared=shared,
+            episodes_only_a=content(ha, only_a),
+            episodes_only_b=content(hb, only_b),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from rldata import stores
 from rldata.stores.format import schema as sch
 
 TRAJ_KEY = "collector.traj_ids"
+REWARD_KEY = "next.reward"
 BLOCK = 16 << 20
 
 
@@ -75,6 +76,9 @@ class EpisodeHashes:
     traj_ids: list[int]
     hashes: list[str]
     lengths: list[int]
+    returns: list[float | None] = field(
+        default_factory=list
+    )  # sum of next.reward; None without one
 
 
 def episode_hashes(store: Any) -> EpisodeHashes:
@@ -100,10 +104,17 @@ def episode_hashes(store: Any) -> EpisodeHashes:
             hashers[tid].update(raw[off : off + cnt].tobytes())
     tids = [int(t) for t in eps["traj_id"].tolist()]
     lengths = dict(zip(uniq.tolist(), counts.tolist()))
+    returns: dict[int, float | None] = dict.fromkeys(lengths)
+    if REWARD_KEY in schema:
+        reward = rows.get(sch.key_tuple(REWARD_KEY))[order].reshape(len(order), -1)
+        sums = reward.to(torch.float64).sum(dim=1)
+        for tid, off, cnt in spans:
+            returns[tid] = float(sums[off : off + cnt].sum())
     return EpisodeHashes(
         traj_ids=tids,
         hashes=[hashers[t].hexdigest() for t in tids],
         lengths=[int(lengths[t]) for t in tids],
+        returns=[returns[t] for t in tids],
     )
 
 

@@ -41,7 +41,7 @@ def test_push_pull_diff_merge(tmp_path: Path) -> None:
     r = _run("pull", url, tmp_path / "back")
     assert r.exit_code == 0 and "pulled" in r.output, r.output
     r = _run("diff", url, b)
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # they differ
     assert "episodes: 1 only in A, 1 only in B, 1 shared" in r.output
     r = _run("merge", url, b, "--out", tmp_path / "m")
     assert r.exit_code == 0 and "merged 2 stores" in r.output and "4 episodes" in r.output, r.output
@@ -87,3 +87,57 @@ def test_report_writes_one_page(tmp_path: Path) -> None:
         "no rldata store",
     )
     assert not (tmp_path / "x.html").exists()
+
+
+# (lengths of A's episodes, shift of B's ids against A's): B holds A's episodes from ``shift`` on,
+# then new ones; content derives from the traj id, so shared episodes are the overlap.
+DIFF_CASES = [(lengths, shift) for lengths in ([6], [6, 9], [4, 7, 5]) for shift in range(4)]
+
+
+@pytest.mark.parametrize(("lengths", "shift"), DIFF_CASES)
+def test_diff_exit_code_and_episodes_by_content(
+    tmp_path: Path, lengths: list[int], shift: int
+) -> None:
+    from rldata.sharing.digest import episode_hashes
+
+    a = make_store(tmp_path / "a", lengths)
+    b_lengths = lengths[shift:] + [3] * min(shift, len(lengths))
+    b = make_store(tmp_path / "b", b_lengths, first_id=shift)
+    r = _run("diff", a, b)
+    with stores.open(a) as sa, stores.open(b) as sb:
+        ha, hb = episode_hashes(sa), episode_hashes(sb)
+    only_a = [h for h in ha.hashes if h not in hb.hashes]
+    only_b = [h for h in hb.hashes if h not in ha.hashes]
+    assert r.exit_code == (1 if only_a or only_b else 0), r.output
+    assert f"{len(only_a)} only in A, {len(only_b)} only in B" in r.output
+    for h in only_a + only_b:  # each listed by its content hash, not by a (shared) traj id
+        assert h[:12] in r.output
+    for h in set(ha.hashes) & set(hb.hashes):
+        assert h[:12] not in r.output
+    assert "traj ids" not in r.output
+
+
+def test_diff_lists_length_and_return(tmp_path: Path) -> None:
+    from rldata.sharing.digest import episode_hashes
+
+    a = make_store(tmp_path / "a", [5, 8])
+    b = make_store(tmp_path / "b", [7], first_id=5)
+    r = _run("diff", a, b)
+    assert r.exit_code == 1
+    with stores.open(a) as sa:
+        ha = episode_hashes(sa)
+        rewards = sa.get(sa.readable()).get(("next", "reward")).reshape(-1)
+        ids = sa.get(sa.readable()).get(("collector", "traj_ids")).reshape(-1)
+    for tid, h, n in zip(ha.traj_ids, ha.hashes, ha.lengths):
+        ret = float(rewards[ids == tid].double().sum())
+        assert f"{h[:12]}  {n:,} steps  return {ret:.3f}  (traj {tid})" in r.output
+
+
+def test_diff_identical_exits_0_and_trouble_exits_2(tmp_path: Path) -> None:
+    a = make_store(tmp_path / "a", [5, 8])
+    r = _run("diff", a, a)
+    assert r.exit_code == 0 and "0 only in A, 0 only in B, 2 shared" in r.output, r.output
+    r = _run("diff", a, tmp_path / "missing")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "missing" in lines[0]
