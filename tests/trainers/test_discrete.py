@@ -1,7 +1,8 @@
 """Discrete actions end to end: ``dqn`` online, ``discrete_cql`` and ``bc`` offline, in the CLI.
 
-Datasets come in both encodings a user brings: one-hot rows (``rldata collect``'s default
-today) and integer indices (gymnasium / Minari / d3rlpy, ``categorical_action_encoding``).
+Datasets come in both encodings a user brings: one-hot rows (``rldata collect
+--one-hot-actions``, TorchRL's ``GymEnv`` default) and integer indices (``rldata collect``'s
+default: gymnasium / Minari / d3rlpy, ``categorical_action_encoding``).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def cartpole(tmp_path_factory):
-    """300 random CartPole rows as ``rldata collect`` records them (one-hot) and as indices."""
+    """300 random CartPole rows one-hot (``rldata collect --one-hot-actions``) and as indices."""
     root = tmp_path_factory.mktemp("cartpole")
-    result = run("collect", "CartPole-v1", "--frames", 300, "--out", root / "one_hot", "--quiet")
+    result = run("collect", "CartPole-v1", "--frames", 300, "--out", root / "one_hot",
+                 "--one-hot-actions", "--quiet")  # fmt: skip
     assert result.exit_code == 0, result.output
     env = GymEnv("CartPole-v1", categorical_action_encoding=True)
     env.set_seed(0)
