@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli._progress import Bar, quiet_option
 from rldata import api
 
 
@@ -12,39 +12,16 @@ def _backends() -> list[str]:
     return api.writable_backends()
 
 
-class _Bar:
-    """A rich progress bar showing frames, frames/s, episodes and mean return."""
+class _Bar(Bar):
+    """Frames recorded, frames/s, episodes and mean return."""
 
     def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} frames"),
-            TextColumn("{task.fields[fps]:,.0f} frames/s"),
-            TextColumn("{task.fields[episodes]} episodes"),
-            TextColumn("mean return {task.fields[ret]}"),
-            TimeElapsedColumn(),
-            disable=not enabled,
-            transient=False,
-        )
-        self.task = self.progress.add_task(label, total=total, fps=0.0, episodes=0, ret="-")
-        self._started = False
+        super().__init__(label, total=total, unit="frames", enabled=enabled)
 
     def __call__(self, stats: api.RecordStats) -> None:
-        if not self._started:  # only once every input was checked and recording began
-            self._started = True
-            self.progress.start()
         ret = "-" if stats.mean_return is None else f"{stats.mean_return:.2f}"
-        self.progress.update(
-            self.task, completed=stats.frames, fps=stats.fps, episodes=stats.episodes, ret=ret
-        )
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._started:
-            self.progress.stop()
+        extra = [f"{stats.fps:,.0f} frames/s", f"{stats.episodes} episodes", f"mean return {ret}"]
+        self.update(stats.frames, extra=extra)
 
 
 @click.command()
@@ -103,7 +80,13 @@ class _Bar:
     show_default=True,
     help="With --from-pixels: keep only the pixels, or also the state under 'observation'.",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--one-hot-actions",
+    "one_hot",
+    is_flag=True,
+    help="Store Discrete actions one-hot (default: int64 indices).",
+)
+@quiet_option
 def collect(
     env_id: str,
     frames: int,
@@ -119,6 +102,7 @@ def collect(
     force: bool,
     from_pixels: bool,
     pixels_only: bool,
+    one_hot: bool,
     quiet: bool,
 ) -> None:
     """Record FRAMES transitions of ENV_ID into the store at --out."""
@@ -141,6 +125,7 @@ def collect(
             progress=bar,
             from_pixels=from_pixels,
             pixels_only=pixels_only,
+            one_hot=one_hot,
         )
     mean = "-" if summary.mean_return is None else f"{summary.mean_return:.3f}"
     click.echo(

@@ -219,6 +219,8 @@ def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:
             f"{path!r}: policy checkpoint version {payload['version']} is newer than {VERSION}"
         )
     arch = _arch_of(payload, path)
+    if env is not None:
+        arch = _discrete_encoding_of(arch, env)
     state = payload.get("state_dict")
     if not isinstance(state, dict):
         raise ConfigError(f"{path!r}: policy checkpoint has no 'state_dict' of weights")
@@ -283,6 +285,18 @@ def _arch_of(payload: dict, path: str) -> dict[str, Any]:
     untrusted.check_budget(
         4 * params, repr(path), f"the policy's {len(arch['num_cells'])} layers", error=ConfigError
     )
+    return arch
+
+
+def _discrete_encoding_of(arch: dict[str, Any], env: Any) -> dict[str, Any]:
+    """``arch`` acting in ``env``'s encoding of a Discrete action: a policy trained on one-hot
+    actions drives an env that takes indices (and back) with the same weights, since both
+    heads score the same ``n`` actions."""
+    mine = arch["action_spec"]
+    theirs = _unbatched(env.action_spec, len(env.batch_size))
+    kinds = {mine.get("type"), type(theirs).__name__}
+    if kinds == {"OneHot", "Categorical"} and mine.get("n") == getattr(theirs, "n", None):
+        return {**arch, "action_spec": theirs.to_json()}
     return arch
 
 

@@ -34,6 +34,7 @@ class PixelEnv(GymWrapper):
         num_envs: run ``n`` copies in a gymnasium vector env (``batch_size=[n]``).
         device: where output tensors live.
         vectorization_mode: gymnasium's ``"sync"`` or ``"async"`` for ``num_envs``.
+        categorical_action_encoding: Discrete actions as indices instead of one-hot.
         **gym_kwargs: passed to ``gymnasium.make`` (``render_mode`` defaults to
             ``"rgb_array"``; some envs take ``width``/``height``).
 
@@ -50,6 +51,7 @@ class PixelEnv(GymWrapper):
         num_envs: int | None = None,
         device: Any = None,
         vectorization_mode: str = "sync",
+        categorical_action_encoding: bool = False,
         **gym_kwargs: Any,
     ) -> None:
         import gymnasium
@@ -64,7 +66,12 @@ class PixelEnv(GymWrapper):
             env = _make(env_id, num_envs, vectorization_mode, self.pixels_only, gym_kwargs)
             # pixels only: the wrapper renders after each step; else the state and the frame
             # arrive together as a Dict observation (one entry per key)
-            super().__init__(env, device=device, from_pixels=self.pixels_only)
+            super().__init__(
+                env,
+                device=device,
+                from_pixels=self.pixels_only,
+                categorical_action_encoding=categorical_action_encoding,
+            )
         except (gymnasium.error.Error, ImportError) as err:
             if env is not None:
                 env.close()
