@@ -419,8 +419,9 @@ REVIEWED = {  # (file, call): count. Where each id comes from:
     ("rldata/envs/gym.py", "gymnasium.make_vec"): 1,
     ("rldata/envs/pixels.py", "gymnasium.make"): 1,  # PixelEnv: its caller's id
     ("rldata/envs/pixels.py", "gymnasium.make_vec"): 1,
-    ("rldata/api.py", "GymEnv"): 2,  # collect's env_id (the user's); evaluate: env= or gated
-    ("rldata/api.py", "PixelEnv"): 1,  # collect's env_id (the user's)
+    ("rldata/recording.py", "GymEnv"): 1,  # collect's env_id (the user's)
+    ("rldata/recording.py", "PixelEnv"): 1,  # collect's env_id (the user's)
+    ("rldata/trainers/run_eval.py", "GymEnv"): 1,  # evaluate: env= or gated
     ("rldata/trainers/setup.py", "GymEnv"): 2,  # --eval-env / --env, else the store's: gated
     ("rldata/trainers/loops.py", "GymEnv"): 1,  # cfg.env: the user's, or config.json's: gated
     ("rldata/stores/interop/minari_io.py", "gymnasium.spec"): 1,  # a lookup, after env_id_problem

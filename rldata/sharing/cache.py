@@ -26,8 +26,8 @@ from rldata.errors import CorruptStoreError, TransferError
 from rldata.sharing import objects as ob
 from rldata.sharing.transfer import _cat, pull
 from rldata.sharing.urls import Location, location, redact
+from rldata.stores.format.files import TMP_MARK
 from rldata.stores.location import remote_commit
-from rldata.stores.location.paths import TMP_MARK
 from rldata.stores.location.places import cache_root
 
 VERIFIED = ".rldata-verified"

@@ -30,7 +30,8 @@ from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.urls import redact
 from rldata.stores.format import schema as sch
-from rldata.stores.location.destination import generator_tag, inspect_destination, plan_destination
+from rldata.stores.location.destination import inspect_destination, plan_destination
+from rldata.stores.location.provable import generator_tag
 
 SAMPLE_ROWS = 100_000
 MAX_PANELS = 12  # per-dimension panels per key; wider keys show the first ones

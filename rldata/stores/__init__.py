@@ -15,17 +15,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from rldata.errors import ConfigError, CorruptStoreError, StoreError, StoreExistsError
+from rldata.errors import ConfigError
 from rldata.stores.backend import registry
 from rldata.stores.backend.base import Store
-from rldata.stores.backend.registry import backends, load, register
-from rldata.stores.format import manifest as mf
-from rldata.stores.format.commit import remove_temp_files
-from rldata.stores.format.lock import WriterLock
-from rldata.stores.format.verify import content_digest, first_fault, integrity_fault, verify
+from rldata.stores.backend.opening import backend_class, create_dir, open_dir
+from rldata.stores.backend.registry import backends, register
+from rldata.stores.backend.verify import content_digest, first_fault, integrity_fault, verify
 from rldata.stores.location import remote_commit
-from rldata.stores.location.paths import local_dir
-from rldata.stores.location.places import is_url
+from rldata.stores.location.places import is_url, local_dir
 
 __all__ = [
     "Store",
@@ -77,17 +74,7 @@ def create(
         UnknownBackendError: ``backend`` is not registered.
         ConfigError: ``capacity`` or ``commit_every`` is not a positive integer.
     """
-    cls: Any = load(backend)
-    for name, value in (("capacity", capacity), ("commit_every", commit_every)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ConfigError(f"{name}: expected a positive integer or None, got {value!r}")
-    if capacity is not None and not getattr(cls, "supports_overwrite_rings", True):
-        raise ConfigError(
-            f"backend {backend!r} is append-only: capacity={capacity} (a ring) is refused; use "
-            f"capacity=None, or a backend that keeps rings ('memmap', 'zarr')"
-        )
+    backend_class(backend, capacity, commit_every)  # refused before anything is touched
     if is_url(path):  # an object store: docs/FORMAT.md section 15
         return remote_commit.create(
             os.fspath(path),
@@ -100,34 +87,18 @@ def create(
             commit_every=commit_every,
             allow_nonfinite=allow_nonfinite,
         )
-    root = local_dir(path)
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        what = "a store" if (root / "rldata.json").exists() else "files"
-        raise StoreExistsError(f"{root} already holds {what}; pick a new path or rldata.open it")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create a store at {root}: {exc.strerror or exc}") from None
-    lock = WriterLock(root)
-    lock.acquire()
-    try:
-        specs_json = specs.to_json() if specs is not None else None
-        m = mf.new(
-            backend=backend,
-            capacity=capacity,
-            specs=specs_json,
-            env_id=env_id,
-            env_kwargs=env_kwargs,
-            provenance=provenance,
-            commit_every=commit_every,
-            allow_nonfinite=allow_nonfinite,
-        )
-        store = cls.attach(root, m, writable=True, lock=lock, durable=durable)
-        store.commit()
-    except BaseException:
-        lock.release()
-        raise
-    return store
+    return create_dir(
+        local_dir(path),
+        backend=backend,
+        capacity=capacity,
+        specs=specs,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        provenance=provenance,
+        commit_every=commit_every,
+        allow_nonfinite=allow_nonfinite,
+        durable=durable,
+    )
 
 
 def open(  # noqa: A001
@@ -153,46 +124,4 @@ def open(  # noqa: A001
         raise ConfigError(f"mode: expected 'r' or 'a', got {mode!r}")
     if is_url(path):  # the latest complete commit, checked out and verified
         return remote_commit.open_url(os.fspath(path), mode=mode)
-    root = local_dir(path)
-    m = mf.read(root)
-    cls: Any = load(str(m.get("backend")))
-    if mode == "r":
-        store = cls.attach(root, m, writable=False, lock=None)
-        if verify:
-            _refuse_corrupt(store, "open")
-        return store
-    lock = WriterLock(root)
-    lock.acquire()
-    try:
-        remove_temp_files(root)
-        m = mf.read(root)  # the committed state, now that no one else can write
-        with cls.attach(root, m, writable=False, lock=None) as current:
-            _refuse_corrupt(current, "resume")  # before a byte is written
-        return cls.attach(root, m, writable=True, lock=lock, durable=durable)
-    except BaseException:
-        lock.release()
-        raise
-
-
-def _refuse_corrupt(store: Store, action: str) -> None:
-    """Raise if a committed byte fails its checksum.
-
-    A live ring rewrites rows only after committing a manifest that retires them, so a fault
-    seen while the manifest's generation moved is the writer's, not corruption: re-read the
-    manifest and check again. A fault under an unchanged manifest is corruption.
-    """
-    for _ in range(50):
-        fault = integrity_fault(store)
-        if fault is None:
-            return
-        refresh = getattr(store, "refresh", None)
-        if store.capacity is None or refresh is None or not refresh(force=True):
-            break
-    else:
-        return  # every fault was explained by a writer that kept committing
-    store.close()
-    raise CorruptStoreError(
-        f"cannot {action} a corrupted store: {fault} (pass verify=False to skip)"
-        if action == "open"
-        else f"cannot {action}: {fault}; the store was left unchanged"
-    )
+    return open_dir(local_dir(path), mode=mode, durable=durable, verify=verify)

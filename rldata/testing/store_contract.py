@@ -191,7 +191,7 @@ class StoreContract:
         a, b = ted_batch([6], start_traj_id=0), ted_batch([6], start_traj_id=1)
         with self.create(root) as w:
             for i in range(0, 6, 3):  # two envs flattened per batch: a a a b b b a a a b b b
-                w.append(torch.cat([a[i : i + 3], b[i : i + 3]]))
+                w.append(torch.cat([a[i : i + 3], b[i : i + 3]]))  # type: ignore[arg-type]
         r = stores.open(root)
         assert r.episodes()["length"].tolist() == [6, 6]
         assert_rows_equal(r.episode(0), a)

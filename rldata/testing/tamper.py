@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rldata.stores.format import manifest as mf
-from rldata.stores.location.paths import MANIFEST
+from rldata.stores.format.files import MANIFEST
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

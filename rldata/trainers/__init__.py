@@ -14,7 +14,9 @@ from rldata.trainers.device import BatchStream, resolve_device
 from rldata.trainers.evaluation import EvalResult, evaluate_policy
 from rldata.trainers.normalize import ObservationNorm, store_stats
 from rldata.trainers.plots import plot_runs
-from rldata.trainers.trainer import Trainer, TrainProgress, TrainSummary
+from rldata.trainers.run import TrainProgress, TrainSummary
+from rldata.trainers.run_eval import evaluate_run
+from rldata.trainers.trainer import Trainer
 
 __all__ = [
     "ALGORITHMS",
@@ -28,6 +30,7 @@ __all__ = [
     "TrainSummary",
     "Trainer",
     "evaluate_policy",
+    "evaluate_run",
     "get_algorithm",
     "plot_runs",
     "read_json",

@@ -15,7 +15,7 @@ from rldata.data import SampleToInsertRatio
 from rldata.envs import GymEnv
 
 if TYPE_CHECKING:
-    from rldata.trainers.trainer import _Run
+    from rldata.trainers.run import Run
 
 
 def due(count: int, every: int | None, last: int) -> bool:
@@ -23,7 +23,7 @@ def due(count: int, every: int | None, last: int) -> bool:
     return every is not None and count // every > last // every
 
 
-def offline(run: _Run) -> None:
+def offline(run: Run) -> None:
     """Store -> sampler -> loss, ``steps`` updates."""
     cfg = run.cfg
     total = int(cfg.steps)  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ def offline(run: _Run) -> None:
             run.report(run.updates, total, rate)
 
 
-def _collector(run: _Run, policy: Any) -> tuple[SyncDataCollector, GymEnv]:
+def _collector(run: Run, policy: Any) -> tuple[SyncDataCollector, GymEnv]:
     cfg = run.cfg
     remaining = int(cfg.frames) - run.env_steps  # type: ignore[arg-type]
     env = GymEnv(cfg.env)  # type: ignore[arg-type]
@@ -61,13 +61,13 @@ def _collector(run: _Run, policy: Any) -> tuple[SyncDataCollector, GymEnv]:
     return collector, env
 
 
-def _can_learn(run: _Run) -> bool:
+def _can_learn(run: Run) -> bool:
     cfg = run.cfg
     started = run.env_steps >= int(cfg.learning_starts)  # type: ignore[arg-type]
     return started and len(run.replay) >= int(cfg.batch_size)  # type: ignore[arg-type]
 
 
-def online(run: _Run) -> None:
+def online(run: Run) -> None:
     """Collector -> store -> sampler -> loss, ``utd`` updates per fresh frame."""
     cfg = run.cfg
     total = int(cfg.frames)  # type: ignore[arg-type]
@@ -112,7 +112,7 @@ def online(run: _Run) -> None:
         env.close()
 
 
-def online_async(run: _Run) -> None:
+def online_async(run: Run) -> None:
     """Collect in a thread; a sample-to-insert rate limiter holds the update-to-data ratio."""
     cfg = run.cfg
     total = int(cfg.frames)  # type: ignore[arg-type]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, MissingDependencyError
-from rldata.stores.location.destination import generator_tag, inspect_destination, plan_destination
+from rldata.stores.location.destination import inspect_destination, plan_destination
+from rldata.stores.location.provable import generator_tag
 from rldata.trainers.checkpoint import read_json
 from rldata.trainers.loggers import read_metrics
 

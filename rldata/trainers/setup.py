@@ -21,9 +21,13 @@ from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Categorical, Composite, OneHot
-from rldata.stores.location.destination import RUN_MARKER, inspect_destination, refuse_overlap
+from rldata.stores.location.destination import (
+    check_destination,
+    inspect_destination,
+    refuse_overlap,
+)
 from rldata.stores.location.places import is_url
-from rldata.stores.location.target import check_destination
+from rldata.stores.location.provable import RUN_MARKER
 from rldata.trainers.algorithms import Algorithm, get_algorithm
 from rldata.trainers.checkpoint import CHECKPOINT_DIR
 from rldata.trainers.config import TrainConfig

@@ -23,7 +23,7 @@ from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError
 from rldata.specs import Bounded, Categorical, Composite, OneHot, Unbounded
 from rldata.trainers import TrainConfig, Trainer
-from rldata.trainers import trainer as trainer_module
+from rldata.trainers import run as run_module
 from rldata.trainers.algorithms import ALGORITHMS
 from rldata.trainers.networks import EnvSpecs, action_values, greedy_actor
 from rldata.trainers.setup import _check_match as check_match
@@ -99,14 +99,14 @@ def test_dqn_hard_copies_its_target_every_interval(cartpole, monkeypatch):
                       target_update_interval=3, hidden=[16], batch_size=16,
                       eval_episodes=1, eval_every=100)  # fmt: skip
     seen: list[bool] = []
-    update = trainer_module._Run.update
+    update = run_module.Run.update
 
     def watched(self):
         update(self)
         online = self.agent.loss.value_network.module[0].weight
         seen.append(torch.equal(online, self.agent.loss.target_value_network.module[0].weight))
 
-    monkeypatch.setattr(trainer_module._Run, "update", watched)
+    monkeypatch.setattr(run_module.Run, "update", watched)
     Trainer(cfg).fit()
     assert seen == [False, False, True, False, False, True, False]
 

@@ -40,7 +40,7 @@ from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
 from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.commit import atomic_write, fsync_all
-from rldata.stores.location.paths import inside, is_temp
+from rldata.stores.format.files import inside, is_temp
 
 DATA_DIR = "data"
 MIN_ROWS = 1024

@@ -38,7 +38,7 @@ from rldata.stores.backend import _columns as col
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format.checksums import file_sha256
 from rldata.stores.format.commit import fsync_dir, fsync_file, temp_name
-from rldata.stores.location.paths import inside
+from rldata.stores.format.files import inside
 
 DATA_DIR = "data"
 PART = re.compile(r"^part-(\d{5,})\.parquet$")

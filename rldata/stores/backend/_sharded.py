@@ -32,8 +32,8 @@ from rldata import stores
 from rldata.errors import ConfigError, RowIndexError, StoreNotFoundError
 from rldata.stores.backend.base import Store, as_positions
 from rldata.stores.format import manifest as mf
+from rldata.stores.format.files import inside
 from rldata.stores.format.lock import WriterLock
-from rldata.stores.location.paths import inside
 
 BACKEND = "sharded"
 

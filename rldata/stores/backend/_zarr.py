@@ -42,7 +42,7 @@ from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
 from rldata.stores.format.checksums import file_sha256, files_sha256
 from rldata.stores.format.commit import fsync_all
-from rldata.stores.location.paths import inside
+from rldata.stores.format.files import inside
 
 DATA_DIR = "data"
 IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>

@@ -35,8 +35,8 @@ from rldata.stores.format import stats as st
 from rldata.stores.format.checksums import ChunkSums, sha256_hex
 from rldata.stores.format.commit import atomic_write
 from rldata.stores.format.episodes import EpisodeIndex
+from rldata.stores.format.files import inside, manifest_path
 from rldata.stores.format.lock import WriterLock
-from rldata.stores.location.paths import inside, manifest_path
 
 K = ted.TED_KEYS
 TRAJ, REWARD = ted.key_name(K.traj_ids), ted.key_name(K.nxt(K.reward))

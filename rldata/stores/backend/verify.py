@@ -276,7 +276,7 @@ def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | N
 
 
 def _stats_faults(store: Store, m: dict) -> Iterator[str]:
-    from rldata.stores.location.paths import inside
+    from rldata.stores.format.files import inside
 
     for ref in m.get("stats") or []:
         try:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from rldata.stores.location.paths import TMP_MARK
+from rldata.stores.format.files import TMP_MARK
 
 
 def fsync_file(path: Path) -> None:

@@ -1,40 +1,20 @@
-"""Where a store lives: the one place that turns a user's path or URL into a location.
+"""Names inside a store directory: the manifest, the lock, temporary files, paths a manifest names.
 
-Stores written here are local directories; a store at an fsspec URL (``s3://``,
-``memory://``) is written through a local working copy by :mod:`rldata.stores.location.remote_commit`,
-and :mod:`rldata.stores.location.places` resolves URLs.
+Pure path arithmetic on a local directory, no I/O beyond resolving symlinks: the format core
+and every backend use it; where a store lives (a path or a URL) is
+:mod:`rldata.stores.location.places`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import urlparse
 
-from rldata.errors import StoreError
-from rldata.stores.location.places import redact
+from rldata.errors import CorruptStoreError
 
 MANIFEST = "rldata.json"
 LOCK = "rldata.lock"
 TMP_MARK = ".tmp-"
-
-
-def local_dir(path: str | os.PathLike[str]) -> Path:
-    """The local directory of a store given as a path or a ``file://`` URL.
-
-    Raises:
-        StoreError: the URL scheme needs a remote filesystem, which no local backend handles.
-    """
-    text = os.fspath(path)
-    scheme = urlparse(text).scheme
-    if scheme == "file":
-        text = urlparse(text).path
-    elif len(scheme) > 1:  # one letter is a Windows drive
-        raise StoreError(
-            f"store URL {redact(text)!r}: this takes a local path or file://; stores at a URL are "
-            f"created, opened and recorded into by rldata.create / open / collect --out"
-        )
-    return Path(text).expanduser().absolute()
 
 
 def manifest_path(root: Path) -> Path:
@@ -57,8 +37,6 @@ def inside(root: Path, rel: object, what: str) -> Path:
         CorruptStoreError: ``rel`` is not a string, is absolute, climbs out, or a symlink
             leads out of the store.
     """
-    from rldata.errors import CorruptStoreError
-
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
         raise CorruptStoreError(f"{root}: manifest names {what} {rel!r}; expected a relative path")
     parts = rel.split("/")

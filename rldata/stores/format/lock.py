@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from rldata.errors import StoreError, StoreLockedError
-from rldata.stores.location.paths import LOCK
+from rldata.stores.format.files import LOCK
 
 try:
     import fcntl

@@ -19,7 +19,7 @@ from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError, FormatVersionError, StoreNotFoundError
 from rldata.stores.format import manifest_check
 from rldata.stores.format.commit import atomic_write
-from rldata.stores.location.paths import manifest_path
+from rldata.stores.format.files import manifest_path
 
 FORMAT_NAME = "rldata"
 FORMAT_VERSION = "1.3.0"

@@ -5,7 +5,7 @@ a reader or a resuming writer relies on is checked here, once, when the manifest
 types, ranges (``length <= written``, positive capacity and chunk sizes, non-negative
 shapes, known dtypes), names that become paths, and that every schema key has its
 checksum list. Payload paths are checked against the directory by the backend that owns
-them (:func:`rldata.stores.location.paths.inside`). Each failure is one line naming the field.
+them (:func:`rldata.stores.format.files.inside`). Each failure is one line naming the field.
 """
 
 from __future__ import annotations

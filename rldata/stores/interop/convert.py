@@ -39,10 +39,11 @@ from tensordict import TensorDict
 
 from rldata import stores
 from rldata.errors import ConfigError, StoreNotFoundError
+from rldata.stores.backend.opening import refuse_corrupt
 from rldata.stores.format import manifest as mf
 from rldata.stores.interop import foreign, minari_io
 from rldata.stores.location.destination import inspect_destination, plan_destination
-from rldata.stores.location.paths import local_dir
+from rldata.stores.location.places import local_dir
 
 Progress = Callable[[int, int], None]
 """``progress(rows_done, rows_total)`` after each block."""
@@ -104,7 +105,7 @@ class _Verifier:
         try:
             store = stores.open(path, verify=False)
             try:
-                stores._refuse_corrupt(store, "open")  # closes the store when it raises
+                refuse_corrupt(store, "open")  # closes the store when it raises
             finally:
                 store.close()
         except BaseException as exc:  # handed to the converting thread by result()

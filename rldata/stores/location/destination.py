@@ -1,5 +1,9 @@
 """Where a command writes: one policy for every destination (stores, runs, reports, files).
 
+A store goes to a local path (:func:`check_local`, :func:`record_local`) or a URL
+(:mod:`rldata.stores.location.remote_commit`); :func:`check_destination` and
+:func:`recording_store` pick the protocol.
+
 Every command that writes (collect, convert, merge, pull, push to a local path, report,
 plot, train, Minari export) goes through :func:`plan_destination` (or, for the checks
 alone before any work starts, :func:`inspect_destination`):
@@ -28,60 +32,36 @@ old store or the new one, never "no store".
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import re
-import secrets
-import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from rldata.errors import (
     ConfigError,
-    CorruptStoreError,
     DestinationOverlapError,
     StoreError,
     StoreExistsError,
-    StoreLockedError,
     StoreNotFoundError,
 )
-from rldata.stores.format import manifest as mf
 from rldata.stores.format.commit import fsync_dir
+from rldata.stores.format.files import MANIFEST
 from rldata.stores.format.lock import WriterLock
-from rldata.stores.format.manifest_check import EPISODE_FILE, STATS_FILE
-from rldata.stores.location.paths import LOCK, MANIFEST, TMP_MARK, local_dir
-from rldata.stores.location.places import is_url, redact
+from rldata.stores.location import remote_commit
+from rldata.stores.location.places import is_url, local_dir, redact
+from rldata.stores.location.provable import KINDS, RUN_MARKER, what_would_be_lost
+from rldata.stores.location.staging import (
+    DestinationLock,
+    clean_stale_stagings,
+    exchange,
+    remove,
+    staging_sibling,
+)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-STAGING_MARK = ".rldata-staging-"
-LOCK_MARK = ".rldata-lock"
-KINDS = ("store", "run", "report", "file", "minari")
-GENERATOR_MARK = "rldata:generated"
-"""The mark rldata leaves in the files it writes (HTML ``<meta name="generator">``, image
-metadata), so ``force`` can prove a file is one of ours."""
-RUN_MARKER = "rldata-run.json"
-"""The file that marks a directory as a training run made by rldata."""
-RUN_TOP = frozenset(
-    {
-        RUN_MARKER,
-        "config.json",
-        "metrics.csv",
-        "summary.json",
-        "policy.pt",
-        "checkpoint",
-        "tensorboard",
-    }
-)
-RUN_CHECKPOINT = frozenset({"state.pt", "trainer.json"})
-OBJECT_INDEX = "rldata.objects.json"
-"""The object index a push or pull leaves in a store (``rldata.sharing.objects.INDEX``)."""
-MINARI_FILES = frozenset({"data/main_data.hdf5", "data/rldata_extras.hdf5", "data/metadata.json"})
-_MARK_BYTES = 64 << 20  # a generated report or image is far smaller than this
 
 
 # --- real paths and overlap ----------------------------------------------------------------
@@ -141,197 +121,6 @@ def refuse_overlap(
 def _shown(path: str | os.PathLike[str]) -> str:
     text = os.fspath(path)
     return redact(text) if is_url(text) else text
-
-
-# --- what an existing destination is -------------------------------------------------------
-
-
-def what_would_be_lost(root: Path, kind: str) -> list[str]:
-    """Why ``root`` is not provably a ``kind`` that rldata made: the files or reasons that
-    replacing it would lose (empty: it may be replaced)."""
-    if kind == "store":
-        if not root.is_dir() or root.is_symlink():
-            return [f"{root} is not a directory"]
-        if not (root / MANIFEST).is_file():
-            return _listing(root) or []
-        return stray_files(root)
-    if kind == "run":
-        return _run_strays(root)
-    if kind == "minari":
-        return _minari_strays(root)
-    if kind in ("report", "file"):
-        if not root.is_file() or root.is_symlink():
-            return [f"{root} is not a regular file"]
-        if not has_generator_mark(root):
-            return [f"{root.name} (not written by rldata)"]
-        return []
-    raise ConfigError(f"destination kind {kind!r}: expected one of {', '.join(KINDS)}")
-
-
-def _listing(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if not p.is_dir())
-
-
-def _run_strays(root: Path) -> list[str]:
-    if not root.is_dir() or root.is_symlink():
-        return [f"{root} is not a directory"]
-    stray = []
-    for entry in sorted(os.listdir(root)):
-        p = root / entry
-        if entry not in RUN_TOP or p.is_symlink():
-            stray.append(entry)
-        elif entry == "checkpoint":
-            if not p.is_dir():
-                stray.append(entry)
-                continue
-            for name in sorted(os.listdir(p)):
-                q = p / name
-                base = name[: -len(".tmp")] if name.endswith(".tmp") else name
-                if base not in RUN_CHECKPOINT or not q.is_file() or q.is_symlink():
-                    stray.append(f"checkpoint/{name}")
-        elif entry == "tensorboard":
-            if not p.is_dir():
-                stray.append(entry)
-                continue
-            for q in sorted(p.rglob("*")):
-                if q.is_dir() and not q.is_symlink():
-                    continue
-                if not q.name.startswith("events.out.tfevents.") or q.is_symlink():
-                    stray.append(q.relative_to(root).as_posix())
-        elif not p.is_file():
-            stray.append(entry)
-    if not (root / RUN_MARKER).is_file():
-        stray.append(f"everything (no {RUN_MARKER}: not a run directory rldata made)")
-    return stray
-
-
-def _minari_strays(root: Path) -> list[str]:
-    if not root.is_dir() or root.is_symlink():
-        return [f"{root} is not a directory"]
-    files = _listing(root)
-    stray = [f for f in files if f not in MINARI_FILES]
-    if stray:
-        return stray
-    meta = root / "data" / "metadata.json"
-    try:
-        import json
-
-        ours = meta.stat().st_size < _MARK_BYTES and "rldata" in json.loads(meta.read_text())
-    except (OSError, ValueError):
-        ours = False
-    return [] if ours else ["data/metadata.json (not a Minari dataset exported by rldata)"]
-
-
-def has_generator_mark(path: Path) -> bool:
-    """Whether the file carries rldata's generator mark (see :data:`GENERATOR`)."""
-    try:
-        if path.stat().st_size > _MARK_BYTES:
-            return False
-        data = path.read_bytes()
-    except OSError:
-        return False
-    return GENERATOR_MARK.encode() in data
-
-
-def generator_tag(what: str) -> str:
-    """The text rldata writes as a file's generator (``what``: ``"report"``, ``"plot"``)."""
-    return f"rldata {what} ({GENERATOR_MARK})"
-
-
-# --- the destination lock and stale staging ------------------------------------------------
-
-_STAGE_RE = re.compile(r"^(?P<pid>[0-9]+)-(?P<token>[0-9a-f]{8})(-old)?$")
-
-
-class DestinationLock:
-    """``.NAME.rldata-lock`` beside the destination: held while a command builds and swaps
-    it in (an ``flock``: released by the OS when the holder dies)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.path = root.with_name(f".{root.name}{LOCK_MARK}")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        for _ in range(10):  # the file may be unlinked by a finishing holder: retry on a fresh one
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise StoreError(
-                    f"{self.root}: cannot take the destination lock {self.path} ({exc.strerror})"
-                ) from None
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    os.close(fd)
-                    raise StoreLockedError(
-                        f"{self.root} is being written by another rldata process (lock "
-                        f"{self.path}); wait for it to finish"
-                    ) from None
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return
-            os.close(fd)
-        raise StoreLockedError(f"{self.root}: could not take the destination lock {self.path}")
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)  # unlinked while held: a waiter re-checks the inode
-        os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process holds the lock: a sibling of ours is an earlier leftover
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stale_stagings(root: Path) -> list[Path]:
-    """Staging siblings of ``root`` left by processes that are gone (call holding its lock)."""
-    prefix = f".{root.name}{STAGING_MARK}"
-    try:
-        names = os.listdir(root.parent)
-    except OSError:
-        return []
-    out = []
-    for name in names:
-        if not name.startswith(prefix):
-            continue
-        m = _STAGE_RE.match(name[len(prefix) :])
-        if m and not _pid_alive(int(m["pid"])):
-            out.append(root.parent / name)
-    return sorted(out)
-
-
-def clean_stale_stagings(root: Path) -> list[Path]:
-    """Remove :func:`stale_stagings` of ``root``; return what was removed."""
-    gone = stale_stagings(root)
-    for p in gone:
-        _remove(p)
-    return gone
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
 
 
 # --- the policy ------------------------------------------------------------------------------
@@ -455,7 +244,7 @@ def plan_destination(
     finally:
         if store_lock is not None:
             store_lock.release()
-        _remove(stage)
+        remove(stage)
         lock.release()
 
 
@@ -493,7 +282,7 @@ def _check_parent(root: Path, *, dirs: bool = True) -> None:
 # --- stores: new, resumed, replaced --------------------------------------------------------
 
 
-def check_destination(
+def check_local(
     path: str | os.PathLike[str],
     *,
     resume: bool,
@@ -534,62 +323,6 @@ def check_destination(
     return root
 
 
-def stray_files(root: Path) -> list[str]:
-    """Files under ``root`` that the store there does not account for (all of them, relative,
-    if its manifest cannot be trusted)."""
-    try:
-        m = mf.read(root)
-    except (CorruptStoreError, StoreNotFoundError) as exc:
-        return [f"{MANIFEST} ({exc})"]
-    owned_dirs = set()
-    if m["backend"] == "sharded":
-        owned_dirs = {name for name in m.get("shards", [])}
-    payload_dir = m["payload"].get("dir")
-    if isinstance(payload_dir, str) and payload_dir and "/" not in payload_dir:
-        owned_dirs.add(payload_dir)
-    stray = []
-    for entry in sorted(os.listdir(root)):
-        p = root / entry
-        ours = (
-            entry in (MANIFEST, LOCK, OBJECT_INDEX)
-            or TMP_MARK in entry
-            or EPISODE_FILE.match(entry)
-            or STATS_FILE.match(entry)
-        )
-        if ours and p.is_file() and not p.is_symlink():
-            continue
-        if entry in owned_dirs and p.is_dir() and not p.is_symlink():
-            if m["backend"] == "sharded":
-                stray += [f"{entry}/{s}" for s in stray_files(p)]
-            else:
-                stray += _stray_payload(root, entry, m)
-            continue
-        stray.append(entry)
-    return stray
-
-
-def _stray_payload(root: Path, payload_dir: str, m: dict[str, Any]) -> list[str]:
-    """Payload files the manifest does not name (memmap lists its files; other backends own
-    their payload directory as a whole)."""
-    files = m["payload"].get("files")
-    if m.get("backend") != "memmap" or not isinstance(files, dict):
-        return []  # zarr / parquet name arrays or columns there, not files
-    listed = {str(f) for f in files.values()}
-    stray = []
-    for dirpath, _dirs, names in os.walk(root / payload_dir):
-        for name in names:
-            rel = (Path(dirpath) / name).relative_to(root).as_posix()
-            if rel not in listed and name != "meta.json" and TMP_MARK not in name:
-                stray.append(rel)
-    return sorted(stray)
-
-
-def staging_sibling(root: Path) -> Path:
-    """A fresh hidden sibling of ``root`` to build its replacement in (same file system, so
-    the swap is a rename); named so a rerun recognises it (:func:`stale_stagings`)."""
-    return root.with_name(f".{root.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
 @contextlib.contextmanager
 def staged_replacement(root: Path) -> Iterator[Path]:
     """Yield a fresh sibling directory of ``root`` to build a store in; on success swap it in
@@ -598,28 +331,8 @@ def staged_replacement(root: Path) -> Iterator[Path]:
         yield stage
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def exchange(a: Path, b: Path) -> None:
-    """Swap two directories atomically (Linux ``renameat2``); elsewhere, two renames."""
-    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if fn is not None:
-        rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-        if rc == 0:
-            fsync_dir(b.parent)
-            return
-    # no atomic exchange here (old libc, a file system without it): a brief gap remains
-    aside = b.with_name(f".{b.name}{STAGING_MARK}{os.getpid()}-{secrets.token_hex(4)}-old")
-    os.replace(b, aside)
-    os.replace(a, b)
-    os.replace(aside, a)
-    fsync_dir(b.parent)
-
-
 @contextlib.contextmanager
-def recording_store(
+def record_local(
     path: str | os.PathLike[str],
     *,
     backend: str = "memmap",
@@ -637,7 +350,7 @@ def recording_store(
     """
     from rldata import stores
 
-    root = check_destination(path, resume=resume, force=force)
+    root = check_local(path, resume=resume, force=force)
     if resume:
         store: Any = stores.open(root, mode="a")
         if env_id is not None and store.env_id not in (None, env_id):
@@ -664,3 +377,49 @@ def recording_store(
         lock.release()
     with stores.create(root, backend=backend, env_id=env_id, **create_kwargs) as store:
         yield store
+
+
+def check_destination(
+    path: str | os.PathLike[str],
+    *,
+    resume: bool,
+    force: bool,
+    backend: str = "memmap",
+    sources: tuple[str | os.PathLike[str], ...] = (),
+) -> None:
+    """Fail before anything is built if ``path`` cannot be written as asked (see
+    :func:`check_local` and
+    :func:`rldata.stores.location.remote_commit.check_destination`)."""
+    if is_url(path):
+        refuse_overlap(path, sources, what="store")
+        remote_commit.check_destination(
+            os.fspath(path), resume=resume, force=force, backend=backend
+        )
+    else:
+        check_local(path, resume=resume, force=force, sources=sources)
+
+
+@contextlib.contextmanager
+def recording_store(
+    path: str | os.PathLike[str],
+    *,
+    backend: str = "memmap",
+    resume: bool = False,
+    force: bool = False,
+    **create_kwargs: Any,
+) -> Iterator[Any]:
+    """The store a recording writes into, closed (committed; published at a URL) at the end."""
+    if is_url(path):
+        with remote_commit.recording_store(
+            os.fspath(path), backend=backend, resume=resume, **create_kwargs
+        ) as store:
+            yield store
+        return
+    with record_local(path, backend=backend, resume=resume, force=force, **create_kwargs) as store:
+        yield store
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """How a store's place is shown to a user: the URL without credentials, or the local
+    directory."""
+    return redact(os.fspath(path)) if is_url(path) else str(local_dir(path))

@@ -1,6 +1,6 @@
 """Where a store lives: a local path or an fsspec URL, checked once, here.
 
-A URL is resolved to an fsspec filesystem and a root path inside it; :class:`Location`
+:func:`local_dir` turns a user's path (or ``file://`` URL) into a local directory. A URL is resolved to an fsspec filesystem and a root path inside it; :class:`Location`
 gives the few object operations a store needs there (read, write, put-if-absent, list). Schemes that fsspec
 does not know, and schemes refused for safety (plain ``http``, chained URLs, file systems
 that read other files' references or run code), fail with one line before anything is
@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 from rldata.errors import MissingDependencyError, StoreError, UnsupportedURLError
 from rldata.stores.location.remote_names import read_capped
@@ -256,3 +256,21 @@ def redact(url: str) -> str:
         return url
     host = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def local_dir(path: str | os.PathLike[str]) -> Path:
+    """The local directory of a store given as a path or a ``file://`` URL.
+
+    Raises:
+        StoreError: the URL scheme needs a remote filesystem, which no local backend handles.
+    """
+    text = os.fspath(path)
+    scheme = urlparse(text).scheme
+    if scheme == "file":
+        text = urlparse(text).path
+    elif len(scheme) > 1:  # one letter is a Windows drive
+        raise StoreError(
+            f"store URL {redact(text)!r}: this takes a local path or file://; stores at a URL are "
+            f"created, opened and recorded into by rldata.create / open / collect --out"
+        )
+    return Path(text).expanduser().absolute()

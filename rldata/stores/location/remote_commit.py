@@ -47,7 +47,8 @@ from rldata.errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
-from rldata.stores.location.paths import LOCK, MANIFEST, TMP_MARK
+from rldata.stores.backend.opening import create_dir, open_dir
+from rldata.stores.format.files import LOCK, MANIFEST, TMP_MARK
 from rldata.stores.location.places import Location, cache_root, location, redact
 from rldata.stores.location.remote_names import (
     check_name,
@@ -379,8 +380,6 @@ def create(
         StoreExistsError: ``url`` holds a store, other files, or another writer created one first.
         UnsupportedURLError / StoreError: a scheme refused, or one without put-if-absent.
     """
-    from rldata import stores
-
     check_backend(url, backend, capacity)
     loc = _writable(url, storage_options)
     if (
@@ -391,7 +390,7 @@ def create(
         )
     kwargs.pop("durable", None)  # the working copy is scratch: the URL is the durable copy
     work = _work_dir()
-    store = stores.create(work, backend=backend, capacity=None, durable=False, **kwargs)
+    store = create_dir(work, backend=backend, capacity=None, durable=False, **kwargs)
     publisher = Publisher(loc, work)
     try:
         publisher(store)
@@ -415,8 +414,6 @@ def open_url(url: str, *, mode: str = "r", storage_options: dict | None = None) 
         CorruptStoreError: an object differs from its hash, or a row from its checksum.
         StoreError: ``mode="a"`` on a file system without put-if-absent.
     """
-    from rldata import stores
-
     loc = _writable(url, storage_options) if mode == "a" else location(url, storage_options)
     if not numbers(loc) and loc.cat(MANIFEST, limit=MAX_COMMIT_BYTES) is not None:
         if mode == "a":
@@ -431,7 +428,7 @@ def open_url(url: str, *, mode: str = "r", storage_options: dict | None = None) 
     work = _work_dir()
     try:
         checkout(loc, doc, work)
-        store = stores.open(work, mode=mode, durable=False)
+        store = open_dir(work, mode=mode, durable=False)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

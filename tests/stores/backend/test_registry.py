@@ -13,7 +13,7 @@ from rldata.errors import (
     UnknownBackendError,
 )
 from rldata.stores.backend import registry
-from rldata.stores.location.paths import local_dir
+from rldata.stores.location.places import local_dir
 
 
 def test_backends_lists_memmap():

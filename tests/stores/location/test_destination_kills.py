@@ -29,7 +29,7 @@ import pytest
 
 import rldata
 from rldata import stores
-from rldata.stores.location.destination import RUN_MARKER
+from rldata.stores.location.provable import RUN_MARKER
 from rldata.testing import ted_batch
 from tests.stores.location.test_destinations import TINY, _cli, leftovers, tree
 

@@ -34,7 +34,7 @@ import rldata
 from cli.main import rldata as cli
 from rldata import api, stores
 from rldata.errors import RldataError
-from rldata.stores.location.destination import RUN_MARKER
+from rldata.stores.location.provable import RUN_MARKER
 from rldata.testing import ted_batch
 
 TINY = ["--hidden", "32,32", "--batch-size", "32", "--eval-episodes", "1", "--quiet"]
@@ -472,7 +472,7 @@ def test_force_never_replaces_a_users_file(tmp_path, base):
 
 @pytest.mark.parametrize("backend", ["memmap", "zarr", "parquet"])
 def test_every_backend_store_is_provably_a_store(tmp_path, backend):
-    from rldata.stores.location.destination import what_would_be_lost
+    from rldata.stores.location.provable import what_would_be_lost
 
     with stores.create(tmp_path / "s", backend=backend, capacity=None) as w:
         w.append(ted_batch([5, 3]))
@@ -488,7 +488,7 @@ def test_a_rerun_removes_only_stale_staging_of_its_own_destination(tmp_path):
     import subprocess
     import sys
 
-    from rldata.stores.location.destination import DestinationLock, clean_stale_stagings
+    from rldata.stores.location.staging import DestinationLock, clean_stale_stagings
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that is gone
@@ -517,7 +517,7 @@ def test_a_rerun_removes_only_stale_staging_of_its_own_destination(tmp_path):
 
 
 def test_a_destination_being_written_is_refused_in_one_line(tmp_path, base):
-    from rldata.stores.location.destination import DestinationLock
+    from rldata.stores.location.staging import DestinationLock
 
     lock = DestinationLock(tmp_path / "m")
     lock.acquire()

@@ -11,7 +11,9 @@ import pytest
 
 import rldata.stores as stores
 from rldata.errors import CorruptStoreError, StoreExistsError
-from rldata.stores.location.destination import check_destination, exchange, stray_files
+from rldata.stores.location.destination import check_local
+from rldata.stores.location.provable import stray_files
+from rldata.stores.location.staging import exchange
 from rldata.testing.tamper import edit_manifest, read_manifest, snapshot
 from rldata.testing.ted_factory import ted_marked
 
@@ -205,7 +207,7 @@ def test_force_refuses_a_directory_that_only_holds_a_file_named_like_a_manifest(
     (p / "rldata.json").write_text("{}")
     (p / "code.py").write_text("keep")
     with pytest.raises(StoreExistsError, match="not provably an rldata store"):
-        check_destination(p, resume=False, force=True)
+        check_local(p, resume=False, force=True)
     assert (p / "code.py").read_text() == "keep"
 
 
@@ -214,7 +216,7 @@ def test_force_refuses_a_store_with_someone_elses_files_in_it(store):
     (store / "data" / "extra.bin").write_bytes(b"x")
     assert stray_files(store) == ["data/extra.bin", "notes.txt"]
     with pytest.raises(StoreExistsError, match="notes.txt"):
-        check_destination(store, resume=False, force=True)
+        check_local(store, resume=False, force=True)
 
 
 def test_a_clean_store_has_no_stray_files(store):
@@ -232,10 +234,10 @@ def test_exchange_swaps_two_directories(tmp_path):
 
 
 def test_a_failed_forced_recording_leaves_the_old_store_as_it_was(store):
-    from rldata.stores.location.destination import recording_store
+    from rldata.stores.location.destination import record_local
 
     before = snapshot(store)
-    with pytest.raises(RuntimeError, match="boom"), recording_store(store, force=True) as w:
+    with pytest.raises(RuntimeError, match="boom"), record_local(store, force=True) as w:
         w.append(ted_marked(100, 5))
         raise RuntimeError("boom")
     assert snapshot(store) == before
@@ -243,11 +245,11 @@ def test_a_failed_forced_recording_leaves_the_old_store_as_it_was(store):
 
 
 def test_a_forced_recording_swaps_in_the_new_store_and_readers_keep_the_old_rows(store):
-    from rldata.stores.location.destination import recording_store
+    from rldata.stores.location.destination import record_local
 
     reader = stores.open(store)
     old = reader.get(slice(0, 30)).clone()
-    with recording_store(store, force=True) as w:
+    with record_local(store, force=True) as w:
         w.append(ted_marked(100, 5))
         assert len(stores.open(store)) == 30  # still the old store while recording
     assert len(stores.open(store)) == 5
