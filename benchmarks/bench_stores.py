@@ -40,7 +40,7 @@ import _report as rep  # noqa: E402
 
 import rldata  # noqa: E402
 import rldata.stores as stores  # noqa: E402
-from rldata.stores.interop import minari_io  # noqa: E402
+from rldata.stores.interop import minari_export  # noqa: E402
 from rldata.stores.interop.convert import convert  # noqa: E402
 
 BACKENDS = ["memmap", "zarr", "parquet"]
@@ -219,8 +219,8 @@ def export_open(store: Path, name: str) -> float:
     shutil.rmtree(root, ignore_errors=True)
     src = stores.open(store)
     t0 = time.perf_counter()
-    minari_io.export(src, root / "data", name)
-    minari_io.write_namespaces(name)
+    minari_export.export(src, root / "data", name)
+    minari_export.write_namespaces(name)
     return time.perf_counter() - t0
 
 

@@ -1,4 +1,4 @@
-"""Store backends: the row-store base, the registry, one private module per payload.
+"""Store backends: the store interface, the registry, opening, one private module per payload.
 
 The room is `backend` (singular): `rldata.stores.backends()` is the public function
 that lists the registered names.

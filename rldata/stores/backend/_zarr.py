@@ -20,66 +20,37 @@ per batch), else in a least-recently-used set of chunks of that total size.
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import torch
 import zarr
-from tensordict import TensorDict
-from zarr.api import asynchronous as zarr_async
 from zarr.codecs import BloscCodec
-from zarr.core.sync import sync as zarr_sync
-from zarr.storage import LocalStore  # a missing package: the registry names the extra
 
-from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
-from rldata.stores.backend.rowstore import RowStore
+from rldata.stores.backend._zarr_cache import (
+    DATA_DIR,
+    IMPLIED,
+    ZarrChunks,
+)
 from rldata.stores.format import schema as sch
 from rldata.stores.format.checksums import file_sha256, files_sha256
 from rldata.stores.format.commit import fsync_all
-from rldata.stores.format.files import inside
 
-DATA_DIR = "data"
-IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 ZSTD_LEVEL = 3
 # bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
 SHUFFLE: Final = "bitshuffle"
 BLOCK_BYTES = 1 << 18  # blosc blocks of 256 KiB: zstd sees more context than blosc's default
-CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
-"""Decoded rows a handle keeps in memory (all of them when the store fits)."""
 
 
-class ZarrStore(RowStore):
+class ZarrStore(ZarrChunks):
     """A store whose payload is a zarr v3 group (chunked, compressed; rings supported)."""
 
     supports_random_read = True
     supports_overwrite_rings = True
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._arrays: dict[str, zarr.Array] = {}
-        self._rows = 0  # rows the zarr arrays have (their shape)
-        self._dense: dict[str, np.ndarray] | None = None  # decoded rows [0, len) per key
-        self._have = np.zeros(0, dtype=bool)  # dense mode: which chunks are decoded
-        self._lru: collections.OrderedDict[int, dict[str, np.ndarray]] = collections.OrderedDict()
-        self._dirty: set[int] = set()  # chunks written since the last flush
-        self._seen_filled = 0  # a reader's filled rows when its cache was filled
-        self._masks: dict[str, zarr.Array] = {}  # obs key -> rows whose next value is implied
-
-    # --- layout ---------------------------------------------------------------------------
-    def _group_store(self) -> LocalStore:
-        return LocalStore(self.root / DATA_DIR, read_only=not self.writable)
-
-    def _row_bytes(self) -> int:
-        return sum(sch.row_bytes(e) for e in self._fields.values())
-
-    def _chunk_count(self, rows: int) -> int:
-        return -(-rows // self._chunk)
 
     def _init_payload(self) -> None:
         rows = self.capacity if self.capacity is not None else 0
@@ -131,200 +102,6 @@ class ZarrStore(RowStore):
         }
         self._reset_cache(rows)
 
-    def _attach_payload(self) -> None:
-        files = self._m["payload"].get("files")
-        if not isinstance(files, dict) or set(files) != set(self._fields):
-            got = sorted(files) if isinstance(files, dict) else files
-            raise CorruptStoreError(
-                f"{self.root}: manifest field 'payload.files': expected one zarr array per "
-                f"schema key {sorted(self._fields)}, got {got}"
-            )
-        filled = self._filled()
-        if not self._arrays:
-            for name in self._fields:
-                rel = files[name]
-                inside(self.root, rel, f"the zarr array of key {name!r}")
-                path = "/".join(sch.key_tuple(name))
-                if rel != f"{DATA_DIR}/{path}":
-                    raise CorruptStoreError(
-                        f"{self.root}: manifest names zarr array {rel!r} for key {name!r}; "
-                        f"expected {DATA_DIR}/{path}"
-                    )
-            once = self._once()
-            paths = [*("/".join(sch.key_tuple(n)) for n in self._fields)]
-            paths += [f"{IMPLIED}/{k}" for k in once]
-            opened = _open_arrays(self._group_store(), paths, "r+" if self.writable else "r")
-            for name, entry in self._fields.items():
-                arr = opened.pop(0)
-                if isinstance(arr, BaseException):  # zarr.json that does not parse, unknown codecs
-                    raise CorruptStoreError(
-                        f"{self.root / files[name]}: zarr array of key {name!r} is missing or "
-                        f"unreadable ({arr})"
-                    )
-                want = (*entry["shape"],)
-                if arr.shape[1:] != want or arr.dtype != col.np_dtype(entry["dtype"]):
-                    raise CorruptStoreError(
-                        f"{self.root / files[name]}: zarr array of key {name!r} is {arr.dtype}{list(arr.shape[1:])}, "
-                        f"schema says {entry['dtype']}{entry['shape']}"
-                    )
-                self._arrays[name] = arr
-            for k, arr in zip(once, opened):
-                if isinstance(arr, BaseException):
-                    raise CorruptStoreError(
-                        f"{self.root / DATA_DIR / IMPLIED / k}: implied-rows array of key "
-                        f"'next.{k}' is missing ({arr})"
-                    )
-                self._masks[k] = arr
-            self._rows = min(a.shape[0] for a in [*self._arrays.values(), *self._masks.values()])
-            if self.writable:
-                _remove_partials(self.root / DATA_DIR)
-            self._reset_cache(max(self._rows, filled))
-        else:  # a reader refreshing: the writer may have rewritten chunks past what we saw
-            arrays, masks = list(self._arrays.items()), list(self._masks.items())
-            both = [*arrays, *masks]
-            again = _open_arrays(both[0][1].store, [a.path for _, a in both], "r")
-            for arr in again:
-                if isinstance(arr, BaseException):
-                    raise arr
-            self._arrays = {k: a for (k, _), a in zip(arrays, again)}
-            self._masks = {k: a for (k, _), a in zip(masks, again[len(arrays) :])}
-            self._rows = min(a.shape[0] for a in [*self._arrays.values(), *self._masks.values()])
-            if self.capacity is not None:
-                self._reset_cache(self._rows)
-            else:
-                self._forget_from(self._seen_filled // self._chunk, max(self._rows, filled))
-        if self._rows < filled:
-            raise CorruptStoreError(
-                f"{self.root / DATA_DIR}: zarr arrays hold {self._rows} rows, the manifest "
-                f"lists {filled} committed rows (truncated)"
-            )
-        self._seen_filled = filled
-
-    # --- the decoded cache ----------------------------------------------------------------
-    def _reset_cache(self, rows: int) -> None:
-        self._lru.clear()
-        if rows * self._row_bytes() <= CACHE_BYTES:
-            self._dense = col.empty(self._cache_fields(), rows)
-            self._have = np.zeros(self._chunk_count(rows), dtype=bool)
-        else:
-            self._dense = None
-            self._have = np.zeros(0, dtype=bool)
-
-    def _cache_fields(self) -> dict[str, dict]:
-        """The schema plus each stored-once key's implied-rows bits (decoded like a key)."""
-        bits = {f"{IMPLIED}/{k}": {"shape": [], "dtype": "bool"} for k in self._masks}
-        return {**self._fields, **bits}
-
-    def _forget_from(self, chunk: int, rows: int) -> None:
-        """Drop decoded chunks ``>= chunk`` (a writer may have extended them) and make room."""
-        for c in [c for c in self._lru if c >= chunk]:
-            del self._lru[c]
-        if self._dense is not None:
-            self._have[chunk:] = False
-            self._grow_dense(rows)
-
-    def _grow_dense(self, rows: int) -> None:
-        dense = self._dense
-        if dense is None:
-            return
-        have = next(iter(dense.values())).shape[0]
-        if rows <= have:
-            return
-        if rows * self._row_bytes() > CACHE_BYTES:  # too big to keep whole: chunk by chunk
-            self._to_lru(have)
-            return
-        target = max(rows, 2 * have) if self.capacity is None else rows
-        target = min(target, max(rows, CACHE_BYTES // max(1, self._row_bytes())))
-        self._dense = col.grow(dense, target, have)
-        count = self._chunk_count(target)
-        self._have = np.concatenate([self._have, np.zeros(count - len(self._have), dtype=bool)])
-
-    def _to_lru(self, rows: int) -> None:
-        dense = self._dense
-        assert dense is not None
-        for i in {*np.flatnonzero(self._have).tolist(), *self._dirty}:
-            # dirty chunks may never have been decoded: their rows live only in dense
-            self._lru[i] = self._chunk_from_dense(dense, i)
-        self._dense, self._have = None, np.zeros(0, dtype=bool)
-
-    def _chunk_from_dense(self, dense: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
-        """Chunk ``i`` as a full ``chunk``-row block: dense may end inside the last chunk, and
-        the LRU's blocks are always whole (later writes land anywhere in them)."""
-        c = self._chunk
-        out = {}
-        for k, a in dense.items():
-            block = np.zeros((c, *a.shape[1:]), dtype=a.dtype)
-            part = a[i * c : (i + 1) * c]
-            block[: len(part)] = part
-            out[k] = block
-        return out
-
-    def _decode(self, c: int) -> dict[str, np.ndarray]:
-        """Chunk ``c`` of every key, read and decompressed (rows past the arrays are zero).
-
-        A chunk file that does not decode (a flipped or cut compressed byte) is corruption,
-        named as such, whatever the codec raised.
-        """
-        try:
-            return self._decode_chunk(c)
-        except CorruptStoreError:
-            raise
-        except Exception as exc:  # codecs raise RuntimeError, ValueError, OSError, ...
-            raise CorruptStoreError(
-                f"{self.root / DATA_DIR}: chunk {c} does not decode ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})"
-            ) from None
-
-    def _decode_chunk(self, c: int) -> dict[str, np.ndarray]:
-        a, b = c * self._chunk, min((c + 1) * self._chunk, self._rows)
-        out = {}
-        for name, arr in self._arrays.items():
-            block = np.zeros((self._chunk, *arr.shape[1:]), dtype=arr.dtype)
-            if b > a:
-                block[: b - a] = arr[a:b]
-            out[name] = block
-        for k, mask in self._masks.items():  # next values stored once: rebuild them
-            bits = np.zeros(self._chunk, dtype=bool)
-            if b > a:
-                bits[: b - a] = mask[a:b]
-            out[f"{IMPLIED}/{k}"] = bits
-            use = bits[: b - a].copy()
-            if b > a:
-                use[-1] = False  # a row being written past the arrays' end: never implied
-            col.fill_implied(out[k][: b - a], out[f"next.{k}"][: b - a], use)
-        return out
-
-    def _once(self) -> list[str]:
-        once = col.stored_once(self.root, self._m["payload"], self._fields)
-        return once
-
-    def _chunk_of(self, c: int) -> dict[str, np.ndarray]:
-        """LRU mode: chunk ``c`` decoded (dirty chunks are pinned until flushed)."""
-        got = self._lru.get(c)
-        if got is None:
-            got = self._lru[c] = self._decode(c)
-            budget = max(2, CACHE_BYTES // max(1, self._chunk * self._row_bytes()))
-            for old in list(self._lru):
-                if len(self._lru) <= budget:
-                    break
-                if old not in self._dirty and old != c:
-                    del self._lru[old]
-        else:
-            self._lru.move_to_end(c)
-        return got
-
-    def _ensure(self, chunks: np.ndarray) -> None:
-        """Dense mode: decode the chunks not decoded yet."""
-        dense = self._dense
-        assert dense is not None
-        need = chunks[~self._have[chunks]]
-        for c in np.unique(need).tolist():
-            a = c * self._chunk
-            for name, block in self._decode(c).items():
-                dst = dense[name][a : a + self._chunk]
-                dst[...] = block[: len(dst)]
-            self._have[c] = True
-
     # --- hooks ----------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
         if self._dense is not None:
@@ -349,53 +126,6 @@ class ZarrStore(RowStore):
                     block[name][a - c * self._chunk : b - c * self._chunk] = rows[
                         a - position : b - position
                     ]
-
-    def _columns_at(
-        self, index: np.ndarray, names: list[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        fields = {k: self._fields[k] for k in names} if names else self._fields
-        if index.size == 0:
-            return {
-                k: np.zeros((0, *e["shape"]), col.np_dtype(e["dtype"])) for k, e in fields.items()
-            }
-        chunks = index // self._chunk
-        if self._dense is not None:
-            self._ensure(chunks)
-            return {name: np.take(self._dense[name], index, axis=0) for name in fields}
-        out = {
-            k: np.empty((len(index), *e["shape"]), col.np_dtype(e["dtype"]))
-            for k, e in fields.items()
-        }
-        for c in np.unique(chunks).tolist():
-            sel = np.flatnonzero(chunks == c)
-            block = self._chunk_of(c)
-            local = index[sel] - c * self._chunk
-            for name, dst in out.items():
-                dst[sel] = block[name][local]
-        return out
-
-    def _read(self, positions: torch.Tensor) -> TensorDict:
-        index = positions.numpy()
-        cols = self._columns_at(index)
-        return col.tree(
-            {k: col.to_torch(a, self._fields[k]["dtype"]) for k, a in cols.items()}, len(index)
-        )
-
-    def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
-        a = self._columns_at(positions.numpy(), [name])[name]
-        return col.to_torch(a, self._fields[name]["dtype"])
-
-    def _raw(self, name: str, start: int, stop: int) -> memoryview:
-        if stop <= start:
-            return memoryview(b"")
-        if self._dense is not None:
-            self._ensure(np.arange(start // self._chunk, (stop - 1) // self._chunk + 1))
-            return memoryview(np.ascontiguousarray(self._dense[name][start:stop])).cast("B")  # type: ignore[arg-type]
-        parts = []
-        for c in range(start // self._chunk, (stop - 1) // self._chunk + 1):
-            a, b = max(start, c * self._chunk), min(stop, (c + 1) * self._chunk)
-            parts.append(self._chunk_of(c)[name][a - c * self._chunk : b - c * self._chunk])
-        return memoryview(np.ascontiguousarray(np.concatenate(parts))).cast("B")  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
         need = filled if self.capacity is None else self.capacity
@@ -439,15 +169,6 @@ class ZarrStore(RowStore):
         payload["rows"] = self._rows
         payload["chunks_written"] = written
         self._record_object_sums(written)
-
-    # --- stored-bytes checksums (format 1.3) ------------------------------------------------
-    def _array_names(self) -> list[str]:
-        """Every zarr array: the schema's keys, then each stored-once key's implied-rows bits."""
-        return [*self._fields, *(f"{IMPLIED}/{k}" for k in self._masks)]
-
-    def _array_dir(self, name: str) -> str:
-        parts = name.split("/") if name.startswith(IMPLIED + "/") else sch.key_tuple(name)
-        return os.path.join(self.root, DATA_DIR, *parts)
 
     def _object_file(self, name: str, c: int) -> str:
         """Chunk ``c``'s file of array ``name`` (a key, or ``_implied/<key>``)."""
@@ -503,9 +224,6 @@ class ZarrStore(RowStore):
             return [], set()
         return [], {c for i, c in enumerate(chunks) if all(same[k * (i + 1) : k * (i + 2)])}
 
-    def _ndim(self, name: str) -> int:
-        return 0 if name.startswith(IMPLIED + "/") else len(self._fields[name]["shape"])
-
     def _fsync(self, paths: set[Path]) -> None:
         fds, dirs = [], {p.parent for p in paths}
         dirs |= {d.parent for d in dirs}  # new chunk directories
@@ -520,56 +238,6 @@ class ZarrStore(RowStore):
             for fd in fds:
                 os.close(fd)
 
-    def columns(self) -> dict[str, torch.Tensor] | None:
-        """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers)."""
-        if self.schema is None or self._dense is None or not self._fill_dense():
-            return None
-        filled = self._filled()
-        return {
-            k: col.to_torch(self._dense[k][:filled], e["dtype"]) for k, e in self._fields.items()
-        }
-
-    def tensordict(self) -> TensorDict | None:
-        """Decoded rows ``[0, filled)`` as one TensorDict (dense mode only; None otherwise)."""
-        if self.schema is None or self._dense is None or not self._fill_dense():
-            return None
-        filled = self._filled()
-        return col.tree(
-            {k: col.to_torch(self._dense[k][:filled], e["dtype"]) for k, e in self._fields.items()},
-            filled,
-        )
-
-    def _fill_dense(self) -> bool:
-        if self._dense is None:
-            return False
-        filled = self._filled()
-        if filled:
-            self._ensure(np.arange(self._chunk_count(filled)))
-        return True
-
 
 def _codec() -> BloscCodec:
     return BloscCodec(cname="zstd", clevel=ZSTD_LEVEL, shuffle=SHUFFLE, blocksize=BLOCK_BYTES)
-
-
-def _open_arrays(store: Any, paths: list[str], mode: str) -> list:
-    """Each array at ``paths`` (or the exception opening it raised), opened together: one
-    round trip to zarr's event-loop thread instead of one per array (a wake-up each, which
-    costs milliseconds on a loaded machine)."""
-
-    async def one(path: str) -> zarr.Array:
-        return zarr.Array(await zarr_async.open_array(store=store, path=path, mode=mode))
-
-    async def every() -> list:
-        return await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
-
-    return zarr_sync(every())
-
-
-def _remove_partials(root: Path) -> None:
-    """Chunk files a crashed zarr write left half-written (zarr names them ``*.partial``)."""
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".partial"):
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(dirpath, name))

@@ -123,7 +123,8 @@ def _manifest(store: Store) -> dict:
 
 def _runs(store: Store) -> list[tuple[int, int]]:
     """Readable positions as contiguous ``[a, b)`` ranges, oldest first."""
-    from rldata.stores.backend.rowstore import RowStore, _pieces
+    from rldata.stores.backend.rows import _pieces
+    from rldata.stores.backend.rowstore import RowStore
 
     if isinstance(store, RowStore):  # by arithmetic on serials, not a tensor of every position
         return _pieces(store._start, store._visible_end(), store.capacity)

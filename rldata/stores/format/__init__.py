@@ -1,1 +1,1 @@
-"""The store format core: manifest, schema, checksums, commit, lock, episodes, stats, verify."""
+"""The store format core: manifest, schema, checksums, commit, lock, episodes, stats, file names."""

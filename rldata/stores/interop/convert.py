@@ -41,7 +41,7 @@ from rldata import stores
 from rldata.errors import ConfigError, StoreNotFoundError
 from rldata.stores.backend.opening import refuse_corrupt
 from rldata.stores.format import manifest as mf
-from rldata.stores.interop import foreign, minari_io
+from rldata.stores.interop import foreign, minari_export, minari_io
 from rldata.stores.location.destination import inspect_destination, plan_destination
 from rldata.stores.location.places import local_dir
 
@@ -167,7 +167,7 @@ def convert(
                 chosen = backend or _default_backend(source)
                 rows, episodes = _to_store(source, src_text, stage, chosen, progress)
         if to_minari:
-            minari_io.write_namespaces(name)
+            minari_export.write_namespaces(name)
             return ConvertSummary(
                 src_text, dst_text, "minari", rows, episodes, time.perf_counter() - started
             )
@@ -305,7 +305,7 @@ def _to_minari(
             if progress is not None:
                 progress(done[0], len(store))
 
-        episodes = minari_io.export(
+        episodes = minari_export.export(
             store,
             tmp / "data",
             name,

@@ -1,1 +1,1 @@
-"""Where a store lives: local paths and URLs, destinations, the remote commit protocol."""
+"""The location room: which bytes live where (a path or a URL), where a command writes, the remote commit."""

@@ -11,7 +11,7 @@ import zarr
 
 import rldata.stores as stores
 from rldata.errors import MissingDependencyError
-from rldata.stores.backend import _zarr
+from rldata.stores.backend import _zarr, _zarr_cache
 from rldata.testing.store_contract import StoreContract
 from rldata.testing.ted_factory import marked_serial, ted_marked
 
@@ -75,12 +75,12 @@ def test_a_bounded_cache_keeps_few_chunks_and_reads_right(tmp_path, monkeypatch)
     row = sum(
         stores.format.schema.row_bytes(e) for e in stores.open(tmp_path / "s").schema.values()
     )
-    monkeypatch.setattr(_zarr, "CACHE_BYTES", 3 * 10 * row)  # three chunks of rows
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", 3 * 10 * row)  # three chunks of rows
     s = stores.open(tmp_path / "s")
     assert s._dense is None and stores.verify(s) == []
     pos = s.readable()
     assert marked_serial(s.get(pos)).tolist() == list(range(150 - len(pos), 150))
-    assert 0 < len(s._lru) * s.chunk_rows * row <= _zarr.CACHE_BYTES  # bounded
+    assert 0 < len(s._lru) * s.chunk_rows * row <= _zarr_cache.CACHE_BYTES  # bounded
 
 
 @pytest.mark.parametrize("batch", [7, 10, 23])
@@ -92,7 +92,7 @@ def test_a_writer_grows_past_its_cache_and_keeps_every_row(tmp_path, monkeypatch
     with stores.create(probe, backend="zarr") as w:
         w.append(ted_marked(0, 1))
     row = sum(stores.format.schema.row_bytes(e) for e in stores.open(probe).schema.values())
-    monkeypatch.setattr(_zarr, "CACHE_BYTES", 45 * row)  # dense until 45 rows, then chunks
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", 45 * row)  # dense until 45 rows, then chunks
     total = 0
     with stores.create(tmp_path / "s", backend="zarr") as w:
         for _ in range(200 // batch + 1):
