@@ -2,8 +2,9 @@
 
 Minari keeps one group per episode in ``main_data.hdf5``::
 
-    episode_<i>/observations    [T + 1, *obs]  (a group of such datasets for Dict spaces)
-    episode_<i>/actions         [T, *act]
+    episode_<i>/observations    [T + 1, *obs]  (a group of such datasets for Dict spaces,
+                                               nested; a Tuple's entries are _index_<i>)
+    episode_<i>/actions         [T, *act]      (a group likewise for Dict / Tuple spaces)
     episode_<i>/rewards         [T]
     episode_<i>/terminations    [T]   bool
     episode_<i>/truncations     [T]   bool
@@ -33,6 +34,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 MAIN_FILE = "main_data.hdf5"
+Tree = np.ndarray | dict[str, "Tree"]
+"""An episode's observations or actions: an array, or (nested) groups of arrays."""
 D4RL_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 
 
@@ -56,24 +59,29 @@ class EpisodeWriter:
         if a.size:  # the memory type given: h5py would build it again per write (~35% of it)
             dset.write(h5s.ALL, h5s.ALL, a, made[0])
 
+    def _tree(self, gid, name: str, value: Tree) -> None:
+        """An array, or a group of (nested) arrays for a Dict or Tuple space."""
+        if isinstance(value, dict):
+            sub = h5g.create(gid, name.encode())
+            for key, a in value.items():
+                self._tree(sub, key, a)
+        else:
+            self._put(gid, name, value)
+
     def episode(
         self,
         i: int,
-        observations: dict[str, np.ndarray] | np.ndarray,
-        actions: np.ndarray,
+        observations: Tree,
+        actions: Tree,
         rewards: np.ndarray,
         terminations: np.ndarray,
         truncations: np.ndarray,
     ) -> None:
-        """One episode; ``observations`` has ``T + 1`` rows (a dict for a Dict space)."""
+        """One episode; ``observations`` has ``T + 1`` rows (nested dicts for Dict and Tuple
+        spaces, a Tuple's entries named ``_index_<i>`` as Minari names them)."""
         gid = h5g.create(self.file.id, f"episode_{i}".encode())
-        if isinstance(observations, dict):
-            sub = h5g.create(gid, b"observations")
-            for name, a in observations.items():
-                self._put(sub, name, a)
-        else:
-            self._put(gid, "observations", observations)
-        self._put(gid, "actions", actions)
+        self._tree(gid, "observations", observations)
+        self._tree(gid, "actions", actions)
         self._put(gid, "rewards", rewards)
         self._put(gid, "terminations", terminations)
         self._put(gid, "truncations", truncations)
@@ -146,23 +154,33 @@ def _check_declared(group: h5py.Group, max_rows: int | None) -> None:
         raise CorruptStoreError(
             f"{where}/rewards declares {t} steps; the metadata leaves {max_rows}; refused"
         )
-    expected = {"rewards": t, "actions": t, "terminations": t, "truncations": t}
     total = 0
-    obs = checked(group, "observations")
-    datasets = [("observations", obs)] if isinstance(obs, h5py.Dataset) else []
-    if isinstance(obs, h5py.Group):
-        datasets += [(f"observations/{k}", v) for k, v in obs.items()]
-    for name in expected:
-        datasets.append((name, checked(group, name)))
+    datasets: list[tuple[str, h5py.Dataset]] = []
+    for name in ("observations", "actions", "rewards", "terminations", "truncations"):
+        datasets += _datasets(checked(group, name), name)
     for name, d in datasets:
-        if not isinstance(d, h5py.Dataset):
-            continue
         rows = int(d.shape[0]) if d.shape else 0
-        want = t + 1 if name.startswith("observations") else expected[name]
+        want = t + 1 if name.startswith("observations") else t
         if rows != want:
             raise CorruptStoreError(f"{where}/{name}: expected {want} rows, declares {rows}")
         total += int(d.size) * d.dtype.itemsize
     untrusted.check_budget(total, where, "this episode", error=CorruptStoreError)
+
+
+def _datasets(node, name: str) -> list[tuple[str, h5py.Dataset]]:
+    """Every dataset under ``node`` (itself when it is one), with its path."""
+    if isinstance(node, h5py.Dataset):
+        return [(name, node)]
+    if not isinstance(node, h5py.Group):
+        return []
+    return [pair for k, v in node.items() for pair in _datasets(v, f"{name}/{k}")]
+
+
+def _read_tree(node) -> Tree:
+    """A dataset's values, or a group's (nested) as a dict of them."""
+    if isinstance(node, h5py.Group):
+        return {k: _read_tree(v) for k, v in node.items()}
+    return node[()]
 
 
 def read_episode(group: h5py.Group, max_rows: int | None = None) -> dict:
@@ -172,36 +190,17 @@ def read_episode(group: h5py.Group, max_rows: int | None = None) -> dict:
     """
     try:
         _check_declared(group, max_rows)
-        obs = checked(group, "observations")
-        observations = (
-            {k: _leaf(v) for k, v in obs.items()} if isinstance(obs, h5py.Group) else obs[()]
-        )
+        observations = _read_tree(checked(group, "observations"))
         out = {
             "observations": observations,
-            "actions": _leaf(checked(group, "actions")),
+            "actions": _read_tree(checked(group, "actions")),
             "rewards": checked(group, "rewards")[()],
             "terminations": checked(group, "terminations")[()],
             "truncations": checked(group, "truncations")[()],
         }
     except KeyError as exc:
         raise CorruptStoreError(f"{group.file.filename}:{group.name}: missing {exc}") from None
-    t = len(out["rewards"])
-    firsts = out["observations"].values() if isinstance(observations, dict) else [observations]
-    for a in firsts:
-        if len(a) != t + 1:
-            raise CorruptStoreError(
-                f"{group.file.filename}:{group.name}/observations: expected {t + 1} rows "
-                f"(T + 1 for T={t} steps), got {len(a)}"
-            )
     return out
-
-
-def _leaf(node) -> np.ndarray:
-    if isinstance(node, h5py.Group):
-        raise CorruptStoreError(
-            f"{node.file.filename}:{node.name}: nested spaces are not supported"
-        )
-    return node[()]
 
 
 def read_flat(path: Path) -> dict[str, np.ndarray]:

@@ -29,9 +29,14 @@ from rldata.stores.interop.minari_io import (
     EXTRAS_FILE,
     METADATA,
     K,
-    _space_json,
     dataset_id,
     datasets_root,
+)
+from rldata.stores.interop.minari_spaces import (
+    card_to_minari,
+    native_spaces,
+    space_to_json,
+    tree_of,
 )
 
 
@@ -90,11 +95,16 @@ def export(
         raise ConfigError(f"store {store.path} holds no rows; nothing to export to Minari")
     obs = obs_keys(schema)
     act = ted.key_name(K.action)
-    if not obs or act not in schema:
+    acts = [k for k in schema if k == act or k.startswith(act + ".")]
+    if not obs or not acts:
         raise ConfigError(
             f"store {store.path}: Minari needs an observation key and 'action'; the schema has {sorted(schema)}"
         )
-    minari_keys = {*obs, *(f"next.{k}" for k in obs), act, "next.reward", *_FLAGS, *_DERIVED}
+    prov = store.provenance if provenance is None else provenance
+    spaces, paths, encoders = native_spaces(
+        schema, store.specs, {"observation": obs, "action": acts}, (prov or {}).get("gym_spaces")
+    )
+    minari_keys = {*obs, *(f"next.{k}" for k in obs), *acts, "next.reward", *_FLAGS, *_DERIVED}
     extras = [k for k in schema if k not in minari_keys]
     order, lengths = episode_order(store)
     data_dir.mkdir(parents=True)
@@ -106,7 +116,8 @@ def export(
         for k in obs
         if finals is not None
     }
-    direct = _direct_columns(store, [*obs, act, "next.reward", *_FLAGS, *extras], order)
+    direct = _direct_columns(store, [*obs, *acts, "next.reward", *_FLAGS, *extras], order)
+    cut: list[int] = []  # episodes the store leaves unfinished: truncated, as Minari ends them
     with (
         _hdf5.h5py.File(data_dir / _hdf5.MAIN_FILE, "w") as f,
         _hdf5.h5py.File(data_dir / EXTRAS_FILE, "w") as fx,
@@ -137,25 +148,35 @@ def export(
                 _hdf5.write_rows(sinks[k], lo, flat[k])
             while episode < len(lengths) and bounds[episode + 1] <= hi:
                 a, b = int(bounds[episode]) - lo, int(bounds[episode + 1]) - lo
-                o: dict[str, np.ndarray] | np.ndarray = {
-                    k: np.concatenate([flat[k][a:b], last[k][episode : episode + 1]]) for k in obs
+                o = {
+                    k: encoders[k](np.concatenate([flat[k][a:b], last[k][episode : episode + 1]]))
+                    for k in obs
                 }
-                if len(obs) == 1 and obs[0] == ted.key_name(K.observation):
-                    o = o[obs[0]]  # type: ignore[index]
                 rew = flat["next.reward"][a:b]
+                term = flat["next.terminated"][a:b].reshape(b - a)
+                trunc = flat["next.truncated"][a:b].reshape(b - a)
+                if not (term[-1] or trunc[-1]):  # cut short by the recording's end
+                    trunc = trunc.copy()
+                    trunc[-1] = True
+                    cut.append(episode)
                 writer.episode(
                     episode,
-                    o,
-                    flat[act][a:b],
+                    tree_of(o, paths),
+                    tree_of({k: encoders[k](flat[k][a:b]) for k in acts}, paths),
                     rew.reshape(b - a) if list(schema["next.reward"]["shape"]) == [1] else rew,
-                    flat["next.terminated"][a:b].reshape(b - a),
-                    flat["next.truncated"][a:b].reshape(b - a),
+                    term,
+                    trunc,
                 )
                 episode += 1
             done_rows = hi
             if progress is not None:
                 progress(hi - lo)
-    _write_metadata(store, data_dir, name, obs, act, len(lengths), len(order), provenance)
+    meta = {
+        "observation_space": json.dumps(space_to_json(spaces["observation"])),
+        "action_space": json.dumps(space_to_json(spaces["action"])),
+        **card_to_minari(prov or {}),
+    }
+    _write_metadata(store, data_dir, name, obs, meta, len(lengths), len(order), prov, cut)
     return len(lengths)
 
 
@@ -188,44 +209,30 @@ def _write_metadata(
     data_dir: Path,
     name: str,
     obs: list[str],
-    act: str,
+    described: dict[str, Any],
     episodes: int,
     steps: int,
     provenance: dict | None,
+    cut: list[int],
 ) -> None:
-    schema, specs = store.schema, store.specs
-
-    def spec_of(key: str) -> Any:
-        if specs is None:
-            return None
-        try:
-            return specs[tuple(key.split("."))]
-        except KeyError:
-            return None
-
-    if len(obs) == 1 and obs[0] == ted.key_name(K.observation):
-        obs_space: dict = _space_json(spec_of(obs[0]), schema[obs[0]])
-    else:
-        obs_space = {
-            "type": "Dict",
-            "subspaces": {k: _space_json(spec_of(k), schema[k]) for k in obs},
-        }
+    """``metadata.json``: Minari's fields (``described``: the spaces and the descriptive
+    fields), and rldata's section, which lists the episodes truncated only by the export."""
     meta: dict[str, Any] = {
         "dataset_id": name,
         "total_episodes": episodes,
         "total_steps": steps,
         "data_format": "hdf5",
         "jpeg_encoding": False,  # observations are stored as they are, losslessly
-        "observation_space": json.dumps(obs_space),
-        "action_space": json.dumps(_space_json(spec_of(act), schema[act])),
+        **described,
         "minari_version": _minari_version(),
         "rldata": {
-            "schema": schema,
+            "schema": store.schema,
             "specs": store.manifest_field("specs"),
             "env": {"id": store.env_id, "kwargs": store.env_kwargs},
-            "provenance": store.provenance if provenance is None else provenance,
+            "provenance": provenance,
             "observation_keys": obs,
             "extras_file": EXTRAS_FILE,
+            "truncated_on_export": cut,
         },
     }
     env_spec = _env_spec_json(store.env_id, store.env_kwargs)
@@ -247,12 +254,18 @@ def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
     if not env_id or env_id_problem(env_id) is not None:
         return None
     try:
+        import dataclasses
+
         import gymnasium
 
         spec = gymnasium.spec(env_id)
-        if kwargs:
-            spec = spec.__class__(**{**spec.__dict__, "kwargs": {**spec.kwargs, **kwargs}})
-        return spec.to_json()
+        entry = spec.entry_point
+        if callable(entry):  # registered with a class: named module:Class, as Minari makes it
+            entry = f"{entry.__module__}:{getattr(entry, '__qualname__', entry)}"
+        # replace(): EnvSpec(**fields) fails on its derived fields, which dropped env_spec
+        return dataclasses.replace(
+            spec, entry_point=entry, kwargs={**spec.kwargs, **kwargs}
+        ).to_json()
     except Exception:  # not registered here, or kwargs that are not JSON: Minari allows none
         return None
 

@@ -33,10 +33,21 @@ from tensordict import TensorDict
 from rldata import _untrusted as untrusted
 from rldata import ted
 from rldata.errors import ConfigError, CorruptStoreError, StoreNotFoundError
-from rldata.specs import Composite, Unbounded, from_gym_space, spec_from_json
+from rldata.specs import Composite, Unbounded, spec_from_json
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend import _hdf5
 from rldata.stores.format import schema as sch
+from rldata.stores.interop.minari_spaces import (
+    at,
+    card_from_minari,
+    data_spec,
+    role_leaves,
+    space_from_json,
+    space_to_json,
+    to_stored,
+)
+
+__all__ = ["MinariSource", "dataset_dir", "dataset_id", "datasets_root", "space_from_json"]
 
 K = ted.TED_KEYS
 PREFIX = "minari:"
@@ -69,52 +80,6 @@ def dataset_id(text: str) -> str:
 def dataset_dir(text: str) -> Path:
     """The directory of a Minari dataset id (resolved as Minari does)."""
     return datasets_root() / dataset_id(text)
-
-
-# --- spaces ----------------------------------------------------------------------------------
-def _space_json(spec: Any, entry: dict) -> dict:
-    """Minari's JSON for the space of one key (from its spec when there is one)."""
-    shape, dtype = list(entry["shape"]), entry["dtype"]
-    n = getattr(spec, "n", None)
-    if n is not None and type(spec).__name__ == "Categorical" and shape == []:
-        return {"type": "Discrete", "dtype": "int64", "start": 0, "n": int(n)}
-    if dtype == "bool":
-        return {"type": "MultiBinary", "n": shape or [1]}
-    low = getattr(spec, "low", None)
-    high = getattr(spec, "high", None)
-    npd = col.np_dtype(dtype)
-    if low is None or high is None:
-        if npd.kind == "f":
-            lo, hi = float("-inf"), float("inf")
-        else:
-            info = np.iinfo(npd)
-            lo, hi = int(info.min), int(info.max)
-        low_l = np.full(shape, lo).tolist()
-        high_l = np.full(shape, hi).tolist()
-    else:
-        low_l, high_l = low.tolist(), high.tolist()
-    return {"type": "Box", "dtype": str(npd), "shape": shape, "low": low_l, "high": high_l}
-
-
-def space_from_json(data: Any) -> Any:
-    """A gymnasium space from Minari's JSON (Box, Discrete, MultiBinary, Dict)."""
-    from gymnasium import spaces
-
-    d = untrusted.loads_json(data, "Minari metadata", "a space") if isinstance(data, str) else data
-    kind = d.get("type") if isinstance(d, dict) else None
-    if kind == "Box":
-        low = np.asarray(d["low"], dtype=d["dtype"])
-        high = np.asarray(d["high"], dtype=d["dtype"])
-        return spaces.Box(low, high, tuple(d["shape"]), dtype=d["dtype"])
-    if kind == "Discrete":
-        return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
-    if kind == "MultiBinary":
-        return spaces.MultiBinary(d["n"])
-    if kind == "Dict":
-        return spaces.Dict({k: space_from_json(v) for k, v in d["subspaces"].items()})
-    raise CorruptStoreError(
-        f"Minari space {kind!r} is not supported (expected Box, Discrete, MultiBinary, Dict)"
-    )
 
 
 # --- import ----------------------------------------------------------------------------------
@@ -154,6 +119,12 @@ class MinariSource:
         self.ours: dict = self.meta.get("rldata") or {}
         self.obs_space = space_from_json(self.meta["observation_space"])
         self.act_space = space_from_json(self.meta["action_space"])
+        # (TED key, HDF5 path, space) of every leaf: the one mapping specs and rows follow
+        self.leaves = {
+            role: role_leaves(space, role)
+            for role, space in (("observation", self.obs_space), ("action", self.act_space))
+        }
+        self._specs: Any = None
 
     @property
     def env(self) -> tuple[str | None, dict]:
@@ -170,23 +141,40 @@ class MinariSource:
 
     @property
     def provenance(self) -> dict:
+        """The dataset's provenance: rldata's own when it wrote the dataset, plus Minari's
+        descriptive fields (author, algorithm_name, description, code_permalink, ...) and the
+        gymnasium spaces the data came from (``gym_spaces``, so an export writes them back)."""
         prov = dict(self.ours.get("provenance") or {})
         prov.setdefault("minari_dataset_id", self.meta.get("dataset_id"))
         prov.setdefault("minari_version", self.meta.get("minari_version"))
+        for field, value in card_from_minari(self.meta).items():
+            prov.setdefault(field, value)
+        prov.setdefault(
+            "gym_spaces",
+            {  # Minari's JSON strings (a Box's bounds may be infinite: not in strict JSON)
+                "observation": json.dumps(space_to_json(self.obs_space)),
+                "action": json.dumps(space_to_json(self.act_space)),
+            },
+        )
         return prov
 
     def specs(self) -> Any:
+        """rldata's specs when it wrote the dataset; else each leaf's :func:`data_spec`, the
+        spec of its values as Minari holds them (a Discrete, also inside a Dict or Tuple,
+        is an int64 index)."""
         if "specs" in self.ours:
             return None if self.ours["specs"] is None else spec_from_json(self.ours["specs"])
         out = Composite({})
-        if hasattr(self.obs_space, "spaces"):
-            for k, s in self.obs_space.spaces.items():
-                out[k] = from_gym_space(s)
-        else:
-            out["observation"] = from_gym_space(self.obs_space)
-        out["action"] = from_gym_space(self.act_space, categorical_action_encoding=True)
+        for role in ("observation", "action"):
+            for key, _, space in self.leaves[role]:
+                out[key] = data_spec(space)
         out[("next", "reward")] = Unbounded((1,), dtype=torch.float32)
         return out
+
+    def _spec(self, key: str) -> Any:
+        if self._specs is None:
+            self._specs = self.specs() or Composite({})
+        return self._specs.get(tuple(key.split(".")))
 
     def batches(self, block_rows: int = 1 << 16) -> Iterator[TensorDict]:
         """TED rows, whole episodes per batch, in episode order."""
@@ -225,18 +213,25 @@ class MinariSource:
     def _rows(self, ep: dict, i: int, extras: dict[str, np.ndarray]) -> TensorDict:
         t = len(ep["rewards"])
         schema = self.ours.get("schema") or {}
-        obs = ep["observations"]
-        obs = obs if isinstance(obs, dict) else {"observation": obs}
+        where = f"{self.file}:episode_{i}"
         flat: dict[str, torch.Tensor] = {}
-        for k, a in obs.items():
+
+        def leaf(
+            tree: Any, parts: tuple[str, ...], path: tuple[str, ...]
+        ) -> tuple[str, np.ndarray]:
+            k = ".".join(parts)
+            a = to_stored(at(tree, path, where), schema.get(k), self._spec(k))
+            return k, a
+
+        for parts, path, _ in self.leaves["observation"]:
+            k, a = leaf(ep["observations"], parts, path)
             name = schema.get(k, {}).get("dtype") or _dtype_name(a.dtype)
             flat[k] = col.to_torch(np.ascontiguousarray(a[:t]), name)
             flat[f"next.{k}"] = col.to_torch(np.ascontiguousarray(a[1 : t + 1]), name)
-        action = ep["actions"]
-        flat["action"] = col.to_torch(
-            np.ascontiguousarray(action),
-            schema.get("action", {}).get("dtype") or _dtype_name(action.dtype),
-        )
+        for parts, path, _ in self.leaves["action"]:
+            k, a = leaf(ep["actions"], parts, path)
+            name = schema.get(k, {}).get("dtype") or _dtype_name(a.dtype)
+            flat[k] = col.to_torch(np.ascontiguousarray(a), name)
         reward = schema.get("next.reward", {"shape": [1], "dtype": "float32"})
         flat["next.reward"] = torch.from_numpy(
             np.ascontiguousarray(ep["rewards"])
@@ -244,7 +239,10 @@ class MinariSource:
             .reshape(t, *reward["shape"])
         )
         term = torch.from_numpy(ep["terminations"].astype(bool).reshape(t, 1))
-        trunc = torch.from_numpy(ep["truncations"].astype(bool).reshape(t, 1))
+        truncations = ep["truncations"].astype(bool).reshape(t, 1)
+        if t and i in set(self.ours.get("truncated_on_export") or ()):
+            truncations[-1] = False  # the export ended the episode the store left open
+        trunc = torch.from_numpy(truncations)
         flat["next.terminated"], flat["next.truncated"], flat["next.done"] = (
             term,
             trunc,
@@ -312,8 +310,9 @@ def _has_images(meta: dict) -> bool:
     def image(d: Any) -> bool:
         if not isinstance(d, dict):
             return False
-        if d.get("type") == "Dict":
-            return any(image(v) for v in d.get("subspaces", {}).values())
+        if d.get("type") in ("Dict", "Tuple"):
+            subs = d.get("subspaces") or {}
+            return any(image(v) for v in (subs.values() if isinstance(subs, dict) else subs))
         shape = d.get("shape") or []
         return bool(
             d.get("type") == "Box"
