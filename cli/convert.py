@@ -3,41 +3,20 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape as markup_escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli._terminal import echo, escape
+from cli._progress import Bar, quiet_option
+from cli._terminal import echo
 from rldata import api
 
 
-class _Bar:
-    """A rich progress bar of rows copied."""
+class _Bar(Bar):
+    """Rows copied (the total may be unknown)."""
 
     def __init__(self, label: str, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}{task.fields[of]} rows"),  # total may be unknown
-            TimeElapsedColumn(),
-            disable=not enabled,
-            transient=False,
-        )
-        self.task = self.progress.add_task(markup_escape(escape(label)), total=None, of="")
-        self._started = False
+        super().__init__(label, total=None, unit="rows", enabled=enabled)
 
-    def __call__(self, done: int, total: int) -> None:
-        if not self._started:  # only once every input was checked and copying began
-            self._started = True
-            self.progress.start()
-        of = f"/{total:,.0f}" if total is not None else ""
-        self.progress.update(self.task, completed=done, total=total, of=of)
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._started:
-            self.progress.stop()
+    def __call__(self, done: int, total: int | None) -> None:
+        self.update(done, total=total)
 
 
 @click.command()
@@ -48,7 +27,7 @@ class _Bar:
     default=None,
     help="Backend of a new rldata store (default: the source's, else memmap).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 @click.option(
     "--force",
     is_flag=True,

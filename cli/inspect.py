@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cli._progress import quiet_option
 from cli._terminal import echo
 from rldata import api
 
@@ -64,7 +65,8 @@ def _num(x: float | None) -> str:
 @click.command()
 @click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
-def info(path: str, as_json: bool) -> None:
+@quiet_option
+def info(path: str, as_json: bool, quiet: bool) -> None:
     """Show the dataset card of the store at PATH."""
     card = api.dataset_card(path)
     # JSON: json.dumps escapes every control character itself (ensure_ascii)
@@ -75,7 +77,8 @@ def info(path: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("path", type=click.Path())
-def verify(path: str) -> None:
+@quiet_option
+def verify(path: str, quiet: bool) -> None:
     """Check checksums, schema, TED invariants and the env id of the store at PATH.
 
     Exits 1 on the first fault: an env id naming a module is one; an env id not registered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli._errors import one_line
+from cli._progress import quiet_option
 from cli._terminal import echo
 from rldata import api
 from rldata.errors import RldataError
@@ -32,9 +33,10 @@ def _transfer_line(verb: str, s: object) -> str:
 @click.option(
     "--force", is_flag=True, help="Replace an existing destination that is provably a store."
 )
-def push(src: str, url: str, force: bool) -> None:
+@quiet_option
+def push(src: str, url: str, force: bool, quiet: bool) -> None:
     """Publish the store at SRC to URL (s3://, gs://, file://, ...), verified and resumable."""
-    echo(_transfer_line("pushed", api.push(src, url, progress=True, force=force)))
+    echo(_transfer_line("pushed", api.push(src, url, progress=not quiet, force=force)))
 
 
 @click.command()
@@ -43,16 +45,18 @@ def push(src: str, url: str, force: bool) -> None:
 @click.option(
     "--force", is_flag=True, help="Replace an existing destination that is provably a store."
 )
-def pull(url: str, dst: str, force: bool) -> None:
+@quiet_option
+def pull(url: str, dst: str, force: bool, quiet: bool) -> None:
     """Fetch the store at URL into DST, verified and resumable."""
-    echo(_transfer_line("pulled", api.pull(url, dst, progress=True, force=force)))
+    echo(_transfer_line("pulled", api.pull(url, dst, progress=not quiet, force=force)))
 
 
 @click.command()
 @click.argument("a")
 @click.argument("b")
+@quiet_option
 @click.pass_context
-def diff(ctx: click.Context, a: str, b: str) -> None:
+def diff(ctx: click.Context, a: str, b: str, quiet: bool) -> None:
     """Compare stores A and B: schema, specs, then episodes only in A, only in B and shared.
 
     Episodes are listed by content (hash, length, return). Exits 0 when the stores hold the
@@ -80,7 +84,8 @@ def diff(ctx: click.Context, a: str, b: str) -> None:
 @click.option(
     "--force", is_flag=True, help="Replace an existing destination that is provably a store."
 )
-def merge(sources: tuple[str, ...], out: str, backend: str, force: bool) -> None:
+@quiet_option
+def merge(sources: tuple[str, ...], out: str, backend: str, force: bool, quiet: bool) -> None:
     """Merge the stores SOURCES into a new store at --out (trajectory ids renumbered)."""
     s = api.merge(list(sources), out, backend=backend, force=force)
     echo(
@@ -93,6 +98,7 @@ def merge(sources: tuple[str, ...], out: str, backend: str, force: bool) -> None
 @click.argument("path_or_url")
 @click.option("--out", default="report.html", show_default=True, help="Where the HTML page goes.")
 @click.option("--force", is_flag=True, help="Replace an existing report rldata wrote.")
-def report(path_or_url: str, out: str, force: bool) -> None:
+@quiet_option
+def report(path_or_url: str, out: str, force: bool, quiet: bool) -> None:
     """Write a self-contained HTML report (dataset card and plots) of the store at PATH_OR_URL."""
     echo(f"wrote {api.report(path_or_url, out, force=force)}")

@@ -1,34 +1,23 @@
-"""A byte progress bar (bytes done, total, rate) for long transfers, or nothing when quiet."""
+"""A byte progress bar (bytes done, total, rate) for long transfers, or nothing when quiet.
+
+It follows the one convention of :mod:`rldata._progress`: stderr, a bar on a terminal,
+plain lines otherwise.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from rldata._progress import Bar
+
 
 @contextmanager
 def byte_bar(label: str, total: int, *, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(nbytes)``: it moves a rich bar on stderr, or does nothing when disabled."""
+    """Yield ``advance(nbytes)``: it moves a bar on stderr, or does nothing when disabled."""
     if not enabled:
         yield lambda nbytes: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda nbytes: progress.update(task, advance=nbytes)
+    with Bar(label, total=total, unit="bytes") as bar:
+        bar.update(0)
+        yield bar.advance

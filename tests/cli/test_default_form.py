@@ -90,6 +90,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+# each command as typed; OUT in a path it writes becomes "default" or "quiet" (one per form)
 CASES: dict[str, object] = {
     "collect": lambda d: [
         "collect",
@@ -97,18 +98,18 @@ CASES: dict[str, object] = {
         "--frames",
         "100",
         "--out",
-        d / "new",
+        d / "newOUT",
         "--seed",
         "4",
     ],
-    "convert": lambda d: ["convert", d / "a", d / "converted"],
+    "convert": lambda d: ["convert", d / "a", d / "convertedOUT"],
     "info": lambda d: ["info", d / "a"],
     "verify": lambda d: ["verify", d / "a"],
-    "push": lambda d: ["push", d / "a", f"file://{d / 'remote2'}"],
-    "pull": lambda d: ["pull", f"file://{d / 'remote'}", d / "pulled"],
+    "push": lambda d: ["push", d / "a", f"file://{d / 'remote2OUT'}"],
+    "pull": lambda d: ["pull", f"file://{d / 'remote'}", d / "pulledOUT"],
     "diff": lambda d: ["diff", d / "a", d / "b"],
-    "merge": lambda d: ["merge", d / "a", d / "b", "--out", d / "merged"],
-    "report": lambda d: ["report", d / "a", "--out", d / "report.html"],
+    "merge": lambda d: ["merge", d / "a", d / "b", "--out", d / "mergedOUT"],
+    "report": lambda d: ["report", d / "a", "--out", d / "reportOUT.html"],
     "train": lambda d: [
         "train",
         "--algo",
@@ -120,11 +121,11 @@ CASES: dict[str, object] = {
         "--eval-every",
         "5",
         "--out",
-        d / "run2",
+        d / "run2OUT",
         *TRAIN,
     ],  # fmt: skip
     "eval": lambda d: ["eval", d / "run", "--episodes", "1"],
-    "plot": lambda d: ["plot", d / "run", "--out", d / "curves.png"],
+    "plot": lambda d: ["plot", d / "run", "--out", d / "curvesOUT.png"],
 }
 
 
@@ -135,9 +136,15 @@ def test_every_command_has_a_case() -> None:
     assert sorted(CASES) == sorted(COMMANDS)
 
 
+@pytest.mark.parametrize("quiet", [False, True], ids=["default", "quiet"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_default_form_under_a_terminal(name: str, work: Path) -> None:
-    args = [str(a) for a in CASES[name](work)]  # type: ignore[operator]
+def test_default_form_under_a_terminal(name: str, quiet: bool, work: Path) -> None:
+    form = "quiet" if quiet else "default"  # each form writes its own outputs
+    args = [str(a).replace("OUT", form) for a in CASES[name](work)]  # type: ignore[operator]
+    if quiet:
+        args.append("--quiet")
     rc, output = run_in_pty(args, cwd=work)
     assert "Traceback" not in output, output
     assert rc == EXIT_CODE.get(name, 0), output
+    if quiet:
+        assert "━" not in output, output  # no bar drawn
