@@ -11,11 +11,11 @@ import dataclasses
 from typing import Any
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli._progress import TrainBar, quiet_option
 from cli._terminal import echo, escape
 from rldata import api
-from rldata.trainers import TrainConfig, TrainProgress
+from rldata.trainers import TrainConfig, check_resume_flags
 
 _SKIP = {"hidden"}  # given as --hidden 256,256
 
@@ -38,43 +38,6 @@ def _config_options(func: Any) -> Any:
     return func
 
 
-class _Bar:
-    """A rich progress bar: steps/s, last evaluation return, losses."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} {task.fields[unit]}"),
-            TextColumn("{task.fields[rate]:,.0f}/s"),
-            TextColumn("eval {task.fields[ret]}"),
-            TextColumn("{task.fields[losses]}"),
-            TimeElapsedColumn(),
-            disable=not enabled,
-        )
-        self.label = label
-        self.task: Any = None
-
-    def __call__(self, p: TrainProgress) -> None:
-        if self.task is None:  # only once every input was checked and training began
-            self.task = self.progress.add_task(
-                self.label, total=p.total, unit=p.unit, rate=0.0, ret="-", losses=""
-            )
-            self.progress.start()
-        losses = " ".join(f"{k[5:]} {v:.3g}" for k, v in p.losses.items())
-        ret = "-" if p.last_eval is None else f"{p.last_eval:.1f}"
-        self.progress.update(
-            self.task, completed=p.done, total=p.total, rate=p.per_s, ret=ret, losses=losses
-        )
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
-            self.progress.stop()
-
-
 @click.command()
 @click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
 @click.option("--hidden", default=None, help="Hidden layer sizes, e.g. 256,256.")
@@ -84,7 +47,7 @@ class _Bar:
     is_flag=True,
     help="Replace the run in --out and the store at --store (swapped in when the run succeeds).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option
 @_config_options
 def train(
     out: str, hidden: str | None, resume: bool, force: bool, quiet: bool, **fields: Any
@@ -98,9 +61,11 @@ def train(
             raise click.ClickException(
                 f"--hidden: expected sizes like 256,256, got {hidden!r}"
             ) from None
+    if resume:  # a flag that contradicts the run is refused, not silently ignored
+        check_resume_flags(out, given)
     config = TrainConfig(**given)
     label = f"{config.algo} {config.env or config.dataset}"
-    with _Bar(label, enabled=not quiet) as bar:
+    with TrainBar(label, enabled=not quiet) as bar:
         summary = api.train(config, out=out, resume=resume, force=force, progress=bar)
     echo(
         f"{summary.algo} ({summary.mode}): {summary.env_steps} env steps, {summary.updates} "
@@ -114,7 +79,10 @@ def train(
 @click.option("--env", "env_id", default=None, help="Env id (default: each run's).")
 @click.option("--episodes", type=int, default=5, show_default=True, help="Episodes to run.")
 @click.option("--seed", type=int, default=None, help="Base seed (default: each run's).")
-def evaluate(runs: tuple[str, ...], env_id: str | None, episodes: int, seed: int | None) -> None:
+@quiet_option
+def evaluate(
+    runs: tuple[str, ...], env_id: str | None, episodes: int, seed: int | None, quiet: bool
+) -> None:
     """Evaluate each run's policy deterministically on fixed seeds; print a results table."""
     results = [api.evaluate(run, env=env_id, episodes=episodes, seed=seed) for run in runs]
     results = [{k: escape(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
@@ -151,7 +119,8 @@ def results_table(results: list[dict[str, Any]]) -> str:
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Image to write (e.g. curves.png).")
 @click.option("--force", is_flag=True, help="Replace an existing image rldata drew.")
-def plot(runs: tuple[str, ...], out: str, force: bool) -> None:
+@quiet_option
+def plot(runs: tuple[str, ...], out: str, force: bool, quiet: bool) -> None:
     """Draw the learning curves of RUNS, overlaid, into --out."""
     path = api.plot(list(runs), out, force=force)
     echo(f"wrote {path}")

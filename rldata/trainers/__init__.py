@@ -16,9 +16,10 @@ from rldata.trainers.normalize import ObservationNorm, store_stats
 from rldata.trainers.plots import plot_runs
 from rldata.trainers.run import TrainProgress, TrainSummary
 from rldata.trainers.run_eval import evaluate_run
-from rldata.trainers.trainer import Trainer
+from rldata.trainers.trainer import Trainer, check_resume_flags
 
 __all__ = [
+    "check_resume_flags",
     "ALGORITHMS",
     "Agent",
     "Algorithm",

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from rldata.env_ids import trusted_env_id
+from rldata.errors import ConfigError
 from rldata.stores.location.destination import plan_destination
 from rldata.trainers import loops
 from rldata.trainers.algorithms import resolve
@@ -80,6 +81,7 @@ class Trainer:
         if self.resume and self.out is not None and os.path.lexists(self.out / "config.json"):
             saved = read_json(self.out / "config.json")
             _check_saved_env_ids(saved, cfg, self.out / "config.json")
+            check_resume_given(saved, _set_fields(cfg), self.out)
             cfg = TrainConfig.from_dict({**saved, **_overrides(cfg)})
         cfg = resolve(cfg)
         inputs = check_inputs(cfg, self.out, self.resume, self.force)
@@ -113,6 +115,46 @@ def _check_saved_env_ids(saved: Any, given: TrainConfig, path: Path) -> None:
         value = saved.get(key)
         if value is not None and value != getattr(given, key):
             trusted_env_id(value, source=str(path), option=option, keyword=key)
+
+
+FREE_ON_RESUME = ("frames", "steps")  # a resumed run may only get a longer schedule
+
+
+def check_resume_given(saved: Any, given: Mapping[str, Any], run: str | os.PathLike) -> None:
+    """Refuse a field given on resume that contradicts the run's ``config.json``.
+
+    ``given`` holds the fields the caller set (the CLI: the flags typed; the Python API:
+    the fields that differ from :class:`TrainConfig`'s defaults). A value equal to the run's
+    is fine; ``frames`` and ``steps`` may change (a longer schedule).
+
+    Raises:
+        ConfigError: one line naming the flag, the run's value and the given one.
+    """
+    if not isinstance(saved, dict):
+        return  # TrainConfig.from_dict names the problem
+    for key, value in given.items():
+        if key in FREE_ON_RESUME or key not in saved or saved[key] == value:
+            continue
+        flag = "--" + key.replace("_", "-")
+        raise ConfigError(
+            f"{flag}: the run in {os.fspath(run)} was trained with {saved[key]!r}, given "
+            f"{value!r}; --resume continues a run as it was (only --frames and --steps may "
+            f"change): leave {flag} out, or train a new run"
+        )
+
+
+def check_resume_flags(run: str | os.PathLike, given: Mapping[str, Any]) -> None:
+    """:func:`check_resume_given` against the ``config.json`` of the run directory ``run``
+    (nothing to check when it has none: the run then starts afresh)."""
+    path = Path(run) / "config.json"
+    if os.path.lexists(path):
+        check_resume_given(read_json(path), given, run)
+
+
+def _set_fields(cfg: TrainConfig) -> dict[str, Any]:
+    """The fields of ``cfg`` that differ from :class:`TrainConfig`'s defaults."""
+    default = TrainConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if v != default.get(k)}
 
 
 def _overrides(cfg: TrainConfig) -> dict[str, Any]:
