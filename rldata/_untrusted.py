@@ -182,11 +182,21 @@ def loads_json(
     *,
     max_depth: int = MAX_JSON_DEPTH,
     error: type[Exception] = UntrustedFileError,
+    finite: bool = False,
 ) -> Any:
-    """Parse JSON that came with data: depth-checked first, one line on any failure."""
+    """Parse JSON that came with data: depth-checked first, one line on any failure.
+
+    ``finite=True`` refuses ``NaN`` / ``Infinity``, which Python's parser accepts but strict
+    JSON (and a manifest rldata wrote: its checksum is taken with ``allow_nan=False``) never
+    holds.
+    """
     check_depth(data, where, what, max_depth=max_depth, error=error)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=no_constant) if finite else json.loads(data)
     except UnicodeDecodeError as exc:
         raise error(
             f"{where}: {what} is not UTF-8 text ({exc.reason} at byte {exc.start})"

@@ -817,3 +817,40 @@ def test_replay_beyond_the_memory_budget_is_refused_before_allocating(
     msg = one_line_error(lambda: api.train(cfg, out=tmp_path / "run"))
     assert "buffer_size" in msg and "memory budget" in msg, msg
     assert not (tmp_path / "run").exists()
+
+
+# --- non-finite JSON constants in a manifest ------------------------------------------------
+def _manifest_paths(doc: Any, prefix: tuple = (), depth: int = 2) -> Iterator[tuple]:
+    """Every key path down to ``depth`` levels (the places a constant can be planted)."""
+    if isinstance(doc, dict) and depth >= 0:
+        for key, value in doc.items():
+            yield (*prefix, key)
+            yield from _manifest_paths(value, (*prefix, key), depth - 1)
+
+
+def _plant(doc: Any, path: tuple, marker: str) -> None:
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = marker
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_constant_anywhere_in_a_manifest_is_one_line(
+    constant: str, work: Path
+) -> None:
+    """Python's JSON parser takes NaN/Infinity; a manifest rldata wrote never holds them (its
+    checksum is taken with allow_nan=False), so each one is corruption, named in one line."""
+    path = work / "store" / "rldata.json"
+    clean = json.loads(path.read_text())
+    places = list(_manifest_paths(clean))
+    assert len(places) > 20
+    runner = CliRunner()
+    for place in places:
+        doc = json.loads(json.dumps(clean))
+        _plant(doc, place, "@CONSTANT@")
+        path.write_text(json.dumps(doc).replace('"@CONSTANT@"', constant))
+        with pytest.raises(RldataError) as info:
+            rldata.open(work / "store")
+        assert "\n" not in str(info.value) and "not a JSON number" in str(info.value), place
+        result = runner.invoke(cli, ["info", str(work / "store")])
+        assert result.exit_code == 1 and "Traceback" not in result.output, place

@@ -129,7 +129,7 @@ def read(root: Path) -> dict[str, Any]:
 
 def parse(text: bytes, path: object) -> dict[str, Any]:
     """Check manifest bytes read from ``path`` (see :func:`read`) and return the manifest."""
-    data = untrusted.loads_json(text, path, "manifest", error=CorruptStoreError)
+    data = untrusted.loads_json(text, path, "manifest", error=CorruptStoreError, finite=True)
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CorruptStoreError(f"{path}: expected format {FORMAT_NAME!r}, got {found!r}")
