@@ -36,6 +36,7 @@ from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores.backend import _sharded as _shards
 from rldata.stores.format import manifest as _manifest
 from rldata.stores.format.lock import WriterLock
+from rldata.stores.interop.minari_spaces import gym_spaces
 from rldata.stores.location.destination import (
     check_destination,
     check_local,
@@ -350,8 +351,10 @@ class EnvFactory:
     num_envs: int | None = None
     from_pixels: bool = False
     pixels_only: bool = True
+    one_hot_actions: bool = False  # Discrete actions as one-hot vectors instead of indices
 
     def __call__(self) -> Any:
+        index = not self.one_hot_actions
         if self.from_pixels:
             from rldata.envs.pixels import PixelEnv
 
@@ -359,11 +362,17 @@ class EnvFactory:
                 self.env_id,
                 pixels_only=self.pixels_only,
                 num_envs=self.num_envs,
+                categorical_action_encoding=index,
                 **dict(self.env_kwargs),
             )
         from rldata.envs import GymEnv
 
-        return GymEnv(self.env_id, num_envs=self.num_envs, **dict(self.env_kwargs))
+        return GymEnv(
+            self.env_id,
+            num_envs=self.num_envs,
+            categorical_action_encoding=index,
+            **dict(self.env_kwargs),
+        )
 
 
 def provenance_for(
@@ -411,6 +420,7 @@ def collect(
     progress: Progress | None = None,
     from_pixels: bool = False,
     pixels_only: bool = True,
+    one_hot: bool = False,
 ) -> RecordSummary:
     """Record a dataset from a gymnasium env id: what ``rldata collect`` runs.
 
@@ -437,6 +447,9 @@ def collect(
             as TorchRL's ``GymEnv(from_pixels=True)``).
         pixels_only: with ``from_pixels``, drop the state; ``False`` keeps it under
             ``"observation"`` beside the pixels.
+        one_hot: store Discrete (and MultiDiscrete) actions as one-hot vectors (TorchRL's
+            ``GymEnv`` default) instead of their integer indices (int64, what Minari, d3rlpy
+            and SB3 datasets hold).
     """
     frames = _frames(frames)
     if not pixels_only and not from_pixels:
@@ -460,14 +473,18 @@ def collect(
         num_envs if num_envs > 1 else None,
         from_pixels=bool(from_pixels),
         pixels_only=bool(pixels_only),
+        one_hot_actions=bool(one_hot),
     )
     probe = factory()  # raises EnvNotFoundError for an unknown id
     try:
         net = None if policy == "random" else load_policy(policy, env=probe)
         specs = _env_specs(probe)
+        spaces = gym_spaces(probe)  # the env's own structure, for a native Minari export
     finally:
         probe.close()
     prov = provenance_for(env_id, env_kwargs, policy, seed, num_envs, workers, ray)
+    if spaces is not None:
+        prov["gym_spaces"] = spaces
     if from_pixels:
         prov.update(from_pixels=True, pixels_only=bool(pixels_only))
     if ray:

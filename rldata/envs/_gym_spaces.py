@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rldata.errors import SpecError
-from rldata.specs import Composite, MultiOneHot, OneHot, TensorSpec, from_gym_space
+from rldata.specs import Bounded, Composite, MultiOneHot, OneHot, TensorSpec, from_gym_space
 
 ObsDecoder = Callable[[Any], dict[str, Any]]
 ActionEncoder = Callable[[torch.Tensor], Any]
@@ -32,12 +32,41 @@ def observation_spec(space: Any, device: torch.device | None) -> Composite:
     A Dict or Tuple space gives one entry per sub-space; any other space gives one
     ``"observation"`` entry. Discrete observations are categorical indices.
     """
-    spec = from_gym_space(
-        space, categorical_action_encoding=True, device=device, float64_to_float32=True
+    spec = _observed_values(
+        space,
+        from_gym_space(
+            space, categorical_action_encoding=True, device=device, float64_to_float32=True
+        ),
+        device,
     )
     if isinstance(spec, Composite):
         return spec
     return Composite({"observation": spec}, device=device)
+
+
+def _observed_values(space: Any, spec: Any, device: torch.device | None) -> Any:
+    """``spec`` with each Discrete / MultiDiscrete leaf whose ``start`` is not 0 made the
+    range of the values gymnasium observes (``start`` .. ``start + n - 1``, int64, as they
+    are stored), where an index spec would count from 0."""
+    from gymnasium import spaces
+
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        items = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+        for k, sub in items:
+            spec[str(k)] = _observed_values(sub, spec[str(k)], device)
+        return spec
+    if isinstance(space, (spaces.Discrete, spaces.MultiDiscrete)):
+        start = np.asarray(space.start, dtype=np.int64)
+        if start.any():
+            n = np.asarray(space.n if isinstance(space, spaces.Discrete) else space.nvec)
+            return Bounded(
+                torch.as_tensor(start),
+                torch.as_tensor(start + n - 1),
+                spec.shape,
+                device=device,
+                dtype=torch.int64,
+            )
+    return spec
 
 
 def observation_decoder(space: Any, spec: Composite) -> ObsDecoder:

@@ -18,6 +18,7 @@ Spaces are read from their JSON (as Minari serializes them); no environment is b
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -148,9 +149,10 @@ def leaf_space(spec: Any, entry: dict) -> tuple[Any, Encoder]:
     if isinstance(spec, Binary) or dtype == "bool":
         int8 = np.dtype(np.int8)
         full = shape or (1,)
+        binary = spaces.MultiBinary(full[0] if len(full) == 1 else list(full))
         if npd == int8 and shape:
-            return spaces.MultiBinary(list(full)), _same
-        return spaces.MultiBinary(list(full)), lambda a: a.reshape(len(a), *full).astype(int8)
+            return binary, _same
+        return binary, lambda a: a.reshape(len(a), *full).astype(int8)
     low = getattr(spec, "low", None)
     high = getattr(spec, "high", None)
     if low is None or high is None or npd.kind not in "iuf":
@@ -184,21 +186,28 @@ def _nest(leaves: dict[tuple[str, ...], Any]) -> Any:
     return build(tree)
 
 
-def _recorded_fits(leaves: list[Leaf], keys: list[str], schema: dict[str, dict]) -> bool:
-    """Whether recorded leaves describe ``keys`` exactly: the same keys, each with the
-    shape and dtype gymnasium gives its values."""
-    if sorted(".".join(k) for k, _, _ in leaves) != sorted(keys):
+def _fits(space: Any, entry: dict) -> bool:
+    """Whether a recorded leaf space describes a stored key: gymnasium's values of the space
+    have the key's shape and dtype."""
+    try:
+        spec = data_spec(space)
+    except CorruptStoreError:
         return False
-    for parts, _, sp in leaves:
-        entry = schema[".".join(parts)]
-        try:
-            spec = data_spec(sp)
-        except CorruptStoreError:
-            return False
-        got = (list(entry["shape"]), entry["dtype"])
-        if (list(spec.shape), sch.dtype_name(spec.dtype)) != got:
-            return False
-    return True
+    got = (list(entry["shape"]), entry["dtype"])
+    return (list(spec.shape), sch.dtype_name(spec.dtype)) == got
+
+
+def _rebuild(space: Any, leaves: dict[tuple[str, ...], Any], at: tuple[str, ...] = ()) -> Any:
+    """``space`` with each leaf (by HDF5 path) replaced by ``leaves[path]``."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Dict):
+        return spaces.Dict({k: _rebuild(v, leaves, (*at, k)) for k, v in space.spaces.items()})
+    if isinstance(space, spaces.Tuple):
+        return spaces.Tuple(
+            [_rebuild(v, leaves, (*at, f"_index_{i}")) for i, v in enumerate(space.spaces)]
+        )
+    return leaves[at]
 
 
 def _spec_of(specs: Any, key: str) -> Any:
@@ -235,6 +244,9 @@ def native_spaces(
     recorded = recorded if isinstance(recorded, dict) else {}
     for role in ROLES:
         names = keys[role]
+        derived: dict[str, Any] = {}
+        for k in names:
+            derived[k], encoders[k] = leaf_space(_spec_of(specs, k), schema[k])
         space = None
         if isinstance(recorded.get(role), (dict, str)):
             try:
@@ -242,20 +254,43 @@ def native_spaces(
             except (CorruptStoreError, ValueError):
                 space = None
         leaves = [] if space is None else role_leaves(space, role)
-        if space is not None and _recorded_fits(leaves, names, schema):
-            for parts, path, _ in leaves:
-                paths[".".join(parts)] = path
-                encoders[".".join(parts)] = _same
-            spaces_out[role] = space
+        if space is not None and sorted(".".join(k) for k, _, _ in leaves) == sorted(names):
+            # the recorded structure (a Tuple stays a Tuple); each leaf as recorded where its
+            # values are the stored ones (a Discrete keeps its start), else from its spec
+            chosen = {}
+            for parts, path, sp in leaves:
+                k = ".".join(parts)
+                paths[k] = path
+                if _fits(sp, schema[k]):
+                    chosen[path], encoders[k] = sp, _same
+                else:
+                    chosen[path] = derived[k]
+            spaces_out[role] = _rebuild(space, chosen)
             continue
         made: dict[tuple[str, ...], Any] = {}
         for k in names:
-            sp, encoders[k] = leaf_space(_spec_of(specs, k), schema[k])
             parts = tuple(k.split("."))
             rel = () if names == [role] else (parts[1:] if role == "action" else parts)
-            made[rel], paths[k] = sp, rel
+            made[rel], paths[k] = derived[k], rel
         spaces_out[role] = made[()] if () in made else _nest(made)
     return spaces_out, paths, encoders
+
+
+def gym_spaces(env: Any) -> dict[str, str] | None:
+    """``provenance.gym_spaces`` of an rldata gymnasium env (one env's spaces, as Minari's
+    JSON strings), so an export writes the env's structure back; None for other envs."""
+    inner = getattr(env, "gym_env", None)
+    if inner is None:
+        return None
+    obs = getattr(inner, "single_observation_space", None) or inner.observation_space
+    act = getattr(inner, "single_action_space", None) or inner.action_space
+    try:
+        return {
+            "observation": json.dumps(space_to_json(obs)),
+            "action": json.dumps(space_to_json(act)),
+        }
+    except ConfigError:  # a space Minari's JSON has no form for here
+        return None
 
 
 # --- arrays of a space's leaves, nested as Minari's HDF5 groups ----------------------------------
