@@ -19,13 +19,13 @@ import torch
 from rldata import ted
 from rldata.env_ids import MODULE_PART, env_id_problem
 from rldata.stores.backend.base import Store
+from rldata.stores.backend.blocks import Block, block_rows, row_blocks, runs
 from rldata.stores.format.checksums import parallel_map, sha256_hex
 
 if TYPE_CHECKING:
     from tensordict import TensorDict
 
 K = ted.TED_KEYS
-BLOCK = 1 << 16
 _FLAGS = [
     tuple(ted.key_name(k) for k in K.flags),
     tuple(ted.key_name(K.nxt(k)) for k in K.flags),
@@ -108,9 +108,11 @@ def content_digest(store: Store) -> str:
         return own()
     h = hashlib.sha256(json.dumps(store.schema, sort_keys=True).encode())
     if store.schema is not None:
-        for name in sorted(store.schema):
+        step = block_rows(store)
+        for name in sorted(store.schema):  # a block of one key at a time, never a whole column
             for a, b in _runs(store):
-                h.update(store._raw(name, a, b))  # type: ignore[attr-defined]
+                for lo in range(a, b, step):
+                    h.update(store._raw(name, lo, min(b, lo + step)))  # type: ignore[attr-defined]
     return "sha256:" + h.hexdigest()
 
 
@@ -123,11 +125,10 @@ def _manifest(store: Store) -> dict:
 
 def _runs(store: Store) -> list[tuple[int, int]]:
     """Readable positions as contiguous ``[a, b)`` ranges, oldest first."""
-    from rldata.stores.backend.rows import _pieces
     from rldata.stores.backend.rowstore import RowStore
 
     if isinstance(store, RowStore):  # by arithmetic on serials, not a tensor of every position
-        return _pieces(store._start, store._visible_end(), store.capacity)
+        return runs(store)
     pos = store.readable()
     if pos.numel() == 0:
         return []
@@ -291,26 +292,32 @@ def _stats_faults(store: Store, m: dict) -> Iterator[str]:
 
 
 def _episode_faults(store: Store, m: dict) -> Iterator[str]:
+    """Each row's trajectory id and each segment's return against the episode index, block by
+    block (:func:`~rldata.stores.backend.blocks.row_blocks`): a row's segment comes from the
+    index's cumulative lengths, never from a per-row table."""
     seg = store.segments()  # type: ignore[attr-defined]
     total = int(seg["length"].sum())
     if total != len(store):
         yield f"{store.path}: episode index covers {total} rows, expected {len(store)}"
         return
-    pos = store.readable()
-    if pos.numel() == 0:
-        return
-    seg_of_row = torch.repeat_interleave(torch.arange(seg.batch_size[0]), seg["length"])
-    rows = store._read(pos)  # type: ignore[attr-defined]
-    ids = rows.get(K.traj_ids)
-    bad = ids != seg["traj_id"][seg_of_row]
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        yield (
-            f"{store.path}: row {int(pos[i])} has traj id {int(ids[i])}, episode index says "
-            f"{int(seg['traj_id'][seg_of_row[i]])}"
-        )
-    reward = rows.get(K.nxt(K.reward)).reshape(pos.numel(), -1).double().sum(-1)
-    returns = torch.zeros(seg.batch_size[0], dtype=torch.float64).index_add_(0, seg_of_row, reward)
+    n_seg = seg.batch_size[0]
+    ends = torch.cumsum(seg["length"], 0)
+    seg_ids = seg["traj_id"]
+    returns = torch.zeros(n_seg, dtype=torch.float64)
+    for block in row_blocks(store):
+        offs = torch.arange(block.offset, block.offset + block.n, dtype=torch.int64)
+        seg_of_row = torch.searchsorted(ends, offs, right=True)
+        ids = block.rows.get(K.traj_ids).reshape(-1)
+        bad = ids != seg_ids[seg_of_row]
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            yield (
+                f"{store.path}: row {block.position + i} has traj id {int(ids[i])}, episode "
+                f"index says {int(seg_ids[seg_of_row[i]])}"
+            )
+            return
+        reward = block.rows.get(K.nxt(K.reward)).reshape(block.n, -1).double().sum(-1)
+        returns.index_add_(0, seg_of_row, reward)
     close = torch.isclose(returns, seg["return"], rtol=1e-6, atol=1e-6) | (
         returns.isnan() & seg["return"].isnan()
     )
@@ -334,44 +341,98 @@ def _obs_keys(schema: dict) -> list[str]:
 
 
 def _ted_faults(store: Store) -> Iterator[str]:
-    pos = store.readable()
-    if pos.numel() == 0:
-        return
+    """TED's invariants, block by block in write order: the flags of each row, and between a
+    row and the next row of its trajectory (sorted by trajectory within a block; across
+    blocks through each open trajectory's last row). An ended trajectory keeps only its id
+    and position; an open one its last row, so memory is the open trajectories, not the rows."""
     from rldata.stores.format import schema as sch
 
     obs = _obs_keys(store.schema or {})
-    ids = store._read(pos).get(K.traj_ids)  # type: ignore[attr-defined]
-    order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
-    for lo in range(0, pos.numel(), BLOCK):
-        sel = order[lo : lo + BLOCK + 1]
-        rows = store._read(pos[sel])  # type: ignore[attr-defined]
+    last: dict[int, tuple[int, TensorDict | None]] = {}  # traj -> (position, row if open)
+    for block in row_blocks(store):
+        rows, n = block.rows, block.n
         for done, term, trunc in _FLAGS:
             d, t, u = (rows.get(sch.key_tuple(k)) for k in (done, term, trunc))
-            bad = (d != (t | u)).reshape(sel.numel(), -1).any(-1)
+            bad = (d != (t | u)).reshape(n, -1).any(-1)
             if bool(bad.any()):
                 i = int(bad.nonzero()[0])
-                yield f"{store.path}: row {int(pos[sel[i]])}: {done} != {term} | {trunc}"
+                yield f"{store.path}: row {block.position + i}: {done} != {term} | {trunc}"
                 return
-        same = rows.get(K.traj_ids)[1:] == rows.get(K.traj_ids)[:-1]
-        ended = rows.get(K.nxt(K.done)).reshape(sel.numel(), -1)[:-1, 0]
+        ids = rows.get(K.traj_ids).reshape(-1)
+        order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
+        sids = ids[order]
+        first = torch.ones(n, dtype=torch.bool)
+        first[1:] = sids[1:] != sids[:-1]
+        heads = order[first].tolist()
+        prev_rows = [last.get(int(ids[h])) for h in heads]
+        carried = [k for k, p in enumerate(prev_rows) if p is not None]
+        if carried:  # each trajectory's first row here, after its last row of earlier blocks
+            fault = _pair_faults(
+                store,
+                obs,
+                [prev_rows[k] for k in carried],  # type: ignore[misc]
+                [heads[k] for k in carried],
+                block,
+            )
+            if fault is not None:
+                yield fault
+                return
+        sel = rows[order]
+        same = sids[1:] == sids[:-1]
+        ended = sel.get(K.nxt(K.done)).reshape(n, -1)[:-1, 0]
         bad = same & ended
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
             yield (
-                f"{store.path}: traj {int(rows.get(K.traj_ids)[i])} continues at row "
-                f"{int(pos[sel[i + 1]])} after its episode ended at row {int(pos[sel[i]])}"
+                f"{store.path}: traj {int(sids[i])} continues at row "
+                f"{block.position + int(order[i + 1])} after its episode ended at row "
+                f"{block.position + int(order[i])}"
             )
             return
         for key in obs:
-            nxt = rows.get(sch.key_tuple(f"{K.next}.{key}"))[:-1][same]
-            cur = rows.get(sch.key_tuple(key))[1:][same]
+            nxt = sel.get(sch.key_tuple(f"{K.next}.{key}"))[:-1][same]
+            cur = sel.get(sch.key_tuple(key))[1:][same]
             eq = (nxt == cur) | (nxt != nxt) & (cur != cur)
             bad = ~eq.flatten(1).all(-1) if eq.dim() > 1 else ~eq
             if bool(bad.any()):
                 j = int(same.nonzero().reshape(-1)[bad][0])
                 yield (
-                    f"{store.path}: key 'next.{key}' of row {int(pos[sel[j]])} differs from "
-                    f"{key!r} of row {int(pos[sel[j + 1]])}, the next step of traj "
-                    f"{int(rows.get(K.traj_ids)[j])}"
+                    f"{store.path}: key 'next.{key}' of row {block.position + int(order[j])} "
+                    f"differs from {key!r} of row {block.position + int(order[j + 1])}, the "
+                    f"next step of traj {int(sids[j])}"
                 )
                 return
+        tails = torch.ones(n, dtype=torch.bool)
+        tails[:-1] = sids[1:] != sids[:-1]
+        for i in order[tails].tolist():
+            row = rows[i]
+            open_ = not bool(row.get(K.nxt(K.done)).reshape(-1)[0])
+            last[int(ids[i])] = (block.position + i, row.clone() if open_ else None)
+
+
+def _pair_faults(
+    store: Store,
+    obs: list[str],
+    prev: list[tuple[int, TensorDict | None]],
+    heads: list[int],
+    block: Block,
+) -> str | None:
+    """The first fault between a trajectory's last row of earlier blocks and its next row."""
+    from rldata.stores.format import schema as sch
+
+    for (pos, row), i in zip(prev, heads):
+        traj = int(block.rows.get(K.traj_ids).reshape(-1)[i])
+        if row is None:
+            return (
+                f"{store.path}: traj {traj} continues at row {block.position + i} after its "
+                f"episode ended at row {pos}"
+            )
+        for key in obs:
+            nxt = row.get(sch.key_tuple(f"{K.next}.{key}"))
+            cur = block.rows.get(sch.key_tuple(key))[i]
+            if not bool(((nxt == cur) | (nxt != nxt) & (cur != cur)).all()):
+                return (
+                    f"{store.path}: key 'next.{key}' of row {pos} differs from {key!r} of row "
+                    f"{block.position + i}, the next step of traj {traj}"
+                )
+    return None
