@@ -13,21 +13,21 @@ covers, so a file is self-describing. A commit adds new immutable part files (wr
 to a temporary name, fsynced, renamed) and never rewrites one; the manifest lists the
 parts, and a reader trusts only those (a writer deletes parts a crash left unlisted).
 
-Parquet has no cheap random row reads, so a handle decodes the listed parts once into
-numpy columns (on the first read) and gathers every sample from them.
+A reader's samples decode only the row groups they touch, into a cache bounded by bytes
+(``_parquet_groups``; ``RLDATA_PARQUET_CACHE_BYTES``); new parts are written in row groups
+of about ``ROW_GROUP_BYTES`` decoded bytes so that a group is a small decode (older parts
+keep the row groups they were written with). A writer, and whole-store reads (checksums,
+``columns()`` of a large store), decode the listed parts into numpy columns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq  # a missing package: the registry names the extra
 import torch
 from tensordict import TensorDict
@@ -35,6 +35,16 @@ from tensordict import TensorDict
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._parquet_codec import (
+    _check_footer,
+    _float_columns,
+    _group_rows,
+    _refuse_extension_types,
+    _row_bytes,
+    decode_column,
+    encode_table,
+)
+from rldata.stores.backend._parquet_groups import RowGroups
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format.checksums import file_sha256
 from rldata.stores.format.commit import fsync_dir, fsync_file, temp_name
@@ -43,17 +53,20 @@ from rldata.stores.format.files import inside
 DATA_DIR = "data"
 PART = re.compile(r"^part-(\d{5,})\.parquet$")
 COMPRESSION = "zstd"
-META_KEY = b"rldata"
+# a reader hands out zero-copy decoded columns (tensordict/columns) only up to this size;
+# above it, samples go through the row-group cache
+EAGER_BYTES = 32 << 20
 
 
 class ParquetStore(RowStore):
     """An append-only store of parquet part files (a ring is refused)."""
 
-    supports_random_read = False  # reads go through the decoded in-memory columns
+    supports_random_read = True  # readers decode only the row groups a read touches
     supports_overwrite_rings = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._groups = RowGroups(self._open_part, self._decode_group)
         self._cols: dict[str, np.ndarray] | None = None  # decoded rows, None until first use
         self._loaded = 0  # rows decoded from part files
         self._flushed = 0  # rows in part files listed by this handle's manifest
@@ -120,6 +133,7 @@ class ParquetStore(RowStore):
         if listed < self._loaded:  # not a store we can extend: decode again
             self._cols, self._loaded = None, 0
         self._flushed = listed
+        self._groups.update(parts)
         if self.writable:
             self._remove_unlisted({p["path"] for p in parts})
 
@@ -217,12 +231,106 @@ class ParquetStore(RowStore):
         for name, t in tensors.items():
             cols[name][position : position + n] = col.to_numpy(t, self._fields[name]["dtype"])
 
+    def _by_groups(self) -> bool:
+        """Whether reads go through the row-group cache: a reader that has not decoded the
+        whole store (a writer's rows live in its decoded columns)."""
+        return not self.writable and self._cols is None
+
     def _read(self, positions: torch.Tensor) -> TensorDict:
+        if self._by_groups():
+            cols = self._gather(positions.numpy(), list(self._fields))
+            return col.tree(
+                {k: col.to_torch(a, self._fields[k]["dtype"]) for k, a in cols.items()},
+                positions.shape[0],
+            )
         return col.take(self._load(), self._fields, positions.numpy())
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
-        a = np.take(self._load()[name], positions.numpy(), axis=0)
+        if self._by_groups():
+            a = self._gather(positions.numpy(), [name])[name]
+        else:
+            a = np.take(self._load()[name], positions.numpy(), axis=0)
         return col.to_torch(a, self._fields[name]["dtype"])
+
+    def _gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        out = {
+            k: np.empty(
+                (len(index), *self._fields[k]["shape"]), col.np_dtype(self._fields[k]["dtype"])
+            )
+            for k in names
+        }
+        self._groups.gather(index, out)
+        return out
+
+    def _open_part(self, part: dict) -> pq.ParquetFile:
+        """A listed part's file, its footer checked before any row is decoded."""
+        path = inside(self.root, part["path"], "a parquet part")
+        try:
+            f = pq.ParquetFile(path)
+            _refuse_extension_types(path, f.schema_arrow)
+            _check_footer(path, f.metadata, part["rows"], self._fields)
+            if set(f.schema_arrow.names) != set(self._fields):
+                raise CorruptStoreError(
+                    f"{path}: expected columns {sorted(self._fields)}, found "
+                    f"{sorted(f.schema_arrow.names)}"
+                )
+        except CorruptStoreError:
+            raise
+        except Exception as exc:  # OSError, ArrowException, ...
+            raise CorruptStoreError(
+                f"{path}: parquet part is missing or unreadable ({exc})"
+            ) from None
+        return f
+
+    def _decode_group(
+        self, f: pq.ParquetFile, part: dict, g: int, names: list[str] | None
+    ) -> dict[str, np.ndarray]:
+        """Row group ``g`` of a part as numpy columns, next values stored once rebuilt (the
+        group's last row from the next group's first, read for that key alone)."""
+        path = part["path"]
+        try:
+            table = f.read_row_group(g, use_threads=False)
+        except Exception as exc:
+            raise CorruptStoreError(
+                f"{self.root / path}: parquet row group {g} does not decode ({exc})"
+            ) from None
+        n = table.num_rows
+        once = self._once()
+        cols, gaps = {}, {}
+        for name, entry in self._fields.items():
+            cols[name], nulls = self._decode_one(table.column(name), entry, n, path, name, once)
+            if nulls is not None:
+                gaps[name] = nulls
+        for k in once:
+            nulls = gaps.get(f"next.{k}")
+            if nulls is None:
+                continue
+            col.fill_implied(cols[k], cols[f"next.{k}"][: n - 1], nulls[: n - 1])
+            if n and nulls[-1]:  # the group's last row: the next group's first row of k
+                if g + 1 >= f.metadata.num_row_groups:
+                    raise CorruptStoreError(
+                        f"{self.root / path}: column 'next.{k}' is null at the part's last row"
+                    )
+                head = f.read_row_group(g + 1, columns=[k], use_threads=False).slice(0, 1)
+                first, _ = self._decode_one(head.column(k), self._fields[k], 1, path, k, once)
+                cols[f"next.{k}"][n - 1] = first[0]
+        return cols
+
+    def _decode_one(self, column, entry, n, path, name, once):  # type: ignore[no-untyped-def]
+        try:
+            values, nulls = decode_column(column, entry, n)
+        except CorruptStoreError:
+            raise
+        except Exception as exc:  # a column whose type a flipped byte changed
+            raise CorruptStoreError(
+                f"{self.root / path}: column {name!r} does not decode as {entry['dtype']}"
+                f"{entry['shape']} ({type(exc).__name__})"
+            ) from None
+        if nulls is not None and name not in {f"next.{k}" for k in once}:
+            raise CorruptStoreError(
+                f"{self.root / path}: column {name!r} has nulls; it is stored in full"
+            )
+        return values, nulls
 
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
         return memoryview(np.ascontiguousarray(self._load()[name][start:stop])).cast("B")  # type: ignore[arg-type]
@@ -247,6 +355,8 @@ class ParquetStore(RowStore):
                 compression=COMPRESSION,
                 use_dictionary=False,  # floats rarely repeat: dictionaries only cost space
                 use_byte_stream_split=_float_columns(table),  # ~9% smaller floats, measured
+                row_group_size=_group_rows(self._fields),
+                write_page_index=True,
             )
             if self.durable:
                 fsync_file(tmp)
@@ -308,9 +418,19 @@ class ParquetStore(RowStore):
             "start": start,
         }
 
+    def _eager(self) -> bool:
+        """Whether whole decoded columns may be handed out: a writer's, a small store's, or
+        a reader's that decoded everything already (a large reader samples by row group)."""
+        return (
+            self.writable
+            or self._cols is not None
+            or self._filled() * _row_bytes(self._fields) <= EAGER_BYTES
+        )
+
     def columns(self) -> dict[str, torch.Tensor] | None:
-        """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers)."""
-        if self.schema is None:
+        """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers);
+        None for a reader of a store above ``EAGER_BYTES`` decoded (it samples by row group)."""
+        if self.schema is None or not self._eager():
             return None
         filled = self._filled()
         return {
@@ -318,28 +438,15 @@ class ParquetStore(RowStore):
         }
 
     def tensordict(self) -> TensorDict | None:
-        """The decoded rows ``[0, filled)`` as one TensorDict (decoded once per handle)."""
-        if self.schema is None:
+        """The decoded rows ``[0, filled)`` as one TensorDict (decoded once per handle); None
+        for a reader of a store above ``EAGER_BYTES`` decoded (it samples by row group)."""
+        if self.schema is None or not self._eager():
             return None
         cols = self._load()
         filled = self._filled()
         return col.tree(
             {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled
         )
-
-
-def _float_columns(table: pa.Table) -> list[str]:
-    """Parquet leaf paths of float columns (plain, or the elements of a fixed-size list):
-    byte-stream-split compresses them better. A list's values are the leaf
-    ``<column>.list.element`` (naming the list column itself leaves them PLAIN)."""
-    out = []
-    for field in table.schema:
-        t, path = field.type, field.name
-        while pa.types.is_fixed_size_list(t):
-            t, path = t.value_type, f"{path}.list.element"
-        if pa.types.is_floating(t):
-            out.append(path)
-    return out
 
 
 def _chunks_within(ranges: list[tuple[int, int]], chunk_rows: int, filled: int) -> set[int]:
@@ -370,102 +477,3 @@ def _chunks_within(ranges: list[tuple[int, int]], chunk_rows: int, filled: int) 
 def _part_number(rel: str) -> int:
     match = PART.match(Path(rel).name)
     return int(match.group(1)) if match else -1
-
-
-# --- encoding ---------------------------------------------------------------------------------
-def _scalar(entry: dict) -> bool:
-    return entry["shape"] in ([], [1]) and not entry["dtype"].startswith("complex")
-
-
-def encode_table(
-    cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict, once: Sequence[str] = ()
-) -> pa.Table:
-    """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else.
-
-    For each key ``k`` of ``once``, column ``next.k`` is null where it equals (bit for bit)
-    ``k`` of the following row, so parquet stores that observation once.
-    """
-    masks = {f"next.{k}": col.implied(cols[k], cols[f"next.{k}"]) for k in once}
-    arrays, names = [], []
-    for name in sorted(cols):
-        a, entry = cols[name], schema[name]
-        n = a.shape[0]
-        mask = masks.get(name)
-        if _scalar(entry):
-            arrays.append(pa.array(a.reshape(n), mask=mask))
-        else:
-            flat = a.reshape(n, -1)
-            if flat.dtype.kind == "c":  # complex: (real, imag) pairs
-                flat = flat.view(flat.real.dtype)
-            width = flat.shape[1]
-            arrays.append(
-                pa.FixedSizeListArray.from_arrays(
-                    pa.array(flat.reshape(-1)),
-                    width,
-                    mask=None if mask is None else pa.array(mask),
-                )
-            )
-        names.append(name)
-    table = pa.Table.from_arrays(arrays, names=names)
-    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-
-
-def decode_column(
-    column: pa.ChunkedArray, entry: dict, n: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """One column back as numpy rows ``[n, *shape]`` of the schema dtype, and its null rows
-    (None when it has none; null rows hold zeros)."""
-    dtype = col.np_dtype(entry["dtype"])
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
-    if _scalar(entry):
-        values = (arr if nulls is None else arr.drop_null()).to_numpy(zero_copy_only=False)
-    else:
-        values = arr.flatten().to_numpy(zero_copy_only=False)  # flatten skips null rows
-        if dtype.kind == "c":
-            values = values.view(dtype)
-    if values.dtype != dtype:
-        raise CorruptStoreError(f"column {arr.type} does not hold dtype {entry['dtype']}")
-    if nulls is None:
-        return values.reshape(n, *entry["shape"]), None
-    out = np.zeros((n, *entry["shape"]), dtype=dtype)
-    out[~nulls] = values.reshape(-1, *entry["shape"])
-    return out, nulls
-
-
-def _row_bytes(fields: dict) -> int:
-    return sum(
-        int(np.prod(e["shape"], dtype=object)) * col.np_dtype(e["dtype"]).itemsize
-        for e in fields.values()
-    )
-
-
-def _check_footer(path: object, meta: pq.FileMetaData, rows: int, fields: dict) -> None:
-    """Refuse a part whose footer declares other rows than the manifest, or decoded bytes
-    far beyond what those rows hold, before anything is decoded (a small part can declare
-    gigabytes)."""
-    if meta.num_rows != rows:
-        raise CorruptStoreError(
-            f"{path}: parquet footer declares {meta.num_rows} rows; the manifest lists {rows}"
-        )
-    expected = rows * _row_bytes(fields)
-    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    allowed = 2 * expected + 2**20  # validity bitmaps, list offsets and page headers
-    if declared > allowed:
-        raise CorruptStoreError(
-            f"{path}: parquet footer declares {declared} decoded bytes; {rows} rows of this "
-            f"schema hold at most {allowed}; refusing to decode it"
-        )
-
-
-def _refuse_extension_types(path: object, schema: pa.Schema) -> None:
-    """Columns are plain numbers or fixed-size lists of them; an Arrow extension type (whose
-    Python flavour is a pickle, ``arrow.py_extension_type``) is never deserialized."""
-    for field in schema:
-        meta = field.metadata or {}
-        if b"ARROW:extension:name" in meta or isinstance(field.type, pa.ExtensionType):
-            name = meta.get(b"ARROW:extension:name", b"?").decode(errors="replace")
-            raise CorruptStoreError(
-                f"{path}: column {field.name!r} declares the Arrow extension type {name!r}; "
-                f"rldata reads plain columns only"
-            )

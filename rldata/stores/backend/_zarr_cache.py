@@ -32,8 +32,12 @@ DATA_DIR = "data"
 IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 # bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
 SHUFFLE: Final = "bitshuffle"
-CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
-"""Decoded rows a handle keeps in memory (all of them when the store fits)."""
+CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 256 << 20))
+"""Decoded rows a handle keeps in memory (all of them when the store fits). Every read
+decodes only the chunks it touches, into this budget."""
+EAGER_BYTES = 32 << 20
+"""Largest decoded store a reader hands out whole (``columns()``/``tensordict()``, which
+decode every chunk); above it, samples decode only the chunks they touch."""
 
 
 class ZarrChunks(RowStore):
@@ -336,6 +340,10 @@ class ZarrChunks(RowStore):
         if self._dense is None:
             return False
         filled = self._filled()
+        count = self._chunk_count(filled)
+        small = filled * self._row_bytes() <= EAGER_BYTES
+        if not (small or self.writable or bool(self._have[:count].all())):
+            return False  # a large reader: batches decode only the chunks they touch
         if filled:
             self._ensure(np.arange(self._chunk_count(filled)))
         return True

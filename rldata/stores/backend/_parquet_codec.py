@@ -1,0 +1,141 @@
+"""Parquet rows encoded and decoded: arrow tables of store rows, footers checked before decoding.
+
+Columns are named by dotted key paths; ``[]``/``[1]`` shapes are scalar columns, others
+fixed-size lists in C order; a ``next.<obs>`` value equal to the following row's ``<obs>``
+is stored as null (each observation stored once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rldata.errors import CorruptStoreError
+from rldata.stores.backend import _columns as col
+
+META_KEY = b"rldata"
+# decoded bytes of one row group in new parts: a random row costs one such decode.
+ROW_GROUP_BYTES = 1 << 20
+MIN_GROUP_ROWS, MAX_GROUP_ROWS = 1024, 1 << 16
+
+
+def _float_columns(table: pa.Table) -> list[str]:
+    """Parquet leaf paths of float columns (plain, or the elements of a fixed-size list):
+    byte-stream-split compresses them better. A list's values are the leaf
+    ``<column>.list.element`` (naming the list column itself leaves them PLAIN)."""
+    out = []
+    for field in table.schema:
+        t, path = field.type, field.name
+        while pa.types.is_fixed_size_list(t):
+            t, path = t.value_type, f"{path}.list.element"
+        if pa.types.is_floating(t):
+            out.append(path)
+    return out
+
+
+def _scalar(entry: dict) -> bool:
+    return entry["shape"] in ([], [1]) and not entry["dtype"].startswith("complex")
+
+
+def encode_table(
+    cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict, once: Sequence[str] = ()
+) -> pa.Table:
+    """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else.
+
+    For each key ``k`` of ``once``, column ``next.k`` is null where it equals (bit for bit)
+    ``k`` of the following row, so parquet stores that observation once.
+    """
+    masks = {f"next.{k}": col.implied(cols[k], cols[f"next.{k}"]) for k in once}
+    arrays, names = [], []
+    for name in sorted(cols):
+        a, entry = cols[name], schema[name]
+        n = a.shape[0]
+        mask = masks.get(name)
+        if _scalar(entry):
+            arrays.append(pa.array(a.reshape(n), mask=mask))
+        else:
+            flat = a.reshape(n, -1)
+            if flat.dtype.kind == "c":  # complex: (real, imag) pairs
+                flat = flat.view(flat.real.dtype)
+            width = flat.shape[1]
+            arrays.append(
+                pa.FixedSizeListArray.from_arrays(
+                    pa.array(flat.reshape(-1)),
+                    width,
+                    mask=None if mask is None else pa.array(mask),
+                )
+            )
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+
+
+def decode_column(
+    column: pa.ChunkedArray, entry: dict, n: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One column back as numpy rows ``[n, *shape]`` of the schema dtype, and its null rows
+    (None when it has none; null rows hold zeros)."""
+    dtype = col.np_dtype(entry["dtype"])
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    if _scalar(entry):
+        values = (arr if nulls is None else arr.drop_null()).to_numpy(zero_copy_only=False)
+    else:
+        values = arr.flatten().to_numpy(zero_copy_only=False)  # flatten skips null rows
+        if dtype.kind == "c":
+            values = values.view(dtype)
+    if values.dtype != dtype:
+        raise CorruptStoreError(f"column {arr.type} does not hold dtype {entry['dtype']}")
+    if nulls is None:
+        return values.reshape(n, *entry["shape"]), None
+    out = np.zeros((n, *entry["shape"]), dtype=dtype)
+    out[~nulls] = values.reshape(-1, *entry["shape"])
+    return out, nulls
+
+
+def _group_rows(fields: dict) -> int:
+    """Rows per row group of a new part: about ``ROW_GROUP_BYTES`` decoded."""
+    rows = ROW_GROUP_BYTES // max(1, _row_bytes(fields))
+    return int(min(MAX_GROUP_ROWS, max(MIN_GROUP_ROWS, rows)))
+
+
+def _row_bytes(fields: dict) -> int:
+    return sum(
+        int(np.prod(e["shape"], dtype=object)) * col.np_dtype(e["dtype"]).itemsize
+        for e in fields.values()
+    )
+
+
+def _check_footer(path: object, meta: pq.FileMetaData, rows: int, fields: dict) -> None:
+    """Refuse a part whose footer declares other rows than the manifest, or decoded bytes
+    far beyond what those rows hold, before anything is decoded (a small part can declare
+    gigabytes)."""
+    if meta.num_rows != rows:
+        raise CorruptStoreError(
+            f"{path}: parquet footer declares {meta.num_rows} rows; the manifest lists {rows}"
+        )
+    expected = rows * _row_bytes(fields)
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    allowed = 2 * expected + 2**20  # validity bitmaps, list offsets and page headers
+    if declared > allowed:
+        raise CorruptStoreError(
+            f"{path}: parquet footer declares {declared} decoded bytes; {rows} rows of this "
+            f"schema hold at most {allowed}; refusing to decode it"
+        )
+
+
+def _refuse_extension_types(path: object, schema: pa.Schema) -> None:
+    """Columns are plain numbers or fixed-size lists of them; an Arrow extension type (whose
+    Python flavour is a pickle, ``arrow.py_extension_type``) is never deserialized."""
+    for field in schema:
+        meta = field.metadata or {}
+        if b"ARROW:extension:name" in meta or isinstance(field.type, pa.ExtensionType):
+            name = meta.get(b"ARROW:extension:name", b"?").decode(errors="replace")
+            raise CorruptStoreError(
+                f"{path}: column {field.name!r} declares the Arrow extension type {name!r}; "
+                f"rldata reads plain columns only"
+            )

@@ -1,0 +1,125 @@
+"""Random reads of a parquet store: only the row groups a batch needs, decoded once into a
+least-recently-used cache bounded by bytes.
+
+A reader never decodes a whole part for a sample: each part's footer is read once (and
+checked), the batch's positions are mapped to (part, row group), and each row group not
+cached is read alone (``ParquetFile.read_row_group``: its column chunks by byte range).
+Decoded row groups are kept up to ``cache_bytes()`` decoded bytes
+(``RLDATA_PARQUET_CACHE_BYTES``, default 256 MiB); the least recently used go first.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+
+DEFAULT_CACHE_BYTES = 256 << 20
+ENV = "RLDATA_PARQUET_CACHE_BYTES"
+
+
+def cache_bytes() -> int:
+    """The decoded row-group cache's size in bytes (``RLDATA_PARQUET_CACHE_BYTES``)."""
+    from rldata.errors import ConfigError
+
+    raw = os.environ.get(ENV)
+    if raw is None:
+        return DEFAULT_CACHE_BYTES
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError(f"{ENV}={raw!r}: expected a number of bytes >= 0")
+    return value
+
+
+Decode = Callable[[pq.ParquetFile, dict, int, list[str] | None], dict[str, np.ndarray]]
+
+
+class RowGroups:
+    """The row groups of a store's listed parts and an LRU of decoded ones.
+
+    ``opener(part)`` returns the part's checked :class:`pyarrow.parquet.ParquetFile`;
+    ``decode(file, part, group, names)`` returns the group's rows of columns ``names``
+    (every column when None) as numpy arrays, next values stored once already rebuilt.
+    """
+
+    def __init__(self, opener: Callable[[dict], pq.ParquetFile], decode: Decode) -> None:
+        self._opener = opener
+        self._decode = decode
+        self._parts: list[dict] = []
+        self._files: dict[str, pq.ParquetFile] = {}
+        self._part_starts = np.zeros(0, dtype=np.int64)
+        self._groups: dict[int, np.ndarray] = {}  # part number -> row-group starts (global)
+        self._lru: collections.OrderedDict[tuple[int, int], dict[str, np.ndarray]] = (
+            collections.OrderedDict()
+        )
+        self._bytes = 0
+        self.limit = cache_bytes()
+        self.decodes = 0  # row groups decoded by this handle (for tests and benchmarks)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._bytes
+
+    def update(self, parts: list[dict]) -> None:
+        """Adopt the manifest's parts (a refresh appends parts; earlier ones never change)."""
+        known = len(self._parts)
+        if parts[:known] != self._parts:  # not an extension of what we read: start over
+            self._files.clear()
+            self._groups.clear()
+            self._lru.clear()
+            self._bytes = 0
+        self._parts = list(parts)
+        self._part_starts = np.array([p["start"] for p in parts], dtype=np.int64)
+
+    def _file(self, i: int) -> pq.ParquetFile:
+        part = self._parts[i]
+        f = self._files.get(part["path"])
+        if f is None:
+            f = self._files[part["path"]] = self._opener(part)
+            meta = f.metadata
+            sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+            self._groups[i] = part["start"] + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(
+                np.int64
+            )
+        return f
+
+    def _block(self, i: int, g: int) -> dict[str, np.ndarray]:
+        key = (i, g)
+        got = self._lru.get(key)
+        if got is not None:
+            self._lru.move_to_end(key)
+            return got
+        got = self._decode(self._file(i), self._parts[i], g, None)
+        self.decodes += 1
+        size = sum(a.nbytes for a in got.values())
+        self._lru[key] = got
+        self._bytes += size
+        while self._bytes > self.limit and len(self._lru) > 1:
+            _, old = self._lru.popitem(last=False)
+            self._bytes -= sum(a.nbytes for a in old.values())
+        return got
+
+    def gather(self, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
+        """Fill ``out[name][j]`` with row ``index[j]`` for every name of ``out``."""
+        if index.size == 0:
+            return
+        part_of = np.searchsorted(self._part_starts, index, side="right") - 1
+        for i in np.unique(part_of).tolist():
+            in_part = np.flatnonzero(part_of == i)
+            self._file(i)
+            starts = self._groups[i]
+            rows = index[in_part]
+            group_of = np.searchsorted(starts, rows, side="right") - 1
+            for g in np.unique(group_of).tolist():
+                sel = np.flatnonzero(group_of == g)
+                block = self._block(i, g)
+                local = rows[sel] - starts[g]
+                dst = in_part[sel]
+                for name, a in out.items():
+                    a[dst] = block[name][local]
