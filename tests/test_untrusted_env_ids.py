@@ -424,7 +424,8 @@ REVIEWED = {  # (file, call): count. Where each id comes from:
     ("rldata/trainers/run_eval.py", "GymEnv"): 1,  # evaluate: env= or gated
     ("rldata/trainers/setup.py", "GymEnv"): 2,  # --eval-env / --env, else the store's: gated
     ("rldata/trainers/loops.py", "GymEnv"): 1,  # cfg.env: the user's, or config.json's: gated
-    ("rldata/stores/interop/minari_io.py", "gymnasium.spec"): 1,  # a lookup, after env_id_problem
+    # minari_export: a lookup, after env_id_problem
+    ("rldata/stores/interop/minari_export.py", "gymnasium.spec"): 1,
 }
 _MAKERS = {"GymEnv", "PixelEnv", "make", "make_vec", "spec", "load_env_creator", "EnvSpec"}
 
