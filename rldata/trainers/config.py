@@ -51,7 +51,8 @@ class TrainConfig:
     steps: int | None = None
     """Gradient updates in total (offline; online: a cap on updates)."""
     init_random_frames: int | None = None
-    """Uniformly random actions for the first frames (fills the replay)."""
+    """Uniformly random actions for the first frames (fills the replay); 0 by default when
+    training offline to online (the dataset fills the batches from the first step)."""
     learning_starts: int | None = None
     """Frames collected before the first update (default: ``init_random_frames``)."""
     frames_per_batch: int | None = None
@@ -157,7 +158,12 @@ class TrainConfig:
         laid over :data:`GENERAL_DEFAULTS`.
         """
         out = dataclasses.replace(self)
-        for name, default in {**GENERAL_DEFAULTS, **defaults}.items():
+        merged = {**GENERAL_DEFAULTS, **defaults}
+        if self.dataset is not None and self.env is not None:
+            # offline to online: the dataset fills the batches from the first step, so no
+            # uniformly random warm-up (it stays the default of pure online training)
+            merged["init_random_frames"] = 0
+        for name, default in merged.items():
             if getattr(out, name) is None:
                 setattr(out, name, default)
         if out.learning_starts is None:

@@ -44,7 +44,7 @@ def test_an_interrupted_offline_run_resumes_from_its_last_checkpoint(dataset, tm
         Trainer(cfg, run, progress=stop_after(50)).fit()
     state, meta = load_checkpoint(run)
     assert meta["updates"] == 40  # the checkpoint at the second evaluation
-    summary = Trainer(tiny(algo="td3bc", steps=100), run, resume=True).fit()
+    summary = Trainer(tiny(algo="td3bc", steps=100, log_every=20), run, resume=True).fit()
     assert summary.updates == 100
     assert [e["updates"] for e in summary.evaluations] == [20, 40, 60, 80, 100]
     with (run / "metrics.csv").open() as f:
