@@ -17,6 +17,7 @@ _ENTRY_POINTS = {
     "open": "rldata.api",
     "load": "rldata.api",
     "record": "rldata.api",
+    "load_policy": "rldata.api",
 }
 
 __all__ = ["__version__", *_ENTRY_POINTS]

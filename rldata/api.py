@@ -14,6 +14,7 @@ from typing import Any
 from rldata import sharing as _sharing
 from rldata import stores as _stores
 from rldata import trainers as _trainers
+from rldata.collectors.policy_checkpoint import load_policy
 from rldata.recording import (
     DEFAULT_COMMIT_EVERY,
     EnvFactory,
@@ -41,6 +42,7 @@ __all__ = [
     "diff",
     "evaluate",
     "load",
+    "load_policy",
     "merge",
     "open",
     "plot",

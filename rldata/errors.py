@@ -99,5 +99,9 @@ class ConfigError(RldataError, ValueError):
     """A configuration value (CLI option, config field) is out of its allowed range."""
 
 
+class InputTypeError(ConfigError, TypeError):
+    """An argument is of a type the function does not accept (the message names the type)."""
+
+
 class DestinationOverlapError(StoreExistsError, ConfigError):
     """A command's destination is, lies inside, or contains one of its sources."""

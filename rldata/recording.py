@@ -31,6 +31,7 @@ from rldata import __version__
 from rldata import sharing as _sharing
 from rldata import stores as _stores
 from rldata.collectors import MultiSyncDataCollector, RayCollector, SyncDataCollector
+from rldata.collectors.inputs import as_env, as_policy, describe_policy
 from rldata.collectors.policies import load_policy
 from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores.backend import _sharded as _shards
@@ -140,6 +141,7 @@ def record(
     provenance: dict | None = None,
     progress: Progress | None = None,
     specs: Any = None,
+    seed: int | None = None,
 ) -> RecordSummary:
     """Record ``frames`` transitions from a collector (or env) into a store.
 
@@ -149,22 +151,29 @@ def record(
 
     Args:
         collector_or_env: a collector, or an environment to wrap in a
-            :class:`SyncDataCollector` running ``policy``.
+            :class:`SyncDataCollector` running ``policy``: a gymnasium env
+            (``gym.make(...)``), an env id (``"Pendulum-v1"``) or an rldata env (``GymEnv``).
         store_or_path: an open writable store, or a path to create (or resume).
         frames: transitions to record (exactly; the last batch may cut episodes short).
-        policy: the policy for an environment (None: random actions).
+        policy: the policy for an environment: None / ``"random"`` (random actions), a
+            callable ``observation -> action``, a TensorDict policy (``TensorDictModule``),
+            or a policy checkpoint / training run directory (as ``collect --policy RUN``).
         commit_every: frames between commits (None: only at the end).
         backend: store backend when creating from a path.
         resume: append to an existing store at the path.
         force: replace an existing store at the path.
         frames_per_batch: collector batch size when wrapping an env.
-        env_id / env_kwargs / provenance: recorded in a new store's manifest.
+        env_id / env_kwargs / provenance: recorded in a new store's manifest (default:
+            the env's id and kwargs; the provenance always holds env id, policy and seed).
         progress: called with :class:`RecordStats` after each batch.
         specs: the env's specs for a new store's manifest (default: the env's, or the
             collector's env's; a multi-process collector has none in this process).
+        seed: seeds the collector (default: the seed it was given, else a fresh one, so
+            the envs' resets are reproducible from the recorded provenance).
 
     Raises:
         ConfigError: bad ``frames`` / ``commit_every``.
+        InputTypeError: an env or policy of a type none of the forms above.
         StoreExistsError: the path holds a store and neither ``resume`` nor ``force``.
     """
     frames = _frames(frames)
@@ -179,17 +188,22 @@ def record(
             "policy= is for recording an env; a collector already runs its own policy"
         )
     if owns_collector:
-        env = collector_or_env
+        env, found_id, found_kwargs = as_env(collector_or_env)
+        net = as_policy(policy, env)
         fpb = frames_per_batch or _batch_size_for(frames, int(torch.Size(env.batch_size).numel()))
-        collector = SyncDataCollector(env, policy, frames_per_batch=fpb)
-        specs = specs if specs is not None else _env_specs(env)
-        env_id = env_id or getattr(env, "env_id", None)
-        env_kwargs = (
-            env_kwargs if env_kwargs is not None else dict(getattr(env, "gym_kwargs", {}) or {})
-        )
+        collector = SyncDataCollector(env, net, frames_per_batch=fpb)
     else:
         collector = collector_or_env
-        specs = specs if specs is not None else _env_specs(getattr(collector, "env", None))
+        env = getattr(collector, "env", None)
+        policy = getattr(collector, "_source_policy", getattr(collector, "policy", None))
+        found_id = getattr(env, "env_id", None)
+        found_kwargs = dict(getattr(env, "gym_kwargs", None) or {})
+    specs = specs if specs is not None else _env_specs(env)
+    env_id = env_id or found_id
+    env_kwargs = env_kwargs if env_kwargs is not None else dict(found_kwargs or {})
+    seed = _seed_collector(collector, seed)
+    if owns_store:
+        provenance = _provenance(provenance, env_id, env_kwargs, policy, seed)
     try:
         if not owns_store:
             return _record_into(collector, store_or_path, frames, commit_every, progress)
@@ -208,6 +222,40 @@ def record(
     finally:
         if owns_collector:
             collector.shutdown()
+
+
+def _seed_collector(collector: Any, seed: int | None) -> int | None:
+    """Seed ``collector`` with ``seed``, else keep its own seed, else draw one; return it."""
+    if seed is None:
+        seed = getattr(collector, "seed", None)
+        if seed is not None or not hasattr(collector, "set_seed"):
+            return seed
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    collector.set_seed(int(seed))
+    return int(seed)
+
+
+def _provenance(
+    given: dict | None, env_id: str | None, env_kwargs: dict, policy: Any, seed: int | None
+) -> dict[str, Any]:
+    """``given`` with env id, kwargs, policy, seed and versions filled where it has none."""
+    import gymnasium
+
+    found = {
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "policy": describe_policy(policy),
+        "seed": seed,
+        "gymnasium_version": gymnasium.__version__,
+        "rldata_version": __version__,
+        "torch_version": torch.__version__.split("+")[0],
+        "created_by": "rldata.record",
+    }
+    out = dict(given or {})
+    for key, value in found.items():
+        if out.get(key) is None:
+            out[key] = value
+    return out
 
 
 MAX_NUM_ENVS = 4096

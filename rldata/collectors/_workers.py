@@ -129,6 +129,7 @@ class WorkerCollector:
         self.policy = policy
         self.frames = 0
         self._closed = False
+        self.seed: int | None = None  # the last seed given to set_seed
 
     def worker_kwargs(self, w: int, kwargs: dict[str, Any], traj_id_start: int) -> dict[str, Any]:
         """Worker ``w``'s SyncDataCollector arguments: its share of frames, its traj ids."""
@@ -221,6 +222,7 @@ class WorkerCollector:
     # --- seeds and state ------------------------------------------------------------------
     def set_seed(self, seed: int, static_seed: bool = False) -> int:
         """Seed every worker with its own seed; return the next free seed."""
+        self.seed = int(seed)  # what a recording writes into the dataset's provenance
         return chain_seeds(
             lambda w, s: self._call(w, "set_seed", s), self.num_workers, seed, static_seed
         )

@@ -112,6 +112,7 @@ class SyncDataCollector:
         self.policy_device = _dev(policy_device or device)
         self.counter = TrajCounter(traj_id_start, traj_id_stride, traj_id_offset)
         self.frames = 0
+        self.seed: int | None = None  # the last seed given to set_seed
         self._closed = False
 
         batch = tuple(self.env.batch_size)
@@ -218,6 +219,7 @@ class SyncDataCollector:
     # --- seeding, state, shutdown ---------------------------------------------------------
     def set_seed(self, seed: int, static_seed: bool = False) -> int:
         """Seed the env(s) and the random-action generator; return the next free seed."""
+        self.seed = int(seed)  # what a recording writes into the dataset's provenance
         self.env.set_seed(int(seed))
         if self._loop.started:
             self._reset_loop()

@@ -1,0 +1,134 @@
+"""The Python API as a user reaches for it (issue 18): every accepted env and policy form,
+provenance on every recording path, one store behaviour across backends, merge of mixed envs,
+and the parquet user's full table."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+import torch
+
+import rldata
+from rldata.collectors import SyncDataCollector
+from rldata.collectors.policy_checkpoint import RUN_POLICY, mlp_policy, save_policy
+from rldata.envs import GymEnv
+from rldata.envs.utils import RandomPolicy
+from rldata.errors import ConfigError, InputTypeError
+
+FRAMES = 60
+
+
+def _pendulum_checkpoint(tmp_path):
+    env = GymEnv("Pendulum-v1")
+    policy = mlp_policy(env.observation_spec, env.action_spec, num_cells=(8,))
+    run = tmp_path / "run"
+    run.mkdir()
+    save_policy(policy, run / RUN_POLICY)
+    return run
+
+
+ENV_FORMS = {
+    "gymnasium env": lambda: gym.make("Pendulum-v1"),
+    "wrapped gymnasium env": lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("Pendulum-v1")),
+    "env id": lambda: "Pendulum-v1",
+    "rldata env": lambda: GymEnv("Pendulum-v1"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ENV_FORMS))
+def test_record_accepts_every_env_form(tmp_path, form):
+    summary = rldata.record(ENV_FORMS[form](), tmp_path / "s", frames=FRAMES, seed=1)
+    assert summary.frames == FRAMES
+    with rldata.open(tmp_path / "s") as store:
+        assert len(store) == FRAMES
+        prov = store.provenance
+        assert (store.env_id, prov["env_id"], prov["seed"]) == ("Pendulum-v1",) * 2 + (1,)
+        assert prov["policy"] == "random"
+
+
+def _policy_forms(tmp_path):
+    env = GymEnv("Pendulum-v1")
+    module = mlp_policy(env.observation_spec, env.action_spec, num_cells=(8,))
+    run = _pendulum_checkpoint(tmp_path)
+    return {
+        "callable": (lambda obs: torch.full((1,), 0.5), 0.5),
+        "numpy callable": (lambda obs: obs.numpy()[:1] * 0 + 1.25, 1.25),
+        "TensorDictModule": (module, None),
+        "run directory": (str(run), None),
+        "policy.pt path": (run / RUN_POLICY, None),
+        "random": ("random", None),
+    }
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["callable", "numpy callable", "TensorDictModule", "run directory", "policy.pt path", "random"],
+)
+def test_record_accepts_every_policy_form(tmp_path, form):
+    policy, constant = _policy_forms(tmp_path)[form]
+    rldata.record(gym.make("Pendulum-v1"), tmp_path / "s", frames=FRAMES, policy=policy)
+    with rldata.open(tmp_path / "s") as store:
+        actions = store.column("action")
+        assert actions.shape == (FRAMES, 1)
+        if constant is not None:
+            assert torch.all(actions == constant)
+        if isinstance(policy, (str, type(tmp_path))):
+            assert store.provenance["policy"] == str(policy)
+
+
+def test_a_trained_policy_loads_from_the_package(tmp_path):
+    run = _pendulum_checkpoint(tmp_path)
+    policy = rldata.load_policy(run, env=GymEnv("Pendulum-v1"))
+    td = GymEnv("Pendulum-v1").reset()
+    assert policy(td)["action"].shape == (1,)
+
+
+BAD = [3, 2.5, b"Pendulum-v1", ["Pendulum-v1"], {"id": "x"}, object()]
+
+
+@pytest.mark.parametrize("bad", BAD, ids=lambda b: type(b).__name__)
+def test_an_env_of_another_type_is_one_line_naming_it(tmp_path, bad):
+    with pytest.raises(InputTypeError) as err:
+        rldata.record(bad, tmp_path / "s", frames=FRAMES)
+    assert type(bad).__qualname__ in str(err.value) and "\n" not in str(err.value)
+    assert isinstance(err.value, TypeError) and isinstance(err.value, ConfigError)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("bad", BAD, ids=lambda b: type(b).__name__)
+def test_a_policy_of_another_type_is_one_line_naming_it(tmp_path, bad):
+    with pytest.raises(InputTypeError) as err:
+        rldata.record("Pendulum-v1", tmp_path / "s", frames=FRAMES, policy=bad)
+    assert type(bad).__qualname__ in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_missing_run_directory_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        rldata.record("Pendulum-v1", tmp_path / "s", frames=FRAMES, policy=str(tmp_path / "no"))
+
+
+# --- provenance on every path ---------------------------------------------------------------
+
+
+def test_readme_collector_recording_keeps_env_policy_and_seed(tmp_path):
+    env = GymEnv("Pendulum-v1")
+    collector = SyncDataCollector(env, RandomPolicy(env.action_spec), frames_per_batch=20)
+    rldata.record(collector, tmp_path / "s", frames=FRAMES)
+    with rldata.open(tmp_path / "s") as store:
+        prov = store.provenance
+        assert store.env_id == prov["env_id"] == "Pendulum-v1"
+        assert prov["policy"] == "random"
+        assert isinstance(prov["seed"], int)
+
+
+def test_a_seeded_collector_records_its_seed_and_replays(tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        env = GymEnv("Pendulum-v1")
+        collector = SyncDataCollector(env, None, frames_per_batch=20)
+        collector.set_seed(7)
+        rldata.record(collector, tmp_path / name, frames=FRAMES)
+        with rldata.open(tmp_path / name) as store:
+            assert store.provenance["seed"] == 7
+            rows.append(store.column("observation"))
+    assert torch.equal(rows[0], rows[1])
