@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from typing import Any
+
 import click
 
 from cli._progress import Bar, quiet_option
 from rldata import api
+
+
+def default_out(env_id: str) -> str:
+    """``datasets/<env id>``, every character outside ``[A-Za-z0-9._-]`` as ``_``
+    (``ALE/Pong-v5`` -> ``datasets/ALE_Pong-v5``)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", env_id).strip(".") or "env"
+    return os.path.join("datasets", name)
+
+
+def parse_env_kwargs(text: str | None) -> dict[str, Any] | None:
+    """``--env-kwargs``: one JSON object (string keys), or a one-line error naming it."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise click.ClickException(
+            f"--env-kwargs: expected one JSON object such as '{{\"g\": 9.81}}', got {text!r} "
+            f"({err})"
+        ) from None
+    if not isinstance(value, dict):
+        raise click.ClickException(
+            f"--env-kwargs: expected a JSON object such as '{{\"g\": 9.81}}', got a JSON "
+            f"{type(value).__name__}: {text!r}"
+        )
+    return value
 
 
 def _backends() -> list[str]:
@@ -27,7 +58,21 @@ class _Bar(Bar):
 @click.command()
 @click.argument("env_id")
 @click.option("--frames", type=int, required=True, help="Transitions to record.")
-@click.option("--out", "out", type=click.Path(), required=True, help="Store path to write.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(),
+    default=None,
+    help="Store path to write.  [default: datasets/ENV_ID, the id's '/' and ':' as '_']",
+)
+@click.option(
+    "--env-kwargs",
+    "env_kwargs_json",
+    default=None,
+    metavar="JSON",
+    help="Keyword arguments for gymnasium.make, one JSON object, e.g. '{\"g\": 9.81}'; "
+    "recorded in the manifest (env.kwargs).",
+)
 @click.option(
     "--backend",
     default="memmap",
@@ -90,7 +135,7 @@ class _Bar(Bar):
 def collect(
     env_id: str,
     frames: int,
-    out: str,
+    out: str | None,
     backend: str,
     policy: str,
     num_envs: int,
@@ -103,30 +148,43 @@ def collect(
     from_pixels: bool,
     pixels_only: bool,
     one_hot: bool,
+    env_kwargs_json: str | None,
     quiet: bool,
 ) -> None:
     """Record FRAMES transitions of ENV_ID into the store at --out."""
+    env_kwargs = parse_env_kwargs(env_kwargs_json)
+    if out is None:
+        out = default_out(env_id)
     if backend not in _backends():
         raise click.ClickException(f"unknown backend {backend!r}; choose one of {_backends()}")
     with _Bar(frames, env_id, enabled=not quiet) as bar:
-        summary = api.collect(
-            env_id,
-            frames=frames,
-            out=out,
-            backend=backend,
-            policy=policy,
-            num_envs=num_envs,
-            workers=workers,
-            ray=use_ray,
-            seed=seed,
-            commit_every=commit_every,
-            resume=resume,
-            force=force,
-            progress=bar,
-            from_pixels=from_pixels,
-            pixels_only=pixels_only,
-            one_hot=one_hot,
-        )
+        try:
+            summary = api.collect(
+                env_id,
+                frames=frames,
+                out=out,
+                backend=backend,
+                policy=policy,
+                num_envs=num_envs,
+                workers=workers,
+                ray=use_ray,
+                seed=seed,
+                commit_every=commit_every,
+                resume=resume,
+                force=force,
+                progress=bar,
+                from_pixels=from_pixels,
+                pixels_only=pixels_only,
+                one_hot=one_hot,
+                env_kwargs=env_kwargs,
+            )
+        except TypeError as err:  # gymnasium.make: the env does not take one of the kwargs
+            if env_kwargs is None or "unexpected keyword argument" not in str(err):
+                raise
+            raise click.ClickException(
+                f"--env-kwargs {json.dumps(env_kwargs)}: {env_id} does not take them: "
+                f"{str(err).splitlines()[0]}"
+            ) from None
     mean = "-" if summary.mean_return is None else f"{summary.mean_return:.3f}"
     click.echo(
         f"recorded {summary.frames} frames ({summary.episodes} finished episodes, mean return {mean}) "
