@@ -28,6 +28,7 @@ Usage::
 
     python benchmarks/soak.py                        # 200 kills, 5000 faults, 60 s readers
     python benchmarks/soak.py --kills 20 --faults 300 --seconds 5 --hostile 200  # a quick look
+    python benchmarks/soak.py --parts hostile                                  # one part
 """
 
 from __future__ import annotations
@@ -310,47 +311,50 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hostile", type=int, default=2000, help="hostile run-file/manifest cases")
+    ap.add_argument(
+        "--parts", default="kills,fuzz,readers,hostile", help="comma-separated parts to run"
+    )
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     backends = [b for b in ("memmap", "zarr", "parquet") if b in stores.backends()]
+    lines = ["| part | result | time |", "|---|---|---:|"]
     with tempfile.TemporaryDirectory(prefix="rldata-soak-") as d:
         tmp = Path(d)
-        t0 = time.perf_counter()
-        k = kills(args.kills, args.seed, tmp)
-        t_kills = time.perf_counter() - t0
-        rows = []
-        for b in backends:
+        if "kills" in parts:
             t0 = time.perf_counter()
-            tally = fuzz(b, args.faults // len(backends), args.seed, tmp)
-            rows.append((b, tally, time.perf_counter() - t0))
-        r = readers(args.seconds, tmp)
-        t0 = time.perf_counter()
-        h = hostile(args.hostile, args.seed, tmp)
-        t_hostile = time.perf_counter() - t0
-    print("| part | result | time |")
-    print("|---|---|---:|")
-    print(
-        f"| kills (memmap, append-only and ring) | survived {k['survived']} / {k['kills']} | {t_kills:.0f} s |"
-    )
-    for b, t, secs in rows:
-        n = sum(t.values())
-        print(
-            f"| fuzz {b} | detected {t['detected']}, harmless {t['harmless']} "
-            f"(handled {t['detected'] + t['harmless']} / {n}); silent {t['silent']}, "
-            f"uncaught {t['uncaught']} | {secs:.0f} s |"
-        )
-    print(
-        f"| 1 writer + 4 readers (2 by file:// URL), {args.seconds:.0f} s (ring of 512) | {r['reads']:,} reads, "
-        f"{r['rows']:,} rows; torn {r['torn']}, reader errors {r['errors']}, refused "
-        f"(retired while read) {r['refused']}, writer failed {r['writer_failed']}; a commit "
-        f"visible to every reader within {r['visible_median_s'] * 1000:.0f} ms (median), "
-        f"{r['visible_max_s'] * 1000:.0f} ms (max) | "
-        f"{args.seconds:.0f} s |"
-    )
-    print(
-        f"| hostile manifests and config.json ({args.hostile} random mutations) | refused "
-        f"{h['refused']}, served {h['served']}; uncaught {h['uncaught']}, multi-line "
-        f"{h['multi-line']}, hung {h['hung']} | {t_hostile:.0f} s |"
-    )
+            k = kills(args.kills, args.seed, tmp)
+            lines.append(
+                f"| kills (memmap, append-only and ring) | survived {k['survived']} / "
+                f"{k['kills']} | {time.perf_counter() - t0:.0f} s |"
+            )
+        for b in backends if "fuzz" in parts else []:
+            t0 = time.perf_counter()
+            t = fuzz(b, args.faults // len(backends), args.seed, tmp)
+            lines.append(
+                f"| fuzz {b} | detected {t['detected']}, harmless {t['harmless']} "
+                f"(handled {t['detected'] + t['harmless']} / {sum(t.values())}); silent "
+                f"{t['silent']}, uncaught {t['uncaught']} | {time.perf_counter() - t0:.0f} s |"
+            )
+        if "readers" in parts:
+            r = readers(args.seconds, tmp)
+            lines.append(
+                f"| 1 writer + 4 readers (2 by file:// URL), {args.seconds:.0f} s (ring of 512) "
+                f"| {r['reads']:,} reads, {r['rows']:,} rows; torn {r['torn']}, reader errors "
+                f"{r['errors']}, refused (retired while read) {r['refused']}, writer failed "
+                f"{r['writer_failed']}; a commit visible to every reader within "
+                f"{r['visible_median_s'] * 1000:.0f} ms (median), "
+                f"{r['visible_max_s'] * 1000:.0f} ms (max) | {args.seconds:.0f} s |"
+            )
+        if "hostile" in parts:
+            t0 = time.perf_counter()
+            h = hostile(args.hostile, args.seed, tmp)
+            lines.append(
+                f"| hostile manifests and config.json ({args.hostile} random mutations) | "
+                f"refused {h['refused']}, served {h['served']}; uncaught {h['uncaught']}, "
+                f"multi-line {h['multi-line']}, hung {h['hung']} | "
+                f"{time.perf_counter() - t0:.0f} s |"
+            )
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
