@@ -15,6 +15,7 @@ from rldata import stores as _stores
 from rldata.sharing.cache import open_url
 from rldata.sharing.urls import is_url
 from rldata.stores.backend import _sharded as _shards
+from rldata.stores.backend.blocks import row_blocks
 from rldata.stores.location.destination import shown
 
 
@@ -44,9 +45,9 @@ def actions_outside_spec(store: Any, stats: dict | None = None) -> int | None:
     )
     if inside:
         return 0
-    count, pos = 0, store.readable()
-    for lo in range(0, pos.numel(), 1 << 16):
-        a = store.get(pos[lo : lo + (1 << 16)]).get("action").double().reshape(-1, low.numel())
+    count = 0
+    for block in row_blocks(store):  # a bounded block at a time, never every position
+        a = block.rows.get("action").double().reshape(-1, low.numel())
         count += int(((a < low) | (a > high)).any(-1).sum())
     return count
 

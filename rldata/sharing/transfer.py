@@ -36,7 +36,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,16 +57,20 @@ from rldata.sharing.urls import Location, location, redact
 from rldata.stores.location import remote_commit
 from rldata.stores.location.destination import inspect_destination, plan_destination, refuse_overlap
 from rldata.stores.location.remote_names import (
+    CHUNK,
     check_name,
     contained_name,
     each_in_turn,
     read_capped,
+    read_chunks,
 )
 
 WORKERS = 32  # small objects (episode and statistics files) are latency-bound
 _S3_PART = 50 << 20  # s3fs's default part size: objects under 2 parts go in one PUT
 _JOURNAL_EVERY_S = 0.5
 MAX_META_BYTES = 64 << 20  # a manifest or object index larger than this is refused
+STREAM_BYTES = 8 << 20  # an object larger than this is streamed in chunks, hashed as it goes
+STREAMS = 4  # large objects in flight at once (an S3 upload buffers one part, _S3_PART bytes)
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,27 @@ class _Source:
             )
         return data
 
+    def chunks(self, rel: str) -> Iterator[bytes]:
+        """:meth:`read` one chunk at a time (memory: a chunk, whatever the object's size)."""
+        size = self.objects[rel]
+        where = f"{redact(self.loc.url)}/{rel}"
+        if self.loc.local:
+            path = str(contained_name(self.loc.root, rel, redact(self.loc.url)))
+        else:
+            path = self.loc.path(check_name(rel, redact(self.loc.url)))
+        got = 0
+        try:
+            for block in read_chunks(self.loc.fs, path, size, where=where, exact=rel in self.sha):
+                got += len(block)
+                yield block
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            named = "its object index names it" if rel in self.sha else "it vanished mid-copy"
+            raise TransferError(f"{where}: object is missing ({named})") from None
+        if got != size:
+            raise TransferError(
+                f"{redact(self.loc.url)}: object {rel} holds {got} bytes, expected {size}"
+            )
+
 
 def _cat(loc: Location, rel: str) -> bytes | None:
     """A manifest or object index (None when absent), read in chunks up to
@@ -400,6 +425,22 @@ def _sha(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _sha_of(blocks: Iterable[bytes]) -> str:
+    h = hashlib.sha256()
+    for block in blocks:
+        h.update(block)
+    return h.hexdigest()
+
+
+def _check_declared(loc: Location, rel: str, sha: str, want: str | None) -> None:
+    """A source object whose bytes are not the ones its object index declares is refused."""
+    if want is not None and want != sha:
+        raise TransferError(
+            f"{redact(loc.url)}/{rel}: sha256 {sha[:12]}… differs from its object index "
+            f"({want[:12]}…)"
+        )
+
+
 def _fingerprint(info: dict[str, Any] | None) -> str | None:
     """What changes whenever a remote object is rewritten: ETag, else mtime or creation time."""
     if info is None:
@@ -447,7 +488,7 @@ class _Dest:
         if self.loc.local:
             try:
                 with open(self.loc.path(rel), "rb") as f:
-                    return _sha(f.read()) == sha
+                    return _sha_of(iter(lambda: f.read(CHUNK), b"")) == sha
             except OSError:
                 return False
         entry = self.entries.get(rel) or {}
@@ -512,7 +553,93 @@ class _Dest:
             return False
         if self.loc.s3 and _s3_etag(data) == str(info.get("ETag", "")).strip('"'):
             return True  # the server's MD5 of the bytes it received
-        return _sha(self.loc.fs.cat_file(self.loc.path(rel))) == sha
+        return self._sha_stored(rel) == sha
+
+    def _sha_stored(self, rel: str) -> str:
+        """SHA-256 of the stored object, read back a chunk at a time."""
+        with self.loc.fs.open(self.loc.path(rel), "rb", block_size=CHUNK) as f:
+            return _sha_of(iter(lambda: f.read(CHUNK), b""))
+
+    def write_stream(
+        self, rel: str, chunks: Callable[[], Iterator[bytes]], size: int, want: str | None
+    ) -> tuple[dict[str, Any], str]:
+        """:meth:`write` for an object streamed from ``chunks()`` (memory: a chunk), hashed as
+        it is written; returns its index entry and SHA-256. ``want``: the hash the source's
+        index declares (a different one fails before a local object takes its place)."""
+        with _writing(self.loc, rel, "write"):
+            if self.loc.local:
+                return self._write_local_stream(rel, chunks(), want)
+            for attempt in (0, 1):
+                sha, etags = self._put_stream(rel, chunks(), want)
+                info = self.loc.fs.info(self.loc.path(rel))
+                same = int(info.get("size") or -1) == size and (
+                    self.loc.s3
+                    and str(info.get("ETag", "")).strip('"') in etags
+                    or self._sha_stored(rel) == sha
+                )
+                if same:
+                    return {"size": size, "sha256": sha, "fp": _fingerprint(info)}, sha
+                if attempt:
+                    raise TransferError(
+                        f"{redact(self.loc.url)}/{rel}: the stored object differs from the "
+                        "source after two uploads (checksum mismatch)"
+                    )
+        raise AssertionError("unreachable")
+
+    def _write_local_stream(
+        self, rel: str, chunks: Iterator[bytes], want: str | None
+    ) -> tuple[dict[str, Any], str]:
+        path = str(contained_name(self.loc.root, rel, redact(self.loc.url)))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(
+            os.path.dirname(path),
+            f".{os.path.basename(path)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        )
+        h, n = hashlib.sha256(), 0
+        try:
+            with open(tmp, "wb") as f:  # hashed as written: no read-back
+                for block in chunks:
+                    h.update(block)
+                    f.write(block)
+                    n += len(block)
+            sha = h.hexdigest()
+            _check_declared(self.loc, rel, sha, want)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return {"size": n, "sha256": sha}, sha
+
+    def _put_stream(
+        self, rel: str, chunks: Iterator[bytes], want: str | None
+    ) -> tuple[str, set[str]]:
+        """Upload the chunks; their SHA-256 and the ETags S3 may give them (one PUT: the MD5;
+        s3fs's multipart upload in parts of ``_S3_PART`` bytes: the MD5 of the parts' MD5s)."""
+        h, whole = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        parts: list[bytes] = []
+        part, in_part = hashlib.md5(usedforsecurity=False), 0
+        path = self.loc.path(check_name(rel, redact(self.loc.url)))
+        with self.loc.fs.open(path, "wb", block_size=_S3_PART) as f:
+            for block in chunks:
+                h.update(block)
+                whole.update(block)
+                f.write(block)
+                view = memoryview(block)
+                while len(view):
+                    take = min(len(view), _S3_PART - in_part)
+                    part.update(view[:take])
+                    in_part += take
+                    view = view[take:]
+                    if in_part == _S3_PART:
+                        parts.append(part.digest())
+                        part, in_part = hashlib.md5(usedforsecurity=False), 0
+        if in_part:
+            parts.append(part.digest())
+        sha = h.hexdigest()
+        _check_declared(self.loc, rel, sha, want)
+        joined = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
+        return sha, {whole.hexdigest(), f"{joined}-{len(parts)}"}
 
     def record(self, rel: str, entry: dict[str, Any], *, force: bool = False) -> None:
         """Note a verified object; rewrite the journal at most every half second."""
@@ -597,6 +724,7 @@ def copy_store(
     dst = _Dest(dst_loc)
     copied = [0, 0]  # objects, bytes
     lock = threading.Lock()
+    streams = threading.BoundedSemaphore(STREAMS)
     digest: list[_Background] = []  # started with the first write: a no-op push hashes nothing
 
     def start_digest() -> None:
@@ -611,6 +739,8 @@ def copy_store(
     )
 
     def one(rel: str, data: bytes | None = None) -> int:
+        if data is None and src.objects[rel] > STREAM_BYTES:
+            return streamed(rel)
         data = src.read(rel) if data is None else data
         sha = _sha(data)
         want = src.sha.get(rel)
@@ -632,6 +762,33 @@ def copy_store(
             copied[0] += 1
             copied[1] += len(data)
         return len(data)
+
+    def streamed(rel: str) -> int:
+        """:func:`one` for a large object: read, hashed and written a chunk at a time."""
+        with streams:
+            return _streamed(rel)
+
+    def _streamed(rel: str) -> int:
+        size, want = src.objects[rel], src.sha.get(rel)
+        if (dst.infos.get(rel) or {}).get("size") is not None and int(
+            dst.infos[rel].get("size") or 0
+        ) == size:  # it may be there already: hash the source first (one more read)
+            sha = _sha_of(src.chunks(rel))
+            _check_declared(src_loc, rel, sha, want)
+            if dst.holds(rel, size, sha):
+                dst.entries.setdefault(rel, {"size": size, "sha256": sha})
+                return size
+            want = sha
+        start_digest()
+        if dst.published and digest:
+            digest[0].result()
+        dst.unpublish()
+        entry, _sha_written = dst.write_stream(rel, lambda: src.chunks(rel), size, want)
+        dst.record(rel, entry)
+        with lock:
+            copied[0] += 1
+            copied[1] += size
+        return size
 
     total = sum(src.objects.values())
     with byte_bar(f"{label} {redact(dst_loc.url)}", total, enabled=progress) as advance:

@@ -66,8 +66,8 @@ def row_blocks(store: Any, rows: int | None = None) -> Iterator[Block]:
     if isinstance(store, ShardedStore):
         for s, shard in enumerate(store.shards):
             base = int(store._offsets[s])
-            for b in row_blocks(shard, rows):
-                yield Block(base + b.offset, base + b.offset, b.rows)
+            for blk in row_blocks(shard, rows):
+                yield Block(base + blk.offset, base + blk.offset, blk.rows)
         return
     if store.schema is None or not len(store):
         return

@@ -39,6 +39,7 @@ from tensordict import TensorDict
 
 from rldata import stores
 from rldata.errors import ConfigError, StoreNotFoundError
+from rldata.stores.backend.blocks import row_blocks
 from rldata.stores.backend.opening import refuse_corrupt
 from rldata.stores.format import manifest as mf
 from rldata.stores.interop import foreign, minari_export, minari_io
@@ -213,9 +214,9 @@ def _open_source(text: str) -> _Source:
 
 
 def _store_batches(store: Any) -> Iterator[TensorDict]:
-    positions = store.readable()
-    for lo in range(0, positions.numel(), BLOCK_ROWS):
-        yield store.get(positions[lo : lo + BLOCK_ROWS])
+    """The source's rows, oldest first, one bounded block at a time (never every position)."""
+    for block in row_blocks(store, BLOCK_ROWS):
+        yield block.rows
 
 
 def _default_backend(source: _Source) -> str:

@@ -113,22 +113,31 @@ def read_capped(fs: Any, path: str, cap: int, *, where: str, exact: bool = True)
         TransferError: the object holds more (or fewer) bytes than declared.
     """
     out = io.BytesIO()  # grows in place: about one copy of the bytes at the peak, not two
-    got = 0
-    want = cap + 1 if exact else cap
     try:
-        with fs.open(path, "rb", block_size=CHUNK) as f:
-            while got < want:
-                block = f.read(min(CHUNK, want - got))
-                if not block:
-                    break
-                out.write(block)
-                got += len(block)
+        for block in read_chunks(fs, path, cap, where=where, exact=exact):
+            out.write(block)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
+    return out.getvalue()
+
+
+def read_chunks(fs: Any, path: str, cap: int, *, where: str, exact: bool = True) -> Iterator[bytes]:
+    """:func:`read_capped` one :data:`CHUNK` at a time (memory: a chunk, whatever the object's
+    size). A missing object raises ``FileNotFoundError`` on the first step; a size other than
+    declared raises ``TransferError`` once the read reaches it."""
+    got = 0
+    want = cap + 1 if exact else cap
+    with fs.open(path, "rb", block_size=CHUNK) as f:
+        while got < want:
+            block = f.read(min(CHUNK, want - got))
+            if not block:
+                break
+            got += len(block)
+            if got <= cap:
+                yield block
     if exact and got != cap:
         held = f"more (stopped at byte {got})" if got > cap else str(got)
         raise TransferError(f"{where}: declared {cap} bytes, holds {held}; refused")
-    return out.getvalue()
 
 
 def each_in_turn(
