@@ -18,10 +18,13 @@ import minari
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from gymnasium import spaces
 
 import rldata
 import rldata.stores as stores
+from cli.main import rldata as cli
+from rldata import api
 from rldata.recording import collect
 from rldata.stores.interop.convert import convert
 
@@ -186,7 +189,9 @@ def test_a_dict_observation_holding_a_discrete_is_an_index_spec(tmp_path):
     over int64 [] values, and `rldata info` called the store corrupt."""
     _minari_dataset(_env_id("obs", "dict_discrete"), "test/dd-v0")
     convert("minari:test/dd-v0", tmp_path / "s")
-    assert rldata.api.verify(str(tmp_path / "s")) == []
+    assert api.verify(str(tmp_path / "s")) == []
+    info = CliRunner().invoke(cli, ["info", str(tmp_path / "s")])
+    assert info.exit_code == 0 and "FAILED" not in info.output, info.output
     with stores.open(tmp_path / "s") as s:
         assert s.schema["mode"] == {"shape": [], "dtype": "int64"}
         assert type(s.specs["mode"]).__name__ == "Categorical" and s.specs["mode"].n == 21
