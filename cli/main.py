@@ -12,6 +12,7 @@ from importlib import import_module
 import click
 
 from cli._errors import RldataGroup
+from cli._help import epilog
 from rldata import __version__
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -68,6 +69,8 @@ class LazyGroup(RldataGroup):
         module, attr = spec[0].split(":")
         command = getattr(import_module(module), attr)
         assert isinstance(command, click.Command)
+        if command.epilog is None:  # every command's help ends with an example
+            command.epilog = epilog(cmd_name)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

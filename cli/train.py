@@ -8,52 +8,155 @@ algorithm's default.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 import click
 
+from cli._help import GroupedOption, SectionedCommand
 from cli._progress import TrainBar, quiet_option
 from cli._terminal import echo, escape
 from rldata import api
-from rldata.trainers import TrainConfig, check_resume_flags
+from rldata.trainers import ALGORITHMS, TrainConfig, check_resume_flags
+from rldata.trainers.config import GENERAL_DEFAULTS
 
-_SKIP = {"hidden"}  # given as --hidden 256,256
+RUN = "run"  # the section of the options that are not config fields
 
 
-def _option(f: dataclasses.Field, doc: str) -> Any:
+def _plain(doc: str) -> str:
+    """A field docstring as help text: no reST markup, one line."""
+    return " ".join(doc.replace("``", "").replace(":class:", "").replace("`", "").split())
+
+
+def _shown_default(f: dataclasses.Field) -> str | None:
+    """What ``--help`` shows as a field's default. The option itself defaults to None, so a
+    flag left out is told apart from one given (``--resume``, ``--config``)."""
+    if f.default is not None and f.default is not dataclasses.MISSING:
+        return str(f.default).lower() if isinstance(f.default, bool) else str(f.default)
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return ",".join(str(x) for x in f.default_factory())  # type: ignore[misc]
+    general = GENERAL_DEFAULTS.get(f.name)
+    if general is not None:
+        return f"{general}, or the algorithm's"
+    return "the algorithm's" if any(f.name in a.defaults for a in ALGORITHMS.values()) else None
+
+
+def _option(f: dataclasses.Field, doc: str, group: str) -> Any:
     """The click option of one config field (``None`` default: the algorithm decides)."""
     name = "--" + f.name.replace("_", "-")
     kind = str(f.type)
+    common: dict[str, Any] = {
+        "cls": GroupedOption,
+        "group": group,
+        "default": None,
+        "help": _plain(doc),
+    }
+    shown = _shown_default(f)
+    if f.name == "algo":
+        common["help"] = "The algorithm."
+    if f.name == "hidden":
+        common["help"] += " Comma-separated, e.g. 256,256."
+    if shown is not None:
+        common["help"] += f"  [default: {shown}]"
+    if f.name == "hidden":
+        return click.option(name, f.name, metavar="SIZES", **common)
+    if f.name == "algo":
+        # the choices as the metavar; an unknown name stays TrainConfig's one-line error
+        choices = "[" + "|".join(sorted(ALGORITHMS)) + "]"
+        return click.option(name, f.name, type=str, metavar=choices, **common)
     if kind.startswith("bool"):
-        return click.option(f"{name}/--no-{name[2:]}", f.name, default=None, help=doc)
+        return click.option(f"{name}/--no-{name[2:]}", f.name, **common)
     typ: Any = int if kind.startswith("int") else float if kind.startswith("float") else str
-    return click.option(name, f.name, type=typ, default=None, help=doc)
+    return click.option(name, f.name, type=typ, **common)
 
 
 def _config_options(func: Any) -> Any:
     docs = TrainConfig.field_help()
+    groups = TrainConfig.field_groups()
     for f in reversed(dataclasses.fields(TrainConfig)):
-        if f.name not in _SKIP:
-            func = _option(f, docs.get(f.name, ""))(func)
+        func = _option(f, docs.get(f.name, ""), groups.get(f.name, "options"))(func)
     return func
 
 
-@click.command()
-@click.option("--out", required=True, type=click.Path(), help="Run directory to write.")
-@click.option("--hidden", default=None, help="Hidden layer sizes, e.g. 256,256.")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+def read_config_file(path: str) -> dict[str, Any]:
+    """The fields a ``--config`` TOML file sets (flat ``key = value``, keys are the field
+    names, e.g. ``batch_size = 256``); an unknown key is one line naming it."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        raise click.ClickException(
+            f"--config {path}: reading TOML needs Python 3.11 or newer (tomllib)"
+        ) from None
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise click.ClickException(f"--config {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise click.ClickException(f"--config {path}: not valid TOML: {err}") from None
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(key.replace("-", "_"), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise click.ClickException(
+                f"--config {path}: unknown key {key!r}{hint}; keys are the train options "
+                "with '_' for '-', e.g. batch_size = 256"
+            )
+    return data
+
+
+@click.command(cls=SectionedCommand)
+@click.option(
+    "--out",
+    cls=GroupedOption,
+    group=RUN,
+    required=True,
+    type=click.Path(),
+    help="Run directory to write.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    cls=GroupedOption,
+    group=RUN,
+    default=None,
+    type=click.Path(dir_okay=False),
+    metavar="TOML",
+    help="Read the options from a TOML file (key = value, e.g. batch_size = 256); flags "
+    "given here override it; the merged config is written to the run's config.json.",
+)
+@click.option(
+    "--resume",
+    cls=GroupedOption,
+    group=RUN,
+    is_flag=True,
+    help="Continue the interrupted run in --out (only --frames / --steps may change).",
+)
 @click.option(
     "--force",
+    cls=GroupedOption,
+    group=RUN,
     is_flag=True,
     help="Replace the run in --out and the store at --store (swapped in when the run succeeds).",
 )
-@quiet_option
+@click.option(
+    "--quiet",
+    cls=GroupedOption,
+    group=RUN,
+    is_flag=True,
+    help="No progress display on stderr (results still print on stdout).",
+)
 @_config_options
 def train(
-    out: str, hidden: str | None, resume: bool, force: bool, quiet: bool, **fields: Any
+    out: str, config_file: str | None, resume: bool, force: bool, quiet: bool, **fields: Any
 ) -> None:
-    """Train --algo from --dataset (offline), --env (online), or both (offline to online)."""
-    given = {k: v for k, v in fields.items() if v is not None}
+    """Train --algo from --dataset (offline), --env (online), or both (offline to online).
+
+    An option left out takes the algorithm's default."""
+    hidden = fields.pop("hidden")
+    given = read_config_file(config_file) if config_file is not None else {}
+    given.update({k: v for k, v in fields.items() if v is not None})  # flags override the file
     if hidden is not None:
         try:
             given["hidden"] = [int(x) for x in hidden.split(",") if x.strip()]

@@ -208,6 +208,12 @@ class TrainConfig:
         """Each field's docstring (the line under it), for CLI ``--help`` texts."""
         return dict(_FIELD_DOCS)
 
+    @classmethod
+    def field_groups(cls) -> dict[str, str]:
+        """Each field's group: the comment above it in the class body (``"schedule"``,
+        ``"replay"``, ...), for the sections of ``rldata train --help``."""
+        return dict(_FIELD_GROUPS)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -389,4 +395,22 @@ def _read_field_docs() -> dict[str, str]:
     return docs
 
 
+def _read_field_groups() -> dict[str, str]:
+    """The ``# group`` comment each field sits under in the class body."""
+    import inspect
+    import re
+
+    groups: dict[str, str] = {}
+    group = "general"
+    for line in inspect.getsource(TrainConfig).splitlines():
+        comment = re.fullmatch(r"    # (.+)", line)
+        field_line = re.match(r"    (\w+): ", line)
+        if comment:
+            group = comment.group(1).strip()
+        elif field_line:
+            groups[field_line.group(1)] = group
+    return groups
+
+
 _FIELD_DOCS = _read_field_docs()
+_FIELD_GROUPS = _read_field_groups()
