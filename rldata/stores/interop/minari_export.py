@@ -24,6 +24,7 @@ from rldata.stores.backend import _hdf5
 from rldata.stores.format import schema as sch
 from rldata.stores.interop.minari_io import (
     _DERIVED,
+    _ENTRY_POINT,
     _FLAGS,
     DEFAULT_MINARI_VERSION,
     EXTRAS_FILE,
@@ -262,6 +263,8 @@ def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
         entry = spec.entry_point
         if callable(entry):  # registered with a class: named module:Class, as Minari makes it
             entry = f"{entry.__module__}:{getattr(entry, '__qualname__', entry)}"
+            if not _ENTRY_POINT.match(entry):  # a class no import reaches (made in a function)
+                return None
         # replace(): EnvSpec(**fields) fails on its derived fields, which dropped env_spec
         return dataclasses.replace(
             spec, entry_point=entry, kwargs={**spec.kwargs, **kwargs}

@@ -269,3 +269,28 @@ def test_descriptive_metadata_travels_both_ways(tmp_path):
     assert meta["author"] == {"Ada"} and meta["description"] == "random walk"
     assert meta["algorithm_name"] == "random"
     assert json.loads(meta["env_spec"])["id"] == _env_id("obs", "box_f32")
+
+
+@pytest.mark.parametrize("entry", ["string", "class", "local class"])
+def test_env_spec_is_exported_for_a_registered_env_with_its_kwargs(tmp_path, entry):
+    """env_spec used to be dropped whenever the store had env kwargs; a class entry point is
+    named module:Class; a class made inside a function (no import reaches it) gets none."""
+
+    class Local(SpaceEnv):
+        pass
+
+    point = {"string": f"{__name__}:SpaceEnv", "class": SpaceEnv, "local class": Local}[entry]
+    env_id = f"RldataSpacesEntry{entry.title().replace(' ', '')}-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=point, max_episode_steps=5)
+    collect(env_id, frames=12, out=str(tmp_path / "s"), seed=0, env_kwargs={"act": "multibinary"})
+    convert(tmp_path / "s", "minari:test/entry-v0")
+    ds = minari.load_dataset("test/entry-v0")
+    meta = ds.storage.metadata
+    if entry == "local class":
+        assert "env_spec" not in meta
+        convert("minari:test/entry-v0", tmp_path / "back")  # and the export reads back
+        return
+    assert json.loads(meta["env_spec"])["kwargs"] == {"act": "multibinary"}
+    env = ds.recover_environment()
+    assert env.spec.id == env_id and env.action_space == LEAVES["multibinary"]
