@@ -21,6 +21,7 @@ Layout::
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from tensordict import TensorDict
 from rldata import stores
 from rldata.errors import ConfigError, RowIndexError, StoreNotFoundError
 from rldata.stores.backend.base import Store, as_positions
+from rldata.stores.backend.blocks import Block, row_blocks
 from rldata.stores.format import manifest as mf
 from rldata.stores.format.files import inside
 from rldata.stores.format.lock import WriterLock
@@ -216,6 +218,14 @@ class ShardedStore(Store):
             s.close()
 
     # --- checking -------------------------------------------------------------------------
+    def row_blocks(self, rows: int | None = None) -> Iterator[Block]:
+        """The shards' blocks in shard order, with offsets and positions of this view
+        (:func:`rldata.stores.backend.blocks.row_blocks`)."""
+        for s, shard in enumerate(self.shards):
+            base = int(self._offsets[s])
+            for blk in row_blocks(shard, rows):
+                yield Block(base + blk.offset, base + blk.offset, blk.rows)
+
     def faults(self, *, checksums: bool = True, invariants: bool = True) -> list[str]:
         """Faults of every shard, plus trajectory ids shared between shards."""
         found = [

@@ -18,7 +18,7 @@ from tensordict import TensorDict
 
 from rldata.stores.format import schema as sch
 
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 8 << 20
 """Decoded bytes one block holds at most (a row larger than this is a block of its own)."""
 BLOCK_ROWS = 1 << 16
 """Rows in a block when the store has no checksum chunk size."""
@@ -60,14 +60,11 @@ def row_blocks(store: Any, rows: int | None = None) -> Iterator[Block]:
     """Every readable row of ``store``, oldest first, at most ``rows`` (see :func:`block_rows`)
     a block. A sharded store yields its shards' blocks in shard order, with offsets and
     positions of the sharded view."""
-    from rldata.stores.backend._sharded import ShardedStore
     from rldata.stores.backend.rowstore import RowStore
 
-    if isinstance(store, ShardedStore):
-        for s, shard in enumerate(store.shards):
-            base = int(store._offsets[s])
-            for blk in row_blocks(shard, rows):
-                yield Block(base + blk.offset, base + blk.offset, blk.rows)
+    own = getattr(store, "row_blocks", None)  # a store of stores (sharded) yields its own
+    if own is not None:
+        yield from own(rows)
         return
     if store.schema is None or not len(store):
         return
