@@ -236,7 +236,8 @@ class ZarrChunks(RowStore):
         got = self._lru.get(c)
         if got is None:
             got = self._lru[c] = self._decode(c)
-            budget = max(2, CACHE_BYTES // max(1, self._chunk * self._row_bytes()))
+            block = sum(a.nbytes for a in got.values())  # implied-row bits included
+            budget = max(2, CACHE_BYTES // max(1, block))
             for old in list(self._lru):
                 if len(self._lru) <= budget:
                     break
@@ -326,7 +327,7 @@ class ZarrChunks(RowStore):
             k: col.to_torch(self._dense[k][:filled], e["dtype"]) for k, e in self._fields.items()
         }
 
-    def tensordict(self) -> TensorDict | None:
+    def rows_view(self) -> TensorDict | None:
         """Decoded rows ``[0, filled)`` as one TensorDict (dense mode only; None otherwise)."""
         if self.schema is None or self._dense is None or not self._fill_dense():
             return None
