@@ -99,6 +99,10 @@ class ConfigError(RldataError, ValueError):
     """A configuration value (CLI option, config field) is out of its allowed range."""
 
 
+class MemoryBudgetError(RldataError, MemoryError):
+    """An operation would hold more bytes in memory than its budget allows."""
+
+
 class InputTypeError(ConfigError, TypeError):
     """An argument is of a type the function does not accept (the message names the type)."""
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rldata
+import rldata.stores
 from rldata.collectors import SyncDataCollector
 from rldata.collectors.policy_checkpoint import RUN_POLICY, mlp_policy, save_policy
 from rldata.envs import GymEnv
@@ -132,3 +133,70 @@ def test_a_seeded_collector_records_its_seed_and_replays(tmp_path):
             assert store.provenance["seed"] == 7
             rows.append(store.column("observation"))
     assert torch.equal(rows[0], rows[1])
+
+
+# --- one store behaviour across backends -----------------------------------------------------
+
+BACKENDS = [b for b in rldata.stores.backends() if b != "sharded"]
+
+
+@pytest.fixture(params=BACKENDS)
+def recorded(request, tmp_path):
+    path = tmp_path / request.param
+    rldata.record("CartPole-v1", path, frames=FRAMES, backend=request.param, seed=0)
+    with rldata.open(path) as store:
+        yield store
+
+
+def _leaves(td):
+    return {k: v for k, v in td.items(include_nested=True, leaves_only=True)}
+
+
+def test_tensordict_is_every_row_on_every_backend(recorded):
+    td = recorded.tensordict()
+    pos = recorded.readable()
+    rows = recorded.get(pos)
+    assert len(pos) == FRAMES
+    got, want = _leaves(td[pos]), _leaves(rows)
+    assert set(got) == set(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+
+
+@pytest.mark.parametrize("key", ["next.observation", "observation", "action", "next.reward"])
+def test_column_takes_flat_and_nested_keys_alike(recorded, key):
+    nested = tuple(key.split("."))
+    flat, tup = recorded.column(key), recorded.column(nested)
+    assert flat is not None and tup is not None
+    assert torch.equal(flat, tup)
+    pos = recorded.readable()
+    assert torch.equal(flat[pos], recorded.get(pos).get(nested))
+
+
+def test_tensordict_over_its_budget_is_one_line_naming_it(tmp_path):
+    from rldata.errors import MemoryBudgetError
+
+    rldata.record("CartPole-v1", tmp_path / "s", frames=FRAMES)  # memmap, observations once
+    with rldata.open(tmp_path / "s") as store:
+        if store.rows_view() is not None:
+            pytest.skip("this store is memory-mapped whole: no budget applies")
+        with pytest.raises(MemoryBudgetError, match="max_bytes=1;") as err:
+            store.tensordict(max_bytes=1)
+        assert "\n" not in str(err.value) and isinstance(err.value, MemoryError)
+        assert len(store.tensordict(max_bytes=None)) == FRAMES
+
+
+@pytest.mark.parametrize("method", ["episode", "episodes", "tensordict", "column"])
+def test_store_reading_methods_are_documented(recorded, method):
+    import inspect
+
+    doc = inspect.getdoc(getattr(type(recorded), method)) or ""
+    assert len(doc.splitlines()) >= 3, f"{type(recorded).__name__}.{method}: {doc!r}"
+
+
+def test_episode_rows_match_the_episode_table(recorded):
+    table = recorded.episodes()
+    for i in range(len(table["length"])):
+        ep = recorded.episode(i)
+        assert len(ep) == int(table["length"][i])
+        assert torch.isclose(ep["next", "reward"].sum().double(), table["return"][i].double())

@@ -23,7 +23,7 @@ class StoreStorage(Storage):
 
     Writes go through ``Store.append`` (which checks schema, TED flags and rewards, and
     wraps a ring exactly as :class:`RoundRobinWriter` does); reads gather from the
-    store's zero-copy ``tensordict()`` view when the backend offers one, else from
+    store's zero-copy ``rows_view()`` when the backend offers one, else from
     ``Store.get``. A read-only store (``rldata.load``) is sampled in time order over its
     committed, readable rows.
 
@@ -156,7 +156,7 @@ class StoreStorage(Storage):
     # --- reads: one gather per key over the memory-mapped view ---------------------------
     def _view(self) -> list[tuple[Key, torch.Tensor]] | None:
         if self._leaves is None:
-            td = self.store.tensordict()
+            td = self.store.rows_view()
             if td is None:
                 return None
             self._leaves = [(k, v.as_subclass(torch.Tensor)) for k, v in flatten(td).items()]

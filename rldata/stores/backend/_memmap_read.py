@@ -414,7 +414,7 @@ class MemmapFiles(RowStore):
         filled = self._filled()
         return {k: v if filled == self._rows else v[:filled] for k, v in self._views.items()}
 
-    def column(self, name: str) -> torch.Tensor | None:
+    def _column(self, name: str) -> torch.Tensor | None:
         """One key's rows ``[0, filled)``: a zero-copy view, or ``next.k`` rebuilt (a copy)
         when observations are stored once."""
         if self.schema is None or name not in self._fields:
@@ -424,7 +424,7 @@ class MemmapFiles(RowStore):
             return self._next_range(name[len("next.") :], 0, filled)
         return self._views[name][:filled]
 
-    def tensordict(self) -> TensorDict | None:
+    def rows_view(self) -> TensorDict | None:
         """Memory-mapped rows ``[0, filled)``, positions == row index (no copy); None when
         observations are stored once."""
         if self.schema is None or self._xpos:

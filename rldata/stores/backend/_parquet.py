@@ -437,7 +437,7 @@ class ParquetStore(RowStore):
             k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._load().items()
         }
 
-    def tensordict(self) -> TensorDict | None:
+    def rows_view(self) -> TensorDict | None:
         """The decoded rows ``[0, filled)`` as one TensorDict (decoded once per handle); None
         for a reader of a store above ``EAGER_BYTES`` decoded (it samples by row group)."""
         if self.schema is None or not self._eager():

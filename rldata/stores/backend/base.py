@@ -24,7 +24,11 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
-from rldata.errors import RowIndexError
+from rldata.errors import MemoryBudgetError, RowIndexError
+from rldata.stores.format.schema import key_name, row_bytes
+
+#: The most bytes :meth:`Store.tensordict` reads into memory by default (1 GiB).
+TENSORDICT_BYTES = 1 << 30
 
 
 class Store(abc.ABC):
@@ -107,7 +111,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def episodes(self) -> TensorDict:
-        """One row per episode: traj_id, start, length, return, terminated, truncated."""
+        """The episode table: one row per episode, oldest first.
+
+        Columns ``traj_id``, ``start`` (its first row's position), ``length`` (rows),
+        ``return`` (sum of ``next.reward``), ``terminated``, ``truncated`` (how it ended;
+        both False for an episode still open). Read from the episode index, no row is read.
+
+        Examples:
+            >>> table = store.episodes()                        # doctest: +SKIP
+            >>> table["length"].tolist(), table["return"].mean()  # doctest: +SKIP
+        """
 
     @abc.abstractmethod
     def segments(self) -> TensorDict:
@@ -116,23 +129,68 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def episode(self, i: int) -> TensorDict:
-        """The rows ``[T]`` of the ``i``-th episode of :meth:`episodes`, in time order."""
+        """The rows ``[T]`` of the ``i``-th episode of :meth:`episodes`, in time order.
+
+        Args:
+            i: the episode's index in :meth:`episodes` (negative counts from the end), not
+                its ``traj_id``.
+
+        Returns:
+            TED rows with ``next.*`` filled (also where observations are stored once).
+
+        Raises:
+            RowIndexError: ``i`` is out of range (the message gives the episode count).
+        """
 
     @abc.abstractmethod
     def next_traj_id(self) -> int:
         """``1 +`` the largest trajectory id ever written (ids for a resumed collection)."""
 
-    def tensordict(self) -> TensorDict | None:
-        """A zero-copy TensorDict over stored rows (positions == row index), or None."""
+    def rows_view(self) -> TensorDict | None:
+        """Samplers' fast path: the stored rows (positions == row index) as one TensorDict
+        that costs no new memory (memory-mapped, or already decoded), or None."""
         return None
+
+    def tensordict(self, *, max_bytes: int | None = TENSORDICT_BYTES) -> TensorDict:
+        """Every stored row as one TensorDict, indexed by position, on every backend.
+
+        ``td[store.readable()]`` are the readable rows, oldest first; ``next.*`` is filled.
+        Memory-mapped (no copy) where the backend stores rows so; otherwise the rows are
+        read once, which must fit ``max_bytes`` (1 GiB by default; None: no limit). For a
+        store above it, read in pieces: :meth:`get` over positions, :meth:`episode`,
+        :meth:`column`, or ``rldata.stores.iter_arrow(store, batch_rows)``.
+
+        Raises:
+            MemoryBudgetError: reading the rows would take more than ``max_bytes``.
+        """
+        view = self.rows_view()
+        if view is not None:
+            return view
+        positions = torch.sort(self.readable()).values
+        need = len(positions) * sum(row_bytes(e) for e in (self.schema or {}).values())
+        if max_bytes is not None and need > max_bytes:
+            raise MemoryBudgetError(
+                f"store {self.path}: tensordict() would read {need:,} bytes, over "
+                f"max_bytes={max_bytes:,}; read pieces with get(positions), episode(i), "
+                "column(key) or rldata.stores.iter_arrow(store, batch_rows)"
+            )
+        return self.get(positions)
 
     def columns(self) -> dict[str, torch.Tensor] | None:
         """Flat key -> zero-copy tensor over stored rows (fastest gathers), or None."""
         return None
 
-    def column(self, name: str) -> torch.Tensor | None:
+    def column(self, name: str | tuple[str, ...]) -> torch.Tensor | None:
         """One key's stored rows (positions == row index; zero-copy where the backend can),
-        for samplers' index math over one key without reading the others; or None."""
+        for samplers' index math over one key without reading the others; or None when
+        the backend has no column path or the schema has no such key.
+
+        ``name`` is a flat key (``"next.observation"``) or a nested one
+        (``("next", "observation")``); both name the same column.
+        """
+        return self._column(name if isinstance(name, str) else key_name(tuple(name)))
+
+    def _column(self, name: str) -> torch.Tensor | None:
         cols = self.columns()
         return None if cols is None else cols.get(name)
 
