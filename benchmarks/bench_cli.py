@@ -1,6 +1,6 @@
 """How long a user waits for ``rldata --help`` and ``--version``: cold starts of the console script.
 
-Each round starts a new interpreter (``python -m cli.main ...``), so nothing is cached in the
+Each round starts a new interpreter (``python -m rldata_cli.main ...``), so nothing is cached in the
 process; the OS page cache is warm after the first round, as on a user's machine after the
 first call. For scale it times ``python -c pass`` (the floor any Python CLI pays) and
 ``rldata collect --help`` (a command that imports the API and torch). Target: ``--help``
@@ -21,9 +21,9 @@ import _report as rep  # noqa: E402
 
 CASES = {
     "python -c pass": [sys.executable, "-c", "pass"],
-    "rldata --version": [sys.executable, "-m", "cli.main", "--version"],
-    "rldata --help": [sys.executable, "-m", "cli.main", "--help"],
-    "rldata collect --help": [sys.executable, "-m", "cli.main", "collect", "--help"],
+    "rldata --version": [sys.executable, "-m", "rldata_cli.main", "--version"],
+    "rldata --help": [sys.executable, "-m", "rldata_cli.main", "--help"],
+    "rldata collect --help": [sys.executable, "-m", "rldata_cli.main", "collect", "--help"],
 }
 TARGET_S = 0.5
 

@@ -2,7 +2,7 @@
 
 :class:`SectionedCommand` lists a command's options under headings taken from each option's
 ``group`` (a :class:`GroupedOption`); :data:`EXAMPLES` gives every command of
-``cli.main.COMMANDS`` the example its help ends with (set by the group when it loads one).
+``rldata_cli.main.COMMANDS`` the example its help ends with (set by the group when it loads one).
 """
 
 from __future__ import annotations

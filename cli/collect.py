@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from cli._progress import Bar, quiet_option
 from rldata import api
+from rldata_cli._progress import Bar, quiet_option
 
 
 def default_out(env_id: str) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from cli._progress import Bar, quiet_option
-from cli._terminal import echo
 from rldata import api
+from rldata_cli._progress import Bar, quiet_option
+from rldata_cli._terminal import echo
 
 
 class _Bar(Bar):

@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from cli._progress import quiet_option
-from cli._terminal import echo
 from rldata import api
+from rldata_cli._progress import quiet_option
+from rldata_cli._terminal import echo
 
 
 def _card_text(card: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""``rldata``: the command group and its console entry point (``rldata = "cli.main:main"``).
+"""``rldata``: the command group and its console entry point (``rldata = "rldata_cli.main:main"``).
 
 Commands are imported when they run, not when the group is built: a command module pulls in
 torch and the whole API (seconds), while ``rldata --help`` and ``--version`` need only names and
@@ -11,48 +11,48 @@ from importlib import import_module
 
 import click
 
-from cli._errors import RldataGroup
-from cli._help import epilog
 from rldata import __version__
+from rldata_cli._errors import RldataGroup
+from rldata_cli._help import epilog
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: ("module:attribute", the first paragraph of the command's help, listed by --help)
     "collect": (
-        "cli.collect:collect",
+        "rldata_cli.collect:collect",
         "Record FRAMES transitions of ENV_ID into the store at --out.",
     ),
-    "convert": ("cli.convert:convert", "Copy the dataset SRC into the new DST."),
-    "info": ("cli.inspect:info", "Show the dataset card of the store at PATH."),
+    "convert": ("rldata_cli.convert:convert", "Copy the dataset SRC into the new DST."),
+    "info": ("rldata_cli.inspect:info", "Show the dataset card of the store at PATH."),
     "verify": (
-        "cli.inspect:verify",
+        "rldata_cli.inspect:verify",
         "Check checksums, schema, TED invariants and the env id of the store at PATH.",
     ),
     "push": (
-        "cli.share:push",
+        "rldata_cli.share:push",
         "Publish the store at SRC to URL (s3://, gs://, file://, ...), verified and resumable.",
     ),
-    "pull": ("cli.share:pull", "Fetch the store at URL into DST, verified and resumable."),
+    "pull": ("rldata_cli.share:pull", "Fetch the store at URL into DST, verified and resumable."),
     "diff": (
-        "cli.share:diff",
+        "rldata_cli.share:diff",
         "Compare stores A and B: schema, specs, then episodes only in A, only in B and shared.",
     ),
     "merge": (
-        "cli.share:merge",
+        "rldata_cli.share:merge",
         "Merge the stores SOURCES into a new store at --out (trajectory ids renumbered).",
     ),
     "report": (
-        "cli.share:report",
+        "rldata_cli.share:report",
         "Write a self-contained HTML report (dataset card and plots) of the store at PATH_OR_URL.",
     ),
     "train": (
-        "cli.train:train",
+        "rldata_cli.train:train",
         "Train --algo from --dataset (offline), --env (online), or both (offline to online).",
     ),
     "eval": (
-        "cli.train:evaluate",
+        "rldata_cli.train:evaluate",
         "Evaluate each run's policy deterministically on fixed seeds; print a results table.",
     ),
-    "plot": ("cli.train:plot", "Draw the learning curves of RUNS, overlaid, into --out."),
+    "plot": ("rldata_cli.train:plot", "Draw the learning curves of RUNS, overlaid, into --out."),
 }
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cli._errors import one_line
-from cli._progress import quiet_option
-from cli._terminal import echo
 from rldata import api
 from rldata.errors import RldataError
+from rldata_cli._errors import one_line
+from rldata_cli._progress import quiet_option
+from rldata_cli._terminal import echo
 
 
 def _size(n: int) -> str:

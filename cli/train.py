@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from cli._help import GroupedOption, SectionedCommand
-from cli._progress import TrainBar, quiet_option
-from cli._terminal import echo, escape
 from rldata import api
 from rldata.trainers import ALGORITHMS, TrainConfig, check_resume_flags
 from rldata.trainers.config import GENERAL_DEFAULTS
+from rldata_cli._help import GroupedOption, SectionedCommand
+from rldata_cli._progress import TrainBar, quiet_option
+from rldata_cli._terminal import echo, escape
 
 RUN = "run"  # the section of the options that are not config fields
 

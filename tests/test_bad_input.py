@@ -19,7 +19,6 @@ from click.testing import CliRunner
 
 import rldata
 import rldata.stores as stores
-from cli.main import rldata as cli
 from rldata.collectors.policies import mlp_policy, save_policy
 from rldata.data import (
     LazyTensorStorage,
@@ -33,6 +32,7 @@ from rldata.errors import RldataError
 from rldata.stores.format.lock import WriterLock
 from rldata.testing.tamper import edit_manifest, read_manifest, snapshot
 from rldata.testing.ted_factory import ted_marked, ted_transitions
+from rldata_cli.main import rldata as cli
 
 
 def _store(root: Path, rows: int = 30, env_id: str | None = "Pendulum-v1") -> Path:

@@ -39,13 +39,13 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli.main import rldata as cli
 from rldata import _untrusted as untrusted
 from rldata import api
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, RldataError, RowIndexError
 from rldata.stores.format import manifest as mf
 from rldata.trainers.config import FIELD_RULES, TrainConfig
+from rldata_cli.main import rldata as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_S = 30  # a FIFO read that blocks would hang forever: the alarm turns it into a failure

@@ -37,7 +37,7 @@ def test_the_readme_main_job_tells_the_whole_story():
 
 
 def test_the_readme_main_job_runs_end_to_end(tmp_path):
-    cli = [sys.executable, "-c", "from cli.main import main; main()"]
+    cli = [sys.executable, "-c", "from rldata_cli.main import main; main()"]
     outputs = []
     for argv in main_job():
         done = subprocess.run(

@@ -29,12 +29,12 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli.main import rldata as cli
 from rldata import stores
 from rldata.env_ids import MODULE_PART, NOT_REGISTERED, env_id_problem, trusted_env_id
 from rldata.errors import EnvNotFoundError, RldataError, UntrustedEnvIdError
 from rldata.stores.format import manifest
 from rldata.testing.tripwire import Tripwire
+from rldata_cli.main import rldata as cli
 
 EVIL = "rldata_evilmod"  # planted per test beside the data; importing it writes MARKER
 MARKER = "IMPORTED"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from cli.main import rldata
 from rldata import api, stores
 from rldata.collectors.policies import mlp_policy, save_policy
 from rldata.envs import GymEnv
+from rldata_cli.main import rldata
 
 
 def run(*args):

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import rldata
 from rldata import api, stores
 from rldata.errors import RldataError
+from rldata_cli.main import rldata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_sigkill_mid_run_then_verify_and_resume(tmp_path, backend, moment):
     cmd = [
         sys.executable,
         "-m",
-        "cli.main",
+        "rldata_cli.main",
         "collect",
         "Pendulum-v1",
         "--frames",

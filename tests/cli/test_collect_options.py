@@ -11,9 +11,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.collect import default_out
-from cli.main import rldata as cli
 from rldata import stores
+from rldata_cli.collect import default_out
+from rldata_cli.main import rldata as cli
 
 
 def run(*args: object):

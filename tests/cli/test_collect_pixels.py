@@ -6,8 +6,8 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli.main import rldata as main
 from rldata import api
+from rldata_cli.main import rldata as main
 
 
 def test_collect_from_pixels_keeps_the_state_and_stores_each_frame_once(tmp_path):

@@ -3,7 +3,7 @@
 CliRunner tests pass ``--quiet`` or run without a terminal, so progress bars never draw;
 this suite runs each command as a user types it (no ``--quiet``, ``TERM=xterm``, stdout a
 tty) with tiny budgets and asserts it exits 0 without a traceback. A command added to
-``cli.main.COMMANDS`` without a case here fails :func:`test_every_command_has_a_case`.
+``rldata_cli.main.COMMANDS`` without a case here fails :func:`test_every_command_has_a_case`.
 """
 
 from __future__ import annotations
@@ -19,21 +19,21 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import COMMANDS
-from cli.main import rldata as cli
+from rldata_cli.main import COMMANDS
+from rldata_cli.main import rldata as cli
 
 TIMEOUT_S = 240
 
 
 def run_in_pty(args: list[str], cwd: Path) -> tuple[int, str]:
-    """Run ``python -m cli.main ARGS`` with stdin/stdout/stderr on a pseudo-terminal."""
+    """Run ``python -m rldata_cli.main ARGS`` with stdin/stdout/stderr on a pseudo-terminal."""
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "100", "LINES": "40"}
     env.pop("NO_COLOR", None)
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "rldata_cli.main", *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,

@@ -13,11 +13,11 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli._help import EXAMPLES
-from cli.main import COMMANDS
-from cli.main import rldata as cli
 from rldata.envs import GymEnv
 from rldata.trainers import ALGORITHMS, TrainConfig
+from rldata_cli._help import EXAMPLES
+from rldata_cli.main import COMMANDS
+from rldata_cli.main import rldata as cli
 
 
 def run(*args: object):

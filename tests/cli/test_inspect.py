@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cli.main import rldata
+from rldata_cli.main import rldata
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ def _source(root: Path, rows: int, start: int = 0) -> Path:
 def _kill_at_random(args: list[str], rng: random.Random, tmp: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "rldata_cli.main", *args],
         cwd=tmp,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli.main import COMMANDS, rldata
+from rldata_cli.main import COMMANDS, rldata
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_the_listed_help_is_the_first_paragraph_of_the_command_help(name: str) -
 def test_help_and_version_import_neither_torch_nor_the_api(argv: list[str]) -> None:
     probe = (
         "import sys\n"
-        "from cli.main import rldata\n"
+        "from rldata_cli.main import rldata\n"
         f"try:\n    rldata.main({argv!r}, prog_name='rldata')\n"
         "except SystemExit as e:\n    assert e.code == 0, e.code\n"
         "heavy = sorted(m for m in ('torch', 'tensordict', 'rldata.api') if m in sys.modules)\n"
@@ -41,3 +41,28 @@ def test_help_lists_every_command_and_an_unknown_one_is_a_usage_error() -> None:
     assert all(f"  {name} " in out for name in COMMANDS)
     bad = CliRunner().invoke(rldata, ["colect"])
     assert bad.exit_code == 2 and "No such command 'colect'" in bad.output
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import rldata_cli.main as m; assert m.COMMANDS",
+        "import importlib.util as u; assert u.find_spec('cli') is None or "
+        f"not u.find_spec('cli').origin.startswith({str(ROOT)!r})",
+    ],
+    ids=["rldata_cli imports", "no top-level cli from rldata"],
+)
+def test_the_cli_package_installs_as_rldata_cli(tmp_path: Path, code: str) -> None:
+    """From outside the repository (no ``cli/`` folder on the path): the installed name."""
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
+
+
+def test_python_m_rldata_cli_main_runs_outside_the_repo(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "rldata_cli.main", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Usage: rldata" in done.stdout

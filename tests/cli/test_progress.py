@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 import rldata
-from cli.main import COMMANDS
-from cli.main import rldata as cli
 from rldata._progress import PLAIN_STEPS, Bar
 from rldata.envs import GymEnv
+from rldata_cli.main import COMMANDS
+from rldata_cli.main import rldata as cli
 from tests.sharing.conftest import make_store
 
 

@@ -8,9 +8,9 @@ import fsspec
 import pytest
 from click.testing import CliRunner
 
-from cli.main import rldata
 from rldata import stores
 from rldata.testing import ted_batch
+from rldata_cli.main import rldata
 from tests.sharing.conftest import make_store
 
 

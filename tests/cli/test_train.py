@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli.main import rldata as cli
 from rldata import api
 from rldata.envs import GymEnv
+from rldata_cli.main import rldata as cli
 
 TINY = ["--hidden", "32,32", "--batch-size", "32", "--eval-episodes", "1", "--quiet"]
 

@@ -13,12 +13,12 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli.main import rldata as cli
 from rldata import api
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError
 from rldata.trainers import TrainConfig
 from rldata.trainers.trainer import FREE_ON_RESUME
+from rldata_cli.main import rldata as cli
 
 TINY = ["--hidden", "16,16", "--batch-size", "16", "--eval-episodes", "1", "--quiet"]
 

@@ -28,7 +28,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 import rldata
-from cli.main import rldata as cli
 from rldata import stores
 from rldata.errors import CorruptStoreError, RldataError, TransferError
 from rldata.sharing import objects as ob
@@ -37,6 +36,7 @@ from rldata.sharing.transfer import push
 from rldata.sharing.urls import location
 from rldata.stores.format import manifest as mf
 from rldata.stores.location.remote_names import CHUNK, MAX_NAME_BYTES, MAX_SEGMENT_BYTES, check_name
+from rldata_cli.main import rldata as cli
 
 REPO = Path(__file__).resolve().parents[2]
 PAYLOAD = "data/observation.memmap"
@@ -682,7 +682,9 @@ def test_push_to_a_full_or_read_only_disk_is_one_line(
         pytest.skip("unprivileged mount namespaces are not available (simulated above instead)")
     disk = tmp_path / "disk"
     disk.mkdir()
-    push_cmd = f"{sys.executable} -c 'from cli.main import main; main()' push {store} {disk}/ds"
+    push_cmd = (
+        f"{sys.executable} -c 'from rldata_cli.main import main; main()' push {store} {disk}/ds"
+    )
     result = _in_tmpfs(f"mount -t tmpfs -o {mount} none {disk} && {push_cmd}")
     assert result.returncode != 0
     err = result.stderr.strip()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from cli.main import rldata
 from rldata import stores
+from rldata_cli.main import rldata
 
 
 def _run(*args: str) -> object:

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from tensordict import TensorDict
 
 import rldata
-from cli.main import rldata as cli
 from rldata.collectors.policy_checkpoint import load_policy
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError
@@ -27,6 +26,7 @@ from rldata.trainers import run as run_module
 from rldata.trainers.algorithms import ALGORITHMS
 from rldata.trainers.networks import EnvSpecs, action_values, greedy_actor
 from rldata.trainers.setup import _check_match as check_match
+from rldata_cli.main import rldata as cli
 
 TINY = ["--hidden", "32,32", "--batch-size", "32", "--eval-episodes", "1", "--quiet"]
 DISCRETE = sorted(name for name, algo in ALGORITHMS.items() if algo.discrete)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import rldata as cli
 from rldata.trainers import ALGORITHMS
 from rldata.trainers.algorithms import resolve
 from rldata.trainers.config import GENERAL_DEFAULTS, TrainConfig
+from rldata_cli.main import rldata as cli
 
 MODES = {"online": (None, "Pendulum-v1"), "offline_to_online": ("ds", "Pendulum-v1")}
 

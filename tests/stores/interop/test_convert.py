@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from tensordict import TensorDict
 
 import rldata.stores as stores
-from cli.main import rldata
 from rldata.errors import ConfigError, CorruptStoreError, StoreExistsError, TedFormatError
 from rldata.specs import Bounded, Composite
 from rldata.stores.interop.convert import convert
 from rldata.testing.store_contract import assert_rows_equal
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
+from rldata_cli.main import rldata
 
 BACKENDS = ["memmap", "zarr", "parquet"]
 SPECS = Composite(

@@ -67,7 +67,7 @@ elif point == "building":
             time.sleep(0.001)
 
     threading.Thread(target=watch, daemon=True).start()
-from cli.main import rldata
+from rldata_cli.main import rldata
 
 rldata.main(argv, prog_name="rldata")
 """

@@ -31,11 +31,11 @@ import torch
 from click.testing import CliRunner
 
 import rldata
-from cli.main import rldata as cli
 from rldata import api, stores
 from rldata.errors import RldataError
 from rldata.stores.location.provable import RUN_MARKER
 from rldata.testing import ted_batch
+from rldata_cli.main import rldata as cli
 
 TINY = ["--hidden", "32,32", "--batch-size", "32", "--eval-episodes", "1", "--quiet"]
 OVERLAP = ("equal", "inside", "contains", "symlink", "file_url_dot")
