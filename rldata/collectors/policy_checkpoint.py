@@ -30,7 +30,18 @@ from torch import nn
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, SpecError
 from rldata.modules import MLP, Actor
-from rldata.specs import Bounded, Categorical, OneHot, TensorSpec, Unbounded, spec_from_json
+from rldata.specs import (
+    Binary,
+    Bounded,
+    Categorical,
+    Composite,
+    MultiCategorical,
+    MultiOneHot,
+    OneHot,
+    TensorSpec,
+    Unbounded,
+    spec_from_json,
+)
 
 FORMAT = "rldata.policy"
 VERSION = 1
@@ -40,6 +51,8 @@ _ACTIVATIONS = {"Tanh": nn.Tanh, "ReLU": nn.ReLU, "ELU": nn.ELU}
 
 def _unbatched(spec: TensorSpec, batch_dims: int) -> TensorSpec:
     """The per-env spec of a spec with ``batch_dims`` leading batch dims."""
+    if isinstance(spec, Composite):  # a Dict / Tuple action: each entry
+        return Composite({k: _unbatched(v, batch_dims) for k, v in spec.items()})  # type: ignore[return-value]
     if batch_dims == 0:
         return spec
     shape = tuple(spec.shape[batch_dims:])
@@ -53,6 +66,10 @@ def _unbatched(spec: TensorSpec, batch_dims: int) -> TensorSpec:
         return Categorical(spec.n, shape, dtype=spec.dtype)
     if isinstance(spec, Unbounded):
         return Unbounded(shape, dtype=spec.dtype)
+    if isinstance(spec, Binary):
+        return Binary(shape=shape, dtype=spec.dtype)
+    if isinstance(spec, (MultiCategorical, MultiOneHot)):
+        return type(spec)(spec.nvec, shape, dtype=spec.dtype)
     raise SpecError(
         f"policy checkpoints support Bounded, Unbounded, OneHot and Categorical actions, got {type(spec).__name__}"
     )

@@ -95,17 +95,12 @@ def observation_decoder(space: Any, spec: Composite) -> ObsDecoder:
     return build(space, spec)
 
 
-def action_spec(space: Any, categorical: bool, device: torch.device | None) -> TensorSpec:
-    """The action spec of a gymnasium action space (unbatched); Dict/Tuple are refused."""
-    spec = from_gym_space(
+def action_spec(space: Any, categorical: bool, device: torch.device | None) -> Any:
+    """The action spec of a gymnasium action space (unbatched): a leaf spec, or a Composite
+    for a Dict / Tuple space (one entry per sub-space, a Tuple's by position)."""
+    return from_gym_space(
         space, categorical_action_encoding=categorical, device=device, float64_to_float32=True
     )
-    if isinstance(spec, Composite):
-        raise SpecError(
-            f"action space {type(space).__name__} is not supported by GymEnv; supported: "
-            "Box, Discrete, MultiDiscrete, MultiBinary"
-        )
-    return spec
 
 
 def _fail(value: np.ndarray, expected: str) -> SpecError:
@@ -115,7 +110,7 @@ def _fail(value: np.ndarray, expected: str) -> SpecError:
 
 
 def action_encoder(
-    space: Any, spec: TensorSpec, batch: tuple[int, ...], validate: bool = True
+    space: Any, spec: Any, batch: tuple[int, ...], validate: bool = True
 ) -> ActionEncoder:
     """A function turning an action tensor ``[*batch, *spec.shape]`` into gymnasium's value.
 
@@ -125,6 +120,22 @@ def action_encoder(
     behaviour), unless ``validate`` asks for the check (a handful of comparisons).
     """
     from gymnasium import spaces
+
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):  # an action TensorDict, per entry
+        items = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+        parts = [
+            (k, str(k), action_encoder(sub, spec[str(k)], batch, validate)) for k, sub in items
+        ]
+
+        def entry(action: Any, name: str) -> Any:
+            value = action.get(name, None) if hasattr(action, "get") else None
+            if value is None:
+                raise SpecError(f"action: expected an entry {name!r} (the action space's)")
+            return value
+
+        if isinstance(space, spaces.Dict):
+            return lambda action: {k: enc(entry(action, name)) for k, name, enc in parts}
+        return lambda action: tuple(enc(entry(action, name)) for _, name, enc in parts)
 
     shape = (*batch, *spec.shape)
     single = not batch

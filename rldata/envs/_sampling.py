@@ -9,13 +9,16 @@ ranges precomputed) to keep the per-step cost to one or two torch calls.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+from tensordict import TensorDict
 
 from rldata.specs import (
     Binary,
     Bounded,
     Categorical,
+    Composite,
     MultiCategorical,
     MultiOneHot,
     OneHot,
@@ -63,8 +66,23 @@ class ActionStream:
         self._pos -= n
 
 
-def make_sampler(spec: TensorSpec, generator: torch.Generator, block: int = 128) -> ActionStream:
-    """The action stream of ``spec`` drawn from ``generator`` (see :class:`ActionStream`)."""
+class CompositeStream:
+    """Random values of a Composite spec (a Dict or Tuple action): one TensorDict a call, each
+    entry from its own :class:`ActionStream` of the same generator, in key order."""
+
+    def __init__(self, spec: Composite, generator: torch.Generator, block: int = 128) -> None:
+        self.shape = spec.shape
+        self._parts = {k: make_sampler(sub, generator, block) for k, sub in spec.items()}
+
+    def __call__(self) -> TensorDict:
+        return TensorDict({k: draw() for k, draw in self._parts.items()}, batch_size=self.shape)
+
+
+def make_sampler(spec: TensorSpec | Composite, generator: torch.Generator, block: int = 128) -> Any:
+    """The action stream of ``spec`` drawn from ``generator`` (see :class:`ActionStream`;
+    a Composite gives a :class:`CompositeStream`)."""
+    if isinstance(spec, Composite):
+        return CompositeStream(spec, generator, block)
     return ActionStream(spec, generator, block)
 
 
@@ -78,10 +96,12 @@ def _block_sampler(spec: TensorSpec, generator: torch.Generator, block: int) -> 
         return x.to(device) if move else x
 
     if isinstance(spec, Bounded) and dtype.is_floating_point:
-        low = spec.low.cpu().clamp(min=-1e6)
-        span = spec.high.cpu().clamp(max=1e6) - low
+        # float16 / bfloat16 cannot hold the +-1e6 clamp: drawn in float32, then cast
+        wide = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+        low = spec.low.cpu().to(wide).clamp(min=-1e6)
+        span = spec.high.cpu().to(wide).clamp(max=1e6) - low
         return lambda: _out(
-            torch.rand(shape, generator=generator, dtype=dtype).mul_(span).add_(low)
+            torch.rand(shape, generator=generator, dtype=wide).mul_(span).add_(low).to(dtype)
         )
     if isinstance(spec, Unbounded) and dtype.is_floating_point:
         return lambda: _out(torch.randn(shape, generator=generator, dtype=dtype))

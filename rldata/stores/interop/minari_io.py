@@ -216,20 +216,19 @@ class MinariSource:
         where = f"{self.file}:episode_{i}"
         flat: dict[str, torch.Tensor] = {}
 
-        def leaf(
-            tree: Any, parts: tuple[str, ...], path: tuple[str, ...]
-        ) -> tuple[str, np.ndarray]:
+        def leaf(tree: Any, found: tuple) -> tuple[str, np.ndarray]:
+            parts, path, space = found
             k = ".".join(parts)
-            a = to_stored(at(tree, path, where), schema.get(k), self._spec(k))
+            a = to_stored(at(tree, path, where), schema.get(k), self._spec(k), space)
             return k, a
 
-        for parts, path, _ in self.leaves["observation"]:
-            k, a = leaf(ep["observations"], parts, path)
+        for found in self.leaves["observation"]:
+            k, a = leaf(ep["observations"], found)
             name = schema.get(k, {}).get("dtype") or _dtype_name(a.dtype)
             flat[k] = col.to_torch(np.ascontiguousarray(a[:t]), name)
             flat[f"next.{k}"] = col.to_torch(np.ascontiguousarray(a[1 : t + 1]), name)
-        for parts, path, _ in self.leaves["action"]:
-            k, a = leaf(ep["actions"], parts, path)
+        for found in self.leaves["action"]:
+            k, a = leaf(ep["actions"], found)
             name = schema.get(k, {}).get("dtype") or _dtype_name(a.dtype)
             flat[k] = col.to_torch(np.ascontiguousarray(a), name)
         reward = schema.get("next.reward", {"shape": [1], "dtype": "float32"})

@@ -186,15 +186,40 @@ def _nest(leaves: dict[tuple[str, ...], Any]) -> Any:
     return build(tree)
 
 
-def _fits(space: Any, entry: dict) -> bool:
+def _fits(space: Any, entry: dict, stored: Any) -> bool:
     """Whether a recorded leaf space describes a stored key: gymnasium's values of the space
-    have the key's shape and dtype."""
+    have the key's shape and dtype, and the kind of the key's spec (where it has one: a
+    GymEnv stores a Discrete action with a start as its index, a ``Categorical``)."""
     try:
         spec = data_spec(space)
     except CorruptStoreError:
         return False
+    if stored is not None and type(stored) is not type(spec):
+        return False
     got = (list(entry["shape"]), entry["dtype"])
     return (list(spec.shape), sch.dtype_name(spec.dtype)) == got
+
+
+def started_index(space: Any, stored: Any) -> np.ndarray | None:
+    """The ``start`` of a Discrete / MultiDiscrete space whose key a store holds as indices
+    from 0 (a ``Categorical`` / ``OneHot`` or multi spec of the same counts: GymEnv's
+    actions), when it is not 0; else None. Native values are ``index + start``."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Discrete) and isinstance(stored, (Categorical, OneHot)):
+        same = stored.n == int(space.n)
+    elif isinstance(space, spaces.MultiDiscrete) and isinstance(
+        stored, (MultiCategorical, MultiOneHot)
+    ):
+        same = list(stored.nvec) == np.asarray(space.nvec).reshape(-1).tolist()
+    else:
+        return None
+    start = np.asarray(space.start, dtype=np.int64)
+    return start if same and start.any() else None
+
+
+def _counted_from(index: Encoder, start: np.ndarray) -> Encoder:
+    return lambda a: index(a) + start
 
 
 def _rebuild(space: Any, leaves: dict[tuple[str, ...], Any], at: tuple[str, ...] = ()) -> Any:
@@ -261,8 +286,11 @@ def native_spaces(
             for parts, path, sp in leaves:
                 k = ".".join(parts)
                 paths[k] = path
-                if _fits(sp, schema[k]):
+                start = started_index(sp, _spec_of(specs, k))
+                if _fits(sp, schema[k], _spec_of(specs, k)):
                     chosen[path], encoders[k] = sp, _same
+                elif start is not None:  # indices from 0, written as the space counts them
+                    chosen[path], encoders[k] = sp, _counted_from(encoders[k], start)
                 else:
                     chosen[path] = derived[k]
             spaces_out[role] = _rebuild(space, chosen)
@@ -429,14 +457,18 @@ def card_to_minari(prov: dict) -> dict[str, Any]:
     return card_from_minari({k: prov.get(k) for k in CARD_FIELDS})
 
 
-def to_stored(a: np.ndarray, entry: dict | None, spec: Any) -> np.ndarray:
-    """A leaf's values as a store holds them: the inverse of :func:`leaf_space`'s encoder
-    when the rows came from rldata (``entry``: the key's schema entry, ``spec`` its spec;
-    indices back to one-hot rows, 0/1 back to bool, ``[N]`` back to ``[N, 1]``); Minari's
-    own values unchanged when ``entry`` is None."""
+def to_stored(a: np.ndarray, entry: dict | None, spec: Any, space: Any = None) -> np.ndarray:
+    """A leaf's values as a store holds them: the inverse of the export's encoder when the
+    rows came from rldata (``entry``: the key's schema entry, ``spec`` its spec, ``space``
+    the leaf's space; values counted from a start back to indices, indices back to one-hot
+    rows, 0/1 back to bool, ``[N]`` back to ``[N, 1]``); Minari's own values unchanged when
+    ``entry`` is None."""
     if entry is None:
         return a
     n = len(a)
+    start = started_index(space, spec)
+    if start is not None:
+        a = a - start
     shape, npd = tuple(entry["shape"]), col.np_dtype(entry["dtype"])
     if isinstance(spec, OneHot) and a.shape == (n,):
         a = np.eye(spec.n, dtype=npd)[a]

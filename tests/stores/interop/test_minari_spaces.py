@@ -253,6 +253,33 @@ def test_collect_records_every_observation_space(tmp_path, name):
         assert stores.content_digest(back) == digest  # recorded -> Minari -> rldata: lossless
 
 
+@pytest.mark.parametrize("num_envs", [1, 2])
+@pytest.mark.parametrize("name", list(ALL))
+def test_collect_records_every_action_space(tmp_path, name, num_envs):
+    """Dict and Tuple actions too: their entries are stored under ``action.<key>``."""
+    env_id = _env_id("act", name)
+    collect(env_id, frames=12, out=str(tmp_path / "s"), seed=0, num_envs=num_envs)
+    with stores.open(tmp_path / "s") as s:
+        assert stores.verify(s) == []
+        digest = stores.content_digest(s)
+    convert(tmp_path / "s", "minari:test/act-v0")
+    ds = minari.load_dataset("test/act-v0")
+    assert ds.action_space == _as_recorded(ALL[name])
+    assert all(ds.action_space.contains(_pick(ep.actions, 0)) for ep in ds.iterate_episodes())
+    convert("minari:test/act-v0", tmp_path / "back", backend="parquet")
+    with stores.open(tmp_path / "back") as back:
+        assert stores.content_digest(back) == digest
+
+
+def _pick(value, i):
+    """Step ``i`` of an episode's (nested) actions, as gymnasium's value."""
+    if isinstance(value, dict):
+        return {k: _pick(v, i) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_pick(v, i) for v in value)
+    return value[i]
+
+
 def test_descriptive_metadata_travels_both_ways(tmp_path):
     _minari_dataset(
         _env_id("obs", "box_f32"), "test/card-v0", author="Ada", author_email="ada@x",
