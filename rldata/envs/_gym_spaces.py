@@ -2,9 +2,12 @@
 
 Each converter is built once per environment from its spaces, so the per-step work
 is a numpy cast and ``torch.from_numpy``. Observations: float64 Box values become
-float32, Discrete values become int64 indices. Actions: one-hot (or categorical)
-tensors become the integers gymnasium expects; values outside the action spec are a
-:class:`SpecError` naming the action, the given value and the allowed range.
+float32, Discrete values become int64 (indices; a Discrete counting from a ``start``
+other than 0 keeps its values under a ``Bounded`` spec). Actions: one-hot (or
+categorical) tensors become the integers gymnasium expects; a Dict or Tuple action is a
+TensorDict with one entry per sub-space (a Tuple's by position, ``"0"``, ``"1"``, ...);
+values outside the action spec are a :class:`SpecError` naming the action, the given
+value and the allowed range.
 """
 
 from __future__ import annotations
