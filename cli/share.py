@@ -84,10 +84,24 @@ def diff(ctx: click.Context, a: str, b: str, quiet: bool) -> None:
 @click.option(
     "--force", is_flag=True, help="Replace an existing destination that is provably a store."
 )
+@click.option(
+    "--allow-mixed-envs",
+    is_flag=True,
+    help="Merge stores of different env ids (the merged provenance lists each source's env).",
+)
 @quiet_option
-def merge(sources: tuple[str, ...], out: str, backend: str, force: bool, quiet: bool) -> None:
+def merge(
+    sources: tuple[str, ...],
+    out: str,
+    backend: str,
+    force: bool,
+    allow_mixed_envs: bool,
+    quiet: bool,
+) -> None:
     """Merge the stores SOURCES into a new store at --out (trajectory ids renumbered)."""
-    s = api.merge(list(sources), out, backend=backend, force=force)
+    s = api.merge(
+        list(sources), out, backend=backend, force=force, allow_mixed_envs=allow_mixed_envs
+    )
     echo(
         f"merged {s.sources} stores into {s.out}: {s.transitions:,} rows, "
         f"{s.episodes:,} episodes; digest {s.content_digest}"

@@ -154,9 +154,19 @@ def diff(a: str, b: str) -> Any:
     return _sharing.diff(a, b)
 
 
-def merge(sources: list[str], out: str, *, backend: str = "memmap", force: bool = False) -> Any:
-    """Merge stores into a new one at ``out`` (see :func:`rldata.sharing.merge`)."""
-    return _sharing.merge(sources, out, backend=backend, force=force)
+def merge(
+    sources: list[str],
+    out: str,
+    *,
+    backend: str = "memmap",
+    force: bool = False,
+    allow_mixed_envs: bool = False,
+) -> Any:
+    """Merge stores into a new one at ``out`` (see :func:`rldata.sharing.merge`); stores of
+    different env ids only with ``allow_mixed_envs``."""
+    return _sharing.merge(
+        sources, out, backend=backend, force=force, allow_mixed_envs=allow_mixed_envs
+    )
 
 
 def report(path: str, out: str = "report.html", *, force: bool = False) -> str:

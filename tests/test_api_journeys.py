@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rldata
+import rldata.api
 import rldata.stores
 from rldata.collectors import SyncDataCollector
 from rldata.collectors.policy_checkpoint import RUN_POLICY, mlp_policy, save_policy
@@ -200,3 +201,70 @@ def test_episode_rows_match_the_episode_table(recorded):
         ep = recorded.episode(i)
         assert len(ep) == int(table["length"][i])
         assert torch.isclose(ep["next", "reward"].sum().double(), table["return"][i].double())
+
+
+# --- merge keeps provenance; different envs only when asked --------------------------------
+
+ENV_IDS = ["Pendulum-v1", "CartPole-v1", "MountainCar-v0"]
+
+
+def _recorded(tmp_path, env_id, name, seed):
+    path = tmp_path / name
+    rldata.record(env_id, path, frames=FRAMES, seed=seed)
+    return str(path)
+
+
+@pytest.mark.parametrize("a,b", [(a, b) for a in ENV_IDS for b in ENV_IDS if a != b])
+def test_merge_of_different_envs_is_refused_naming_each(tmp_path, a, b):
+    srcs = [_recorded(tmp_path, a, "a", 0), _recorded(tmp_path, b, "b", 1)]
+    with pytest.raises(ConfigError) as err:
+        rldata.api.merge(srcs, str(tmp_path / "m"))
+    msg = str(err.value)
+    assert "\n" not in msg and f"({a})" in msg and f"({b})" in msg
+    assert "allow_mixed_envs" in msg
+    assert not (tmp_path / "m").exists()
+
+
+def test_merge_of_one_env_keeps_env_and_lists_each_source(tmp_path):
+    srcs = [_recorded(tmp_path, "Pendulum-v1", n, s) for n, s in (("a", 3), ("b", 4))]
+    rldata.api.merge(srcs, str(tmp_path / "m"))
+    with rldata.open(tmp_path / "m") as merged:
+        assert merged.env_id == merged.provenance["env_id"] == "Pendulum-v1"
+        assert merged.provenance["policy"] == "random"
+        origins = merged.provenance["merged_from"]
+        assert [(o["env_id"], o["seed"]) for o in origins] == [
+            ("Pendulum-v1", 3),
+            ("Pendulum-v1", 4),
+        ]
+
+
+def test_merge_of_mixed_envs_when_allowed_lists_each_env(tmp_path):
+    # a second id for the same dynamics: the schemas agree, the env ids do not
+    if "MyPendulum-v0" not in gym.registry:
+        gym.register(
+            "MyPendulum-v0",
+            entry_point="gymnasium.envs.classic_control.pendulum:PendulumEnv",
+            max_episode_steps=200,
+        )
+    srcs = [
+        _recorded(tmp_path, "Pendulum-v1", "a", 0),
+        _recorded(tmp_path, "MyPendulum-v0", "b", 1),
+    ]
+    rldata.api.merge(srcs, str(tmp_path / "m"), allow_mixed_envs=True)
+    with rldata.open(tmp_path / "m") as merged:
+        assert len(merged) == 2 * FRAMES
+        assert merged.env_id is None
+        assert merged.provenance["env_ids"] == ["Pendulum-v1", "MyPendulum-v0"]
+        origins = merged.provenance["merged_from"]
+        assert [o["env_id"] for o in origins] == ["Pendulum-v1", "MyPendulum-v0"]
+
+
+def test_cli_merge_takes_allow_mixed_envs(tmp_path):
+    from click.testing import CliRunner
+
+    from rldata_cli.main import rldata as cli
+
+    srcs = [_recorded(tmp_path, "Pendulum-v1", "a", 0), _recorded(tmp_path, "CartPole-v1", "b", 1)]
+    refused = CliRunner().invoke(cli, ["merge", *srcs, "--out", str(tmp_path / "m")])
+    assert refused.exit_code != 0 and "--allow-mixed-envs" in refused.output
+    assert "Traceback" not in refused.output

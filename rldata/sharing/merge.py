@@ -5,8 +5,9 @@ anything is written). Rows are appended source by source, each in its stored ord
 ``rldata.stores.create``, so the output's episode index, checksums (and any statistics the
 store records at commit) are computed by the store itself. Trajectory ids are renumbered
 ``0, 1, ...`` in order of first appearance, source after source, so no two sources' ids
-collide. The output's provenance lists every source (URLs without credentials) and its
-content digest.
+collide. Sources recording different env ids are refused (one line naming each source's
+env id) unless ``allow_mixed_envs``. The output's provenance lists every source (URLs
+without credentials) with its content digest, env id, env kwargs, policy and seed.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def merge(
     *,
     backend: str = "memmap",
     force: bool = False,
+    allow_mixed_envs: bool = False,
 ) -> MergeSummary:
     """Write the rows of every store in ``sources`` into a new store at ``out``.
 
@@ -60,8 +62,13 @@ def merge(
     if it is provably a store, and the merge is built in a staging sibling and renamed into
     place once it verified, so a killed merge leaves no store at ``out``.
 
+    The merged store keeps the sources' env id (and env kwargs, policy and seed where they
+    all agree); with ``allow_mixed_envs`` and sources of different envs, its env id is None
+    and ``provenance["env_ids"]`` lists each source's, as does every ``merged_from`` entry.
+
     Raises:
-        ConfigError: fewer than two sources.
+        ConfigError: fewer than two sources; sources of different env ids without
+            ``allow_mixed_envs`` (the message names each source's env id).
         SchemaMismatchError: the sources' schemas or specs differ (the first difference).
         StoreExistsError: ``out`` exists (without ``force``, or not provably a store).
         ConfigError: ``out`` is, lies inside, or contains a source.
@@ -72,7 +79,9 @@ def merge(
     if is_url(out):
         location(out)  # an unknown or refused scheme fails before any work
         with tempfile.TemporaryDirectory(prefix="rldata-merge-") as tmp:
-            summary = merge(sources, Path(tmp) / "merged", backend=backend)
+            summary = merge(
+                sources, Path(tmp) / "merged", backend=backend, allow_mixed_envs=allow_mixed_envs
+            )
             push(Path(tmp) / "merged", os.fspath(out), force=force)
             return MergeSummary(redact(os.fspath(out)), *_rest(summary))
     inspect_destination(out, kind="store", sources=sources, force=force, what="merge")
@@ -81,31 +90,35 @@ def merge(
         ExitStack() as stack,
     ):
         opened = [stack.enter_context(open_source(s)) for s in sources]
+        origins = [_origin(path, s) for path, s in zip(sources, opened)]
+        env_ids = [o["env_id"] for o in origins]
+        if len(set(env_ids)) > 1 and not allow_mixed_envs:
+            named = ", ".join(f"{o['source']} ({o['env_id']})" for o in origins)
+            raise ConfigError(
+                f"merge: the sources record different envs: {named}; "
+                "pass allow_mixed_envs=True (--allow-mixed-envs) to merge them anyway"
+            )
         _check_compatible(sources, opened)
         first = opened[0]
-        env = first.manifest.get("env") or {}
-        same_env = all((s.manifest.get("env") or {}) == env for s in opened)
         provenance = {
-            "policy": None,
-            "seed": None,
+            "env_id": _common(origins, "env_id"),
+            "policy": _common(origins, "policy"),
+            "seed": _common(origins, "seed"),
             "created_by": "rldata.merge",
             "merged_from": [
-                {
-                    "source": redact(os.fspath(path)),
-                    "content_digest": digest_of(s),
-                    "transitions": len(s),
-                    "episodes": _episodes(s),
-                }
-                for path, s in zip(sources, opened)
+                dict(o, content_digest=digest_of(s), transitions=len(s), episodes=_episodes(s))
+                for o, s in zip(origins, opened)
             ],
         }
+        if len(set(env_ids)) > 1:
+            provenance["env_ids"] = env_ids
         writer = stores.create(
             stage,
             backend=backend,
             capacity=None,
             specs=first.specs,
-            env_id=env.get("id") if same_env else None,
-            env_kwargs=env.get("kwargs") if same_env else None,
+            env_id=_common(origins, "env_id"),
+            env_kwargs=_common(origins, "env_kwargs"),
             provenance=provenance,
             allow_nonfinite=any(bool(s.manifest.get("allow_nonfinite")) for s in opened),
         )
@@ -122,6 +135,26 @@ def merge(
                 content_digest=digest_of(merged),
             )
     return summary
+
+
+def _origin(path: Any, store: Any) -> dict[str, Any]:
+    """Where a source's rows came from: its place, env id and kwargs, policy and seed."""
+    env = store.manifest.get("env") or {}
+    prov = store.manifest.get("provenance") or {}
+    kwargs = env.get("kwargs")
+    return {
+        "source": redact(os.fspath(path)),
+        "env_id": env.get("id") or prov.get("env_id"),
+        "env_kwargs": kwargs if kwargs is not None else prov.get("env_kwargs"),
+        "policy": prov.get("policy"),
+        "seed": prov.get("seed"),
+    }
+
+
+def _common(origins: list[dict[str, Any]], key: str) -> Any:
+    """The value every source agrees on, else None."""
+    values = [o[key] for o in origins]
+    return values[0] if all(v == values[0] for v in values) else None
 
 
 def _rest(s: MergeSummary) -> tuple[int, int, int, str]:
