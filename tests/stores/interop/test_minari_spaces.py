@@ -23,10 +23,10 @@ from gymnasium import spaces
 
 import rldata
 import rldata.stores as stores
-from cli.main import rldata as cli
 from rldata import api
 from rldata.recording import collect
 from rldata.stores.interop.convert import convert
+from rldata_cli.main import rldata as cli
 
 LEAVES = {
     "discrete": spaces.Discrete(5),
