@@ -253,14 +253,12 @@ class ParquetStore(RowStore):
         return col.to_torch(a, self._fields[name]["dtype"])
 
     def _gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        out = {
-            k: np.empty(
-                (len(index), *self._fields[k]["shape"]), col.np_dtype(self._fields[k]["dtype"])
-            )
-            for k in names
-        }
-        self._groups.gather(index, out)
-        return out
+        if index.size == 0:
+            return {
+                k: np.zeros((0, *self._fields[k]["shape"]), col.np_dtype(self._fields[k]["dtype"]))
+                for k in names
+            }
+        return self._groups.gather(index, names)
 
     def _open_part(self, part: dict) -> pq.ParquetFile:
         """A listed part's file, its footer checked before any row is decoded."""

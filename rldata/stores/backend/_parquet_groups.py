@@ -105,10 +105,12 @@ class RowGroups:
             self._bytes -= sum(a.nbytes for a in old.values())
         return got
 
-    def gather(self, index: np.ndarray, out: dict[str, np.ndarray]) -> None:
-        """Fill ``out[name][j]`` with row ``index[j]`` for every name of ``out``."""
+    def gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """Rows ``index`` of columns ``names`` (allocated from the first decoded group, so a
+        schema the files do not hold fails as corruption before anything large is made)."""
+        out: dict[str, np.ndarray] = {}
         if index.size == 0:
-            return
+            return out
         part_of = np.searchsorted(self._part_starts, index, side="right") - 1
         for i in np.unique(part_of).tolist():
             in_part = np.flatnonzero(part_of == i)
@@ -119,7 +121,13 @@ class RowGroups:
             for g in np.unique(group_of).tolist():
                 sel = np.flatnonzero(group_of == g)
                 block = self._block(i, g)
+                if not out:
+                    out = {
+                        k: np.empty((len(index), *block[k].shape[1:]), block[k].dtype)
+                        for k in names
+                    }
                 local = rows[sel] - starts[g]
                 dst = in_part[sel]
                 for name, a in out.items():
                     a[dst] = block[name][local]
+        return out

@@ -144,12 +144,15 @@ def test_a_parquet_part_records_its_size_and_sha256(tmp_path):
 def test_opening_a_parquet_store_decodes_no_part(tmp_path, monkeypatch):
     root = _parquet_store(tmp_path / "s")
     reads: list[object] = []
-    real = pq.read_table
+    real, real_group = pq.read_table, pq.ParquetFile.read_row_group
     monkeypatch.setattr(pq, "read_table", lambda *a, **k: reads.append(a) or real(*a, **k))
+    monkeypatch.setattr(
+        pq.ParquetFile, "read_row_group", lambda *a, **k: reads.append(a) or real_group(*a, **k)
+    )
     s = stores.open(root)
     assert reads == []
     assert marked_serial(s.get(s.readable())).tolist() == list(range(50))
-    assert len(reads) == 2  # decoded on the first read
+    assert len(reads) == 2  # each part's one row group decoded on the first read
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
