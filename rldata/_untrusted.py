@@ -126,7 +126,10 @@ def read_bytes(
     ``st_size``) is refused without being read whole.
     """
     with open_regular(path, what, limit=limit, error=error) as f:
-        data = f.read(limit + 1)
+        buf = io.BytesIO()  # a chunk at a time: f.read(limit + 1) reserves the whole limit
+        while buf.tell() <= limit and (block := f.read(min(1 << 20, limit + 1 - buf.tell()))):
+            buf.write(block)
+        data = buf.getvalue()
     if len(data) > limit:
         raise error(f"{path}: {what} is over the {_human(limit)} limit for this kind of file")
     return data

@@ -50,6 +50,7 @@ Progress = Callable[[int, int], None]
 """``progress(rows_done, rows_total)`` after each block."""
 
 BLOCK_ROWS = 1 << 16
+COMMIT_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -270,10 +271,14 @@ def _to_store(
             allow_nonfinite=source.allow_nonfinite,
         )
         try:
-            done = 0
+            done = since = 0
             for rows in source.batches():
                 store.append(rows)
                 done += rows.batch_size[0]
+                since += rows.batch_size[0]
+                if since >= COMMIT_ROWS:  # what a writer holds until its commit stays bounded
+                    store.commit()
+                    since = 0
                 if progress is not None:
                     progress(done, source.rows)
             store.commit()
