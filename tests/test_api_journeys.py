@@ -268,3 +268,61 @@ def test_cli_merge_takes_allow_mixed_envs(tmp_path):
     refused = CliRunner().invoke(cli, ["merge", *srcs, "--out", str(tmp_path / "m")])
     assert refused.exit_code != 0 and "--allow-mixed-envs" in refused.output
     assert "Traceback" not in refused.output
+
+
+# --- parquet users: the full table, streamed, and a DuckDB view ----------------------------
+
+
+def _flat(store):
+    rows = store.get(store.readable())
+    leaves = rows.items(include_nested=True, leaves_only=True)
+    return {k if isinstance(k, str) else ".".join(k): v for k, v in leaves}
+
+
+def _as_rows(column, n):
+    import numpy as np
+
+    return np.stack([np.asarray(v) for v in column]) if column.dtype == object else column
+
+
+@pytest.mark.parametrize("batch_rows", [None, 1, 7, FRAMES])
+def test_to_arrow_is_every_row_with_next_filled(recorded, batch_rows):
+    table = recorded.to_arrow(batch_rows=batch_rows)
+    want = _flat(recorded)
+    assert table.num_rows == FRAMES and set(table.column_names) == set(want)
+    assert table.column("next.observation").null_count == 0
+    for key, values in want.items():
+        got = table.column(key).to_numpy(zero_copy_only=False)
+        got = _as_rows(got, FRAMES).reshape(values.shape)
+        assert (got == values.numpy()).all(), key
+
+
+def test_iter_arrow_streams_batches_of_at_most_batch_rows(recorded):
+    batches = list(rldata.stores.iter_arrow(recorded, batch_rows=16))
+    assert [b.num_rows for b in batches] == [16, 16, 16, FRAMES - 48]
+    assert sum(b.num_rows for b in batches) == len(recorded)
+
+
+def test_to_pandas_matches_the_rows(recorded):
+    df = recorded.to_pandas()
+    want = _flat(recorded)
+    assert len(df) == FRAMES and set(df.columns) == set(want)
+    obs = _as_rows(df["next.observation"].to_numpy(), FRAMES)
+    assert (obs == want["next.observation"].numpy()).all()
+
+
+def test_duckdb_view_answers_sql_over_whole_rows(recorded):
+    duckdb = pytest.importorskip("duckdb")
+    con = duckdb.connect()
+    rldata.stores.duckdb_view(con, recorded.path, "ds")
+    n, total, nulls = con.execute(
+        'SELECT count(*), sum("next.reward"), count(*) - count("next.observation") FROM ds'
+    ).fetchone()
+    assert n == FRAMES and nulls == 0
+    assert total == pytest.approx(float(recorded.column("next.reward").double().sum()))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, "10", True])
+def test_a_bad_batch_rows_is_one_line(recorded, bad):
+    with pytest.raises(ConfigError, match="batch_rows must be a positive integer"):
+        recorded.to_arrow(batch_rows=bad)

@@ -29,8 +29,10 @@ __all__ = [
     "backends",
     "content_digest",
     "create",
+    "duckdb_view",
     "first_fault",
     "integrity_fault",
+    "iter_arrow",
     "open",
     "register",
     "registry",
@@ -125,3 +127,24 @@ def open(  # noqa: A001
     if is_url(path):  # the latest complete commit, checked out and verified
         return remote_commit.open_url(os.fspath(path), mode=mode)
     return open_dir(local_dir(path), mode=mode, durable=durable, verify=verify)
+
+
+def iter_arrow(store: Store, batch_rows: int | None = None) -> Any:
+    """The store's readable rows as ``pyarrow.RecordBatch`` es, ``next.*`` filled (see
+    :meth:`Store.iter_arrow`): any store in bounded memory."""
+    return store.iter_arrow(batch_rows)
+
+
+def duckdb_view(con: Any, store: Store | str | os.PathLike[str], name: str) -> Any:
+    """A DuckDB view ``name`` in ``con`` over every row of a store (a path, URL or open
+    :class:`Store`), ``next.*`` filled; returns ``con``.
+
+    Examples:
+        >>> con = duckdb.connect()                                       # doctest: +SKIP
+        >>> rldata.stores.duckdb_view(con, "datasets/pendulum", "pendulum")  # doctest: +SKIP
+        >>> con.sql('SELECT count(*), avg("next.reward") FROM pendulum')  # doctest: +SKIP
+    """
+    if isinstance(store, Store):
+        return store.to_duckdb(con, name)
+    with open(store) as opened:
+        return opened.to_duckdb(con, name)

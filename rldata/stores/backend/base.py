@@ -19,6 +19,7 @@ Examples:
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -193,6 +194,34 @@ class Store(abc.ABC):
     def _column(self, name: str) -> torch.Tensor | None:
         cols = self.columns()
         return None if cols is None else cols.get(name)
+
+    # --- other tools: Arrow, pandas, DuckDB (rows whole: next.* filled) ------------------
+    def iter_arrow(self, batch_rows: int | None = None) -> Iterator[Any]:
+        """Readable rows as ``pyarrow.RecordBatch`` es of at most ``batch_rows`` rows, oldest
+        first, ``next.*`` filled (see :mod:`rldata.stores.backend.arrow_rows`)."""
+        from rldata.stores.backend import arrow_rows
+
+        return arrow_rows.iter_arrow(self, batch_rows)
+
+    def to_arrow(self, batch_rows: int | None = None) -> Any:
+        """Every readable row as one ``pyarrow.Table``, ``next.*`` filled (read
+        ``batch_rows`` at a time; for a store larger than memory use :meth:`iter_arrow`)."""
+        from rldata.stores.backend import arrow_rows
+
+        return arrow_rows.to_arrow(self, batch_rows)
+
+    def to_pandas(self, batch_rows: int | None = None) -> Any:
+        """Every readable row as a ``pandas.DataFrame`` (dotted column names), ``next.*`` filled."""
+        from rldata.stores.backend import arrow_rows
+
+        return arrow_rows.to_pandas(self, batch_rows)
+
+    def to_duckdb(self, con: Any, name: str, batch_rows: int | None = None) -> Any:
+        """Register every readable row as DuckDB view ``name`` in ``con``; return ``con``.
+        Quote dotted columns: ``con.sql('SELECT avg("next.reward") FROM name')``."""
+        from rldata.stores.backend import arrow_rows
+
+        return arrow_rows.to_duckdb(self, con, name, batch_rows)
 
     # --- lifetime ---------------------------------------------------------------------
     @abc.abstractmethod
