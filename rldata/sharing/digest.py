@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from rldata import stores
+from rldata.stores.backend.blocks import row_blocks
 from rldata.stores.format import schema as sch
 
 TRAJ_KEY = "collector.traj_ids"
@@ -82,37 +83,53 @@ class EpisodeHashes:
 
 
 def episode_hashes(store: Any) -> EpisodeHashes:
-    """The content hash of every episode of ``store`` (one read of its rows)."""
+    """The content hash of every episode of ``store`` (one streaming read of its rows: an
+    episode's rows are held only until its last row, which the episode index says, is read)."""
     schema = store.schema or {}
     keys = sorted(k for k in schema if k != TRAJ_KEY)
     eps = store.episodes()
     n_eps = int(eps.batch_size[0]) if eps.batch_dims else 0
     if n_eps == 0 or len(store) == 0:
         return EpisodeHashes([], [], [])
-    rows = store.get(store.readable())
-    ids = rows.get(sch.key_tuple(TRAJ_KEY)).reshape(-1)
-    order = torch.sort(ids, stable=True).indices  # by episode, time order within it
-    sorted_ids = ids[order]
-    uniq, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
-    offsets = torch.cumsum(counts, 0) - counts
-    hashers = {int(u): hashlib.sha256() for u in uniq.tolist()}
-    spans = list(zip(uniq.tolist(), offsets.tolist(), counts.tolist()))
-    for key in keys:
-        col = rows.get(sch.key_tuple(key))[order].contiguous()
-        raw = _bytes_view(col)
-        for tid, off, cnt in spans:
-            hashers[tid].update(raw[off : off + cnt].tobytes())
     tids = [int(t) for t in eps["traj_id"].tolist()]
-    lengths = dict(zip(uniq.tolist(), counts.tolist()))
-    returns: dict[int, float | None] = dict.fromkeys(lengths)
-    if REWARD_KEY in schema:
-        reward = rows.get(sch.key_tuple(REWARD_KEY))[order].reshape(len(order), -1)
-        sums = reward.to(torch.float64).sum(dim=1)
-        for tid, off, cnt in spans:
-            returns[tid] = float(sums[off : off + cnt].sum())
+    want: dict[int, int] = {}
+    for t, n in zip(tids, eps["length"].tolist()):
+        want[t] = want.get(t, 0) + int(n)
+    open_: dict[int, list[Any]] = {}
+    held: dict[int, int] = {}
+    hashes: dict[int, str] = {}
+    lengths: dict[int, int] = {}
+    returns: dict[int, float | None] = {}
+
+    def close(tid: int) -> None:
+        parts = open_.pop(tid)
+        rows: Any = torch.cat(parts) if len(parts) > 1 else parts[0]
+        h = hashlib.sha256()
+        for key in keys:
+            h.update(_bytes_view(rows.get(sch.key_tuple(key))).tobytes())
+        hashes[tid], lengths[tid] = h.hexdigest(), int(rows.batch_size[0])
+        returns[tid] = None
+        if REWARD_KEY in schema:
+            reward = rows.get(sch.key_tuple(REWARD_KEY)).reshape(rows.batch_size[0], -1)
+            returns[tid] = float(reward.to(torch.float64).sum(dim=1).sum())
+        held.pop(tid, None)
+
+    for block in row_blocks(store):
+        ids = block.rows.get(sch.key_tuple(TRAJ_KEY)).reshape(-1)
+        order = torch.sort(ids, stable=True).indices  # by episode, time order within it
+        uniq, counts = torch.unique_consecutive(ids[order], return_counts=True)
+        off = 0
+        for tid, cnt in zip(uniq.tolist(), counts.tolist()):
+            open_.setdefault(tid, []).append(block.rows[order[off : off + cnt]])
+            off += cnt
+            held[tid] = held.get(tid, 0) + cnt
+            if held[tid] >= want.get(tid, -1):
+                close(tid)
+    for tid in list(open_):  # rows the index does not account for (a damaged store)
+        close(tid)
     return EpisodeHashes(
         traj_ids=tids,
-        hashes=[hashers[t].hexdigest() for t in tids],
+        hashes=[hashes[t] for t in tids],
         lengths=[int(lengths[t]) for t in tids],
         returns=[returns[t] for t in tids],
     )
