@@ -66,7 +66,7 @@ class ParquetStore(RowStore):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._groups = RowGroups(self._open_part, self._decode_group)
+        self._groups = RowGroups(self._open_part, self._decode_group, lambda: self._fields)
         self._cols: dict[str, np.ndarray] | None = None  # decoded rows, None until first use
         self._loaded = 0  # rows decoded from part files
         self._flushed = 0  # rows in part files listed by this handle's manifest

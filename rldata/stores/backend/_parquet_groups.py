@@ -5,7 +5,9 @@ A reader never decodes a whole part for a sample: each part's footer is read onc
 checked), the batch's positions are mapped to (part, row group), and each row group not
 cached is read alone (``ParquetFile.read_row_group``: its column chunks by byte range).
 Decoded row groups are kept up to ``cache_bytes()`` decoded bytes
-(``RLDATA_PARQUET_CACHE_BYTES``, default 256 MiB); the least recently used go first.
+(``RLDATA_PARQUET_CACHE_BYTES``, default 256 MiB): a store that fits is decoded group by
+group into one dense column per key (one gather per key per batch), a larger one into a
+least-recently-used set of groups (the least recently used go first).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from rldata.stores.backend import _columns as col
 
 DEFAULT_CACHE_BYTES = 256 << 20
 ENV = "RLDATA_PARQUET_CACHE_BYTES"
@@ -48,7 +52,9 @@ class RowGroups:
     (every column when None) as numpy arrays, next values stored once already rebuilt.
     """
 
-    def __init__(self, opener: Callable[[dict], pq.ParquetFile], decode: Decode) -> None:
+    def __init__(
+        self, opener: Callable[[dict], pq.ParquetFile], decode: Decode, fields: Callable[[], dict]
+    ) -> None:
         self._opener = opener
         self._decode = decode
         self._parts: list[dict] = []
@@ -59,6 +65,11 @@ class RowGroups:
             collections.OrderedDict()
         )
         self._bytes = 0
+        self._fields = fields
+        # a store whose decoded rows fit the cache: one column per key, filled group by group
+        # (fresh anonymous pages: untouched rows cost nothing), gathered with one take per key
+        self._dense: dict[str, np.ndarray] | None = None
+        self._have: set[tuple[int, int]] = set()
         self.limit = cache_bytes()
         self.decodes = 0  # row groups decoded by this handle (for tests and benchmarks)
 
@@ -74,8 +85,24 @@ class RowGroups:
             self._groups.clear()
             self._lru.clear()
             self._bytes = 0
+            self._dense, self._have = None, set()
         self._parts = list(parts)
         self._part_starts = np.array([p["start"] for p in parts], dtype=np.int64)
+        total = sum(p["rows"] for p in parts)
+        fields = self._fields()
+        row = sum(
+            int(np.prod(e["shape"], dtype=object)) * col.np_dtype(e["dtype"]).itemsize
+            for e in fields.values()
+        )
+        if total * row > self.limit:
+            if self._dense is not None:  # grown past the cache: group by group from now on
+                self._dense, self._have, self._bytes = None, set(), 0
+        elif self._dense is None:
+            self._dense = col.empty(fields, total)
+            self._have = set()
+        elif next(iter(self._dense.values())).shape[0] < total:
+            have = next(iter(self._dense.values())).shape[0]
+            self._dense = col.grow(self._dense, total, have)
 
     def _file(self, i: int) -> pq.ParquetFile:
         part = self._parts[i]
@@ -111,6 +138,8 @@ class RowGroups:
         out: dict[str, np.ndarray] = {}
         if index.size == 0:
             return out
+        if self._dense is not None:
+            return self._gather_dense(index, names)
         part_of = np.searchsorted(self._part_starts, index, side="right") - 1
         for i in np.unique(part_of).tolist():
             in_part = np.flatnonzero(part_of == i)
@@ -131,3 +160,23 @@ class RowGroups:
                 for name, a in out.items():
                     a[dst] = block[name][local]
         return out
+
+    def _gather_dense(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        dense = self._dense
+        assert dense is not None
+        part_of = np.searchsorted(self._part_starts, index, side="right") - 1
+        for i in np.unique(part_of).tolist():
+            self._file(i)
+            starts = self._groups[i]
+            rows = index[part_of == i]
+            for g in np.unique(np.searchsorted(starts, rows, side="right") - 1).tolist():
+                if (i, g) in self._have:
+                    continue
+                block = self._decode(self._file(i), self._parts[i], g, None)
+                self.decodes += 1
+                a = int(starts[g])
+                for name, values in block.items():
+                    dense[name][a : a + len(values)] = values
+                self._bytes += sum(v.nbytes for v in block.values())
+                self._have.add((i, g))
+        return {name: np.take(dense[name], index, axis=0) for name in names}
