@@ -354,7 +354,10 @@ class MemmapFiles(RowStore):
         if name in self._late():
             rows = self._next_range(name[len("next.") :], start, stop)
             return memoryview(rows.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
-        return memoryview(self._views[name][start:stop].reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
+        # a pread copy, not a view of the mapping: hashing a store leaves no mapped pages
+        # resident in this process (its memory stays a chunk, not the store)
+        rows = self._slice(name, start, stop)
+        return memoryview(rows.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
 
     def _td_meta(self, filled: int) -> dict[Path, dict]:
         """The content of every ``meta.json`` for ``filled`` rows, by path."""
