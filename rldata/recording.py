@@ -201,7 +201,7 @@ def record(
     specs = specs if specs is not None else _env_specs(env)
     env_id = env_id or found_id
     env_kwargs = env_kwargs if env_kwargs is not None else dict(found_kwargs or {})
-    seed = _seed_collector(collector, seed)
+    seed = _seed_collector(collector, seed, draw=owns_store)
     if owns_store:
         provenance = _provenance(provenance, env_id, env_kwargs, policy, seed)
     try:
@@ -224,11 +224,12 @@ def record(
             collector.shutdown()
 
 
-def _seed_collector(collector: Any, seed: int | None) -> int | None:
-    """Seed ``collector`` with ``seed``, else keep its own seed, else draw one; return it."""
+def _seed_collector(collector: Any, seed: int | None, draw: bool) -> int | None:
+    """Seed ``collector`` with ``seed``, else keep its own seed, else (``draw``: a new
+    store's provenance names one) draw one; return the seed in use."""
     if seed is None:
         seed = getattr(collector, "seed", None)
-        if seed is not None or not hasattr(collector, "set_seed"):
+        if seed is not None or not draw or not hasattr(collector, "set_seed"):
             return seed
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
     collector.set_seed(int(seed))
