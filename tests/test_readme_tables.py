@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,39 @@ def test_each_benchmarks_table_names_the_command_that_produced_it() -> None:
             continue
         section = text[: text.index(f"<!-- table:{name} -->")].rsplit("\n#", 1)[-1]
         assert command in section, f"{name}: docs/BENCHMARKS.md does not show `{command}`"
+
+
+def test_readme_holds_no_benchmark_table_but_the_headline_one() -> None:
+    """Benchmark tables live in docs/BENCHMARKS.md; the README keeps one headline table."""
+    rt = _script()
+    readme = (ROOT / "README.md").read_text()
+    marked = [name for name, _ in rt.REGION.findall(readme)]
+    assert marked == [], f"README.md quotes benchmark tables {marked}: they live in docs/"
+    prose = re.sub(r"```.*?```", "", readme, flags=re.S)
+    assert prose.count("\n|---") == 1, "README.md holds a table besides the headline one"
+
+
+def _headline_rows(readme: str) -> list[list[str]]:
+    section = readme.split("## Headline numbers", 1)[1].split("\n## ", 1)[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _number(text: str) -> float:
+    return float(re.match(r"[\d,.]+", text.lstrip("≤≥ ")).group(0).replace(",", ""))  # type: ignore[union-attr]
+
+
+def test_readme_headline_numbers_are_quoted_from_results() -> None:
+    """Each headline figure is a verbatim quote of the RESULTS file the row links to, and
+    its verdict agrees with its target (never rounder or better than the file)."""
+    rows = _headline_rows((ROOT / "README.md").read_text())
+    assert rows, "README.md has no headline table under '## Headline numbers'"
+    for measure, figure, target, verdict, source in rows:
+        path = ROOT / re.search(r"\((benchmarks/RESULTS-[\w.-]+\.md)\)", source).group(1)  # type: ignore[union-attr]
+        quoted = path.read_text().replace("**", "")
+        assert figure in quoted, f"{measure}: {figure!r} is not in {path.name}"
+        value, bound = _number(figure), _number(target)
+        holds = value <= bound if target.startswith("≤") else value >= bound
+        assert verdict.startswith("met") == holds, (
+            f"{measure}: {figure} vs {target} is not {verdict!r}"
+        )
