@@ -428,19 +428,31 @@ class ParquetStore(RowStore):
     def columns(self) -> dict[str, torch.Tensor] | None:
         """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers);
         None for a reader of a store above ``EAGER_BYTES`` decoded (it samples by row group)."""
-        if self.schema is None or not self._eager():
+        if self.schema is None:
+            return None
+        cols = self._decoded()
+        if cols is None:
             return None
         filled = self._filled()
-        return {
-            k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in self._load().items()
-        }
+        return {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}
+
+    def _decoded(self) -> dict[str, np.ndarray] | None:
+        """Every row decoded: a sampling reader's dense row groups once all are decoded, else
+        the whole-store decode where it is allowed (``_eager``), else None."""
+        if not self.writable and self._cols is None:
+            done = self._groups.complete()
+            if done is not None:
+                return done
+        return self._load() if self._eager() else None
 
     def rows_view(self) -> TensorDict | None:
         """The decoded rows ``[0, filled)`` as one TensorDict (decoded once per handle); None
         for a reader of a store above ``EAGER_BYTES`` decoded (it samples by row group)."""
-        if self.schema is None or not self._eager():
+        if self.schema is None:
             return None
-        cols = self._load()
+        cols = self._decoded()
+        if cols is None:
+            return None
         filled = self._filled()
         return col.tree(
             {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled

@@ -77,6 +77,14 @@ class RowGroups:
     def cached_bytes(self) -> int:
         return self._bytes
 
+    def complete(self) -> dict[str, np.ndarray] | None:
+        """The dense columns once every row group is decoded into them (else None)."""
+        if self._dense is None or len(self._groups) < len(self._parts):
+            return None
+        if len(self._have) < sum(len(s) for s in self._groups.values()):
+            return None
+        return self._dense
+
     def update(self, parts: list[dict]) -> None:
         """Adopt the manifest's parts (a refresh appends parts; earlier ones never change)."""
         known = len(self._parts)

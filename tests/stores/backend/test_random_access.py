@@ -161,3 +161,17 @@ def test_a_bad_parquet_cache_setting_is_one_line(monkeypatch):
     monkeypatch.setenv(_parquet_groups.ENV, "lots")
     with pytest.raises(rldata.errors.ConfigError, match="RLDATA_PARQUET_CACHE_BYTES='lots'"):
         _parquet_groups.cache_bytes()
+
+
+def test_a_parquet_reader_hands_out_its_dense_groups_once_all_are_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr(_parquet, "EAGER_BYTES", 0)  # a "large" store: no whole-store decode
+    ref = _reference(tmp_path, monkeypatch)
+    _write(tmp_path / "s", "parquet", 128, monkeypatch)
+    s = stores.open(tmp_path / "s", verify=False)
+    assert s.rows_view() is None  # nothing decoded yet: samples go group by group
+    s.get(torch.arange(ROWS // 2))
+    assert s.columns() is None
+    s.get(torch.arange(ROWS // 2, ROWS))
+    td = s.rows_view()
+    assert td is not None and s._cols is None  # the row groups' columns, no second decode
+    _same_bits(td, ref.get(slice(0, ROWS)))
