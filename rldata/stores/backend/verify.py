@@ -348,7 +348,7 @@ def _ted_faults(store: Store) -> Iterator[str]:
     from rldata.stores.format import schema as sch
 
     obs = _obs_keys(store.schema or {})
-    last: dict[int, tuple[int, TensorDict | None]] = {}  # traj -> (position, row if open)
+    last: dict[int, tuple[int, tuple[TensorDict, int] | None]] = {}  # traj -> (pos, row if open)
     for block in row_blocks(store):
         rows, n = block.rows, block.n
         for done, term, trunc in _FLAGS:
@@ -359,8 +359,11 @@ def _ted_faults(store: Store) -> Iterator[str]:
                 yield f"{store.path}: row {block.position + i}: {done} != {term} | {trunc}"
                 return
         ids = rows.get(K.traj_ids).reshape(-1)
-        order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
-        sids = ids[order]
+        if bool((ids[1:] >= ids[:-1]).all()):  # one writer's rows: already in that order
+            order, sids = torch.arange(n), ids
+        else:
+            order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
+            sids = ids[order]
         first = torch.ones(n, dtype=torch.bool)
         first[1:] = sids[1:] != sids[:-1]
         heads = order[first].tolist()
@@ -377,7 +380,7 @@ def _ted_faults(store: Store) -> Iterator[str]:
             if fault is not None:
                 yield fault
                 return
-        sel = rows[order]
+        sel = rows if sids is ids else rows[order]
         same = sids[1:] == sids[:-1]
         ended = sel.get(K.nxt(K.done)).reshape(n, -1)[:-1, 0]
         bad = same & ended
@@ -404,16 +407,17 @@ def _ted_faults(store: Store) -> Iterator[str]:
                 return
         tails = torch.ones(n, dtype=torch.bool)
         tails[:-1] = sids[1:] != sids[:-1]
-        for i in order[tails].tolist():
-            row = rows[i]
-            open_ = not bool(row.get(K.nxt(K.done)).reshape(-1)[0])
-            last[int(ids[i])] = (block.position + i, row.clone() if open_ else None)
+        tail_idx = order[tails]
+        tail_rows = rows[tail_idx]  # one gather: each trajectory's last row in this block
+        ended_at = tail_rows.get(K.nxt(K.done)).reshape(tail_idx.numel(), -1)[:, 0].tolist()
+        for j, (i, t, d) in enumerate(zip(tail_idx.tolist(), ids[tail_idx].tolist(), ended_at)):
+            last[t] = (block.position + i, None if d else (tail_rows, j))
 
 
 def _pair_faults(
     store: Store,
     obs: list[str],
-    prev: list[tuple[int, TensorDict | None]],
+    prev: list[tuple[int, tuple[TensorDict, int] | None]],
     heads: list[int],
     block: Block,
 ) -> str | None:
@@ -427,8 +431,9 @@ def _pair_faults(
                 f"{store.path}: traj {traj} continues at row {block.position + i} after its "
                 f"episode ended at row {pos}"
             )
+        held, j = row
         for key in obs:
-            nxt = row.get(sch.key_tuple(f"{K.next}.{key}"))
+            nxt = held.get(sch.key_tuple(f"{K.next}.{key}"))[j]
             cur = block.rows.get(sch.key_tuple(key))[i]
             if not bool(((nxt == cur) | (nxt != nxt) & (cur != cur)).all()):
                 return (
