@@ -154,3 +154,37 @@ def test_whole_store_passes_under_an_address_space_limit(
         with stores.open(tmp_path / "copy") as c:
             assert len(c) == rows
     assert decoded > 3 * (budget_mb << 20)  # the store is several times the budget
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_verify_finds_a_broken_link_across_blocks(tmp_path, monkeypatch, interleave):
+    """With blocks of a few rows, a next observation that differs from the next step of its
+    trajectory is found wherever it lies (within a block, across blocks, interleaved
+    trajectories), and a sound store has no fault."""
+    from rldata.stores.backend import blocks
+
+    monkeypatch.setattr(blocks, "BLOCK_BYTES", 7 * 70)  # 7 rows a block
+    td = ted_marked(0, 60, episode_length=20)
+    if interleave:  # rows of trajectories 0 and 1 alternate
+        td = td[
+            torch.tensor(
+                [i for pair in zip(range(20), range(20, 40)) for i in pair] + list(range(40, 60))
+            )
+        ]
+    ids = td.get(("collector", "traj_ids")).tolist()
+    last_of = {t: max(i for i, x in enumerate(ids) if x == t) for t in set(ids)}
+    for p in [None, *range(0, 60, 7)]:
+        bad = td.clone()
+        if p is not None:
+            bad.get(("next", "observation"))[p] += 1000
+        path = tmp_path / f"s{p}"
+        with stores.create(path, durable=False) as w:
+            w.append(bad)
+            w.commit()
+        with stores.open(path, verify=False) as s:
+            assert block_rows(s) < 10
+            faults = [f for f in stores.verify(s, checksums=False) if "differs" in f]
+        if p is None or last_of[ids[p]] == p:
+            assert faults == []
+        else:
+            assert len(faults) == 1 and f"of row {p} differs" in faults[0], faults
