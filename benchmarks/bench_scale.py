@@ -656,7 +656,7 @@ def tables(all_res: dict, args: argparse.Namespace) -> tuple[list[str], dict]:
 
 
 def _zarr_cache() -> int:
-    return int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 256 << 20))
+    return int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
 
 
 def s3_table(s3: dict) -> str:
