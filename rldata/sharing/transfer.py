@@ -180,6 +180,8 @@ def _copy_to(
     """
     refuse_overlap(_place(dst_loc), [_place(src_loc)], what=label)
     if not dst_loc.local:
+        if not force:
+            _refuse_other_remote_store(src_loc, dst_loc, label)
         return copy_store(src_loc, dst_loc, progress=progress, workers=workers, label=label)
     t0 = time.perf_counter()
     root = Path(dst_loc.root)
@@ -198,6 +200,19 @@ def _copy_to(
         with stores.open(stage):  # every row against its checksum before it takes the place
             pass
     return dataclasses.replace(summary, destination=redact(dst_loc.url))
+
+
+def _refuse_other_remote_store(src_loc: Location, dst_loc: Location, label: str) -> None:
+    """A published store at a remote destination is replaced only with ``force``: the same
+    rule as a local destination. A destination holding this very manifest (a no-op or a
+    resumed copy) or no manifest yet (an unfinished copy) is not another store."""
+    held = _cat(dst_loc, ob.MANIFEST)
+    if held is None or held == _cat(src_loc, ob.MANIFEST):
+        return
+    raise StoreExistsError(
+        f"{label}: {redact(dst_loc.url)} already holds another store; pass --force to replace "
+        "it (readers see the old store until the new manifest is published)"
+    )
 
 
 def _already_there(

@@ -10,7 +10,7 @@ import torch
 
 import rldata
 from rldata import stores
-from rldata.errors import StoreNotFoundError, TransferError, UnsupportedURLError
+from rldata.errors import StoreExistsError, StoreNotFoundError, TransferError, UnsupportedURLError
 from rldata.sharing import objects as ob
 from rldata.sharing import pull, push
 from rldata.sharing.digest import store_digest
@@ -54,14 +54,18 @@ def test_second_push_and_pull_skip_everything(store: Path, remote: str, tmp_path
     assert (again.copied, again.skipped) == (0, again.objects)
 
 
-def test_push_after_more_rows_updates_the_destination(store: Path, remote: str) -> None:
+def test_push_after_more_rows_updates_the_destination_with_force(store: Path, remote: str) -> None:
     url = f"{remote}/ds"
     push(store, url)
     from rldata.testing import ted_batch
 
     with stores.open(store, mode="a") as w:
         w.append(ted_batch([7, 8], start_traj_id=100))
-    summary = push(store, url)
+    with pytest.raises(StoreExistsError, match="already holds another store; pass --force"):
+        push(store, url)  # a published store is replaced only when asked (issue 17 section 2)
+    with rldata.open(url) as s:
+        assert len(s) == 90  # the refused push changed nothing
+    summary = push(store, url, force=True)
     assert summary.copied > 0  # every key's file grew, the episode index is new
     with rldata.open(url) as s:
         assert len(s) == 105 and stores.verify(s) == []

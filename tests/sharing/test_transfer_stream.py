@@ -35,7 +35,7 @@ def every_object_streamed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     [
         whole.test_push_pull_round_trip,
         whole.test_second_push_and_pull_skip_everything,
-        whole.test_push_after_more_rows_updates_the_destination,
+        whole.test_push_after_more_rows_updates_the_destination_with_force,
         whole.test_pull_refuses_a_corrupted_object,
     ],
     ids=lambda f: f.__name__,
