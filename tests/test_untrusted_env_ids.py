@@ -421,6 +421,7 @@ REVIEWED = {  # (file, call): count. Where each id comes from:
     ("rldata/envs/pixels.py", "gymnasium.make_vec"): 1,
     ("rldata/recording.py", "GymEnv"): 1,  # collect's env_id (the user's)
     ("rldata/recording.py", "PixelEnv"): 1,  # collect's env_id (the user's)
+    ("rldata/collectors/inputs.py", "GymEnv"): 1,  # record(env="Id"): the user's, in Python
     ("rldata/trainers/run_eval.py", "GymEnv"): 1,  # evaluate: env= or gated
     ("rldata/trainers/setup.py", "GymEnv"): 2,  # --eval-env / --env, else the store's: gated
     ("rldata/trainers/loops.py", "GymEnv"): 1,  # cfg.env: the user's, or config.json's: gated
