@@ -191,17 +191,7 @@ class ParquetStore(RowStore):
         once = self._once()
         gaps = {}
         for name, entry in self._fields.items():
-            try:
-                values, nulls = decode_column(table.column(name), entry, n)
-            except CorruptStoreError:
-                raise
-            except Exception as exc:  # a column whose type a flipped byte changed
-                raise CorruptStoreError(
-                    f"{path}: column {name!r} does not decode as {entry['dtype']}"
-                    f"{entry['shape']} ({type(exc).__name__})"
-                ) from None
-            if nulls is not None and name not in {f"next.{k}" for k in once}:
-                raise CorruptStoreError(f"{path}: column {name!r} has nulls; it is stored in full")
+            values, nulls = self._decode_one(table.column(name), entry, n, path, name, once)
             cols[name][a : a + n] = values
             if nulls is not None:
                 gaps[name] = nulls
