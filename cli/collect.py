@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from rldata import api
+from rldata_cli._metadata import metadata_kwargs, metadata_options
 from rldata_cli._progress import Bar, quiet_option
 
 
@@ -131,6 +132,7 @@ class _Bar(Bar):
     is_flag=True,
     help="Store Discrete actions one-hot (default: int64 indices).",
 )
+@metadata_options
 @quiet_option
 def collect(
     env_id: str,
@@ -149,6 +151,10 @@ def collect(
     pixels_only: bool,
     one_hot: bool,
     env_kwargs_json: str | None,
+    authors: tuple[str, ...],
+    description: str | None,
+    license_: str | None,
+    code_link: str | None,
     quiet: bool,
 ) -> None:
     """Record FRAMES transitions of ENV_ID into the store at --out."""
@@ -177,6 +183,7 @@ def collect(
                 pixels_only=pixels_only,
                 one_hot=one_hot,
                 env_kwargs=env_kwargs,
+                **metadata_kwargs(authors, description, license_, code_link),
             )
         except TypeError as err:  # gymnasium.make: the env does not take one of the kwargs
             if env_kwargs is None or "unexpected keyword argument" not in str(err):

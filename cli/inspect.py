@@ -30,6 +30,7 @@ def _card_text(card: dict[str, Any]) -> list[str]:
         lines.append(
             f"return       min {ret['min']:.3f}  mean {ret['mean']:.3f}  max {ret['max']:.3f}"
         )
+    lines += _metadata_text(card.get("metadata") or {})
     lines.append("schema")
     for key, entry in sorted((card["schema"] or {}).items()):
         lines.append(f"  {key:<24} {entry['dtype']:<8} {list(entry['shape'])}")
@@ -37,7 +38,8 @@ def _card_text(card: dict[str, Any]) -> list[str]:
         lines.append("specs        " + json.dumps(card["specs"], sort_keys=True)[:400])
     lines.append("provenance")
     for key, value in sorted((card["provenance"] or {}).items()):
-        lines.append(f"  {key:<24} {value}")
+        if key not in _LABELS:  # shown above, cut to size
+            lines.append(f"  {key:<24} {value}")
     if card.get("stats"):
         lines.append("statistics   (recorded at commit time; first features shown)")
         for key, st in card["stats"].items():
@@ -55,6 +57,37 @@ def _card_text(card: dict[str, Any]) -> list[str]:
         lines.append(f"actions      {card['actions_outside_spec']:,} rows outside the action spec")
     lines.append(f"digest       {card['content_digest']}")
     lines.append(f"check        {card['check']}")
+    return lines
+
+
+_LABELS = {
+    "author": "author",
+    "author_email": "email",
+    "algorithm_name": "algorithm",
+    "license": "license",
+    "code_permalink": "code link",
+    "description": "description",
+}
+_DESCRIPTION_LINES = 12
+
+
+def _metadata_text(meta: dict[str, Any]) -> list[str]:
+    """The dataset's descriptive metadata, one field a line (the description a line per
+    line of it, at most ``_DESCRIPTION_LINES``); ``echo`` escapes what the lines hold."""
+    lines = []
+    for key, label in _LABELS.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        text = ", ".join(value) if isinstance(value, list) else str(value)
+        parts = text.splitlines() or [""]
+        if len(parts) > _DESCRIPTION_LINES:
+            parts = [
+                *parts[: _DESCRIPTION_LINES - 1],
+                f"... ({len(parts) - _DESCRIPTION_LINES + 1} more lines)",
+            ]
+        lines.append(f"{label:<12} {parts[0]}")
+        lines += [f"{'':<12} {p}" for p in parts[1:]]
     return lines
 
 

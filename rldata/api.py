@@ -232,11 +232,19 @@ def convert(
     backend: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     force: bool = False,
+    author: str | list[str] | None = None,
+    description: str | None = None,
+    license: str | None = None,
+    code_link: str | None = None,
 ) -> Any:
     """Copy a dataset between rldata backends, Minari, D4RL and TorchRL (``rldata convert``).
 
     See :func:`rldata.stores.interop.convert.convert` for the accepted forms of ``src`` and ``dst``.
+    ``author`` / ``description`` / ``license`` / ``code_link`` replace the source's
+    descriptive metadata in ``dst`` (as :func:`rldata.record` sets them).
     """
     from rldata.stores.interop.convert import convert as _convert  # h5py only when converting
+    from rldata.stores.interop.described import described
 
-    return _convert(src, dst, backend=backend, progress=progress, force=force)
+    meta = described(author=author, description=description, license=license, code_link=code_link)
+    return _convert(src, dst, backend=backend, progress=progress, force=force, metadata=meta)

@@ -37,6 +37,7 @@ from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores.backend import _sharded as _shards
 from rldata.stores.format import manifest as _manifest
 from rldata.stores.format.lock import WriterLock
+from rldata.stores.interop.described import described as _described
 from rldata.stores.interop.minari_spaces import gym_spaces
 from rldata.stores.location.destination import (
     check_destination,
@@ -142,6 +143,10 @@ def record(
     progress: Progress | None = None,
     specs: Any = None,
     seed: int | None = None,
+    author: str | list[str] | None = None,
+    description: str | None = None,
+    license: str | None = None,
+    code_link: str | None = None,
 ) -> RecordSummary:
     """Record ``frames`` transitions from a collector (or env) into a store.
 
@@ -170,16 +175,27 @@ def record(
             collector's env's; a multi-process collector has none in this process).
         seed: seeds the collector (default: the seed it was given, else a fresh one, so
             the envs' resets are reproducible from the recorded provenance).
+        author / description / license / code_link: the dataset's descriptive metadata,
+            kept in a new store's provenance under Minari's names (``author`` a sorted
+            list, ``code_permalink``), shown by ``rldata info`` and the report and written
+            into a Minari export.
 
     Raises:
-        ConfigError: bad ``frames`` / ``commit_every``.
+        ConfigError: bad ``frames`` / ``commit_every``, or metadata over its bound
+            (:mod:`rldata.stores.interop.described`).
         InputTypeError: an env or policy of a type none of the forms above.
         StoreExistsError: the path holds a store and neither ``resume`` nor ``force``.
     """
     frames = _frames(frames)
     if commit_every is not None:
         _frames_named("commit_every", commit_every)
+    meta = _described(author=author, description=description, license=license, code_link=code_link)
     owns_store = isinstance(store_or_path, (str, os.PathLike))
+    if meta and not owns_store:
+        raise ConfigError(
+            "author/description/license/code_link describe a new store: give a path, "
+            "not an open store"
+        )
     if owns_store:  # fail before building anything
         check_destination(os.fspath(store_or_path), resume=resume, force=force, backend=backend)
     owns_collector = not _is_collector(collector_or_env)
@@ -203,7 +219,7 @@ def record(
     env_kwargs = env_kwargs if env_kwargs is not None else dict(found_kwargs or {})
     seed = _seed_collector(collector, seed, draw=owns_store)
     if owns_store:
-        provenance = _provenance(provenance, env_id, env_kwargs, policy, seed)
+        provenance = {**_provenance(provenance, env_id, env_kwargs, policy, seed), **meta}
     try:
         if not owns_store:
             return _record_into(collector, store_or_path, frames, commit_every, progress)
@@ -470,6 +486,10 @@ def collect(
     from_pixels: bool = False,
     pixels_only: bool = True,
     one_hot: bool = False,
+    author: str | list[str] | None = None,
+    description: str | None = None,
+    license: str | None = None,
+    code_link: str | None = None,
 ) -> RecordSummary:
     """Record a dataset from a gymnasium env id: what ``rldata collect`` runs.
 
@@ -499,8 +519,10 @@ def collect(
         one_hot: store Discrete (and MultiDiscrete) actions as one-hot vectors (TorchRL's
             ``GymEnv`` default) instead of their integer indices (int64, what Minari, d3rlpy
             and SB3 datasets hold).
+        author / description / license / code_link: as :func:`record` (a new store only).
     """
     frames = _frames(frames)
+    meta = _described(author=author, description=description, license=license, code_link=code_link)
     if not pixels_only and not from_pixels:
         raise ConfigError("pixels_only=False (--no-pixels-only) needs from_pixels=True")
     num_envs = _at_most("num_envs", _frames_named("num_envs", num_envs), MAX_NUM_ENVS)
@@ -536,6 +558,7 @@ def collect(
         prov["gym_spaces"] = spaces
     if from_pixels:
         prov.update(from_pixels=True, pixels_only=bool(pixels_only))
+    prov.update(meta)
     if ray:
         return record_sharded(
             factory,

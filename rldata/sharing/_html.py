@@ -28,6 +28,10 @@ figure.plot { margin: 0; flex: 1 1 520px; max-width: 620px; }
 figure.plot img { width: 100%; height: auto; display: block; }
 figcaption { color: #56616d; font-size: 12px; margin-top: 2px; }
 .note { color: #56616d; font-size: 13px; }
+pre { background: #f0f2f5; border-radius: 6px; padding: 8px 12px; margin: 4px 0 10px;
+      overflow-x: auto; }
+pre code { word-break: normal; white-space: pre; }
+#description p { max-width: 80ch; }
 """
 
 

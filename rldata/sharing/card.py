@@ -1,7 +1,8 @@
 """The dataset card: what ``rldata info`` shows about a store, beside the HTML report.
 
-Size, episodes, returns, schema, specs, provenance, the content digest, the integrity
-check, and how many recorded actions fall outside a bounded action spec.
+Size, episodes, returns, schema, specs, provenance, the descriptive metadata (author,
+description, license, code link), the content digest, the integrity check, and how many
+recorded actions fall outside a bounded action spec.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rldata.sharing.cache import open_url
 from rldata.sharing.urls import is_url
 from rldata.stores.backend import _sharded as _shards
 from rldata.stores.backend.blocks import row_blocks
+from rldata.stores.interop.described import bounded
 from rldata.stores.location.destination import shown
 
 
@@ -70,6 +72,7 @@ def dataset_card(path: str) -> dict[str, Any]:
             "schema": store.schema,
             "specs": store.manifest.get("specs"),
             "provenance": store.provenance,
+            "metadata": bounded(store.provenance),  # cut to size: the store's strings are data
             "content_digest": _stores.content_digest(store),
             "check": "ok" if fault is None else f"FAILED: {fault}",
             "stats": store.stats() if fault is None and hasattr(store, "stats") else None,

@@ -1,9 +1,14 @@
 """``report(path_or_url, out)``: one self-contained HTML page describing a dataset.
 
-The page holds the dataset card (backend, size, transitions, episodes, provenance, digest,
-schema, specs and, when the store records them, per-feature statistics as tables) and plots: episode returns over recording order and as a
-histogram, episode lengths, per-dimension histograms of observations, actions and rewards,
-and the share of terminated, truncated and unfinished episodes. Plots are drawn by
+The page holds what the dataset is (its description, author, license and code link, as
+the store's provenance holds them), how to load it (Python and the CLI), the dataset card
+(backend, size, transitions, episodes, provenance, digest), the schema, the specs with
+their bounds in words ("each of 3 values in [-2, 2]", "integer in 0..2"), per-feature
+statistics when the store records them, and plots: episode returns over recording order
+and as a histogram, episode lengths, per-dimension histograms of observations, continuous
+actions and rewards, discrete actions as bar charts of counts per index (one per
+component of a multi-discrete action), and the share of terminated, truncated and
+unfinished episodes. Plots are drawn by
 matplotlib's Agg renderer and embedded as base64 PNG; the page loads nothing from the
 network. Episode plots use the episode index (no pass over the rows); histograms use a
 uniform sample of at most :data:`SAMPLE_ROWS` rows, which the page states, so a million-row
@@ -23,6 +28,7 @@ from typing import Any
 import torch
 
 from rldata import ted
+from rldata._untrusted import escape
 from rldata.errors import MissingDependencyError
 from rldata.sharing import _html as h
 from rldata.sharing import objects as ob
@@ -30,6 +36,7 @@ from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.urls import redact
 from rldata.stores.format import schema as sch
+from rldata.stores.interop import described
 from rldata.stores.location.destination import inspect_destination, plan_destination
 from rldata.stores.location.provable import generator_tag
 
@@ -68,11 +75,20 @@ def report(
         stats_html = _stats_table(store)
         eps = store.episodes()
         sample, note = _sample(store)
-        plots = _episode_plots(figure_cls, eps) + _row_plots(figure_cls, store.schema or {}, sample)
+        specs_json = store.manifest.get("specs")
+        discrete = _discrete_actions(specs_json, store.schema or {})
+        plots = (
+            _episode_plots(figure_cls, eps)
+            + _action_bars(figure_cls, discrete, sample)
+            + _row_plots(figure_cls, store.schema or {}, sample, skip=set(discrete))
+        )
+        about = described.bounded(store.provenance)
     sections = [
+        h.section("About this dataset", _about(about), section_id="about"),
+        h.section("How to load this dataset", _load_snippet(name), section_id="load"),
         h.section("Dataset card", h.table(None, card, code=1), section_id="card"),
         h.section("Schema", _schema_table(store.schema or {}), section_id="schema"),
-        h.section("Specs", _specs_table(store.manifest.get("specs")), section_id="specs"),
+        h.section("Specs", _specs_table(specs_json), section_id="specs"),
         h.section("Statistics of every row", stats_html, section_id="stats"),
         h.section(
             "Plots",
@@ -138,6 +154,8 @@ def _card(store: Any, name: str) -> list[tuple[str, str]]:
         )
     )
     for key, value in sorted((m.get("provenance") or {}).items()):
+        if key in described.FIELDS:  # shown, cut to size, under "About this dataset"
+            continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         rows.append((f"provenance.{key}", str(text)))
     rows.append(("content digest", digest_of(store)))
@@ -171,8 +189,9 @@ def _schema_table(schema: dict) -> str:
     return h.table(("key", "dtype", "shape"), rows, code=0)
 
 
-def _specs_table(specs: Any) -> str:
-    rows: list[tuple[str, ...]] = []
+def _spec_leaves(specs: Any) -> dict[str, dict]:
+    """The leaf specs of the manifest's spec JSON, by dotted key."""
+    out: dict[str, dict] = {}
 
     def walk(node: Any, key: str) -> None:
         if not isinstance(node, dict):
@@ -181,21 +200,143 @@ def _specs_table(specs: Any) -> str:
             for child, sub in sorted((node.get("specs") or {}).items()):
                 walk(sub, f"{key}.{child}" if key else child)
             return
-        extra = {k: v for k, v in node.items() if k not in ("type", "shape", "dtype")}
-        rows.append(
-            (
-                key,
-                str(node.get("type")),
-                str(node.get("dtype")),
-                str(node.get("shape")),
-                _short(json.dumps(extra, sort_keys=True)),
-            )
-        )
+        out[key] = node
 
     walk(specs, "")
+    return out
+
+
+def _specs_table(specs: Any) -> str:
+    rows = [
+        (key, str(node.get("type")), str(node.get("dtype")), str(node.get("shape")), in_words(node))
+        for key, node in _spec_leaves(specs).items()
+    ]
     if not rows:
         return '<p class="note">no specs recorded</p>'
-    return h.table(("key", "type", "dtype", "shape", "bounds / details"), rows, code=0)
+    return h.table(("key", "type", "dtype", "shape", "values"), rows, code=0)
+
+
+_INTS = ("int", "uint")
+
+
+def in_words(node: dict) -> str:
+    """A leaf spec's values in words: "each of 3 values in [-2, 2]", "integer in 0..2",
+    "17 unbounded floats" (the spec JSON of :mod:`rldata.specs`; shown, never evaluated)."""
+    try:
+        return _short(_words(node))
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+        return _short(json.dumps({k: v for k, v in node.items() if k not in ("type",)}))
+
+
+def _words(node: dict) -> str:
+    kind, dtype = node.get("type"), str(node.get("dtype"))
+    shape = [int(d) for d in node.get("shape") or []]
+    count = math.prod(shape)
+    integer = dtype.startswith(_INTS)
+    many = f"{count:,}" + (f" ({'×'.join(map(str, shape))})" if len(shape) > 1 else "")
+    noun = "integer" if integer else "value"
+    if kind == "Bounded":
+        low, high = _bounds(node["low"], count), _bounds(node["high"], count)
+        ranges = [_range(lo, hi, integer) for lo, hi in zip(low, high)]
+        if len(set(ranges)) == 1:
+            if count == 1:
+                return f"{noun} in {ranges[0]}"
+            return f"each of {many} {noun}s in {ranges[0]}"
+        shown = ", ".join(ranges[:6]) + (", …" if len(ranges) > 6 else "")
+        return f"{many} {noun}s, each in its own range: {shown}"
+    if kind == "Unbounded":
+        what = "integer" if integer else ("boolean" if dtype == "bool" else "float")
+        return f"{many} unbounded {what}{'s' * (count != 1)}"
+    if kind == "Categorical":
+        n = int(node["n"])
+        if count == 1:
+            return f"integer in 0..{n - 1}"
+        return f"each of {many} integers in 0..{n - 1}"
+    if kind == "OneHot":
+        return f"one-hot vector of {int(node['n'])} (index 0..{int(node['n']) - 1})"
+    if kind == "Binary":
+        return f"{many} values, each 0 or 1"
+    if kind in ("MultiCategorical", "MultiOneHot"):
+        nvec = [int(n) for n in node["nvec"]]
+        parts = ", ".join(f"0..{n - 1}" for n in nvec[:8]) + (", …" if len(nvec) > 8 else "")
+        if kind == "MultiOneHot":
+            return f"{len(nvec)} one-hot blocks (indices {parts})"
+        return f"{len(nvec)} integers in {parts}"
+    raise ValueError(kind)
+
+
+def _bounds(data: dict, count: int) -> list[float]:
+    if "fill" in data:
+        return [float(data["fill"])] * count
+    return [float(v) for v in data["values"]]
+
+
+def _range(lo: float, hi: float, integer: bool) -> str:
+    if integer and math.isfinite(lo) and math.isfinite(hi):
+        return f"{int(lo)}..{int(hi)}"
+    return f"[{_num(lo)}, {_num(hi)}]"
+
+
+def _num(x: float) -> str:
+    return "∞" if x == math.inf else "-∞" if x == -math.inf else f"{x:g}"
+
+
+# --- what the dataset is, and how to load it --------------------------------------------------
+
+_ABOUT = (
+    ("author", "author"),
+    ("author_email", "author email"),
+    ("license", "license"),
+    ("code_permalink", "code"),
+    ("algorithm_name", "algorithm"),
+)
+
+
+def _about(meta: dict[str, Any]) -> str:
+    """Description (paragraphs), author, license, code link: text only, control characters
+    shown as escapes and HTML escaped (a link from a shared store is shown, not followed)."""
+    desc = meta.get("description")
+    paragraphs = [p for p in (desc or "").split("\n\n") if p.strip()]
+    body = (
+        "".join(
+            "<p>" + "<br>".join(h.esc(escape(line)) for line in par.splitlines()) + "</p>"
+            for par in paragraphs
+        )
+        if paragraphs
+        else '<p class="note" id="no-description">The dataset has no description '
+        "(rldata collect / convert --description sets one).</p>"
+    )
+    rows = [
+        (label, escape(", ".join(v) if isinstance(v, list) else v))
+        for key, label in _ABOUT
+        if (v := meta.get(key)) is not None
+    ]
+    if "license" not in meta:
+        rows.append(("license", "not stated"))
+    return f'<div id="description">{body}</div>' + h.table(None, rows)
+
+
+def _load_snippet(name: str) -> str:
+    """Python and shell lines that open this dataset (the name quoted for each language)."""
+    import shlex
+
+    py = (
+        "import rldata\n\n"
+        f"buffer = rldata.load({name!r}, batch_size=256)  # a read-only replay buffer\n"
+        "batch = buffer.sample()  # a TensorDict of 256 TED rows\n\n"
+        f"with rldata.open({name!r}) as store:  # the store itself\n"
+        "    episodes = store.episodes()  # one row per episode: return, length, ends\n"
+    )
+    q = shlex.quote(name)
+    sh = (
+        f"rldata info {q}     # this card in the terminal\n"
+        f"rldata verify {q}   # check every checksum\n"
+        f"rldata convert {q} minari:NAMESPACE/NAME-v0   # or a Minari dataset\n"
+    )
+    return (
+        f'<p>Python</p><pre id="load-python"><code>{h.esc(py)}</code></pre>'
+        f'<p>Command line</p><pre id="load-cli"><code>{h.esc(sh)}</code></pre>'
+    )
 
 
 def _stats_table(store: Any) -> str:
@@ -330,12 +471,16 @@ def _row_keys(schema: dict) -> list[tuple[str, str]]:
     return keys
 
 
-def _row_plots(figure_cls: Any, schema: dict, sample: Any) -> list[str]:
+def _row_plots(
+    figure_cls: Any, schema: dict, sample: Any, skip: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
     if sample is None:
         return []
     out = []
     colors = {"observation": "#2b6cb0", "action": "#805ad5", "reward": "#c05621"}
     for key, what in _row_keys(schema):
+        if key in skip:  # a discrete action: drawn as a bar chart of counts
+            continue
         values = sample.get(sch.key_tuple(key))
         flat = values.reshape(values.shape[0], -1).double()
         dims = flat.shape[1]
@@ -365,4 +510,75 @@ def _row_plots(figure_cls: Any, schema: dict, sample: Any) -> list[str]:
             ax.set_visible(False)
         fig.suptitle(f"{what} · {key}" if what != key else key, fontsize=10)
         out.append(h.figure(f"hist-{key.replace('.', '-')}", _png(fig), caption))
+    return out
+
+
+_DISCRETE = ("Categorical", "OneHot", "MultiCategorical", "MultiOneHot")
+
+
+def _discrete_actions(specs: Any, schema: dict) -> dict[str, dict]:
+    """The stored action keys whose spec is discrete (index or one-hot), with their spec."""
+    act = ted.key_name(_K.action)
+    return {
+        key: node
+        for key, node in _spec_leaves(specs).items()
+        if (key == act or key.startswith(act + "."))
+        and key in schema
+        and node.get("type") in _DISCRETE
+    }
+
+
+def action_counts(node: dict, values: torch.Tensor) -> list[torch.Tensor]:
+    """Counts per action index, one tensor per component (one for a Discrete action; one
+    per entry of a MultiDiscrete), from stored index or one-hot rows; an index outside the
+    spec is not counted."""
+    kind = node["type"]
+    rows = values.shape[0]
+    if kind == "Categorical":
+        return [_bincount(values.reshape(rows, -1).reshape(-1), int(node["n"]))]
+    if kind == "OneHot":
+        return [_bincount(values.reshape(rows, -1).argmax(-1), int(node["n"]))]
+    nvec = [int(n) for n in node["nvec"]]
+    flat = values.reshape(rows, -1)
+    if kind == "MultiCategorical":
+        return [_bincount(flat[:, i], n) for i, n in enumerate(nvec)]
+    blocks = torch.split(flat, nvec, dim=-1)  # MultiOneHot: one block per component
+    return [_bincount(b.argmax(-1), n) for b, n in zip(blocks, nvec)]
+
+
+def _bincount(index: torch.Tensor, n: int) -> torch.Tensor:
+    index = index.long().reshape(-1)
+    index = index[(index >= 0) & (index < n)]
+    return torch.bincount(index, minlength=n)[:n]
+
+
+def _action_bars(figure_cls: Any, discrete: dict[str, dict], sample: Any) -> list[str]:
+    """A bar chart of counts per action index for each discrete action key (a panel per
+    component of a multi-discrete action, at most :data:`MAX_PANELS`)."""
+    if sample is None:
+        return []
+    out = []
+    for key, node in discrete.items():
+        counts = action_counts(node, sample.get(sch.key_tuple(key)))
+        shown = counts[:MAX_PANELS]
+        cols = min(4, len(shown))
+        rows = math.ceil(len(shown) / cols)
+        fig = figure_cls(figsize=(6.2, 2.2 * rows + 0.6), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+        for i, (ax, c) in enumerate(zip(axes.flat, shown)):
+            ax.bar(range(len(c)), c.numpy(), color="#805ad5")
+            ax.set_xticks(range(len(c)) if len(c) <= 20 else [])
+            ax.tick_params(labelsize=7)
+            ax.set(xlabel="action index", ylabel="rows" if i % cols == 0 else None)
+            if len(counts) > 1:
+                ax.set_title(f"component {i}", fontsize=9)
+        for ax in list(axes.flat)[len(shown) :]:
+            ax.set_visible(False)
+        fig.suptitle(f"action · {key}: counts per index", fontsize=10)
+        per = "per component " if len(counts) > 1 else ""
+        more = (
+            f" (first {len(shown)} of {len(counts)} components)" if len(shown) < len(counts) else ""
+        )
+        caption = f"{key}: how often each action index was taken, {per}in the sampled rows{more}"
+        out.append(h.figure(f"actions-{key.replace('.', '-')}", _png(fig), caption))
     return out

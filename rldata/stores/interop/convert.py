@@ -127,6 +127,7 @@ def convert(
     backend: str | None = None,
     progress: Progress | None = None,
     force: bool = False,
+    metadata: dict | None = None,
 ) -> ConvertSummary:
     """Copy the dataset at ``src`` to the new ``dst`` (see the module docstring for the forms).
 
@@ -138,6 +139,8 @@ def convert(
         progress: called with (rows done, rows total) after each block.
         force: replace an existing ``dst`` that is provably an rldata store (or a Minari
             dataset rldata exported).
+        metadata: descriptive fields that replace the source's in ``dst``'s provenance
+            (:func:`rldata.stores.interop.described.described` makes them).
 
     Raises:
         StoreExistsError: ``dst`` exists (nothing is changed).
@@ -159,6 +162,8 @@ def convert(
     if backend is not None:
         stores.backend.registry.load(backend)  # an unknown backend fails before anything is read
     source = _open_source(src_text)
+    if metadata:
+        source.provenance = {**source.provenance, **metadata}
     try:
         with plan_destination(
             target, kind=kind, sources=sources, force=force, what="convert"

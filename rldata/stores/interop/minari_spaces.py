@@ -40,6 +40,7 @@ from rldata.specs import (
 )
 from rldata.stores.backend import _columns as col
 from rldata.stores.format import schema as sch
+from rldata.stores.interop import described
 
 Leaf = tuple[tuple[str, ...], tuple[str, ...], Any]
 """A space's leaf: its TED key parts, its HDF5 path inside the group, its space."""
@@ -424,37 +425,20 @@ def space_from_json(data: Any) -> Any:
 
 
 # --- descriptive metadata -------------------------------------------------------------------
-CARD_FIELDS = (
-    "author",
-    "author_email",
-    "algorithm_name",
-    "code_permalink",
-    "description",
-    "license",
-)
+CARD_FIELDS = described.FIELDS
 """Minari's descriptive metadata fields, kept in rldata's provenance under the same names."""
 
 
 def card_from_minari(meta: dict) -> dict[str, Any]:
     """Minari's descriptive fields present in ``meta``, as provenance entries (``author``
-    and ``author_email`` sorted lists of strings, the others strings)."""
-    out: dict[str, Any] = {}
-    for field in CARD_FIELDS:
-        value = meta.get(field)
-        if value is None:
-            continue
-        if field in ("author", "author_email"):
-            items = [value] if isinstance(value, str) else value
-            if isinstance(items, list) and all(isinstance(v, str) for v in items):
-                out[field] = sorted(items)
-        elif isinstance(value, str):
-            out[field] = value
-    return out
+    and ``author_email`` sorted lists of strings, the others strings), each cut to its
+    bound (:mod:`rldata.stores.interop.described`)."""
+    return described.bounded(meta)
 
 
 def card_to_minari(prov: dict) -> dict[str, Any]:
     """The provenance's descriptive fields as Minari's metadata holds them."""
-    return card_from_minari({k: prov.get(k) for k in CARD_FIELDS})
+    return described.bounded(prov)
 
 
 def to_stored(a: np.ndarray, entry: dict | None, spec: Any, space: Any = None) -> np.ndarray:
