@@ -225,7 +225,7 @@ def in_words(node: dict) -> str:
     try:
         return _short(_words(node))
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
-        return _short(json.dumps({k: v for k, v in node.items() if k not in ("type",)}))
+        return _short(json.dumps({k: v for k, v in node.items() if k != "type"}, sort_keys=True))
 
 
 def _words(node: dict) -> str:

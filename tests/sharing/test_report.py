@@ -115,6 +115,13 @@ def test_report_renders_in_headless_chromium(pendulum: Path, tmp_path: Path) -> 
                 assert box is not None and box["width"] > 100 and box["height"] > 50, pid
             assert page.locator("figure.plot").count() == len(PLOTS)
             assert "600" in page.locator("#card").inner_text()
+            for sid in ("about", "load", "specs"):  # the new sections render, in view
+                page.locator(f"#{sid}").scroll_into_view_if_needed()
+                assert page.locator(f"#{sid}").is_visible(), sid
+            assert f"rldata.load({str(pendulum)!r}" in page.locator("#load-python").inner_text()
+            assert f"rldata info {pendulum}" in page.locator("#load-cli").inner_text()
+            specs = page.locator("#specs").inner_text()
+            assert "value in [-2, 2]" in specs and "1 unbounded float" in specs
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
@@ -124,3 +131,52 @@ def test_report_renders_in_headless_chromium(pendulum: Path, tmp_path: Path) -> 
     stat = ImageStat.Stat(image)
     assert stat.stddev[0] > 20  # a blank page is one flat colour
     assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50
+
+
+def test_report_of_a_discrete_dataset_renders_its_sections_in_headless_chromium(
+    tmp_path: Path,
+) -> None:
+    """CartPole (Discrete(2) actions stored as indices), with a description, author and
+    license: the About section, the load snippet, bounds in words and the bar chart of
+    action counts render (the chart decoded and sized), and the action has no histogram."""
+    exe = _chromium()
+    from playwright.sync_api import sync_playwright
+
+    store = tmp_path / "cartpole"
+    rldata.api.collect(
+        "CartPole-v1",
+        frames=300,
+        out=str(store),
+        seed=0,
+        author=["Ada", "Bob"],
+        description="Random CartPole.\n\nFor the report test.",
+        license="CC-BY-4.0",
+        code_link="https://example.org/code",
+    )
+    out = Path(report(store, tmp_path / "r.html"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.goto(out.as_uri(), wait_until="load")
+            about = page.locator("#about").inner_text()
+            assert "Random CartPole." in about and "For the report test." in about
+            assert "Ada, Bob" in about and "CC-BY-4.0" in about
+            assert "https://example.org/code" in about
+            assert page.locator("#description p").count() == 2  # one per paragraph
+            assert "rldata.load(" in page.locator("#load-python").inner_text()
+            assert page.locator("#load-cli").is_visible()
+            specs = page.locator("#specs").inner_text()
+            assert "integer in 0..1" in specs  # the action, in words
+            assert "4 values, each in its own range" in specs  # the observation
+            bars = page.locator("#plot-actions-action img")
+            bars.scroll_into_view_if_needed()
+            assert bars.is_visible()
+            assert bars.evaluate("e => e.complete && e.naturalWidth > 0")
+            box = bars.bounding_box()
+            assert box is not None and box["width"] > 100 and box["height"] > 50
+            caption = page.locator("#plot-actions-action figcaption").inner_text()
+            assert "how often each action index was taken" in caption
+            assert page.locator("#plot-hist-action").count() == 0
+        finally:
+            browser.close()
