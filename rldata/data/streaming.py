@@ -220,6 +220,7 @@ class StoreDataset(IterableDataset):
         self._rank = rank
         self._world_size = world_size
         self._whole_runs = False  # set in a Loader's workers: hand over runs, not batches
+        self._verify = verify  # each reading handle checks the blocks it reads (format 1.4)
         with stores.open(self.path, verify=verify) as store:
             self.num_rows = len(store)
             self.block_rows = block_rows or block_rows_of(store)
@@ -301,7 +302,7 @@ class StoreDataset(IterableDataset):
         gen = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index + 1))
         buffer: TensorDict | None = None
         bs = self.batch_size
-        with stores.open(self.path, verify=False) as store:  # verified once in __init__
+        with stores.open(self.path, verify=self._verify) as store:  # cheap: checks on read
             for a, b in self.ranges():
                 rows = self._read(store, a, b)
                 buffer = rows if buffer is None else tensordict.cat([buffer, rows], 0)

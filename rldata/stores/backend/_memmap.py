@@ -39,6 +39,7 @@ from rldata.stores.backend._memmap_read import (
     _same_bits,
 )
 from rldata.stores.format import schema as sch
+from rldata.stores.format.blocksums import BlockWriter, block_rows_for
 from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.commit import atomic_write, fsync_all
 
@@ -54,6 +55,9 @@ class MemmapStore(MemmapFiles):
     next_stored_once = True
     """Append-only stores keep each observation once (format 1.2); False keeps both copies,
     as format 1.1 did (rings always do)."""
+    block_digests = True
+    """Append-only stores keep a digest per block of rows (format 1.4), so readers check only
+    the rows they read; False writes a store as 1.3 did (checked whole at open)."""
 
     def _init_payload(self) -> None:
         # append-only: each observation stored once (a ring keeps both copies)
@@ -84,6 +88,11 @@ class MemmapStore(MemmapFiles):
         self._xmap = {k: None for k in once}
         self._xsum = {k: hashlib.sha256() for k in once}
         self._pend = {}
+        if self.capacity is None and self.block_digests:
+            late = {f"next.{k}" for k in once}
+            keys = [n for n in self._fields if n not in late]
+            rows = block_rows_for(max(self._row_bytes.values()))
+            self._bw = BlockWriter(self.root, keys, rows, None)
 
     # --- hooks --------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
@@ -155,10 +164,19 @@ class MemmapStore(MemmapFiles):
                 k: h.hexdigest()  # type: ignore[attr-defined]
                 for k, h in self._xsum.items()
             }
+        fds = list(self._fds.values())
+        if self._bw is not None and self._bw.dirty:
+            fds.append(self._bw.fd)
+            self._dirty, self._bw.dirty = True, False
         if self.durable and (self._dirty or self._new_dirs):
-            fsync_all(self._fds.values(), self._new_dirs)
+            fsync_all(fds, self._new_dirs)
         self._dirty, self._new_dirs = False, set()
         self._write_td_meta(filled)
+
+    def _extend_digests(self) -> None:
+        if self._bw is not None:
+            self._bw.extend(self._raw, self._end)
+            self._m["checksums"]["blocks"] = self._bw.entry()
 
     def _write_td_meta(self, filled: int) -> None:
         """tensordict's ``meta.json`` files, so ``TensorDict.load_memmap`` opens committed rows.
@@ -195,6 +213,8 @@ class MemmapStore(MemmapFiles):
             fds, self._fds = self._fds, {}
             for fd in fds.values():
                 os.close(fd)
+            if self._bw is not None:
+                self._bw.close()
             self._drop_read_fds()
 
     def __del__(self) -> None:  # a dropped reader frees its descriptors

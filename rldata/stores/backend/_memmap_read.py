@@ -21,6 +21,8 @@ from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
+from rldata.stores.format.blocksums import BlockTable, BlockWriter
+from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.files import inside, is_temp
 
 DATA_DIR = "data"
@@ -55,6 +57,11 @@ class MemmapFiles(RowStore):
         self._inodes: dict[str, tuple[int, int]] = {}  # the files the views map
         self._xsum: dict[str, object] = {}  # a writer's running SHA-256 of each key's records
         self._rfds: dict[str, int | None] = {}  # a reader's pread descriptors (_read_fd)
+        self._bw: BlockWriter | None = None  # a writer's block digests (format 1.4)
+        # a verified reader's block digests, and which blocks it has checked (verify_on_read)
+        self._lazy: BlockTable | None = None
+        self._checked = np.zeros(0, dtype=bool)
+        self._unchecked = 0
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -148,8 +155,123 @@ class MemmapFiles(RowStore):
             self._pend = {}
             # records only grow: the committed ones hashed once, each new one as it lands
             self._xsum = {k: hashlib.sha256(_record_bytes(self._explicit(k))) for k in self._xpos}
-        elif self._rows != self._filled() or not self._views:
-            self._map(self._filled(), grow=False)
+            entry = self._m["checksums"].get("blocks")
+            if entry is not None and self._bw is None:
+                self._bw = BlockWriter(self.root, entry["keys"], entry["block_rows"], entry)
+        else:
+            if self._rows != self._filled() or not self._views:
+                self._map(self._filled(), grow=False)
+            if self._lazy is not None:  # a new commit: its digests, checked before any read
+                self._arm(self._lazy)
+
+    # --- verifying on read (format 1.4) ---------------------------------------------------
+    def lazy_faults(self) -> list[str] | None:
+        """What a verified open checks when the store has block digests (None: it has none,
+        check every row now): the sidecar against the manifest, and the stored-once keys'
+        explicit records against theirs. With no fault, every later read checks the blocks
+        it touches before serving them (:meth:`_check_blocks`)."""
+        entry = self._m["checksums"].get("blocks")
+        if entry is None or self.writable or self.schema is None:
+            return None
+        want = self._m["payload"].get("next_once_sha256", {})
+        if not isinstance(want, dict) or not set(self._xpos) <= set(want):
+            return None  # records without their sum: their rows are checked now
+        faults = [
+            f"{self.root}: explicit next rows of key 'next.{k}' in "
+            f"{self._m['payload']['files'][f'next.{k}']}: sha256 does not match the manifest"
+            for k in self._xpos
+            if want[k] != sha256_hex(_record_bytes(self._explicit(k)))
+        ]
+        if not faults:
+            try:
+                self._arm(None)
+            except CorruptStoreError as exc:
+                faults.append(str(exc))
+        return faults
+
+    def digest_file_faults(self) -> list[str]:
+        """The block digest sidecar against the manifest (a full check hashes the rows
+        against the section-7 chunks; the digests are checked on read)."""
+        entry = self._m["checksums"].get("blocks")
+        if entry is None:
+            return []
+        try:
+            BlockTable.read(self.root, entry)
+        except CorruptStoreError as exc:
+            return [str(exc)]
+        return []
+
+    def _arm(self, before: BlockTable | None) -> None:
+        """Read the committed block digests; blocks ``before`` checked stay checked where
+        their digest is unchanged (committed full blocks never change)."""
+        table = BlockTable.read(self.root, self._m["checksums"]["blocks"])
+        checked = np.zeros(table.blocks, dtype=bool)
+        if before is not None:
+            keep = min(before.full, table.full)
+            checked[:keep] = self._checked[:keep]
+        self._lazy, self._checked = table, checked
+        self._unchecked = int(table.blocks - checked.sum())
+
+    def _verify_rows(self, name: str | None, start: int, stop: int) -> None:
+        """Check, before they are served, the stored bytes rows ``[start, stop)`` are read
+        from (every key when ``name`` is None); each block is hashed once a handle.
+
+        The backend hook for verifying on read: a store that checked everything at open
+        (or a writer, whose rows are its own) does nothing.
+
+        Raises:
+            CorruptStoreError: a block's bytes differ from its digest (one line naming the
+                key, the rows and the file); nothing of it was served.
+        """
+        if self._unchecked and stop > start:
+            if self._xpos:  # next.k of the last row reads k one row later
+                stop = min(stop + 1, self._lazy.rows)  # type: ignore[union-attr]
+            b = self._lazy.block_rows  # type: ignore[union-attr]
+            blocks = np.arange(start // b, (stop - 1) // b + 1)
+            self._check_blocks(blocks[~self._checked[blocks]])
+
+    def _verify_positions(self, positions: torch.Tensor) -> None:
+        """:meth:`_verify_rows` for the rows at ``positions`` (a few microseconds once their
+        blocks are checked)."""
+        if not self._unchecked or positions.numel() == 0:
+            return
+        table = self._lazy
+        assert table is not None
+        p = positions.numpy()
+        blocks = p // table.block_rows
+        if self._xpos:
+            nxt = np.minimum(p + 1, table.rows - 1) // table.block_rows
+            blocks = np.concatenate([blocks, nxt])
+        todo = blocks[~self._checked[blocks]]
+        if todo.size:
+            self._check_blocks(np.unique(todo))
+
+    def rows_proven(self) -> None:
+        """Every committed row matched its section-7 chunk checksum (a full check): reads
+        need not hash their blocks again."""
+        self._checked[:] = True
+        self._unchecked = 0
+
+    def _verify_all(self) -> None:
+        if self._unchecked:
+            self._check_blocks(np.flatnonzero(~self._checked))
+
+    def _check_blocks(self, blocks: np.ndarray) -> None:
+        table = self._lazy
+        if table is None or not blocks.size:
+            return
+        bad = table.faults(self._raw, blocks.tolist(), str(self.root))
+        ok = np.setdiff1d(blocks, [i for _, i in bad])
+        self._unchecked -= int((~self._checked[ok]).sum())
+        self._checked[ok] = True
+        if bad:
+            key, i = bad[0]
+            a, b = table.span(i)
+            raise CorruptStoreError(
+                f"store {self.root}: key {key!r} rows [{a}, {b}) in "
+                f"{self._m['payload']['files'][key]}: sha256 does not match its block digest; "
+                f"not served (rldata verify lists every fault)"
+            )
 
     def _load_explicit(self) -> None:
         """Positions of the committed explicit next rows (a few per trajectory)."""
@@ -220,6 +342,7 @@ class MemmapFiles(RowStore):
         return self._td
 
     def _read(self, positions: torch.Tensor) -> TensorDict:
+        self._verify_positions(positions)
         # one index_select per key: several times faster than indexing the TensorDict view;
         # the leaves match the schema, so the TensorDict is built without re-checking each
         # (tensordict's checks cost ~0.2 ms a batch, more than the gathers of small rows)
@@ -231,10 +354,14 @@ class MemmapFiles(RowStore):
             node = tree
             for part in parents:
                 node = node.setdefault(part, {})
-            node[leaf] = self._read_key(name, positions)
+            node[leaf] = self._gather(name, positions)
         return _built(tree, torch.Size([positions.numel()]))
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
+        self._verify_positions(positions)
+        return self._gather(name, positions)
+
+    def _gather(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         view = self._views.get(name)
         if view is not None:
             return view.index_select(0, positions)
@@ -272,6 +399,7 @@ class MemmapFiles(RowStore):
         return out
 
     def _read_range(self, start: int, stop: int) -> TensorDict:
+        self._verify_rows(None, start, stop)
         late = self._late()
         return col.tree(
             {
@@ -392,6 +520,8 @@ class MemmapFiles(RowStore):
         if self.schema is None:
             return []
         listed = {self._file(n) for n in self._fields}
+        if self._m["checksums"].get("blocks") is not None:
+            listed.add(self.root / self._m["checksums"]["blocks"]["path"])
         expected = self._td_meta(self._filled())
         faults = []
         for dirpath, _dirs, names in os.walk(self.root / DATA_DIR):
@@ -414,6 +544,7 @@ class MemmapFiles(RowStore):
         None when observations are stored once (``next`` values are rebuilt by ``get``)."""
         if self.schema is None or self._xpos:
             return None
+        self._verify_all()  # handed out whole: checked whole
         filled = self._filled()
         return {k: v if filled == self._rows else v[:filled] for k, v in self._views.items()}
 
@@ -422,6 +553,7 @@ class MemmapFiles(RowStore):
         when observations are stored once."""
         if self.schema is None or name not in self._fields:
             return None
+        self._verify_all()
         filled = self._filled()
         if name in self._late():
             return self._next_range(name[len("next.") :], 0, filled)
@@ -432,6 +564,7 @@ class MemmapFiles(RowStore):
         observations are stored once."""
         if self.schema is None or self._xpos:
             return None
+        self._verify_all()
         filled = self._filled()
         if self._td_rows != filled or self._td_view is None or self._td is None:
             full = self._full()

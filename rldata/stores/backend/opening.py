@@ -95,8 +95,8 @@ def open_dir(root: Path, *, mode: str = "r", durable: bool = True, verify: bool 
     cls: Any = load(str(m.get("backend")))
     if mode == "r":
         store = cls.attach(root, m, writable=False, lock=None)
-        if verify:
-            refuse_corrupt(store, "open")
+        if verify:  # block digests (format 1.4): each block checked when first read
+            refuse_corrupt(store, "open", lazy=True)
         return store
     lock = WriterLock(root)
     lock.acquire()
@@ -111,15 +111,17 @@ def open_dir(root: Path, *, mode: str = "r", durable: bool = True, verify: bool 
         raise
 
 
-def refuse_corrupt(store: Store, action: str) -> None:
-    """Raise if a committed byte fails its checksum.
+def refuse_corrupt(store: Store, action: str, *, lazy: bool = False) -> None:
+    """Raise if a committed byte fails its checksum (``lazy``: only what
+    :func:`~rldata.stores.backend.verify.integrity_fault` checks at open for a store with
+    block digests; its rows are then checked as reads touch them).
 
     A live ring rewrites rows only after committing a manifest that retires them, so a fault
     seen while the manifest's generation moved is the writer's, not corruption: re-read the
     manifest and check again. A fault under an unchanged manifest is corruption.
     """
     for _ in range(50):
-        fault = integrity_fault(store)
+        fault = integrity_fault(store, lazy=lazy)
         if fault is None:
             return
         refresh = getattr(store, "refresh", None)

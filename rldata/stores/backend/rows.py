@@ -126,6 +126,11 @@ class RowTable(Store):
     def _flush(self, filled: int) -> None:
         """Make the payload durable (fsync) and describe ``filled`` rows in its metadata."""
 
+    def _verify_rows(self, name: str | None, start: int, stop: int) -> None:
+        """Check the stored bytes of rows ``[start, stop)`` of key ``name`` (every key when
+        None) before they are served, for backends that verify on read (memmap's block
+        digests, format 1.4); a no-op where the open checked everything."""
+
     # --- metadata -------------------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:

@@ -228,9 +228,14 @@ class RowStore(RowTable):
             for a, b in sorted(_pieces(lo, self._end, self.capacity)):  # chunk order
                 for name, sums in self._sums.items():
                     sums.extend(functools.partial(self._raw, name), a, b)
+            self._extend_digests()
             self._flush(self._filled())
             self._record_stats()
         self._write_manifest(self._end)
+
+    def _extend_digests(self) -> None:
+        """Record the block digests of the rows this commit adds (format 1.4), before the
+        payload is fsynced; backends without them keep only the chunk checksums."""
 
     def _record_stats(self) -> None:
         """Append-only stores: write the per-trajectory statistics of the rows this commit adds

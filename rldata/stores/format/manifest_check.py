@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from rldata.errors import CorruptStoreError
+from rldata.stores.format import blocksums
 from rldata.stores.format.schema import STORABLE_DTYPES
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -167,6 +168,13 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
         raise c.fail(
             "checksums.chunks", f"one list per schema key (missing {missing}, extra {extra})", None
         )
+    blocks = sums.get("blocks")
+    if blocks is not None:  # format 1.4: append-only memmap stores
+        if m.get("capacity") is not None:
+            raise c.fail(
+                "checksums.blocks", "null for a ring (it rewrites rows in place)", "an object"
+            )
+        blocksums.check_entry(blocks, c.where, m.get("written"), schema)
     for name, entries in chunks.items():
         if not isinstance(entries, list):
             raise c.fail(f"checksums.chunks.{name}", "a list of [rows, sha256]", entries)

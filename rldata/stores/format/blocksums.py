@@ -1,0 +1,299 @@
+"""Block digests (format 1.4): a SHA-256 per block of rows of each key, so a reader checks
+only the rows it reads.
+
+A store's section-7 checksums cover chunks of up to 65,536 rows: a random sample(256) of a
+30M-row store would hash ~256 chunks (4 GB) to check them. Block digests cover blocks of
+``block_rows`` rows (at most 64 KiB of the widest key, at most 1,024 rows), kept as raw
+32-byte digests in one binary sidecar that commits only append to, so opening a store checks
+the small sidecar (its SHA-256 is in the manifest) and a read hashes the blocks it touches.
+
+**Layout.** The manifest's ``checksums.blocks`` (append-only memmap stores since 1.4.0;
+absent or null elsewhere) is::
+
+    {"path": "data/blocks.sha256", "block_rows": B, "keys": [k0, k1, ...],
+     "blocks": n, "sha256": hex, "tail": null | {"rows": r, "sha256": {key: hex}}}
+
+Block ``i`` holds row positions ``[i*B, (i+1)*B)``. ``keys`` are the keys with a row-indexed
+payload file, in order (a stored-once ``next.k`` has none: it is rebuilt from ``k``'s rows
+and its explicit records, which ``payload.next_once_sha256`` covers). The sidecar holds the
+digests of the ``n`` full blocks, block-major: the digest of key ``keys[j]`` in block ``i``
+is bytes ``[(i*K + j) * 32, (i*K + j) * 32 + 32)`` of the file, ``K = len(keys)``. ``sha256``
+is the SHA-256 of the first ``n*K*32`` bytes (the file may be longer: records a crashed
+writer appended but never committed; they are ignored and overwritten). The rows after the
+full blocks, ``[n*B, n*B + r)``, are the *tail*; their digests are in the manifest, hex. The
+full blocks plus the tail cover exactly the committed rows (``n*B + r == written``).
+
+**Expected digest of (key, block) and the bytes it covers.** A block's digest is the
+SHA-256 of the key's payload bytes of its rows: in the memmap file ``payload.files[key]``,
+block ``i`` of a key of ``R`` bytes a row is the byte range ``[i*B*R, (i*B + rows)*R)``,
+``rows = B`` for a full block, ``r`` for the tail (``i == n``)::
+
+    table = BlockTable.from_bytes(entry, sidecar_bytes)   # or BlockTable.read(root, entry)
+    want = table.digest(key, i)                           # 32 bytes (raises past the tail)
+    lo, hi = table.byte_range(i, row_bytes)               # of payload.files[key]
+    assert hashlib.sha256(payload[lo:hi]).digest() == want
+
+:func:`BlockTable.from_bytes` checks the sidecar against ``sha256`` first (a remote reader
+fetching ``[0, n*K*32)`` of the sidecar by byte range hands those bytes over).
+
+**Commits.** Committed rows of an append-only store never change, so a full block's digest
+never changes: a commit appends the digests of the blocks it fills at offset ``n*K*32``
+(fsynced with the payload), then writes the manifest with the new ``blocks``, ``sha256``
+and ``tail``. A crash in between leaves the old manifest, whose ``sha256`` covers only the
+old ``n`` records, still true. A ring keeps no block digests (it rewrites rows in place):
+readers check its rows at open against the section-7 chunks, as for stores before 1.4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rldata.errors import CorruptStoreError
+from rldata.stores.format.checksums import parallel_map
+from rldata.stores.format.files import inside
+
+DIGEST = 32
+SIDECAR = "data/blocks.sha256"
+BLOCK_BYTES = 64 << 10  # a block of the widest key is at most this
+MAX_BLOCK_ROWS = 1024
+
+KeyReader = Callable[[str, int, int], "bytes | memoryview"]
+"""``read(key, a, b)``: the payload bytes of one key's row positions ``[a, b)``."""
+
+
+def block_rows_for(widest_row_bytes: int) -> int:
+    """Rows per block: the largest power of two whose block of the widest key fits 64 KiB
+    (at most 1,024, at least 1): a random read hashes about one block per row it reads."""
+    rows = 1
+    while rows * 2 <= MAX_BLOCK_ROWS and rows * 2 * max(1, widest_row_bytes) <= BLOCK_BYTES:
+        rows *= 2
+    return rows
+
+
+def check_entry(entry: Any, where: object, rows_committed: int, schema: dict) -> None:
+    """Refuse a ``checksums.blocks`` entry whose fields are out of range (one line naming
+    the field): the sidecar path, ``block_rows``, keys of the schema, ``n*B + r == written``."""
+
+    def fail(field: str, want: str, got: object) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"{where}: manifest field 'checksums.blocks.{field}': expected {want}, got {got!r}"
+        )
+
+    def count(name: str, lo: int) -> int:
+        v = entry.get(name)
+        if type(v) is not int or v < lo:
+            raise fail(name, f"an integer >= {lo}", v)
+        return v
+
+    if not isinstance(entry, dict):
+        raise fail("", "an object", entry)
+    if entry.get("path") != SIDECAR:
+        raise fail("path", repr(SIDECAR), entry.get("path"))
+    b = count("block_rows", 1)
+    n = count("blocks", 0)
+    keys = entry.get("keys")
+    if (
+        not isinstance(keys, list)
+        or not keys
+        or len(set(map(str, keys))) != len(keys)
+        or not set(keys) <= set(schema)
+    ):
+        raise fail("keys", "distinct keys of the schema", keys)
+    if not _hex(entry.get("sha256")):
+        raise fail("sha256", "64 hex digits", entry.get("sha256"))
+    tail = entry.get("tail")
+    r = 0
+    if tail is not None:
+        if not isinstance(tail, dict):
+            raise fail("tail", "null or {rows, sha256}", tail)
+        r = tail.get("rows")
+        if type(r) is not int or not 0 < r < b:
+            raise fail("tail.rows", f"an integer in [1, {b})", r)
+        sums = tail.get("sha256")
+        if (
+            not isinstance(sums, dict)
+            or set(sums) != set(keys)
+            or not all(map(_hex, sums.values()))
+        ):
+            raise fail("tail.sha256", "64 hex digits per key of 'keys'", sums)
+    if n * b + r != rows_committed:
+        raise fail("blocks", f"blocks * block_rows + tail rows == {rows_committed}", n * b + r)
+
+
+def _hex(v: object) -> bool:
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+class BlockTable:
+    """The expected block digests of a committed store, read from its manifest entry and
+    sidecar (checked against the entry's SHA-256 before a digest is handed out)."""
+
+    def __init__(self, entry: dict, digests: np.ndarray, keep: object = None) -> None:
+        self.entry = entry
+        self.block_rows: int = entry["block_rows"]
+        self.keys: list[str] = list(entry["keys"])
+        self.full: int = entry["blocks"]
+        tail = entry.get("tail")
+        self.tail_rows: int = tail["rows"] if tail else 0
+        self._tail = {k: bytes.fromhex(h) for k, h in tail["sha256"].items()} if tail else {}
+        self._col = {k: j for j, k in enumerate(self.keys)}
+        self._digests = digests  # [n, K, 32] uint8 (a view of the sidecar's mapping)
+        self._keep = keep  # the mapping the view lives in
+
+    @property
+    def blocks(self) -> int:
+        """Blocks with digests: the full ones, plus the tail if there is one."""
+        return self.full + (1 if self.tail_rows else 0)
+
+    @property
+    def rows(self) -> int:
+        """Committed rows the digests cover."""
+        return self.full * self.block_rows + self.tail_rows
+
+    @classmethod
+    def from_bytes(cls, entry: dict, data: bytes | memoryview, where: object = "") -> BlockTable:
+        """A table over sidecar bytes (at least the committed ``n*K*32``), checked first.
+
+        Raises:
+            CorruptStoreError: the sidecar is shorter than the manifest says, or its SHA-256
+                differs from ``entry["sha256"]``.
+        """
+        need = entry["blocks"] * len(entry["keys"]) * DIGEST
+        view = memoryview(data)
+        if len(view) < need:
+            raise CorruptStoreError(
+                f"{where}block digests {entry['path']}: expected at least {need} bytes for "
+                f"{entry['blocks']} blocks, found {len(view)} (truncated)"
+            )
+        view = view[:need]
+        if hashlib.sha256(view).hexdigest() != entry["sha256"]:
+            raise CorruptStoreError(
+                f"{where}block digests {entry['path']}: sha256 does not match the manifest"
+            )
+        arr = np.frombuffer(view, dtype=np.uint8).reshape(entry["blocks"], len(entry["keys"]), 32)
+        return cls(entry, arr, keep=data)
+
+    @classmethod
+    def read(cls, root: Path, entry: dict) -> BlockTable:
+        """The table of the store at ``root``: the sidecar mapped (not copied) and checked."""
+        path = inside(root, entry["path"], "the block digests")
+        need = entry["blocks"] * len(entry["keys"]) * DIGEST
+        where = f"store {root}: "
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if need == 0 or size < need:
+                    return cls.from_bytes(entry, f.read(need), where)
+                mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        except FileNotFoundError:
+            raise CorruptStoreError(
+                f"{where}block digests {entry['path']} named by the manifest are missing"
+            ) from None
+        return cls.from_bytes(entry, mapped, where)
+
+    def span(self, i: int) -> tuple[int, int]:
+        """Row positions ``[start, stop)`` of block ``i``."""
+        start = i * self.block_rows
+        if i < self.full:
+            return start, start + self.block_rows
+        if i == self.full and self.tail_rows:
+            return start, start + self.tail_rows
+        raise IndexError(f"block {i}: expected one of the {self.blocks} committed blocks")
+
+    def byte_range(self, i: int, row_bytes: int) -> tuple[int, int]:
+        """Bytes ``[lo, hi)`` of block ``i`` in a key's memmap file of ``row_bytes`` a row."""
+        a, b = self.span(i)
+        return a * row_bytes, b * row_bytes
+
+    def digest(self, key: str, i: int) -> bytes:
+        """The expected 32-byte SHA-256 of ``key``'s bytes in block ``i``."""
+        self.span(i)  # range check
+        if i == self.full:
+            return self._tail[key]
+        return self._digests[i, self._col[key]].tobytes()
+
+    def faults(self, read: KeyReader, blocks: Iterable[int], where: str) -> list[tuple[str, int]]:
+        """``(key, block)`` of each listed block whose bytes (every key) differ from its
+        digest, hashed on every core."""
+        items = [(k, i) for i in blocks for k in self.keys]
+
+        def got(item: tuple[str, int]) -> bytes:
+            a, b = self.span(item[1])
+            return hashlib.sha256(read(item[0], a, b)).digest()
+
+        hashed = parallel_map(got, items) if len(items) > 64 else map(got, items)
+        return [(k, i) for (k, i), h in zip(items, hashed) if h != self.digest(k, i)]
+
+
+class BlockWriter:
+    """A writer's side of the sidecar: appends the digests of blocks its commits fill."""
+
+    def __init__(self, root: Path, keys: list[str], block_rows: int, entry: dict | None) -> None:
+        self.path = root / SIDECAR
+        self.keys = list(keys)
+        self.block_rows = block_rows
+        self.full = entry["blocks"] if entry else 0
+        self.tail = entry.get("tail") if entry else None
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        need = self.full * len(self.keys) * DIGEST
+        if entry is not None:  # resume: the committed records, then drop uncommitted ones
+            self._hash = hashlib.sha256(BlockTable.read(root, entry)._digests.tobytes())
+        else:
+            self._hash = hashlib.sha256()
+        os.ftruncate(self.fd, need)
+        self.dirty = entry is None  # a new file: fsynced at the first commit
+
+    def extend(self, read: KeyReader, end: int) -> None:
+        """Record the committed rows ``[0, end)``: digests of the blocks filled since the last
+        call appended to the sidecar, the last partial block kept as the tail."""
+        b = self.block_rows
+        full = end // b
+        if full > self.full:
+            items = [(k, i) for i in range(self.full, full) for k in self.keys]
+
+            def one(item: tuple[str, int]) -> bytes:
+                return hashlib.sha256(read(item[0], item[1] * b, (item[1] + 1) * b)).digest()
+
+            done = parallel_map(one, items) if len(items) > 64 else map(one, items)
+            recs = b"".join(done)
+            offset, view = self.full * len(self.keys) * DIGEST, memoryview(recs)
+            while view:
+                n = os.pwrite(self.fd, view, offset)
+                view, offset = view[n:], offset + n
+            self._hash.update(recs)
+            self.full = full
+            self.dirty = True
+        r = end - full * b
+        self.tail = (
+            {
+                "rows": r,
+                "sha256": {
+                    k: hashlib.sha256(read(k, full * b, end)).hexdigest() for k in self.keys
+                },
+            }
+            if r
+            else None
+        )
+
+    def entry(self) -> dict:
+        """The manifest's ``checksums.blocks`` for the rows recorded so far."""
+        return {
+            "path": SIDECAR,
+            "block_rows": self.block_rows,
+            "keys": list(self.keys),
+            "blocks": self.full,
+            "sha256": self._hash.hexdigest(),
+            "tail": self.tail,
+        }
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
