@@ -18,6 +18,7 @@ import torch
 
 from rldata import ted
 from rldata.env_ids import MODULE_PART, env_id_problem
+from rldata.errors import CorruptStoreError
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.blocks import Block, block_rows, row_blocks, runs
 from rldata.stores.format.checksums import parallel_map, sha256_hex
@@ -44,21 +45,28 @@ def first_fault(store: Store, *, checksums: bool = True, invariants: bool = True
     return next(_faults(store, checksums=checksums, invariants=invariants), None)
 
 
-def integrity_fault(store: Store) -> str | None:
+def integrity_fault(store: Store, *, lazy: bool = False) -> str | None:
     """The first fault of what readers check before serving a row: the manifest, the payload
     entries, every committed byte against its checksum, and the index and statistics files
-    against theirs (no pass over the rows' contents; :func:`verify` does that)."""
+    against theirs (no pass over the rows' contents; :func:`verify` does that).
+
+    ``lazy``: a store with block digests (format 1.4) checks only its manifest, episode
+    index and digest files now, and each block of rows when a read first touches it (the
+    statistics files when ``stats()`` reads them); other stores check everything now.
+    """
     own = getattr(store, "faults", None)
     if own is not None:
         return next(iter(own(checksums=True, invariants=False)), None)
-    return next(_integrity(store, stored=True), None)
+    return next(_integrity(store, stored=True, lazy=lazy), None)
 
 
-def _integrity(store: Store, checksums: bool = True, stored: bool = False) -> Iterator[str]:
+def _integrity(
+    store: Store, checksums: bool = True, stored: bool = False, lazy: bool = False
+) -> Iterator[str]:
     """``stored``: trust the stored-bytes checksums of a payload's objects (zarr chunk files,
     parquet parts, memmap's explicit next-row records: format 1.3) for the rows they hold,
     and decode only what they do not prove; otherwise every committed row is decoded and
-    checked against its row checksum."""
+    checked against its row checksum. ``lazy``: see :func:`integrity_fault`."""
     m = _manifest(store)
     yield from _schema_faults(m, store.path)
     if store.schema is None:
@@ -67,6 +75,13 @@ def _integrity(store: Store, checksums: bool = True, stored: bool = False) -> It
     payload = getattr(store, "payload_faults", None)
     if payload is not None:
         yield from payload()
+    lazily = None
+    if checksums and lazy:
+        arm = getattr(store, "lazy_faults", None)
+        lazily = arm() if arm is not None else None
+    if lazily is not None:  # the episode index was checked when the store attached it
+        yield from lazily
+        return
     if checksums:
         proven: AbstractSet[int | str] = frozenset()
         check = getattr(store, "stored_bytes_check", None)
@@ -77,7 +92,16 @@ def _integrity(store: Store, checksums: bool = True, stored: bool = False) -> It
         else:
             faults = []
         if not faults:  # a damaged stored object may not even decode
-            yield from _checksum_faults(store, m, proven)
+            bad = False
+            for fault in _checksum_faults(store, m, proven):
+                bad = True
+                yield fault
+            proved = getattr(store, "rows_proven", None)
+            if not bad and proved is not None:
+                proved()  # every committed byte matched: reads need not hash it again
+        digests = getattr(store, "digest_file_faults", None)
+        if digests is not None:
+            yield from digests()
         yield from _stats_faults(store, m)
     yield from _index_file_faults(store, m)
 
@@ -166,9 +190,13 @@ def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]
         yield fault
     if store.schema is None or found and _index_missing(store):
         return
-    yield from _episode_faults(store, store.manifest)
-    if invariants:
-        yield from _ted_faults(store)
+    try:  # a handle that checks blocks on read refuses the faulty ones listed above
+        yield from _episode_faults(store, store.manifest)
+        if invariants:
+            yield from _ted_faults(store)
+    except CorruptStoreError as exc:
+        if not found:
+            yield str(exc)
 
 
 def _schema_faults(m: dict, where: str) -> Iterator[str]:
