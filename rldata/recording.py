@@ -440,6 +440,15 @@ class EnvFactory:
         )
 
 
+def _env_spec(env_id: str, env_kwargs: dict) -> str | None:
+    """Gymnasium's spec JSON of the env just made (Minari's ``env_spec``), kept so a Minari
+    export names the env even where its module is not imported (it is not registered
+    there); the id is the user's, and its module (``mod:Id``) was imported making it."""
+    from rldata.stores.interop.minari_export import env_spec_json  # h5py: only to collect
+
+    return env_spec_json(env_id.rpartition(":")[2], env_kwargs)
+
+
 def provenance_for(
     env_id: str,
     env_kwargs: dict,
@@ -556,6 +565,9 @@ def collect(
     prov = provenance_for(env_id, env_kwargs, policy, seed, num_envs, workers, ray)
     if spaces is not None:
         prov["gym_spaces"] = spaces
+    env_spec = _env_spec(env_id, env_kwargs)
+    if env_spec is not None:
+        prov["env_spec"] = env_spec
     if from_pixels:
         prov.update(from_pixels=True, pixels_only=bool(pixels_only))
     prov.update(meta)

@@ -18,7 +18,7 @@ import torch
 
 from rldata import ted
 from rldata.env_ids import env_id_problem
-from rldata.errors import ConfigError
+from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend import _hdf5
 from rldata.stores.format import schema as sch
@@ -30,6 +30,7 @@ from rldata.stores.interop.minari_io import (
     EXTRAS_FILE,
     METADATA,
     K,
+    _check_entry_point,
     dataset_id,
     datasets_root,
 )
@@ -236,7 +237,7 @@ def _write_metadata(
             "truncated_on_export": cut,
         },
     }
-    env_spec = _env_spec_json(store.env_id, store.env_kwargs)
+    env_spec = _env_spec_json(store.env_id, store.env_kwargs, (provenance or {}).get("env_spec"))
     if env_spec is not None:
         meta["env_spec"] = env_spec
     size = sum(p.stat().st_size for p in data_dir.iterdir()) / 1e6
@@ -244,16 +245,30 @@ def _write_metadata(
     (data_dir / METADATA).write_text(json.dumps(meta))
 
 
-def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
-    """Gymnasium's EnvSpec JSON of a registered id (a registry lookup, no env is built).
+def _env_spec_json(env_id: str | None, kwargs: dict, recorded: Any = None) -> str | None:
+    """Gymnasium's EnvSpec JSON of a registered id (a registry lookup, no env is built), else
+    the spec the recording kept (``recorded``: provenance ``env_spec``), for an env whose
+    module is not imported here.
 
     The id comes from the store, so it is data, and Minari's ``recover_environment``
     makes whatever the exported spec names: only an id already registered here, without a
-    module part (:func:`rldata.env_ids.env_id_problem`), is exported as a spec; the id
-    itself still travels in the ``rldata`` section.
+    module part (:func:`rldata.env_ids.env_id_problem`), is exported from the registry; a
+    recorded spec only when it names this env and an environment class (``module:Class``,
+    as :func:`rldata.stores.interop.minari_io._check_entry_point` admits on import). The
+    id itself still travels in the ``rldata`` section.
     """
-    if not env_id or env_id_problem(env_id) is not None:
-        return None
+    if env_id and env_id_problem(env_id) is None:
+        found = env_spec_json(env_id, kwargs)
+        if found is not None:
+            return found
+    return _recorded_spec(recorded, env_id)
+
+
+def env_spec_json(env_id: str, kwargs: dict) -> str | None:
+    """Gymnasium's EnvSpec JSON for ``env_id`` with ``kwargs`` over its registered ones, as
+    Minari's ``env_spec`` holds it; None when the id is not registered, its entry point is a
+    class no import reaches (made in a function), or the kwargs are not JSON. ``env_id`` is
+    looked up, never imported: callers pass an id the user gave, or one checked as data."""
     try:
         import dataclasses
 
@@ -271,6 +286,21 @@ def _env_spec_json(env_id: str | None, kwargs: dict) -> str | None:
         ).to_json()
     except Exception:  # not registered here, or kwargs that are not JSON: Minari allows none
         return None
+
+
+def _recorded_spec(recorded: Any, env_id: str | None) -> str | None:
+    """``recorded`` when it is an EnvSpec JSON object of ``env_id`` (less a ``module:``
+    part) whose entry point is an environment class; else None."""
+    if not isinstance(recorded, str) or not env_id or len(recorded) > 64_000:
+        return None
+    try:
+        spec = json.loads(recorded)
+        _check_entry_point(recorded, Path("provenance"), "env_spec")
+    except (ValueError, CorruptStoreError):
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("entry_point"), str):
+        return None
+    return recorded if spec.get("id") == env_id.rpartition(":")[2] else None
 
 
 @functools.cache  # importlib.metadata scans every installed distribution

@@ -142,13 +142,16 @@ class MinariSource:
     @property
     def provenance(self) -> dict:
         """The dataset's provenance: rldata's own when it wrote the dataset, plus Minari's
-        descriptive fields (author, algorithm_name, description, code_permalink, ...) and the
-        gymnasium spaces the data came from (``gym_spaces``, so an export writes them back)."""
+        descriptive fields (author, algorithm_name, description, code_permalink, ...), its
+        ``env_spec`` and the gymnasium spaces the data came from (``gym_spaces``), so an
+        export writes them back."""
         prov = dict(self.ours.get("provenance") or {})
         prov.setdefault("minari_dataset_id", self.meta.get("dataset_id"))
         prov.setdefault("minari_version", self.meta.get("minari_version"))
         for field, value in card_from_minari(self.meta).items():
             prov.setdefault(field, value)
+        if isinstance(self.meta.get("env_spec"), str):  # checked on open (_check_entry_point)
+            prov.setdefault("env_spec", self.meta["env_spec"])  # exported again as it came
         prov.setdefault(
             "gym_spaces",
             {  # Minari's JSON strings (a Box's bounds may be infinite: not in strict JSON)
