@@ -255,7 +255,8 @@ def _seed_collector(collector: Any, seed: int | None, draw: bool) -> int | None:
 def _provenance(
     given: dict | None, env_id: str | None, env_kwargs: dict, policy: Any, seed: int | None
 ) -> dict[str, Any]:
-    """``given`` with env id, kwargs, policy, seed and versions filled where it has none."""
+    """``given`` with env id, kwargs, policy, seed, versions and the env's gymnasium spec
+    (for a Minari export) filled where it has none."""
     import gymnasium
 
     found = {
@@ -267,6 +268,7 @@ def _provenance(
         "rldata_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
         "created_by": "rldata.record",
+        "env_spec": _env_spec(env_id, env_kwargs) if env_id else None,
     }
     out = dict(given or {})
     for key, value in found.items():
