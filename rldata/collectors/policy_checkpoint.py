@@ -29,7 +29,7 @@ from torch import nn
 
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, SpecError
-from rldata.modules import MLP, Actor
+from rldata.modules import MLP, Actor, FlatConcat
 from rldata.specs import (
     Binary,
     Bounded,
@@ -79,10 +79,15 @@ class _ActionHead(nn.Module):
     """Maps the MLP's output into the action spec: tanh-scaled bounds, or a one-hot/index argmax."""
 
     def __init__(
-        self, net: nn.Module, action: TensorSpec, obs_norm: dict[str, list] | None = None
+        self,
+        net: nn.Module,
+        action: TensorSpec,
+        obs_norm: dict[str, list] | None = None,
+        concat: FlatConcat | None = None,
     ) -> None:
         super().__init__()
         self.net = net
+        self.concat = concat  # a Dict observation: its leaves flattened and concatenated
         self.normalize = obs_norm is not None
         if obs_norm is not None:  # (obs - mean) / std first: policies trained on normalized states
             self.register_buffer("obs_mean", torch.tensor(obs_norm["mean"], dtype=torch.float32))
@@ -94,8 +99,8 @@ class _ActionHead(nn.Module):
             self.register_buffer("low", action.low.clone().to(torch.float32))
             self.register_buffer("high", action.high.clone().to(torch.float32))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = obs.to(torch.float32)
+    def forward(self, *leaves: torch.Tensor) -> torch.Tensor:
+        obs = self.concat(*leaves) if self.concat is not None else leaves[0].to(torch.float32)
         if self.normalize:
             obs = (obs - self.get_buffer("obs_mean")) / self.get_buffer("obs_std")
         out = self.net(obs)
@@ -116,6 +121,7 @@ def mlp_policy(
     activation: str = "Tanh",
     batch_dims: int = 0,
     obs_norm: dict[str, list] | None = None,
+    obs_keys: Sequence[Any] | None = None,
 ) -> Actor:
     """A deterministic MLP actor ``observation -> action`` that can be saved as a checkpoint.
 
@@ -127,12 +133,31 @@ def mlp_policy(
         batch_dims: leading batch dims of the specs (``len(env.batch_size)``).
         obs_norm: ``{"mean": [...], "std": [...]}``: normalize observations first (for
             policies trained on normalized states, e.g. TD3+BC and IQL).
+        obs_keys: a Dict observation's keys in ``observation_spec``: the policy reads each,
+            flattens it and concatenates them in this order (``obs_norm`` then applies to
+            the concatenation).
     """
-    obs = observation_spec["observation"] if hasattr(observation_spec, "keys") else observation_spec
-    arch = {
+    leaves = []
+    for key in obs_keys or ():
+        leaf = observation_spec[key]
+        leaves.append(
+            {
+                "key": [key] if isinstance(key, str) else list(key),
+                "shape": list(leaf.shape[batch_dims:]),
+                "dtype": str(leaf.dtype).replace("torch.", ""),
+            }
+        )
+    if leaves:
+        size = sum(math.prod(leaf["shape"]) for leaf in leaves)
+        obs = Unbounded((size,), dtype=torch.float32)
+    else:
+        obs = observation_spec
+        if hasattr(observation_spec, "keys"):
+            obs = observation_spec["observation"]
+    arch: dict[str, Any] = {
         "kind": "mlp",
         "obs_key": "observation",
-        "obs_shape": list(obs.shape[batch_dims:]),
+        "obs_shape": list(obs.shape[batch_dims:] if not leaves else obs.shape),
         "obs_dtype": str(obs.dtype).replace("torch.", ""),
         "action_spec": _unbatched(action_spec, batch_dims).to_json(),
         "num_cells": [int(c) for c in num_cells],
@@ -140,6 +165,8 @@ def mlp_policy(
     }
     if obs_norm is not None:
         arch["obs_norm"] = {"mean": list(obs_norm["mean"]), "std": list(obs_norm["std"])}
+    if leaves:
+        arch["obs_keys"] = leaves
     return _build(arch)
 
 
@@ -168,9 +195,11 @@ def _build(arch: dict[str, Any]) -> Actor:
         num_cells=list(arch["num_cells"]),
         activation_class=_ACTIVATIONS[arch["activation"]],
     )
+    leaves = arch.get("obs_keys")
+    concat = FlatConcat([leaf["shape"] for leaf in leaves]) if leaves else None
     actor = Actor(
-        _ActionHead(net, action, arch.get("obs_norm")),
-        in_keys=[arch["obs_key"]],
+        _ActionHead(net, action, arch.get("obs_norm"), concat),
+        in_keys=[tuple(leaf["key"]) for leaf in leaves] if leaves else [arch["obs_key"]],
         out_keys=["action"],
         spec=action,
     )
@@ -297,12 +326,40 @@ def _arch_of(payload: dict, path: str) -> dict[str, Any]:
             f"{path!r}: policy checkpoint field 'arch.num_cells' / 'arch.obs_shape': expected at "
             f"most {MAX_LAYERS} sizes in [1, {MAX_LAYER}], got {arch['num_cells']} / {arch['obs_shape']}"
         )
+    if "obs_keys" in arch:
+        _check_obs_keys(arch, path)
     widths = [math.prod(arch["obs_shape"]), *arch["num_cells"]]
     params = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
     untrusted.check_budget(
         4 * params, repr(path), f"the policy's {len(arch['num_cells'])} layers", error=ConfigError
     )
     return arch
+
+
+def _check_obs_keys(arch: dict[str, Any], path: str) -> None:
+    """A Dict observation's leaves: names, small shapes, and sizes adding up to ``obs_shape``."""
+    leaves = arch["obs_keys"]
+    ok = isinstance(leaves, list) and 0 < len(leaves) <= MAX_LAYER
+    for leaf in leaves if ok else ():
+        ok = ok and (
+            isinstance(leaf, dict)
+            and isinstance(leaf.get("key"), list)
+            and 0 < len(leaf["key"]) <= 8
+            and all(isinstance(k, str) and k for k in leaf["key"])
+            and isinstance(leaf.get("shape"), list)
+            and len(leaf["shape"]) <= 8
+            and all(
+                isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= MAX_LAYER
+                for d in leaf["shape"]
+            )
+            and isinstance(leaf.get("dtype"), str)
+        )
+    if not ok or sum(math.prod(leaf["shape"]) for leaf in leaves) != math.prod(arch["obs_shape"]):
+        raise ConfigError(
+            f"{path!r}: policy checkpoint field 'arch.obs_keys': expected up to {MAX_LAYER} "
+            f"entries {{'key': [names], 'shape': [sizes], 'dtype': name}} whose sizes add up to "
+            f"obs_shape {arch['obs_shape']}"
+        )
 
 
 def _discrete_encoding_of(arch: dict[str, Any], env: Any) -> dict[str, Any]:
@@ -320,13 +377,23 @@ def _discrete_encoding_of(arch: dict[str, Any], env: Any) -> dict[str, Any]:
 def check_policy_matches(arch: dict[str, Any], env: Any, where: str = "policy") -> None:
     """Raise :class:`SpecError` unless the checkpoint's specs are the env's (per env, unbatched)."""
     nb = len(env.batch_size)
-    obs = env.observation_spec.get(arch["obs_key"])
-    if obs is None:
+    for leaf in arch.get("obs_keys") or ():  # a Dict observation: each leaf as trained on
+        key = tuple(leaf["key"])
+        spec = env.observation_spec.get(key, None)
+        got = None if spec is None else list(spec.shape[nb:])
+        dtype = None if spec is None else str(spec.dtype).replace("torch.", "")
+        if (got, dtype) != (leaf["shape"], leaf["dtype"]):
+            raise SpecError(
+                f"{where}: policy expects observation key {'.'.join(key)!r} of shape "
+                f"{leaf['shape']} {leaf['dtype']}, env gives {got} {dtype}"
+            )
+    obs = None if arch.get("obs_keys") else env.observation_spec.get(arch["obs_key"], None)
+    if obs is None and not arch.get("obs_keys"):
         raise SpecError(
             f"{where}: policy reads {arch['obs_key']!r} but the env observes {env.observation_spec.keys(True, True)}"
         )
-    env_obs = (list(obs.shape[nb:]), str(obs.dtype).replace("torch.", ""))
-    if env_obs != (arch["obs_shape"], arch["obs_dtype"]):
+    env_obs = None if obs is None else (list(obs.shape[nb:]), str(obs.dtype).replace("torch.", ""))
+    if env_obs is not None and env_obs != (arch["obs_shape"], arch["obs_dtype"]):
         raise SpecError(
             f"{where}: policy expects observation shape {arch['obs_shape']} {arch['obs_dtype']}, "
             f"env gives {env_obs[0]} {env_obs[1]}"

@@ -11,6 +11,7 @@ from rldata.modules.exploration import (
     OrnsteinUhlenbeckModule,
 )
 from rldata.modules.mlp import MLP, ConvNet
+from rldata.modules.observations import FlatConcat
 from rldata.modules.qvalue import QValueModule
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "AdditiveGaussianModule",
     "ConvNet",
     "EGreedyModule",
+    "FlatConcat",
     "OrnsteinUhlenbeckModule",
     "ProbabilisticActor",
     "FuncEnsemble",

@@ -12,11 +12,12 @@ of a Gaussian head) and any observation normalization. The result loads with
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from rldata.collectors.policies import mlp_policy, save_policy
-from rldata.specs import Unbounded
+from rldata.specs import Composite, Unbounded
 from rldata.trainers.networks import EnvSpecs, actor_trunk
 
 
@@ -27,13 +28,26 @@ def export_policy(
     obs_norm: dict[str, list[float]] | None,
     path: Path,
 ) -> None:
-    """Write ``actor``'s deterministic policy to ``path`` (atomically: temp file, rename)."""
+    """Write ``actor``'s deterministic policy to ``path`` (atomically: temp file, rename).
+
+    A Dict observation's policy reads the env's leaves and concatenates them in the order
+    the run trained on (``specs.obs_leaves``).
+    """
+    if specs.obs_leaves:
+        leaves = Composite({})
+        for leaf in specs.obs_leaves:  # nested keys too: ("goal", "xy")
+            leaves[leaf.key] = Unbounded(leaf.shape, dtype=leaf.dtype)
+        observation: Any = leaves
+        keys: list[Any] | None = [leaf.key for leaf in specs.obs_leaves]
+    else:
+        observation, keys = Unbounded((specs.obs_dim,)), None
     policy = mlp_policy(
-        Unbounded((specs.obs_dim,)),
+        observation,
         specs.action_spec,
         num_cells=hidden,
         activation="ReLU",
         obs_norm=obs_norm,
+        obs_keys=keys,
     )
     target = actor_trunk(policy)
     wanted = target.state_dict()

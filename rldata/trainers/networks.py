@@ -23,6 +23,7 @@ from torch import nn
 from rldata.errors import ConfigError
 from rldata.modules import MLP, Actor, ProbabilisticActor, QValueModule, TanhNormal, ValueOperator
 from rldata.specs import Bounded, Categorical, OneHot, TensorSpec
+from rldata.trainers.observations import ObsLeaf
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class EnvSpecs:
     obs_dim: int
     action_spec: TensorSpec
     """``Bounded`` (continuous algorithms) or ``OneHot`` / ``Categorical`` (discrete ones)."""
+    obs_leaves: tuple[ObsLeaf, ...] = ()
+    """A Dict observation's leaves, concatenated into ``obs_dim`` features in this order;
+    empty when the env observes one flat ``"observation"``."""
 
     @property
     def discrete(self) -> bool:

@@ -18,6 +18,7 @@ from tensordict import TensorDictBase
 from torch import nn
 
 from rldata.ted import TED_KEYS
+from rldata.trainers.observations import FlatObservation
 
 EPS = 1e-3  # TD3+BC's reference code adds 1e-3 to the std
 
@@ -96,20 +97,30 @@ class ObservationNorm(nn.Module):
 
 
 class NormalizedPolicy(nn.Module):
-    """Run ``policy`` on normalized observations; write its action into the env's TensorDict.
+    """Run ``policy`` on the observation it trained on; write its action into the env's TensorDict.
 
-    The TensorDict handed back keeps the raw observation (what a store should record).
+    ``flat`` first concatenates a Dict observation's leaves into ``"observation"``
+    (:class:`~rldata.trainers.observations.FlatObservation`), then ``norm`` normalizes it;
+    either may be ``None``. The TensorDict handed back keeps the raw observation (what a
+    store should record).
     """
 
-    def __init__(self, policy: nn.Module, norm: ObservationNorm) -> None:
+    def __init__(
+        self,
+        policy: nn.Module,
+        norm: ObservationNorm | None,
+        flat: FlatObservation | None = None,
+    ) -> None:
         super().__init__()
         self.policy = policy
         self.norm = norm
+        self.flat = flat
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
         obs = TED_KEYS.observation
         view = td.copy()
-        view.set(obs, self.norm(td.get(obs)))
+        x = self.flat(td) if self.flat is not None else td.get(obs)
+        view.set(obs, self.norm(x) if self.norm is not None else x)
         out = self.policy(view)
         for key in out.keys(True, True):
             if key != obs and key not in ("next",):

@@ -41,6 +41,7 @@ from rldata.trainers.evaluation import EvalResult, evaluate_policy
 from rldata.trainers.export import export_policy
 from rldata.trainers.loggers import Loggers
 from rldata.trainers.normalize import NormalizedPolicy, ObservationNorm, store_stats
+from rldata.trainers.observations import FlatObservation, leaves_from_stats
 from rldata.trainers.setup import Inputs, record_specs
 
 STORE_COMMIT_EVERY = 10_000
@@ -122,6 +123,7 @@ class Run:
         self.evaluations: list[dict[str, float]] = []
         self.last_out: TensorDictBase | None = None
         self.norm: ObservationNorm | None = None
+        self.flat: FlatObservation | None = None
         self.blocked = {"insert_blocked_s": 0.0, "sample_blocked_s": 0.0}
         self.store: Any = None
         self.logged_at = -1  # updates at the last train row
@@ -139,13 +141,20 @@ class Run:
         self.agent.loss.to(self.device)
         if self.agent.noise is not None:
             self.agent.noise.to(self.device)
+        leaves = inputs.specs.obs_leaves
+        self.flat = FlatObservation(leaves).to(self.device) if leaves else None
         if cfg.normalize_observations and inputs.dataset is not None:
-            self.norm = ObservationNorm.from_stats(store_stats(inputs.dataset)).to(self.device)
+            stats = store_stats(inputs.dataset)
+            if leaves:  # per key, laid out as the concatenation
+                mean, std = leaves_from_stats(stats, leaves, f"dataset {cfg.dataset!r}")
+                self.norm = ObservationNorm(mean, std).to(self.device)
+            else:
+                self.norm = ObservationNorm.from_stats(stats).to(self.device)
         self.acting: Any = self.agent.actor
         self.exploring: Any = self.agent.explore
-        if self.norm is not None:
-            self.acting = NormalizedPolicy(self.agent.actor, self.norm)
-            self.exploring = NormalizedPolicy(self.agent.explore, self.norm)
+        if self.norm is not None or self.flat is not None:
+            self.acting = NormalizedPolicy(self.agent.actor, self.norm, self.flat)
+            self.exploring = NormalizedPolicy(self.agent.explore, self.norm, self.flat)
         self.params = [p for g in self.agent.optimizer.param_groups for p in g["params"]]
 
     def _offline_buffer(self) -> ReplayBuffer:
@@ -208,6 +217,8 @@ class Run:
         batch = self.stream.next() if self.stream is not None else self.replay.sample()
         if batch.device != self.device:
             batch = batch.to(self.device, non_blocking=True)
+        if self.flat is not None:
+            batch = self.flat.batch(batch)
         if self.norm is not None:
             batch = self.norm.batch(batch)
         return batch

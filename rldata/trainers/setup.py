@@ -33,6 +33,7 @@ from rldata.trainers.checkpoint import CHECKPOINT_DIR
 from rldata.trainers.config import TrainConfig
 from rldata.trainers.device import resolve_device
 from rldata.trainers.networks import EnvSpecs
+from rldata.trainers.observations import ObsLeaf, observation_leaves
 
 
 @dataclass
@@ -53,18 +54,25 @@ class Inputs:
 
 
 def env_specs(env: Any, env_id: str, algo: str) -> EnvSpecs:
-    """The specs the networks need, or a :class:`ConfigError` naming what does not fit."""
-    obs = env.observation_spec.get("observation", None)
-    if obs is None:
-        keys = sorted(str(k) for k in env.observation_spec.keys(True, True))
-        raise ConfigError(
-            f"env {env_id!r}: the trainers read a flat 'observation'; this env observes {keys}"
-        )
-    if len(obs.shape) != 1 or not obs.dtype.is_floating_point:
-        raise ConfigError(
-            f"env {env_id!r}: expected a 1-D float observation, got shape {tuple(obs.shape)} "
-            f"{obs.dtype}"
-        )
+    """The specs the networks need, or a :class:`ConfigError` naming what does not fit.
+
+    An env observing one flat ``"observation"`` needs it 1-D float; any other observation
+    (a Dict or Tuple space) is read as its leaves concatenated in sorted key order
+    (:func:`~rldata.trainers.observations.observation_leaves`).
+    """
+    keys = list(env.observation_spec.keys(True, True))
+    leaves: tuple[ObsLeaf, ...] = ()
+    if keys == ["observation"]:
+        obs = env.observation_spec["observation"]
+        if len(obs.shape) != 1 or not obs.dtype.is_floating_point:
+            raise ConfigError(
+                f"env {env_id!r}: expected a 1-D float observation, got shape "
+                f"{tuple(obs.shape)} {obs.dtype}"
+            )
+        obs_dim = int(obs.shape[-1])
+    else:
+        leaves = observation_leaves(env.observation_spec, f"env {env_id!r}")
+        obs_dim = sum(leaf.size for leaf in leaves)
     act = env.action_spec
     if get_algorithm(algo).discrete:
         if not isinstance(act, (OneHot, Categorical)) or len(act.shape) > 1 or act.n < 2:
@@ -72,13 +80,13 @@ def env_specs(env: Any, env_id: str, algo: str) -> EnvSpecs:
                 f"algorithm {algo!r} needs a Discrete action space (n >= 2); env {env_id!r} has "
                 f"{type(act).__name__} actions of shape {tuple(act.shape)} {act.dtype}"
             )
-        return EnvSpecs(obs_dim=int(obs.shape[-1]), action_spec=act)
+        return EnvSpecs(obs_dim=obs_dim, action_spec=act, obs_leaves=leaves)
     if not isinstance(act, Bounded) or not act.dtype.is_floating_point or len(act.shape) != 1:
         raise ConfigError(
             f"algorithm {algo!r} needs a continuous (Box) action space; env {env_id!r} has "
             f"{type(act).__name__} actions of shape {tuple(act.shape)} {act.dtype}"
         )
-    return EnvSpecs(obs_dim=int(obs.shape[-1]), action_spec=act)
+    return EnvSpecs(obs_dim=obs_dim, action_spec=act, obs_leaves=leaves)
 
 
 def record_specs(env: Any) -> Composite:
@@ -95,9 +103,17 @@ def _check_match(store: Any, specs: EnvSpecs, env_id: str, path: str) -> None:
     recorded = store.specs
     if recorded is None:
         return
-    obs = recorded.get("observation", None)
     act = recorded.get("action", None)
-    if obs is None or tuple(obs.shape) != (specs.obs_dim,):
+    for leaf in specs.obs_leaves:  # a Dict observation: each leaf as the env observes it
+        got = recorded.get(leaf.key, None)
+        if got is None or tuple(got.shape) != leaf.shape:
+            raise SpecError(
+                f"dataset {path!r} has observation key {leaf.name!r} of shape "
+                f"{None if got is None else tuple(got.shape)} but eval env {env_id!r} observes "
+                f"{leaf.shape}"
+            )
+    obs = recorded.get("observation", None)
+    if not specs.obs_leaves and (obs is None or tuple(obs.shape) != (specs.obs_dim,)):
         got = None if obs is None else tuple(obs.shape)
         raise SpecError(
             f"dataset {path!r} has observation shape {got} but eval env {env_id!r} observes "
@@ -214,6 +230,7 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
                     probe.close()
                 if other != specs and (
                     other.obs_dim != specs.obs_dim
+                    or other.obs_leaves != specs.obs_leaves
                     or other.action_spec.shape != specs.action_spec.shape
                 ):
                     raise SpecError(
