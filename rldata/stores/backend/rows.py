@@ -197,13 +197,12 @@ class RowTable(Store):
         ``min``, ``max`` and ``quantiles`` (``{"0.5": [...], ...}``), from the records of each
         commit (no pass over the rows); a ring, which keeps none, computes them from its
         readable rows."""
-        out = st.summary(self.trajectory_stats().values())
-        sketches = self._m.get("quantiles")
-        if self.capacity is not None and self.schema is not None and len(self):
-            rows = self._read(self.readable())
-            sketches = st.sketch_of(
-                {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
-            )
+        if self.capacity is not None:
+            records, sketches = self._row_stats()
+            out = st.summary(records.values())
+        else:
+            out = st.summary(self.trajectory_stats().values())
+            sketches = self._m.get("quantiles")
         if sketches is not None:
             st.add_quantiles(out, st.check_sketches(sketches, self.path))
         return out
@@ -212,11 +211,7 @@ class RowTable(Store):
         """Per-trajectory records (``rldata.stores.format.stats``): mergeable, exact for any subset."""
         listed = self._m.get("stats")
         if listed is None or self.capacity is not None:
-            if self.schema is None or not len(self):
-                return {}
-            rows = self._read(self.readable())
-            columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
-            return st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
+            return self._row_stats()[0]
         files = []
         for ref in listed:
             data = untrusted.read_bytes(
@@ -232,6 +227,22 @@ class RowTable(Store):
                 untrusted.loads_json(data, ref["path"], "statistics file", error=CorruptStoreError)
             )
         return st.by_trajectory(files)
+
+    def _row_stats(self) -> tuple[dict[int, st.Record], dict[str, list] | None]:
+        """Per-trajectory records and quantile sketches computed from the readable rows, a
+        block at a time (:func:`~rldata.stores.backend.blocks.row_blocks`): records and
+        sketches merge exactly, so memory is one block and the trajectories, not the rows."""
+        from rldata.stores.backend.blocks import row_blocks
+
+        records: dict[int, st.Record] = {}
+        sketches: dict[str, list] | None = None
+        keys = st.numeric_keys(self._fields) if self.schema is not None else []
+        for block in row_blocks(self):
+            columns = {k: block.rows.get(sch.key_tuple(k)) for k in keys}
+            for t, rec in st.of_rows(columns, block.rows.get(sch.key_tuple(TRAJ))).items():
+                records[t] = st.merge(records[t], rec) if t in records else rec
+            sketches = st.merge_sketches(sketches, st.sketch_of(columns))
+        return records, sketches
 
     def _read_range(self, start: int, stop: int) -> TensorDict:
         """Rows at positions ``[start, stop)`` (no checks; backends override it to copy

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from rldata import ted
@@ -319,41 +320,57 @@ def _stats_faults(store: Store, m: dict) -> Iterator[str]:
             return
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A column of a block as a numpy array (no copy; bfloat16, which numpy lacks, as float32).
+    The invariant pass runs in numpy: torch's intra-op pool costs a thread hand-off on every
+    small op, ~15 ms each on a loaded 2-core machine, more than the work itself."""
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
+def _equal_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N]``: row i of ``a`` equals row i of ``b`` (NaN equals NaN)."""
+    eq = a == b
+    if a.dtype.kind in "fc":
+        eq |= (a != a) & (b != b)
+    return eq.reshape(eq.shape[0], -1).all(-1) if eq.ndim > 1 else eq
+
+
 def _episode_faults(store: Store, m: dict) -> Iterator[str]:
     """Each row's trajectory id and each segment's return against the episode index, block by
     block (:func:`~rldata.stores.backend.blocks.row_blocks`): a row's segment comes from the
     index's cumulative lengths, never from a per-row table."""
     seg = store.segments()  # type: ignore[attr-defined]
-    total = int(seg["length"].sum())
+    lengths = seg["length"].numpy().astype(np.int64)
+    total = int(lengths.sum())
     if total != len(store):
         yield f"{store.path}: episode index covers {total} rows, expected {len(store)}"
         return
-    n_seg = seg.batch_size[0]
-    ends = torch.cumsum(seg["length"], 0)
-    seg_ids = seg["traj_id"]
-    returns = torch.zeros(n_seg, dtype=torch.float64)
+    ends = np.cumsum(lengths)
+    seg_ids = seg["traj_id"].numpy()
+    want = seg["return"].numpy().astype(np.float64)
+    returns = np.zeros(len(lengths), dtype=np.float64)
     for block in row_blocks(store):
-        offs = torch.arange(block.offset, block.offset + block.n, dtype=torch.int64)
-        seg_of_row = torch.searchsorted(ends, offs, right=True)
-        ids = block.rows.get(K.traj_ids).reshape(-1)
+        n = block.n
+        seg_of_row = np.searchsorted(ends, np.arange(block.offset, block.offset + n), "right")
+        ids = _np(block.rows.get(K.traj_ids)).reshape(-1)
         bad = ids != seg_ids[seg_of_row]
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0])
+        if bad.any():
+            i = int(bad.argmax())
             yield (
                 f"{store.path}: row {block.position + i} has traj id {int(ids[i])}, episode "
                 f"index says {int(seg_ids[seg_of_row[i]])}"
             )
             return
-        reward = block.rows.get(K.nxt(K.reward)).reshape(block.n, -1).double().sum(-1)
-        returns.index_add_(0, seg_of_row, reward)
-    close = torch.isclose(returns, seg["return"], rtol=1e-6, atol=1e-6) | (
-        returns.isnan() & seg["return"].isnan()
-    )
-    if not bool(close.all()):
-        j = int((~close).nonzero()[0])
+        reward = _np(block.rows.get(K.nxt(K.reward))).reshape(n, -1).sum(-1, dtype=np.float64)
+        first = int(seg_of_row[0])  # the block's rows are consecutive: so are their segments
+        part = np.bincount(seg_of_row - first, weights=reward)
+        returns[first : first + len(part)] += part
+    close = np.isclose(returns, want, rtol=1e-6, atol=1e-6) | (np.isnan(returns) & np.isnan(want))
+    if not close.all():
+        j = int((~close).argmax())
         yield (
-            f"{store.path}: episode segment {j} (traj {int(seg['traj_id'][j])}): return "
-            f"{float(seg['return'][j])} in the index, {float(returns[j])} in the rows"
+            f"{store.path}: episode segment {j} (traj {int(seg_ids[j])}): return "
+            f"{float(want[j])} in the index, {float(returns[j])} in the rows"
         )
 
 
@@ -369,51 +386,45 @@ def _obs_keys(schema: dict) -> list[str]:
 
 
 def _ted_faults(store: Store) -> Iterator[str]:
-    """TED's invariants, block by block in write order: the flags of each row, and between a
-    row and the next row of its trajectory (sorted by trajectory within a block; across
-    blocks through each open trajectory's last row). An ended trajectory keeps only its id
-    and position; an open one its last row, so memory is the open trajectories, not the rows."""
+    """TED's invariants, block by block in write order, in numpy: the flags of each row, and
+    between a row and the next row of its trajectory (sorted by trajectory within a block;
+    across blocks through each open trajectory's last row). An ended trajectory keeps only
+    its id and position; an open one its last row's next observations, so memory is the open
+    trajectories, not the rows."""
     from rldata.stores.format import schema as sch
 
     obs = _obs_keys(store.schema or {})
-    last: dict[int, tuple[int, tuple[TensorDict, int] | None]] = {}  # traj -> (pos, row if open)
+    last: dict[int, tuple[int, list[np.ndarray] | None]] = {}  # traj -> (pos, next obs if open)
     for block in row_blocks(store):
         rows, n = block.rows, block.n
+
+        def col(name: str) -> np.ndarray:
+            return _np(rows.get(sch.key_tuple(name)))  # noqa: B023 (used within the iteration)
+
         for done, term, trunc in _FLAGS:
-            d, t, u = (rows.get(sch.key_tuple(k)) for k in (done, term, trunc))
-            bad = (d != (t | u)).reshape(n, -1).any(-1)
-            if bool(bad.any()):
-                i = int(bad.nonzero()[0])
+            d, t, u = (col(k).reshape(n, -1) for k in (done, term, trunc))
+            bad = (d != (t | u)).any(-1)
+            if bad.any():
+                i = int(bad.argmax())
                 yield f"{store.path}: row {block.position + i}: {done} != {term} | {trunc}"
                 return
-        ids = rows.get(K.traj_ids).reshape(-1)
-        if bool((ids[1:] >= ids[:-1]).all()):  # one writer's rows: already in that order
-            order, sids = torch.arange(n), ids
-        else:
-            order = torch.sort(ids, stable=True).indices  # by trajectory, then write order
-            sids = ids[order]
-        first = torch.ones(n, dtype=torch.bool)
-        first[1:] = sids[1:] != sids[:-1]
-        heads = order[first].tolist()
-        prev_rows = [last.get(int(ids[h])) for h in heads]
-        carried = [k for k, p in enumerate(prev_rows) if p is not None]
-        if carried:  # each trajectory's first row here, after its last row of earlier blocks
-            fault = _pair_faults(
-                store,
-                obs,
-                [prev_rows[k] for k in carried],  # type: ignore[misc]
-                [heads[k] for k in carried],
-                block,
-            )
-            if fault is not None:
-                yield fault
-                return
-        sel = rows if sids is ids else rows[order]
-        same = sids[1:] == sids[:-1]
-        ended = sel.get(K.nxt(K.done)).reshape(n, -1)[:-1, 0]
-        bad = same & ended
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0])
+        ids = _np(rows.get(K.traj_ids)).reshape(-1)
+        ordered = bool((ids[1:] >= ids[:-1]).all())  # one writer's rows: already in that order
+        order = np.arange(n) if ordered else np.argsort(ids, kind="stable")
+        sids = ids if ordered else ids[order]
+        starts = np.ones(n, dtype=bool)
+        starts[1:] = sids[1:] != sids[:-1]
+        heads = order[starts]
+        fault = _pair_faults(store, obs, last, heads, ids, block)
+        if fault is not None:
+            yield fault
+            return
+        same = ~starts[1:]
+        ended = _np(rows.get(K.nxt(K.done))).reshape(n, -1)[:, 0]
+        ended = ended if ordered else ended[order]
+        bad = same & ended[:-1]
+        if bad.any():
+            i = int(bad.argmax())
             yield (
                 f"{store.path}: traj {int(sids[i])} continues at row "
                 f"{block.position + int(order[i + 1])} after its episode ended at row "
@@ -421,51 +432,64 @@ def _ted_faults(store: Store) -> Iterator[str]:
             )
             return
         for key in obs:
-            nxt = sel.get(sch.key_tuple(f"{K.next}.{key}"))[:-1][same]
-            cur = sel.get(sch.key_tuple(key))[1:][same]
-            eq = (nxt == cur) | (nxt != nxt) & (cur != cur)
-            bad = ~eq.flatten(1).all(-1) if eq.dim() > 1 else ~eq
-            if bool(bad.any()):
-                j = int(same.nonzero().reshape(-1)[bad][0])
+            nxt, cur = col(f"{K.next}.{key}"), col(key)
+            if not ordered:
+                nxt, cur = nxt[order], cur[order]
+            bad = same & ~_equal_rows(nxt[:-1], cur[1:])
+            if bad.any():
+                j = int(bad.argmax())
                 yield (
                     f"{store.path}: key 'next.{key}' of row {block.position + int(order[j])} "
                     f"differs from {key!r} of row {block.position + int(order[j + 1])}, the "
                     f"next step of traj {int(sids[j])}"
                 )
                 return
-        tails = torch.ones(n, dtype=torch.bool)
-        tails[:-1] = sids[1:] != sids[:-1]
+        tails = np.ones(n, dtype=bool)
+        tails[:-1] = starts[1:]
         tail_idx = order[tails]
-        tail_rows = rows[tail_idx]  # one gather: each trajectory's last row in this block
-        ended_at = tail_rows.get(K.nxt(K.done)).reshape(tail_idx.numel(), -1)[:, 0].tolist()
-        for j, (i, t, d) in enumerate(zip(tail_idx.tolist(), ids[tail_idx].tolist(), ended_at)):
-            last[t] = (block.position + i, None if d else (tail_rows, j))
+        tail_next = [col(f"{K.next}.{key}")[tail_idx] for key in obs]  # a copy: the block goes
+        tail_done = ended[tails].tolist()
+        for j, (i, t, d) in enumerate(zip(tail_idx.tolist(), ids[tail_idx].tolist(), tail_done)):
+            last[t] = (block.position + i, None if d else [x[j] for x in tail_next])
 
 
 def _pair_faults(
     store: Store,
     obs: list[str],
-    prev: list[tuple[int, tuple[TensorDict, int] | None]],
-    heads: list[int],
+    last: dict[int, tuple[int, list[np.ndarray] | None]],
+    heads: np.ndarray,
+    ids: np.ndarray,
     block: Block,
 ) -> str | None:
-    """The first fault between a trajectory's last row of earlier blocks and its next row."""
+    """The first fault between a trajectory's last row of earlier blocks (``last``) and its
+    first row in ``block`` (at ``heads``, in trajectory order)."""
     from rldata.stores.format import schema as sch
 
-    for (pos, row), i in zip(prev, heads):
-        traj = int(block.rows.get(K.traj_ids).reshape(-1)[i])
-        if row is None:
-            return (
-                f"{store.path}: traj {traj} continues at row {block.position + i} after its "
-                f"episode ended at row {pos}"
-            )
-        held, j = row
-        for key in obs:
-            nxt = held.get(sch.key_tuple(f"{K.next}.{key}"))[j]
-            cur = block.rows.get(sch.key_tuple(key))[i]
-            if not bool(((nxt == cur) | (nxt != nxt) & (cur != cur)).all()):
-                return (
-                    f"{store.path}: key 'next.{key}' of row {pos} differs from {key!r} of row "
-                    f"{block.position + i}, the next step of traj {traj}"
-                )
-    return None
+    carried = [(int(i), last[t]) for i, t in zip(heads.tolist(), ids[heads].tolist()) if t in last]
+    if not carried:
+        return None
+    ended = np.array([row is None for _, (_, row) in carried])
+    open_ = [c for c, (_, (_, row)) in enumerate(carried) if row is not None]
+    at = np.array([carried[c][0] for c in open_], dtype=np.int64)
+    bad_key = np.full(len(carried), len(obs))  # the first key whose link breaks, per carried row
+    for k in reversed(range(len(obs))):
+        if not open_:
+            break
+        held = np.stack([carried[c][1][1][k] for c in open_])  # type: ignore[index]
+        cur = _np(block.rows.get(sch.key_tuple(obs[k])))[at]
+        bad_key[np.array(open_)[~_equal_rows(held, cur)]] = k
+    faulty = ended | (bad_key < len(obs))
+    if not faulty.any():
+        return None
+    c = int(faulty.argmax())
+    i, (pos, _) = carried[c]
+    if ended[c]:
+        return (
+            f"{store.path}: traj {int(ids[i])} continues at row {block.position + i} after "
+            f"its episode ended at row {pos}"
+        )
+    key = obs[int(bad_key[c])]
+    return (
+        f"{store.path}: key 'next.{key}' of row {pos} differs from {key!r} of row "
+        f"{block.position + i}, the next step of traj {int(ids[i])}"
+    )
