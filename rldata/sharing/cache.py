@@ -134,7 +134,7 @@ def _hit(target: Path, served: str) -> bool:
         return False
     try:
         if _served_here(target) == served:
-            with stores.open(target):  # the verified open, on every hit
+            with stores.open(target, verify="full"):  # the verified open, on every hit
                 return True
     except (CorruptStoreError, OSError):
         pass

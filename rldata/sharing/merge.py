@@ -126,7 +126,7 @@ def merge(
             next_id = 0
             for s in opened:
                 next_id = _copy_rows(s, writer, next_id)
-        with stores.open(stage) as merged:  # verified before it takes the place of ``out``
+        with stores.open(stage, verify="full") as merged:  # every row checked first
             summary = MergeSummary(
                 out=os.fspath(out),
                 sources=len(sources),

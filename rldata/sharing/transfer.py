@@ -197,7 +197,7 @@ def _copy_to(
         summary = copy_store(
             src_loc, location(str(stage)), progress=progress, workers=workers, label=label
         )
-        with stores.open(stage):  # every row against its checksum before it takes the place
+        with stores.open(stage, verify="full"):  # every row against its checksum first
             pass
     return dataclasses.replace(summary, destination=redact(dst_loc.url))
 
@@ -223,7 +223,7 @@ def _already_there(
     if want is None or (root / ob.MANIFEST).read_bytes() != want:
         return None
     try:
-        with stores.open(root) as held:
+        with stores.open(root, verify="full") as held:
             digest = digest_of(held)
     except (CorruptStoreError, StoreNotFoundError) as exc:
         raise StoreExistsError(
@@ -266,7 +266,7 @@ def _pull_commit(
         with byte_bar(f"pull {redact(src.url)}", total, enabled=progress) as advance:
             remote_commit.checkout(src, doc, stage)
             advance(total)
-        with stores.open(stage) as copy:  # every row against its checksum
+        with stores.open(stage, verify="full") as copy:  # every row against its checksum
             digest = digest_of(copy)
     n = len(doc["objects"])
     return TransferSummary(
@@ -893,7 +893,7 @@ def _local_digest(loc: Location, label: str = "copy", name: str | None = None) -
     if not loc.local:
         return None
     try:
-        with stores.open(loc.root) as store:  # the verified open: every row's checksum
+        with stores.open(loc.root, verify="full") as store:  # every row's checksum
             return digest_of(store)
     except CorruptStoreError as exc:
         raise TransferError(

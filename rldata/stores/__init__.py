@@ -104,16 +104,22 @@ def create(
 
 
 def open(  # noqa: A001
-    path: str | os.PathLike[str], *, mode: str = "r", durable: bool = True, verify: bool = True
+    path: str | os.PathLike[str],
+    *,
+    mode: str = "r",
+    durable: bool = True,
+    verify: bool | str = True,
 ) -> Store:
     """Open an existing store: ``mode="r"`` reads committed rows, ``"a"`` resumes writing.
 
     ``durable`` is as in :func:`create` (it only matters for ``mode="a"``). With ``verify``
-    (the default) the manifest's checksums of every committed row and of the episode index
-    are checked before the store is handed out, so a flipped or truncated committed byte is
-    an error here rather than a wrong sample later (about 40 ms per million Pendulum rows);
-    ``verify=False`` is the explicit opt-out. A resuming writer always verifies what it
-    builds on.
+    (the default) the manifest and the episode index are checked before the store is handed
+    out, and every committed row before it is served: a store with block digests (memmap,
+    format 1.4) hashes each block of rows when a read first touches it (the open costs the
+    same at any size), others every row now. So a flipped or truncated committed byte is an
+    error rather than a wrong sample. ``verify="full"`` checks every row now (a copy about
+    to take a store's place); ``verify=False`` is the explicit opt-out. A resuming writer
+    always verifies what it builds on.
 
     Raises:
         StoreNotFoundError: no manifest at ``path``.

@@ -87,8 +87,14 @@ def create_dir(
     return store
 
 
-def open_dir(root: Path, *, mode: str = "r", durable: bool = True, verify: bool = True) -> Store:
-    """The store in the local directory ``root`` (see :func:`rldata.stores.open`)."""
+def open_dir(
+    root: Path, *, mode: str = "r", durable: bool = True, verify: bool | str = True
+) -> Store:
+    """The store in the local directory ``root`` (see :func:`rldata.stores.open`;
+    ``verify="full"`` checks every committed row now, True each block when first read
+    where the store has block digests)."""
+    if verify not in (True, False, "full"):
+        raise ConfigError(f"verify: expected True, False or 'full', got {verify!r}")
     if mode not in ("r", "a"):
         raise ConfigError(f"mode: expected 'r' or 'a', got {mode!r}")
     m = mf.read(root)
@@ -96,7 +102,7 @@ def open_dir(root: Path, *, mode: str = "r", durable: bool = True, verify: bool 
     if mode == "r":
         store = cls.attach(root, m, writable=False, lock=None)
         if verify:  # block digests (format 1.4): each block checked when first read
-            refuse_corrupt(store, "open", lazy=True)
+            refuse_corrupt(store, "open", lazy=verify != "full")
         return store
     lock = WriterLock(root)
     lock.acquire()

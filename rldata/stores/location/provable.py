@@ -187,6 +187,9 @@ def _stray_payload(root: Path, payload_dir: str, m: dict[str, Any]) -> list[str]
     if m.get("backend") != "memmap" or not isinstance(files, dict):
         return []  # zarr / parquet name arrays or columns there, not files
     listed = {str(f) for f in files.values()}
+    blocks = m["checksums"].get("blocks")  # the block digest sidecar (format 1.4)
+    if isinstance(blocks, dict):
+        listed.add(str(blocks.get("path")))
     stray = []
     for dirpath, _dirs, names in os.walk(root / payload_dir):
         for name in names:

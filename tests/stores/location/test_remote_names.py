@@ -137,8 +137,8 @@ def test_resume_refuses_a_damaged_payload_and_leaves_it_as_it_was(store, damage)
     with pytest.raises(CorruptStoreError, match="observation"):
         stores.open(store, mode="a")
     assert snapshot(store) == before  # no zero fill, no re-hash
-    with pytest.raises(CorruptStoreError):
-        stores.open(store)  # and readers refuse it too
+    with pytest.raises(CorruptStoreError):  # and readers refuse it too
+        stores.open(store).get(slice(0, 30))
 
 
 def test_readers_refuse_a_flipped_committed_byte_unless_told_not_to(store):
@@ -147,8 +147,10 @@ def test_readers_refuse_a_flipped_committed_byte_unless_told_not_to(store):
     raw[9] ^= 0x01
     f.write_bytes(bytes(raw))
     with pytest.raises(CorruptStoreError, match="next.reward"):
-        stores.open(store)
-    assert len(stores.open(store, verify=False)) == 30  # the explicit opt-out
+        stores.open(store, verify="full")
+    with stores.open(store) as r, pytest.raises(CorruptStoreError, match="next.reward"):
+        r.get(slice(0, 30))  # block digests (format 1.4): refused on the read, never served
+    assert len(stores.open(store, verify=False).get(slice(0, 30))) == 30  # the explicit opt-out
 
 
 def test_a_deleted_episode_index_is_refused(store):
