@@ -1,7 +1,8 @@
 """Dict observations end to end: each leaf flattened and concatenated in sorted key order.
 
-A small gymnasium env observes ``{"goal": (2,), "observation": {"pos": (2,), "vel": (1,)}}``
-(nested keys ``("observation", "pos")``), with a Box or a Discrete action. Every algorithm
+A small gymnasium env (:mod:`tests.trainers.dict_env`) observes ``{"goal": (2,),
+"observation": {"pos": (2,), "vel": (1,)}}`` (nested keys ``("observation", "pos")``), with
+a Box or a Discrete action. Every algorithm
 family trains a few hundred steps on it (offline from a store, online in the env), saves,
 and its ``policy.pt`` reloads, takes the env's Dict observation and acts.
 """
@@ -15,7 +16,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 from tensordict import TensorDict
 
 import rldata
@@ -28,62 +28,9 @@ from rldata.trainers.observations import observation_leaves
 from rldata.trainers.setup import _check_match as check_match
 from rldata.trainers.setup import env_specs
 from tests.trainers.conftest import tiny
+from tests.trainers.dict_env import BOX_ENV, DISCRETE_ENV, IMAGE_ENV
 
-BOX_ENV, DISCRETE_ENV, IMAGE_ENV = (
-    "RldataDictLine-v0",
-    "RldataDictLineDiscrete-v0",
-    "RldataDictImage-v0",
-)
 LEAVES = ["goal", ("observation", "pos"), ("observation", "vel")]  # sorted by key
-
-
-class DictLine(gym.Env):
-    """A point on a plane pushed toward a goal; observes a nested Dict."""
-
-    def __init__(self, discrete: bool = False, image: bool = False) -> None:
-        state = spaces.Dict(
-            {
-                "vel": spaces.Box(-5, 5, (1,), np.float32),
-                "pos": spaces.Box(-5, 5, (2,), np.float32),
-            }
-        )
-        obs = {"observation": state, "goal": spaces.Box(-1, 1, (2,), np.float32)}
-        if image:
-            obs["pixels"] = spaces.Box(0, 255, (8, 8, 3), np.uint8)
-        self.observation_space = spaces.Dict(obs)
-        self.action_space = spaces.Discrete(3) if discrete else spaces.Box(-1, 1, (1,), np.float32)
-        self.discrete, self.image = discrete, image
-
-    def _obs(self) -> dict:
-        obs = {
-            "observation": {"pos": self.x.copy(), "vel": self.v.copy()},
-            "goal": self.goal.copy(),
-        }
-        if self.image:
-            obs["pixels"] = np.zeros((8, 8, 3), np.uint8)
-        return obs
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.x = self.np_random.uniform(-1, 1, 2).astype(np.float32)
-        self.goal = self.np_random.uniform(-1, 1, 2).astype(np.float32)
-        self.v = np.zeros(1, np.float32)
-        return self._obs(), {}
-
-    def step(self, action):
-        push = float(action) - 1.0 if self.discrete else float(np.asarray(action).reshape(-1)[0])
-        self.x = np.clip(self.x + 0.1 * push, -5, 5).astype(np.float32)
-        self.v[:] = push
-        return self._obs(), -float(np.abs(self.x - self.goal).sum()), False, False, {}
-
-
-for _id, _kwargs in (
-    (BOX_ENV, {}),
-    (DISCRETE_ENV, {"discrete": True}),
-    (IMAGE_ENV, {"image": True}),
-):
-    if _id not in gym.registry:
-        gym.register(_id, entry_point=f"{__name__}:DictLine", kwargs=_kwargs, max_episode_steps=20)
 
 
 @pytest.fixture(scope="module")
