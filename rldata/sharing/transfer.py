@@ -827,6 +827,8 @@ def copy_store(
             for rel in finals:
                 advance(one(rel, early[rel].result()))
         except BaseException:  # what landed verified is skipped by a rerun
+            for job in digest:  # a daemon thread still in torch at exit aborts the process
+                job.wait()
             dst.flush(complete=False, digest=None)
             raise
         manifest_data = src.read(ob.MANIFEST)
@@ -874,6 +876,10 @@ class _Background:
             self._out.append(fn(*args))
         except BaseException as exc:  # re-raised in the caller by result()
             self._err.append(exc)
+
+    def wait(self) -> None:
+        """Let the job finish, keeping its outcome unread (the caller is failing already)."""
+        self._thread.join()
 
     def result(self) -> Any:
         self._thread.join()

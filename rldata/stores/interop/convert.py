@@ -85,6 +85,8 @@ class _Source:
             self.verifier.result()
 
     def close(self) -> None:
+        if self.verifier is not None:  # a daemon thread still in torch at exit aborts the process
+            self.verifier.wait()
         if self.store is not None:
             self.store.close()
 
@@ -112,6 +114,10 @@ class _Verifier:
                 store.close()
         except BaseException as exc:  # handed to the converting thread by result()
             self._error = exc
+
+    def wait(self) -> None:
+        """Let the check finish, keeping its outcome unread (the caller is failing already)."""
+        self._thread.join()
 
     def result(self) -> None:
         """Wait for the check; raise what it raised (``CorruptStoreError`` naming the fault)."""
