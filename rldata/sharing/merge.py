@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rldata import stores
@@ -29,10 +30,13 @@ from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.transfer import push
 from rldata.sharing.urls import is_url, location, redact
+from rldata.stores.backend.blocks import row_blocks
+from rldata.stores.format import schema as sch
 from rldata.stores.location.destination import inspect_destination, plan_destination
 
 TRAJ = ("collector", "traj_ids")
-BLOCK_ROWS = 1 << 16
+COMMIT_BYTES = 256 << 20
+"""Decoded bytes of rows the output takes between commits."""
 
 
 @dataclass(frozen=True)
@@ -180,26 +184,29 @@ def _check_compatible(paths: Sequence[Any], opened: list[Any]) -> None:
 
 
 def _copy_rows(src: Any, writer: Any, next_id: int) -> int:
-    """Append every readable row of ``src`` with renumbered ids; return the next free id."""
-    pos = src.readable()
-    if pos.numel() == 0:
-        return next_id
-    ids = src.get(pos).get(TRAJ) if pos.numel() <= BLOCK_ROWS else _ids(src, pos)
-    firsts = torch.unique(ids, return_inverse=True)[1]
-    # rank ids by first appearance, so renumbered ids follow recording order
-    order = torch.full((int(firsts.max()) + 1,), pos.numel(), dtype=torch.int64)
-    order.scatter_reduce_(0, firsts, torch.arange(pos.numel()), reduce="amin")
-    rank = torch.empty_like(order)
-    rank[torch.argsort(order)] = torch.arange(order.numel())
-    new_ids = next_id + rank[firsts]
-    for lo in range(0, pos.numel(), BLOCK_ROWS):
-        rows = src.get(pos[lo : lo + BLOCK_ROWS]).clone()
-        rows.set(TRAJ, new_ids[lo : lo + BLOCK_ROWS].to(rows.get(TRAJ).dtype))
+    """Append every readable row of ``src`` with renumbered ids; return the next free id.
+
+    One pass, block by block (:func:`~rldata.stores.backend.blocks.row_blocks`): ids are
+    numbered in order of first appearance as the blocks stream by, so memory is one block and
+    one entry per trajectory, never a tensor of every position or a whole id column. The
+    writer commits every :data:`COMMIT_BYTES` of rows, since a commit reads back the rows
+    it adds."""
+    renumber: dict[int, int] = {}
+    width = sum(sch.row_bytes(e) for e in (src.schema or {}).values())
+    every, since = max(1, COMMIT_BYTES // max(1, width)), 0
+    for block in row_blocks(src):
+        ids = block.rows.get(TRAJ).reshape(-1)
+        uniq, first, inverse = np.unique(ids.numpy(), return_index=True, return_inverse=True)
+        for j in np.argsort(first, kind="stable").tolist():  # new ids in order of appearance
+            renumber.setdefault(int(uniq[j]), next_id + len(renumber))
+        new = np.array([renumber[int(t)] for t in uniq.tolist()], dtype=np.int64)[inverse]
+        rows = block.rows.clone(recurse=False)  # the new ids replace the entry, not its bytes
+        rows.set(TRAJ, torch.from_numpy(new).to(ids.dtype).reshape(ids.shape))
+        if since and since + block.n > every:  # a commit reads back the rows it adds
+            writer.commit()
+            since = 0
         writer.append(rows)
-    return next_id + order.numel()
-
-
-def _ids(src: Any, pos: torch.Tensor) -> torch.Tensor:
-    return torch.cat(
-        [src.get(pos[lo : lo + BLOCK_ROWS]).get(TRAJ) for lo in range(0, pos.numel(), BLOCK_ROWS)]
-    )
+        since += block.n
+    if since:
+        writer.commit()
+    return next_id + len(renumber)
