@@ -191,10 +191,10 @@ def record(
         _frames_named("commit_every", commit_every)
     meta = _described(author=author, description=description, license=license, code_link=code_link)
     owns_store = isinstance(store_or_path, (str, os.PathLike))
-    if meta and not owns_store:
+    if meta and (resume or not owns_store):
         raise ConfigError(
-            "author/description/license/code_link describe a new store: give a path, "
-            "not an open store"
+            "author/description/license/code_link describe a new store: give a new path "
+            "(not an open store, nor resume=True)"
         )
     if owns_store:  # fail before building anything
         check_destination(os.fspath(store_or_path), resume=resume, force=force, backend=backend)
@@ -534,6 +534,11 @@ def collect(
     """
     frames = _frames(frames)
     meta = _described(author=author, description=description, license=license, code_link=code_link)
+    if meta and resume:
+        raise ConfigError(
+            "--author/--description/--license/--code-link describe a new store; --resume "
+            "keeps the store's own"
+        )
     if not pixels_only and not from_pixels:
         raise ConfigError("pixels_only=False (--no-pixels-only) needs from_pixels=True")
     num_envs = _at_most("num_envs", _frames_named("num_envs", num_envs), MAX_NUM_ENVS)

@@ -126,3 +126,21 @@ def test_stored_values_over_their_bound_are_cut_when_read() -> None:
     assert len(got["description"]) == described.limit("description")
     assert got["description"].endswith("…") and got["author"] == ["Ada"]
     assert "license" not in got  # not a string: left out
+
+
+def test_resume_refuses_metadata_it_would_not_write(described_store: Path) -> None:
+    result = run(
+        "collect",
+        "Pendulum-v1",
+        "--frames",
+        8,
+        "--out",
+        described_store,
+        "--resume",
+        "--license",
+        "MIT",
+    )
+    assert result.exit_code == 1
+    assert "--resume keeps the store's own" in result.output
+    with stores.open(described_store) as store:
+        assert store.provenance["license"] == "CC-BY-4.0" and len(store) == 64
