@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -63,6 +64,12 @@ class SyncDataCollector:
             draws from (see :class:`~rldata.collectors.trajectories.TrajCounter`); workers
             of a multi-process collector share one sequence through stride and offset.
         fast: allow the numpy fast path for plain gymnasium envs (same output, faster).
+        num_threads: CPU threads torch uses while a batch is collected (torch's setting is
+            restored after each batch); ``None`` keeps torch's setting. Default 1: a policy
+            acts on one step's observations at a time, which more threads do not speed up,
+            and on busy cores the extra threads stall every call (a 256x256 MLP on a 1-D env,
+            2 loaded cores: about 4,000 frames/s with 1 thread, 200 with torch's default 2;
+            benchmarks/RESULTS-collect-policy.md).
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class SyncDataCollector:
         traj_id_stride: int = 1,
         traj_id_offset: int = 0,
         fast: bool = True,
+        num_threads: int | None = 1,
     ) -> None:
         self.env = (
             create_env_fn()
@@ -107,6 +115,7 @@ class SyncDataCollector:
         self.split_trajs = split_trajs
         self.exploration_type = exploration_type
         self.postproc = postproc
+        self.num_threads = None if num_threads is None else _positive("num_threads", num_threads)
         self.storing_device = _dev(storing_device or device)
         self.env_device = _dev(env_device or device)
         self.policy_device = _dev(policy_device or device)
@@ -186,7 +195,11 @@ class SyncDataCollector:
         if not self._loop.started or self.reset_at_each_iter:
             self._reset_loop()
         random = self.frames < self.init_random_frames
-        with torch.no_grad(), set_exploration_type(self.exploration_type):
+        with (
+            torch.no_grad(),
+            set_exploration_type(self.exploration_type),
+            torch_threads(self.num_threads),
+        ):
             run = Run(self._steps_per_batch, self.counter, self.max_frames_per_traj, random)
             batch = self._loop.rollout(run)
         self.frames += self.frames_per_batch
@@ -263,6 +276,20 @@ class SyncDataCollector:
             f"{type(self).__name__}(frames_per_batch={self.frames_per_batch}, "
             f"total_frames={self.total_frames}, num_envs={self.num_envs}, fast={self.fast})"
         )
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads, then restore the setting (``None``: keep it)."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _is_env(obj: object) -> bool:
