@@ -134,21 +134,22 @@ def mlp_policy(
         obs_norm: ``{"mean": [...], "std": [...]}``: normalize observations first (for
             policies trained on normalized states, e.g. TD3+BC and IQL).
         obs_keys: a Dict observation's keys in ``observation_spec``: the policy reads each,
-            flattens it and concatenates them in this order (``obs_norm`` then applies to
-            the concatenation).
+            flattens it (one-hot for a ``Categorical`` leaf) and concatenates them in this
+            order (``obs_norm`` then applies to the concatenation).
     """
     leaves = []
     for key in obs_keys or ():
         leaf = observation_spec[key]
-        leaves.append(
-            {
-                "key": [key] if isinstance(key, str) else list(key),
-                "shape": list(leaf.shape[batch_dims:]),
-                "dtype": str(leaf.dtype).replace("torch.", ""),
-            }
-        )
+        entry: dict[str, Any] = {
+            "key": [key] if isinstance(key, str) else list(key),
+            "shape": list(leaf.shape[batch_dims:]),
+            "dtype": str(leaf.dtype).replace("torch.", ""),
+        }
+        if isinstance(leaf, Categorical):  # a Discrete leaf: one-hot encoded
+            entry["categories"] = int(leaf.n)
+        leaves.append(entry)
     if leaves:
-        size = sum(math.prod(leaf["shape"]) for leaf in leaves)
+        size = sum(_leaf_size(leaf) for leaf in leaves)
         obs = Unbounded((size,), dtype=torch.float32)
     else:
         obs = observation_spec
@@ -196,7 +197,9 @@ def _build(arch: dict[str, Any]) -> Actor:
         activation_class=_ACTIVATIONS[arch["activation"]],
     )
     leaves = arch.get("obs_keys")
-    concat = FlatConcat([leaf["shape"] for leaf in leaves]) if leaves else None
+    concat = None
+    if leaves:
+        concat = FlatConcat([s["shape"] for s in leaves], [s.get("categories", 0) for s in leaves])
     actor = Actor(
         _ActionHead(net, action, arch.get("obs_norm"), concat),
         in_keys=[tuple(leaf["key"]) for leaf in leaves] if leaves else [arch["obs_key"]],
@@ -336,6 +339,11 @@ def _arch_of(payload: dict, path: str) -> dict[str, Any]:
     return arch
 
 
+def _leaf_size(leaf: dict[str, Any]) -> int:
+    """A Dict observation leaf's features: its values, or ``categories`` per one-hot value."""
+    return math.prod(leaf["shape"]) * max(int(leaf.get("categories", 0)), 1)
+
+
 def _check_obs_keys(arch: dict[str, Any], path: str) -> None:
     """A Dict observation's leaves: names, small shapes, and sizes adding up to ``obs_shape``."""
     leaves = arch["obs_keys"]
@@ -353,12 +361,15 @@ def _check_obs_keys(arch: dict[str, Any], path: str) -> None:
                 for d in leaf["shape"]
             )
             and isinstance(leaf.get("dtype"), str)
+            and isinstance(leaf.get("categories", 0), int)
+            and not isinstance(leaf.get("categories", 0), bool)
+            and 0 <= leaf.get("categories", 0) <= MAX_LAYER
         )
-    if not ok or sum(math.prod(leaf["shape"]) for leaf in leaves) != math.prod(arch["obs_shape"]):
+    if not ok or sum(_leaf_size(leaf) for leaf in leaves) != math.prod(arch["obs_shape"]):
         raise ConfigError(
             f"{path!r}: policy checkpoint field 'arch.obs_keys': expected up to {MAX_LAYER} "
-            f"entries {{'key': [names], 'shape': [sizes], 'dtype': name}} whose sizes add up to "
-            f"obs_shape {arch['obs_shape']}"
+            f"entries {{'key': [names], 'shape': [sizes], 'dtype': name, 'categories': n}} whose "
+            f"sizes add up to obs_shape {arch['obs_shape']}"
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from rldata.collectors.policies import mlp_policy, save_policy
-from rldata.specs import Composite, Unbounded
+from rldata.specs import Categorical, Composite, Unbounded
 from rldata.trainers.networks import EnvSpecs, actor_trunk
 
 
@@ -36,7 +36,11 @@ def export_policy(
     if specs.obs_leaves:
         leaves = Composite({})
         for leaf in specs.obs_leaves:  # nested keys too: ("goal", "xy")
-            leaves[leaf.key] = Unbounded(leaf.shape, dtype=leaf.dtype)
+            leaves[leaf.key] = (
+                Categorical(leaf.categories, leaf.shape, dtype=leaf.dtype)
+                if leaf.categories
+                else Unbounded(leaf.shape, dtype=leaf.dtype)
+            )
         observation: Any = leaves
         keys: list[Any] | None = [leaf.key for leaf in specs.obs_leaves]
     else:

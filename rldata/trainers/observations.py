@@ -3,8 +3,8 @@
 The networks read one vector at ``"observation"``. An env whose observation is a Dict (or
 Tuple) records one entry per leaf (``"pos"``, ``"vel"``, ``("goal", "xy")``); the run reads
 every leaf in sorted key order, flattens each and concatenates them
-(:class:`~rldata.modules.FlatConcat`), as Stable-Baselines3's ``MultiInputPolicy`` does
-for vectors. The batches the losses see and the policies that act get that vector at
+(:class:`~rldata.modules.FlatConcat`; a ``Discrete`` leaf one-hot), as Stable-Baselines3's
+``MultiInputPolicy`` does for vectors. The batches the losses see and the policies that act get that vector at
 ``"observation"`` on a shallow copy, so the env's TensorDict and the store keep the raw
 leaves. The exported ``policy.pt`` concatenates the same leaves in the same order.
 """
@@ -21,6 +21,7 @@ from torch import nn
 
 from rldata.errors import ConfigError
 from rldata.modules import FlatConcat
+from rldata.specs import Categorical
 from rldata.ted import TED_KEYS
 
 OBSERVATION = "observation"
@@ -29,11 +30,16 @@ MAX_LEAF_RANK = 2  # a leaf of rank 3 or more is image-shaped: a CNN's input, no
 
 @dataclass(frozen=True)
 class ObsLeaf:
-    """One leaf of a Dict observation: its key (a tuple of names), shape and dtype."""
+    """One leaf of a Dict observation: its key (a tuple of names), shape and dtype.
+
+    ``categories`` is the ``n`` of a categorical leaf (a gymnasium ``Discrete``), which is
+    one-hot encoded; 0 for a leaf taken as its values.
+    """
 
     key: tuple[str, ...]
     shape: tuple[int, ...]
     dtype: torch.dtype
+    categories: int = 0
 
     @property
     def name(self) -> str:
@@ -42,7 +48,8 @@ class ObsLeaf:
 
     @property
     def size(self) -> int:
-        return int(torch.Size(self.shape).numel())
+        """Its features in the concatenation."""
+        return int(torch.Size(self.shape).numel()) * max(self.categories, 1)
 
 
 def _as_tuple(key: Any) -> tuple[str, ...]:
@@ -71,7 +78,8 @@ def observation_leaves(spec: Any, where: str) -> tuple[ObsLeaf, ...]:
                 f"expected a numeric vector (rank <= {MAX_LEAF_RANK}, not an image), got shape "
                 f"{shape} {dtype}"
             )
-        leaves.append(ObsLeaf(_as_tuple(key), shape, dtype))
+        n = int(leaf.n) if isinstance(leaf, Categorical) else 0
+        leaves.append(ObsLeaf(_as_tuple(key), shape, dtype, n))
     if not leaves:
         raise ConfigError(f"{where}: the observation has no entries to train on")
     return tuple(leaves)
@@ -83,7 +91,9 @@ class FlatObservation(nn.Module):
     def __init__(self, leaves: Sequence[ObsLeaf]) -> None:
         super().__init__()
         self.keys = [leaf.key for leaf in leaves]
-        self.concat = FlatConcat([leaf.shape for leaf in leaves])
+        self.concat = FlatConcat(
+            [leaf.shape for leaf in leaves], [leaf.categories for leaf in leaves]
+        )
 
     def forward(self, td: TensorDictBase) -> torch.Tensor:
         return self.concat(*(td.get(key) for key in self.keys))
@@ -103,11 +113,18 @@ def leaves_from_stats(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mean, std)`` of the concatenated observation from per-key statistics (same order).
 
+    A one-hot encoded leaf keeps its 0/1 features (mean 0, std 1): the statistics of its
+    index say nothing about them.
+
     Raises:
         ConfigError: a key the statistics do not hold, or hold with another size.
     """
     means, stds = [], []
     for leaf in leaves:
+        if leaf.categories:
+            means.append(torch.zeros(leaf.size))
+            stds.append(torch.ones(leaf.size))
+            continue
         entry = stats.get(leaf.name)
         if entry is None:
             raise ConfigError(

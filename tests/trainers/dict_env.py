@@ -12,17 +12,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-BOX_ENV, DISCRETE_ENV, IMAGE_ENV = (
-    "RldataDictLine-v0",
-    "RldataDictLineDiscrete-v0",
-    "RldataDictImage-v0",
-)
+BOX_ENV = "RldataDictLine-v0"
+DISCRETE_ENV = "RldataDictLineDiscrete-v0"
+IMAGE_ENV = "RldataDictImage-v0"  # an (8, 8, 3) uint8 leaf besides
+MODE_ENV = "RldataDictLineMode-v0"  # a Discrete(3) leaf "mode" besides: the push's gain
 
 
 class DictLine(gym.Env):
     """A point on a plane pushed toward a goal; observes a nested Dict."""
 
-    def __init__(self, discrete: bool = False, image: bool = False) -> None:
+    def __init__(self, discrete: bool = False, image: bool = False, mode: bool = False) -> None:
         state = spaces.Dict(
             {
                 "vel": spaces.Box(-5, 5, (1,), np.float32),
@@ -32,9 +31,11 @@ class DictLine(gym.Env):
         obs = {"observation": state, "goal": spaces.Box(-1, 1, (2,), np.float32)}
         if image:
             obs["pixels"] = spaces.Box(0, 255, (8, 8, 3), np.uint8)
+        if mode:
+            obs["mode"] = spaces.Discrete(3)
         self.observation_space = spaces.Dict(obs)
         self.action_space = spaces.Discrete(3) if discrete else spaces.Box(-1, 1, (1,), np.float32)
-        self.discrete, self.image = discrete, image
+        self.discrete, self.image, self.mode = discrete, image, mode
 
     def _obs(self) -> dict:
         obs = {
@@ -43,6 +44,8 @@ class DictLine(gym.Env):
         }
         if self.image:
             obs["pixels"] = np.zeros((8, 8, 3), np.uint8)
+        if self.mode:
+            obs["mode"] = self.gain
         return obs
 
     def reset(self, *, seed=None, options=None):
@@ -50,11 +53,13 @@ class DictLine(gym.Env):
         self.x = self.np_random.uniform(-1, 1, 2).astype(np.float32)
         self.goal = self.np_random.uniform(-1, 1, 2).astype(np.float32)
         self.v = np.zeros(1, np.float32)
+        self.gain = int(self.np_random.integers(3))
         return self._obs(), {}
 
     def step(self, action):
         push = float(action) - 1.0 if self.discrete else float(np.asarray(action).reshape(-1)[0])
-        self.x = np.clip(self.x + 0.1 * push, -5, 5).astype(np.float32)
+        gain = 1 + self.gain if self.mode else 1
+        self.x = np.clip(self.x + 0.1 * gain * push, -5, 5).astype(np.float32)
         self.v[:] = push
         return self._obs(), -float(np.abs(self.x - self.goal).sum()), False, False, {}
 
@@ -63,6 +68,7 @@ for _id, _kwargs in (
     (BOX_ENV, {}),
     (DISCRETE_ENV, {"discrete": True}),
     (IMAGE_ENV, {"image": True}),
+    (MODE_ENV, {"mode": True}),
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=f"{__name__}:DictLine", kwargs=_kwargs, max_episode_steps=20)

@@ -21,14 +21,14 @@ from tensordict import TensorDict
 import rldata
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, SpecError
-from rldata.specs import Bounded, Composite, Unbounded
+from rldata.specs import Bounded, Categorical, Composite, Unbounded
 from rldata.trainers import Trainer, evaluate_run
 from rldata.trainers.checkpoint import load_checkpoint
 from rldata.trainers.observations import observation_leaves
 from rldata.trainers.setup import _check_match as check_match
 from rldata.trainers.setup import env_specs
 from tests.trainers.conftest import tiny
-from tests.trainers.dict_env import BOX_ENV, DISCRETE_ENV, IMAGE_ENV
+from tests.trainers.dict_env import BOX_ENV, DISCRETE_ENV, IMAGE_ENV, MODE_ENV
 
 LEAVES = ["goal", ("observation", "pos"), ("observation", "vel")]  # sorted by key
 
@@ -157,11 +157,28 @@ def test_a_non_numeric_leaf_is_refused():
         observation_leaves(spec, "env 'X'")
 
 
-def test_keys_are_sorted_and_scalars_give_one_feature():
-    spec = Composite({"b": Unbounded(()), "a": Bounded(0, 1, (2, 3))})
+def test_keys_are_sorted_scalars_give_one_feature_and_a_discrete_leaf_one_per_category():
+    spec = Composite({"b": Unbounded(()), "a": Bounded(0, 1, (2, 3)), "c": Categorical(4, ())})
     leaves = observation_leaves(spec, "env 'X'")
-    assert [leaf.key for leaf in leaves] == [("a",), ("b",)]
-    assert [leaf.size for leaf in leaves] == [6, 1]
+    assert [leaf.key for leaf in leaves] == [("a",), ("b",), ("c",)]
+    assert [leaf.size for leaf in leaves] == [6, 1, 4]
+
+
+def test_a_discrete_leaf_is_one_hot_in_training_and_in_the_saved_policy(tmp_path):
+    env = GymEnv(MODE_ENV)
+    env.set_seed(0)
+    rldata.record(env, tmp_path / "store", frames=300)
+    run = tmp_path / "run"
+    summary = Trainer(tiny(algo="td3bc", dataset=str(tmp_path / "store"), steps=200), run).fit()
+    arch = json.loads(torch.load(run / "policy.pt", weights_only=True)["arch"])
+    mode = [leaf for leaf in arch["obs_keys"] if leaf["key"] == ["mode"]]
+    assert mode == [{"key": ["mode"], "shape": [], "dtype": "int64", "categories": 3}]
+    assert arch["obs_shape"] == [8]  # goal 2 + mode 3 + pos 2 + vel 1
+    assert arch["obs_norm"]["mean"][2:5] == [0.0, 0.0, 0.0]  # the one-hot keeps its 0/1
+    policy = rldata.load_policy(run, env=GymEnv(MODE_ENV))
+    assert policy.in_keys == ["goal", "mode", ("observation", "pos"), ("observation", "vel")]
+    assert GymEnv(MODE_ENV).rollout(20, policy)["action"].shape == (20, 1)
+    assert evaluate_run(str(run), episodes=1)["mean"] == pytest.approx(summary.eval_return_mean)
 
 
 def test_a_store_of_another_dict_env_is_refused_naming_the_key():
