@@ -4,9 +4,10 @@ The networks read one vector at ``"observation"``. An env whose observation is a
 Tuple) records one entry per leaf (``"pos"``, ``"vel"``, ``("goal", "xy")``); the run reads
 every leaf in sorted key order, flattens each and concatenates them
 (:class:`~rldata.modules.FlatConcat`; a ``Discrete`` leaf one-hot), as Stable-Baselines3's
-``MultiInputPolicy`` does for vectors. The batches the losses see and the policies that act get that vector at
-``"observation"`` on a shallow copy, so the env's TensorDict and the store keep the raw
-leaves. The exported ``policy.pt`` concatenates the same leaves in the same order.
+``MultiInputPolicy`` does for vectors. The batches the losses see and the policies that
+act get that vector at ``"observation"`` on a shallow copy, so the env's TensorDict and
+the store keep the raw leaves. The exported ``policy.pt`` concatenates the same leaves in
+the same order. Leaves of rank 3 or more (images) are refused: they need a CNN.
 """
 
 from __future__ import annotations
