@@ -34,7 +34,7 @@ from rldata.sharing import _html as h
 from rldata.sharing import objects as ob
 from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
-from rldata.sharing.urls import redact
+from rldata.sharing.urls import is_url, redact
 from rldata.stores.format import schema as sch
 from rldata.stores.interop import described
 from rldata.stores.location.destination import inspect_destination, plan_destination
@@ -157,7 +157,7 @@ def _card(store: Any, name: str) -> list[tuple[str, str]]:
         if key in described.FIELDS:  # shown, cut to size, under "About this dataset"
             continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-        rows.append((f"provenance.{key}", str(text)))
+        rows.append((f"provenance.{key}", _short(str(text), 600)))  # data: bounded
     rows.append(("content digest", digest_of(store)))
     return rows
 
@@ -328,7 +328,8 @@ def _load_snippet(name: str) -> str:
         "    episodes = store.episodes()  # one row per episode: return, length, ends\n"
     )
     q = shlex.quote(name)
-    sh = (
+    pull = f"rldata pull {q} DIR   # a verified local copy\n" if is_url(name) else ""
+    sh = pull + (
         f"rldata info {q}     # this card in the terminal\n"
         f"rldata verify {q}   # check every checksum\n"
         f"rldata convert {q} minari:NAMESPACE/NAME-v0   # or a Minari dataset\n"

@@ -116,3 +116,14 @@ def test_a_continuous_action_keeps_its_histograms_and_the_snippet_names_the_stor
     assert "rldata.load(&quot;" + str(store).replace("'", "&#x27;") + "&quot;" in page
     assert "rldata info &#x27;" in page  # shlex.quote of a path with a quote in it
     assert 'id="no-description"' in page and "<td>not stated</td>" in page
+
+
+def test_the_snippet_of_a_store_at_a_url_pulls_it_and_long_provenance_is_cut(
+    tmp_path: Path,
+) -> None:
+    url = f"memory://report-snippet-{tmp_path.name}/s"  # zarr records straight to a URL
+    rldata.record("Pendulum-v1", url, frames=20, backend="zarr", provenance={"note": "z" * 5000})
+    page = Path(report(url, tmp_path / "r.html")).read_text()
+    assert f"rldata pull {url} DIR" in page and f"rldata.load(&#x27;{url}&#x27;" in page
+    note = page.split("provenance.note</td><td><code>")[1].split("</code>")[0]
+    assert len(note) == 600 and note.endswith("…")
