@@ -57,7 +57,12 @@ class MemmapStore(MemmapFiles):
     as format 1.1 did (rings always do)."""
     block_digests = True
     """Append-only stores keep a digest per block of rows (format 1.4), so readers check only
-    the rows they read; False writes a store as 1.3 did (checked whole at open)."""
+    the rows they read; False writes a store as 1.3 did (checked whole at open, the episode
+    index rewritten whole at each commit)."""
+
+    @property
+    def episode_log(self) -> bool:  # type: ignore[override]
+        return self.block_digests
 
     def _init_payload(self) -> None:
         # append-only: each observation stored once (a ring keeps both copies)

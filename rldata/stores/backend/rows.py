@@ -26,6 +26,7 @@ from rldata import ted
 from rldata.errors import CorruptStoreError, RowIndexError
 from rldata.specs import spec_from_json
 from rldata.stores.backend.base import Store, as_positions
+from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
 from rldata.stores.format import stats as st
@@ -72,6 +73,7 @@ class RowTable(Store):
         self._failed: str | None = None  # why a write failed; the handle then writes nothing
         self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
         self._older_episodes: set[str] | None = None  # episode files kept by the last prune
+        self._elog: list | None = None  # a writer's episode log: [fd, bytes, sha256, segments]
         # called with the store after each manifest write (a store at a URL publishes there)
         self.on_commit: Callable[[Any], None] | None = None
 
@@ -359,14 +361,21 @@ class RowTable(Store):
             self._stat = None
             self.refresh(attempts - 1)
             return
-        if sha256_hex(data) != ref["sha256"]:
+        if "bytes" in ref:  # an appended log (format 1.4): its committed lines
+            data = ep.committed_log(data, ref, f"store {self.path}")
+        elif sha256_hex(data) != ref["sha256"]:
             raise CorruptStoreError(
                 f"store {self.path}: episode index {ref['path']}: sha256 does not match the manifest"
             )
         try:
-            index = EpisodeIndex(
-                untrusted.loads_json(data, ref["path"], "episode index", error=CorruptStoreError)
-            )
+            if "bytes" in ref:
+                index = ep.from_log(data, ref["path"])
+            else:
+                index = EpisodeIndex(
+                    untrusted.loads_json(
+                        data, ref["path"], "episode index", error=CorruptStoreError
+                    )
+                )
         except CorruptStoreError as exc:
             raise CorruptStoreError(f"store {self.path}: {exc}") from None
         except (ValueError, TypeError, KeyError) as exc:

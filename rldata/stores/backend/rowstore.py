@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
+import os
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from tensordict import TensorDict, TensorDictBase
 from rldata import ted
 from rldata.errors import StoreError, TedFormatError
 from rldata.stores.backend.rows import REWARD, TRAJ, K, RowTable, _np, _pieces
+from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
 from rldata.stores.format import stats as st
@@ -38,6 +41,10 @@ MAX_CHUNK_ROWS = 1 << 16
 class RowStore(RowTable):
     """A store of fixed-schema rows that a writer appends to and commits; subclasses
     implement the payload hooks."""
+
+    episode_log = False
+    """A new append-only store appends each commit's segments to one episode log (format
+    1.4) instead of rewriting the index whole; backends opt in."""
 
     # --- writing ------------------------------------------------------------------------
     def append(self, td: TensorDictBase) -> torch.Tensor:
@@ -262,7 +269,13 @@ class RowStore(RowTable):
         m["cursor"] = end % self.capacity if self.capacity else end
         m["max_traj_id"] = self._max_traj
         m["checksums"]["chunks"] = {k: s.entries for k, s in self._sums.items()}
-        if end != self._committed_end or m["episodes"] is None:
+        if self._logs_episodes():
+            if end != self._committed_end or m["episodes"] is None:
+                m["episodes"] = self._append_episodes(m["episodes"])
+            previous = None
+            if self._older_episodes is None:  # whole-index files a crashed writer left
+                self._prune_episode_files(keep=set())
+        elif end != self._committed_end or m["episodes"] is None:
             self._index = self._index.clipped(self._start, end, self._reward_sum)
             data = json.dumps(self._index.to_json()).encode()
             name = f"episodes-{m['generation']:08d}.json"
@@ -282,6 +295,47 @@ class RowStore(RowTable):
             except StoreError as exc:  # not published: this handle writes nothing more
                 self._failed = str(exc)
                 raise
+
+    def _logs_episodes(self) -> bool:
+        """Whether commits append to one episode log (format 1.4, append-only stores) rather
+        than rewrite the whole index: what the store already does, or the writer's choice."""
+        ref = self._m["episodes"]
+        if ref is not None:
+            return ref.get("path") == ep.LOG
+        return self.capacity is None and self.episode_log
+
+    def _append_episodes(self, ref: dict | None) -> dict:
+        """Append this commit's line to the episode log (the rows already committed are never
+        rewritten: a commit costs its own segments, whatever the store's size); the manifest
+        names the committed length and its SHA-256, so a line a crash left half-written
+        past it is ignored, then overwritten."""
+        log = self._elog
+        if log is None:
+            fd = os.open(self.root / ep.LOG, os.O_RDWR | os.O_CREAT, 0o644)
+            if ref is None:
+                log = [fd, 0, hashlib.sha256(), 0]
+            else:  # resumed: the committed bytes, checked when the index was loaded
+                data = os.pread(fd, ref["bytes"], 0)
+                log = [fd, ref["bytes"], hashlib.sha256(data), ref["segments"]]
+            self._elog = log
+        fd, size, h, segments = log
+        line = ep.log_line(self._index, max(0, segments - 1))
+        view = memoryview(line)
+        offset = size
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+        os.ftruncate(fd, size + len(line))
+        if self.durable:
+            os.fsync(fd)  # the manifest's write fsyncs the directory
+        h.update(line)  # type: ignore[attr-defined]
+        log[1], log[3] = size + len(line), len(self._index)
+        return {
+            "path": ep.LOG,
+            "bytes": log[1],
+            "sha256": h.hexdigest(),  # type: ignore[attr-defined]
+            "segments": len(self._index),
+        }
 
     def _prune_episode_files(self, keep: set[str]) -> None:
         # the first commit of a handle lists the directory (a crashed writer may have left
@@ -315,6 +369,9 @@ class RowStore(RowTable):
                 self.commit()
         finally:
             self._closed = True
+            if self._elog is not None:
+                os.close(self._elog[0])
+                self._elog = None
             if self._lock is not None:
                 self._lock.release()
             self.writable = False

@@ -23,6 +23,7 @@ from rldata.errors import CorruptStoreError
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.blocks import Block, block_rows, row_blocks, runs
 from rldata.stores.format.checksums import parallel_map, sha256_hex
+from rldata.stores.format.episodes import committed_log
 
 if TYPE_CHECKING:
     from tensordict import TensorDict
@@ -119,6 +120,11 @@ def _index_file_faults(store: Store, m: dict) -> Iterator[str]:
     path = store._episode_file(ref)  # type: ignore[attr-defined]
     if path is None:
         yield f"{store.path}: episode index {ref['path']} is missing"
+    elif "bytes" in ref:  # an appended log (format 1.4): its committed bytes
+        try:
+            committed_log(path.read_bytes(), ref, store.path)
+        except CorruptStoreError as exc:
+            yield str(exc)
     elif sha256_hex(path.read_bytes()) != ref["sha256"]:
         yield f"{store.path}: episode index {ref['path']}: sha256 does not match the manifest"
 

@@ -222,14 +222,16 @@ class BlockTable:
     def faults(self, read: KeyReader, blocks: Iterable[int], where: str) -> list[tuple[str, int]]:
         """``(key, block)`` of each listed block whose bytes (every key) differ from its
         digest, hashed on every core."""
-        items = [(k, i) for i in blocks for k in self.keys]
+        blocks = list(blocks)
 
-        def got(item: tuple[str, int]) -> bytes:
-            a, b = self.span(item[1])
-            return hashlib.sha256(read(item[0], a, b)).digest()
+        def bad_keys(i: int) -> list[str]:  # a block's keys in one task: ~10x fewer hand-offs
+            a, b = self.span(i)
+            return [
+                k for k in self.keys if hashlib.sha256(read(k, a, b)).digest() != self.digest(k, i)
+            ]
 
-        hashed = parallel_map(got, items) if len(items) > 64 else map(got, items)
-        return [(k, i) for (k, i), h in zip(items, hashed) if h != self.digest(k, i)]
+        found = parallel_map(bad_keys, blocks) if len(blocks) > 4 else map(bad_keys, blocks)
+        return [(k, i) for i, keys in zip(blocks, found) for k in keys]
 
 
 class BlockWriter:
@@ -256,12 +258,14 @@ class BlockWriter:
         b = self.block_rows
         full = end // b
         if full > self.full:
-            items = [(k, i) for i in range(self.full, full) for k in self.keys]
+            blocks = range(self.full, full)
 
-            def one(item: tuple[str, int]) -> bytes:
-                return hashlib.sha256(read(item[0], item[1] * b, (item[1] + 1) * b)).digest()
+            def one(i: int) -> bytes:  # a block's digests, in key order
+                return b"".join(
+                    hashlib.sha256(read(k, i * b, (i + 1) * b)).digest() for k in self.keys
+                )
 
-            done = parallel_map(one, items) if len(items) > 64 else map(one, items)
+            done = parallel_map(one, blocks) if len(blocks) > 4 else map(one, blocks)
             recs = b"".join(done)
             offset, view = self.full * len(self.keys) * DIGEST, memoryview(recs)
             while view:

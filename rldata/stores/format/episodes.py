@@ -9,13 +9,16 @@ make an episode several segments with the same ``traj_id``. ``start`` is a seria
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from tensordict import TensorDict
 
-from rldata.errors import TedFormatError
+from rldata import _untrusted as untrusted
+from rldata.errors import CorruptStoreError, TedFormatError
 
 COLUMNS = ("traj_id", "start", "length", "return", "terminated", "truncated")
 
@@ -156,3 +159,62 @@ class EpisodeIndex:
             batch_size=[len(members)],
         )
         return table, members
+
+
+LOG = "episodes.log"
+"""The appended episode index of an append-only store (format 1.4): one JSON line a commit."""
+
+
+def log_line(index: EpisodeIndex, first: int) -> bytes:
+    """The line a commit appends: segments ``first ..`` of ``index`` (the previous commit's
+    last segment, which this commit may have grown, and the new ones)."""
+    cols = {c: v[first:] for c, v in index.cols.items()}
+    return json.dumps({"from": first, **cols}, separators=(",", ":")).encode() + b"\n"
+
+
+def committed_log(data: bytes, ref: dict, where: object) -> bytes:
+    """The first ``ref["bytes"]`` bytes of an episode log, checked against ``ref["sha256"]``
+    (bytes past them are a crashed writer's line, never committed).
+
+    Raises:
+        CorruptStoreError: the file is shorter, or its committed bytes differ.
+    """
+    need = ref["bytes"]
+    if len(data) < need:
+        raise CorruptStoreError(
+            f"{where}: episode index {ref['path']}: expected at least {need} bytes, found "
+            f"{len(data)} (truncated)"
+        )
+    data = data[:need]
+    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        raise CorruptStoreError(
+            f"{where}: episode index {ref['path']}: sha256 does not match the manifest"
+        )
+    return data
+
+
+def from_log(data: bytes, where: object) -> EpisodeIndex:
+    """The index an episode log's committed lines describe: each line replaces the segments
+    from its ``from`` on.
+
+    Raises:
+        CorruptStoreError: a line is not a JSON object of equal-length columns, or its
+            ``from`` is past the segments before it.
+    """
+    body = b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]" if data else b"[]"
+    lines = untrusted.loads_json(body, where, "episode index", error=CorruptStoreError)
+    cols: dict[str, list] = {c: [] for c in COLUMNS}
+    for i, line in enumerate(lines):
+        ok = isinstance(line, dict) and type(line.get("from")) is int
+        ok = ok and all(isinstance(line.get(c), list) for c in COLUMNS)
+        ok = (
+            ok
+            and len({len(line[c]) for c in COLUMNS}) == 1
+            and 0 <= line["from"] <= len(cols["start"])
+        )
+        if not ok:
+            raise CorruptStoreError(f"{where}: episode index line {i + 1} is malformed")
+        for c in COLUMNS:
+            del cols[c][line["from"] :]
+            cols[c].extend(line[c])
+    return EpisodeIndex(cols)

@@ -20,6 +20,7 @@ from rldata.stores.format.schema import STORABLE_DTYPES
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = re.compile(r"^\d{1,4}\.\d{1,4}\.\d{1,4}$")
 EPISODE_FILE = re.compile(r"^episodes-\d{8,}\.json$")
+EPISODE_LOG = "episodes.log"  # rldata.stores.format.episodes.LOG
 STATS_FILE = re.compile(r"^stats-\d{8,}\.json$")
 SHARD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 KEY_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+=,:@%-]{0,127}$")
@@ -198,8 +199,13 @@ def _check_episodes(c: _Checker, m: dict, schema: dict | None) -> None:
         if schema is not None:
             raise c.fail("episodes", "the episode index of the stored rows", None)
         return
-    if not isinstance(ref.get("path"), str) or not EPISODE_FILE.match(ref["path"]):
-        raise c.fail("episodes.path", "a file name 'episodes-NNNNNNNN.json'", ref.get("path"))
+    path = ref.get("path")
+    if path == EPISODE_LOG:  # format 1.4: appended, the manifest names its committed bytes
+        _Checker(c.where, "episodes.").int_(ref, "bytes", 0)
+    elif not isinstance(path, str) or not EPISODE_FILE.match(path):
+        raise c.fail(
+            "episodes.path", f"a file name 'episodes-NNNNNNNN.json' or {EPISODE_LOG!r}", path
+        )
     if not isinstance(ref.get("sha256"), str) or not HEX64.match(ref["sha256"]):
         raise c.fail("episodes.sha256", "64 hex digits", ref.get("sha256"))
     _Checker(c.where, "episodes.").int_(ref, "segments", 0)

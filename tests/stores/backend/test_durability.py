@@ -71,8 +71,10 @@ def test_every_commit_follows_the_protocol(tmp_path, trace):
     dir_sync = [i for i, (op, p) in enumerate(ops) if op == "fsync" and p == str(root)]
     assert len(payload_syncs) == 11  # every key's file, once
     assert max(payload_syncs) < temp < temp_sync < rename < max(dir_sync)
-    index = next(i for i, (op, p) in enumerate(ops) if op == "replace" and "episodes-" in p)
-    assert index < rename  # the index the manifest names is in place first
+    digests = next(i for i, (op, p) in enumerate(ops) if op == "fsync" and "blocks.sha256" in p)
+    assert digests < temp  # the block digests (format 1.4) are durable with the payload
+    index = next(i for i, (op, p) in enumerate(ops) if op == "fsync" and "episodes.log" in p)
+    assert index < rename  # the index lines the manifest names are durable first
 
 
 @pytest.fixture

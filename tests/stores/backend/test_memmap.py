@@ -50,7 +50,9 @@ def test_verify_names_a_flipped_byte(tmp_path):
     fault = stores.first_fault(stores.open(tmp_path / "s", verify=False))
     assert fault is not None and "next.reward" in fault and "chunk 0" in fault
     with pytest.raises(CorruptStoreError, match="next.reward"):
-        stores.open(tmp_path / "s")  # readers check before serving a row
+        stores.open(tmp_path / "s").get(slice(0, 30))  # readers check before serving a row
+    with pytest.raises(CorruptStoreError, match="next.reward"):
+        stores.open(tmp_path / "s", verify="full")  # or every row at open
 
 
 def test_verify_names_a_broken_ted_link(tmp_path):

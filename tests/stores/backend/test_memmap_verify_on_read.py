@@ -204,3 +204,35 @@ def test_a_clean_full_check_spares_later_reads_the_block_hashes(store):
     with stores.open(store) as r:
         assert stores.verify(r) == []
         assert r._checked.all()
+
+
+def _segments_after(root, appends, **kwargs):
+    with stores.create(root, durable=False, **kwargs) as w:
+        for n, traj in appends:
+            w.append(ted_transitions(n, start_traj_id=traj))
+            w.commit()
+    with stores.open(root) as r:
+        return r.segments(), r.episodes(), read_manifest(root)["episodes"]
+
+
+def test_commits_append_to_one_episode_log_that_reads_as_the_whole_index(tmp_path, monkeypatch):
+    # a trajectory cut by a commit (705 rows of 10-row episodes) continues in the next one
+    appends = [(705, 0), (5, 70), (1000, 71), (3, 200)]
+    seg, eps, ref = _segments_after(tmp_path / "new", appends)
+    monkeypatch.setattr(MemmapStore, "block_digests", False)
+    seg_old, eps_old, ref_old = _segments_after(tmp_path / "old", appends)
+    assert ref["path"] == "episodes.log" and ref_old["path"].startswith("episodes-")
+    assert (seg == seg_old).all() and (eps == eps_old).all()
+    assert ref["segments"] == ref_old["segments"] == len(seg)
+
+
+def test_a_commit_appends_its_segments_and_never_rewrites_the_log(store):
+    log = store / "episodes.log"
+    before = log.read_bytes()
+    with stores.open(store, mode="a", durable=False) as w:
+        w.append(ted_transitions(20, start_traj_id=90_000))
+    after = log.read_bytes()
+    assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1
+    assert read_manifest(store)["episodes"]["bytes"] == len(after)
+    with stores.open(store) as r:
+        assert len(r.episodes()) == ROWS // 10 + 2

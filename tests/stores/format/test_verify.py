@@ -21,7 +21,10 @@ def _flip_payload_byte(root):
 def _edit_episode_index(root):
     m = read_manifest(root)
     p = root / m["episodes"]["path"]
-    p.write_text(p.read_text().replace('"length": [10', '"length": [11'))
+    text = p.read_text()
+    edited = text.replace('"length": [10', '"length": [11').replace('"length":[10', '"length":[11')
+    assert edited != text
+    p.write_text(edited)
 
 
 def _edit_manifest(**fields):
