@@ -575,11 +575,12 @@ def _action_bars(figure_cls: Any, discrete: dict[str, dict], sample: Any) -> lis
                 ax.set_title(f"component {i}", fontsize=9)
         for ax in list(axes.flat)[len(shown) :]:
             ax.set_visible(False)
-        fig.suptitle(f"action · {key}: counts per index", fontsize=10)
+        name = key if key == ted.key_name(_K.action) else f"action · {key}"
+        fig.suptitle(f"{name}: counts per index", fontsize=10)
         per = "per component " if len(counts) > 1 else ""
         more = (
             f" (first {len(shown)} of {len(counts)} components)" if len(shown) < len(counts) else ""
         )
-        caption = f"{key}: how often each action index was taken, {per}in the sampled rows{more}"
+        caption = f"{key}: how often each action index was taken, {per}in the rows the histograms use{more}"
         out.append(h.figure(f"actions-{key.replace('.', '-')}", _png(fig), caption))
     return out
