@@ -341,9 +341,42 @@ def _equal_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return eq.reshape(eq.shape[0], -1).all(-1) if eq.ndim > 1 else eq
 
 
+def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """``(offset, position, columns)`` of some keys of every readable row, oldest first, in
+    blocks of :func:`~rldata.stores.backend.blocks.block_rows`: a row store's keys are read
+    alone (their raw bytes), not with every other key as :func:`row_blocks` does."""
+    from rldata.stores.backend.rowstore import RowStore
+    from rldata.stores.format import schema as sch
+
+    if not isinstance(store, RowStore):
+        for block in row_blocks(store):
+            yield (
+                block.offset,
+                block.position,
+                [_np(block.rows.get(sch.key_tuple(k))) for k in names],
+            )
+        return
+    entries = [store.schema[k] for k in names]  # type: ignore[index]
+    types = [sch.dtype_of(e["dtype"]) for e in entries]
+    step, offset = block_rows(store), 0
+    for a, b in runs(store):
+        for lo in range(a, b, step):
+            hi = min(b, lo + step)
+            cols = []
+            for name, e, dt in zip(names, entries, types):
+                raw = store._raw(name, lo, hi)  # type: ignore[attr-defined]
+                if dt == torch.bfloat16:  # numpy has no bfloat16
+                    flat = _np(torch.frombuffer(bytearray(raw), dtype=dt))
+                else:
+                    flat = np.frombuffer(raw, dtype=torch.empty(0, dtype=dt).numpy().dtype)
+                cols.append(flat.reshape(hi - lo, *e["shape"]))
+            yield offset, lo, cols
+            offset += hi - lo
+
+
 def _episode_faults(store: Store, m: dict) -> Iterator[str]:
     """Each row's trajectory id and each segment's return against the episode index, block by
-    block (:func:`~rldata.stores.backend.blocks.row_blocks`): a row's segment comes from the
+    block, reading only those two keys (:func:`_key_blocks`): a row's segment comes from the
     index's cumulative lengths, never from a per-row table."""
     seg = store.segments()  # type: ignore[attr-defined]
     lengths = seg["length"].numpy().astype(np.int64)
@@ -355,19 +388,19 @@ def _episode_faults(store: Store, m: dict) -> Iterator[str]:
     seg_ids = seg["traj_id"].numpy()
     want = seg["return"].numpy().astype(np.float64)
     returns = np.zeros(len(lengths), dtype=np.float64)
-    for block in row_blocks(store):
-        n = block.n
-        seg_of_row = np.searchsorted(ends, np.arange(block.offset, block.offset + n), "right")
-        ids = _np(block.rows.get(K.traj_ids)).reshape(-1)
+    for offset, position, (ids, reward) in _key_blocks(store, [_TRAJ, _REWARD]):
+        n = len(ids)
+        seg_of_row = np.searchsorted(ends, np.arange(offset, offset + n), "right")
+        ids = ids.reshape(-1)
         bad = ids != seg_ids[seg_of_row]
         if bad.any():
             i = int(bad.argmax())
             yield (
-                f"{store.path}: row {block.position + i} has traj id {int(ids[i])}, episode "
+                f"{store.path}: row {position + i} has traj id {int(ids[i])}, episode "
                 f"index says {int(seg_ids[seg_of_row[i]])}"
             )
             return
-        reward = _np(block.rows.get(K.nxt(K.reward))).reshape(n, -1).sum(-1, dtype=np.float64)
+        reward = reward.reshape(n, -1).sum(-1, dtype=np.float64)
         first = int(seg_of_row[0])  # the block's rows are consecutive: so are their segments
         part = np.bincount(seg_of_row - first, weights=reward)
         returns[first : first + len(part)] += part
