@@ -89,3 +89,21 @@ def test_diff_reads_its_stores_a_block_at_a_time(tmp_path, small_blocks, monkeyp
     d = diff(a, b)
     assert len(d.shared) == 2 and d.identical
     assert 0 < largest[0] <= step < 40 // 4
+
+
+def test_the_card_of_a_wrapped_ring_reads_a_block_at_a_time(tmp_path, small_blocks, monkeypatch):
+    """``rldata info`` of a ring (statistics computed from its rows, not recorded) never reads
+    more than one block of rows at once, and its figures cover every readable row."""
+    from rldata.sharing.card import dataset_card
+
+    path = tmp_path / "ring"
+    with stores.create(path, capacity=90, durable=False) as w:
+        for a in range(0, 300, 50):
+            w.append(ted_marked(a, 50, episode_length=30))
+            w.commit()
+    with stores.open(path) as s:
+        cls, step, n = type(s), block_rows(s), len(s)
+    largest = _probe(monkeypatch, cls)
+    card = dataset_card(str(path))
+    assert card["check"] == "ok" and card["stats"]["observation"]["count"] == n
+    assert 0 < largest[0] <= step < n // 4
