@@ -96,16 +96,24 @@ def load(
     batch_size: int | None = None,
     *,
     verify: bool = True,
+    cache_bytes: int | None = None,
+    stream: bool = True,
 ) -> Any:
     """``rldata.load``: a read-only ReplayBuffer over a store at a path or an fsspec URL.
 
     Args:
-        path: a store directory, or a URL (read through the verified local cache).
+        path: a store directory, or a URL: a pushed memmap store streams (the first batch
+            downloads only the units it needs, through a chunk cache); any other store is
+            pulled whole into the verified local cache (docs/FORMAT.md, "Streaming").
         device: where samples land (default CPU).
         sampler: which rows batches read (default uniform with replacement).
         batch_size: the default for ``sample()``.
         verify: check every committed row, the episode index and the statistics files
             against their checksums before serving a row (the default); ``False`` opts out.
+            A streamed store checks each unit when it is first read, whatever ``verify``.
+        cache_bytes: the chunk cache's size for a streamed store (default
+            ``$RLDATA_CHUNK_CACHE_BYTES``, else 2 GiB).
+        stream: ``False`` pulls a URL whole into the verified cache, as ``rldata pull`` does.
 
     Raises:
         StoreNotFoundError: no store at ``path``.
@@ -114,14 +122,26 @@ def load(
     """
     from rldata.data import load as _load
 
+    if _sharing.is_url(path) and stream:
+        from rldata.sharing.cache import open_stream
+
+        store = open_stream(os.fspath(path), cache_bytes=cache_bytes, verify=verify)
+        return _load(store, device, sampler, batch_size, verify=verify)
     return _load(_local(path), device, sampler, batch_size, verify=verify)
 
 
 def open(  # noqa: A001
-    path: str | os.PathLike, *, mode: str = "r", durable: bool = True, verify: bool = True
+    path: str | os.PathLike,
+    *,
+    mode: str = "r",
+    durable: bool = True,
+    verify: bool = True,
+    cache_bytes: int | None = None,
+    stream: bool = True,
 ) -> Any:
-    """``rldata.open``: a store at a path, or at a URL (read from the verified local cache;
-    ``mode="a"`` resumes a store written by numbered manifests, docs/FORMAT.md section 15).
+    """``rldata.open``: a store at a path, or at a URL (``mode="r"``: streamed or pulled into
+    the verified local cache, as :func:`load`; ``mode="a"`` resumes a store written by
+    numbered manifests, docs/FORMAT.md section 15).
 
     Args:
         path: a store directory or a URL.
@@ -129,6 +149,8 @@ def open(  # noqa: A001
         durable: fsync each commit (``mode="a"`` only).
         verify: check every committed row and the episode index against their checksums
             before the store is handed out (the default); ``False`` opts out.
+        cache_bytes: the chunk cache's size for a streamed store (see :func:`load`).
+        stream: ``False`` pulls a URL whole into the verified cache (see :func:`load`).
 
     Raises:
         StoreNotFoundError, CorruptStoreError, FormatVersionError, StoreLockedError,
@@ -136,6 +158,10 @@ def open(  # noqa: A001
     """
     if _sharing.is_url(path) and mode != "r":
         return _stores.open(path, mode=mode, durable=durable, verify=verify)
+    if _sharing.is_url(path) and stream:
+        from rldata.sharing.cache import open_stream
+
+        return open_stream(os.fspath(path), cache_bytes=cache_bytes, verify=verify)
     return _stores.open(_local(path), mode=mode, durable=durable, verify=verify)
 
 

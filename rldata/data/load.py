@@ -18,7 +18,7 @@ from rldata.data.storages import StoreStorage
 
 
 def load(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | stores.Store,
     device: torch.device | str | None = None,
     sampler: Sampler | None = None,
     batch_size: int | None = None,
@@ -28,7 +28,8 @@ def load(
     """A read-only ReplayBuffer over the committed rows of the store at ``path``.
 
     Args:
-        path: a store directory (``rldata.json`` inside).
+        path: a store directory (``rldata.json`` inside), or a store already open read-only
+            (``rldata.load(URL)`` hands a streaming store here).
         device: where samples land (default CPU).
         sampler: which rows batches read (default uniform with replacement).
         batch_size: the default for ``sample()``.
@@ -39,6 +40,6 @@ def load(
         StoreNotFoundError: no store at ``path``.
         FormatVersionError: the store was written by a newer, incompatible rldata.
     """
-    store = stores.open(path, verify=verify)
+    store = path if isinstance(path, stores.Store) else stores.open(path, verify=verify)
     storage = StoreStorage(store, device=device if device is not None else "cpu")
     return ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size)

@@ -12,6 +12,11 @@ checked (every file hashed against the served digest, then every row against
 its checksum by the verified open) and only then renamed into place. Each later hit is
 checked the same way; a copy that fails (an edited manifest, a flipped byte) is removed and
 fetched again rather than refused forever.
+
+``open_stream(url)`` is the other way to read a URL: a pushed, append-only ``memmap``
+store is served where it lives, each batch downloading only the units it needs through a
+bounded chunk cache (:mod:`rldata.stores.location.stream`); every other store is pulled
+whole as above.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import shutil
 from pathlib import Path
 
 from rldata import stores
-from rldata.errors import CorruptStoreError, TransferError
+from rldata.errors import ConfigError, CorruptStoreError, TransferError
 from rldata.sharing import objects as ob
 from rldata.sharing.transfer import _cat, pull
 from rldata.sharing.urls import Location, location, redact
+from rldata.stores.backend.base import Store
 from rldata.stores.format.files import TMP_MARK
-from rldata.stores.location import remote_commit
+from rldata.stores.location import remote_commit, stream
+from rldata.stores.location.chunk_cache import ChunkCache
 from rldata.stores.location.places import cache_root
 
 VERIFIED = ".rldata-verified"
@@ -67,6 +74,70 @@ def open_url(url: str, *, storage_options: dict | None = None, progress: bool = 
     shutil.rmtree(staging, ignore_errors=True)  # a leftover of a killed fill is not trusted
     pull(url, staging, storage_options=storage_options, progress=progress)
     return _seal(url, staging, served)
+
+
+def open_stream(
+    url: str,
+    *,
+    cache_bytes: int | None = None,
+    storage_options: dict | None = None,
+    verify: bool = True,
+) -> Store:
+    """The store at ``url``, read-only: streamed when it is a pushed, append-only memmap
+    store (its manifest, episode index and statistics read and checked now, each payload
+    unit when a batch first needs it, through a chunk cache of at most ``cache_bytes``,
+    default ``$RLDATA_CHUNK_CACHE_BYTES`` or 2 GiB); otherwise, and for a local URL,
+    the verified copy of :func:`open_url` opened with ``verify``.
+
+    Raises:
+        StoreNotFoundError, UnsupportedURLError, TransferError: as :func:`open_url`.
+        CorruptStoreError: a name, size or digest the remote serves is not the expected
+            one (a unit's error names the URL, the key and the rows).
+    """
+    loc = location(url, storage_options)
+    if not loc.local:
+        found = _streamable(loc)
+        if found is not None:
+            manifest_bytes, objects = found
+            cache = ChunkCache(max_bytes=cache_bytes)
+            return stream.open_stream(loc, manifest_bytes, objects, cache_root(), cache)
+    local = open_url(url, storage_options=storage_options)
+    return stores.open(local, verify=verify)
+
+
+def stream_local(url: str, *, cache_bytes: int | None = None) -> Store:
+    """:func:`open_stream` even for a local URL (``file://``): the streaming path over a
+    local file system, for tests and benchmarks that compare it with the local store.
+
+    Raises:
+        ConfigError: the store at ``url`` is not streamable (see :func:`open_stream`).
+    """
+    loc = location(url)
+    found = _streamable(loc)
+    if found is None:
+        raise ConfigError(f"{redact(url)}: not a pushed, append-only memmap store")
+    cache = ChunkCache(max_bytes=cache_bytes)
+    return stream.open_stream(loc, found[0], found[1], cache_root(), cache)
+
+
+def _streamable(loc: Location) -> tuple[bytes, dict[str, tuple[int, str]]] | None:
+    """The manifest bytes and object index of a store :mod:`stream` serves; None otherwise."""
+    index = ob.read_index(_cat(loc, ob.INDEX))
+    if index is None or not index.get("complete"):
+        return None
+    where = redact(loc.url)
+    objects = ob.index_entries(index, where)
+    manifest_bytes = _cat(loc, ob.MANIFEST)
+    if manifest_bytes is None or ob.MANIFEST not in objects:
+        return None
+    if hashlib.sha256(manifest_bytes).hexdigest() != objects[ob.MANIFEST][1]:
+        raise TransferError(
+            f"{where}: its manifest does not match its object index (a push is under way?); "
+            "retry when it has finished"
+        )
+    if not stream.streamable(ob.parse_manifest(manifest_bytes, where)):
+        return None
+    return manifest_bytes, objects
 
 
 def _open_commit(loc: Location) -> str:
@@ -110,7 +181,7 @@ def _seal(url: str, staging: Path, served: str | None) -> str:
         shutil.rmtree(staging, ignore_errors=True)
         raise TransferError(f"{redact(url)}: the copy differs from the objects its index lists")
     try:
-        with stores.open(staging):  # the verified open: every row against its checksum
+        with stores.open(staging, verify="full"):  # every row against its checksum
             pass
     except CorruptStoreError as exc:
         shutil.rmtree(staging, ignore_errors=True)

@@ -303,7 +303,7 @@ def test_an_object_bigger_than_declared_stops_at_the_cap(
             out = _one_line_failure(_cli("pull", url, dst), PAYLOAD, f"declared {declared} bytes")
         else:
             with pytest.raises(TransferError) as err:
-                rldata.load(url)
+                rldata.load(url, stream=False)
             out = str(err.value)
         _current, peak = tracemalloc.get_traced_memory()
     finally:
@@ -400,7 +400,7 @@ def test_an_index_naming_many_missing_objects_fails_on_the_first(
         out = _one_line_failure(_cli("pull", url, dst), "object is missing")
     else:
         with pytest.raises(TransferError, match="object is missing") as err:
-            rldata.load(url)
+            rldata.load(url, stream=False)
         out = str(err.value)
     assert "data/missing/" in out
     tried = [p for p in opened if "/missing/" in p]
@@ -438,15 +438,15 @@ def test_same_rows_other_manifest_does_not_poison_the_cache(
     legit_url, evil_url = f"{remote}/legit", f"{remote}/evil"
     push(legit, legit_url)
     push(evil, evil_url)
-    rldata.load(evil_url)  # the other store reaches the cache first
+    rldata.load(evil_url, stream=False)  # the other store reaches the cache first
     if op == "info":
         result = _cli("info", legit_url)
         assert result.exit_code == 0, result.output
         assert "Pendulum-v1" in result.output and "Evil-v0" not in result.output
         assert rldata.api.dataset_card(legit_url)["env"] == want["env"]
-    with rldata.open(legit_url) as s:
+    with rldata.open(legit_url, stream=False) as s:
         assert s.manifest == want
-    with rldata.open(evil_url) as s:
+    with rldata.open(evil_url, stream=False) as s:
         assert s.manifest != want
 
 
@@ -481,9 +481,9 @@ def test_a_tampered_cache_entry_is_fetched_again(
     src = _store_with(tmp_path / "src", env_id="Pendulum-v1")
     url = f"{remote}/ds"
     push(src, url)
-    rldata.load(url)
+    rldata.load(url, stream=False)
     tamper(_entry(cache_dir))
-    with rldata.open(url) as s:  # no refusal: the damaged copy is replaced
+    with rldata.open(url, stream=False) as s:  # no refusal: the damaged copy is replaced
         assert s.env_id == "Pendulum-v1"
         assert stores.verify(s) == []
     entry = _entry(cache_dir)
@@ -518,7 +518,7 @@ def test_a_lying_declared_digest_names_no_path_and_is_refused(
         assert not (dst / ob.MANIFEST).exists()
     else:
         with pytest.raises(TransferError, match="its object index declares") as err:
-            rldata.load(url)
+            rldata.load(url, stream=False)
         assert "\n" not in str(err.value) and "\x00" not in str(err.value)
         _in_cache_entries(tmp_path, before, cache_dir)
     assert not (tmp_path / "escape").exists()
@@ -584,7 +584,7 @@ def test_pull_of_a_store_with_a_flipped_byte_fails(
         assert not (dst / ob.MANIFEST).exists()
     else:
         with pytest.raises(TransferError, match="fails verification"):
-            rldata.load(url)
+            rldata.load(url, stream=False)
         assert _cache_entries(cache_dir) == [] or all(
             not (e / ".rldata-verified").exists() for e in _cache_entries(cache_dir)
         )

@@ -75,11 +75,11 @@ def test_push_after_more_rows_updates_the_destination_with_force(store: Path, re
 def test_load_sample_verify_through_the_cache(store: Path, remote: str, cache_dir: Path) -> None:
     url = f"{remote}/ds"
     push(store, url)
-    buffer = rldata.load(url)
+    buffer = rldata.load(url, stream=False)
     batch = buffer.sample(32)
     assert batch.batch_size == torch.Size([32])
     assert batch["observation"].shape == (32, 3)
-    with rldata.open(url) as s:
+    with rldata.open(url, stream=False) as s:
         assert stores.verify(s) == []
         assert Path(s.path).parent == cache_dir
         assert rldata.api.content_digest(s) == store_digest(store)

@@ -1,0 +1,217 @@
+"""A bounded local cache of verified store units, named by their expected SHA-256.
+
+A *unit* is a byte range of a store's payload whose SHA-256 the manifest records (today
+a checksum chunk of one key, docs/FORMAT.md section 7). Streaming reads
+(:mod:`rldata.stores.location.stream`) fetch units from a remote and keep them here, so:
+
+- the name is the digest the manifest *expects*, never a string a remote declares: a new
+  commit of a store, or another store holding the same bytes, reuses every unit it shares;
+- every unit is hashed before it is written here and again when it is read back: wrong
+  bytes (a hostile remote, a damaged disk) are never served and never cached;
+- a unit lands by an atomic rename of a private temporary file, so several processes
+  share the cache and none ever reads a half-written unit; an ``O_EXCL`` claim file lets
+  one of them download a unit while the others wait for it (a claim older than
+  :data:`CLAIM_STALE_S`, from a killed process, is ignored);
+- the cache holds at most ``max_bytes`` (``RLDATA_CHUNK_CACHE_BYTES``, default 2 GiB):
+  each hit touches the unit's modification time, and a write that goes over the budget
+  removes the least recently used units first. A handle recounts the units on disk after
+  writing a tenth of the budget, so processes writing at once overshoot the budget by at
+  most a tenth each, until the next write. A unit larger than the whole budget is served,
+  verified, without being kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rldata.errors import ConfigError, CorruptStoreError
+from rldata.stores.location.places import cache_root
+
+ENV_BYTES = "RLDATA_CHUNK_CACHE_BYTES"
+DEFAULT_BYTES = 2 << 30
+CLAIM_STALE_S = 60.0
+_WAIT_S = 0.02
+_SHA = re.compile(r"[0-9a-f]{64}")
+_TMP = ".tmp-"
+
+
+def configured_bytes(max_bytes: int | None = None) -> int:
+    """The cache budget: ``max_bytes`` if given, else ``$RLDATA_CHUNK_CACHE_BYTES``, else 2 GiB.
+
+    Raises:
+        ConfigError: the value is not a non-negative integer.
+    """
+    raw: object = max_bytes if max_bytes is not None else os.environ.get(ENV_BYTES)
+    if raw is None or raw == "":
+        return DEFAULT_BYTES
+    try:
+        value = int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        value = -1
+    if isinstance(raw, bool) or value < 0:
+        raise ConfigError(f"{ENV_BYTES}: expected a byte count >= 0, got {raw!r}")
+    return value
+
+
+class ChunkCache:
+    """Verified units in ``root`` (default ``$RLDATA_CACHE/units``), at most ``max_bytes``."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, max_bytes: int | None = None):
+        self.root = Path(root) if root is not None else cache_root() / "units"
+        self.max_bytes = configured_bytes(max_bytes)
+        self._used: int | None = None  # bytes held, as last counted (others also write)
+        self._since = 0  # bytes this handle wrote since it last counted
+
+    def path(self, sha: str) -> Path:
+        """Where the unit of digest ``sha`` lives (two levels: ``ab/abcdef...``)."""
+        if _SHA.fullmatch(sha) is None:
+            raise CorruptStoreError(f"unit digest {sha[:80]!r}: expected 64 lowercase hex digits")
+        return self.root / sha[:2] / sha
+
+    def get(self, sha: str, fetch: Callable[[], bytes], *, where: str) -> bytes:
+        """The bytes of the unit whose SHA-256 is ``sha``: from the cache, else ``fetch()``ed,
+        checked, and kept.
+
+        Raises:
+            CorruptStoreError: the fetched bytes hash to another digest (``where`` names the
+                unit: URL, key, rows); nothing is cached.
+        """
+        path = self.path(sha)
+        data = self._cached(path, sha)
+        if data is not None:
+            return data
+        claim = self._claim(path)
+        try:
+            if claim is None:  # another process is fetching it: take its result if it lands
+                data = self._await(path, sha)
+                if data is not None:
+                    return data
+            data = fetch()
+            got = hashlib.sha256(data).hexdigest()
+            if got != sha:
+                raise CorruptStoreError(
+                    f"{where}: sha256 {got[:16]}… differs from the manifest's {sha[:16]}…; "
+                    f"refused ({len(data)} bytes, not cached)"
+                )
+            self._put(path, data)
+            return data
+        finally:
+            if claim is not None:
+                _unlink(claim)
+
+    def held_bytes(self) -> int:
+        """Bytes of units in the cache now (every process's), counted on disk."""
+        return sum(size for _p, size, _t in self._units())
+
+    # --- inside ---------------------------------------------------------------------------
+    def _cached(self, path: Path, sha: str) -> bytes | None:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != sha:  # damaged on disk: fetched again
+            _unlink(path)
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # LRU: the most recently used units are evicted last
+        return data
+
+    def _claim(self, path: Path) -> Path | None:
+        """An ``O_EXCL`` claim on fetching ``path``; None when a live claim is held by another."""
+        claim = path.with_name(path.name + ".claim")
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return claim
+            except FileExistsError:
+                try:
+                    age = time.time() - claim.stat().st_mtime
+                except OSError:
+                    continue  # released meanwhile: try again
+                if age < CLAIM_STALE_S:
+                    return None
+                _unlink(claim)  # left by a killed process
+        return None
+
+    def _await(self, path: Path, sha: str) -> bytes | None:
+        claim = path.with_name(path.name + ".claim")
+        deadline = time.monotonic() + CLAIM_STALE_S
+        while time.monotonic() < deadline:
+            data = self._cached(path, sha)
+            if data is not None:
+                return data
+            if not claim.exists():
+                return self._cached(path, sha)
+            time.sleep(_WAIT_S)
+        return None
+
+    def _put(self, path: Path, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return  # served, not kept: it alone is over the budget
+        tmp = path.with_name(f"{path.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)  # whole or absent: no reader sees a half-written unit
+        except OSError:
+            _unlink(tmp)  # a full disk costs the cache, never the read
+            return
+        self._since += len(data)
+        if self._used is None or self._since > self.max_bytes // 10:
+            self._used, self._since = self.held_bytes(), 0  # other processes' units counted
+        else:
+            self._used += len(data)
+        if self._used > self.max_bytes:
+            self._evict(keep=path)
+
+    def _evict(self, keep: Path) -> None:
+        """Remove the least recently used units until the cache holds at most 80% of its
+        budget (so a full cache is not rescanned on every write)."""
+        units = sorted(self._units(), key=lambda u: u[2])
+        used = sum(size for _p, size, _t in units)
+        target = int(self.max_bytes * 0.8)
+        for path, size, _t in units:
+            if used <= target:
+                break
+            if path == keep:
+                continue
+            _unlink(path)
+            used -= size
+        self._used, self._since = used, 0
+
+    def _units(self) -> list[tuple[Path, int, float]]:
+        out = []
+        try:
+            subdirs = list(os.scandir(self.root))
+        except OSError:
+            return out
+        for sub in subdirs:
+            if not sub.is_dir(follow_symlinks=False):
+                continue
+            try:
+                entries = list(os.scandir(sub.path))
+            except OSError:
+                continue
+            for e in entries:
+                if _SHA.fullmatch(e.name) is None:
+                    continue
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                out.append((Path(e.path), st.st_size, st.st_mtime))
+        return out
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
