@@ -14,9 +14,13 @@ Discrete actions on CartPole-v1 (``--only dqn,sb3dqn,dcql``, 50k env steps, eval
     batch 64, replay 1e5, learning_starts 1000, train_freq 256 with 128 gradient steps,
     target copied every 10 env steps, eps 1 -> 0.04 over 16%, [256, 256]); target: eval >= 475
     within 50k env steps (median seed).
-  - discrete CQL (and BC, for reference) from a 50k-transition store recorded by the trained
-    DQN's policy (``rldata collect --policy RUN``); target: >= 400.
-  Run alone, they rewrite only the discrete section of ``--out``.
+  - discrete CQL (and BC, for reference) from two 50k-transition stores, target >= 400:
+    ``dcql``: recorded by the trained DQN's greedy policy (``rldata collect --policy RUN``),
+    expert-only (every return 500), which BC solves as well;
+    ``dcqlreplay``: the replay of a DQN training run (``rldata train --algo dqn --store PATH``:
+    epsilon-greedy exploration, returns from ~10 to 500), mixed-quality data.
+  Run alone, they rewrite only the discrete section of ``--out``; ``dcql`` or ``dcqlreplay``
+  without a DQN contender rewrites only that dataset's rows of the offline table.
 
 Every figure is the median over seeds, with min-max beside it. Plain script, prints
 markdown tables and writes them to ``benchmarks/RESULTS-learning.md`` (``--out``).
@@ -53,8 +57,19 @@ DISCRETE_ENV = "CartPole-v1"
 DISCRETE_EVAL_EVERY = 5000
 THRESHOLD_DQN = 475.0
 THRESHOLD_DCQL = 400.0
-DISCRETE_CONTENDERS = {"dqn", "dqnmax", "sb3dqn", "dcql"}
+DISCRETE_CONTENDERS = {"dqn", "dqnmax", "sb3dqn", "dcql", "dcqlreplay"}
 DISCRETE_BEGIN, DISCRETE_END = "<!-- section:discrete -->", "<!-- /section:discrete -->"
+OFFLINE_BEGIN, OFFLINE_END = (
+    "<!-- section:discrete-offline -->",
+    "<!-- /section:discrete-offline -->",
+)
+OFFLINE_TABLE_BEGIN = "<!-- table:learning-discrete-offline -->"
+OFFLINE_TABLE_END = "<!-- /table:learning-discrete-offline -->"
+# (raw key of the results, raw key of the dataset, the label naming the dataset in the table)
+DISCRETE_DATASETS = (
+    ("discrete_offline", "discrete_dataset", "trained DQN greedy"),
+    ("discrete_offline_replay", "discrete_replay_dataset", "DQN replay"),
+)
 
 
 # --- rldata ------------------------------------------------------------------------------------
@@ -131,15 +146,27 @@ def record_discrete_dataset(path: Path, run: str, frames: int, seed: int) -> dic
     env.set_seed(seed)
     rldata.record(env, path, frames=frames, policy=load_policy(run, env=env))
     env.close()
+    return {**store_returns(path), "seed": seed, "policy": run}
+
+
+def record_discrete_replay(path: Path, frames: int, seed: int, out: Path) -> dict:
+    """``rldata train --algo dqn --store PATH``: every transition of a DQN training run."""
+    run = rldata_dqn(frames, seed, out, store=str(path))
+    return {**store_returns(path), "seed": seed, "dqn_curve": run["curve"]}
+
+
+def store_returns(path: Path) -> dict:
+    """Size and episode returns of the store at ``path`` (what its offline rows learn from)."""
     with rldata.open(path) as store:
-        episodes = store.episodes()
+        returns = store.episodes()["return"].double()
         return {
             "path": str(path),
             "rows": len(store),
-            "mean_return": float(episodes["return"].double().mean()),
-            "episodes": int(len(episodes["return"])),
-            "seed": seed,
-            "policy": run,
+            "episodes": int(len(returns)),
+            "mean_return": float(returns.mean()),
+            "median_return": float(returns.median()),
+            "min_return": float(returns.min()),
+            "max_return": float(returns.max()),
         }
 
 
@@ -347,16 +374,14 @@ def discrete_online_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def discrete_offline_table(results: dict[str, list[dict]]) -> list[str]:
-    lines = [
-        "| algo | updates | seeds | final eval return (median, min-max) | best eval | "
-        f"updates to {THRESHOLD_DCQL:.0f} | wall s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+def discrete_offline_rows(label: str, dataset: dict | None, results: dict) -> list[str]:
+    """The offline table's rows learnt from one dataset; the first cell names it."""
+    cell = label if dataset is None else f"{label}, mean return {dataset['mean_return']:.1f}"
+    lines = []
     for name, runs in results.items():
         reach = [first_reach(r["curve"], THRESHOLD_DCQL)[0] for r in runs]
         lines.append(
-            f"| {name} | {runs[0]['steps']:,} | {len(runs)} | "
+            f"| {cell} | {name} | {runs[0]['steps']:,} | {len(runs)} | "
             f"{spread([r['final'] for r in runs], '{:.1f}')} | "
             f"{spread([max(x[1] for x in r['curve']) for r in runs], '{:.1f}')} | "
             f"{spread(reach)} | {spread([r['wall'] for r in runs], '{:.0f}')} |"
@@ -364,10 +389,96 @@ def discrete_offline_table(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def dataset_line(label: str, dataset: dict, command: str) -> str:
+    """One bullet naming a dataset: where its transitions come from, their episode returns."""
+    if dataset.get("dqn_curve") is not None:
+        source = (
+            f"the replay of an rldata DQN training run of seed {dataset['seed']} (as "
+            "`rldata train --algo dqn --store PATH`: epsilon-greedy exploration from the first "
+            "step, every transition kept)"
+        )
+    elif dataset.get("policy") is not None:
+        source = (
+            f"the trained rldata DQN of seed {dataset['seed']} (its greedy policy, as "
+            "`rldata collect --policy RUN`)"
+        )
+    else:
+        source = f"the store `{dataset['path']}`"
+    stats = f"mean episode return {dataset['mean_return']:.1f}"
+    if "min_return" in dataset:
+        stats += (
+            f", median {dataset['median_return']:.1f}, min {dataset['min_return']:.0f}, "
+            f"max {dataset['max_return']:.0f}"
+        )
+    written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (
+        f"- {label}: {dataset['rows']:,} transitions ({dataset['episodes']} episodes) from "
+        f"{source}; {stats}. Rows written {written} by `{command}`."
+    )
+
+
+def offline_block(datasets: list[str], rows: list[str], curve_lines: list[str]) -> list[str]:
+    """The offline part of the CartPole section, between its markers."""
+    return [
+        OFFLINE_BEGIN,
+        "Datasets (each 50k-transition store below; the table's first column names it):",
+        "",
+        *datasets,
+        "",
+        OFFLINE_TABLE_BEGIN,
+        "| dataset | algo | updates | seeds | final eval return (median, min-max) | best eval | "
+        f"updates to {THRESHOLD_DCQL:.0f} | wall s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        OFFLINE_TABLE_END,
+        "",
+        "Evaluation curves (updates: mean return):",
+        "",
+        *curve_lines,
+        OFFLINE_END,
+    ]
+
+
+def offline_parts(raw: dict, command: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """``(labels, dataset bullets, table rows, curve lines)`` of the datasets ``raw`` holds."""
+    labels, datasets, rows, curve_lines = [], [], [], []
+    for results_key, dataset_key, label in DISCRETE_DATASETS:
+        results, dataset = raw.get(results_key) or {}, raw.get(dataset_key)
+        if not results:
+            continue
+        labels.append(label)
+        if dataset:
+            datasets.append(dataset_line(label, dataset, command))
+        rows += discrete_offline_rows(label, dataset, results)
+        named = {f"{name} on {label}": runs for name, runs in results.items()}
+        curve_lines += curves("", named)[2:-1]
+    return labels, datasets, rows, curve_lines
+
+
+def merge_offline_block(old: list[str], raw: dict, command: str) -> list[str]:
+    """``old`` (an offline block) with the rows of the datasets in ``raw`` replaced or added.
+
+    A line belongs to a dataset when its bullet (``- LABEL:``), its table row (``| LABEL,``)
+    or its curve (``- ALGO on LABEL, seed``) names it; the lines of other datasets are kept.
+    """
+    labels, datasets, rows, curve_lines = offline_parts(raw, command)
+
+    def other(line: str) -> bool:
+        return not any(
+            line.startswith((f"- {lab}:", f"| {lab},", f"| {lab} |")) or f" on {lab}, seed " in line
+            for lab in labels
+        )
+
+    table_at, table_end = old.index(OFFLINE_TABLE_BEGIN), old.index(OFFLINE_TABLE_END)
+    kept_datasets = [x for x in old[:table_at] if x.startswith("- ") and other(x)]
+    kept_rows = [x for x in old[table_at + 3 : table_end] if other(x)]
+    kept_curves = [x for x in old[table_end:] if x.startswith("- ") and other(x)]
+    return offline_block(kept_datasets + datasets, kept_rows + rows, kept_curves + curve_lines)
+
+
 def render_discrete(raw: dict, command: str) -> list[str]:
     """The CartPole section (between markers, so a discrete-only run replaces just it)."""
-    online, offline = raw.get("discrete_online") or {}, raw.get("discrete_offline") or {}
-    dataset = raw.get("discrete_dataset")
+    online = raw.get("discrete_online") or {}
     lines = [
         DISCRETE_BEGIN,
         "## Discrete actions: CartPole-v1 (DQN vs Stable-Baselines3's DQN, discrete CQL)",
@@ -391,23 +502,29 @@ def render_discrete(raw: dict, command: str) -> list[str]:
             "",
         ]
         lines += curves("Evaluation curves (env steps: mean return):", online)
-    if offline:
-        if dataset:
-            lines += [
-                f"Dataset: {dataset['rows']:,} transitions ({dataset['episodes']} episodes) "
-                f"recorded by the trained rldata DQN of seed {dataset['seed']} (its greedy "
-                f"policy, as `rldata collect --policy RUN`), mean episode return "
-                f"{dataset['mean_return']:.1f}.",
-                "",
-            ]
-        lines += [
-            "<!-- table:learning-discrete-offline -->",
-            *discrete_offline_table(offline),
-            "<!-- /table:learning-discrete-offline -->",
-            "",
-        ]
-        lines += curves("Evaluation curves (updates: mean return):", offline)
+    labels, datasets, rows, curve_lines = offline_parts(raw, command)
+    if labels:
+        lines += [*offline_block(datasets, rows, curve_lines), ""]
     return [*lines, DISCRETE_END]
+
+
+def write_discrete(path: Path | None, raw: dict, command: str) -> str:
+    """Print and write the CartPole part of ``raw``: its whole section when it holds DQN runs,
+    else only its datasets' rows of the offline block already in ``path`` (the rest kept)."""
+    text = path.read_text() if path is not None and path.is_file() else ""
+    if not raw.get("discrete_online") and OFFLINE_BEGIN in text and OFFLINE_END in text:
+        head, rest = text.split(OFFLINE_BEGIN, 1)
+        old, tail = rest.split(OFFLINE_END, 1)
+        block = merge_offline_block([OFFLINE_BEGIN, *old.split("\n"), OFFLINE_END], raw, command)
+        print("\n".join(block))
+        if path is not None:
+            path.write_text(head + "\n".join(block) + tail)
+        return "\n".join(block)
+    section = "\n".join(render_discrete(raw, command))
+    print(section)
+    if path is not None:
+        write_discrete_only(path, section)
+    return section
 
 
 def write_discrete_only(path: Path, section: str) -> str:
@@ -466,22 +583,34 @@ def render(raw: dict, command: str) -> str:
         lines += ["<!-- table:learning-offline -->", *offline_table(offline)]
         lines += ["<!-- /table:learning-offline -->", ""]
         lines += curves("Evaluation curves (updates: mean return):", offline)
-    if raw.get("discrete_online") or raw.get("discrete_offline"):
+    if any(raw.get(k) for k in ("discrete_online", "discrete_offline", "discrete_offline_replay")):
         lines += ["", *render_discrete(raw, command)]
     return "\n".join(lines)
+
+
+def discrete_raw() -> dict:
+    """The CartPole keys of a run's raw results, empty."""
+    return {
+        "discrete_online": {},
+        "discrete_offline": {},
+        "discrete_dataset": None,
+        "discrete_offline_replay": {},
+        "discrete_replay_dataset": None,
+    }
 
 
 def merge(paths: list[str]) -> dict:
     """Runs saved by several invocations (``--json``), contender by contender."""
     raw: dict = {"online": {}, "offline": {}, "dataset": None}
-    raw.update({"discrete_online": {}, "discrete_offline": {}, "discrete_dataset": None})
+    raw.update(discrete_raw())
     for path in paths:
         part = json.loads(Path(path).read_text())
-        for kind in ("online", "offline", "discrete_online", "discrete_offline"):
-            for name, runs in part.get(kind, {}).items():
+        kinds = ("online", "offline", "discrete_online", "discrete_offline")
+        for kind in (*kinds, "discrete_offline_replay"):
+            for name, runs in (part.get(kind) or {}).items():
                 raw[kind].setdefault(name, []).extend(runs)
-        raw["dataset"] = raw["dataset"] or part.get("dataset")
-        raw["discrete_dataset"] = raw["discrete_dataset"] or part.get("discrete_dataset")
+        for key in ("dataset", "discrete_dataset", "discrete_replay_dataset"):
+            raw[key] = raw[key] or part.get(key)
         raw.setdefault("runs", []).extend(part.get("runs", []))
     raw["runs"] = sorted(raw.get("runs", []), key=lambda r: r["started"])
     return raw
@@ -495,10 +624,15 @@ def main(argv: list[str] | None = None) -> dict:
         "--only",
         default="sac,sb3,redq,td3,ddpg,offline",
         help="comma list of: sac, sb3, redq, td3, ddpg, offline (Pendulum); dqn, dqnmax, sb3dqn, "
-        "dcql (CartPole)",
+        "dcql, dcqlreplay (CartPole)",
     )
     p.add_argument("--dqn-frames", type=int, default=50_000)
     p.add_argument("--discrete-dataset", default=None, help="reuse this CartPole store")
+    p.add_argument(
+        "--discrete-replay-dataset",
+        default=None,
+        help="dcqlreplay: reuse this store, recorded by `rldata train --algo dqn --store PATH`",
+    )
     p.add_argument("--discrete-dataset-frames", type=int, default=50_000)
     p.add_argument("--discrete-offline-algos", default="discrete_cql,bc")
     p.add_argument("--discrete-offline-steps", type=int, default=10_000)
@@ -533,10 +667,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.merge:
         raw = merge(args.merge)
         if not raw["online"] and not raw["offline"]:  # CartPole only: rewrite just its section
-            section = "\n".join(render_discrete(raw, command))
-            print(section)
-            if args.out:
-                write_discrete_only(Path(args.out), section)
+            write_discrete(Path(args.out) if args.out else None, raw, command)
             return raw
         text = render(raw, command)
         print(text)
@@ -548,7 +679,7 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = list(range(args.seed0, args.seed0 + args.seeds))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     raw = {"online": {}, "offline": {}, "dataset": None}
-    raw.update({"discrete_online": {}, "discrete_offline": {}, "discrete_dataset": None})
+    raw.update(discrete_raw())
     raw["runs"] = [{"command": command, "started": started}]
     online: dict[str, list[dict]] = raw["online"]
     offline: dict[str, list[dict]] = raw["offline"]
@@ -595,10 +726,7 @@ def main(argv: list[str] | None = None) -> dict:
                 keep(offline, algo, seed, {**r, "steps": steps})
     discrete(args, seeds, raw, keep, work)
     if only <= DISCRETE_CONTENDERS:  # a discrete-only run rewrites just its section
-        section = "\n".join(render_discrete(raw, command))
-        print(section)
-        if args.out:
-            write_discrete_only(Path(args.out), section)
+        write_discrete(Path(args.out) if args.out else None, raw, command)
         return raw
     text = render(raw, command)
     print(text)
@@ -610,7 +738,7 @@ def main(argv: list[str] | None = None) -> dict:
 def discrete(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: Path) -> None:
     """CartPole-v1: DQN (rldata and SB3, seeds interleaved), then offline from its data."""
     only = set(args.only.split(","))
-    online, offline = raw["discrete_online"], raw["discrete_offline"]
+    online = raw["discrete_online"]
     for seed in seeds:
         if "dqn" in only:
             run = rldata_dqn(args.dqn_frames, seed, work / f"dqn-{seed}")
@@ -620,19 +748,31 @@ def discrete(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: 
             keep(online, "dqn (rldata, max target as SB3)", seed, run)
         if "sb3dqn" in only:
             keep(online, "dqn (SB3)", seed, sb3_dqn(args.dqn_frames, seed))
-    if "dcql" not in only:
-        return
+    if "dcql" in only:
+        expert_offline(args, seeds, raw, keep, work)
+    if "dcqlreplay" in only:
+        if args.discrete_replay_dataset is not None:
+            path = Path(args.discrete_replay_dataset)
+            raw["discrete_replay_dataset"] = store_returns(path)
+        else:
+            path = work / "cartpole-dqn-replay"
+            raw["discrete_replay_dataset"] = record_discrete_replay(
+                path, args.discrete_dataset_frames, seeds[0], work / "dqn-replay"
+            )
+        print("discrete replay dataset", raw["discrete_replay_dataset"], flush=True)
+        for seed in seeds:
+            for algo in args.discrete_offline_algos.split(","):
+                steps = args.discrete_offline_steps
+                r = rldata_offline(algo, path, steps, seed, args.discrete_offline_eval_every)
+                keep(raw["discrete_offline_replay"], algo, seed, {**r, "steps": steps})
+
+
+def expert_offline(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: Path) -> None:
+    """Discrete CQL and BC from the trained DQN's greedy transitions (every return 500)."""
+    online, offline = raw["discrete_online"], raw["discrete_offline"]
     if args.discrete_dataset is not None:
         path = Path(args.discrete_dataset)
-        with rldata.open(path) as store:
-            episodes = store.episodes()
-            raw["discrete_dataset"] = {
-                "path": str(path),
-                "rows": len(store),
-                "mean_return": float(episodes["return"].double().mean()),
-                "episodes": int(len(episodes["return"])),
-                "seed": "?",
-            }
+        raw["discrete_dataset"] = store_returns(path)
     else:
         runs = online.get("dqn (rldata)") or [
             {**rldata_dqn(args.dqn_frames, seeds[0], work / "dqn-data"), "seed": seeds[0]}
