@@ -70,6 +70,8 @@ class ParquetStore(RowStore):
         self._cols: dict[str, np.ndarray] | None = None  # decoded rows, None until first use
         self._loaded = 0  # rows decoded from part files
         self._flushed = 0  # rows in part files listed by this handle's manifest
+        self._checked: set[str] = set()  # parts hashed against the manifest by this handle
+        self.hashed = 0  # parts this handle hashed (tests and benchmarks read it)
 
     @classmethod
     def attach(cls, root, manifest, *, writable, lock, durable=True):  # type: ignore[override]
@@ -170,8 +172,49 @@ class ParquetStore(RowStore):
         self._cols, self._loaded = cols, filled
         return cols
 
+    def _check_part(self, part: dict, path: Path) -> None:
+        """Hash a part against the size and SHA-256 its commit recorded, the first time this
+        handle reads it (parts are never rewritten; one from before format 1.3 carries no
+        hash and was checked row by row at open). Nothing of a part that differs is served."""
+        want = part.get("sha256")
+        if want is None or part["path"] in self._checked:
+            return
+        size = path.stat().st_size if path.is_file() else None
+        got = file_sha256(path) if size == part.get("bytes") else None
+        self.hashed += 1
+        if got != want:
+            a = part["start"]
+            raise CorruptStoreError(
+                f"{path}: parquet part of rows [{a}, {a + part['rows']}) does not match the "
+                f"manifest ({'missing' if size is None else f'{size} bytes, sha256 {str(got)[:12]}…'});"
+                f" refusing to read it"
+            )
+        self._checked.add(part["path"])
+
+    def lazy_faults(self) -> list[str] | None:
+        """What a verified open checks now (None: check every row now, as for a store with
+        parts from before format 1.3): each part's size. Each part is hashed against the
+        manifest the first time a read decodes it (:meth:`_check_part`); ``rldata verify``
+        hashes them all."""
+        if self.writable or self.schema is None:
+            return None
+        parts = self._parts()
+        if any(not isinstance(p.get("sha256"), str) for p in parts):
+            return None
+        faults = []
+        for p in parts:
+            path = inside(self.root, p["path"], "a parquet part")
+            size = path.stat().st_size if path.is_file() else None
+            if size != p.get("bytes"):
+                faults.append(
+                    f"{path}: parquet part is {'missing' if size is None else f'{size} bytes'}, "
+                    f"the manifest says {p.get('bytes')} bytes"
+                )
+        return faults
+
     def _decode_part(self, part: dict, cols: dict[str, np.ndarray]) -> None:
         path = inside(self.root, part["path"], "a parquet part")
+        self._check_part(part, path)
         try:
             _refuse_extension_types(path, pq.read_schema(path))
             _check_footer(path, pq.read_metadata(path), part["rows"], self._fields)
@@ -253,6 +296,7 @@ class ParquetStore(RowStore):
     def _open_part(self, part: dict) -> pq.ParquetFile:
         """A listed part's file, its footer checked before any row is decoded."""
         path = inside(self.root, part["path"], "a parquet part")
+        self._check_part(part, path)
         try:
             f = pq.ParquetFile(path)
             _refuse_extension_types(path, f.schema_arrow)
@@ -332,8 +376,13 @@ class ParquetStore(RowStore):
         rel = f"{DATA_DIR}/part-{number:05d}.parquet"
         target = self.root / rel
         a, b = self._flushed, filled
+        group = _group_rows(self._fields)
         table = encode_table(
-            {k: v[a:b] for k, v in cols.items()}, self._fields, self._file_meta(a), self._once()
+            {k: v[a:b] for k, v in cols.items()},
+            self._fields,
+            self._file_meta(a),
+            self._once(),
+            group,
         )
         tmp = temp_name(target)
         try:
@@ -343,7 +392,7 @@ class ParquetStore(RowStore):
                 compression=COMPRESSION,
                 use_dictionary=False,  # floats rarely repeat: dictionaries only cost space
                 use_byte_stream_split=_float_columns(table),  # ~9% smaller floats, measured
-                row_group_size=_group_rows(self._fields),
+                row_group_size=group,
                 write_page_index=True,
             )
             if self.durable:
@@ -394,6 +443,7 @@ class ParquetStore(RowStore):
                     f"{path}: parquet part sha256 {str(got)[:12]}…, manifest says {str(want)[:12]}…"
                 )
                 continue
+            self._checked.add(p["path"])
             good.append((p["start"], p["start"] + p["rows"]))
         return faults, _chunks_within(good, self._chunk, self._filled())
 

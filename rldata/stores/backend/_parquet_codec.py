@@ -18,9 +18,10 @@ from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
 
 META_KEY = b"rldata"
-# decoded bytes of one row group in new parts: a random row costs one such decode.
-ROW_GROUP_BYTES = 1 << 20
-MIN_GROUP_ROWS, MAX_GROUP_ROWS = 1024, 1 << 16
+# decoded bytes of one row group in new parts: a random row costs one such decode (pyarrow
+# reads a row group's column chunks by byte range; smaller groups cost footer bytes).
+ROW_GROUP_BYTES = 64 << 10
+MIN_GROUP_ROWS, MAX_GROUP_ROWS = 64, 1 << 16
 
 
 def _float_columns(table: pa.Table) -> list[str]:
@@ -42,14 +43,22 @@ def _scalar(entry: dict) -> bool:
 
 
 def encode_table(
-    cols: dict[str, np.ndarray], schema: dict[str, dict], meta: dict, once: Sequence[str] = ()
+    cols: dict[str, np.ndarray],
+    schema: dict[str, dict],
+    meta: dict,
+    once: Sequence[str] = (),
+    group_rows: int | None = None,
 ) -> pa.Table:
     """Rows as an arrow table: scalar columns for ``[]``/``[1]`` shapes, fixed-size lists else.
 
     For each key ``k`` of ``once``, column ``next.k`` is null where it equals (bit for bit)
-    ``k`` of the following row, so parquet stores that observation once.
+    ``k`` of the following row, so parquet stores that observation once; with
+    ``group_rows``, never on a row group's last row (a group then decodes alone).
     """
     masks = {f"next.{k}": col.implied(cols[k], cols[f"next.{k}"]) for k in once}
+    if group_rows:
+        for m in masks.values():
+            m[group_rows - 1 :: group_rows] = False
     arrays, names = [], []
     for name in sorted(cols):
         a, entry = cols[name], schema[name]

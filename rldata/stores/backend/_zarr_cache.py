@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import numpy as np
 import torch
@@ -22,19 +23,28 @@ from zarr.api import asynchronous as zarr_async
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import LocalStore  # a missing package: the registry names the extra
 
-from rldata.errors import CorruptStoreError
+from rldata.errors import CorruptStoreError, RowIndexError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._zarr_shards import (
+    Layout,
+    Objects,
+    StaleObjectError,
+    decode_inner,
+    layout,
+)
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
+from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.files import inside
 
 DATA_DIR = "data"
 IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 # bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
 SHUFFLE: Final = "bitshuffle"
-CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
+CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 256 << 20))
 """Decoded rows a handle keeps in memory (all of them when the store fits). Every read
-decodes only the chunks it touches, into this budget."""
+decodes only the units it touches (a sharded store's inner chunks, an older store's
+chunks), into this budget."""
 EAGER_BYTES = 32 << 20
 """Largest decoded store a reader hands out whole (``columns()``/``tensordict()``, which
 decode every chunk); above it, samples decode only the chunks they touch."""
@@ -53,6 +63,16 @@ class ZarrChunks(RowStore):
         self._dirty: set[int] = set()  # chunks written since the last flush
         self._seen_filled = 0  # a reader's filled rows when its cache was filled
         self._masks: dict[str, zarr.Array] = {}  # obs key -> rows whose next value is implied
+        self._objects = Objects()  # stored objects checked against the manifest, once each
+        self._layouts: dict[str, Layout] = {}  # a sharded store's arrays (read by byte range)
+        self._inner: int | None = None  # rows of an inner chunk, when every array is sharded
+        self._bases: dict[str, tuple[str, str]] = {}  # array -> its object paths around "<c>"
+
+    @property
+    def _unit(self) -> int:
+        """Rows of one decode: a reader of a sharded store decodes inner chunks; a writer, and
+        any reader of an older store, whole chunks."""
+        return self._inner if self._inner is not None and not self.writable else self._chunk
 
     # --- layout ---------------------------------------------------------------------------
     def _group_store(self) -> LocalStore:
@@ -62,7 +82,8 @@ class ZarrChunks(RowStore):
         return sum(sch.row_bytes(e) for e in self._fields.values())
 
     def _chunk_count(self, rows: int) -> int:
-        return -(-rows // self._chunk)
+        """Decode units (see :attr:`_unit`) covering ``rows`` rows."""
+        return -(-rows // self._unit)
 
     def _attach_payload(self) -> None:
         files = self._m["payload"].get("files")
@@ -109,6 +130,7 @@ class ZarrChunks(RowStore):
                     )
                 self._masks[k] = arr
             self._rows = min(a.shape[0] for a in [*self._arrays.values(), *self._masks.values()])
+            self._find_layouts()
             if self.writable:
                 _remove_partials(self.root / DATA_DIR)
             self._reset_cache(max(self._rows, filled))
@@ -123,15 +145,164 @@ class ZarrChunks(RowStore):
             self._masks = {k: a for (k, _), a in zip(masks, again[len(arrays) :])}
             self._rows = min(a.shape[0] for a in [*self._arrays.values(), *self._masks.values()])
             if self.capacity is not None:
+                self._objects.forget(0)
                 self._reset_cache(self._rows)
             else:
-                self._forget_from(self._seen_filled // self._chunk, max(self._rows, filled))
+                self._objects.forget(self._seen_filled // self._chunk)
+                self._forget_from(self._seen_filled // self._unit, max(self._rows, filled))
         if self._rows < filled:
             raise CorruptStoreError(
                 f"{self.root / DATA_DIR}: zarr arrays hold {self._rows} rows, the manifest "
                 f"lists {filled} committed rows (truncated)"
             )
         self._seen_filled = filled
+
+    def _find_layouts(self) -> None:
+        """Every array's inner-chunk layout when all are sharded alike (format 1.4), so
+        readers decode inner chunks by byte range; else whole chunks as before."""
+        names = self._array_names()
+        found = {n: layout(self._array(n), self._chunk) for n in names}
+        inners = {lay.inner for lay in found.values() if lay is not None}
+        if all(lay is not None for lay in found.values()) and len(inners) == 1:
+            self._layouts = {n: lay for n, lay in found.items() if lay is not None}
+            self._inner = inners.pop()
+        else:
+            self._layouts, self._inner = {}, None
+
+    def _array(self, name: str) -> zarr.Array:
+        if name.startswith(IMPLIED + "/"):
+            return self._masks[name[len(IMPLIED) + 1 :]]
+        return self._arrays[name]
+
+    def close(self) -> None:
+        self._objects.close()
+        super().close()
+
+    # --- stored objects, each checked the first time it is read ---------------------------
+    def _recorded_sha(self, name: str, c: int) -> tuple[bool, str | None]:
+        """Whether the manifest records the bytes of array ``name``'s object of chunk ``c``,
+        and their SHA-256 (None: the writer stored no file, every row is the fill value)."""
+        sums = self._m["payload"].get("chunk_sha256")
+        if not isinstance(sums, list) or c >= len(sums) or not isinstance(sums[c], dict):
+            return False, None
+        entry = sums[c]
+        if name not in entry:
+            return False, None
+        got = entry[name]
+        return True, got if isinstance(got, str) else None
+
+    def _check_objects(self, c: int, names: list[str]) -> None:
+        """Check the objects of chunk ``c`` of arrays ``names`` before any is decoded. An
+        object that differs from the manifest is left to the decoded-row check (a live
+        writer may have rewritten the chunk with more rows); if that fails too, the read is
+        refused and nothing is served."""
+        for name in names:
+            key = (name, c)
+            if key in self._objects:
+                continue
+            recorded, want = self._recorded_sha(name, c)
+            path = self._object_file(name, c)
+            if not recorded:  # a chunk from before format 1.3: the open checked its rows
+                if name in self._layouts:
+                    self._objects.accept(key, path, self._layouts[name])
+                continue
+            if not self._objects.check(key, path, want, self._layouts.get(name)):
+                self._vouch(c, name)
+
+    def _vouch(self, c: int, name: str) -> None:
+        """The decoded-row check of chunk ``c``: every key's committed rows against their
+        checksums; on success each array's object now on disk is accepted as checked."""
+        entries = self._m["checksums"]["chunks"]
+        try:
+            block = self._decode_chunk(c)
+        except Exception as exc:  # codecs raise RuntimeError, ValueError, ...
+            self._refuse(c, name, name, f"does not decode ({type(exc).__name__})")
+        for key, rows in block.items():
+            e = entries.get(key)
+            n = e[c][0] if e is not None and c < len(e) else 0
+            if n and sha256_hex(np.ascontiguousarray(rows[:n]).view(np.uint8)) != e[c][1]:
+                self._refuse(c, name, key, "fail their checksum")
+        for n2 in self._array_names():
+            self._objects.accept((n2, c), self._object_file(n2, c), self._layouts.get(n2))
+
+    def _refuse(self, c: int, name: str, key: str, why: str) -> NoReturn:
+        """Raise for chunk ``c``: rows a live ring retired meanwhile, else corruption."""
+        if self.capacity is not None and self.refresh(force=True):
+            raise RowIndexError(
+                f"store {self.path}: rows were overwritten by the writer while being read; "
+                f"ask Store.readable() again"
+            )
+        a = c * self._chunk
+        raise CorruptStoreError(
+            f"{self._object_file(name, c)}: sha256 differs from the manifest and key {key!r} "
+            f"rows [{a}, {a + self._chunk}) {why}; refusing to read them"
+        )
+
+    def _inner_bytes(self, name: str, c: int, j: int) -> bytes | None:
+        key, path = (name, c), self._object_file(name, c)
+        for _ in range(2):
+            self._check_objects(c, [name])
+            try:
+                return self._objects.inner(key, path, j)
+            except StaleObjectError:
+                continue  # replaced since it was checked: check the new file
+        raise CorruptStoreError(f"{path}: the object keeps changing while being read")
+
+    def _decode_unit_arrays(self, u: int, names: list[str]) -> dict[str, np.ndarray]:
+        """Inner chunk ``u`` (rows ``[u * inner, (u + 1) * inner)``) of arrays ``names``."""
+        inner = self._unit
+        c, j = divmod(u * inner, self._chunk)
+        j //= inner
+        out = {}
+        for name in names:
+            lay = self._layouts[name]
+            raw = self._inner_bytes(name, c, j)
+            where = f"{self._object_file(name, c)} (key {name!r}, rows [{u * inner}, {(u + 1) * inner}))"
+            if raw is None:
+                out[name] = np.zeros((inner, *lay.shape), dtype=lay.dtype)
+            else:
+                out[name] = decode_inner(raw, lay, where)
+        return out
+
+    def _decode_unit(self, u: int, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Decode unit ``u`` of keys ``names`` (all when None), next values stored once
+        rebuilt, in ``_unit``-row blocks (rows past the arrays are zero)."""
+        if self._unit == self._chunk:
+            return self._decode(u)
+        keys = list(self._fields) if names is None else list(names)
+        want = set(keys)
+        for k in self._masks:
+            if f"next.{k}" in want:
+                want |= {k, f"{IMPLIED}/{k}"}
+        if names is None:
+            want |= {f"{IMPLIED}/{k}" for k in self._masks}
+        arrays = [n for n in self._array_names() if n in want]
+        try:
+            out = self._decode_unit_arrays(u, arrays)
+        except (CorruptStoreError, RowIndexError):
+            raise
+        except Exception as exc:  # an OSError reading a checked shard
+            raise CorruptStoreError(
+                f"{self.root / DATA_DIR}: inner chunk {u} does not read ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        inner = self._unit
+        a, b = u * inner, min((u + 1) * inner, self._rows)
+        for k in self._masks:
+            if f"next.{k}" not in out or b <= a:
+                continue
+            bits = out[f"{IMPLIED}/{k}"][: b - a]
+            use = bits.copy()
+            nxt = out[f"next.{k}"] = out[f"next.{k}"].copy()
+            cur = out[k]
+            last_in_chunk = b % self._chunk == 0 or b >= self._rows
+            if use[-1] and not last_in_chunk and b == (u + 1) * inner:
+                head = self._decode_unit_arrays(u + 1, [k])[k][:1]
+                cur = np.concatenate([cur[: b - a], head])
+            else:
+                use[-1] = False
+            col.fill_implied(cur, nxt[: b - a], use)
+        return {n: out[n] for n in out if n in want or names is None}
 
     # --- the decoded cache ----------------------------------------------------------------
     def _reset_cache(self, rows: int) -> None:
@@ -183,7 +354,7 @@ class ZarrChunks(RowStore):
     def _chunk_from_dense(self, dense: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
         """Chunk ``i`` as a full ``chunk``-row block: dense may end inside the last chunk, and
         the LRU's blocks are always whole (later writes land anywhere in them)."""
-        c = self._chunk
+        c = self._unit
         out = {}
         for k, a in dense.items():
             block = np.zeros((c, *a.shape[1:]), dtype=a.dtype)
@@ -199,8 +370,9 @@ class ZarrChunks(RowStore):
         named as such, whatever the codec raised.
         """
         try:
+            self._check_objects(c, self._array_names())
             return self._decode_chunk(c)
-        except CorruptStoreError:
+        except (CorruptStoreError, RowIndexError):
             raise
         except Exception as exc:  # codecs raise RuntimeError, ValueError, OSError, ...
             raise CorruptStoreError(
@@ -235,13 +407,14 @@ class ZarrChunks(RowStore):
         """LRU mode: chunk ``c`` decoded (dirty chunks are pinned until flushed)."""
         got = self._lru.get(c)
         if got is None:
-            got = self._lru[c] = self._decode(c)
+            got = self._lru[c] = self._decode_unit(c)
             block = sum(a.nbytes for a in got.values())  # implied-row bits included
             budget = max(2, CACHE_BYTES // max(1, block))
-            for old in list(self._lru):
-                if len(self._lru) <= budget:
-                    break
-                if old not in self._dirty and old != c:
+            excess = len(self._lru) - budget
+            if excess > 0:  # the oldest first; dirty chunks stay (a writer's unflushed rows)
+                head = itertools.islice(self._lru, excess + len(self._dirty) + 1)
+                gone = [old for old in head if old not in self._dirty and old != c]
+                for old in gone[:excess]:
                     del self._lru[old]
         else:
             self._lru.move_to_end(c)
@@ -252,10 +425,11 @@ class ZarrChunks(RowStore):
         dense = self._dense
         assert dense is not None
         need = chunks[~self._have[chunks]]
+        unit = self._unit
         for c in np.unique(need).tolist():
-            a = c * self._chunk
-            for name, block in self._decode(c).items():
-                dst = dense[name][a : a + self._chunk]
+            a = c * unit
+            for name, block in self._decode_unit(c).items():
+                dst = dense[name][a : a + unit]
                 dst[...] = block[: len(dst)]
             self._have[c] = True
 
@@ -267,7 +441,8 @@ class ZarrChunks(RowStore):
             return {
                 k: np.zeros((0, *e["shape"]), col.np_dtype(e["dtype"])) for k, e in fields.items()
             }
-        chunks = index // self._chunk
+        unit = self._unit
+        chunks = index // unit
         if self._dense is not None:
             self._ensure(chunks)
             return {name: np.take(self._dense[name], index, axis=0) for name in fields}
@@ -278,7 +453,7 @@ class ZarrChunks(RowStore):
         for c in np.unique(chunks).tolist():
             sel = np.flatnonzero(chunks == c)
             block = self._chunk_of(c)
-            local = index[sel] - c * self._chunk
+            local = index[sel] - c * unit
             for name, dst in out.items():
                 dst[sel] = block[name][local]
         return out
@@ -297,13 +472,14 @@ class ZarrChunks(RowStore):
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
         if stop <= start:
             return memoryview(b"")
+        u = self._unit
         if self._dense is not None:
-            self._ensure(np.arange(start // self._chunk, (stop - 1) // self._chunk + 1))
+            self._ensure(np.arange(start // u, (stop - 1) // u + 1))
             return memoryview(np.ascontiguousarray(self._dense[name][start:stop])).cast("B")  # type: ignore[arg-type]
         parts = []
-        for c in range(start // self._chunk, (stop - 1) // self._chunk + 1):
-            a, b = max(start, c * self._chunk), min(stop, (c + 1) * self._chunk)
-            parts.append(self._chunk_of(c)[name][a - c * self._chunk : b - c * self._chunk])
+        for c in range(start // u, (stop - 1) // u + 1):
+            a, b = max(start, c * u), min(stop, (c + 1) * u)
+            parts.append(self._chunk_of(c)[name][a - c * u : b - c * u])
         return memoryview(np.ascontiguousarray(np.concatenate(parts))).cast("B")  # type: ignore[arg-type]
 
     # --- stored-bytes checksums (format 1.3) ------------------------------------------------
@@ -317,6 +493,17 @@ class ZarrChunks(RowStore):
 
     def _ndim(self, name: str) -> int:
         return 0 if name.startswith(IMPLIED + "/") else len(self._fields[name]["shape"])
+
+    def _object_file(self, name: str, c: int) -> str:
+        """Chunk ``c``'s file (a shard, in stores created since issue 19) of array ``name``
+        (a key, or ``_implied/<key>``); the array's part of the path is computed once."""
+        base = self._bases.get(name)
+        if base is None:
+            base = self._bases[name] = (
+                os.path.join(self._array_dir(name), "c") + os.sep,
+                os.sep + os.sep.join(["0"] * self._ndim(name)) if self._ndim(name) else "",
+            )
+        return f"{base[0]}{c}{base[1]}"
 
     def columns(self) -> dict[str, torch.Tensor] | None:
         """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers)."""

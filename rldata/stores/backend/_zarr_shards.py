@@ -1,0 +1,246 @@
+"""Zarr stored objects read by byte range, each checked against the manifest before use.
+
+A zarr store from format 1.4 on keeps one *shard* file per array per checksum chunk
+(zarr v3's sharding codec): small inner chunks of ``inner`` rows, each blosc-compressed
+on its own, then the shard's index (``(offset, nbytes)`` per inner chunk, little-endian
+uint64, then a crc32c) at its end. A random row then costs one small decode, read by
+``pread`` from the shard, instead of a whole chunk of up to 65,536 rows.
+
+Every object (a shard or, in older stores, a chunk file) is hashed against the manifest's
+``payload.chunk_sha256`` the first time this handle reads it; the file's identity
+(device, inode) is kept, and later reads go through a descriptor whose identity matches,
+so no byte that was not hashed is ever decoded. Objects are replaced by rename, never
+rewritten in place.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+import numcodecs.blosc
+import numpy as np
+
+EMPTY = np.uint64(2**64 - 1)  # an inner chunk zarr did not store: all fill value
+# shard descriptors kept open (past this, reopened and their identity checked): a quarter of
+# the process's limit, so a store of a few thousand objects keeps them all
+MAX_FDS = max(64, min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one sharded array's inner chunks are stored (what :func:`layout` accepts)."""
+
+    inner: int  # rows of an inner chunk
+    count: int  # inner chunks of a shard
+    index_bytes: int  # size of the shard index at the file's end
+    dtype: np.dtype
+    shape: tuple[int, ...]  # one row's shape
+    nbytes: int  # decoded bytes of an inner chunk
+
+
+def layout(arr: Any, chunk_rows: int) -> Layout | None:
+    """The inner-chunk layout of a zarr array sharded by ``chunk_rows`` rows, when its codecs
+    are the ones this module decodes itself (bytes, blosc; index at the end, bytes and an
+    optional crc32c); else None (the array is read through zarr)."""
+    try:
+        codecs = arr.metadata.codecs
+        if len(codecs) != 1 or type(codecs[0]).__name__ != "ShardingCodec":
+            return None
+        sc = codecs[0]
+        if getattr(sc.index_location, "value", sc.index_location) != "end":
+            return None
+        inner_codecs = [type(c).__name__ for c in sc.codecs]
+        index_codecs = [type(c).__name__ for c in sc.index_codecs]
+        if inner_codecs != ["BytesCodec", "BloscCodec"]:
+            return None
+        endian = getattr(sc.codecs[0].endian, "value", sc.codecs[0].endian)
+        if endian not in (None, "little"):
+            return None
+        if index_codecs not in (["BytesCodec"], ["BytesCodec", "Crc32cCodec"]):
+            return None
+        inner = int(sc.chunk_shape[0])
+        shard = tuple(int(s) for s in arr.shards)
+        if shard[0] != chunk_rows or chunk_rows % inner or tuple(sc.chunk_shape[1:]) != shard[1:]:
+            return None
+        count = chunk_rows // inner
+        crc = 4 if len(index_codecs) == 2 else 0
+        dtype = np.dtype(arr.dtype).newbyteorder("<")
+        shape = tuple(int(d) for d in arr.shape[1:])
+        nbytes = inner * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return Layout(inner, count, 16 * count + crc, dtype, shape, nbytes)
+    except Exception:  # an array zarr describes otherwise: read it through zarr
+        return None
+
+
+def decode_inner(raw: bytes, lay: Layout, where: str) -> np.ndarray:
+    """One inner chunk's rows ``[inner, *shape]`` from its stored bytes."""
+    from rldata.errors import CorruptStoreError
+
+    threads = numcodecs.blosc.use_threads
+    numcodecs.blosc.use_threads = False  # a small chunk: a thread hand-off costs more
+    try:
+        out = numcodecs.blosc.decompress(raw)
+    except Exception as exc:  # blosc raises RuntimeError on a damaged frame
+        raise CorruptStoreError(f"{where}: inner chunk does not decode ({exc})") from None
+    finally:
+        numcodecs.blosc.use_threads = threads
+    if len(out) != lay.nbytes:
+        raise CorruptStoreError(
+            f"{where}: inner chunk holds {len(out)} bytes, expected {lay.nbytes}"
+        )
+    return np.frombuffer(out, dtype=lay.dtype).reshape(lay.inner, *lay.shape)
+
+
+class Objects:
+    """The stored objects one handle has checked, their shard indexes and open descriptors.
+
+    Keys are ``(array name, chunk)``. :meth:`check` hashes an object once; :meth:`accept`
+    records one the decoded-row check vouched for instead; :meth:`inner` reads one inner
+    chunk's bytes from an accepted shard.
+    """
+
+    def __init__(self) -> None:
+        self._ok: dict[tuple[str, int], tuple[int, int] | None] = {}  # None: checked absent
+        self._index: dict[tuple[str, int], np.ndarray] = {}
+        self._fds: collections.OrderedDict[tuple[str, int], int] = collections.OrderedDict()
+        self.hashed = 0  # objects hashed by this handle (tests and benchmarks read it)
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._ok
+
+    def check(self, key: tuple[str, int], path: str, want: str | None, lay: Layout | None) -> bool:
+        """Whether the object at ``path`` has the bytes whose SHA-256 the manifest records
+        (``want`` None: the writer stored no file there). On a match its identity, and its
+        shard index when ``lay`` is given, are kept."""
+        if key in self._ok:
+            return True
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            if want is None:
+                self._ok[key] = None
+                return True
+            return False
+        try:
+            st = os.fstat(fd)
+            data = _read_all(fd, st.st_size)
+        finally:
+            os.close(fd)
+        self.hashed += 1
+        if want is None or hashlib.sha256(data).hexdigest() != want:
+            return False
+        self._keep(key, (st.st_dev, st.st_ino), data, lay, path)
+        return True
+
+    def accept(self, key: tuple[str, int], path: str, lay: Layout | None) -> None:
+        """Keep the object now at ``path`` as checked (the decoded-row check vouched for it)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            self._ok[key] = None
+            return
+        try:
+            st = os.fstat(fd)
+            data = _read_all(fd, st.st_size) if lay is not None else b""
+        finally:
+            os.close(fd)
+        self._keep(key, (st.st_dev, st.st_ino), data, lay, path)
+
+    def _keep(
+        self,
+        key: tuple[str, int],
+        ident: tuple[int, int],
+        data: bytes,
+        lay: Layout | None,
+        path: str,
+    ) -> None:
+        if lay is not None:
+            self._index[key] = _shard_index(data, lay, path)
+        self._ok[key] = ident
+
+    def forget(self, first_chunk: int) -> None:
+        """Drop what is known of chunks ``>= first_chunk`` (a writer may have rewritten them)."""
+        for key in [k for k in self._ok if k[1] >= first_chunk]:
+            self._forget_key(key)
+
+    def drop(self, chunks: list[int]) -> None:
+        """Drop what is known of ``chunks`` (this handle rewrote them)."""
+        gone = set(chunks)
+        for key in [k for k in self._ok if k[1] in gone]:
+            self._forget_key(key)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def inner(self, key: tuple[str, int], path: str, j: int) -> bytes | None:
+        """Inner chunk ``j``'s stored bytes of a checked shard (None: not stored, all fill).
+
+        Raises:
+            StaleObjectError: the file at ``path`` is no longer the one that was checked.
+        """
+        ident = self._ok[key]
+        if ident is None:
+            return None
+        off, size = self._index[key][j]
+        if off == EMPTY:
+            return None
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != ident:
+                os.close(fd)
+                self._forget_key(key)
+                raise StaleObjectError(path)
+            self._fds[key] = fd
+            while len(self._fds) > MAX_FDS:
+                os.close(self._fds.popitem(last=False)[1])
+        else:
+            self._fds.move_to_end(key)
+        return os.pread(fd, int(size), int(off))
+
+    def _forget_key(self, key: tuple[str, int]) -> None:
+        self._ok.pop(key, None)
+        self._index.pop(key, None)
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+
+class StaleObjectError(Exception):
+    """A checked object was replaced since (a live writer): check it again."""
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        b = os.pread(fd, min(1 << 24, size - got), got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def _shard_index(data: bytes, lay: Layout, path: str) -> np.ndarray:
+    """The ``[count, 2]`` (offset, nbytes) table at a shard's end, each range inside the file."""
+    from rldata.errors import CorruptStoreError
+
+    body = len(data) - lay.index_bytes
+    if body < 0:
+        raise CorruptStoreError(
+            f"{path}: shard of {len(data)} bytes is shorter than its index ({lay.index_bytes})"
+        )
+    idx = np.frombuffer(data, dtype="<u8", count=2 * lay.count, offset=body).reshape(-1, 2)
+    stored = idx[:, 0] != EMPTY
+    ends = idx[stored, 0] + idx[stored, 1]
+    if stored.any() and (ends.max() > body or (idx[stored, 0] > body).any()):
+        raise CorruptStoreError(f"{path}: shard index names bytes past the shard's data")
+    return idx.copy()
