@@ -564,7 +564,7 @@ class _Dest:
         raise AssertionError("unreachable")
 
     def _verified(self, rel: str, data: bytes, sha: str, info: dict[str, Any]) -> bool:
-        if int(info.get("size") or -1) != len(data):
+        if _size(info) != len(data):  # an empty object has size 0, not None
             return False
         if self.loc.s3 and _s3_etag(data) == str(info.get("ETag", "")).strip('"'):
             return True  # the server's MD5 of the bytes it received
@@ -587,7 +587,7 @@ class _Dest:
             for attempt in (0, 1):
                 sha, etags = self._put_stream(rel, chunks(), want)
                 info = self.loc.fs.info(self.loc.path(rel))
-                same = int(info.get("size") or -1) == size and (
+                same = _size(info) == size and (
                     self.loc.s3
                     and str(info.get("ETag", "")).strip('"') in etags
                     or self._sha_stored(rel) == sha
@@ -928,3 +928,9 @@ def _checked_copy(src: Location, dst: _Dest, declared: str | None, label: str) -
         raise
     dst.flush(complete=True, digest=digest)
     return digest
+
+
+def _size(info: dict[str, Any]) -> int:
+    """An object's size from a file system's ``info`` (-1 when it gives none)."""
+    size = info.get("size")
+    return -1 if size is None else int(size)

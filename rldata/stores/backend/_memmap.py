@@ -173,6 +173,9 @@ class MemmapStore(MemmapFiles):
         if self._bw is not None and self._bw.dirty:
             fds.append(self._bw.fd)
             self._dirty, self._bw.dirty = True, False
+            if self._bw.created:  # a new name in the payload directory
+                self._new_dirs.add(self._bw.path.parent)
+                self._bw.created = False
         if self.durable and (self._dirty or self._new_dirs):
             fsync_all(fds, self._new_dirs)
         self._dirty, self._new_dirs = False, set()

@@ -60,8 +60,9 @@ class MemmapFiles(RowStore):
         self._bw: BlockWriter | None = None  # a writer's block digests (format 1.4)
         # a verified reader's block digests, and which blocks it has checked (verify_on_read)
         self._lazy: BlockTable | None = None
-        self._checked = np.zeros(0, dtype=bool)
-        self._unchecked = 0
+        self._checked = np.zeros(0, dtype=bool)  # blocks checked for every key
+        self._key_checked = np.zeros((0, 0), dtype=bool)  # [block, key] checked
+        self._unchecked = 0  # blocks not checked for every key
 
     # --- files --------------------------------------------------------------------------
     def _file(self, name: str) -> Path:
@@ -192,29 +193,34 @@ class MemmapFiles(RowStore):
     def digest_file_faults(self) -> list[str]:
         """The block digest sidecar against the manifest (a full check hashes the rows
         against the section-7 chunks; the digests are checked on read)."""
-        entry = self._m["checksums"].get("blocks")
-        if entry is None:
-            return []
         try:
-            BlockTable.read(self.root, entry)
+            self._block_table()
         except CorruptStoreError as exc:
             return [str(exc)]
         return []
 
+    def _block_table(self) -> BlockTable | None:
+        """The committed block digests, checked against the manifest (None: the store has
+        none); a store whose payload lives elsewhere fetches the sidecar its own way."""
+        entry = self._m["checksums"].get("blocks")
+        return None if entry is None else BlockTable.read(self.root, entry)
+
     def _arm(self, before: BlockTable | None) -> None:
         """Read the committed block digests; blocks ``before`` checked stay checked where
         their digest is unchanged (committed full blocks never change)."""
-        table = BlockTable.read(self.root, self._m["checksums"]["blocks"])
-        checked = np.zeros(table.blocks, dtype=bool)
-        if before is not None:
+        table = self._block_table()
+        assert table is not None  # armed only for a store with block digests
+        by_key = np.zeros((table.blocks, len(table.keys)), dtype=bool)
+        if before is not None and before.keys == table.keys:
             keep = min(before.full, table.full)
-            checked[:keep] = self._checked[:keep]
-        self._lazy, self._checked = table, checked
-        self._unchecked = int(table.blocks - checked.sum())
+            by_key[:keep] = self._key_checked[:keep]
+        self._lazy, self._key_checked = table, by_key
+        self._checked = by_key.all(1)
+        self._unchecked = int(table.blocks - self._checked.sum())
 
     def _verify_rows(self, name: str | None, start: int, stop: int) -> None:
         """Check, before they are served, the stored bytes rows ``[start, stop)`` are read
-        from (every key when ``name`` is None); each block is hashed once a handle.
+        from (every key when ``name`` is None); each block of a key is hashed once a handle.
 
         The backend hook for verifying on read: a store that checked everything at open
         (or a writer, whose rows are its own) does nothing.
@@ -223,14 +229,21 @@ class MemmapFiles(RowStore):
             CorruptStoreError: a block's bytes differ from its digest (one line naming the
                 key, the rows and the file); nothing of it was served.
         """
-        if self._unchecked and stop > start:
-            if self._xpos:  # next.k of the last row reads k one row later
-                stop = min(stop + 1, self._lazy.rows)  # type: ignore[union-attr]
-            b = self._lazy.block_rows  # type: ignore[union-attr]
-            blocks = np.arange(start // b, (stop - 1) // b + 1)
-            self._check_blocks(blocks[~self._checked[blocks]])
+        table = self._lazy
+        if not self._unchecked or stop <= start or table is None:
+            return
+        key = None if name is None else self._block_key(name)
+        if key is None or key != name:  # next.k of the last row reads k one row later
+            stop = min(stop + (1 if self._xpos else 0), table.rows)
+        b = table.block_rows
+        blocks = np.arange(start // b, (stop - 1) // b + 1)
+        self._check_blocks(blocks, key)
 
-    def _verify_positions(self, positions: torch.Tensor) -> None:
+    def _block_key(self, name: str) -> str:
+        """The key whose blocks hold ``name``'s bytes (a stored-once ``next.k``: ``k``)."""
+        return name[len("next.") :] if name in self._late() else name
+
+    def _verify_positions(self, positions: torch.Tensor, name: str | None = None) -> None:
         """:meth:`_verify_rows` for the rows at ``positions`` (a few microseconds once their
         blocks are checked)."""
         if not self._unchecked or positions.numel() == 0:
@@ -239,37 +252,52 @@ class MemmapFiles(RowStore):
         assert table is not None
         p = positions.numpy()
         blocks = p // table.block_rows
-        if self._xpos:
+        key = None if name is None else self._block_key(name)
+        if self._xpos and (key is None or key != name):
             nxt = np.minimum(p + 1, table.rows - 1) // table.block_rows
             blocks = np.concatenate([blocks, nxt])
-        todo = blocks[~self._checked[blocks]]
-        if todo.size:
-            self._check_blocks(np.unique(todo))
+        if not self._checked[blocks].all():
+            self._check_blocks(np.unique(blocks), key)
 
     def rows_proven(self) -> None:
         """Every committed row matched its section-7 chunk checksum (a full check): reads
         need not hash their blocks again."""
+        self._key_checked[:] = True
         self._checked[:] = True
         self._unchecked = 0
 
-    def _verify_all(self) -> None:
+    def _verify_all(self, name: str | None = None) -> None:
+        """Every block (of key ``name``, or of every key), before a whole column is handed out."""
         if self._unchecked:
-            self._check_blocks(np.flatnonzero(~self._checked))
+            self._check_blocks(np.arange(len(self._checked)), name and self._block_key(name))
 
-    def _check_blocks(self, blocks: np.ndarray) -> None:
+    def _check_blocks(self, blocks: np.ndarray, key: str | None = None) -> None:
+        """Hash the blocks' bytes of ``key`` (every key when None) not checked yet."""
         table = self._lazy
         if table is None or not blocks.size:
             return
-        bad = table.faults(self._raw, blocks.tolist(), str(self.root))
-        ok = np.setdiff1d(blocks, [i for _, i in bad])
-        self._unchecked -= int((~self._checked[ok]).sum())
-        self._checked[ok] = True
+        cols = (
+            slice(None)
+            if key is None or key not in table.keys
+            else slice(table.keys.index(key), table.keys.index(key) + 1)
+        )
+        todo = blocks[~self._key_checked[blocks, cols].all(1)]
+        if not todo.size:
+            return
+        keys = table.keys[cols]
+        bad = table.faults(self._raw, todo.tolist(), keys)
+        self._key_checked[todo, cols] = True
+        for k, i in bad:
+            self._key_checked[i, table.keys.index(k)] = False
+        now = self._key_checked[todo].all(1)
+        self._unchecked -= int((now & ~self._checked[todo]).sum())
+        self._checked[todo] = now
         if bad:
-            key, i = bad[0]
+            k, i = bad[0]
             a, b = table.span(i)
             raise CorruptStoreError(
-                f"store {self.root}: key {key!r} rows [{a}, {b}) in "
-                f"{self._m['payload']['files'][key]}: sha256 does not match its block digest; "
+                f"store {self.root}: key {k!r} rows [{a}, {b}) in "
+                f"{self._m['payload']['files'][k]}: sha256 does not match its block digest; "
                 f"not served (rldata verify lists every fault)"
             )
 
@@ -358,7 +386,7 @@ class MemmapFiles(RowStore):
         return _built(tree, torch.Size([positions.numel()]))
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
-        self._verify_positions(positions)
+        self._verify_positions(positions, name)
         return self._gather(name, positions)
 
     def _gather(self, name: str, positions: torch.Tensor) -> torch.Tensor:
@@ -553,7 +581,7 @@ class MemmapFiles(RowStore):
         when observations are stored once."""
         if self.schema is None or name not in self._fields:
             return None
-        self._verify_all()
+        self._verify_all(name)  # that key's blocks (a sampler's trajectory ids: 8 B a row)
         filled = self._filled()
         if name in self._late():
             return self._next_range(name[len("next.") :], 0, filled)

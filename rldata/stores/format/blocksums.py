@@ -219,16 +219,17 @@ class BlockTable:
             return self._tail[key]
         return self._digests[i, self._col[key]].tobytes()
 
-    def faults(self, read: KeyReader, blocks: Iterable[int], where: str) -> list[tuple[str, int]]:
-        """``(key, block)`` of each listed block whose bytes (every key) differ from its
-        digest, hashed on every core."""
+    def faults(
+        self, read: KeyReader, blocks: Iterable[int], keys: list[str] | None = None
+    ) -> list[tuple[str, int]]:
+        """``(key, block)`` of each listed block whose bytes of ``keys`` (default: every key)
+        differ from their digest, hashed on every core."""
         blocks = list(blocks)
+        keys = self.keys if keys is None else keys
 
         def bad_keys(i: int) -> list[str]:  # a block's keys in one task: ~10x fewer hand-offs
             a, b = self.span(i)
-            return [
-                k for k in self.keys if hashlib.sha256(read(k, a, b)).digest() != self.digest(k, i)
-            ]
+            return [k for k in keys if hashlib.sha256(read(k, a, b)).digest() != self.digest(k, i)]
 
         found = parallel_map(bad_keys, blocks) if len(blocks) > 4 else map(bad_keys, blocks)
         return [(k, i) for i, keys in zip(blocks, found) for k in keys]
@@ -243,14 +244,13 @@ class BlockWriter:
         self.block_rows = block_rows
         self.full = entry["blocks"] if entry else 0
         self.tail = entry.get("tail") if entry else None
+        self.created = not self.path.exists()  # its directory entry needs an fsync
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        need = self.full * len(self.keys) * DIGEST
-        if entry is not None:  # resume: the committed records, then drop uncommitted ones
-            self._hash = hashlib.sha256(BlockTable.read(root, entry)._digests.tobytes())
-        else:
-            self._hash = hashlib.sha256()
-        os.ftruncate(self.fd, need)
-        self.dirty = entry is None  # a new file: fsynced at the first commit
+        self.dirty = self.created  # records (or a new file) written since the last fsync
+        self._hash = hashlib.sha256()
+        if self.full:  # resume: the committed records, then drop uncommitted ones
+            self._hash.update(BlockTable.read(root, entry)._digests.tobytes())  # type: ignore[arg-type]
+        os.ftruncate(self.fd, self.full * len(self.keys) * DIGEST)
 
     def extend(self, read: KeyReader, end: int) -> None:
         """Record the committed rows ``[0, end)``: digests of the blocks filled since the last
@@ -271,6 +271,7 @@ class BlockWriter:
             while view:
                 n = os.pwrite(self.fd, view, offset)
                 view, offset = view[n:], offset + n
+            os.ftruncate(self.fd, offset)  # a crashed writer's records past them
             self._hash.update(recs)
             self.full = full
             self.dirty = True

@@ -56,7 +56,7 @@ def trace(monkeypatch):
 def test_every_commit_follows_the_protocol(tmp_path, trace):
     root = tmp_path / "s"
     with stores.create(root) as w:
-        w.append(ted_marked(0, 20))
+        w.append(ted_marked(0, 1100))  # fills a block of digests (1,024 of these rows)
         trace.clear()
         w.commit()
     ops = trace

@@ -236,3 +236,16 @@ def test_a_commit_appends_its_segments_and_never_rewrites_the_log(store):
     assert read_manifest(store)["episodes"]["bytes"] == len(after)
     with stores.open(store) as r:
         assert len(r.episodes()) == ROWS // 10 + 2
+
+
+def test_a_column_checks_that_keys_blocks_only(store):
+    m = read_manifest(store)
+    row_bytes = sch.row_bytes(m["schema"]["observation"])
+    _flip(store / m["payload"]["files"]["observation"], 5 * row_bytes)
+    with stores.open(store) as r:
+        ids = r.column("collector.traj_ids")  # a sampler's index math: 8 bytes a row
+        assert len(ids) == ROWS
+        j = r._lazy.keys.index("collector.traj_ids")
+        assert r._key_checked[:, j].all() and not r._checked.any()
+        with pytest.raises(CorruptStoreError, match="'observation' rows \\[0, 1024\\)"):
+            r.column("next.observation")  # rebuilt from observation: its blocks are checked
