@@ -344,7 +344,8 @@ def _equal_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list[np.ndarray]]]:
     """``(offset, position, columns)`` of some keys of every readable row, oldest first, in
     blocks of :func:`~rldata.stores.backend.blocks.block_rows`: a row store's keys are read
-    alone (their raw bytes), not with every other key as :func:`row_blocks` does."""
+    alone, not with every other key as :func:`row_blocks` does (memmap: by ``pread``, so no
+    mapped page stays resident; other backends through their one-key reader)."""
     from rldata.stores.backend.rowstore import RowStore
     from rldata.stores.format import schema as sch
 
@@ -356,6 +357,7 @@ def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list
                 [_np(block.rows.get(sch.key_tuple(k))) for k in names],
             )
         return
+    raw = store.backend == "memmap"  # elsewhere _raw may decode the whole column (parquet)
     entries = [store.schema[k] for k in names]  # type: ignore[index]
     types = [sch.dtype_of(e["dtype"]) for e in entries]
     step, offset = block_rows(store), 0
@@ -364,11 +366,14 @@ def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list
             hi = min(b, lo + step)
             cols = []
             for name, e, dt in zip(names, entries, types):
-                raw = store._raw(name, lo, hi)  # type: ignore[attr-defined]
+                if not raw:
+                    cols.append(_np(store._read_key(name, torch.arange(lo, hi))))
+                    continue
+                data = store._raw(name, lo, hi)  # type: ignore[attr-defined]
                 if dt == torch.bfloat16:  # numpy has no bfloat16
-                    flat = _np(torch.frombuffer(bytearray(raw), dtype=dt))
+                    flat = _np(torch.frombuffer(bytearray(data), dtype=dt))
                 else:
-                    flat = np.frombuffer(raw, dtype=torch.empty(0, dtype=dt).numpy().dtype)
+                    flat = np.frombuffer(data, dtype=torch.empty(0, dtype=dt).numpy().dtype)
                 cols.append(flat.reshape(hi - lo, *e["shape"]))
             yield offset, lo, cols
             offset += hi - lo
