@@ -25,7 +25,7 @@ try:  # format 1.4's block digests (rldata.stores.format.blocksums), when this t
 except ImportError:  # pragma: no cover - a tree before 1.4: checksum chunks only
     BlockTable = None  # type: ignore[assignment,misc]
 
-FETCH_THREADS = 16
+FETCH_THREADS = 64
 MIN_SLOTS = 2  # units a key keeps in memory however small the budget
 
 
@@ -124,12 +124,17 @@ class Remote:
             raise CorruptStoreError(f"{self.url}: object {rel} is not in its object index")
         return self.objects[rel][0]
 
-    def whole(self, rel: str, sha: str, *, where: str) -> bytes:
-        """Object ``rel`` read whole (never past its declared size), verified, cached."""
-        size = self.size(rel)
+    def whole(self, rel: str, sha: str, *, where: str, size: int | None = None) -> bytes:
+        """Object ``rel`` read whole (never past its declared size), or its first ``size``
+        bytes, verified against ``sha``, cached."""
+        declared = self.size(rel)
+        exact = size is None
+        size = declared if size is None else size
+        if size > declared:
+            raise CorruptStoreError(f"{where}: expected {size} bytes, declared {declared}")
 
         def fetch() -> bytes:
-            data = read_capped(self.loc.fs, self.loc.path(rel), size, where=where)
+            data = read_capped(self.loc.fs, self.loc.path(rel), size, where=where, exact=exact)
             if data is None:
                 raise TransferError(f"{where}: object is missing (its object index names it)")
             return data

@@ -65,22 +65,30 @@ class StreamColumn:
         n_units = units.count
         unit_bytes = max(1, units.unit_rows * units.row_bytes)
         self.n_slots = max(min(n_units, MIN_SLOTS), min(n_units, budget // unit_bytes))
+        # the whole key fits the budget: slot u holds unit u, so the slots are the column
+        # itself (filled as batches need it) and a gather indexes it by position directly
+        self.identity = self.n_slots == n_units
         self._slots: torch.Tensor | None = None  # allocated on the first miss
         self._bytes: np.ndarray | None = None
         self._slot_of = np.full(n_units, -1, np.int64)
         self._unit_in = np.full(self.n_slots, -1, np.int64)
         self._stamp = np.zeros(self.n_slots, np.int64)
         self._tick = 0
+        self._held = 0  # units in slots
+        self.complete = False  # every unit in its slot (identity): gathers need no checks
 
-    def units_for(self, positions: np.ndarray) -> np.ndarray:
-        """The distinct units holding ``positions``."""
-        return np.unique(positions // self.units.unit_rows)
-
-    def missing(self, needed: np.ndarray) -> list[int]:
-        """Units of ``needed`` not in a slot (fetched before a gather when they fit)."""
+    def missing(self, positions: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """The distinct units holding ``positions``, and those of them to fetch before a
+        gather (none when they are all in slots, or too many to fit: gathered unit by unit)."""
+        if self.complete:
+            return positions[:0], []
+        u = positions // self.units.unit_rows
+        if self._slot_of[u].min() >= 0:
+            return u[:0], []
+        needed = np.unique(u)
         if len(needed) > self.n_slots:
-            return []  # gathered unit by unit instead (see index_select)
-        return [int(u) for u in needed[self._slot_of[needed] < 0]]
+            return needed, []
+        return needed, [int(c) for c in needed[self._slot_of[needed] < 0]]
 
     def install(self, needed: np.ndarray, got: dict[int, bytes]) -> bool:
         """Put every unit of ``needed`` in a slot (``got`` holds fetched bytes); False when
@@ -93,17 +101,20 @@ class StreamColumn:
         lacking = needed[have < 0]
         if not lacking.size:
             return True
-        if self._slots is None:
+        if self._slots is None:  # pages are committed as units land, not here
             self._slots = torch.empty(
                 (self.n_slots * self.units.unit_rows, *self.row_shape), dtype=self.dtype
             )
             self._bytes = self._slots.view(-1).view(torch.uint8).numpy().reshape(self.n_slots, -1)
-        free = np.flatnonzero(self._unit_in < 0)
-        if free.size < lacking.size:  # reuse the least recently used slots not in this batch
-            old = np.flatnonzero((self._unit_in >= 0) & (self._stamp < self._tick))
-            k = lacking.size - free.size
-            victims = old[np.argpartition(self._stamp[old], k - 1)[:k]] if k < old.size else old
-            free = np.concatenate([free, victims])
+        if self.identity:
+            free = lacking
+        else:
+            free = np.flatnonzero(self._unit_in < 0)
+            if free.size < lacking.size:  # reuse the least recently used slots not in this batch
+                old = np.flatnonzero((self._unit_in >= 0) & (self._stamp < self._tick))
+                k = lacking.size - free.size
+                victims = old[np.argpartition(self._stamp[old], k - 1)[:k]] if k < old.size else old
+                free = np.concatenate([free, victims])
         assert self._bytes is not None
         for u, s in zip(lacking.tolist(), free[: lacking.size].tolist()):
             data = got.get(u)
@@ -112,24 +123,36 @@ class StreamColumn:
             gone = self._unit_in[s]
             if gone >= 0:
                 self._slot_of[gone] = -1
+                self._held -= 1
             self._bytes[s, : len(data)] = np.frombuffer(data, np.uint8)
             self._slot_of[u], self._unit_in[s], self._stamp[s] = s, u, self._tick
+            self._held += 1
+        self.complete = self.identity and self._held == self.units.count
         return True
 
     def index_select(self, dim: int, positions: torch.Tensor) -> torch.Tensor:
         """Rows at ``positions`` (a fresh tensor, as ``Tensor.index_select``)."""
         assert dim == 0
-        p = positions.numpy() if positions.dtype == torch.int64 else positions.long().numpy()
+        positions = positions if positions.dtype == torch.int64 else positions.long()
+        if self.complete:  # steady state: the column is whole in memory
+            assert self._slots is not None
+            return self._slots.index_select(0, positions)
+        p = positions.numpy()
         if p.size == 0:
             return torch.empty((0, *self.row_shape), dtype=self.dtype)
         ur = self.units.unit_rows
         u = p // ur
-        needed = np.unique(u)
-        if not self.install(needed, {}):
-            return self._gather_each(p)
-        flat = self._slot_of[u] * ur + (p - u * ur)
+        s = self._slot_of[u]
+        if s.min() < 0:
+            if not self.install(np.unique(u), {}):
+                return self._gather_each(p)
+            s = self._slot_of[u]
         assert self._slots is not None
-        return self._slots.index_select(0, torch.from_numpy(flat))
+        if self.identity:  # slot u is unit u: rows sit at their own positions
+            return self._slots.index_select(0, positions)
+        self._tick += 1
+        self._stamp[s] = self._tick
+        return self._slots.index_select(0, torch.from_numpy(s * ur + (p - u * ur)))
 
     def _gather_each(self, p: np.ndarray) -> torch.Tensor:
         """A batch over more units than slots: each unit fetched (cache) and gathered once."""
@@ -274,19 +297,21 @@ class StreamStore(MemmapStore):
             return
         late = {n[len("next.") :] for n in self._late()}
         wanted: list[tuple[StreamColumn, np.ndarray]] = []
+        todo: list[tuple[StreamColumn, int]] = []
         for name, col in self._views.items():
             q = p if name not in late else np.concatenate([p, np.minimum(p + 1, self._rows - 1)])
-            wanted.append((col, col.units_for(q)))  # type: ignore[arg-type]
-        todo = [(col, u) for col, need in wanted for u in col.missing(need)]
+            needed, fetch = col.missing(q)  # type: ignore[attr-defined]
+            if fetch:
+                wanted.append((col, needed))
+                todo.extend((col, u) for u in fetch)
         if not todo:
             return
         got = self._remote.units([(col.units, u) for col, u in todo])
         by_col: dict[int, dict[int, bytes]] = {}
         for (col, u), data in zip(todo, got):
             by_col.setdefault(id(col), {})[u] = data
-        for col, need in wanted:
-            if id(col) in by_col:
-                col.install(need, by_col[id(col)])
+        for col, needed in wanted:
+            col.install(needed, by_col[id(col)])
 
     def _read(self, positions: torch.Tensor) -> TensorDict:
         self._prefetch(positions)
@@ -343,19 +368,21 @@ def open_stream(
     digest = sha256_hex(manifest_bytes)
     shell = shell_root / ("stream-" + hashlib.sha256(f"{url}\n{digest}".encode()).hexdigest()[:40])
     shell.mkdir(parents=True, exist_ok=True)
-    small = [(mf.manifest_path(shell).name, digest)]
+    small: list[tuple[str, str, int | None]] = [(mf.manifest_path(shell).name, digest, None)]
     ref = m.get("episodes")
-    if ref is not None:
-        small.append((str(ref["path"]), str(ref["sha256"])))
-    for s in m.get("stats") or []:
-        small.append((str(s["path"]), str(s["sha256"])))
-    for rel, sha in small:
+    if ref is not None:  # an appended index (1.4) is read up to its committed bytes
+        n = ref.get("bytes")
+        small.append((str(ref["path"]), str(ref["sha256"]), n if type(n) is int else None))
+    for st in m.get("stats") or []:
+        small.append((str(st["path"]), str(st["sha256"]), None))
+    for rel, sha, n in small:
         target = contained_name(shell, rel, url)
         if _sha_of_file(target) == sha:
             continue
-        data = (
-            manifest_bytes if rel == small[0][0] else remote.whole(rel, sha, where=f"{url}/{rel}")
-        )
+        if rel == small[0][0]:
+            data = manifest_bytes
+        else:
+            data = remote.whole(rel, sha, where=f"{url}/{rel}", size=n)
         _atomic(target, data)
     budget = memory_bytes if memory_bytes is not None else cache.max_bytes
     return StreamStore.over(shell, m, remote, budget)

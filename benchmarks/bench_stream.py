@@ -1,0 +1,270 @@
+"""Streaming a memmap store from loopback S3: first batch, steady rate, bytes, memory.
+
+For HalfCheetah-shaped memmap stores (bench_scale.py's rows: 17-dim float32 observations,
+6-dim actions, 1000-step episodes) of each size in ``--rows``, pushed to a moto S3 server
+on loopback (its own process, behind bench_scale.py's TCP proxy that counts every byte
+the server sends, HTTP included), each client a fresh process with an empty chunk cache:
+
+- **first batch**: ``rldata.load(URL)`` + the first ``sample(256)``, seconds, and the bytes
+  the server sent for them;
+- **1,000 batches**: load + 1,000 ``sample(256)`` batches, the bytes sent, beside the
+  store's size (every payload object, as pushed);
+- **steady**: ``sample(256)`` batches/s once those 1,000 batches warmed the chunk cache,
+  against the same store read locally (``rldata.load(path)``) in the same round;
+- **peak RSS** of the streaming client (``ru_maxrss``), with the chunk cache's size.
+
+Which units the store has (format 1.4 block digests, or checksum chunks) is printed: a
+batch downloads whole units, so their size decides the first batch's bytes.
+
+Run:  nice -n 10 python benchmarks/bench_stream.py --rows 1000000[,10000000] [--rounds 2]
+          [--cache-bytes 4000000000] [--write]   (--write: benchmarks/RESULTS-stream.md)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scale import Moto, blocks  # noqa: E402
+
+BATCH = 256
+COMMIT_ROWS = 1_000_000
+TARGET_FIRST_S = 3.0
+TARGET_STEADY = 0.5
+
+
+def child(op: str, a: dict) -> dict:
+    import torch
+
+    import rldata
+    from rldata import stores
+
+    out: dict = {}
+    torch.manual_seed(a.get("seed", 0))
+    if op == "write":
+        t0 = time.perf_counter()
+        with stores.create(a["path"], capacity=None) as w:
+            since = 0
+            for td in blocks("halfcheetah", a["rows"]):
+                w.append(td)
+                since += td.batch_size[0]
+                if since >= COMMIT_ROWS:
+                    w.commit()
+                    since = 0
+        out["s"] = time.perf_counter() - t0
+        m = json.loads((Path(a["path"]) / "rldata.json").read_text())
+        blk = (m["checksums"].get("blocks") or {}).get("block_rows")
+        out["units"] = (
+            f"block digests, {blk} rows"
+            if blk
+            else (f"checksum chunks, {m['checksums']['chunk_rows']} rows")
+        )
+    elif op == "push":
+        from rldata import api
+
+        t0 = time.perf_counter()
+        api.push(a["path"], a["url"])
+        out["s"] = time.perf_counter() - t0
+    elif op in ("first", "stream", "local"):
+        t0 = time.perf_counter()
+        rb = rldata.load(a.get("url") or a["path"], batch_size=BATCH)
+        rb.sample()
+        out["first_s"] = time.perf_counter() - t0
+        if op != "first":
+            for _ in range(a["warm"]):
+                rb.sample()
+            out["warm_s"] = time.perf_counter() - t0
+            n, t1 = 0, time.perf_counter()
+            while n < a["batches"] or time.perf_counter() - t1 < a["seconds"]:
+                rb.sample()
+                n += 1
+            out["rate"] = n / (time.perf_counter() - t1)
+    else:
+        raise SystemExit(f"unknown op {op}")
+    out["rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    return out
+
+
+def spawn(op: str, env: dict | None = None, timeout: float = 3600, **a: object) -> dict:
+    cmd = [sys.executable, __file__, "--child", json.dumps({"op": op, **a})]
+    try:
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[7:])
+            print(f"  {op}: {r}", file=sys.stderr, flush=True)
+            return r
+    tail = (p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1]
+    print(f"  {op}: failed: {tail}", file=sys.stderr, flush=True)
+    return {"error": tail[:200]}
+
+
+def payload_bytes(path: Path) -> int:
+    """The store's bytes as pushed (the object index's sizes: memmap files cut at their rows)."""
+    from rldata.sharing import objects as ob
+
+    doc = json.loads((path / ob.INDEX).read_text()) if (path / ob.INDEX).exists() else None
+    if doc:
+        return sum(int(e["size"]) for e in doc["objects"].values())
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def run(rows: int, work: Path, args: argparse.Namespace, server: Moto) -> dict:
+    path = work / f"hc-{rows}"
+    res: dict = {"rows": rows}
+    if not (path / "rldata.json").exists():
+        shutil.rmtree(path, ignore_errors=True)
+        w = spawn("write", path=str(path), rows=rows)
+        if "s" not in w:
+            return {**res, "error": f"write: {w.get('error')}"}
+        res["units"] = w["units"]
+    url = f"s3://bench-stream/hc-{rows}"
+    push = spawn("push", env=server.env, path=str(path), url=url)
+    if "s" not in push:
+        return {**res, "error": f"push: {push.get('error')}"}
+    res["store_bytes"] = sum(
+        int(e["size"])
+        for e in json.loads(
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import s3fs,sys;sys.stdout.write(s3fs.S3FileSystem().cat_file('bench-stream/hc-{rows}/rldata.objects.json').decode())",
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **server.env},
+                check=True,
+            ).stdout
+        )["objects"].values()
+    )
+    res.update(first=[], stream=[], local=[])
+    env = {**server.env, "RLDATA_CHUNK_CACHE_BYTES": str(args.cache_bytes)}
+    for r in range(args.rounds):
+        cache = work / f"cache-{rows}-{r}"
+        shutil.rmtree(cache, ignore_errors=True)
+        before = server.sent()
+        x = spawn("first", env={**env, "RLDATA_CACHE": str(cache)}, url=url, seed=r)
+        x["down"] = server.sent() - before
+        res["first"].append(x)
+        shutil.rmtree(cache, ignore_errors=True)
+        before = server.sent()
+        x = spawn(
+            "stream",
+            env={**env, "RLDATA_CACHE": str(cache)},
+            url=url,
+            seed=r,
+            warm=999,
+            batches=args.batches,
+            seconds=args.seconds,
+        )
+        x["down"] = server.sent() - before  # load + 1,000 batches, and the steady ones
+        res["stream"].append(x)
+        shutil.rmtree(cache, ignore_errors=True)
+        res["local"].append(
+            spawn(
+                "local",
+                path=str(path),
+                seed=r,
+                warm=999,
+                batches=args.batches,
+                seconds=args.seconds,
+            )
+        )
+    return res
+
+
+def table(results: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        "| rows | units | store | first batch | bytes, first batch | bytes, load + 1,000 batches "
+        "| steady sample(256)/s streamed | local | ratio | client peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        if "error" in res:
+            lines.append(f"| {res['rows']:,} | | | {res['error']} | | | | | | |")
+            continue
+        ok = [x for x in res["first"] if "first_s" in x]
+        st = [x for x in res["stream"] if "rate" in x]
+        lo = [x for x in res["local"] if "rate" in x]
+        first = median([x["first_s"] for x in ok]) if ok else float("nan")
+        down1 = median([x["down"] for x in ok]) if ok else float("nan")
+        # the stream child's bytes include its steady batches, which download nothing more
+        # once the 1,000 warm-up batches filled the cache (the rate column is measured then)
+        down = median([x["down"] for x in st]) if st else float("nan")
+        rate = median([x["rate"] for x in st]) if st else float("nan")
+        local = median([x["rate"] for x in lo]) if lo else float("nan")
+        rss = max([x["rss_gb"] for x in st], default=float("nan"))
+        sb = res["store_bytes"]
+        lines.append(
+            f"| {res['rows']:,} | {res.get('units', '')} | {sb / 1e6:,.0f} MB | {first:.2f} s | "
+            f"{down1 / 1e6:,.1f} MB ({down1 / sb:.1%}) | {down / 1e6:,.0f} MB ({down / sb:.0%}) | "
+            f"{rate:,.0f} | {local:,.0f} | {rate / local:.2f}x | {rss:.2f} GB |"
+        )
+    lines.append("")
+    lines.append(
+        f"Chunk cache {args.cache_bytes / 1e9:.1f} GB (RLDATA_CHUNK_CACHE_BYTES), empty at each "
+        f"start; medians of {args.rounds} rounds; targets at 10M rows: first batch <= "
+        f"{TARGET_FIRST_S:.0f} s, steady >= {TARGET_STEADY}x local."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        a = json.loads(sys.argv[2])
+        print("RESULT " + json.dumps(child(a.pop("op"), a)), flush=True)
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="1000000")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--batches", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--cache-bytes", type=int, default=4_000_000_000)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench-stream-"))
+    work.mkdir(parents=True, exist_ok=True)
+    server = Moto()
+    try:
+        subprocess.run(
+            [sys.executable, "-c", "import s3fs; s3fs.S3FileSystem().mkdir('bench-stream')"],
+            env={**os.environ, **server.env},
+            check=True,
+        )
+        results = [run(int(n), work, args, server) for n in args.rows.split(",")]
+    finally:
+        server.stop()
+    text = table(results, args)
+    print(text)
+    (work / "raw.json").write_text(json.dumps(results, indent=1))
+    if args.write:
+        out = Path(__file__).resolve().parent / "RESULTS-stream.md"
+        cmd = "python benchmarks/bench_stream.py " + " ".join(sys.argv[1:])
+        out.write_text(
+            "# Streaming from loopback S3 (`benchmarks/bench_stream.py`)\n\n"
+            f"Command: `{cmd}`\n\n{text}\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
