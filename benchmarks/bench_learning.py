@@ -167,6 +167,7 @@ def store_returns(path: Path) -> dict:
             "median_return": float(returns.median()),
             "min_return": float(returns.min()),
             "max_return": float(returns.max()),
+            "provenance": dict(store.provenance or {}),
         }
 
 
@@ -389,17 +390,19 @@ def discrete_offline_rows(label: str, dataset: dict | None, results: dict) -> li
     return lines
 
 
-def dataset_line(label: str, dataset: dict, command: str) -> str:
+def dataset_line(label: str, dataset: dict, command: str, runs: list[dict] | None = None) -> str:
     """One bullet naming a dataset: where its transitions come from, their episode returns."""
-    if dataset.get("dqn_curve") is not None:
+    made_by = (dataset.get("provenance") or {}).get("policy") or ""
+    seed = dataset.get("seed", (dataset.get("provenance") or {}).get("seed", "?"))
+    if dataset.get("dqn_curve") is not None or made_by == "rldata train --algo dqn":
         source = (
-            f"the replay of an rldata DQN training run of seed {dataset['seed']} (as "
+            f"the replay of an rldata DQN training run of seed {seed} (as "
             "`rldata train --algo dqn --store PATH`: epsilon-greedy exploration from the first "
             "step, every transition kept)"
         )
     elif dataset.get("policy") is not None:
         source = (
-            f"the trained rldata DQN of seed {dataset['seed']} (its greedy policy, as "
+            f"the trained rldata DQN of seed {seed} (its greedy policy, as "
             "`rldata collect --policy RUN`)"
         )
     else:
@@ -411,9 +414,12 @@ def dataset_line(label: str, dataset: dict, command: str) -> str:
             f"max {dataset['max_return']:.0f}"
         )
     written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    merged = "--merge" in command and runs
+    parts = "; ".join(f"`{r['command']}` (started {r['started']})" for r in runs or [])
     return (
         f"- {label}: {dataset['rows']:,} transitions ({dataset['episodes']} episodes) from "
-        f"{source}; {stats}. Rows written {written} by `{command}`."
+        f"{source}; {stats}. Rows written {written} by `{command}`"
+        + (f", from the runs {parts}." if merged else ".")
     )
 
 
@@ -448,7 +454,7 @@ def offline_parts(raw: dict, command: str) -> tuple[list[str], list[str], list[s
             continue
         labels.append(label)
         if dataset:
-            datasets.append(dataset_line(label, dataset, command))
+            datasets.append(dataset_line(label, dataset, command, raw.get("runs")))
         rows += discrete_offline_rows(label, dataset, results)
         named = {f"{name} on {label}": runs for name, runs in results.items()}
         curve_lines += curves("", named)[2:-1]
