@@ -21,7 +21,13 @@ is bytes ``[(i*K + j) * 32, (i*K + j) * 32 + 32)`` of the file, ``K = len(keys)`
 is the SHA-256 of the first ``n*K*32`` bytes (the file may be longer: records a crashed
 writer appended but never committed; they are ignored and overwritten). The rows after the
 full blocks, ``[n*B, n*B + r)``, are the *tail*; their digests are in the manifest, hex. The
-full blocks plus the tail cover exactly the committed rows (``n*B + r == written``).
+full blocks plus the tail cover exactly the committed rows (``n*B + r == written``). The
+sidecar exists from the first commit with rows (empty while ``n == 0``).
+
+**In a store handle.** ``MemmapFiles._verify_rows(name, start, stop)`` (the backend hook of
+:class:`rldata.stores.backend.rows.RowTable`) checks the blocks a read touches;
+``MemmapFiles._block_table()`` is where a handle gets this table (a remote store overrides
+it to fetch the sidecar by byte range).
 
 **Expected digest of (key, block) and the bytes it covers.** A block's digest is the
 SHA-256 of the key's payload bytes of its rows: in the memmap file ``payload.files[key]``,

@@ -46,9 +46,36 @@ def read_like_another_team(store) -> dict:
         for c, (n, digest) in enumerate(m["checksums"]["chunks"][key]):
             a = c * c_rows * row_bytes
             assert hashlib.sha256(raw[a : a + n * row_bytes].tobytes()).hexdigest() == digest
-    ep_bytes = Path(f"{store}/{m['episodes']['path']}").read_bytes()
-    assert hashlib.sha256(ep_bytes).hexdigest() == m["episodes"]["sha256"]
-    segs = json.loads(ep_bytes)
+    ref = m["episodes"]
+    ep_bytes = Path(f"{store}/{ref['path']}").read_bytes()
+    if "bytes" in ref:  # 1.4: the appended log, its committed bytes, one line a commit
+        ep_bytes = ep_bytes[: ref["bytes"]]
+    assert hashlib.sha256(ep_bytes).hexdigest() == ref["sha256"]
+    if "bytes" in ref:
+        segs = {c: [] for c in ("traj_id", "start", "length")}
+        for line in ep_bytes.decode().splitlines():
+            part = json.loads(line)
+            for c, v in segs.items():
+                v[part["from"] :] = part[c]
+    else:
+        segs = json.loads(ep_bytes)
+    blocks = m["checksums"].get("blocks")
+    if blocks is not None:  # 1.4 (section 7a): each full block's digest, and the tail's
+        side = Path(f"{store}/{blocks['path']}").read_bytes()[
+            : blocks["blocks"] * 32 * len(blocks["keys"])
+        ]
+        assert hashlib.sha256(side).hexdigest() == blocks["sha256"]
+        b = blocks["block_rows"]
+        for j, key in enumerate(blocks["keys"]):
+            raw = np.ascontiguousarray(full[key]).reshape(-1).view(np.uint8)
+            r = raw.size // max(rows, 1)
+            for i in range(blocks["blocks"]):
+                want = side[(i * len(blocks["keys"]) + j) * 32 :][:32]
+                assert hashlib.sha256(raw[i * b * r : (i + 1) * b * r].tobytes()).digest() == want
+            if blocks["tail"]:
+                n = blocks["blocks"] * b
+                got = hashlib.sha256(raw[n * r : rows * r].tobytes()).hexdigest()
+                assert got == blocks["tail"]["sha256"][key]
     episodes = {}
     for t, s, n in zip(segs["traj_id"], segs["start"], segs["length"]):
         a, b = max(s, start), min(s + n, end)
@@ -82,3 +109,16 @@ def test_an_append_only_dataset_reads_without_rldata(tmp_path):
     assert (
         got["cols"]["next.observation"] == r.get(r.readable())["next", "observation"].numpy()
     ).all()
+
+
+def test_block_digests_and_the_episode_log_read_without_rldata(tmp_path):
+    with stores.create(tmp_path / "s") as w:
+        for a in range(0, 2500, 700):  # several commits: log lines, full blocks and a tail
+            w.append(ted_marked(a, min(700, 2500 - a)))
+            w.commit()
+    m = json.loads((tmp_path / "s" / "rldata.json").read_text())
+    assert m["checksums"]["blocks"]["blocks"] == 2 and m["episodes"]["path"] == "episodes.log"
+    got = read_like_another_team(tmp_path / "s")  # asserts every digest on the way
+    assert got["cols"]["next.reward"][:, 0].tolist() == list(range(2500))
+    with stores.open(tmp_path / "s") as r:
+        assert sorted(got["episodes"]) == r.episodes()["traj_id"].tolist()
