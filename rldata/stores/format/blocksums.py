@@ -119,9 +119,10 @@ def check_entry(entry: Any, where: object, rows_committed: int, schema: dict) ->
     if tail is not None:
         if not isinstance(tail, dict):
             raise fail("tail", "null or {rows, sha256}", tail)
-        r = tail.get("rows")
-        if type(r) is not int or not 0 < r < b:
-            raise fail("tail.rows", f"an integer in [1, {b})", r)
+        rows = tail.get("rows")
+        if type(rows) is not int or not 0 < rows < b:
+            raise fail("tail.rows", f"an integer in [1, {b})", rows)
+        r = rows
         sums = tail.get("sha256")
         if (
             not isinstance(sums, dict)
@@ -164,7 +165,9 @@ class BlockTable:
         return self.full * self.block_rows + self.tail_rows
 
     @classmethod
-    def from_bytes(cls, entry: dict, data: bytes | memoryview, where: object = "") -> BlockTable:
+    def from_bytes(
+        cls, entry: dict, data: bytes | memoryview | mmap.mmap, where: object = ""
+    ) -> BlockTable:
         """A table over sidecar bytes (at least the committed ``n*K*32``), checked first.
 
         Raises:
