@@ -1,6 +1,6 @@
 """Count the bytes a process reads through an fsspec file system (tests of streaming reads).
 
-:func:`counting_reads` wraps a file system instance's ``cat_file`` and ``open`` (fsspec
+:func:`counting_reads` wraps a file system instance's ``cat_file``, ``cat_ranges`` and ``open`` (fsspec
 caches instances, so ``location(url).fs`` is the one rldata reads through) so every byte
 they hand back is counted, per object path; the wrap is undone on exit. It sees what
 rldata asked for and got, not HTTP overhead (benchmarks count that with a TCP proxy).
@@ -67,10 +67,11 @@ class _CountingFile:
 
 @contextmanager
 def counting_reads(fs: Any) -> Iterator[ReadCount]:
-    """Count every byte ``fs.cat_file`` and ``fs.open(...).read`` return, until exit."""
+    """Count every byte ``fs.cat_file``, ``fs.cat_ranges`` and ``fs.open(...).read`` return,
+    until exit."""
     count = ReadCount()
-    cat, opener = fs.cat_file, fs.open
-    had = {name: name in vars(fs) for name in ("cat_file", "open")}
+    cat, opener, ranges = fs.cat_file, fs.open, fs.cat_ranges
+    had = {name: name in vars(fs) for name in ("cat_file", "open", "cat_ranges")}
 
     def cat_file(path: str, *args: Any, **kwargs: Any) -> bytes:
         data = cat(path, *args, **kwargs)
@@ -81,11 +82,18 @@ def counting_reads(fs: Any) -> Iterator[ReadCount]:
         f = opener(path, mode, *args, **kwargs)
         return _CountingFile(f, path, count) if "r" in mode else f
 
-    fs.cat_file, fs.open = cat_file, open_
+    def cat_ranges(paths: list[str], *args: Any, **kwargs: Any) -> list:
+        got = ranges(paths, *args, **kwargs)
+        for path, data in zip(paths, got):
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                count.add(path, len(data))
+        return got
+
+    fs.cat_file, fs.open, fs.cat_ranges = cat_file, open_, cat_ranges
     try:
         yield count
     finally:
-        for name, fn in (("cat_file", cat), ("open", opener)):
+        for name, fn in (("cat_file", cat), ("open", opener), ("cat_ranges", ranges)):
             if had[name]:
                 setattr(fs, name, fn)
             else:

@@ -93,18 +93,29 @@ class ChunkCache:
                 data = self._await(path, sha)
                 if data is not None:
                     return data
-            data = fetch()
-            got = hashlib.sha256(data).hexdigest()
-            if got != sha:
-                raise CorruptStoreError(
-                    f"{where}: sha256 {got[:16]}… differs from the manifest's {sha[:16]}…; "
-                    f"refused ({len(data)} bytes, not cached)"
-                )
-            self._put(path, data)
-            return data
+            return self.add(sha, fetch(), where=where)
         finally:
             if claim is not None:
                 _unlink(claim)
+
+    def cached(self, sha: str) -> bytes | None:
+        """The unit of digest ``sha`` if the cache holds it intact (checked), else None."""
+        return self._cached(self.path(sha), sha)
+
+    def add(self, sha: str, data: bytes, *, where: str) -> bytes:
+        """Keep ``data`` as the unit of digest ``sha`` once it hashes to it; ``data``.
+
+        Raises:
+            CorruptStoreError: ``data`` hashes to another digest; nothing is cached.
+        """
+        got = hashlib.sha256(data).hexdigest()
+        if got != sha:
+            raise CorruptStoreError(
+                f"{where}: sha256 {got[:16]}… differs from the manifest's {sha[:16]}…; "
+                f"refused ({len(data)} bytes, not cached)"
+            )
+        self._put(self.path(sha), data)
+        return data
 
     def held_bytes(self) -> int:
         """Bytes of units in the cache now (every process's), counted on disk."""

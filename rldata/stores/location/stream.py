@@ -4,8 +4,9 @@
 index, ``"complete": true``) opens a :class:`StreamStore` after reading the manifest, the
 episode index and the statistics (each checked against the SHA-256 the object index and
 the manifest record), never the payload. Each key's payload file is cut into *units*, the
-byte ranges whose SHA-256 the manifest records (today the checksum chunks of section 7:
-``chunk_rows`` rows of one key). A batch fetches the units its rows fall in, in parallel,
+byte ranges whose SHA-256 the manifest records (format 1.4's block digests, section 7a:
+at most 1,024 rows and 64 KiB; older stores: the checksum chunks of section 7, up to 65,536
+rows). A batch fetches the units its rows fall in, in parallel,
 through the shared :class:`~rldata.stores.location.chunk_cache.ChunkCache` (named by the
 expected digest, verified before it is served or kept), and keeps them in a per-process
 table of slots (least recently used slots are reused), so steady sampling gathers one
