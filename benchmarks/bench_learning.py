@@ -101,8 +101,11 @@ def record_dataset(path: Path, frames: int, seed: int, learning_starts: int) -> 
     return rldata_online("sac", frames, seed, learning_starts, store=str(path))
 
 
-def rldata_offline(algo: str, dataset: Path, steps: int, seed: int, eval_every: int) -> dict:
+def rldata_offline(
+    algo: str, dataset: Path, steps: int, seed: int, eval_every: int, **overrides
+) -> dict:
     cfg = TrainConfig(
+        **overrides,
         algo=algo,
         dataset=str(dataset),
         steps=steps,
@@ -136,6 +139,32 @@ def rldata_dqn(frames: int, seed: int, out: Path, **extra) -> dict:
     wall = time.perf_counter() - t0
     curve = [(e["env_steps"], e["mean"], e["wall_s"]) for e in summary.evaluations]
     return {"curve": curve, "wall": wall, "updates": summary.updates, "run": str(out)}
+
+
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """``["key=value", ...]`` as TrainConfig fields (values read as JSON, else kept as text)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--discrete-cql-set: expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+def discrete_offline_runs(args: argparse.Namespace, path: Path, seed: int):
+    """``(row name, result)`` of each discrete offline algorithm on ``path`` for ``seed``;
+    ``--discrete-cql-set`` changes discrete CQL's config, and its row name says how."""
+    overrides = parse_overrides(args.discrete_cql_set)
+    for algo in args.discrete_offline_algos.split(","):
+        extra = overrides if algo == "discrete_cql" else {}
+        name = algo + (f" ({', '.join(f'{k}={v}' for k, v in extra.items())})" if extra else "")
+        steps = args.discrete_offline_steps
+        r = rldata_offline(algo, path, steps, seed, args.discrete_offline_eval_every, **extra)
+        yield name, {**r, "steps": steps}
 
 
 def record_discrete_dataset(path: Path, run: str, frames: int, seed: int) -> dict:
@@ -641,6 +670,13 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--discrete-dataset-frames", type=int, default=50_000)
     p.add_argument("--discrete-offline-algos", default="discrete_cql,bc")
+    p.add_argument(
+        "--discrete-cql-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a TrainConfig field for discrete_cql (repeatable; the row names it), e.g. "
+        "target_update_interval=128",
+    )
     p.add_argument("--discrete-offline-steps", type=int, default=10_000)
     p.add_argument("--discrete-offline-eval-every", type=int, default=2_000)
     p.add_argument("--learning-starts", type=int, default=1000)
@@ -767,10 +803,8 @@ def discrete(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: 
             )
         print("discrete replay dataset", raw["discrete_replay_dataset"], flush=True)
         for seed in seeds:
-            for algo in args.discrete_offline_algos.split(","):
-                steps = args.discrete_offline_steps
-                r = rldata_offline(algo, path, steps, seed, args.discrete_offline_eval_every)
-                keep(raw["discrete_offline_replay"], algo, seed, {**r, "steps": steps})
+            for name, result in discrete_offline_runs(args, path, seed):
+                keep(raw["discrete_offline_replay"], name, seed, result)
 
 
 def expert_offline(args: argparse.Namespace, seeds: list[int], raw: dict, keep, work: Path) -> None:
@@ -790,10 +824,8 @@ def expert_offline(args: argparse.Namespace, seeds: list[int], raw: dict, keep, 
         )
         print("discrete dataset", raw["discrete_dataset"], flush=True)
     for seed in seeds:
-        for algo in args.discrete_offline_algos.split(","):
-            steps = args.discrete_offline_steps
-            r = rldata_offline(algo, path, steps, seed, args.discrete_offline_eval_every)
-            keep(offline, algo, seed, {**r, "steps": steps})
+        for name, result in discrete_offline_runs(args, path, seed):
+            keep(offline, name, seed, result)
 
 
 if __name__ == "__main__":
