@@ -4,12 +4,14 @@ Layout under the store directory (see ``docs/FORMAT.md``)::
 
     data/zarr.json                      the zarr group
     data/observation/zarr.json          array of key "observation", shape [rows, *shape]
-    data/observation/c/<chunk>/0        one compressed chunk of ``chunk_rows`` rows
+    data/observation/c/<chunk>/0        one shard: ``chunk_rows`` rows in inner chunks
     data/next/reward/...                nested keys are nested groups
 
-A zarr chunk is exactly one checksum chunk of the manifest (``checksums.chunk_rows``
-rows), so a commit rewrites only the chunks it touched and lists them in
-``payload.chunks_written``. Chunk files are replaced atomically (zarr writes a
+A zarr shard (an unsharded chunk in stores created before issue 19) is exactly one
+checksum chunk of the manifest (``checksums.chunk_rows`` rows), so a commit rewrites only
+the shards it touched and lists them in ``payload.chunks_written``; readers decode the
+shard's small inner chunks (``payload.inner_rows`` rows, lz4), read by byte range
+(:mod:`rldata.stores.backend._zarr_shards`). Chunk files are replaced atomically (zarr writes a
 temporary file and renames it) and fsynced before the manifest, so a crash leaves
 either the old or the new chunk, and both hold every committed row.
 

@@ -41,7 +41,7 @@ DATA_DIR = "data"
 IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 # bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
 SHUFFLE: Final = "bitshuffle"
-CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 256 << 20))
+CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 512 << 20))
 """Decoded rows a handle keeps in memory (all of them when the store fits). Every read
 decodes only the units it touches (a sharded store's inner chunks, an older store's
 chunks), into this budget."""

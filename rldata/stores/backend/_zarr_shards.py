@@ -16,6 +16,7 @@ rewritten in place.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import resource
@@ -178,6 +179,10 @@ class Objects:
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
+
+    def __del__(self) -> None:  # a handle dropped without close(): its descriptors go too
+        with contextlib.suppress(Exception):
+            self.close()
 
     def inner(self, key: tuple[str, int], path: str, j: int) -> bytes | None:
         """Inner chunk ``j``'s stored bytes of a checked shard (None: not stored, all fill).
