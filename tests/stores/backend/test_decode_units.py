@@ -218,3 +218,21 @@ def test_a_new_parquet_row_group_decodes_alone(tmp_path, monkeypatch):
     edges = torch.arange(15, ROWS, 16)  # each group's last row
     s.get(edges)
     assert len(reads) == len(edges)
+
+
+def test_a_live_reader_reads_shards_a_writer_rewrote_since(tmp_path, monkeypatch):
+    monkeypatch.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: CHUNK)
+    monkeypatch.setattr(_zarr, "inner_rows", lambda chunk, widest: INNER)
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", 3000)  # a few units: the LRU
+    w = stores.create(tmp_path / "s", backend="zarr")
+    w.append(ted_batch([50, 60], start_traj_id=0, extra=True))
+    w.commit()
+    reader = stores.open(tmp_path / "s")
+    first = reader.get(torch.arange(110))  # checks the shard of chunk 1 as it is now
+    w.append(ted_batch([40, 30], start_traj_id=2, extra=True))  # rewrites chunk 1's shard
+    w.commit()
+    # before a refresh: the rewritten shard differs, its committed rows still pass
+    _same_bits(reader.get(torch.arange(110)), first)
+    assert reader.refresh()
+    _same_bits(reader.get(torch.arange(180)), w.get(torch.arange(180)))
+    w.close()
