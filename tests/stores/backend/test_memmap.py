@@ -10,6 +10,7 @@ from tensordict import TensorDict
 
 import rldata.stores as stores
 from rldata.errors import CorruptStoreError
+from rldata.stores.backend._memmap import MemmapStore
 from rldata.testing.store_contract import StoreContract, assert_rows_equal
 from rldata.testing.ted_factory import ted_batch, ted_marked
 
@@ -113,11 +114,13 @@ def test_commit_order_payload_fsynced_before_manifest_then_directory(tmp_path, m
     payload = {p for k, p in names[:manifest_at] if k == "fsync" and p.endswith(".memmap")}
     assert payload == {"/" + f for f in w.manifest["payload"]["files"].values()}
     episodes = w.manifest["episodes"]["path"]
-    assert ("rename", f"/{episodes}") in names[:manifest_at]
+    assert episodes == "episodes.log"  # format 1.4: appended in place, fsynced first
+    assert ("fsync", f"/{episodes}") in names[:manifest_at]
     assert ("fsync", "") in names[manifest_at + 1 :]  # the store directory, after the rename
 
 
-def test_reader_follows_a_pruned_episode_index(tmp_path):
+def test_reader_follows_a_pruned_episode_index(tmp_path, monkeypatch):
+    monkeypatch.setattr(MemmapStore, "block_digests", False)  # whole-index files (1.3, rings)
     w = stores.create(tmp_path / "s")
     w.append(ted_marked(0, 5))
     w.commit()
@@ -131,4 +134,18 @@ def test_reader_follows_a_pruned_episode_index(tmp_path):
     r._load_index()  # the file is gone: the reader moves on to the newer manifest
     assert len(r) == 20
     assert r.episodes()["length"].tolist() == [10, 10]
+    w.close()
+
+
+def test_a_reader_of_an_older_commit_reads_its_part_of_the_episode_log(tmp_path):
+    w = stores.create(tmp_path / "s")
+    w.append(ted_marked(0, 5))
+    w.commit()
+    r = stores.open(tmp_path / "s")
+    for s in range(5, 20, 5):  # the log only grows: the reader's commit is still its prefix
+        w.append(ted_marked(s, 5))
+        w.commit()
+    r._load_index()
+    assert len(r) == 5 and r.episodes()["length"].tolist() == [5]
+    assert r.refresh() and r.episodes()["length"].tolist() == [10, 10]
     w.close()
