@@ -35,7 +35,7 @@ from rldata.stores.format import schema as sch
 from rldata.stores.location.destination import inspect_destination, plan_destination
 
 TRAJ = ("collector", "traj_ids")
-COMMIT_BYTES = 256 << 20
+COMMIT_BYTES = 64 << 20
 """Decoded bytes of rows the output takes between commits."""
 
 
