@@ -135,7 +135,13 @@ def run(rows: int, work: Path, args: argparse.Namespace, server: Moto) -> dict:
         w = spawn("write", path=str(path), rows=rows)
         if "s" not in w:
             return {**res, "error": f"write: {w.get('error')}"}
-        res["units"] = w["units"]
+    m = json.loads((path / "rldata.json").read_text())
+    blk = (m["checksums"].get("blocks") or {}).get("block_rows")
+    res["units"] = (
+        f"block digests, {blk} rows"
+        if blk
+        else f"checksum chunks, {m['checksums']['chunk_rows']} rows"
+    )
     url = f"s3://bench-stream/hc-{rows}"
     push = spawn("push", env=server.env, path=str(path), url=url)
     if "s" not in push:
