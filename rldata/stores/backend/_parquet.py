@@ -35,6 +35,7 @@ from tensordict import TensorDict
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._parquet_checks import ParquetPartChecks
 from rldata.stores.backend._parquet_codec import (
     _check_footer,
     _float_columns,
@@ -58,7 +59,7 @@ COMPRESSION = "zstd"
 EAGER_BYTES = 32 << 20
 
 
-class ParquetStore(RowStore):
+class ParquetStore(ParquetPartChecks, RowStore):
     """An append-only store of parquet part files (a ring is refused)."""
 
     supports_random_read = True  # readers decode only the row groups a read touches
@@ -171,46 +172,6 @@ class ParquetStore(RowStore):
             self._decode_part(p, cols)
         self._cols, self._loaded = cols, filled
         return cols
-
-    def _check_part(self, part: dict, path: Path) -> None:
-        """Hash a part against the size and SHA-256 its commit recorded, the first time this
-        handle reads it (parts are never rewritten; one from before format 1.3 carries no
-        hash and was checked row by row at open). Nothing of a part that differs is served."""
-        want = part.get("sha256")
-        if want is None or part["path"] in self._checked:
-            return
-        size = path.stat().st_size if path.is_file() else None
-        got = file_sha256(path) if size == part.get("bytes") else None
-        self.hashed += 1
-        if got != want:
-            a = part["start"]
-            raise CorruptStoreError(
-                f"{path}: parquet part of rows [{a}, {a + part['rows']}) does not match the "
-                f"manifest ({'missing' if size is None else f'{size} bytes, sha256 {str(got)[:12]}…'});"
-                f" refusing to read it"
-            )
-        self._checked.add(part["path"])
-
-    def lazy_faults(self) -> list[str] | None:
-        """What a verified open checks now (None: check every row now, as for a store with
-        parts from before format 1.3): each part's size. Each part is hashed against the
-        manifest the first time a read decodes it (:meth:`_check_part`); ``rldata verify``
-        hashes them all."""
-        if self.writable or self.schema is None:
-            return None
-        parts = self._parts()
-        if any(not isinstance(p.get("sha256"), str) for p in parts):
-            return None
-        faults = []
-        for p in parts:
-            path = inside(self.root, p["path"], "a parquet part")
-            size = path.stat().st_size if path.is_file() else None
-            if size != p.get("bytes"):
-                faults.append(
-                    f"{path}: parquet part is {'missing' if size is None else f'{size} bytes'}, "
-                    f"the manifest says {p.get('bytes')} bytes"
-                )
-        return faults
 
     def _decode_part(self, part: dict, cols: dict[str, np.ndarray]) -> None:
         path = inside(self.root, part["path"], "a parquet part")
@@ -419,34 +380,6 @@ class ParquetStore(RowStore):
         self._m["payload"]["parts"] = parts
         self._flushed = self._loaded = filled
 
-    def stored_bytes_check(self) -> tuple[list[str], set[int]]:
-        """Each part file against the size and SHA-256 its commit recorded (format 1.3): a part
-        is never rewritten, so any difference is a fault. Returns the faults and the checksum
-        chunks whose rows lie in matching parts (their rows need no decoding to be trusted);
-        parts from before 1.3 carry no hash and are left to the decoded-row check."""
-        faults, good = [], []
-        for p in self._parts():
-            want = p.get("sha256")
-            if want is None:
-                continue
-            path = inside(self.root, p["path"], "a parquet part")
-            size = path.stat().st_size if path.is_file() else None
-            if size != p.get("bytes"):
-                faults.append(
-                    f"{path}: parquet part is {'missing' if size is None else f'{size} bytes'}, "
-                    f"the manifest says {p.get('bytes')} bytes"
-                )
-                continue
-            got = file_sha256(path)
-            if got != want:
-                faults.append(
-                    f"{path}: parquet part sha256 {str(got)[:12]}…, manifest says {str(want)[:12]}…"
-                )
-                continue
-            self._checked.add(p["path"])
-            good.append((p["start"], p["start"] + p["rows"]))
-        return faults, _chunks_within(good, self._chunk, self._filled())
-
     def _file_meta(self, start: int) -> dict:
         return {
             "format": "rldata",
@@ -497,31 +430,6 @@ class ParquetStore(RowStore):
         return col.tree(
             {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled
         )
-
-
-def _chunks_within(ranges: list[tuple[int, int]], chunk_rows: int, filled: int) -> set[int]:
-    """Checksum chunks whose rows ``[c * chunk_rows, ...)`` below ``filled`` all lie in
-    ``ranges`` (sorted, disjoint row ranges)."""
-    out: set[int] = set()
-    run_a = run_b = -1
-    merged = []
-    for a, b in ranges:  # join adjacent parts into runs
-        if a == run_b:
-            run_b = b
-        else:
-            if run_b > run_a:
-                merged.append((run_a, run_b))
-            run_a, run_b = a, b
-    if run_b > run_a:
-        merged.append((run_a, run_b))
-    for a, b in merged:
-        first = -(-a // chunk_rows)
-        c = first
-        while c * chunk_rows < b:
-            if min((c + 1) * chunk_rows, filled) <= b:
-                out.add(c)
-            c += 1
-    return out
 
 
 def _part_number(rel: str) -> int:

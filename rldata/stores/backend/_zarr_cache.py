@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import numpy as np
 import torch
@@ -25,20 +25,17 @@ from zarr.storage import LocalStore  # a missing package: the registry names the
 
 from rldata.errors import CorruptStoreError, RowIndexError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._zarr_checks import DATA_DIR, IMPLIED, ZarrObjectChecks
 from rldata.stores.backend._zarr_shards import (
     Layout,
     Objects,
-    StaleObjectError,
     decode_inner,
     layout,
 )
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
-from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.files import inside
 
-DATA_DIR = "data"
-IMPLIED = "_implied"  # group of bool arrays: row t's next.<obs> is row t + 1's <obs>
 # bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
 SHUFFLE: Final = "bitshuffle"
 CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 512 << 20))
@@ -50,7 +47,7 @@ EAGER_BYTES = 32 << 20
 decode every chunk); above it, samples decode only the chunks they touch."""
 
 
-class ZarrChunks(RowStore):
+class ZarrChunks(ZarrObjectChecks, RowStore):
     """The zarr arrays of a store and the decoded chunks cached from them."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -177,76 +174,6 @@ class ZarrChunks(RowStore):
     def close(self) -> None:
         self._objects.close()
         super().close()
-
-    # --- stored objects, each checked the first time it is read ---------------------------
-    def _recorded_sha(self, name: str, c: int) -> tuple[bool, str | None]:
-        """Whether the manifest records the bytes of array ``name``'s object of chunk ``c``,
-        and their SHA-256 (None: the writer stored no file, every row is the fill value)."""
-        sums = self._m["payload"].get("chunk_sha256")
-        if not isinstance(sums, list) or c >= len(sums) or not isinstance(sums[c], dict):
-            return False, None
-        entry = sums[c]
-        if name not in entry:
-            return False, None
-        got = entry[name]
-        return True, got if isinstance(got, str) else None
-
-    def _check_objects(self, c: int, names: list[str]) -> None:
-        """Check the objects of chunk ``c`` of arrays ``names`` before any is decoded. An
-        object that differs from the manifest is left to the decoded-row check (a live
-        writer may have rewritten the chunk with more rows); if that fails too, the read is
-        refused and nothing is served."""
-        for name in names:
-            key = (name, c)
-            if key in self._objects:
-                continue
-            recorded, want = self._recorded_sha(name, c)
-            path = self._object_file(name, c)
-            if not recorded:  # a chunk from before format 1.3: the open checked its rows
-                if name in self._layouts:
-                    self._objects.accept(key, path, self._layouts[name])
-                continue
-            if not self._objects.check(key, path, want, self._layouts.get(name)):
-                self._vouch(c, name)
-
-    def _vouch(self, c: int, name: str) -> None:
-        """The decoded-row check of chunk ``c``: every key's committed rows against their
-        checksums; on success each array's object now on disk is accepted as checked."""
-        entries = self._m["checksums"]["chunks"]
-        try:
-            block = self._decode_chunk(c)
-        except Exception as exc:  # codecs raise RuntimeError, ValueError, ...
-            self._refuse(c, name, name, f"does not decode ({type(exc).__name__})")
-        for key, rows in block.items():
-            e = entries.get(key)
-            n = e[c][0] if e is not None and c < len(e) else 0
-            if n and sha256_hex(np.ascontiguousarray(rows[:n]).view(np.uint8)) != e[c][1]:
-                self._refuse(c, name, key, "fail their checksum")
-        for n2 in self._array_names():
-            self._objects.accept((n2, c), self._object_file(n2, c), self._layouts.get(n2))
-
-    def _refuse(self, c: int, name: str, key: str, why: str) -> NoReturn:
-        """Raise for chunk ``c``: rows a live ring retired meanwhile, else corruption."""
-        if self.capacity is not None and self.refresh(force=True):
-            raise RowIndexError(
-                f"store {self.path}: rows were overwritten by the writer while being read; "
-                f"ask Store.readable() again"
-            )
-        a = c * self._chunk
-        raise CorruptStoreError(
-            f"{self._object_file(name, c)}: sha256 differs from the manifest and key {key!r} "
-            f"rows [{a}, {a + self._chunk}) {why}; refusing to read them"
-        )
-
-    def _inner_bytes(self, name: str, c: int, j: int) -> bytes | None:
-        key, path = (name, c), self._object_file(name, c)
-        for _ in range(2):
-            self._check_objects(c, [name])
-            try:
-                return self._objects.inner(key, path, j)
-            except StaleObjectError:
-                continue  # replaced since it was checked: check the new file
-        raise CorruptStoreError(f"{path}: the object keeps changing while being read")
 
     def _decode_unit_arrays(self, u: int, names: list[str]) -> dict[str, np.ndarray]:
         """Inner chunk ``u`` (rows ``[u * inner, (u + 1) * inner)``) of arrays ``names``."""
@@ -483,28 +410,6 @@ class ZarrChunks(RowStore):
         return memoryview(np.ascontiguousarray(np.concatenate(parts))).cast("B")  # type: ignore[arg-type]
 
     # --- stored-bytes checksums (format 1.3) ------------------------------------------------
-    def _array_names(self) -> list[str]:
-        """Every zarr array: the schema's keys, then each stored-once key's implied-rows bits."""
-        return [*self._fields, *(f"{IMPLIED}/{k}" for k in self._masks)]
-
-    def _array_dir(self, name: str) -> str:
-        parts = name.split("/") if name.startswith(IMPLIED + "/") else sch.key_tuple(name)
-        return os.path.join(self.root, DATA_DIR, *parts)
-
-    def _ndim(self, name: str) -> int:
-        return 0 if name.startswith(IMPLIED + "/") else len(self._fields[name]["shape"])
-
-    def _object_file(self, name: str, c: int) -> str:
-        """Chunk ``c``'s file (a shard, in stores created since issue 19) of array ``name``
-        (a key, or ``_implied/<key>``); the array's part of the path is computed once."""
-        base = self._bases.get(name)
-        if base is None:
-            base = self._bases[name] = (
-                os.path.join(self._array_dir(name), "c") + os.sep,
-                os.sep + os.sep.join(["0"] * self._ndim(name)) if self._ndim(name) else "",
-            )
-        return f"{base[0]}{c}{base[1]}"
-
     def columns(self) -> dict[str, torch.Tensor] | None:
         """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers)."""
         if self.schema is None or self._dense is None or not self._fill_dense():

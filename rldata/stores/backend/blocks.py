@@ -48,20 +48,34 @@ def block_rows(store: Any, rows: int | None = None) -> int:
     return max(1, min(int(rows), BLOCK_BYTES // max(1, width)))
 
 
+def serial_ranges(a: int, b: int, capacity: int | None) -> list[tuple[int, int]]:
+    """Serials ``[a, b)`` as position ranges that do not wrap (a ring of ``capacity``)."""
+    if a >= b:
+        return []
+    if capacity is None:
+        return [(a, b)]
+    if b - a >= capacity:
+        a = b - capacity
+    p, q = a % capacity, (b - 1) % capacity + 1
+    return [(p, q)] if p < q else [(p, capacity), (0, q)]
+
+
+def _is_row_table(store: Any) -> bool:
+    """A store built on :class:`~rldata.stores.backend.rows.RowTable` (known by its serials,
+    not by an import: the row table itself streams through this module)."""
+    return hasattr(store, "_visible_end") and hasattr(store, "_read_range")
+
+
 def runs(store: Any) -> list[tuple[int, int]]:
     """A row store's readable positions as contiguous ``[a, b)`` ranges, oldest first (by
     arithmetic on serials: no tensor of every position)."""
-    from rldata.stores.backend.rows import _pieces
-
-    return _pieces(store._start, store._visible_end(), store.capacity)
+    return serial_ranges(store._start, store._visible_end(), store.capacity)
 
 
 def row_blocks(store: Any, rows: int | None = None) -> Iterator[Block]:
     """Every readable row of ``store``, oldest first, at most ``rows`` (see :func:`block_rows`)
     a block. A sharded store yields its shards' blocks in shard order, with offsets and
     positions of the sharded view."""
-    from rldata.stores.backend.rowstore import RowStore
-
     own = getattr(store, "row_blocks", None)  # a store of stores (sharded) yields its own
     if own is not None:
         yield from own(rows)
@@ -69,7 +83,7 @@ def row_blocks(store: Any, rows: int | None = None) -> Iterator[Block]:
     if store.schema is None or not len(store):
         return
     step = block_rows(store, rows)
-    if isinstance(store, RowStore):
+    if _is_row_table(store):
         offset = 0
         for a, b in runs(store):
             for lo in range(a, b, step):

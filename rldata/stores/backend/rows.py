@@ -26,6 +26,7 @@ from rldata import ted
 from rldata.errors import CorruptStoreError, RowIndexError
 from rldata.specs import spec_from_json
 from rldata.stores.backend.base import Store, as_positions
+from rldata.stores.backend.blocks import row_blocks
 from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
@@ -234,8 +235,6 @@ class RowTable(Store):
         """Per-trajectory records and quantile sketches computed from the readable rows, a
         block at a time (:func:`~rldata.stores.backend.blocks.row_blocks`): records and
         sketches merge exactly, so memory is one block and the trajectories, not the rows."""
-        from rldata.stores.backend.blocks import row_blocks
-
         records: dict[int, st.Record] = {}
         sketches: dict[str, list] | None = None
         keys = st.numeric_keys(self._fields) if self.schema is not None else []
@@ -428,18 +427,6 @@ def _np(x: torch.Tensor) -> np.ndarray:
     except (RuntimeError, TypeError):
         x = x.detach().cpu()
         return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
-
-
-def _pieces(a: int, b: int, capacity: int | None) -> list[tuple[int, int]]:
-    """Serials ``[a, b)`` as position ranges that do not wrap."""
-    if a >= b:
-        return []
-    if capacity is None:
-        return [(a, b)]
-    if b - a >= capacity:
-        a = b - capacity
-    p, q = a % capacity, (b - 1) % capacity + 1
-    return [(p, q)] if p < q else [(p, capacity), (0, q)]
 
 
 def _stat(root: Path) -> tuple[int, int] | None:

@@ -22,7 +22,8 @@ from tensordict import TensorDict, TensorDictBase
 
 from rldata import ted
 from rldata.errors import StoreError, TedFormatError
-from rldata.stores.backend.rows import REWARD, TRAJ, K, RowTable, _np, _pieces
+from rldata.stores.backend.blocks import serial_ranges as _pieces
+from rldata.stores.backend.rows import REWARD, TRAJ, K, RowTable, _np
 from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
