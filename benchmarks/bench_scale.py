@@ -656,7 +656,10 @@ def tables(all_res: dict, args: argparse.Namespace) -> tuple[list[str], dict]:
 
 
 def _zarr_cache() -> int:
-    return int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 2 << 30))
+    """The zarr reader's decoded-cache budget, as the backend reads it (its default moves)."""
+    from rldata.stores.backend._zarr_cache import CACHE_BYTES
+
+    return CACHE_BYTES
 
 
 def s3_table(s3: dict) -> str:
