@@ -35,12 +35,15 @@ from rldata.sharing import objects as ob
 from rldata.sharing.digest import digest_of
 from rldata.sharing.source import open_source
 from rldata.sharing.urls import is_url, redact
+from rldata.stores.backend import blocks
 from rldata.stores.format import schema as sch
 from rldata.stores.interop import described
 from rldata.stores.location.destination import inspect_destination, plan_destination
 from rldata.stores.location.provable import generator_tag
 
 SAMPLE_ROWS = 100_000
+SAMPLE_BYTES = 256 << 20
+"""Decoded bytes the histogram sample holds at most (fewer rows of wide, pixel rows)."""
 MAX_PANELS = 12  # per-dimension panels per key; wider keys show the first ones
 _K = ted.TED_KEYS
 _FLAGS = {ted.key_name(k) for k in _K.flags}
@@ -441,19 +444,56 @@ def _episode_plots(figure_cls: Any, eps: Any) -> list[str]:
 
 
 def _sample(store: Any) -> tuple[Any, str]:
-    pos = store.readable()
-    n = int(pos.numel())
-    if n == 0:
+    """At most :data:`SAMPLE_ROWS` rows (and :data:`SAMPLE_BYTES` of decoded rows), read a
+    block at a time: no tensor of every position, no whole decoded column."""
+    n = len(store)
+    if n == 0 or store.schema is None:
         return None, "The store holds no rows: no histograms."
-    if n <= SAMPLE_ROWS:
-        return store.get(pos), f"Histograms use all {n:,} rows."
-    gen = torch.Generator().manual_seed(0)
-    pick = torch.sort(torch.randperm(n, generator=gen)[:SAMPLE_ROWS]).values
+    width = sum(sch.row_bytes(e) for e in store.schema.values())
+    k = max(1, min(SAMPLE_ROWS, SAMPLE_BYTES // max(1, width)))
+    if n <= k:
+        parts = [b.rows for b in blocks.row_blocks(store)]
+        return torch.cat(parts) if len(parts) > 1 else parts[0], f"Histograms use all {n:,} rows."
+    pick = _pick(n, k, torch.Generator().manual_seed(0))
     note = (
-        f"Histograms use a uniform random sample of {SAMPLE_ROWS:,} of the {n:,} rows (seed 0); "
+        f"Histograms use a uniform random sample of {k:,} of the {n:,} rows (seed 0); "
         "episode plots use every episode."
     )
-    return store.get(pos[pick]), note
+    return _gather(store, pick), note
+
+
+def _pick(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
+    """``k`` distinct offsets of ``[0, n)``, sorted, uniform; memory ``O(k)`` once ``n`` is
+    well above ``k`` (draws with replacement, keeping the distinct ones)."""
+    if n <= 4 * k:
+        return torch.sort(torch.randperm(n, generator=gen)[:k]).values
+    got = torch.empty(0, dtype=torch.long)
+    while got.numel() < k:
+        got = torch.unique(torch.cat([got, torch.randint(n, (k + k // 4,), generator=gen)]))
+    return torch.sort(got[torch.randperm(got.numel(), generator=gen)[:k]]).values
+
+
+def _gather(store: Any, pick: torch.Tensor) -> Any:
+    """The rows at readable offsets ``pick`` (sorted), read at most one block at a time: by
+    position for a row table (its runs of positions, by arithmetic), else by streaming."""
+    step = blocks.block_rows(store)
+    if blocks._is_row_table(store):
+        pos, base = [], 0
+        for a, b in blocks.runs(store):
+            lo, hi = torch.searchsorted(pick, torch.tensor([base, base + b - a])).tolist()
+            pos.append(pick[lo:hi] - base + a)
+            base += b - a
+        positions = torch.cat(pos)
+        parts = [store.get(positions[i : i + step]) for i in range(0, positions.numel(), step)]
+    else:
+        parts = []
+        for blk in blocks.row_blocks(store):
+            lo, hi = torch.searchsorted(
+                pick, torch.tensor([blk.offset, blk.offset + blk.n])
+            ).tolist()
+            if hi > lo:
+                parts.append(blk.rows[pick[lo:hi] - blk.offset])
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _row_keys(schema: dict) -> list[tuple[str, str]]:
