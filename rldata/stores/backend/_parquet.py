@@ -278,19 +278,32 @@ class ParquetStore(ParquetPartChecks, RowStore):
     def _decode_group(
         self, f: pq.ParquetFile, part: dict, g: int, names: list[str] | None
     ) -> dict[str, np.ndarray]:
-        """Row group ``g`` of a part as numpy columns, next values stored once rebuilt (the
-        group's last row from the next group's first, read for that key alone)."""
+        """Row group ``g`` of a part as numpy columns (see :meth:`_decode_groups`)."""
+        return self._decode_groups(f, part, g, g + 1, names)
+
+    def _decode_groups(
+        self, f: pq.ParquetFile, part: dict, g0: int, g1: int, names: list[str] | None
+    ) -> dict[str, np.ndarray]:
+        """Row groups ``[g0, g1)`` of a part as numpy columns ``names`` (every column when
+        None; a ``next`` column stored once brings its observation column), next values
+        stored once rebuilt (the last row from group ``g1``'s first, read for that key alone)."""
         path = part["path"]
+        once = self._once()
+        wanted = list(self._fields) if names is None else list(names)
+        wanted += [k for k in once if f"next.{k}" in wanted and k not in wanted]
         try:
-            table = f.read_row_group(g, use_threads=False)
+            if g1 == g0 + 1:  # a sample's read: one group
+                table = f.read_row_group(g0, columns=wanted, use_threads=False)
+            else:
+                table = f.read_row_groups(range(g0, g1), columns=wanted, use_threads=False)
         except Exception as exc:
             raise CorruptStoreError(
-                f"{self.root / path}: parquet row group {g} does not decode ({exc})"
+                f"{self.root / path}: parquet row groups [{g0}, {g1}) do not decode ({exc})"
             ) from None
         n = table.num_rows
-        once = self._once()
         cols, gaps = {}, {}
-        for name, entry in self._fields.items():
+        for name in wanted:
+            entry = self._fields[name]
             cols[name], nulls = self._decode_one(table.column(name), entry, n, path, name, once)
             if nulls is not None:
                 gaps[name] = nulls
@@ -299,12 +312,12 @@ class ParquetStore(ParquetPartChecks, RowStore):
             if nulls is None:
                 continue
             col.fill_implied(cols[k], cols[f"next.{k}"][: n - 1], nulls[: n - 1])
-            if n and nulls[-1]:  # the group's last row: the next group's first row of k
-                if g + 1 >= f.metadata.num_row_groups:
+            if n and nulls[-1]:  # the last row: the next group's first row of k
+                if g1 >= f.metadata.num_row_groups:
                     raise CorruptStoreError(
                         f"{self.root / path}: column 'next.{k}' is null at the part's last row"
                     )
-                head = f.read_row_group(g + 1, columns=[k], use_threads=False).slice(0, 1)
+                head = f.read_row_group(g1, columns=[k], use_threads=False).slice(0, 1)
                 first, _ = self._decode_one(head.column(k), self._fields[k], 1, path, k, once)
                 cols[f"next.{k}"][n - 1] = first[0]
         return cols
@@ -325,8 +338,23 @@ class ParquetStore(ParquetPartChecks, RowStore):
             )
         return values, nulls
 
+    def _empty(self, name: str) -> np.ndarray:
+        entry = self._fields[name]
+        return np.zeros((0, *entry["shape"]), col.np_dtype(entry["dtype"]))
+
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
-        return memoryview(np.ascontiguousarray(self._load()[name][start:stop])).cast("B")  # type: ignore[arg-type]
+        """Rows ``[start, stop)`` of one column as bytes: a reader decodes only the row
+        groups covering them, that column alone (verify and the digest stay bounded)."""
+        if not self._by_groups():
+            a = self._load()[name][start:stop]
+        else:
+            pieces = []
+            for f, part, g0, g1, first in self._groups.spans(start, stop):
+                values = self._decode_groups(f, part, g0, g1, [name])[name]
+                lo = max(start, first) - first
+                pieces.append(values[lo : lo + min(stop, first + len(values)) - max(start, first)])
+            a = pieces[0] if len(pieces) == 1 else np.concatenate(pieces or [self._empty(name)])
+        return memoryview(np.ascontiguousarray(a)).cast("B")  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
         if filled <= self._flushed:

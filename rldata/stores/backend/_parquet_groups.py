@@ -126,6 +126,22 @@ class RowGroups:
             )
         return f
 
+    def spans(self, start: int, stop: int) -> list[tuple[pq.ParquetFile, dict, int, int, int]]:
+        """The row groups holding rows ``[start, stop)``: per part touched, ``(file, part,
+        first group, last group + 1, global row of the first group)`` (footers only)."""
+        out: list[tuple[pq.ParquetFile, dict, int, int, int]] = []
+        if stop <= start:
+            return out
+        first = int(np.searchsorted(self._part_starts, start, side="right")) - 1
+        last = int(np.searchsorted(self._part_starts, stop - 1, side="right")) - 1
+        for i in range(first, last + 1):
+            f = self._file(i)
+            starts = self._groups[i]
+            g0 = int(np.searchsorted(starts, max(start, int(starts[0])), side="right")) - 1
+            g1 = int(np.searchsorted(starts, stop - 1, side="right"))
+            out.append((f, self._parts[i], g0, g1, int(starts[g0])))
+        return out
+
     def _block(self, i: int, g: int) -> dict[str, np.ndarray]:
         key = (i, g)
         got = self._lru.get(key)
