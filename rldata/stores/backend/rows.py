@@ -272,7 +272,10 @@ class RowTable(Store):
             if step == 1 and self.capacity is None and self._start <= a < b:
                 return self._read_range(a, b)  # readable by arithmetic: no per-row checks
             index = torch.arange(a, b, step, dtype=torch.int64)
-        pos = as_positions(index, f"store {self.path}")
+        if type(index) is torch.Tensor and index.dtype == torch.int64 and index.dim() == 1:
+            pos = index  # a sampler's draw: what as_positions would return, without its ops
+        else:
+            pos = as_positions(index, f"store {self.path}")
         self._check_readable(pos)
         out = self._read(pos)
         if self.capacity is not None and not self.writable:
@@ -288,6 +291,12 @@ class RowTable(Store):
     def _check_readable(self, pos: torch.Tensor) -> None:
         if pos.numel() == 0:
             return
+        if self.capacity is None and pos.device.type == "cpu":
+            # append-only: the smallest and the largest position bound them all (two numpy
+            # reductions, ~2 us, instead of ~15 us of torch ops on a 256-row sample)
+            p = pos.numpy()
+            if p.min() >= 0 and int(p.max()) - self._start < len(self):
+                return
         bad = (pos < 0) | (self._offsets(pos) >= len(self))
         if self.capacity is not None:
             bad |= pos >= self.capacity
