@@ -170,6 +170,7 @@ class ChunkCache:
             return  # served, not kept: it alone is over the budget
         tmp = path.with_name(f"{path.name}{_TMP}{os.getpid()}-{secrets.token_hex(4)}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)  # add() comes without a claim
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)  # whole or absent: no reader sees a half-written unit

@@ -9,6 +9,8 @@ cache, which verifies it against the expected digest before it is served or kept
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +28,10 @@ except ImportError:  # pragma: no cover - a tree before 1.4: checksum chunks onl
     BlockTable = None  # type: ignore[assignment,misc]
 
 FETCH_THREADS = 64
-RANGES_AT_ONCE = 1024  # ranges one cat_ranges call holds in memory at most
+RANGES_AT_ONCE = 1024  # ranges one fetch holds in memory at most
+FETCH_AT_ONCE = 256  # ranged GETs in flight at once on an asynchronous file system
+COALESCE_GAP = 256 << 10  # a key's units this close are read as one range (bytes between)
+MAX_SPAN = 8 << 20  # the longest coalesced range (bytes)
 MIN_SLOTS = 2  # units a key keeps in memory however small the budget
 
 
@@ -117,6 +122,8 @@ class Remote:
         self.url = redact(loc.url)
         self.objects = objects
         self.cache = cache
+        self.requests = 0  # ranged reads of units sent (a coalesced range counts once)
+        self.fetched = 0  # bytes those reads returned
 
     def size(self, rel: str) -> int:
         """The declared size of object ``rel``; a name the index does not list is refused."""
@@ -197,36 +204,164 @@ class Remote:
         a, b = units.byte_range(c)
 
         def fetch() -> bytes:
-            try:
-                data: object = self.loc.fs.cat_file(self.loc.path(units.rel), start=a, end=b)
-            except OSError as exc:
-                data = exc
-            return self._checked_range(units, c, data)
+            return self._checked_range(units, c, self._fetch([(units.rel, a, b)])[0])
 
         return self.cache.get(units.digest(c), fetch, where=self._where(units, c))
 
     def units(self, wanted: list[tuple[Units, int]]) -> list[bytes]:
-        """Several units at once (a batch's misses): one round trip's latency, not one each.
-        An asynchronous file system (s3, gcs, ...) reads every missing range in one
-        ``cat_ranges`` call on its event loop; others use a pool of threads."""
-        if not getattr(self.loc.fs, "async_impl", False) or len(wanted) <= 1:
-            if len(wanted) <= 1:
-                return [self.unit(u, c) for u, c in wanted]
-            with ThreadPoolExecutor(min(FETCH_THREADS, len(wanted))) as pool:
-                return list(pool.map(lambda w: self.unit(*w), wanted))
+        """Several units at once (a batch's misses), in as few requests as their places
+        allow: a key's units closer than :data:`COALESCE_GAP` bytes are read as one range
+        (at most :data:`MAX_SPAN` bytes), and all ranges go out at once (one round trip's
+        latency, not one each). Each unit inside a range is verified on its own; the units
+        between wanted ones come for free and are kept in the cache when they verify."""
         out = [self.cache.cached(u.digest(c)) for u, c in wanted]
         miss = [i for i, d in enumerate(out) if d is None]
-        for g in range(0, len(miss), RANGES_AT_ONCE):
-            group = miss[g : g + RANGES_AT_ONCE]
-            spans = [wanted[i][0].byte_range(wanted[i][1]) for i in group]
-            got = self.loc.fs.cat_ranges(
-                [self.loc.path(wanted[i][0].rel) for i in group],
-                [a for a, _b in spans],
-                [b for _a, b in spans],
-                on_error="return",
-            )
-            for i, data in zip(group, got):
-                u, c = wanted[i]
-                checked = self._checked_range(u, c, data)
-                out[i] = self.cache.add(u.digest(c), checked, where=self._where(u, c))
+        spans = coalesce([wanted[i] for i in miss])
+        for g in range(0, len(spans), RANGES_AT_ONCE):
+            group = spans[g : g + RANGES_AT_ONCE]
+            got = self._fetch([s.request() for s in group])
+            for span, data in zip(group, got):
+                whole = self._checked_span(span, data)
+                a0 = span.units.byte_range(span.first)[0]
+                want: dict[int, list[int]] = {}
+                for c, j in span.wanted:
+                    want.setdefault(c, []).append(miss[j])
+                for c in range(span.first, span.stop):
+                    a, b = span.units.byte_range(c)
+                    piece = whole[a - a0 : b - a0]
+                    sha = span.units.digest(c)
+                    if c in want:
+                        kept = self.cache.add(sha, piece, where=self._where(span.units, c))
+                        for i in want[c]:
+                            out[i] = kept
+                    elif hashlib.sha256(piece).hexdigest() == sha:
+                        self.cache.add(sha, piece, where=self._where(span.units, c))
         return [d for d in out if d is not None]
+
+    def _checked_span(self, span: Span, data: object) -> bytes:
+        """A coalesced range's bytes, or the one-line error its first unit deserves."""
+        if span.stop - span.first == 1:
+            return self._checked_range(span.units, span.first, data)
+        a, b = span.request()[1:]
+        where = (
+            f"{self.url}: key {span.units.key!r} rows [{span.first * span.units.unit_rows}, "
+            f"{(span.stop - 1) * span.units.unit_rows + span.units.rows(span.stop - 1)})"
+        )
+        if isinstance(data, FileNotFoundError):
+            raise TransferError(f"{where}: object {span.units.rel} is missing")
+        if isinstance(data, BaseException):
+            raise TransferError(f"{where}: cannot read ({data})")
+        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != b - a:
+            got = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+            raise CorruptStoreError(f"{where}: expected {b - a} bytes, got {got}")
+        return bytes(data)
+
+    def _fetch(self, reqs: list[tuple[str, int, int]]) -> list[object]:
+        """The bytes of each ``(rel, start, end)`` range, or the exception (or, from S3, the
+        byte count a server answered instead of the range) that stands in for them."""
+        self.requests += len(reqs)
+        fs = self.loc.fs
+        paths = [self.loc.path(rel) for rel, _a, _b in reqs]
+        if self.loc.s3:
+            got = bounded_s3_ranges(fs, paths, [(a, b) for _r, a, b in reqs])
+        elif getattr(fs, "async_impl", False) and len(reqs) > 1:
+            got = fs.cat_ranges(
+                paths,
+                [a for _r, a, _b in reqs],
+                [b for _r, _a, b in reqs],
+                on_error="return",
+                batch_size=FETCH_AT_ONCE,
+            )
+        else:
+
+            def one(i: int) -> object:
+                try:
+                    return fs.cat_file(paths[i], start=reqs[i][1], end=reqs[i][2])
+                except OSError as exc:
+                    return exc
+
+            if len(reqs) == 1:
+                got = [one(0)]
+            else:
+                with ThreadPoolExecutor(min(FETCH_THREADS, len(reqs))) as pool:
+                    got = list(pool.map(one, range(len(reqs))))
+        self.fetched += sum(len(d) for d in got if isinstance(d, (bytes, bytearray)))
+        return list(got)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Units ``[first, stop)`` of one key read as one byte range; ``wanted`` pairs each
+    requested unit with its place in the request."""
+
+    units: Units
+    first: int
+    stop: int
+    wanted: tuple[tuple[int, int], ...]
+
+    def request(self) -> tuple[str, int, int]:
+        return (
+            self.units.rel,
+            self.units.byte_range(self.first)[0],
+            self.units.byte_range(self.stop - 1)[1],
+        )
+
+
+def coalesce(wanted: list[tuple[Units, int]], gap: int | None = None) -> list[Span]:
+    """The ranges that read every unit of ``wanted``: per key, units in order, one range
+    while the bytes between two wanted units stay under ``gap`` (default
+    :data:`COALESCE_GAP`) and the range under :data:`MAX_SPAN`."""
+    gap = COALESCE_GAP if gap is None else gap
+    by_key: dict[int, list[tuple[int, int]]] = {}
+    keys: dict[int, Units] = {}
+    for j, (u, c) in enumerate(wanted):
+        by_key.setdefault(id(u), []).append((c, j))
+        keys[id(u)] = u
+    spans: list[Span] = []
+    for k, cs in by_key.items():
+        u = keys[k]
+        cs.sort()
+        run = [cs[0]]
+        for c, j in cs[1:]:
+            prev, first = run[-1][0], run[0][0]
+            between = u.byte_range(c)[0] - u.byte_range(prev)[1]
+            whole = u.byte_range(c)[1] - u.byte_range(first)[0]
+            if c == prev or (between <= gap and whole <= MAX_SPAN):
+                run.append((c, j))
+                continue
+            spans.append(Span(u, first, prev + 1, tuple(run)))
+            run = [(c, j)]
+        spans.append(Span(u, run[0][0], run[-1][0] + 1, tuple(run)))
+    return spans
+
+
+def bounded_s3_ranges(fs: Any, paths: list[str], spans: list[tuple[int, int]]) -> list[object]:
+    """Ranged GETs on s3fs's event loop that never read more than the range asked for: a
+    server that ignores the ``Range`` header (answers the whole object) is caught by its
+    ``Content-Length`` before the body is read, and a body is read at most one byte past
+    the range. Each result is the bytes, an exception, or the byte count answered."""
+    from fsspec.asyn import sync
+
+    async def one(path: str, a: int, b: int, gate: asyncio.Semaphore) -> object:
+        bucket, key, vers = fs.split_path(path)
+        extra = {"VersionId": vers} if vers else {}
+        async with gate:
+            resp = await fs._call_s3(
+                "get_object", Bucket=bucket, Key=key, Range=f"bytes={a}-{b - 1}", **extra
+            )
+            body = resp["Body"]
+            try:
+                n = resp.get("ContentLength")
+                if isinstance(n, int) and n != b - a:
+                    return n  # refused unread: the whole object, or another range
+                return await body.read(b - a + 1)
+            finally:
+                body.close()
+
+    async def every() -> list[object]:
+        gate = asyncio.Semaphore(FETCH_AT_ONCE)
+        return await asyncio.gather(
+            *(one(p, a, b, gate) for p, (a, b) in zip(paths, spans)), return_exceptions=True
+        )
+
+    return list(sync(fs.loop, every))

@@ -150,3 +150,11 @@ def test_processes_sharing_the_cache_never_see_a_half_written_unit(tmp_path: Pat
     # each process may write a tenth of the budget before it counts the others' units
     assert ChunkCache(tmp_path, 30_000).held_bytes() <= 30_000 + 4 * (3_000 + 1_000)
     assert os.listdir(tmp_path)
+
+
+def test_a_unit_added_without_a_fetch_is_kept(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "units", max_bytes=10_000)
+    sha, data = _unit(7)
+    assert cache.add(sha, data, where="unit 7") == data  # a batch's ranges land this way
+    assert cache.cached(sha) == data
+    assert (tmp_path / "units" / sha[:2] / sha).read_bytes() == data
