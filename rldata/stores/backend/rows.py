@@ -75,6 +75,7 @@ class RowTable(Store):
         self._want: dict[str, tuple[torch.Size, torch.dtype]] | None = None
         self._older_episodes: set[str] | None = None  # episode files kept by the last prune
         self._elog: list | None = None  # a writer's episode log: [fd, bytes, sha256, segments]
+        self._slog: list | None = None  # a writer's statistics log: [fd, bytes, sha256]
         # called with the store after each manifest write (a store at a URL publishes there)
         self.on_commit: Callable[[Any], None] | None = None
 
@@ -215,13 +216,12 @@ class RowTable(Store):
         listed = self._m.get("stats")
         if listed is None or self.capacity is not None:
             return self._row_stats()[0]
+        if isinstance(listed, dict):  # the appended log (format 1.5): its committed lines
+            data = self._read_stats_file(listed)
+            return st.by_trajectory(st.committed_log(data, listed, f"store {self.path}"))
         files = []
         for ref in listed:
-            data = untrusted.read_bytes(
-                inside(self.root, ref["path"], "a statistics file"),
-                "statistics file",
-                error=CorruptStoreError,
-            )
+            data = self._read_stats_file(ref)
             if sha256_hex(data) != ref["sha256"]:
                 raise CorruptStoreError(
                     f"store {self.path}: statistics file {ref['path']}: sha256 does not match"
@@ -230,6 +230,13 @@ class RowTable(Store):
                 untrusted.loads_json(data, ref["path"], "statistics file", error=CorruptStoreError)
             )
         return st.by_trajectory(files)
+
+    def _read_stats_file(self, ref: dict) -> bytes:
+        return untrusted.read_bytes(
+            inside(self.root, ref["path"], "a statistics file"),
+            "statistics file",
+            error=CorruptStoreError,
+        )
 
     def _row_stats(self) -> tuple[dict[int, st.Record], dict[str, list] | None]:
         """Per-trajectory records and quantile sketches computed from the readable rows, a

@@ -47,6 +47,10 @@ class RowStore(RowTable):
     """A new append-only store appends each commit's segments to one episode log (format
     1.4) instead of rewriting the index whole; backends opt in."""
 
+    stats_log = True
+    """A new append-only store appends each commit's statistics to one log (format 1.5)
+    instead of writing one file a commit."""
+
     # --- writing ------------------------------------------------------------------------
     def append(self, td: TensorDictBase) -> torch.Tensor:
         """Write TED rows ``[N]`` (or ``[B, T]``, flattened); return their positions.
@@ -246,21 +250,51 @@ class RowStore(RowTable):
         payload is fsynced; backends without them keep only the chunk checksums."""
 
     def _record_stats(self) -> None:
-        """Append-only stores: write the per-trajectory statistics of the rows this commit adds
-        (``stats-<generation>.json``, named by the manifest it precedes)."""
+        """Append-only stores: record the per-trajectory statistics of the rows this commit
+        adds, before the manifest that names them: one line appended to ``stats.log``
+        (format 1.5), or one ``stats-<generation>.json`` file for a store that has them."""
         listed = self._m.get("stats")
         if self.capacity is not None or listed is None or self._end <= self._committed_end:
             return
         rows = self._read(torch.arange(self._committed_end, self._end, dtype=torch.int64))
         columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
         records = st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
-        data = json.dumps({str(t): r for t, r in records.items()}).encode()
-        name = f"stats-{self._m['generation'] + 1:08d}.json"
-        atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
-        listed.append({"path": name, "sha256": sha256_hex(data)})
+        if isinstance(listed, dict) or (listed == [] and self.stats_log):
+            self._m["stats"] = self._append_stats(listed or None, st.log_line(records))
+        else:  # a store written before 1.5 keeps its layout
+            data = json.dumps({str(t): r for t, r in records.items()}).encode()
+            name = f"stats-{self._m['generation'] + 1:08d}.json"
+            atomic_write(self.root / name, data, durable=self.durable, sync_dir=False)
+            listed.append({"path": name, "sha256": sha256_hex(data)})
         before = self._m.get("quantiles") if self._committed_end else {}
         if before is not None:  # a store from before sketches: its older rows are not in one
             self._m["quantiles"] = st.merge_sketches(before, st.sketch_of(columns))
+
+    def _append_stats(self, ref: dict | None, line: bytes) -> dict:
+        """Append a commit's line to the statistics log past its committed bytes (a crashed
+        writer's half line there is overwritten) and fsync it; the manifest written next
+        names the new length and SHA-256."""
+        log = self._slog
+        if log is None:
+            fd = os.open(self.root / st.LOG, os.O_RDWR | os.O_CREAT, 0o644)
+            size = 0 if ref is None else ref["bytes"]
+            # resumed: the committed bytes seed the running hash (checked against the manifest)
+            data = os.pread(fd, size, 0) if size else b""
+            if len(data) != size or sha256_hex(data) != (ref or {}).get("sha256", sha256_hex(b"")):
+                os.close(fd)
+                raise StoreError(
+                    f"store {self.path}: statistics log {st.LOG}: expected {size} committed "
+                    f"bytes matching the manifest's sha256, found {len(data)} bytes that do not"
+                )
+            log = self._slog = [fd, size, hashlib.sha256(data)]
+        fd, size, h = log
+        _pwrite_all(fd, line, size)
+        os.ftruncate(fd, size + len(line))
+        if self.durable:
+            os.fsync(fd)  # the manifest's write fsyncs the directory
+        h.update(line)
+        log[1] = size + len(line)
+        return {"path": st.LOG, "bytes": log[1], "sha256": h.hexdigest()}
 
     def _write_manifest(self, end: int) -> None:
         m = self._m
@@ -321,11 +355,7 @@ class RowStore(RowTable):
             self._elog = log
         fd, size, h, segments = log
         line = ep.log_line(self._index, max(0, segments - 1))
-        view = memoryview(line)
-        offset = size
-        while view:
-            n = os.pwrite(fd, view, offset)
-            view, offset = view[n:], offset + n
+        _pwrite_all(fd, line, size)
         os.ftruncate(fd, size + len(line))
         if self.durable:
             os.fsync(fd)  # the manifest's write fsyncs the directory
@@ -370,9 +400,11 @@ class RowStore(RowTable):
                 self.commit()
         finally:
             self._closed = True
-            if self._elog is not None:
-                os.close(self._elog[0])
-                self._elog = None
+            for log in ("_elog", "_slog"):
+                opened = getattr(self, log)
+                if opened is not None:
+                    os.close(opened[0])
+                    setattr(self, log, None)
             if self._lock is not None:
                 self._lock.release()
             self.writable = False
@@ -381,6 +413,14 @@ class RowStore(RowTable):
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (``os.pwrite`` may write less)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 def _leaves(td: TensorDictBase) -> dict[str, torch.Tensor]:

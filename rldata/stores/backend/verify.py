@@ -308,13 +308,21 @@ def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | N
 
 
 def _stats_faults(store: Store, m: dict) -> Iterator[str]:
+    from rldata.stores.format import stats as st
     from rldata.stores.format.files import inside
 
-    for ref in m.get("stats") or []:
+    listed = m.get("stats")
+    for ref in [listed] if isinstance(listed, dict) else listed or []:
         try:
             data = inside(store.root, ref["path"], "a statistics file").read_bytes()  # type: ignore[attr-defined]
         except OSError:
             yield f"{store.path}: statistics file {ref['path']} named by the manifest is missing"
+            return
+        if isinstance(listed, dict):  # the appended log: its committed bytes and lines
+            try:
+                st.committed_log(data, ref, store.path)
+            except CorruptStoreError as exc:
+                yield str(exc)
             return
         if sha256_hex(data) != ref["sha256"]:
             yield f"{store.path}: statistics file {ref['path']}: sha256 does not match the manifest"

@@ -22,6 +22,7 @@ VERSION = re.compile(r"^\d{1,4}\.\d{1,4}\.\d{1,4}$")
 EPISODE_FILE = re.compile(r"^episodes-\d{8,}\.json$")
 EPISODE_LOG = "episodes.log"  # rldata.stores.format.episodes.LOG
 STATS_FILE = re.compile(r"^stats-\d{8,}\.json$")
+STATS_LOG = "stats.log"  # rldata.stores.format.stats.LOG
 SHARD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 KEY_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_+=,:@%-]{0,127}$")
 MAX_ROWS = 1 << 48  # positions beyond this are a corrupted number, not a dataset
@@ -112,7 +113,21 @@ def check(m: dict[str, Any], where: object) -> None:
 def _check_stats(c: _Checker, m: dict) -> None:
     if "stats" not in m:  # stores written before statistics were recorded
         return
-    listed = c.typed(m, "stats", list, "a list of statistics files", none=True)
+    listed = m["stats"]
+    if isinstance(listed, dict):  # format 1.5: the appended log and its committed bytes
+        ok = (
+            listed.get("path") == STATS_LOG
+            and type(listed.get("bytes")) is int
+            and 0 <= listed["bytes"] < MAX_ROWS
+            and isinstance(listed.get("sha256"), str)
+            and HEX64.match(listed["sha256"])
+        )
+        if not ok:
+            raise c.fail(
+                "stats", f"{{path: {STATS_LOG!r}, bytes: int >= 0, sha256: 64 hex}}", listed
+            )
+        return
+    listed = c.typed(m, "stats", list, "a list of statistics files or the log", none=True)
     for ref in listed or []:
         ok = (
             isinstance(ref, dict)

@@ -1,6 +1,7 @@
 """Statistics that merge exactly: per-trajectory sums recorded at commit time.
 
-Each commit of an append-only store writes ``stats-<generation>.json``: for every
+Each commit of an append-only store appends one line to ``stats.log`` (format 1.5;
+stores written before it hold one ``stats-<generation>.json`` file a commit): for every
 trajectory that has rows in the commit, and every numeric key, the row count and
 per-feature ``sum``, ``sumsq``, ``min`` and ``max`` (float64) of those rows. Records of
 one trajectory from several commits add up (sums add, minima and maxima combine), so a
@@ -14,6 +15,8 @@ manifest's ``quantiles`` field and merged at each commit; merging sketches is ex
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -92,6 +95,49 @@ def _integer_sums(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     sums = a.sum(1, dtype=np.int64)
     squares = np.einsum("ij,ij->i", a, a, dtype=np.int64, casting="unsafe")
     return torch.from_numpy(sums), torch.from_numpy(squares)
+
+
+LOG = "stats.log"
+"""The appended statistics of an append-only store (format 1.5): one JSON line a commit, so a
+commit writes only its own records and the manifest holds one fixed-size entry."""
+
+
+def log_line(records: dict[int, Record]) -> bytes:
+    """The line a commit appends: its rows' records, traj id (as a string) -> record."""
+    body = json.dumps({str(t): r for t, r in records.items()}, separators=(",", ":"))
+    return body.encode() + b"\n"
+
+
+def committed_log(data: bytes, ref: dict, where: object) -> list[dict[str, Record]]:
+    """The commits' records in the first ``ref["bytes"]`` bytes of a statistics log, checked
+    against ``ref["sha256"]`` (bytes past them are a crashed writer's line, never committed).
+
+    Raises:
+        CorruptStoreError: the file is shorter, its committed bytes differ, or a line is
+            not a JSON object.
+    """
+    from rldata import _untrusted as untrusted
+    from rldata.errors import CorruptStoreError
+
+    need = ref["bytes"]
+    if len(data) < need:
+        raise CorruptStoreError(
+            f"{where}: statistics log {ref['path']}: expected at least {need} bytes, found "
+            f"{len(data)} (truncated)"
+        )
+    data = data[:need]
+    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        raise CorruptStoreError(
+            f"{where}: statistics log {ref['path']}: sha256 does not match the manifest"
+        )
+    body = b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]" if data else b"[]"
+    lines = untrusted.loads_json(body, where, "statistics log", error=CorruptStoreError)
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise CorruptStoreError(
+                f"{where}: statistics log {ref['path']} line {i + 1}: expected a JSON object"
+            )
+    return lines
 
 
 def merge(a: Record, b: Record) -> Record:

@@ -19,7 +19,7 @@ from rldata.errors import (
 )
 from rldata.stores.format import manifest as mf
 from rldata.stores.format.files import LOCK, MANIFEST, TMP_MARK
-from rldata.stores.format.manifest_check import EPISODE_FILE, EPISODE_LOG, STATS_FILE
+from rldata.stores.format.manifest_check import EPISODE_FILE, EPISODE_LOG, STATS_FILE, STATS_LOG
 
 try:
     import fcntl
@@ -166,7 +166,7 @@ def stray_files(root: Path) -> list[str]:
             entry in (MANIFEST, LOCK, OBJECT_INDEX)
             or TMP_MARK in entry
             or EPISODE_FILE.match(entry)
-            or entry == EPISODE_LOG
+            or entry in (EPISODE_LOG, STATS_LOG)
             or STATS_FILE.match(entry)
         )
         if ours and p.is_file() and not p.is_symlink():

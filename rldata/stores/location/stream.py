@@ -374,7 +374,10 @@ def open_stream(
     if ref is not None:  # an appended index (1.4) is read up to its committed bytes
         n = ref.get("bytes")
         small.append((str(ref["path"]), str(ref["sha256"]), n if type(n) is int else None))
-    for st in m.get("stats") or []:
+    stats = m.get("stats")
+    if isinstance(stats, dict):  # an appended log (1.5) is read up to its committed bytes
+        small.append((str(stats["path"]), str(stats["sha256"]), int(stats["bytes"])))
+    for st in stats if isinstance(stats, list) else []:
         small.append((str(st["path"]), str(st["sha256"]), None))
     for rel, sha, n in small:
         target = contained_name(shell, rel, url)

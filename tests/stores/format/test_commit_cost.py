@@ -64,15 +64,15 @@ def test_commit_with_new_rows_fsyncs_each_payload_file_once_and_the_directory_on
     if capacity is None:  # format 1.4: the episode log and the block digests, appended
         assert names.index(("fsync", episodes)) < names.index(("rename", "/rldata.json"))
         assert "/data/blocks.sha256" not in fsynced  # no block filled: the tail is in the manifest
-        # payload, episode log, statistics (temp file), manifest (temp file), directory
+        # format 1.5: the statistics log, appended and fsynced before the manifest
+        assert names.index(("fsync", "/stats.log")) < names.index(("rename", "/rldata.json"))
+        assert ("rename", "/stats.log") not in names
+        # payload, episode log, statistics log, manifest (temp file), directory
         assert len(fsynced) == len(payload) + 4
     else:  # a ring rewrites its (bounded) episode index whole
         assert names.index(("rename", episodes)) < names.index(("rename", "/rldata.json"))
         # payload, episode index (temp file), manifest (temp file), directory
         assert len(fsynced) == len(payload) + 3
-    if capacity is None:
-        stats = "/" + w.manifest["stats"][-1]["path"]
-        assert names.index(("rename", stats)) < names.index(("rename", "/rldata.json"))
     w.close()
 
 
