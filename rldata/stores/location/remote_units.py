@@ -354,7 +354,14 @@ def bounded_s3_ranges(fs: Any, paths: list[str], spans: list[tuple[int, int]]) -
                 n = resp.get("ContentLength")
                 if isinstance(n, int) and n != b - a:
                     return n  # refused unread: the whole object, or another range
-                return await body.read(b - a + 1)
+                parts, left = [], b - a + 1  # a read may return less than asked
+                while left > 0:
+                    part = await body.read(left)
+                    if not part:
+                        break
+                    parts.append(part)
+                    left -= len(part)
+                return b"".join(parts)
             finally:
                 body.close()
 
