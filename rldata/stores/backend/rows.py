@@ -217,8 +217,9 @@ class RowTable(Store):
         if listed is None or self.capacity is not None:
             return self._row_stats()[0]
         if isinstance(listed, dict):  # the appended log (format 1.5): its committed lines
-            data = self._read_stats_file(listed)
-            return st.by_trajectory(st.committed_log(data, listed, f"store {self.path}"))
+            path = inside(self.root, listed["path"], "a statistics file")
+            with untrusted.open_regular(path, "statistics log", error=CorruptStoreError) as f:
+                return st.read_log(f, listed, f"store {self.path}")
         files = []
         for ref in listed:
             data = self._read_stats_file(ref)

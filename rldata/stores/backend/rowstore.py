@@ -278,15 +278,17 @@ class RowStore(RowTable):
         if log is None:
             fd = os.open(self.root / st.LOG, os.O_RDWR | os.O_CREAT, 0o644)
             size = 0 if ref is None else ref["bytes"]
-            # resumed: the committed bytes seed the running hash (checked against the manifest)
-            data = os.pread(fd, size, 0) if size else b""
-            if len(data) != size or sha256_hex(data) != (ref or {}).get("sha256", sha256_hex(b"")):
+            h, got = hashlib.sha256(), 0  # resumed: the committed bytes seed the running hash
+            while got < size and (part := os.pread(fd, min(1 << 22, size - got), got)):
+                h.update(part)
+                got += len(part)
+            if got != size or h.hexdigest() != (ref or {}).get("sha256", h.hexdigest()):
                 os.close(fd)
                 raise StoreError(
                     f"store {self.path}: statistics log {st.LOG}: expected {size} committed "
-                    f"bytes matching the manifest's sha256, found {len(data)} bytes that do not"
+                    f"bytes matching the manifest's sha256, found {got} bytes that do not"
                 )
-            log = self._slog = [fd, size, hashlib.sha256(data)]
+            log = self._slog = [fd, size, h]
         fd, size, h = log
         _pwrite_all(fd, line, size)
         os.ftruncate(fd, size + len(line))

@@ -312,17 +312,20 @@ def _stats_faults(store: Store, m: dict) -> Iterator[str]:
     from rldata.stores.format.files import inside
 
     listed = m.get("stats")
-    for ref in [listed] if isinstance(listed, dict) else listed or []:
+    if isinstance(listed, dict):  # the appended log: its committed bytes and lines
+        try:
+            with inside(store.root, listed["path"], "a statistics file").open("rb") as f:  # type: ignore[attr-defined]
+                st.read_log(f, listed, store.path)
+        except OSError:
+            yield f"{store.path}: statistics file {listed['path']} named by the manifest is missing"
+        except CorruptStoreError as exc:
+            yield str(exc)
+        return
+    for ref in listed or []:
         try:
             data = inside(store.root, ref["path"], "a statistics file").read_bytes()  # type: ignore[attr-defined]
         except OSError:
             yield f"{store.path}: statistics file {ref['path']} named by the manifest is missing"
-            return
-        if isinstance(listed, dict):  # the appended log: its committed bytes and lines
-            try:
-                st.committed_log(data, ref, store.path)
-            except CorruptStoreError as exc:
-                yield str(exc)
             return
         if sha256_hex(data) != ref["sha256"]:
             yield f"{store.path}: statistics file {ref['path']}: sha256 does not match the manifest"

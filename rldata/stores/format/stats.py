@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -108,9 +108,11 @@ def log_line(records: dict[int, Record]) -> bytes:
     return body.encode() + b"\n"
 
 
-def committed_log(data: bytes, ref: dict, where: object) -> list[dict[str, Record]]:
-    """The commits' records in the first ``ref["bytes"]`` bytes of a statistics log, checked
-    against ``ref["sha256"]`` (bytes past them are a crashed writer's line, never committed).
+def read_log(f: BinaryIO, ref: dict, where: object) -> dict[int, Record]:
+    """Per-trajectory records of the commits in the first ``ref["bytes"]`` bytes of a
+    statistics log, checked against ``ref["sha256"]`` (bytes past them are a crashed
+    writer's line, never committed). One pass, a line at a time: memory holds the result
+    and one commit's line, not the log; nothing is returned before the digest matched.
 
     Raises:
         CorruptStoreError: the file is shorter, its committed bytes differ, or a line is
@@ -119,25 +121,38 @@ def committed_log(data: bytes, ref: dict, where: object) -> list[dict[str, Recor
     from rldata import _untrusted as untrusted
     from rldata.errors import CorruptStoreError
 
-    need = ref["bytes"]
-    if len(data) < need:
+    need, got, h = ref["bytes"], 0, hashlib.sha256()
+    out: dict[int, Record] = {}
+    bad: str | None = None
+    lines = 0
+    while got < need:
+        line = f.readline(need - got)
+        if not line:
+            break
+        got, lines = got + len(line), lines + 1
+        h.update(line)
+        if bad is not None:
+            continue
+        try:
+            data = untrusted.loads_json(line, where, "statistics log", error=CorruptStoreError)
+            if not isinstance(data, dict):
+                raise CorruptStoreError("expected a JSON object")
+            for t, rec in data.items():
+                out[int(t)] = merge(out[int(t)], rec) if int(t) in out else rec
+        except (CorruptStoreError, ValueError, TypeError) as exc:
+            bad = f"line {lines} malformed ({str(exc).splitlines()[0][:80]})"
+    if got < need:
         raise CorruptStoreError(
             f"{where}: statistics log {ref['path']}: expected at least {need} bytes, found "
-            f"{len(data)} (truncated)"
+            f"{got} (truncated)"
         )
-    data = data[:need]
-    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+    if h.hexdigest() != ref["sha256"]:
         raise CorruptStoreError(
             f"{where}: statistics log {ref['path']}: sha256 does not match the manifest"
         )
-    body = b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]" if data else b"[]"
-    lines = untrusted.loads_json(body, where, "statistics log", error=CorruptStoreError)
-    for i, line in enumerate(lines):
-        if not isinstance(line, dict):
-            raise CorruptStoreError(
-                f"{where}: statistics log {ref['path']} line {i + 1}: expected a JSON object"
-            )
-    return lines
+    if bad is not None:
+        raise CorruptStoreError(f"{where}: statistics log {ref['path']}: {bad}")
+    return out
 
 
 def merge(a: Record, b: Record) -> Record:

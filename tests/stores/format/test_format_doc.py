@@ -122,3 +122,23 @@ def test_block_digests_and_the_episode_log_read_without_rldata(tmp_path):
     assert got["cols"]["next.reward"][:, 0].tolist() == list(range(2500))
     with stores.open(tmp_path / "s") as r:
         assert sorted(got["episodes"]) == r.episodes()["traj_id"].tolist()
+
+
+def test_the_statistics_log_reads_without_rldata(tmp_path):
+    with stores.create(tmp_path / "s") as w:
+        for k in range(3):
+            w.append(ted_marked(k * 15, 15))
+            w.commit()
+    with (tmp_path / "s" / "stats.log").open("ab") as f:
+        f.write(b'{"7": ')  # a crashed writer's half line, past the committed bytes
+    m = json.loads((tmp_path / "s" / "rldata.json").read_text())
+    ref = m["stats"]  # 1.5 (section 8b): the appended log, its committed bytes
+    data = (tmp_path / "s" / ref["path"]).read_bytes()[: ref["bytes"]]
+    assert hashlib.sha256(data).hexdigest() == ref["sha256"]
+    count, total = 0, 0.0
+    for line in data.decode().splitlines():  # one commit's records a line; they add up
+        for record in json.loads(line).values():
+            n, s, _sq, _lo, _hi = record["next.reward"]
+            count, total = count + n, total + s[0]
+    assert count == 45 and total == float(sum(range(45)))
+    assert stores.open(tmp_path / "s").stats()["next.reward"]["mean"] == [total / count]
