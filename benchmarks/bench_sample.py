@@ -10,7 +10,11 @@ version: ``after`` is the working tree, ``before`` the rldata package of ``--bef
 (extracted with ``git archive``; omit it to skip), each kept warm (every block of the store
 checked once) before the first round, so the figures are steady warm-page-cache reads.
 
-Run:  nice -n 10 python benchmarks/bench_sample.py [--before HEAD~1] [--rows 1000000]
+Run:  nice -n 10 python benchmarks/bench_sample.py [--after REV] [--before REV] [--rows N]
+
+The store is written by the ``before`` code when there is one (a newer reader reads an
+older store); ``--after REV`` measures a commit instead of the working tree, so other
+people's uncommitted edits stay out of the figures.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import _report as rep
@@ -34,6 +39,20 @@ BATCH = 256
 WARM_BATCHES = 4000  # touches every 4096-row block of 1M rows many times over
 
 
+def write(path: str, rows: int) -> None:
+    """Write ``rows`` HalfCheetah rows to a memmap store at ``path`` (bench_scale's rows)."""
+    from rldata import stores
+
+    with stores.create(path, backend="memmap") as w:
+        since = 0
+        for td in bs.blocks("halfcheetah", rows):
+            w.append(td)
+            since += td.batch_size[0]
+            if since >= bs.COMMIT_ROWS:
+                w.commit()
+                since = 0
+
+
 def child(path: str) -> None:
     """Sample the store at ``path`` on request: each ``secs`` line on stdin answers a rate."""
     import rldata
@@ -42,16 +61,47 @@ def child(path: str) -> None:
     for _ in range(WARM_BATCHES):
         rb.sample()
     print(json.dumps({"ready": True, "rldata": rldata.__file__}), flush=True)
+    gathers = _floor(rb)
     for line in sys.stdin:
-        secs = float(line)
-        print(json.dumps({"rate": br.rate(rb.sample, secs)}), flush=True)
+        what, secs = line.split()
+        fn = gathers if what == "floor" else rb.sample
+        print(json.dumps({"rate": br.rate(fn, float(secs))}), flush=True)
+
+
+def _floor(rb: object) -> Callable[[], object]:
+    """The page-cache floor of a batch: 256 random rows of each mapped payload file (and
+    ``observation`` one row later for the stored-once ``next.observation``), each row
+    taken as one opaque item, nothing else (no sampler, checks or TensorDict)."""
+    import numpy as np
+    import torch
+
+    store = rb.storage.store  # type: ignore[attr-defined]
+    n = len(store)
+    files = []
+    for v in store._views.values():
+        raw = v[:n].reshape(n, -1).view(torch.uint8).numpy()
+        files.append(raw.view(np.dtype((np.void, raw.shape[1]))).reshape(n))
+    nxt = [files[list(store._views).index(k)] for k in store._xpos]
+
+    def gathers() -> None:
+        p = torch.randint(n - 1, (BATCH,)).numpy()
+        for f in files:
+            f.take(p)
+        for f in nxt:
+            f.take(p + 1)
+
+    return gathers
+
+
+def _env(pythonpath: Path) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=f"{pythonpath}{os.pathsep}{Path(__file__).parent}")
 
 
 class Child:
     """A store-sampling process over the rldata package at ``pythonpath``."""
 
     def __init__(self, path: Path, pythonpath: Path) -> None:
-        env = dict(os.environ, PYTHONPATH=f"{pythonpath}{os.pathsep}{Path(__file__).parent}")
+        env = _env(pythonpath)
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(path)],
             stdin=subprocess.PIPE,
@@ -71,9 +121,9 @@ class Child:
             raise RuntimeError(f"bench_sample child exited with {self.proc.wait()}")
         return line
 
-    def rate(self, secs: float) -> float:
+    def rate(self, secs: float, what: str = "sample") -> float:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{secs}\n")
+        self.proc.stdin.write(f"{what} {secs}\n")
         self.proc.stdin.flush()
         return float(json.loads(self._line())["rate"])
 
@@ -101,33 +151,34 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--before", default="", help="git revision of the 'before' read path")
+    p.add_argument("--after", default="", help="git revision of the read path (default: tree)")
     p.add_argument("--store", default="", help="an existing store of --rows HalfCheetah rows")
     p.add_argument("--work", default="", help="scratch directory (default: a temporary one)")
     p.add_argument("--no-write", action="store_true", help="print only, no RESULTS file")
     p.add_argument("--child", default="", help=argparse.SUPPRESS)
+    p.add_argument("--write", default="", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
         child(a.child)
         return
+    if a.write:
+        write(a.write, a.rows)
+        return
 
     import torch
 
-    from rldata import stores
     from rldata.data import LazyTensorStorage, ReplayBuffer
 
     work = Path(a.work or tempfile.mkdtemp(prefix="rldata-bench-sample-"))
     work.mkdir(parents=True, exist_ok=True)
     store = Path(a.store) if a.store else work / f"halfcheetah-{a.rows}-memmap"
-    if not a.store:
+    after = extract(a.after, work / "after") if a.after else rep.ROOT
+    before = extract(a.before, work / "before") if a.before else None
+    if not a.store:  # written by the oldest code measured: newer readers read older stores
         shutil.rmtree(store, ignore_errors=True)
-        with stores.create(store, backend="memmap") as w:
-            since = 0
-            for td in bs.blocks("halfcheetah", a.rows):
-                w.append(td)
-                since += td.batch_size[0]
-                if since >= bs.COMMIT_ROWS:
-                    w.commit()
-                    since = 0
+        cmd = [sys.executable, __file__, "--write", str(store), "--rows", str(a.rows)]
+        env = _env(before or after)
+        subprocess.run(cmd, check=True, env=env, cwd=tempfile.gettempdir())
     shutil.rmtree(work / "torchrl", ignore_errors=True)
     torch.manual_seed(0)
     mem = ReplayBuffer(storage=LazyTensorStorage(a.rows))
@@ -136,11 +187,12 @@ def main() -> None:
         mem.extend(td)
         if trl is not None:
             trl.extend(td)
-    kids = {"memmap store": Child(store, rep.ROOT)}
-    if a.before:
-        kids["memmap store, before"] = Child(store, extract(a.before, work / "before"))
+    kids = {"memmap store": Child(store, after)}
+    if before is not None:
+        kids["memmap store, before"] = Child(store, before)
     secs = a.seconds
     fns = {label: (lambda c=c: c.rate(secs)) for label, c in kids.items()}
+    fns["page-cache gathers alone (floor)"] = lambda: kids["memmap store"].rate(secs, "floor")
     fns["rldata memory"] = lambda: br.rate(lambda: mem.sample(BATCH), secs)
     if trl is not None:
         fns["TorchRL LazyMemmapStorage"] = lambda: br.rate(trl.sample, secs)  # type: ignore[union-attr]
@@ -166,7 +218,7 @@ def main() -> None:
         lines.append(f"- memmap store ≥ {goal}x {label}: {r:.2f}x: {verdict}")
     if a.before:
         r = rep.med(rep.per_round(st, res["memmap store, before"]))
-        lines.append(f"- after / before ({a.before}): {r:.2f}x")
+        lines.append(f"- after ({a.after or 'working tree'}) / before ({a.before}): {r:.2f}x")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     body = (
         f"### sample(256) at {a.rows:,} rows (load average {load}; "
@@ -177,9 +229,9 @@ def main() -> None:
     )
     print(body)
     if not a.no_write:
-        cmd = "nice -n 10 python benchmarks/bench_sample.py" + (
-            f" --before {a.before}" if a.before else ""
-        )
+        cmd = "nice -n 10 python benchmarks/bench_sample.py"
+        cmd += f" --after {a.after}" if a.after else ""
+        cmd += f" --before {a.before}" if a.before else ""
         rep.write_results(
             "sample",
             "sample(256) from a memmap store (issue 19)",
