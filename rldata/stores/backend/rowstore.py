@@ -22,6 +22,7 @@ from tensordict import TensorDict, TensorDictBase
 
 from rldata import ted
 from rldata.errors import StoreError, TedFormatError
+from rldata.stores.backend.blocks import block_rows
 from rldata.stores.backend.blocks import serial_ranges as _pieces
 from rldata.stores.backend.rows import REWARD, TRAJ, K, RowTable, _np
 from rldata.stores.format import episodes as ep
@@ -256,9 +257,15 @@ class RowStore(RowTable):
         listed = self._m.get("stats")
         if self.capacity is not None or listed is None or self._end <= self._committed_end:
             return
-        rows = self._read(torch.arange(self._committed_end, self._end, dtype=torch.int64))
-        columns = {k: rows.get(sch.key_tuple(k)) for k in st.numeric_keys(self._fields)}
-        records = st.of_rows(columns, rows.get(sch.key_tuple(TRAJ)))
+        records: dict[int, st.Record] = {}
+        sketches: dict[str, list] = {}
+        keys, step = st.numeric_keys(self._fields), block_rows(self)
+        for lo in range(self._committed_end, self._end, step):  # a block at a time: records
+            rows = self._read_range(lo, min(self._end, lo + step))  # and sketches merge exactly
+            columns = {k: rows.get(sch.key_tuple(k)) for k in keys}
+            for t, rec in st.of_rows(columns, rows.get(sch.key_tuple(TRAJ))).items():
+                records[t] = st.merge(records[t], rec) if t in records else rec
+            sketches = st.merge_sketches(sketches, st.sketch_of(columns))
         if isinstance(listed, dict) or (listed == [] and self.stats_log):
             self._m["stats"] = self._append_stats(listed or None, st.log_line(records))
         else:  # a store written before 1.5 keeps its layout
@@ -268,7 +275,7 @@ class RowStore(RowTable):
             listed.append({"path": name, "sha256": sha256_hex(data)})
         before = self._m.get("quantiles") if self._committed_end else {}
         if before is not None:  # a store from before sketches: its older rows are not in one
-            self._m["quantiles"] = st.merge_sketches(before, st.sketch_of(columns))
+            self._m["quantiles"] = st.merge_sketches(before, sketches)
 
     def _append_stats(self, ref: dict | None, line: bytes) -> dict:
         """Append a commit's line to the statistics log past its committed bytes (a crashed
