@@ -56,7 +56,9 @@ def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list
                 [_np(block.rows.get(sch.key_tuple(k))) for k in names],
             )
         return
-    raw = store.backend == "memmap"  # elsewhere _raw may decode the whole column (parquet)
+    # memmap by pread; parquet decodes only the row groups of the block, one column (zarr
+    # reads through its chunk cache)
+    raw = store.backend in ("memmap", "parquet")
     entries = [store.schema[k] for k in names]  # type: ignore[index]
     types = [sch.dtype_of(e["dtype"]) for e in entries]
     step, offset = block_rows(store), 0

@@ -72,3 +72,20 @@ def test_a_raw_range_equals_memmap_bytes(written, monkeypatch, start, stop):
     with stores.open(written / "memmap") as m, stores.open(written / "parquet") as p:
         for name in sorted(m.schema):
             assert bytes(p._raw(name, start, stop)) == bytes(m._raw(name, start, stop)), name
+
+
+def test_a_scan_decodes_past_the_row_group_cache(written, monkeypatch):
+    """row_blocks (verify, the card, convert) fills no cache: a whole-store pass holds one
+    block, and its rows equal memmap's."""
+    from rldata.stores.backend.blocks import row_blocks
+
+    monkeypatch.setattr(_parquet, "SCAN_ROWS", 8)
+    with stores.open(written / "memmap") as m:
+        want = [b.rows for b in row_blocks(m, 50)]
+    largest = _probe(monkeypatch)
+    with stores.open(written / "parquet") as p:
+        got = [b.rows for b in row_blocks(p, 50)]
+        assert p._groups.cached_bytes == 0
+    assert len(got) == len(want) == 8 and 0 < largest[0] <= 50 + 2 * GROUP
+    for a, b in zip(got, want):
+        assert (a == b).all()
