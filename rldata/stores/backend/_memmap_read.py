@@ -54,7 +54,7 @@ class MemmapFiles(BlockChecks, RowStore):
         self._xpos: dict[str, np.ndarray] = {}  # positions of the explicit rows
         self._xmap: dict[str, np.ndarray | None] = {}  # their records, mapped lazily
         self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
-        self._plan: list[tuple[str, ...]] | None = None  # (key, *path) of each leaf, for _read
+        self._plan: tuple[int, list] | None = None  # how _read builds its tree (_read_plan)
         self._inodes: dict[str, tuple[int, int]] = {}  # the files the views map
         self._xsum: dict[str, object] = {}  # a writer's running SHA-256 of each key's records
         self._rfds: dict[str, int | None] = {}  # a reader's pread descriptors (_read_fd)
@@ -242,20 +242,20 @@ class MemmapFiles(BlockChecks, RowStore):
         # (tensordict's checks cost ~0.2 ms a batch, more than the gathers of small rows)
         plan = self._plan
         if plan is None:
-            plan = self._plan = [(n, *sch.key_tuple(n)) for n in self._fields]
+            plan = self._plan = _read_plan(self._fields)
         p = positions.numpy() if positions.device.type == "cpu" else None
         arrays = self._arrays
-        tree: dict = {}
-        for name, *parents, leaf in plan:
-            node = tree
-            for part in parents:
-                node = node.setdefault(part, {})
-            rows = arrays.get(name)  # inlined _gather: 11 keys a batch, a call each saved
+        nodes: list[dict] = [{} for _ in range(plan[0])]
+        for name, at, key, child in plan[1]:
+            if name is None:  # a nested TensorDict, where the tree first meets it
+                nodes[at][key] = nodes[child]
+                continue
+            rows = arrays.get(name)  # _gather inlined: 11 keys a batch, a call each saved
             if rows is not None and p is not None:
-                node[leaf] = rows.take(p)
+                nodes[at][key] = rows.take(p)
             else:
-                node[leaf] = self._gather(name, positions, p)
-        return _built(tree, torch.Size([positions.numel()]))
+                nodes[at][key] = self._gather(name, positions, p)
+        return _built(nodes[0], torch.Size([positions.numel()]))
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         self._verify_positions(positions, name)
@@ -559,6 +559,26 @@ def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:
         return
     for i, row in zip(at.tolist(), rows):
         out[i].copy_(row)
+
+
+def _read_plan(fields: dict) -> tuple[int, list[tuple[str | None, int, str, int]]]:
+    """How :meth:`MemmapFiles._read` fills a batch's tree: the number of nested dicts, and
+    in the order a walk of ``fields`` meets them, ``(name, node, key, -1)`` for a leaf
+    (key ``name`` goes into dict ``node`` under ``key``) and ``(None, node, key, child)``
+    for a nested dict (keys keep the order the walk gave them before)."""
+    index: dict[tuple[str, ...], int] = {(): 0}
+    steps: list[tuple[str | None, int, str, int]] = []
+    for name in fields:
+        *parents, leaf = sch.key_tuple(name)
+        path: tuple[str, ...] = ()
+        for part in parents:
+            child = (*path, part)
+            if child not in index:
+                index[child] = len(index)
+                steps.append((None, index[path], part, index[child]))
+            path = child
+        steps.append((name, index[path], leaf, -1))
+    return len(index), steps
 
 
 def _built(tree: dict, size: torch.Size) -> TensorDict:
