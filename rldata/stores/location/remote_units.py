@@ -10,7 +10,6 @@ cache, which verifies it against the expected digest before it is served or kept
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -212,8 +211,8 @@ class Remote:
         """Several units at once (a batch's misses), in as few requests as their places
         allow: a key's units closer than :data:`COALESCE_GAP` bytes are read as one range
         (at most :data:`MAX_SPAN` bytes), and all ranges go out at once (one round trip's
-        latency, not one each). Each unit inside a range is verified on its own; the units
-        between wanted ones come for free and are kept in the cache when they verify."""
+        latency, not one each). Each wanted unit inside a range is verified on its own
+        before it is served or cached; the bytes between wanted units are dropped."""
         out = [self.cache.cached(u.digest(c)) for u, c in wanted]
         miss = [i for i, d in enumerate(out) if d is None]
         spans = coalesce([wanted[i] for i in miss])
@@ -230,12 +229,11 @@ class Remote:
                     a, b = span.units.byte_range(c)
                     piece = whole[a - a0 : b - a0]
                     sha = span.units.digest(c)
-                    if c in want:
+                    if c in want:  # the units between are dropped: a cached unit is a
+                        # file written, which costs more here than its bytes on the wire
                         kept = self.cache.add(sha, piece, where=self._where(span.units, c))
                         for i in want[c]:
                             out[i] = kept
-                    elif hashlib.sha256(piece).hexdigest() == sha:
-                        self.cache.add(sha, piece, where=self._where(span.units, c))
         return [d for d in out if d is not None]
 
     def _checked_span(self, span: Span, data: object) -> bytes:
