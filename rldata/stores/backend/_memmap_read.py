@@ -19,6 +19,7 @@ from rldata import _compat
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend._memmap_checks import DATA_DIR, BlockChecks, _record_bytes
+from rldata.stores.backend._memmap_gather import _as_rows, _ExplicitFinder, _read_plan, _Rows, _take
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
 from rldata.stores.format.blocksums import BlockTable, BlockWriter
@@ -450,107 +451,6 @@ class MemmapFiles(BlockChecks, RowStore):
         return self._td_view
 
 
-class _Rows:
-    """A mapped key's rows as a 1-D numpy array of opaque items (one ``void`` item a row,
-    no copy), and how a batch of them becomes a tensor of the key's dtype and shape.
-
-    ``take`` of whole rows copies each row in one move: 256 random rows of the 11 keys of
-    a HalfCheetah store gather ~30% faster than with ``index_select`` (the cost is the page
-    cache's cache misses; this adds the least on top), and a batch's leaf costs three
-    calls (take, view, from_numpy) instead of a torch dispatch."""
-
-    __slots__ = ("items", "typed", "dtype", "shape")
-
-    def __init__(self, items: np.ndarray, typed: np.dtype | None, view: torch.Tensor) -> None:
-        self.items, self.typed = items, typed
-        self.dtype, self.shape = view.dtype, tuple(view.shape[1:])
-
-    def take(self, p: np.ndarray) -> torch.Tensor:
-        """Rows at positions ``p`` (validated by the caller), a fresh tensor."""
-        got = self.items.take(p)
-        if self.typed is not None:
-            return torch.from_numpy(got.view(self.typed))
-        flat = torch.from_numpy(got.view(np.uint8))
-        return flat.view(self.dtype).view(len(p), *self.shape)
-
-
-def _as_rows(view: torch.Tensor) -> _Rows | None:
-    """:class:`_Rows` over ``view``'s memory; None when a row has no bytes."""
-    n = view.shape[0]
-    width = view.element_size() * math.prod(view.shape[1:])
-    if width == 0 or not view.is_contiguous():
-        return None
-    raw = view.reshape(n, -1).view(torch.uint8).numpy()  # same bytes, any dtype (bfloat16 too)
-    items = raw.view(np.dtype((np.void, width))).reshape(n)
-    typed: np.dtype | None = None
-    try:  # a subarray dtype: one view gives [n, *shape] (numpy lacks some torch dtypes)
-        base = torch.empty(0, dtype=view.dtype).numpy().dtype
-        typed = np.dtype((base, tuple(view.shape[1:])))
-        if items[:0].view(typed).shape != (0, *view.shape[1:]):
-            typed = None
-    except (TypeError, RuntimeError, ValueError):
-        typed = None
-    return _Rows(items, typed, view)
-
-
-def _take(
-    view: torch.Tensor, rows: _Rows | None, positions: torch.Tensor, p: np.ndarray | None = None
-) -> torch.Tensor:
-    """Rows of ``view`` at ``positions`` (``p``: the same as numpy), a fresh tensor."""
-    if rows is None or positions.device.type != "cpu":
-        return view.index_select(0, positions)
-    return rows.take(positions.numpy() if p is None else p)
-
-
-class _ExplicitFinder:
-    """Which of a batch's positions hold an explicit ``next`` row, and where in ``xpos``.
-
-    A binary search of 256 random positions costs ~15 us (a mispredicted branch a step);
-    a table of where each bucket of ``2**shift`` rows starts in ``xpos`` (about as many
-    entries as explicit rows: memory follows the episodes, not the rows) finds them in
-    five numpy calls when buckets hold at most one explicit row (episodes longer than a
-    bucket), a few more when they hold several, else falls back to the binary search.
-    """
-
-    _MAX_STEPS = 4
-    _NONE = np.iinfo(np.int64).min  # pads xpos: equals no position
-
-    def __init__(self, xpos: np.ndarray, rows: int) -> None:
-        self.xpos, self.rows = xpos, rows
-        per = max(1, rows // max(1, xpos.size))
-        self.shift = per.bit_length() - 1
-        starts = np.arange(((max(rows, 1) - 1) >> self.shift) + 2, dtype=np.int64) << self.shift
-        self.first = np.searchsorted(xpos, starts)
-        self.steps = int(np.diff(self.first).max(initial=0))
-        self.padded = np.concatenate([xpos, np.full(max(1, self.steps), self._NONE)])
-
-    def __call__(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(hit, j)``: indices into ``p`` of the explicit positions, ascending, and their
-        indices into ``xpos`` (``xpos[j] == p[hit]``)."""
-        if self.steps > self._MAX_STEPS:
-            xpos = self.xpos
-            j = np.searchsorted(xpos, p)
-            np.minimum(j, xpos.size - 1, out=j)
-            hit = np.flatnonzero(xpos[j] == p)
-            return hit, j[hit]
-        # a position outside [0, rows) is clipped to an end bucket, whose explicit rows it
-        # cannot equal (they lie in [0, rows)): never a false hit
-        j0 = self.first.take(p >> self.shift, mode="clip")
-        padded = self.padded
-        hit = np.flatnonzero(padded[j0] == p)
-        if self.steps <= 1:
-            return hit, j0[hit]
-        hits, js = [hit], [j0[hit]]
-        for m in range(1, self.steps):
-            j = j0 + m
-            h = np.flatnonzero(padded[j] == p)
-            hits.append(h)
-            js.append(j[h])
-        hit, j = np.concatenate(hits), np.concatenate(js)
-        order = np.argsort(hit, kind="stable")
-        return hit[order], j[order]
-
-
 def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:
     """``out[at] = rows``: a few rows (a batch's explicit next values) copied one by one,
     ~20x cheaper than tensor-indexed assignment of large rows."""
@@ -559,26 +459,6 @@ def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:
         return
     for i, row in zip(at.tolist(), rows):
         out[i].copy_(row)
-
-
-def _read_plan(fields: dict) -> tuple[int, list[tuple[str | None, int, str, int]]]:
-    """How :meth:`MemmapFiles._read` fills a batch's tree: the number of nested dicts, and
-    in the order a walk of ``fields`` meets them, ``(name, node, key, -1)`` for a leaf
-    (key ``name`` goes into dict ``node`` under ``key``) and ``(None, node, key, child)``
-    for a nested dict (keys keep the order the walk gave them before)."""
-    index: dict[tuple[str, ...], int] = {(): 0}
-    steps: list[tuple[str | None, int, str, int]] = []
-    for name in fields:
-        *parents, leaf = sch.key_tuple(name)
-        path: tuple[str, ...] = ()
-        for part in parents:
-            child = (*path, part)
-            if child not in index:
-                index[child] = len(index)
-                steps.append((None, index[path], part, index[child]))
-            path = child
-        steps.append((name, index[path], leaf, -1))
-    return len(index), steps
 
 
 def _built(tree: dict, size: torch.Size) -> TensorDict:

@@ -10,7 +10,7 @@ import torch
 
 import rldata
 import rldata.stores as stores
-from rldata.stores.backend._memmap_read import _as_rows, _ExplicitFinder, _take
+from rldata.stores.backend._memmap_gather import _as_rows, _ExplicitFinder, _take
 from rldata.testing.ted_factory import ted_batch
 
 
