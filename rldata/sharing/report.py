@@ -453,7 +453,8 @@ def _sample(store: Any) -> tuple[Any, str]:
     k = max(1, min(SAMPLE_ROWS, SAMPLE_BYTES // max(1, width)))
     if n <= k:
         parts = [b.rows for b in blocks.row_blocks(store)]
-        return torch.cat(parts) if len(parts) > 1 else parts[0], f"Histograms use all {n:,} rows."
+        rows = torch.cat(parts) if len(parts) > 1 else parts[0]  # type: ignore[arg-type]
+        return rows, f"Histograms use all {n:,} rows."
     pick = _pick(n, k, torch.Generator().manual_seed(0))
     note = (
         f"Histograms use a uniform random sample of {k:,} of the {n:,} rows (seed 0); "

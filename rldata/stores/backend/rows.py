@@ -219,7 +219,7 @@ class RowTable(Store):
         if isinstance(listed, dict):  # the appended log (format 1.5): its committed lines
             path = inside(self.root, listed["path"], "a statistics file")
             with untrusted.open_regular(path, "statistics log", error=CorruptStoreError) as f:
-                return st.read_log(f, listed, f"store {self.path}")
+                return st.read_log(f, listed, f"store {self.path}")  # type: ignore[arg-type]
         files = []
         for ref in listed:
             data = self._read_stats_file(ref)
@@ -302,8 +302,8 @@ class RowTable(Store):
         if self.capacity is None and pos.device.type == "cpu":
             # append-only: the smallest and the largest position bound them all (two numpy
             # reductions, ~2 us, instead of ~15 us of torch ops on a 256-row sample)
-            p = pos.numpy()
-            if p.min() >= 0 and int(p.max()) - self._start < len(self):
+            arr = pos.numpy()
+            if arr.min() >= 0 and int(arr.max()) - self._start < len(self):
                 return
         bad = (pos < 0) | (self._offsets(pos) >= len(self))
         if self.capacity is not None:

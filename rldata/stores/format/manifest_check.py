@@ -190,7 +190,7 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
             raise c.fail(
                 "checksums.blocks", "null for a ring (it rewrites rows in place)", "an object"
             )
-        blocksums.check_entry(blocks, c.where, m.get("written"), schema)
+        blocksums.check_entry(blocks, c.where, int(m.get("written") or 0), schema)
     for name, entries in chunks.items():
         if not isinstance(entries, list):
             raise c.fail(f"checksums.chunks.{name}", "a list of [rows, sha256]", entries)

@@ -201,7 +201,7 @@ class ChunkCache:
         self._used, self._since = used, 0
 
     def _units(self) -> list[tuple[Path, int, float]]:
-        out = []
+        out: list[tuple[Path, int, float]] = []
         try:
             subdirs = list(os.scandir(self.root))
         except OSError:

@@ -299,7 +299,8 @@ class StreamStore(MemmapStore):
         late = {n[len("next.") :] for n in self._late()}
         wanted: list[tuple[StreamColumn, np.ndarray]] = []
         todo: list[tuple[StreamColumn, int]] = []
-        for name, col in self._views.items():
+        for name, view in self._views.items():
+            col: StreamColumn = view  # type: ignore[assignment]
             q = p if name not in late else np.concatenate([p, np.minimum(p + 1, self._rows - 1)])
             needed, fetch = col.missing(q)  # type: ignore[attr-defined]
             if fetch:
