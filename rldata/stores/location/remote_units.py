@@ -190,16 +190,8 @@ class Remote:
 
     def _checked_range(self, units: Units, c: int, data: object) -> bytes:
         """What a range read of unit ``c`` returned, or the one-line error it deserves."""
-        where = self._where(units, c)
         a, b = units.byte_range(c)
-        if isinstance(data, FileNotFoundError):
-            raise TransferError(f"{where}: object {units.rel} is missing")
-        if isinstance(data, BaseException):
-            raise TransferError(f"{where}: cannot read ({data})")
-        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != b - a:
-            got = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-            raise CorruptStoreError(f"{where}: expected {b - a} bytes, got {got}")
-        return bytes(data)
+        return _range_bytes(data, self._where(units, c), units.rel, b - a)
 
     def unit(self, units: Units, c: int) -> bytes:
         """Unit ``c`` of a key: from the cache, or its byte range downloaded and verified."""
@@ -248,14 +240,7 @@ class Remote:
             f"{self.url}: key {span.units.key!r} rows [{span.first * span.units.unit_rows}, "
             f"{(span.stop - 1) * span.units.unit_rows + span.units.rows(span.stop - 1)})"
         )
-        if isinstance(data, FileNotFoundError):
-            raise TransferError(f"{where}: object {span.units.rel} is missing")
-        if isinstance(data, BaseException):
-            raise TransferError(f"{where}: cannot read ({data})")
-        if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != b - a:
-            got = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
-            raise CorruptStoreError(f"{where}: expected {b - a} bytes, got {got}")
-        return bytes(data)
+        return _range_bytes(data, where, span.units.rel, b - a)
 
     def _fetch(self, reqs: list[tuple[str, int, int]]) -> list[object]:
         """The bytes of each ``(rel, start, end)`` range, or the exception (or, from S3, the
@@ -373,3 +358,16 @@ def bounded_s3_ranges(fs: Any, paths: list[str], spans: list[tuple[int, int]]) -
         )
 
     return list(sync(fs.loop, every))
+
+
+def _range_bytes(data: object, where: str, rel: str, size: int) -> bytes:
+    """What one range read returned (bytes, or the exception it raised), as exactly ``size``
+    bytes, or the one-line error it deserves."""
+    if isinstance(data, FileNotFoundError):
+        raise TransferError(f"{where}: object {rel} is missing")
+    if isinstance(data, BaseException):
+        raise TransferError(f"{where}: cannot read ({data})")
+    if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) != size:
+        got = len(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        raise CorruptStoreError(f"{where}: expected {size} bytes, got {got}")
+    return bytes(data)
