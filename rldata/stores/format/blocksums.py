@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from rldata.errors import CorruptStoreError
-from rldata.stores.format.checksums import parallel_map
+from rldata.stores.format.checksums import committed_prefix, parallel_map
 from rldata.stores.format.files import inside
 
 DIGEST = 32
@@ -175,17 +175,8 @@ class BlockTable:
                 differs from ``entry["sha256"]``.
         """
         need = entry["blocks"] * len(entry["keys"]) * DIGEST
-        view = memoryview(data)
-        if len(view) < need:
-            raise CorruptStoreError(
-                f"{where}block digests {entry['path']}: expected at least {need} bytes for "
-                f"{entry['blocks']} blocks, found {len(view)} (truncated)"
-            )
-        view = view[:need]
-        if hashlib.sha256(view).hexdigest() != entry["sha256"]:
-            raise CorruptStoreError(
-                f"{where}block digests {entry['path']}: sha256 does not match the manifest"
-            )
+        what, detail = f"{where}block digests {entry['path']}", f" for {entry['blocks']} blocks"
+        view = committed_prefix(memoryview(data), need, entry["sha256"], what, detail)
         arr = np.frombuffer(view, dtype=np.uint8).reshape(entry["blocks"], len(entry["keys"]), 32)
         return cls(entry, arr, keep=data)
 

@@ -13,6 +13,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -135,3 +136,25 @@ class ChunkSums:
         """Whether a committed checksum covers ``position``."""
         c = position // self.chunk_rows
         return c < len(self.entries) and position - c * self.chunk_rows < self.entries[c][0]
+
+
+def committed_prefix(
+    data: bytes | memoryview, need: int, sha256: str, what: str, detail: str = ""
+) -> Any:
+    """The first ``need`` bytes of an appended file, checked against the SHA-256 its manifest
+    records (bytes past them are a crashed writer's, never committed).
+
+    Raises:
+        CorruptStoreError: the file is shorter than ``need`` (``what`` names it), or its
+            committed bytes differ.
+    """
+    from rldata.errors import CorruptStoreError
+
+    if len(data) < need:
+        raise CorruptStoreError(
+            f"{what}: expected at least {need} bytes{detail}, found {len(data)} (truncated)"
+        )
+    data = data[:need]
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise CorruptStoreError(f"{what}: sha256 does not match the manifest")
+    return data

@@ -9,7 +9,6 @@ make an episode several segments with the same ``traj_id``. ``start`` is a seria
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from tensordict import TensorDict
 
 from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError, TedFormatError
+from rldata.stores.format.checksums import committed_prefix
 
 COLUMNS = ("traj_id", "start", "length", "return", "terminated", "truncated")
 
@@ -179,18 +179,9 @@ def committed_log(data: bytes, ref: dict, where: object) -> bytes:
     Raises:
         CorruptStoreError: the file is shorter, or its committed bytes differ.
     """
-    need = ref["bytes"]
-    if len(data) < need:
-        raise CorruptStoreError(
-            f"{where}: episode index {ref['path']}: expected at least {need} bytes, found "
-            f"{len(data)} (truncated)"
-        )
-    data = data[:need]
-    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
-        raise CorruptStoreError(
-            f"{where}: episode index {ref['path']}: sha256 does not match the manifest"
-        )
-    return data
+    return committed_prefix(
+        data, ref["bytes"], ref["sha256"], f"{where}: episode index {ref['path']}"
+    )
 
 
 def from_log(data: bytes, where: object) -> EpisodeIndex:
