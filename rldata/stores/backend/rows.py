@@ -93,10 +93,7 @@ class RowTable(Store):
         store = cls(root, manifest, writable=writable, lock=lock, durable=durable)
         store._stat = _stat(root)
         if manifest["schema"] is not None:
-            store._sums = {
-                name: ChunkSums(manifest["checksums"]["chunk_rows"], entries)
-                for name, entries in manifest["checksums"]["chunks"].items()
-            }
+            store._sums = chunk_sums(manifest)
             store._attach_payload()
         store._load_index()
         return store
@@ -348,10 +345,7 @@ class RowTable(Store):
         self._start = m["written"] - m["length"]
         self._max_traj = m.get("max_traj_id", -1)
         if m["schema"] is not None:
-            self._sums = {
-                name: ChunkSums(m["checksums"]["chunk_rows"], entries)
-                for name, entries in m["checksums"]["chunks"].items()
-            }
+            self._sums = chunk_sums(m)
             self._attach_payload()
         self._load_index(_attempts)
         return True
@@ -452,3 +446,11 @@ def _stat(root: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns)
+
+
+def chunk_sums(manifest: dict) -> dict[str, ChunkSums]:
+    """Each key's per-chunk checksums as the manifest lists them (section 7 of FORMAT.md)."""
+    sums = manifest["checksums"]
+    return {
+        name: ChunkSums(sums["chunk_rows"], entries) for name, entries in sums["chunks"].items()
+    }

@@ -34,9 +34,10 @@ from tensordict import TensorDict
 
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend._memmap import MemmapStore
+from rldata.stores.backend.rows import chunk_sums
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
-from rldata.stores.format.checksums import ChunkSums, sha256_hex
+from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.location.chunk_cache import ChunkCache
 from rldata.stores.location.places import Location, redact
 from rldata.stores.location.remote_names import contained_name
@@ -207,10 +208,7 @@ class StreamStore(MemmapStore):
         store = cls(shell, manifest, writable=False, lock=None)
         store.path = remote.url
         store._remote, store._budget = remote, budget
-        store._sums = {
-            name: ChunkSums(manifest["checksums"]["chunk_rows"], entries)
-            for name, entries in manifest["checksums"]["chunks"].items()
-        }
+        store._sums = chunk_sums(manifest)
         store._attach_payload()
         store._load_index()
         return store
