@@ -156,6 +156,8 @@ class StoreStorage(Storage):
     # --- reads: one gather per key over the memory-mapped view ---------------------------
     def _view(self) -> list[tuple[Key, torch.Tensor]] | None:
         if self._leaves is None:
+            if not getattr(self.store, "random_reads_mapped", True):
+                return None  # a store past RLDATA_MAP_BYTES: get() preads each row
             td = self.store.rows_view()
             if td is None:
                 return None

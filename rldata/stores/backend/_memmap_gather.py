@@ -3,16 +3,28 @@ the explicit ``next`` rows of a stored-once key found through a bucket table, an
 that builds a batch's tree (used by :meth:`rldata.stores.backend._memmap_read.MemmapFiles._read`).
 
 Sampling 256 random rows is a fixed cost per key on top of the page cache's misses, so
-each step here is a few numpy calls (no torch dispatch per key, no binary search)."""
+each step here is a few numpy calls (no torch dispatch per key, no binary search).
+
+A store larger than ``RLDATA_MAP_BYTES`` (default 512 MiB) is gathered with one ``pread``
+a row instead (:class:`_PreadRows`): a random row read through a mapping maps the whole
+page-cache folio around it into the process (~365 KiB a row on this machine's kernel), so
+sampling a store larger than memory would grow the sampler's RSS towards the store's size.
+A pread copies the row alone; the page cache stays the kernel's to reclaim."""
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from rldata.errors import CorruptStoreError
 from rldata.stores.format import schema as sch
+
+MAP_BYTES = int(os.environ.get("RLDATA_MAP_BYTES", 512 << 20))
+"""Stores whose row files are larger than this (in all) are gathered with pread."""
 
 
 class _Rows:
@@ -32,15 +44,49 @@ class _Rows:
 
     def take(self, p: np.ndarray) -> torch.Tensor:
         """Rows at positions ``p`` (validated by the caller), a fresh tensor."""
-        got = self.items.take(p)
+        return self._typed(self.items.take(p), len(p))
+
+    def _typed(self, got: np.ndarray, n: int) -> torch.Tensor:
+        """``n`` rows as opaque items (owned, writable) as a tensor of the key's dtype."""
         if self.typed is not None:
             return torch.from_numpy(got.view(self.typed))
         flat = torch.from_numpy(got.view(np.uint8))
-        return flat.view(self.dtype).view(len(p), *self.shape)
+        return flat.view(self.dtype).view(n, *self.shape)
 
 
-def _as_rows(view: torch.Tensor) -> _Rows | None:
-    """:class:`_Rows` over ``view``'s memory; None when a row has no bytes."""
+class _PreadRows(_Rows):
+    """:class:`_Rows` read with one ``pread`` a row from the key's file (see the module
+    docstring: the sampler's memory stays its batch); through the mapping when ``fd_of``
+    has no descriptor (the path now names another file than the one mapped)."""
+
+    __slots__ = ("fd_of", "path")
+
+    def __init__(
+        self, rows: _Rows, fd_of: Callable[[], int | None], path: object, view: torch.Tensor
+    ) -> None:
+        super().__init__(rows.items, rows.typed, view)
+        self.fd_of, self.path = fd_of, path
+
+    def take(self, p: np.ndarray) -> torch.Tensor:
+        fd = self.fd_of()
+        if fd is None:
+            return super().take(p)
+        width = self.items.dtype.itemsize
+        pread = os.pread
+        got = bytearray().join([pread(fd, width, o) for o in (p * width).tolist()])
+        if len(got) != len(p) * width:
+            raise CorruptStoreError(
+                f"{self.path}: short read of {len(p)} rows of {width} bytes "
+                f"(got {len(got)} bytes): the file shrank under the store"
+            )
+        return self._typed(np.frombuffer(got, dtype=self.items.dtype), len(p))
+
+
+def _as_rows(
+    view: torch.Tensor, fd_of: Callable[[], int | None] | None = None, path: object = None
+) -> _Rows | None:
+    """:class:`_Rows` over ``view``'s memory (:class:`_PreadRows` reading from ``fd_of``'s
+    descriptor when given); None when a row has no bytes."""
     n = view.shape[0]
     width = view.element_size() * math.prod(view.shape[1:])
     if width == 0 or not view.is_contiguous():
@@ -55,7 +101,8 @@ def _as_rows(view: torch.Tensor) -> _Rows | None:
             typed = None
     except (TypeError, RuntimeError, ValueError):
         typed = None
-    return _Rows(items, typed, view)
+    rows = _Rows(items, typed, view)
+    return rows if fd_of is None else _PreadRows(rows, fd_of, path, view)
 
 
 def _take(

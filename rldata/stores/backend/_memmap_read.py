@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from tensordict import TensorDict
 from rldata import _compat
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend import _memmap_gather as gather
 from rldata.stores.backend._memmap_checks import DATA_DIR, BlockChecks, _record_bytes
 from rldata.stores.backend._memmap_gather import _as_rows, _ExplicitFinder, _read_plan, _Rows, _take
 from rldata.stores.backend.rowstore import RowStore
@@ -220,9 +222,27 @@ class MemmapFiles(BlockChecks, RowStore):
                 flat = torch.from_file(str(path), shared=self.writable, size=numel, dtype=dtype)
                 views[name] = flat.view(rows, *shape)
         self._views, self._rows, self._td, self._td_rows = views, rows, None, -1
-        self._arrays = {name: _as_rows(v) for name, v in views.items()}
         self._inodes = inodes
         self._drop_read_fds()  # they belong to the previous mapping
+        mapped = sum(v.numel() * v.element_size() for v in views.values())
+        if mapped <= gather.MAP_BYTES:
+            self._arrays = {name: _as_rows(v) for name, v in views.items()}
+        else:  # random rows through a mapping would map the store into this process
+            self._arrays = {
+                name: _as_rows(v, self._fd_reader(name), self._file(name))
+                for name, v in views.items()
+            }
+
+    @property
+    def random_reads_mapped(self) -> bool:
+        """Whether random row reads go through the mappings: the row files fit
+        ``RLDATA_MAP_BYTES``; above it reads pread each row and a buffer gathers through
+        :meth:`get`, not through a whole-store view (its pages would stay mapped)."""
+        return not any(isinstance(r, gather._PreadRows) for r in self._arrays.values())
+
+    def _fd_reader(self, name: str) -> Callable[[], int | None]:
+        """Key ``name``'s pread descriptor, looked up at each read (remapping drops it)."""
+        return lambda: self._read_fd(name)
 
     def _late(self) -> set[str]:
         """The ``next.k`` keys stored once (rebuilt from ``k``)."""
