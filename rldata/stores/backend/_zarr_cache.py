@@ -232,9 +232,16 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         return {n: out[n] for n in out if n in want or names is None}
 
     # --- the decoded cache ----------------------------------------------------------------
+    def _dense_bytes(self) -> int:
+        """Largest store kept decoded whole: ``CACHE_BYTES``; an append-only writer's only
+        ``EAGER_BYTES`` (it reads back what it wrote, flushed rows need not stay in memory)."""
+        if self.writable and self.capacity is None:
+            return min(CACHE_BYTES, EAGER_BYTES)
+        return CACHE_BYTES
+
     def _reset_cache(self, rows: int) -> None:
         self._lru.clear()
-        if rows * self._row_bytes() <= CACHE_BYTES:
+        if rows * self._row_bytes() <= self._dense_bytes():
             self._dense = col.empty(self._cache_fields(), rows)
             self._have = np.zeros(self._chunk_count(rows), dtype=bool)
         else:
@@ -261,11 +268,12 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         have = next(iter(dense.values())).shape[0]
         if rows <= have:
             return
-        if rows * self._row_bytes() > CACHE_BYTES:  # too big to keep whole: chunk by chunk
+        limit = self._dense_bytes()
+        if rows * self._row_bytes() > limit:  # too big to keep whole: chunk by chunk
             self._to_lru(have)
             return
         target = max(rows, 2 * have) if self.capacity is None else rows
-        target = min(target, max(rows, CACHE_BYTES // max(1, self._row_bytes())))
+        target = min(target, max(rows, limit // max(1, self._row_bytes())))
         self._dense = col.grow(dense, target, have)
         count = self._chunk_count(target)
         self._have = np.concatenate([self._have, np.zeros(count - len(self._have), dtype=bool)])
@@ -337,6 +345,8 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
             got = self._lru[c] = self._decode_unit(c)
             block = sum(a.nbytes for a in got.values())  # implied-row bits included
             budget = max(2, CACHE_BYTES // max(1, block))
+            if self.writable and self.capacity is None:  # flushed rows are on disk: an
+                budget = min(budget, len(self._dirty) + 2)  # appender's memory stays flat
             excess = len(self._lru) - budget
             if excess > 0:  # the oldest first; dirty chunks stay (a writer's unflushed rows)
                 head = itertools.islice(self._lru, excess + len(self._dirty) + 1)

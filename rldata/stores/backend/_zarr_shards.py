@@ -42,6 +42,13 @@ class Layout:
     dtype: np.dtype
     shape: tuple[int, ...]  # one row's shape
     nbytes: int  # decoded bytes of an inner chunk
+    # the inner chunks' blosc settings, as the array's zarr.json declares them (the writer
+    # encodes with them: :mod:`rldata.stores.backend._zarr_write`)
+    cname: str = "lz4"
+    clevel: int = 5
+    shuffle: int = 2  # numcodecs' numbering: 0 none, 1 byte, 2 bit
+    blocksize: int = 0
+    typesize: int = 1
 
 
 def layout(arr: Any, chunk_rows: int) -> Layout | None:
@@ -73,7 +80,23 @@ def layout(arr: Any, chunk_rows: int) -> Layout | None:
         dtype = np.dtype(arr.dtype).newbyteorder("<")
         shape = tuple(int(d) for d in arr.shape[1:])
         nbytes = inner * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        return Layout(inner, count, 16 * count + crc, dtype, shape, nbytes)
+        blosc = sc.codecs[1]
+        shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[
+            str(getattr(blosc.shuffle, "value", blosc.shuffle))
+        ]
+        return Layout(
+            inner,
+            count,
+            16 * count + crc,
+            dtype,
+            shape,
+            nbytes,
+            cname=str(getattr(blosc.cname, "value", blosc.cname)),
+            clevel=int(blosc.clevel),
+            shuffle=shuffle,
+            blocksize=int(blosc.blocksize or 0),
+            typesize=int(blosc.typesize or dtype.itemsize),
+        )
     except Exception:  # an array zarr describes otherwise: read it through zarr
         return None
 
@@ -82,6 +105,15 @@ def decode_inner(raw: bytes, lay: Layout, where: str) -> np.ndarray:
     """One inner chunk's rows ``[inner, *shape]`` from its stored bytes."""
     from rldata.errors import CorruptStoreError
 
+    # blosc allocates what its header declares: check it before (a hostile frame could ask
+    # for gigabytes); header bytes 4-8 hold the decoded size, 12-16 the frame's
+    head = np.frombuffer(raw, dtype="<u4", count=4) if len(raw) >= 16 else None
+    if head is None or int(head[1]) != lay.nbytes or int(head[3]) != len(raw):
+        raise CorruptStoreError(
+            f"{where}: inner chunk's blosc header declares "
+            f"{'nothing' if head is None else f'{int(head[1])} bytes from {int(head[3])}'}; "
+            f"expected {lay.nbytes} bytes from {len(raw)}"
+        )
     threads = numcodecs.blosc.use_threads
     numcodecs.blosc.use_threads = False  # a small chunk: a thread hand-off costs more
     try:
@@ -245,7 +277,15 @@ def _shard_index(data: bytes, lay: Layout, path: str) -> np.ndarray:
         )
     idx = np.frombuffer(data, dtype="<u8", count=2 * lay.count, offset=body).reshape(-1, 2)
     stored = idx[:, 0] != EMPTY
-    ends = idx[stored, 0] + idx[stored, 1]
-    if stored.any() and (ends.max() > body or (idx[stored, 0] > body).any()):
-        raise CorruptStoreError(f"{path}: shard index names bytes past the shard's data")
+    off, size = idx[stored, 0], idx[stored, 1]
+    # compared without adding: offset + nbytes of a hostile index may wrap around 2**64
+    bad = (off > body) | (size > np.uint64(body) - np.minimum(off, np.uint64(body)))
+    bad |= (size < 16) | (size > 16 + 2 * lay.nbytes)  # no blosc frame of this chunk's size
+    if stored.any() and bad.any():
+        j = int(np.flatnonzero(stored)[np.flatnonzero(bad)[0]])
+        raise CorruptStoreError(
+            f"{path}: shard index names bytes [{int(idx[j, 0])}, +{int(idx[j, 1])}) for inner "
+            f"chunk {j}; expected a blosc frame of at most {16 + 2 * lay.nbytes} bytes inside "
+            f"the shard's {body} data bytes"
+        )
     return idx.copy()

@@ -1,0 +1,131 @@
+"""Zarr shards written by rldata's own encoder (issue 19): zarr-python reads them back row
+for row, the manifest's SHA-256 of each shard is the file's, an appending writer's memory
+does not grow with its rows, and a shard whose index names bytes it does not hold is
+refused in one line before anything is allocated for them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+import rldata.stores as stores
+from rldata.errors import CorruptStoreError
+from rldata.stores.backend import _zarr, _zarr_cache, _zarr_shards, rowstore
+from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
+
+CHUNK, INNER = 96, 16  # 6 inner chunks a shard
+
+
+@pytest.fixture
+def small_units(monkeypatch):
+    monkeypatch.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: CHUNK)
+    monkeypatch.setattr(_zarr, "inner_rows", lambda chunk, widest: INNER)
+
+
+def _arrays(root) -> dict[str, np.ndarray]:
+    """Every zarr array of a store, read by zarr-python itself."""
+    group = zarr.open_group(store=str(root / "data"), mode="r")
+    out = {}
+    for path, arr in group.members(max_depth=None):
+        if isinstance(arr, zarr.Array):
+            out[path] = arr[:]
+    return out
+
+
+def test_zarr_python_reads_the_shards_rldata_encodes(tmp_path, small_units):
+    lengths = [30, 1, 70, 45, 60, 9]  # 215 rows: the last shard partly filled
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_batch(lengths[:3], start_traj_id=0, extra=True))
+        w.commit()
+        w.append(ted_batch(lengths[3:], start_traj_id=3, extra=True))
+    s = stores.open(tmp_path / "s")
+    rows = s.get(s.readable()).flatten_keys(".")
+    got = _arrays(tmp_path / "s")
+    implied = got["_implied/observation"]
+    assert implied.any() and not got["next/observation"][implied].any()  # not stored twice
+    for key in rows.keys():  # noqa: SIM118 (iterating a TensorDict yields rows)
+        want = rows[key].numpy()
+        stored = got[key.replace(".", "/")]
+        if key == "next.observation":
+            stored = stored.copy()
+            stored[implied] = got["observation"][1:][implied[:-1]]
+        assert stored.shape == want.shape and np.array_equal(stored, want), key
+
+
+def test_the_manifest_records_each_shards_sha256_as_written(tmp_path, small_units):
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 250))
+    s = stores.open(tmp_path / "s")
+    sums = s.manifest["payload"]["chunk_sha256"]
+    assert len(sums) == 3
+    for c, entry in enumerate(sums):
+        for name, want in entry.items():
+            path = s._object_file(name, c)
+            if want is None:  # every inner chunk is the fill value: zarr stores no file either
+                assert not os.path.exists(path)
+            else:
+                with open(path, "rb") as f:
+                    assert hashlib.sha256(f.read()).hexdigest() == want, (name, c)
+    assert s.stored_bytes_check() == ([], {0, 1, 2})
+    assert not list((tmp_path / "s" / "data").rglob("*.partial"))
+
+
+def test_an_appending_writer_keeps_a_bounded_number_of_chunks(tmp_path, small_units, monkeypatch):
+    monkeypatch.setattr(_zarr_cache, "EAGER_BYTES", 0)  # decoded chunk by chunk from the start
+    per_commit = 3 * CHUNK
+    held = []
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        for a in range(0, 40 * CHUNK, 48):
+            w.append(ted_marked(a, 48))
+            held.append(len(w._lru))
+            if (a + 48) % per_commit == 0:
+                w.commit()
+    assert max(held) <= per_commit // CHUNK + 4  # the uncommitted chunks, plus a few
+    s = stores.open(tmp_path / "s")
+    assert stores.verify(s) == []
+    assert marked_serial(s.get(np.arange(40 * CHUNK))).tolist() == list(range(40 * CHUNK))
+
+
+def _index_entry(path: str, j: int, offset: int, nbytes: int) -> None:
+    """Overwrite inner chunk ``j``'s (offset, nbytes) in the index at the shard's end."""
+    lay_count = CHUNK // INNER
+    size = os.path.getsize(path)
+    at = size - 4 - 16 * lay_count + 16 * j  # the index, then its crc32c
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(np.array([offset, nbytes], dtype="<u8").tobytes())
+
+
+@pytest.mark.parametrize(
+    "offset, nbytes",
+    [
+        (0, 1 << 40),  # a length far past the file
+        (1 << 40, 8),  # an offset past the file
+        (5, 2**64 - 4),  # offset + length wraps around 2**64
+    ],
+)
+def test_a_shard_index_naming_bytes_past_the_shard_is_refused_in_one_line(
+    tmp_path, small_units, monkeypatch, offset, nbytes
+):
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 250))
+    s = stores.open(tmp_path / "s")
+    path = s._object_file("action", 1)
+    s.close()
+    _index_entry(path, 2, offset, nbytes)
+    # a hostile writer also rewrote the manifest's sums: the index itself must be checked
+    real = _zarr_shards.Objects.check
+
+    def trusting(self, key, path, want, lay):  # a manifest vouching for what is on disk
+        with open(path, "rb") as f:
+            return real(self, key, path, hashlib.sha256(f.read()).hexdigest(), lay)
+
+    monkeypatch.setattr(_zarr_shards.Objects, "check", trusting)
+    s = stores.open(tmp_path / "s", verify=False)
+    with pytest.raises(CorruptStoreError, match="shard index") as info:
+        s.get(np.array([CHUNK + 2 * INNER + 1]))
+    assert "\n" not in str(info.value) and path in str(info.value)
