@@ -27,6 +27,7 @@ from rldata.sharing.cache import open_stream, stream_local
 from rldata.sharing.transfer import pull, push
 from rldata.stores.backend import rowstore
 from rldata.stores.location import remote_units
+from rldata.stores.location._packs import read_index
 from rldata.stores.location.chunk_cache import ChunkCache
 from rldata.stores.location.places import location
 from rldata.stores.location.stream import StreamStore
@@ -108,6 +109,19 @@ def _objects(url: str) -> dict[str, int]:
 
 def _payload_bytes(url: str) -> int:
     return sum(n for rel, n in _objects(url).items() if rel.endswith(".memmap"))
+
+
+def _only_sound_units(root: Path) -> None:
+    """Every unit the cache holds, one a file or in a pack, hashes to its name."""
+    for path in root.rglob("*"):
+        if path.is_file() and path.suffix == ".pack":
+            entries = read_index(path)
+            assert entries is not None, path
+            raw = path.read_bytes()
+            for sha, at, n in entries:
+                assert hashlib.sha256(raw[at : at + n]).hexdigest() == sha
+        elif path.is_file():
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
 
 
 def test_the_first_batch_reads_only_the_units_it_needs(base: str, tmp_path: Path) -> None:
@@ -232,9 +246,7 @@ def test_a_tampered_unit_is_refused_and_not_cached(
             s.get(torch.tensor([70]))
     msg = str(err.value)
     assert "\n" not in msg and url in msg and "'observation'" in msg and "rows [64, 128)" in msg
-    for path in (cache_dir / "units").rglob("*"):
-        if path.is_file():  # nothing wrong entered the cache
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
+    _only_sound_units(cache_dir / "units")
 
 
 def test_an_object_of_another_size_than_declared_is_refused_at_open(
@@ -291,7 +303,8 @@ def test_near_units_are_read_as_one_range_and_each_verified(
         assert s._remote.requests == 2 * keys  # not 3: one range per key covers units 0..3
         obs = s._views["observation"].units  # type: ignore[attr-defined]
         assert s._remote.cache.cached(obs.digest(3)) is not None  # wanted: verified, kept
-        assert s._remote.cache.cached(obs.digest(2)) is None  # read on the way: dropped
+        assert s._remote.cache.cached(obs.digest(2)) is not None  # read on the way: kept
+        assert s._remote.cache.cached(obs.digest(4)) is None  # never read
     with stores.open(src) as local:
         _same_bits(got, local.get(rows))
 
@@ -378,3 +391,40 @@ def test_other_backends_keep_the_whole_verified_pull(base: str, tmp_path: Path) 
     with open_stream(f"{base}/pq") as s:
         assert not isinstance(s, StreamStore)
         assert len(s) == 50 and stores.verify(s) == []
+
+
+@pytest.mark.parametrize("budget_share", [None, 4])
+def test_coalesced_batches_in_flight_at_once_equal_a_local_read(
+    base: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget_share: int | None
+) -> None:
+    src, url = _published(base, tmp_path)
+    monkeypatch.setattr(remote_units, "COALESCE_GAP", 4096)  # near units share a range
+    monkeypatch.setattr(remote_units, "FETCH_AT_ONCE", 8)  # more ranges than are in flight
+    kw = {} if budget_share is None else {"cache_bytes": _payload_bytes(url) // budget_share}
+    gen = torch.Generator().manual_seed(7)
+    with _open(url, **kw) as s, stores.open(src) as local:
+        for _ in range(12):
+            idx = torch.randint(0, len(local), (96,), generator=gen)
+            _same_bits(s.get(idx), local.get(idx))
+        _same_bits(s.get(slice(6900, 7000)), local.get(slice(6900, 7000)))
+        assert s._remote.requests > 0
+
+
+def test_a_damaged_unit_in_the_cache_is_fetched_again_never_served(
+    base: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    src, url = _published(base, tmp_path)
+    rows = torch.tensor([5, 700, 3000, 6999])
+    with _open(url) as s:
+        s.get(rows)
+    packs = sorted((cache_dir / "units" / "packs").glob("*.pack"))
+    assert packs
+    for pack in packs:  # a byte of each pack's first unit flipped on disk
+        raw = bytearray(pack.read_bytes())
+        raw[0] ^= 0xFF
+        pack.write_bytes(bytes(raw))
+    with _open(url) as s, stores.open(src) as local:
+        _same_bits(s.get(rows), local.get(rows))
+        assert s._remote.requests > 0  # the damaged units were fetched again
+    assert not [p for p in packs if p.exists()]  # the damaged packs are gone
+    _only_sound_units(cache_dir / "units")

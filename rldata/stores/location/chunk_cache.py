@@ -9,7 +9,9 @@ a checksum chunk of one key, docs/FORMAT.md section 7). Streaming reads
 - every unit is hashed before it is written here and again when it is read back: wrong
   bytes (a hostile remote, a damaged disk) are never served and never cached;
 - a unit lands by an atomic rename of a private temporary file, so several processes
-  share the cache and none ever reads a half-written unit; an ``O_EXCL`` claim file lets
+  share the cache and none ever reads a half-written unit; a batch's units land together
+  as one *pack* (:mod:`rldata.stores.location._packs`: one file, one rename, no sync;
+  each unit hashed when read back, a damaged pack removed whole); an ``O_EXCL`` claim file lets
   one of them download a unit while the others wait for it (a claim older than
   :data:`CLAIM_STALE_S`, from a killed process, is ignored);
 - the cache holds at most ``max_bytes`` (``RLDATA_CHUNK_CACHE_BYTES``, default 2 GiB):
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rldata.errors import ConfigError, CorruptStoreError
+from rldata.stores.location._packs import SUFFIX, Packs
 from rldata.stores.location.places import cache_root
 
 ENV_BYTES = "RLDATA_CHUNK_CACHE_BYTES"
@@ -68,6 +71,7 @@ class ChunkCache:
         self.max_bytes = configured_bytes(max_bytes)
         self._used: int | None = None  # bytes held, as last counted (others also write)
         self._since = 0  # bytes this handle wrote since it last counted
+        self._packs = Packs(self.root / "packs")
 
     def path(self, sha: str) -> Path:
         """Where the unit of digest ``sha`` lives (two levels: ``ab/abcdef...``)."""
@@ -84,7 +88,7 @@ class ChunkCache:
                 unit: URL, key, rows); nothing is cached.
         """
         path = self.path(sha)
-        data = self._cached(path, sha)
+        data = self.cached(sha)
         if data is not None:
             return data
         claim = self._claim(path)
@@ -100,7 +104,33 @@ class ChunkCache:
 
     def cached(self, sha: str) -> bytes | None:
         """The unit of digest ``sha`` if the cache holds it intact (checked), else None."""
-        return self._cached(self.path(sha), sha)
+        data = self._cached(self.path(sha), sha)
+        return data if data is not None else self._packs.read([sha]).get(sha)
+
+    def cached_many(self, shas: list[str]) -> dict[str, bytes]:
+        """The units of ``shas`` the cache holds intact (each checked), by digest: packs
+        first (one open a pack), then units kept one a file."""
+        for sha in shas:
+            self.path(sha)  # a name that is not a digest is refused
+        out = self._packs.read(shas)
+        for sha in shas:
+            if sha not in out:
+                data = self._cached(self.path(sha), sha)
+                if data is not None:
+                    out[sha] = data
+        return out
+
+    def add_many(self, units: list[tuple[str, bytes]]) -> set[str]:
+        """Keep, as one pack (one file written), each ``(sha, data)`` of ``units`` whose
+        data hashes to ``sha``; the digests that did. The others are neither kept nor
+        reported here: the caller refuses those it must serve (:meth:`add` says why)."""
+        good = [(sha, d) for sha, d in units if hashlib.sha256(d).hexdigest() == sha]
+        size = sum(len(d) for _s, d in good)
+        if good and size <= self.max_bytes:
+            path = self._packs.add(good)
+            if path is not None:
+                self._account(size, path)
+        return {sha for sha, _d in good}
 
     def add(self, sha: str, data: bytes, *, where: str) -> bytes:
         """Keep ``data`` as the unit of digest ``sha`` once it hashes to it; ``data``.
@@ -177,11 +207,15 @@ class ChunkCache:
         except OSError:
             _unlink(tmp)  # a full disk costs the cache, never the read
             return
-        self._since += len(data)
+        self._account(len(data), path)
+
+    def _account(self, size: int, path: Path) -> None:
+        """``size`` bytes landed at ``path``: evict (never ``path``) when over the budget."""
+        self._since += size
         if self._used is None or self._since > self.max_bytes // 10:
             self._used, self._since = self.held_bytes(), 0  # other processes' units counted
         else:
-            self._used += len(data)
+            self._used += size
         if self._used > self.max_bytes:
             self._evict(keep=path)
 
@@ -214,7 +248,7 @@ class ChunkCache:
             except OSError:
                 continue
             for e in entries:
-                if _SHA.fullmatch(e.name) is None:
+                if _SHA.fullmatch(e.name) is None and not e.name.endswith(SUFFIX):
                     continue
                 try:
                     st = e.stat(follow_symlinks=False)

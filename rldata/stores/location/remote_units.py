@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - a tree before 1.4: checksum chunks onl
 
 FETCH_THREADS = 64
 RANGES_AT_ONCE = 1024  # ranges one fetch holds in memory at most
+BYTES_AT_ONCE = 256 << 20  # bytes one fetch holds in memory at most (a range may be larger)
 FETCH_AT_ONCE = 256  # ranged GETs in flight at once on an asynchronous file system
 # a key's units this close are read as one range (bytes between; -1: never). 0 merges only
 # adjacent units, which wastes nothing: with 256 KiB, 1,000 batches of a 1M-row store read
@@ -203,33 +204,50 @@ class Remote:
         return self.cache.get(units.digest(c), fetch, where=self._where(units, c))
 
     def units(self, wanted: list[tuple[Units, int]]) -> list[bytes]:
-        """Several units at once (a batch's misses), in as few requests as their places
-        allow: a key's units closer than :data:`COALESCE_GAP` bytes are read as one range
-        (at most :data:`MAX_SPAN` bytes), and all ranges go out at once (one round trip's
-        latency, not one each). Each wanted unit inside a range is verified on its own
-        before it is served or cached; the bytes between wanted units are dropped."""
-        out = [self.cache.cached(u.digest(c)) for u, c in wanted]
-        miss = [i for i, d in enumerate(out) if d is None]
-        spans = coalesce([wanted[i] for i in miss])
-        for g in range(0, len(spans), RANGES_AT_ONCE):
-            group = spans[g : g + RANGES_AT_ONCE]
+        """The bytes of each unit of ``wanted`` (see :meth:`fetch_units`)."""
+        got = self.fetch_units(wanted)
+        return [got[(u.rel, c)] for u, c in wanted]
+
+    def fetch_units(self, wanted: list[tuple[Units, int]]) -> dict[tuple[str, int], bytes]:
+        """Several units at once (a batch's), by ``(rel, unit)``: those the cache holds, the
+        others in as few requests as their places allow, plus every other unit those
+        requests carried that verifies. A key's units closer than :data:`COALESCE_GAP` bytes
+        are read as one range (at most :data:`MAX_SPAN` bytes), and all ranges go out at
+        once (up to :data:`FETCH_AT_ONCE` in flight). Each unit inside a range is verified on
+        its own before it is served or cached; one the batch wants that does not verify is
+        refused, one between wanted ones is dropped. A group of ranges is kept as one pack
+        (one file written, not one a unit)."""
+        shas = {(u.rel, c): u.digest(c) for u, c in wanted}
+        held = self.cache.cached_many(list(dict.fromkeys(shas.values())))
+        out = {k: held[sha] for k, sha in shas.items() if sha in held}
+        miss = list({(u.rel, c): (u, c) for u, c in wanted if (u.rel, c) not in out}.values())
+        spans = coalesce(miss)
+        g = 0
+        while g < len(spans):
+            group: list[Span] = []  # at most RANGES_AT_ONCE ranges, BYTES_AT_ONCE bytes held
+            size = 0
+            while g < len(spans) and len(group) < RANGES_AT_ONCE:
+                a, b = spans[g].request()[1:]
+                if group and size + b - a > BYTES_AT_ONCE:
+                    break
+                group.append(spans[g])
+                size += b - a
+                g += 1
             got = self._fetch([s.request() for s in group])
+            pieces: list[tuple[Units, int, str, bytes]] = []
             for span, data in zip(group, got):
                 whole = self._checked_span(span, data)
                 a0 = span.units.byte_range(span.first)[0]
-                want: dict[int, list[int]] = {}
-                for c, j in span.wanted:
-                    want.setdefault(c, []).append(miss[j])
                 for c in range(span.first, span.stop):
                     a, b = span.units.byte_range(c)
-                    piece = whole[a - a0 : b - a0]
-                    sha = span.units.digest(c)
-                    if c in want:  # the units between are dropped: a cached unit is a
-                        # file written, which costs more here than its bytes on the wire
-                        kept = self.cache.add(sha, piece, where=self._where(span.units, c))
-                        for i in want[c]:
-                            out[i] = kept
-        return [d for d in out if d is not None]
+                    pieces.append((span.units, c, span.units.digest(c), whole[a - a0 : b - a0]))
+            good = self.cache.add_many([(sha, piece) for _u, _c, sha, piece in pieces])
+            for u, c, sha, piece in pieces:
+                if sha in good:
+                    out[(u.rel, c)] = piece
+                elif (u.rel, c) in shas:  # refused in one line, not cached
+                    self.cache.add(sha, piece, where=self._where(u, c))
+        return out
 
     def _checked_span(self, span: Span, data: object) -> bytes:
         """A coalesced range's bytes, or the one-line error its first unit deserves."""

@@ -306,12 +306,15 @@ class StreamStore(MemmapStore):
                 todo.extend((col, u) for u in fetch)
         if not todo:
             return
-        got = self._remote.units([(col.units, u) for col, u in todo])
-        by_col: dict[int, dict[int, bytes]] = {}
-        for (col, u), data in zip(todo, got):
-            by_col.setdefault(id(col), {})[u] = data
+        got = self._remote.fetch_units([(col.units, u) for col, u in todo])
+        by_rel: dict[str, dict[int, bytes]] = {}
+        for (rel, u), data in got.items():
+            by_rel.setdefault(rel, {})[u] = data
         for col, needed in wanted:
-            col.install(needed, by_col[id(col)])
+            mine = by_rel.get(col.units.rel, {})
+            if col.identity:  # the key fits: units a range carried on the way take slots too
+                needed = np.union1d(needed, np.fromiter(mine, np.int64, len(mine)))
+            col.install(needed, mine)
 
     def _read(self, positions: torch.Tensor) -> TensorDict:
         self._prefetch(positions)

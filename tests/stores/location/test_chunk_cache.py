@@ -158,3 +158,74 @@ def test_a_unit_added_without_a_fetch_is_kept(tmp_path: Path) -> None:
     assert cache.add(sha, data, where="unit 7") == data  # a batch's ranges land this way
     assert cache.cached(sha) == data
     assert (tmp_path / "units" / sha[:2] / sha).read_bytes() == data
+
+
+def _pack_files(root: Path) -> list[Path]:
+    return sorted((root / "packs").glob("*.pack"))
+
+
+def test_a_batch_of_units_lands_as_one_file_another_handle_serves(tmp_path: Path) -> None:
+    units = [_unit(i) for i in range(20)]
+    assert ChunkCache(tmp_path, 100_000).add_many(units) == {sha for sha, _d in units}
+    assert len(_pack_files(tmp_path)) == 1  # one file written for the whole batch
+    other = ChunkCache(tmp_path, 100_000)  # a handle that never saw the pack written
+    assert other.cached_many([sha for sha, _d in units]) == dict(units)
+    fetch = Fetches(b"")
+    assert other.get(units[3][0], fetch, where="u") == units[3][1] and fetch.calls == 0
+
+
+def test_a_process_reads_the_pack_another_process_wrote(tmp_path: Path) -> None:
+    units = [_unit(i) for i in range(10, 15)]
+    reader = ChunkCache(tmp_path, 100_000)
+    assert reader.cached_many([sha for sha, _d in units]) == {}  # nothing yet: indexed empty
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=lambda: ChunkCache(tmp_path, 100_000).add_many(units))
+    proc.start()
+    proc.join(30)
+    assert proc.exitcode == 0
+    assert reader.cached_many([sha for sha, _d in units]) == dict(units)
+
+
+def test_a_unit_that_does_not_hash_to_its_name_is_not_packed(tmp_path: Path) -> None:
+    (sha0, d0), (sha1, _d1) = _unit(0), _unit(1)
+    cache = ChunkCache(tmp_path, 100_000)
+    assert cache.add_many([(sha0, d0), (sha1, b"not unit 1")]) == {sha0}
+    assert cache.cached(sha1) is None and cache.cached(sha0) == d0
+    assert cache.held_bytes() == len(d0) + (32 + 16) + 16  # unit 0, its entry, the trailer
+
+
+def test_a_damaged_unit_in_a_pack_is_fetched_again_never_served(tmp_path: Path) -> None:
+    units = [_unit(i, size=500) for i in range(4)]
+    ChunkCache(tmp_path, 100_000).add_many(units)
+    (pack,) = _pack_files(tmp_path)
+    raw = bytearray(pack.read_bytes())
+    raw[2 * 500 + 7] ^= 0xFF  # a byte of unit 2
+    pack.write_bytes(bytes(raw))
+    cache = ChunkCache(tmp_path, 100_000)
+    assert units[2][0] not in cache.cached_many([units[2][0]])
+    assert not pack.exists()  # a damaged pack is removed whole
+    fetch = Fetches(units[2][1])
+    assert cache.get(units[2][0], fetch, where="u") == units[2][1] and fetch.calls == 1
+
+
+def test_a_pack_whose_index_does_not_fit_its_file_is_removed(tmp_path: Path) -> None:
+    units = [_unit(i) for i in range(3)]
+    ChunkCache(tmp_path, 100_000).add_many(units)
+    (pack,) = _pack_files(tmp_path)
+    pack.write_bytes(pack.read_bytes()[:-5])  # a cut trailer
+    assert ChunkCache(tmp_path, 100_000).cached_many([sha for sha, _d in units]) == {}
+    assert not pack.exists()
+
+
+def test_packs_are_evicted_least_recently_used_first(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path, 10_000)  # four packs of two 1,000-byte units fit, not five
+    batches = [[_unit(2 * i), _unit(2 * i + 1)] for i in range(5)]
+    for batch in batches[:4]:
+        cache.add_many(batch)
+        time.sleep(0.01)
+    assert cache.cached(batches[0][0][0]) is not None  # a hit: batch 0's pack is the newest
+    time.sleep(0.01)
+    cache.add_many(batches[4])  # over: the oldest packs go until 80% of the budget is left
+    assert cache.held_bytes() <= 8_000
+    kept = [i for i, batch in enumerate(batches) if cache.cached(batch[1][0]) is not None]
+    assert kept == [0, 3, 4]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fsspec.asyn import get_loop
 
-from rldata.stores.location.remote_units import bounded_s3_ranges
+from rldata.stores.location.remote_units import Units, bounded_s3_ranges, coalesce
 
 OBJECT = bytes(range(256)) * 64  # 16 KiB
 
@@ -56,3 +56,17 @@ def test_a_whole_object_answer_is_refused_unread() -> None:
     fs = FakeS3(honour_range=False)
     assert bounded_s3_ranges(fs, ["b/x"], [(100, 200)]) == [len(OBJECT)]
     assert [body.read_bytes for body in fs.bodies] == [0]
+
+
+def test_coalesced_ranges_cover_each_wanted_unit_once_within_the_gap() -> None:
+    units = Units("k", "k.memmap", 10, 100, 50, 100, lambda c: f"{c:064x}")  # 1,000 B a unit
+    wanted = [(units, c) for c in (0, 1, 3, 9, 3, 49)]
+    spans = coalesce(wanted, gap=1000)  # units 0..3 read as one range (unit 2 between)
+    assert [(s.first, s.stop) for s in spans] == [(0, 4), (9, 10), (49, 50)]
+    assert sorted(j for s in spans for _c, j in s.wanted) == list(range(6))
+    assert [(s.first, s.stop) for s in coalesce(wanted, gap=0)] == [
+        (0, 2),
+        (3, 4),
+        (9, 10),
+        (49, 50),
+    ]
