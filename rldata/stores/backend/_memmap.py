@@ -64,6 +64,10 @@ class MemmapStore(MemmapFiles):
     def episode_log(self) -> bool:  # type: ignore[override]
         return self.block_digests
 
+    @property
+    def chunk_log(self) -> bool:  # type: ignore[override]
+        return self.block_digests
+
     def _init_payload(self) -> None:
         # append-only: each observation stored once (a ring keeps both copies)
         once = col.obs_keys(self._fields) if self.capacity is None and self.next_stored_once else []

@@ -27,6 +27,7 @@ from rldata.errors import CorruptStoreError, RowIndexError
 from rldata.specs import spec_from_json
 from rldata.stores.backend.base import Store, as_positions
 from rldata.stores.backend.blocks import row_blocks
+from rldata.stores.format import chunklog
 from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
@@ -76,6 +77,7 @@ class RowTable(Store):
         self._older_episodes: set[str] | None = None  # episode files kept by the last prune
         self._elog: list | None = None  # a writer's episode log: [fd, bytes, sha256, segments]
         self._slog: list | None = None  # a writer's statistics log: [fd, bytes, sha256]
+        self._clog: chunklog.ChunkLogWriter | None = None  # a writer's chunk sidecar (1.6)
         # called with the store after each manifest write (a store at a URL publishes there)
         self.on_commit: Callable[[Any], None] | None = None
 
@@ -93,7 +95,7 @@ class RowTable(Store):
         store = cls(root, manifest, writable=writable, lock=lock, durable=durable)
         store._stat = _stat(root)
         if manifest["schema"] is not None:
-            store._sums = chunk_sums(manifest)
+            store._sums = chunk_sums(manifest, root)
             store._attach_payload()
         store._load_index()
         return store
@@ -345,7 +347,7 @@ class RowTable(Store):
         self._start = m["written"] - m["length"]
         self._max_traj = m.get("max_traj_id", -1)
         if m["schema"] is not None:
-            self._sums = chunk_sums(m)
+            self._sums = chunk_sums(m, self.root)
             self._attach_payload()
         self._load_index(_attempts)
         return True
@@ -448,9 +450,18 @@ def _stat(root: Path) -> tuple[int, int] | None:
     return (st.st_ino, st.st_mtime_ns)
 
 
-def chunk_sums(manifest: dict) -> dict[str, ChunkSums]:
-    """Each key's per-chunk checksums as the manifest lists them (section 7 of FORMAT.md)."""
+def chunk_sums(manifest: dict, root: Path | None = None) -> dict[str, ChunkSums]:
+    """Each key's per-chunk checksums (section 7 of FORMAT.md): the manifest's lists, or, for
+    a store written since 1.6, the sidecar at ``root`` read on first use (none at open)."""
     sums = manifest["checksums"]
+    if isinstance(sums.get(chunklog.FIELD), dict):
+        return chunklog.chunk_sums(sums, root, f"store {root}")
     return {
         name: ChunkSums(sums["chunk_rows"], entries) for name, entries in sums["chunks"].items()
     }
+
+
+def chunk_lists(store: RowTable) -> dict[str, list[list]]:
+    """Each key's committed ``[[rows, sha256_hex], ...]`` by chunk index, wherever the store
+    keeps them (the manifest, or the 1.6 sidecar): what a whole-chunk check compares."""
+    return {name: sums.entries for name, sums in store._sums.items()}

@@ -25,6 +25,7 @@ from rldata.errors import StoreError, TedFormatError
 from rldata.stores.backend.blocks import block_rows
 from rldata.stores.backend.blocks import serial_ranges as _pieces
 from rldata.stores.backend.rows import REWARD, TRAJ, K, RowTable, _np
+from rldata.stores.format import chunklog
 from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
@@ -51,6 +52,11 @@ class RowStore(RowTable):
     stats_log = True
     """A new append-only store appends each commit's statistics to one log (format 1.5)
     instead of writing one file a commit."""
+
+    chunk_log = False
+    """A new append-only store appends the digests of its full checksum chunks to one
+    sidecar (format 1.6) instead of listing them all in the manifest at every commit;
+    backends opt in."""
 
     # --- writing ------------------------------------------------------------------------
     def append(self, td: TensorDictBase) -> torch.Tensor:
@@ -312,7 +318,7 @@ class RowStore(RowTable):
         m["length"] = max(0, end - self._start)
         m["cursor"] = end % self.capacity if self.capacity else end
         m["max_traj_id"] = self._max_traj
-        m["checksums"]["chunks"] = {k: s.entries for k, s in self._sums.items()}
+        self._record_chunk_sums(end)
         if self._logs_episodes():
             if end != self._committed_end or m["episodes"] is None:
                 m["episodes"] = self._append_episodes(m["episodes"])
@@ -339,6 +345,27 @@ class RowStore(RowTable):
             except StoreError as exc:  # not published: this handle writes nothing more
                 self._failed = str(exc)
                 raise
+
+    def _record_chunk_sums(self, end: int) -> None:
+        """The chunk checksums of the manifest written next: full chunks appended to the
+        sidecar and fsynced first (format 1.6, append-only stores), else listed in it (rings,
+        stores written before 1.6, which keep their layout)."""
+        sums = self._m["checksums"]
+        if (
+            self._clog is None
+            and self.schema is not None
+            and self.chunk_log
+            and chunklog.uses_log(sums, self.capacity, self._committed_end)
+        ):
+            entry = sums.get(chunklog.FIELD)
+            self._clog = chunklog.ChunkLogWriter(self.root, list(self._sums), self._chunk, entry)
+            if entry is None:  # the first rows of a store: its format is this version's
+                self._m["format_version"] = mf.FORMAT_VERSION
+        if self._clog is None:
+            sums["chunks"] = {k: s.entries for k, s in self._sums.items()}
+            return
+        sums[chunklog.FIELD] = self._clog.record(self._sums, end, durable=self.durable)
+        sums["chunks"] = {}  # older readers refuse it: no list per key
 
     def _logs_episodes(self) -> bool:
         """Whether commits append to one episode log (format 1.4, append-only stores) rather
@@ -414,6 +441,9 @@ class RowStore(RowTable):
                 if opened is not None:
                     os.close(opened[0])
                     setattr(self, log, None)
+            if self._clog is not None:
+                self._clog.close()
+                self._clog = None
             if self._lock is not None:
                 self._lock.release()
             self.writable = False

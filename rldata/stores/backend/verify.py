@@ -22,6 +22,7 @@ from rldata.errors import CorruptStoreError
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.blocks import block_rows, runs
 from rldata.stores.backend.invariants import episode_faults, ted_faults
+from rldata.stores.backend.rows import chunk_lists
 from rldata.stores.format.checksums import parallel_map, sha256_hex
 from rldata.stores.format.episodes import committed_log
 
@@ -263,7 +264,12 @@ def _checksum_faults(
     filled = store._filled()  # type: ignore[attr-defined]
     runs = _runs(store)
     steps: list[tuple[str, str, int, int, int, str]] = []  # what to check, in report order
-    for name, entries in sums["chunks"].items():
+    try:
+        lists = chunk_lists(store)  # type: ignore[arg-type]
+    except CorruptStoreError as exc:  # the 1.6 sidecar is missing, short or altered
+        yield str(exc)
+        return
+    for name, entries in lists.items():
         for c, (n, digest) in enumerate(entries):
             if n == 0:
                 continue

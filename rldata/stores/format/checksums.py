@@ -84,13 +84,34 @@ class ChunkSums:
     """The per-chunk checksums of one key, as ``[[rows, sha256_hex], ...]`` by chunk index.
 
     Rows must be fed in position order within a chunk (appends and ring passes do that);
-    feeding a chunk from its middle rehashes its committed prefix first.
+    feeding a chunk from its middle rehashes its committed prefix first. ``load`` supplies the
+    entries on first use instead (format 1.6 keeps them in a sidecar): a reader that never
+    checks a whole chunk never reads them.
     """
 
-    def __init__(self, chunk_rows: int, entries: list[list] | None = None) -> None:
+    def __init__(
+        self,
+        chunk_rows: int,
+        entries: list[list] | None = None,
+        load: Callable[[], list[list]] | None = None,
+    ) -> None:
         self.chunk_rows = chunk_rows
-        self.entries: list[list] = [list(e) for e in entries or []]
+        self._entries: list[list] | None = None if load else [list(e) for e in entries or []]
+        self._load = load
         self._open: tuple[int, int, object] | None = None  # (chunk, rows hashed, hasher)
+
+    @property
+    def entries(self) -> list[list]:
+        """``[[rows, sha256_hex], ...]`` by chunk index (loaded on first use)."""
+        if self._entries is None:
+            assert self._load is not None
+            self._entries = [list(e) for e in self._load()]
+            self._load = None
+        return self._entries
+
+    @entries.setter
+    def entries(self, value: list[list]) -> None:
+        self._entries, self._load = value, None
 
     def extend(self, read: RowReader, start: int, stop: int) -> None:
         """Account for rows ``[start, stop)`` just written (positions, ``stop`` exclusive)."""

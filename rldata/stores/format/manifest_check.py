@@ -4,8 +4,9 @@ A store may come from another team, a bucket or a disk that flipped a bit, so ev
 a reader or a resuming writer relies on is checked here, once, when the manifest is read:
 types, ranges (``length <= written``, positive capacity and chunk sizes, non-negative
 shapes, known dtypes), names that become paths, and that every schema key has its
-checksum list. Payload paths are checked against the directory by the backend that owns
-them (:func:`rldata.stores.format.files.inside`). Each failure is one line naming the field.
+checksum list (since 1.6: that the chunk sidecar's counts agree with ``written``).
+Payload paths are checked against the directory by the backend that owns them
+(:func:`rldata.stores.format.files.inside`). Each failure is one line naming the field.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from typing import Any
 
 from rldata.errors import CorruptStoreError
-from rldata.stores.format import blocksums
+from rldata.stores.format import blocksums, chunklog
 from rldata.stores.format.schema import STORABLE_DTYPES
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -173,7 +174,17 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
     if sums.get("algorithm") != "sha256":
         raise c.fail("checksums.algorithm", "'sha256'", sums.get("algorithm"))
     rows = s.int_(sums, "chunk_rows", 1, none=schema is None)
+    log = sums.get(chunklog.FIELD)
     chunks = sums.get("chunks")
+    if log is not None:  # format 1.6: the full chunks' digests in the appended sidecar
+        if m.get("capacity") is not None or schema is None or m["backend"] != "memmap":
+            where = "null but for an append-only memmap store with rows"
+            raise c.fail(f"checksums.{chunklog.FIELD}", where, "an object")
+        if chunks != {}:
+            raise c.fail("checksums.chunks", f"{{}} beside 'checksums.{chunklog.FIELD}'", chunks)
+        chunklog.check_entry(log, c.where, int(m.get("written") or 0), rows, schema)
+        _check_blocks(c, m, sums, schema)
+        return
     if not isinstance(chunks, dict):
         raise c.fail("checksums.chunks", "an object of key -> chunk list", chunks)
     if schema is None:
@@ -184,13 +195,7 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
         raise c.fail(
             "checksums.chunks", f"one list per schema key (missing {missing}, extra {extra})", None
         )
-    blocks = sums.get("blocks")
-    if blocks is not None:  # format 1.4: append-only memmap stores
-        if m.get("capacity") is not None:
-            raise c.fail(
-                "checksums.blocks", "null for a ring (it rewrites rows in place)", "an object"
-            )
-        blocksums.check_entry(blocks, c.where, int(m.get("written") or 0), schema)
+    _check_blocks(c, m, sums, schema)
     for name, entries in chunks.items():
         if not isinstance(entries, list):
             raise c.fail(f"checksums.chunks.{name}", "a list of [rows, sha256]", entries)
@@ -206,6 +211,16 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
             )
             if not ok:
                 raise c.fail(f"checksums.chunks.{name}", f"[rows in [0, {rows}], 64 hex digits]", e)
+
+
+def _check_blocks(c: _Checker, m: dict, sums: dict, schema: dict) -> None:
+    blocks = sums.get("blocks")
+    if blocks is not None:  # format 1.4: append-only memmap stores
+        if m.get("capacity") is not None:
+            raise c.fail(
+                "checksums.blocks", "null for a ring (it rewrites rows in place)", "an object"
+            )
+        blocksums.check_entry(blocks, c.where, int(m.get("written") or 0), schema)
 
 
 def _check_episodes(c: _Checker, m: dict, schema: dict | None) -> None:

@@ -18,6 +18,7 @@ from rldata.errors import (
     StoreNotFoundError,
 )
 from rldata.stores.format import manifest as mf
+from rldata.stores.format.chunklog import LOG as CHUNK_LOG
 from rldata.stores.format.files import LOCK, MANIFEST, TMP_MARK
 from rldata.stores.format.manifest_check import EPISODE_FILE, EPISODE_LOG, STATS_FILE, STATS_LOG
 
@@ -166,7 +167,7 @@ def stray_files(root: Path) -> list[str]:
             entry in (MANIFEST, LOCK, OBJECT_INDEX)
             or TMP_MARK in entry
             or EPISODE_FILE.match(entry)
-            or entry in (EPISODE_LOG, STATS_LOG)
+            or entry in (EPISODE_LOG, STATS_LOG, CHUNK_LOG)
             or STATS_FILE.match(entry)
         )
         if ours and p.is_file() and not p.is_symlink():

@@ -37,13 +37,25 @@ def read_like_another_team(store) -> dict:
         nxt[:-1] = full[k][1:]
         nxt[recs["pos"]] = recs["row"]
         full[f"next.{k}"] = nxt
+    chunks = m["checksums"]["chunks"]
+    log = m["checksums"].get("chunk_log")
+    if log is not None:  # 1.6 (section 7): full chunks' raw digests in the sidecar, the tail here
+        side = Path(f"{store}/{log['path']}").read_bytes()[: log["bytes"]] if log["bytes"] else b""
+        assert hashlib.sha256(side).hexdigest() == log["sha256"] and chunks == {}
+        keys, c_rows = log["keys"], m["checksums"]["chunk_rows"]
+        for j, key in enumerate(keys):
+            chunks[key] = [
+                [c_rows, side[(i * len(keys) + j) * 32 :][:32].hex()] for i in range(log["chunks"])
+            ]
+            if log["tail"]:
+                chunks[key].append([log["tail"]["rows"], log["tail"]["sha256"][key]])
     cols = {}
     for key, arr in full.items():
         cols[key] = np.asarray(arr[pos])
         raw = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
         row_bytes = raw.size // max(rows, 1)
         c_rows = m["checksums"]["chunk_rows"]
-        for c, (n, digest) in enumerate(m["checksums"]["chunks"][key]):
+        for c, (n, digest) in enumerate(chunks[key]):
             a = c * c_rows * row_bytes
             assert hashlib.sha256(raw[a : a + n * row_bytes].tobytes()).hexdigest() == digest
     ref = m["episodes"]
@@ -142,3 +154,15 @@ def test_the_statistics_log_reads_without_rldata(tmp_path):
             count, total = count + n, total + s[0]
     assert count == 45 and total == float(sum(range(45)))
     assert stores.open(tmp_path / "s").stats()["next.reward"]["mean"] == [total / count]
+
+
+def test_the_chunk_sidecar_reads_without_rldata(tmp_path):
+    with stores.create(tmp_path / "s") as w:
+        w.append(ted_marked(0, 70_000))  # one full chunk of 65,536 rows, then a tail
+        w.commit()
+        w.append(ted_marked(70_000, 70_000))
+    m = json.loads((tmp_path / "s" / "rldata.json").read_text())
+    log = m["checksums"]["chunk_log"]  # 1.6 (section 7): raw digests appended in a sidecar
+    assert (log["chunks"], log["tail"]["rows"]) == (2, 140_000 - 2 * 65_536)
+    got = read_like_another_team(tmp_path / "s")  # asserts every chunk's digest on the way
+    assert got["cols"]["next.reward"][:, 0].tolist() == list(range(140_000))
