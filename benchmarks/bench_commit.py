@@ -4,7 +4,8 @@
 at 1M. Each size is its own store, built with commits of ``--bulk`` rows and the default durability
 (``durable=True``: every commit fsyncs); the measured commits then alternate between the
 stores, round by round, so a busy machine slows every size alike. ``mf.write`` is timed
-alone to show what the manifest (chunk checksums grow with the rows) costs.
+alone to show what the manifest costs, beside its ``checksums`` section (format 1.6 keeps the
+full chunks' digests in ``chunks.sha256``; before, they grew the manifest with the rows).
 
 Usage: ``python benchmarks/bench_commit.py [--rows 1000000 10000000 30000000] [--commits 7]
 [--profile] [--dir DIR]``
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import pstats
 import shutil
 import statistics
@@ -121,11 +123,21 @@ def main() -> None:
         rows = []
         for n, w in zip(sizes, writers):
             root = w.root
+            reads = []
+            for _ in range(args.commits):  # what every open pays: read, self-checksum, check
+                t0 = time.perf_counter()
+                mf.read(root)
+                reads.append(time.perf_counter() - t0)
+            out[n]["read"] = reads
             rows.append(
                 (
                     len(w),
                     out[n],
                     (root / "rldata.json").stat().st_size,
+                    len(json.dumps(json.loads((root / "rldata.json").read_bytes())["checksums"])),
+                    (root / "chunks.sha256").stat().st_size
+                    if (root / "chunks.sha256").exists()
+                    else 0,
                     (root / "stats.log").stat().st_size,
                     sum(1 for _ in root.iterdir()),
                 )
@@ -138,14 +150,17 @@ def main() -> None:
     print("<!-- table:commit -->")
     print(
         f"| rows in the store | commit of 10k rows, ms: median (min–max), {args.commits} commits "
-        "| of which the manifest's write, ms | append of 10k rows, ms | manifest, bytes "
-        "| stats.log, bytes | files in the store's root |"
+        "| of which the manifest's write, ms | manifest read, ms | append of 10k rows, ms "
+        "| manifest, bytes "
+        "| its checksums, bytes | chunks.sha256, bytes | stats.log, bytes "
+        "| files in the store's root |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for n, t, manifest, stats_log, files in rows:
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, t, manifest, sums, sidecar, stats_log, files in rows:
         print(
-            f"| {n:,} | {_fmt(t['commit'])} | {_fmt(t['manifest'])} | {_fmt(t['append'])} "
-            f"| {manifest:,} | {stats_log:,} | {files} |"
+            f"| {n:,} | {_fmt(t['commit'])} | {_fmt(t['manifest'])} | {_fmt(t['read'])} "
+            f"| {_fmt(t['append'])} "
+            f"| {manifest:,} | {sums:,} | {sidecar:,} | {stats_log:,} | {files} |"
         )
     print("<!-- /table:commit -->")
     first = statistics.median(rows[0][1]["commit"])
