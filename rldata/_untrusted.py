@@ -26,6 +26,7 @@ import re
 import stat
 from typing import IO, Any
 
+from rldata._env import env_bytes
 from rldata.errors import UntrustedFileError
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "check_budget",
     "check_depth",
     "escape",
+    "json_limit",
     "loads_json",
+    "memory_budget",
     "open_regular",
     "read_bytes",
     "read_json",
@@ -43,12 +46,25 @@ __all__ = [
     "read_text",
 ]
 
-#: Largest JSON file (manifest, index, run file, metadata) read, in bytes.
-JSON_LIMIT = int(os.environ.get("RLDATA_JSON_LIMIT", 256 * 2**20))
+#: Largest JSON file (manifest, index, run file, metadata) read, in bytes, unless
+#: ``RLDATA_JSON_LIMIT`` sets another (:func:`json_limit`).
+JSON_LIMIT = 256 * 2**20
 #: Deepest JSON nesting accepted (rldata's own files nest fewer than 12 levels).
 MAX_JSON_DEPTH = 64
-#: Largest allocation a file may make rldata perform from what it declares, in bytes.
-MEMORY_BUDGET = int(os.environ.get("RLDATA_MEMORY_BUDGET", 2 * 2**30))
+#: Largest allocation a file may make rldata perform from what it declares, in bytes,
+#: unless ``RLDATA_MEMORY_BUDGET`` sets another (:func:`memory_budget`).
+MEMORY_BUDGET = 2 * 2**30
+
+
+def json_limit() -> int:
+    """:data:`JSON_LIMIT`, or what ``RLDATA_JSON_LIMIT`` sets (read at each use)."""
+    return env_bytes("RLDATA_JSON_LIMIT", JSON_LIMIT, minimum=1)
+
+
+def memory_budget() -> int:
+    """:data:`MEMORY_BUDGET`, or what ``RLDATA_MEMORY_BUDGET`` sets (read at each use)."""
+    return env_bytes("RLDATA_MEMORY_BUDGET", MEMORY_BUDGET, minimum=1)
+
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -117,14 +133,16 @@ def read_bytes(
     path: str | os.PathLike[str],
     what: str = "file",
     *,
-    limit: int = JSON_LIMIT,
+    limit: int | None = None,
     error: type[Exception] = UntrustedFileError,
 ) -> bytes:
-    """The bytes of the regular file ``path``, refused when over ``limit`` bytes.
+    """The bytes of the regular file ``path``, refused when over ``limit`` bytes (default
+    :func:`json_limit`).
 
     At most ``limit + 1`` bytes are read, so a file that grows while read (or lies in
     ``st_size``) is refused without being read whole.
     """
+    limit = json_limit() if limit is None else limit
     with open_regular(path, what, limit=limit, error=error) as f:
         buf = io.BytesIO()  # a chunk at a time: f.read(limit + 1) reserves the whole limit
         while buf.tell() <= limit and (block := f.read(min(1 << 20, limit + 1 - buf.tell()))):
@@ -139,7 +157,7 @@ def read_text(
     path: str | os.PathLike[str],
     what: str = "file",
     *,
-    limit: int = JSON_LIMIT,
+    limit: int | None = None,
     error: type[Exception] = UntrustedFileError,
 ) -> str:
     """The UTF-8 text of the regular file ``path`` (see :func:`read_bytes`)."""
@@ -214,7 +232,7 @@ def read_json(
     path: str | os.PathLike[str],
     what: str = "JSON file",
     *,
-    limit: int = JSON_LIMIT,
+    limit: int | None = None,
     max_depth: int = MAX_JSON_DEPTH,
     error: type[Exception] = UntrustedFileError,
 ) -> Any:
@@ -227,7 +245,7 @@ def text_stream(
     path: str | os.PathLike[str],
     what: str = "file",
     *,
-    limit: int = JSON_LIMIT,
+    limit: int | None = None,
     error: type[Exception] = UntrustedFileError,
 ) -> io.StringIO:
     """A text stream over the regular file ``path`` (for ``csv`` readers), within ``limit``."""
@@ -243,7 +261,7 @@ def check_budget(
     error: type[Exception] = UntrustedFileError,
 ) -> None:
     """Refuse an allocation of ``nbytes`` that a file declares when it exceeds the budget."""
-    limit = MEMORY_BUDGET if budget is None else budget
+    limit = memory_budget() if budget is None else budget
     if not nbytes <= limit:  # also refuses nan
         raise error(
             f"{where}: {what} would need {_human(int(nbytes)) if nbytes == nbytes else nbytes}, "
@@ -254,13 +272,13 @@ def check_budget(
 def ram_budget() -> int:
     """The budget for sizes a user asks for (replay, batch, network widths): this machine's
     physical memory (``RLDATA_MEMORY_BUDGET`` when set), never below :data:`MEMORY_BUDGET`."""
-    if "RLDATA_MEMORY_BUDGET" in os.environ:
-        return MEMORY_BUDGET
+    if os.environ.get("RLDATA_MEMORY_BUDGET", "").strip():
+        return memory_budget()
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         ram = 0
-    return max(MEMORY_BUDGET, ram)
+    return max(memory_budget(), ram)
 
 
 def escape(value: object) -> str:

@@ -225,7 +225,7 @@ class MemmapFiles(BlockChecks, RowStore):
         self._inodes = inodes
         self._drop_read_fds()  # they belong to the previous mapping
         mapped = sum(v.numel() * v.element_size() for v in views.values())
-        if mapped <= gather.MAP_BYTES:
+        if mapped <= gather.map_bytes():
             self._arrays = {name: _as_rows(v) for name, v in views.items()}
         else:  # random rows through a mapping would map the store into this process
             self._arrays = {

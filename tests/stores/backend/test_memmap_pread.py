@@ -43,11 +43,11 @@ def _gathers(store) -> set[str]:
 def test_pread_gathers_serve_the_rows_the_mapping_serves(recorded, positions):
     path, data = recorded
     mapped = stores.open(path)
-    saved, gather.MAP_BYTES = gather.MAP_BYTES, 0
+    os.environ["RLDATA_MAP_BYTES"] = "0"  # (hypothesis runs examples outside monkeypatch)
     try:
         read = stores.open(path)
     finally:
-        gather.MAP_BYTES = saved
+        del os.environ["RLDATA_MAP_BYTES"]
     assert _gathers(read) == {"_PreadRows"} and _gathers(mapped) == {"_Rows"}
     at = torch.tensor(positions, dtype=torch.int64)
     got, want = read.get(at), mapped.get(at)
@@ -56,14 +56,11 @@ def test_pread_gathers_serve_the_rows_the_mapping_serves(recorded, positions):
         assert torch.equal(got[key], data[at][key]), key  # stored-once next rows too
 
 
-def test_a_file_cut_short_under_a_pread_reader_is_refused_in_one_line(tmp_path):
+def test_a_file_cut_short_under_a_pread_reader_is_refused_in_one_line(tmp_path, monkeypatch):
     with stores.create(tmp_path / "s") as w:
         w.append(ted_batch([50, 50], obs_shape=(4,)))
-    saved, gather.MAP_BYTES = gather.MAP_BYTES, 0
-    try:
-        store = stores.open(tmp_path / "s", verify=False)
-    finally:
-        gather.MAP_BYTES = saved
+    monkeypatch.setenv("RLDATA_MAP_BYTES", "0")
+    store = stores.open(tmp_path / "s", verify=False)
     path = store._file("action")
     os.truncate(path, 50 * store._views["action"][0].numel() * 4)  # float32 rows 0..49 left
     with pytest.raises(CorruptStoreError, match=r"action.*short read of 2 rows"):
@@ -126,7 +123,7 @@ def test_sampling_a_store_past_the_map_budget_keeps_its_pages_out_of_the_sampler
 
 def test_a_store_within_the_budget_is_gathered_through_its_mappings(recorded):
     path, _ = recorded
-    assert gather.MAP_BYTES >= 64 << 20  # the default: small stores keep the fastest path
+    assert gather.map_bytes() >= 64 << 20  # the default: small stores keep the fastest path
     store = stores.open(path)
     assert _gathers(store) == {"_Rows"}
     batch = rldata.load(path, batch_size=8).sample()
