@@ -7,14 +7,14 @@ so each module keeps one job: that one proves bytes, this one proves meaning.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 
 from rldata import ted
 from rldata.stores.backend.base import Store
-from rldata.stores.backend.blocks import Block, block_rows, row_blocks, runs
+from rldata.stores.backend.blocks import block_rows, row_blocks, runs
 
 K = ted.TED_KEYS
 _FLAGS = [
@@ -33,7 +33,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 def _equal_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``[N]``: row i of ``a`` equals row i of ``b`` (NaN equals NaN)."""
+    """``[N]``: row i of ``a`` equals row i of ``b`` (NaN equals NaN). Floats compare their
+    bits first (one pass; rows of equal bits are equal), and only rows whose bits differ by
+    value (-0.0 and 0.0, NaNs of other payloads)."""
+    if a.dtype.kind == "f" and a.shape == b.shape and a.ndim > 1 and len(a):
+        bits = np.dtype(f"u{a.dtype.itemsize}")
+        try:
+            same = (a.view(bits) == b.view(bits)).reshape(len(a), -1).all(-1)
+        except ValueError:  # a layout numpy cannot reinterpret: by value
+            return _equal_values(a, b)
+        if not same.all():
+            odd = np.flatnonzero(~same)
+            same[odd] = _equal_values(a[odd], b[odd])
+        return same
+    return _equal_values(a, b)
+
+
+def _equal_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     eq = a == b
     if a.dtype.kind in "fc":
         eq |= (a != a) & (b != b)
@@ -80,43 +96,86 @@ def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list
             offset += hi - lo
 
 
-def episode_faults(store: Store, m: dict) -> Iterator[str]:
-    """Each row's trajectory id and each segment's return against the episode index, block by
-    block, reading only those two keys (:func:`_key_blocks`): a row's segment comes from the
-    index's cumulative lengths, never from a per-row table."""
-    seg = store.segments()  # type: ignore[attr-defined]
-    lengths = seg["length"].numpy().astype(np.int64)
-    total = int(lengths.sum())
-    if total != len(store):
-        yield f"{store.path}: episode index covers {total} rows, expected {len(store)}"
-        return
-    ends = np.cumsum(lengths)
-    seg_ids = seg["traj_id"].numpy()
-    want = seg["return"].numpy().astype(np.float64)
-    returns = np.zeros(len(lengths), dtype=np.float64)
-    for offset, position, (ids, reward) in _key_blocks(store, [_TRAJ, _REWARD]):
+Columns = Callable[[str], np.ndarray]
+"""``col(name)``: the column of key ``name`` (dotted) of the rows of a block, as numpy."""
+
+
+class EpisodeCheck:
+    """Each row's trajectory id and each segment's return against the episode index, fed
+    block by block (:meth:`feed`, in write order; only the trajectory id and reward keys are
+    read): a row's segment comes from the index's cumulative lengths, never from a per-row
+    table. :attr:`fault` is set at construction when the index does not cover the rows (no
+    block need be fed); :meth:`finish` gives the return fault, once every block was fed.
+
+    Raises (at construction):
+        CorruptStoreError: the episode index cannot be read.
+    """
+
+    keys = (_TRAJ, _REWARD)
+
+    def __init__(self, store: Store) -> None:
+        seg = store.segments()  # type: ignore[attr-defined]
+        lengths = seg["length"].numpy().astype(np.int64)
+        total = int(lengths.sum())
+        self.path = store.path
+        self.fault: str | None = None
+        if total != len(store):
+            self.fault = f"{store.path}: episode index covers {total} rows, expected {len(store)}"
+        self.ends = np.cumsum(lengths)
+        self.seg_ids = seg["traj_id"].numpy()
+        self.want = seg["return"].numpy().astype(np.float64)
+        self.returns = np.zeros(len(lengths), dtype=np.float64)
+
+    def feed(self, offset: int, position: int, col: Columns) -> str | None:
+        """The first fault of the block of readable rows from ``offset`` (at ``position``)."""
+        ids, reward = col(_TRAJ), col(_REWARD)
         n = len(ids)
-        seg_of_row = np.searchsorted(ends, np.arange(offset, offset + n), "right")
+        seg_of_row = np.searchsorted(self.ends, np.arange(offset, offset + n), "right")
         ids = ids.reshape(-1)
-        bad = ids != seg_ids[seg_of_row]
+        bad = ids != self.seg_ids[seg_of_row]
         if bad.any():
             i = int(bad.argmax())
-            yield (
-                f"{store.path}: row {position + i} has traj id {int(ids[i])}, episode "
-                f"index says {int(seg_ids[seg_of_row[i]])}"
+            return (
+                f"{self.path}: row {position + i} has traj id {int(ids[i])}, episode "
+                f"index says {int(self.seg_ids[seg_of_row[i]])}"
             )
-            return
         reward = reward.reshape(n, -1).sum(-1, dtype=np.float64)
         first = int(seg_of_row[0])  # the block's rows are consecutive: so are their segments
         part = np.bincount(seg_of_row - first, weights=reward)
-        returns[first : first + len(part)] += part
-    close = np.isclose(returns, want, rtol=1e-6, atol=1e-6) | (np.isnan(returns) & np.isnan(want))
-    if not close.all():
+        self.returns[first : first + len(part)] += part
+        return None
+
+    def finish(self) -> str | None:
+        """The first segment whose return differs from its rows' rewards (all blocks fed)."""
+        returns, want = self.returns, self.want
+        close = np.isclose(returns, want, rtol=1e-6, atol=1e-6) | (
+            np.isnan(returns) & np.isnan(want)
+        )
+        if close.all():
+            return None
         j = int((~close).argmax())
-        yield (
-            f"{store.path}: episode segment {j} (traj {int(seg_ids[j])}): return "
+        return (
+            f"{self.path}: episode segment {j} (traj {int(self.seg_ids[j])}): return "
             f"{float(want[j])} in the index, {float(returns[j])} in the rows"
         )
+
+
+def episode_faults(store: Store, m: dict) -> Iterator[str]:
+    """:class:`EpisodeCheck` over every block of the store, reading only its two keys
+    (:func:`_key_blocks`)."""
+    check = EpisodeCheck(store)
+    if check.fault is not None:
+        yield check.fault
+        return
+    for offset, position, cols in _key_blocks(store, list(EpisodeCheck.keys)):
+        by_name = dict(zip(EpisodeCheck.keys, cols))
+        fault = check.feed(offset, position, by_name.__getitem__)
+        if fault is not None:
+            yield fault
+            return
+    fault = check.finish()
+    if fault is not None:
+        yield fault
 
 
 def _obs_keys(schema: dict) -> list[str]:
@@ -130,52 +189,48 @@ def _obs_keys(schema: dict) -> list[str]:
     ]
 
 
-def ted_faults(store: Store) -> Iterator[str]:
-    """TED's invariants, block by block in write order, in numpy: the flags of each row, and
-    between a row and the next row of its trajectory (sorted by trajectory within a block;
-    across blocks through each open trajectory's last row). An ended trajectory keeps only
-    its id and position; an open one its last row's next observations, so memory is the open
-    trajectories, not the rows."""
-    from rldata.stores.format import schema as sch
+class TedCheck:
+    """TED's invariants, fed block by block in write order (:meth:`feed`), in numpy: the
+    flags of each row, and between a row and the next row of its trajectory (sorted by
+    trajectory within a block; across blocks through each open trajectory's last row). An
+    ended trajectory keeps only its id and position; an open one its last row's next
+    observations, so memory is the open trajectories, not the rows."""
 
-    obs = _obs_keys(store.schema or {})
-    last: dict[int, tuple[int, list[np.ndarray] | None]] = {}  # traj -> (pos, next obs if open)
-    for block in row_blocks(store):
-        rows, n = block.rows, block.n
+    def __init__(self, store: Store) -> None:
+        self.path = store.path
+        self.obs = _obs_keys(store.schema or {})
+        self.last: dict[int, tuple[int, list[np.ndarray] | None]] = {}  # traj -> (pos, next obs)
 
-        def col(name: str) -> np.ndarray:
-            return _np(rows.get(sch.key_tuple(name)))  # noqa: B023 (used within the iteration)
-
+    def feed(self, position: int, n: int, col: Columns) -> str | None:
+        """The first fault of a block of ``n`` rows at ``position`` (None: sound so far)."""
+        obs, last, path = self.obs, self.last, self.path
         for done, term, trunc in _FLAGS:
             d, t, u = (col(k).reshape(n, -1) for k in (done, term, trunc))
             bad = (d != (t | u)).any(-1)
             if bad.any():
                 i = int(bad.argmax())
-                yield f"{store.path}: row {block.position + i}: {done} != {term} | {trunc}"
-                return
-        ids = _np(rows.get(K.traj_ids)).reshape(-1)
+                return f"{path}: row {position + i}: {done} != {term} | {trunc}"
+        ids = col(_TRAJ).reshape(-1)
         ordered = bool((ids[1:] >= ids[:-1]).all())  # one writer's rows: already in that order
         order = np.arange(n) if ordered else np.argsort(ids, kind="stable")
         sids = ids if ordered else ids[order]
         starts = np.ones(n, dtype=bool)
         starts[1:] = sids[1:] != sids[:-1]
         heads = order[starts]
-        fault = _pair_faults(store, obs, last, heads, ids, block)
+        fault = _pair_faults(path, obs, last, heads, ids, position, col)
         if fault is not None:
-            yield fault
-            return
+            return fault
         same = ~starts[1:]
-        ended = _np(rows.get(K.nxt(K.done))).reshape(n, -1)[:, 0]
+        ended = col(_FLAGS[1][0]).reshape(n, -1)[:, 0]
         ended = ended if ordered else ended[order]
         bad = same & ended[:-1]
         if bad.any():
             i = int(bad.argmax())
-            yield (
-                f"{store.path}: traj {int(sids[i])} continues at row "
-                f"{block.position + int(order[i + 1])} after its episode ended at row "
-                f"{block.position + int(order[i])}"
+            return (
+                f"{path}: traj {int(sids[i])} continues at row "
+                f"{position + int(order[i + 1])} after its episode ended at row "
+                f"{position + int(order[i])}"
             )
-            return
         for key in obs:
             nxt, cur = col(f"{K.next}.{key}"), col(key)
             if not ordered:
@@ -183,32 +238,49 @@ def ted_faults(store: Store) -> Iterator[str]:
             bad = same & ~_equal_rows(nxt[:-1], cur[1:])
             if bad.any():
                 j = int(bad.argmax())
-                yield (
-                    f"{store.path}: key 'next.{key}' of row {block.position + int(order[j])} "
-                    f"differs from {key!r} of row {block.position + int(order[j + 1])}, the "
+                return (
+                    f"{path}: key 'next.{key}' of row {position + int(order[j])} "
+                    f"differs from {key!r} of row {position + int(order[j + 1])}, the "
                     f"next step of traj {int(sids[j])}"
                 )
-                return
         tails = np.ones(n, dtype=bool)
         tails[:-1] = starts[1:]
         tail_idx = order[tails]
         tail_next = [col(f"{K.next}.{key}")[tail_idx] for key in obs]  # a copy: the block goes
         tail_done = ended[tails].tolist()
         for j, (i, t, d) in enumerate(zip(tail_idx.tolist(), ids[tail_idx].tolist(), tail_done)):
-            last[t] = (block.position + i, None if d else [x[j] for x in tail_next])
+            last[t] = (position + i, None if d else [x[j] for x in tail_next])
+        return None
+
+
+def ted_faults(store: Store) -> Iterator[str]:
+    """:class:`TedCheck` over every block of :func:`row_blocks`; the first fault."""
+    from rldata.stores.format import schema as sch
+
+    check = TedCheck(store)
+    for block in row_blocks(store):
+        rows = block.rows
+
+        def col(name: str) -> np.ndarray:
+            return _np(rows.get(sch.key_tuple(name)))  # noqa: B023 (used within the iteration)
+
+        fault = check.feed(block.position, block.n, col)
+        if fault is not None:
+            yield fault
+            return
 
 
 def _pair_faults(
-    store: Store,
+    path: str,
     obs: list[str],
     last: dict[int, tuple[int, list[np.ndarray] | None]],
     heads: np.ndarray,
     ids: np.ndarray,
-    block: Block,
+    position: int,
+    col: Columns,
 ) -> str | None:
     """The first fault between a trajectory's last row of earlier blocks (``last``) and its
-    first row in ``block`` (at ``heads``, in trajectory order)."""
-    from rldata.stores.format import schema as sch
+    first row in the block at ``position`` (at ``heads``, in trajectory order)."""
 
     carried = [(int(i), last[t]) for i, t in zip(heads.tolist(), ids[heads].tolist()) if t in last]
     if not carried:
@@ -221,7 +293,7 @@ def _pair_faults(
         if not open_:
             break
         held = np.stack([carried[c][1][1][k] for c in open_])  # type: ignore[index]
-        cur = _np(block.rows.get(sch.key_tuple(obs[k])))[at]
+        cur = col(obs[k])[at]
         bad_key[np.array(open_)[~_equal_rows(held, cur)]] = k
     faulty = ended | (bad_key < len(obs))
     if not faulty.any():
@@ -230,11 +302,11 @@ def _pair_faults(
     i, (pos, _) = carried[c]
     if ended[c]:
         return (
-            f"{store.path}: traj {int(ids[i])} continues at row {block.position + i} after "
+            f"{path}: traj {int(ids[i])} continues at row {position + i} after "
             f"its episode ended at row {pos}"
         )
     key = obs[int(bad_key[c])]
     return (
-        f"{store.path}: key 'next.{key}' of row {pos} differs from {key!r} of row "
-        f"{block.position + i}, the next step of traj {int(ids[i])}"
+        f"{path}: key 'next.{key}' of row {pos} differs from {key!r} of row "
+        f"{position + i}, the next step of traj {int(ids[i])}"
     )

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rldata import ted
 from rldata.env_ids import MODULE_PART, env_id_problem
 from rldata.errors import CorruptStoreError
+from rldata.stores.backend._verify_scan import Scan, applies
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.blocks import block_rows, runs
 from rldata.stores.backend.invariants import episode_faults, ted_faults
@@ -59,12 +61,17 @@ def integrity_fault(store: Store, *, lazy: bool = False) -> str | None:
 
 
 def _integrity(
-    store: Store, checksums: bool = True, stored: bool = False, lazy: bool = False
+    store: Store,
+    checksums: bool = True,
+    stored: bool = False,
+    lazy: bool = False,
+    scan: Scan | None = None,
 ) -> Iterator[str]:
     """``stored``: trust the stored-bytes checksums of a payload's objects (zarr chunk files,
     parquet parts, memmap's explicit next-row records: format 1.3) for the rows they hold,
     and decode only what they do not prove; otherwise every committed row is decoded and
-    checked against its row checksum. ``lazy``: see :func:`integrity_fault`."""
+    checked against its row checksum. ``lazy``: see :func:`integrity_fault`. ``scan``: read
+    the rows for the checksums through it, which checks their meaning on the same read."""
     m = _manifest(store)
     yield from _schema_faults(m, store.path)
     if store.schema is None:
@@ -81,6 +88,8 @@ def _integrity(
         yield from lazily
         return
     if checksums:
+        # one pass's statistics log check runs beside its row scan (both read, one parses)
+        stats = _beside(lambda: list(_stats_faults(store, m))) if scan is not None else None
         proven: AbstractSet[int | str] = frozenset()
         check = getattr(store, "stored_bytes_check", None)
         if check is not None:
@@ -91,7 +100,7 @@ def _integrity(
             faults = []
         if not faults:  # a damaged stored object may not even decode
             bad = False
-            for fault in _checksum_faults(store, m, proven):
+            for fault in _checksum_faults(store, m, proven, scan):
                 bad = True
                 yield fault
             proved = getattr(store, "rows_proven", None)
@@ -100,8 +109,31 @@ def _integrity(
         digests = getattr(store, "digest_file_faults", None)
         if digests is not None:
             yield from digests()
-        yield from _stats_faults(store, m)
+        yield from stats() if stats is not None else _stats_faults(store, m)
     yield from _index_file_faults(store, m)
+
+
+def _beside(fn: Callable[[], list[str]]) -> Callable[[], list[str]]:
+    """Start ``fn`` on a thread now; the returned call waits for its result (or raises its
+    exception)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, name="rldata-verify-stats", daemon=True)
+    thread.start()
+
+    def result() -> list[str]:
+        thread.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
+
+    return result
 
 
 def _index_missing(store: Store) -> bool:
@@ -188,12 +220,16 @@ def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]
         yield from own(checksums=checksums, invariants=invariants)
         return
     found = False
-    for fault in _integrity(store, checksums):
+    scan = Scan(store, invariants) if checksums and applies(store) else None
+    for fault in _integrity(store, checksums, scan=scan):
         found = True
         yield fault
     if store.schema is None or found and _index_missing(store):
         return
     try:  # a handle that checks blocks on read refuses the faulty ones listed above
+        if scan is not None and scan.ran:  # checked on the checksums' read
+            yield from scan.faults()
+            return
         yield from episode_faults(store, store.manifest)
         if invariants:
             yield from ted_faults(store)
@@ -253,12 +289,12 @@ def _empty_rows(schema: dict) -> TensorDict:
 
 
 def _checksum_faults(
-    store: Store, m: dict, proven: AbstractSet[int | str] = frozenset()
+    store: Store, m: dict, proven: AbstractSet[int | str] = frozenset(), scan: Scan | None = None
 ) -> Iterator[str]:
     """Each committed checksum chunk against its rows, hashed on every core (the rows are
     read here, in order; only hashing runs in the pool). ``proven`` skips the hash of a
     chunk index (for every key) or of a whole key whose stored bytes were checked otherwise:
-    they only get the range checks."""
+    they only get the range checks. ``scan``: one read of every chunk (:mod:`._verify_scan`)."""
     sums = m["checksums"]
     rows = sums["chunk_rows"]
     filled = store._filled()  # type: ignore[attr-defined]
@@ -281,9 +317,11 @@ def _checksum_faults(
         p = _uncovered(runs, entries, rows)
         if p is not None:
             steps.append(("uncovered", name, p, 0, 0, ""))
-    hashed = parallel_map(
-        sha256_hex,
-        (store._raw(name, a, b) for kind, name, _, a, b, _ in steps if kind == "hash"),  # type: ignore[attr-defined]
+    jobs = [(name, c, a, b) for kind, name, c, a, b, _ in steps if kind == "hash"]
+    hashed = (
+        scan.hashes(jobs)
+        if scan is not None
+        else parallel_map(sha256_hex, (store._raw(n, a, b) for n, _, a, b in jobs))  # type: ignore[attr-defined]
     )
     try:
         for kind, name, c, a, b, digest in steps:
@@ -296,7 +334,9 @@ def _checksum_faults(
                 if got != digest:
                     yield f"{store.path}: key {name!r} chunk {c} rows [{a}, {b}): sha256 {got[:12]}…, manifest says {digest[:12]}…"
     finally:
-        hashed.close()
+        close = getattr(hashed, "close", None)
+        if close is not None:
+            close()
 
 
 def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | None:

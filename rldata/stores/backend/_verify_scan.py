@@ -1,0 +1,382 @@
+"""One pass over a memmap store's rows for a full verify: each byte read once, hashed and
+checked for meaning from the same buffer.
+
+A full ``rldata verify`` used to read a store three times (the section-7 chunk hashes, the
+episode index check, the TED invariants), each read into fresh memory. :class:`Scan` reads
+every checksum chunk once with ``pread`` into a few reused buffers (the kernel is asked to
+read the next chunk ahead), hands each key's bytes to the hashing threads (hashlib releases
+the GIL: every core hashes) and, while they hash, runs
+:class:`~rldata.stores.backend.invariants.EpisodeCheck` and
+:class:`~rldata.stores.backend.invariants.TedCheck` on those same buffers, block by block
+(the blocks of :func:`~rldata.stores.backend.blocks.block_rows`, so every fault reads as
+the separate passes report it). A stored-once ``next.k`` is rebuilt from ``k``'s buffer
+and its explicit records, not read again. Memory is a few chunks of rows, whatever the
+store's size.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from rldata.errors import CorruptStoreError
+from rldata.stores.backend.base import Store
+from rldata.stores.backend.blocks import block_rows, runs
+from rldata.stores.backend.invariants import EpisodeCheck, TedCheck
+from rldata.stores.format import schema as sch
+from rldata.stores.format.checksums import hash_workers, sha256_hex
+
+SETS = 3
+"""Buffer sets in use at once: one read and checked, two hashed (memory: ``SETS`` chunks)."""
+
+Job = tuple[str, int, int, int]
+"""``(key, chunk, a, b)``: hash rows ``[a, b)`` of ``key``, checksum chunk ``chunk``."""
+Piece = tuple[int, int, int]
+"""``(lo, hi, offset)``: readable positions ``[lo, hi)`` of one chunk, the ``offset``-th
+readable row first."""
+
+
+def applies(store: Store) -> bool:
+    """Whether the one-pass scan serves ``store``: a memmap row store opened to read, not
+    checking blocks on read (such a handle keeps the separate passes, whose reads refuse a
+    faulty block)."""
+    return (
+        getattr(store, "backend", None) == "memmap"
+        and not getattr(store, "writable", True)
+        and hasattr(store, "_slice")
+        and hasattr(store, "_xpos")
+        and not getattr(store, "_unchecked", 0)
+        and bool(getattr(store, "chunk_rows", None))
+    )
+
+
+class Scan:
+    """The one pass: :meth:`hashes` reads and hashes, checking invariants on the way;
+    :meth:`faults` then gives the invariant faults in the order the separate passes gave
+    them (the episode index's, then TED's)."""
+
+    def __init__(self, store: Store, invariants: bool) -> None:
+        self.store = store
+        self.invariants = invariants
+        self.ran = False
+        self._error: CorruptStoreError | None = None
+        self._faults: list[str] = []
+
+    def hashes(self, jobs: list[Job]) -> Iterator[str]:
+        """The hex SHA-256 of each job, in order; every readable row is checked for meaning
+        on the same read (see :meth:`faults`)."""
+        self.ran = True
+        digests: list[str] = [""] * len(jobs)
+        self._run(jobs, digests)
+        return iter(digests)
+
+    def faults(self) -> Iterator[str]:
+        """The episode index's first fault, then TED's.
+
+        Raises:
+            CorruptStoreError: the episode index could not be read (as the separate pass).
+        """
+        if self._error is not None:
+            raise self._error
+        yield from self._faults
+
+    def _run(self, jobs: list[Job], digests: list[str]) -> None:
+        store = self.store
+        rows = int(store.chunk_rows)  # type: ignore[attr-defined]
+        duties: dict[int, list[int]] = {}
+        for i, (_, c, _, _) in enumerate(jobs):
+            duties.setdefault(c, []).append(i)
+        feeder = self._feeder()
+        visits = _visits(store, rows, duties, feeder is not None)
+        names = feeder.names if feeder is not None else []
+        plans = [_spans(jobs, duties.get(c, []), piece, names) for c, piece in visits]
+        bufs = _Buffers(store, rows, feeder.step if feeder is not None else 0)
+        seen: set[int] = set()
+        workers = hash_workers()
+        with (
+            ThreadPoolExecutor(workers, thread_name_prefix="rldata-verify") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="rldata-verify-read") as reader,
+        ):
+            pending: deque[list[tuple[int, Future]]] = deque()
+            ahead: Future | None = None
+            try:
+                for n, ((c, piece), spans) in enumerate(zip(visits, plans)):
+                    if len(pending) >= SETS - 1:  # the next read's set: its hashes done
+                        _collect(pending.popleft(), digests)
+                    got = ahead.result() if ahead is not None else bufs.read(n % SETS, spans)
+                    ahead = None
+                    if n + 1 < len(plans):  # the disk reads on while this one is checked
+                        ahead = reader.submit(bufs.read, (n + 1) % SETS, plans[n + 1])
+                    held = feeder.take_held() if feeder is not None and piece else None
+                    cols = bufs.finish(n % SETS, spans, got, held)
+                    mine = [] if c in seen else duties.get(c, [])
+                    seen.add(c)
+                    futs = []
+                    for i in mine:
+                        name, _, a, b = jobs[i]
+                        first, arr = cols[name]
+                        w = bufs.width[name]
+                        view = _bytes(arr)[(a - first) * w : (b - first) * w]
+                        futs.append((i, pool.submit(sha256_hex, view)))
+                    pending.append(futs)
+                    if feeder is not None and piece is not None:
+                        feeder.feed(piece, cols)
+                while pending:
+                    _collect(pending.popleft(), digests)
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+                for futs in pending:
+                    for _, f in futs:
+                        f.cancel()
+        if feeder is not None:
+            self._faults = feeder.finish()
+
+    def _feeder(self) -> _Blocks | None:
+        """The invariant checkers, fed blocks; None when the episode index cannot be read
+        (kept, and raised by :meth:`faults` as the separate pass raised it)."""
+        store = self.store
+        if store.schema is None:
+            return None
+        try:
+            episodes = EpisodeCheck(store)
+        except CorruptStoreError as exc:
+            self._error = exc
+            return None
+        return _Blocks(store, episodes, TedCheck(store) if self.invariants else None)
+
+
+def _visits(
+    store: Store, rows: int, duties: dict[int, list[int]], rows_too: bool
+) -> list[tuple[int, Piece | None]]:
+    """The chunks to read, in write order: each readable piece of a chunk (hashing the
+    chunk on its first visit), then the chunks that are only hashed (rows not readable)."""
+    out: list[tuple[int, Piece | None]] = []
+    seen: set[int] = set()
+    offset = 0
+    if rows_too and len(store):
+        for a, b in runs(store):
+            p = a
+            while p < b:
+                c = p // rows
+                q = min(b, (c + 1) * rows)
+                out.append((c, (p, q, offset)))
+                seen.add(c)
+                offset, p = offset + q - p, q
+    out.extend((c, None) for c in sorted(duties) if c not in seen)
+    return out
+
+
+def _spans(
+    jobs: list[Job], mine: list[int], piece: Piece | None, names: list[str]
+) -> dict[str, tuple[int, int]]:
+    """Rows to read of each key for one visit: the hull of its hash jobs and the piece."""
+    spans: dict[str, tuple[int, int]] = {}
+
+    def add(name: str, a: int, b: int) -> None:
+        lo, hi = spans.get(name, (a, b))
+        spans[name] = (min(lo, a), max(hi, b))
+
+    for i in mine:
+        name, _, a, b = jobs[i]
+        add(name, a, b)
+    if piece is not None:
+        for name in names:
+            add(name, piece[0], piece[1])
+    return spans
+
+
+def _collect(futs: list[tuple[int, Future]], digests: list[str]) -> None:
+    for i, f in futs:
+        digests[i] = f.result()
+
+
+def _bytes(a: np.ndarray) -> memoryview:
+    return memoryview(a.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+
+
+def _raw_np(t: torch.Tensor) -> np.ndarray:
+    """A tensor's memory as numpy (bfloat16, which numpy lacks, as its 16 bits)."""
+    return t.view(torch.int16).numpy().view(np.uint16) if t.dtype == torch.bfloat16 else t.numpy()
+
+
+Held = tuple[int, dict[str, np.ndarray]]
+"""The open block's first position and its rows so far, by key."""
+
+
+class _Buffers:
+    """``SETS`` reused buffers a key, each a chunk of rows (and one more: ``next.k`` stored
+    once reads ``k`` a row further) after a margin of one block, where the rows of the block
+    carried from the previous chunk are copied (reads need not wait for the checks)."""
+
+    def __init__(self, store: Store, rows: int, margin: int) -> None:
+        self.store = store
+        self.margin = margin
+        self.cap = margin + rows + 1
+        self.schema = store.schema or {}
+        self.late = {f"next.{k}": k for k in store._xpos}  # type: ignore[attr-defined]
+        self.width = {name: sch.row_bytes(e) for name, e in self.schema.items()}
+        self.sets: list[dict[str, tuple[np.ndarray, torch.Tensor]]] = [{} for _ in range(SETS)]
+
+    def _buf(self, k: int, name: str, rows: int) -> tuple[np.ndarray, torch.Tensor]:
+        got = self.sets[k].get(name)
+        if got is None or got[1].shape[0] < self.margin + rows:
+            e = self.schema[name]
+            shape = (max(self.cap, self.margin + rows), *e["shape"])
+            t = torch.empty(shape, dtype=sch.dtype_of(e["dtype"]))
+            got = self.sets[k][name] = (_raw_np(t), t)
+        return got
+
+    def _wide(self, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """The spans with ``k`` read a row past each stored-once ``next.k``'s span."""
+        spans = dict(spans)
+        for name, (a, b) in list(spans.items()):
+            k_name = self.late.get(name)
+            if k_name is not None:  # next.k of [a, b) is k of [a + 1, b + 1)
+                lo, hi = spans.get(k_name, (a + 1, b + 1))
+                spans[k_name] = (min(lo, a + 1), max(hi, b + 1))
+        return spans
+
+    def read(self, k: int, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        """``pread`` each key's span into set ``k`` after the margin: the rows read, by key
+        (a reader thread runs this; the reads release the GIL)."""
+        out = {}
+        for name, (a, b) in self._wide(spans).items():
+            if name in self.late:
+                continue
+            b = max(a, min(b, self.store._views[name].shape[0]))  # type: ignore[attr-defined]
+            _, tensor = self._buf(k, name, b - a)
+            if b > a:
+                lo = self.margin
+                self.store._slice(name, a, b, out=tensor[lo : lo + b - a])  # type: ignore[attr-defined]
+            out[name] = (a, b)
+        return out
+
+    def finish(
+        self,
+        k: int,
+        spans: dict[str, tuple[int, int]],
+        got: dict[str, tuple[int, int]],
+        held: Held | None,
+    ) -> dict[str, tuple[int, np.ndarray]]:
+        """Set ``k``'s rows by key, ``{name: (position of row 0, rows)}``: the carried
+        block's rows (``held``) first, then the rows read, and ``next.k`` rebuilt."""
+        out: dict[str, tuple[int, np.ndarray]] = {}
+        for name, (a, b) in got.items():
+            out[name] = self._front(k, name, a, b, held)
+        for name, k_name in self.late.items():
+            if name in spans:
+                out[name] = self._rebuild(k, name, k_name, *spans[name], out[k_name], held)
+        return out
+
+    def _front(
+        self, k: int, name: str, a: int, b: int, held: Held | None
+    ) -> tuple[int, np.ndarray]:
+        """Rows ``[a, b)`` of set ``k``, after the carried block's rows of ``name``."""
+        part = held[1].get(name) if held is not None else None
+        t = 0 if part is None else len(part)
+        arr, _ = self._buf(k, name, b - a)
+        lo = self.margin
+        if part is not None:
+            arr[lo - t : lo] = part
+        return a - t, arr[lo - t : lo + b - a]
+
+    def _rebuild(
+        self,
+        k: int,
+        name: str,
+        k_name: str,
+        a: int,
+        b: int,
+        src: tuple[int, np.ndarray],
+        held: Held | None,
+    ) -> tuple[int, np.ndarray]:
+        """``next.k`` of rows ``[a, b)`` from ``k``'s rows one further and the explicit
+        records (what the store's own reader does, on the rows already read)."""
+        first, arr = self._front(k, name, a, b, held)
+        t = a - first
+        p, rows = src
+        have = max(0, min(b - a, len(rows) - (a + 1 - p)))
+        arr[t : t + have] = rows[a + 1 - p : a + 1 - p + have]
+        xpos = self.store._xpos[k_name]  # type: ignore[attr-defined]
+        i, j = np.searchsorted(xpos, [a, b])
+        if j > i:
+            recs = self.store._explicit(k_name)  # type: ignore[attr-defined]
+            arr[t + xpos[i:j] - a] = np.asarray(recs["row"][i:j]).view(arr.dtype)
+        return first, arr
+
+
+class _Blocks:
+    """Pieces of chunks in, blocks of :func:`block_rows` out (as the separate passes cut
+    them; a block that goes on into the next chunk is carried to the front of its buffer),
+    fed to the checkers until each finds its first fault."""
+
+    def __init__(self, store: Store, episodes: EpisodeCheck, ted: TedCheck | None) -> None:
+        schema = store.schema or {}
+        self.episodes: EpisodeCheck | None = episodes if episodes.fault is None else None
+        self.ted = ted
+        self.episode_fault = [episodes.fault] if episodes.fault is not None else []
+        self.ted_fault: list[str] = []
+        bf16 = sch.dtype_name(torch.bfloat16)
+        self.bf16 = {n for n, e in schema.items() if e["dtype"] == bf16}
+        self.names = list(schema) if ted is not None else [n for n in EpisodeCheck.keys]
+        self.step = block_rows(store)
+        self.runs = runs(store)
+        self._run = 0  # the run the open block is in
+        self._held: Held | None = None
+        self._offset = 0  # the open block's first readable row
+        self._carry: int | None = None  # the position of the carried block, in this visit
+
+    def take_held(self) -> Held | None:
+        """The open block's rows, for the next visit to copy to the front of its buffers."""
+        held, self._held = self._held, None
+        self._carry = None if held is None else held[0]
+        return held
+
+    def feed(self, piece: Piece, cols: dict[str, tuple[int, np.ndarray]]) -> None:
+        """Rows ``[lo, hi)`` of a chunk after any carried rows: ``cols[name] = (position of
+        row 0, rows)`` (the carried open block starts at row 0)."""
+        lo, hi, offset = piece
+        s, off = (lo, offset) if self._carry is None else (self._carry, self._offset)
+        while s < hi and (self.episodes is not None or self.ted is not None):
+            while not self.runs[self._run][0] <= s < self.runs[self._run][1]:
+                self._run += 1
+            a, b = self.runs[self._run]
+            e = min(b, a + ((s - a) // self.step + 1) * self.step)  # the block's end
+            if e > hi:  # it goes on in the next chunk: carried there
+                self._held = (
+                    s,
+                    {n: cols[n][1][s - cols[n][0] : hi - cols[n][0]] for n in self.names},
+                )
+                self._offset = off
+                return
+            self._emit(s, e, off, cols)
+            s, off = e, off + e - s
+
+    def _emit(self, s: int, e: int, off: int, cols: dict[str, tuple[int, np.ndarray]]) -> None:
+        def col(name: str) -> np.ndarray:
+            p, arr = cols[name]
+            a = arr[s - p : e - p]
+            if name in self.bf16:
+                return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).float().numpy()
+            return a
+
+        if self.episodes is not None:
+            fault = self.episodes.feed(off, s, col)
+            if fault is not None:
+                self.episode_fault, self.episodes = [fault], None
+        if self.ted is not None:
+            fault = self.ted.feed(s, e - s, col)
+            if fault is not None:
+                self.ted_fault, self.ted = [fault], None
+
+    def finish(self) -> list[str]:
+        """Every fault found, in report order (all blocks fed)."""
+        if self.episodes is not None:
+            fault = self.episodes.finish()
+            self.episode_fault = [fault] if fault is not None else []
+        return self.episode_fault + self.ted_fault
