@@ -45,6 +45,9 @@ chunks), into this budget."""
 EAGER_BYTES = 32 << 20
 """Largest decoded store a reader hands out whole (``columns()``/``tensordict()``, which
 decode every chunk); above it, samples decode only the chunks they touch."""
+STACK_BYTES = 64 << 20
+"""A batch's decoded units are stacked and gathered once per key up to this size (a
+sample(256) of 128-row inner chunks: ~6 MB, ~10x faster than a gather per unit and key)."""
 
 
 class ZarrChunks(ZarrObjectChecks, RowStore):
@@ -64,6 +67,7 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         self._layouts: dict[str, Layout] = {}  # a sharded store's arrays (read by byte range)
         self._inner: int | None = None  # rows of an inner chunk, when every array is sharded
         self._bases: dict[str, tuple[str, str]] = {}  # array -> its object paths around "<c>"
+        self._zero_blocks: dict[str, np.ndarray] = {}  # array -> an unstored inner chunk
 
     @property
     def _unit(self) -> int:
@@ -176,7 +180,8 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         super().close()
 
     def _decode_unit_arrays(self, u: int, names: list[str]) -> dict[str, np.ndarray]:
-        """Inner chunk ``u`` (rows ``[u * inner, (u + 1) * inner)``) of arrays ``names``."""
+        """Inner chunk ``u`` (rows ``[u * inner, (u + 1) * inner)``) of arrays ``names``: a
+        pread and a blosc call each (a shared read-only zero block when not stored)."""
         inner = self._unit
         c, j = divmod(u * inner, self._chunk)
         j //= inner
@@ -184,12 +189,24 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         for name in names:
             lay = self._layouts[name]
             raw = self._inner_bytes(name, c, j)
-            where = f"{self._object_file(name, c)} (key {name!r}, rows [{u * inner}, {(u + 1) * inner}))"
             if raw is None:
-                out[name] = np.zeros((inner, *lay.shape), dtype=lay.dtype)
+                out[name] = self._zeros(name, lay)
             else:
-                out[name] = decode_inner(raw, lay, where)
+                out[name] = decode_inner(raw, lay, lambda n=name: self._where(n, u))
         return out
+
+    def _where(self, name: str, u: int) -> str:
+        inner = self._unit
+        c = u * inner // self._chunk
+        return f"{self._object_file(name, c)} (key {name!r}, rows [{u * inner}, {(u + 1) * inner}))"
+
+    def _zeros(self, name: str, lay: Layout) -> np.ndarray:
+        """An inner chunk zarr did not store (all fill value), shared and read-only."""
+        z = self._zero_blocks.get(name)
+        if z is None:
+            z = self._zero_blocks[name] = np.zeros((lay.inner, *lay.shape), dtype=lay.dtype)
+            z.flags.writeable = False
+        return z
 
     def _decode_unit(self, u: int, names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Decode unit ``u`` of keys ``names`` (all when None), next values stored once
@@ -224,7 +241,8 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
             cur = out[k]
             last_in_chunk = b % self._chunk == 0 or b >= self._rows
             if use[-1] and not last_in_chunk and b == (u + 1) * inner:
-                head = self._decode_unit_arrays(u + 1, [k])[k][:1]
+                near = self._lru.get(u + 1)  # the next unit, when cached: no decode
+                head = (near if near is not None else self._decode_unit_arrays(u + 1, [k]))[k][:1]
                 cur = np.concatenate([cur[: b - a], head])
             else:
                 use[-1] = False
@@ -383,11 +401,16 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         if self._dense is not None:
             self._ensure(chunks)
             return {name: np.take(self._dense[name], index, axis=0) for name in fields}
+        units, where = np.unique(chunks, return_inverse=True)
+        if len(units) * unit * self._row_bytes() <= STACK_BYTES:  # one gather per key
+            blocks = [self._chunk_of(c) for c in units.tolist()]
+            local = index - chunks * unit
+            return {k: np.stack([b[k] for b in blocks])[where, local] for k in fields}
         out = {
             k: np.empty((len(index), *e["shape"]), col.np_dtype(e["dtype"]))
             for k, e in fields.items()
         }
-        for c in np.unique(chunks).tolist():
+        for c in units.tolist():
             sel = np.flatnonzero(chunks == c)
             block = self._chunk_of(c)
             local = index[sel] - c * unit

@@ -100,7 +100,11 @@ class ZarrObjectChecks:
         )
 
     def _inner_bytes(self, name: str, c: int, j: int) -> bytes | None:
-        key, path = (name, c), self._object_file(name, c)
+        key = (name, c)
+        got = self._objects.ready_inner(key, j)  # checked and open: a pread, nothing else
+        if got is not False:
+            return got
+        path = self._object_file(name, c)
         for _ in range(2):
             self._check_objects(c, [name])
             try:

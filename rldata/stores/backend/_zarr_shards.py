@@ -20,13 +20,16 @@ import contextlib
 import hashlib
 import os
 import resource
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numcodecs.blosc
 import numpy as np
 
 EMPTY = np.uint64(2**64 - 1)  # an inner chunk zarr did not store: all fill value
+_EMPTY = 2**64 - 1
 # shard descriptors kept open (past this, reopened and their identity checked): a quarter of
 # the process's limit, so a store of a few thousand objects keeps them all
 MAX_FDS = max(64, min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
@@ -101,32 +104,37 @@ def layout(arr: Any, chunk_rows: int) -> Layout | None:
         return None
 
 
-def decode_inner(raw: bytes, lay: Layout, where: str) -> np.ndarray:
-    """One inner chunk's rows ``[inner, *shape]`` from its stored bytes."""
-    from rldata.errors import CorruptStoreError
-
-    # blosc allocates what its header declares: check it before (a hostile frame could ask
+def decode_inner(raw: bytes, lay: Layout, where: str | Callable[[], str]) -> np.ndarray:
+    """One inner chunk's rows ``[inner, *shape]`` from its stored bytes (``where`` names
+    them in an error; a callable is called only then)."""
+    # blosc allocates what its header declares: check it first (a hostile frame could ask
     # for gigabytes); header bytes 4-8 hold the decoded size, 12-16 the frame's
-    head = np.frombuffer(raw, dtype="<u4", count=4) if len(raw) >= 16 else None
-    if head is None or int(head[1]) != lay.nbytes or int(head[3]) != len(raw):
-        raise CorruptStoreError(
-            f"{where}: inner chunk's blosc header declares "
-            f"{'nothing' if head is None else f'{int(head[1])} bytes from {int(head[3])}'}; "
-            f"expected {lay.nbytes} bytes from {len(raw)}"
+    head = _HEAD.unpack_from(raw) if len(raw) >= 16 else None
+    if head is None or head[1] != lay.nbytes or head[3] != len(raw):
+        said = "nothing" if head is None else f"{head[1]} bytes from {head[3]}"
+        _corrupt(
+            where, f"blosc header declares {said}; expected {lay.nbytes} bytes from {len(raw)}"
         )
     threads = numcodecs.blosc.use_threads
     numcodecs.blosc.use_threads = False  # a small chunk: a thread hand-off costs more
     try:
         out = numcodecs.blosc.decompress(raw)
     except Exception as exc:  # blosc raises RuntimeError on a damaged frame
-        raise CorruptStoreError(f"{where}: inner chunk does not decode ({exc})") from None
+        _corrupt(where, f"does not decode ({exc})")
     finally:
         numcodecs.blosc.use_threads = threads
     if len(out) != lay.nbytes:
-        raise CorruptStoreError(
-            f"{where}: inner chunk holds {len(out)} bytes, expected {lay.nbytes}"
-        )
+        _corrupt(where, f"holds {len(out)} bytes, expected {lay.nbytes}")
     return np.frombuffer(out, dtype=lay.dtype).reshape(lay.inner, *lay.shape)
+
+
+_HEAD = struct.Struct("<4I")  # blosc 1 header: versions and flags, nbytes, blocksize, cbytes
+
+
+def _corrupt(where: str | Callable[[], str], why: str) -> NoReturn:
+    from rldata.errors import CorruptStoreError
+
+    raise CorruptStoreError(f"{where() if callable(where) else where}: inner chunk {why}")
 
 
 class Objects:
@@ -141,6 +149,8 @@ class Objects:
         self._ok: dict[tuple[str, int], tuple[int, int] | None] = {}  # None: checked absent
         self._index: dict[tuple[str, int], np.ndarray] = {}
         self._fds: collections.OrderedDict[tuple[str, int], int] = collections.OrderedDict()
+        # a checked shard with an open descriptor: (fd, offsets, sizes) as Python ints
+        self._ready: dict[tuple[str, int], tuple[int, list[int], list[int]]] = {}
         self.hashed = 0  # objects hashed by this handle (tests and benchmarks read it)
 
     def __contains__(self, key: tuple[str, int]) -> bool:
@@ -208,6 +218,7 @@ class Objects:
             self._forget_key(key)
 
     def close(self) -> None:
+        self._ready.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -215,6 +226,15 @@ class Objects:
     def __del__(self) -> None:  # a handle dropped without close(): its descriptors go too
         with contextlib.suppress(Exception):
             self.close()
+
+    def ready_inner(self, key: tuple[str, int], j: int) -> bytes | None | bool:
+        """Inner chunk ``j`` of a shard checked and open already (None: not stored), else
+        False: the caller checks and opens it (:meth:`inner`)."""
+        r = self._ready.get(key)
+        if r is None:  # a shard checked absent (all fill value) reads as None too
+            return None if key in self._ok and self._ok[key] is None else False
+        off = r[1][j]
+        return None if off == _EMPTY else os.pread(r[0], r[2][j], off)
 
     def inner(self, key: tuple[str, int], path: str, j: int) -> bytes | None:
         """Inner chunk ``j``'s stored bytes of a checked shard (None: not stored, all fill).
@@ -237,13 +257,18 @@ class Objects:
                 self._forget_key(key)
                 raise StaleObjectError(path)
             self._fds[key] = fd
+            idx = self._index[key]
+            self._ready[key] = (fd, idx[:, 0].tolist(), idx[:, 1].tolist())
             while len(self._fds) > MAX_FDS:
-                os.close(self._fds.popitem(last=False)[1])
+                old, old_fd = self._fds.popitem(last=False)
+                self._ready.pop(old, None)
+                os.close(old_fd)
         else:
             self._fds.move_to_end(key)
         return os.pread(fd, int(size), int(off))
 
     def _forget_key(self, key: tuple[str, int]) -> None:
+        self._ready.pop(key, None)
         self._ok.pop(key, None)
         self._index.pop(key, None)
         fd = self._fds.pop(key, None)

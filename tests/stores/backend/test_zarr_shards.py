@@ -117,15 +117,61 @@ def test_a_shard_index_naming_bytes_past_the_shard_is_refused_in_one_line(
     path = s._object_file("action", 1)
     s.close()
     _index_entry(path, 2, offset, nbytes)
-    # a hostile writer also rewrote the manifest's sums: the index itself must be checked
-    real = _zarr_shards.Objects.check
-
-    def trusting(self, key, path, want, lay):  # a manifest vouching for what is on disk
-        with open(path, "rb") as f:
-            return real(self, key, path, hashlib.sha256(f.read()).hexdigest(), lay)
-
-    monkeypatch.setattr(_zarr_shards.Objects, "check", trusting)
+    _trust_disk(monkeypatch)  # a hostile store: the index itself must be checked
     s = stores.open(tmp_path / "s", verify=False)
     with pytest.raises(CorruptStoreError, match="shard index") as info:
         s.get(np.array([CHUNK + 2 * INNER + 1]))
     assert "\n" not in str(info.value) and path in str(info.value)
+
+
+def _trust_disk(monkeypatch) -> None:
+    """A hostile store whose manifest vouches for whatever bytes are on disk."""
+    real = _zarr_shards.Objects.check
+
+    def trusting(self, key, path, want, lay):
+        if not os.path.exists(path):
+            return real(self, key, path, want, lay)
+        with open(path, "rb") as f:
+            return real(self, key, path, hashlib.sha256(f.read()).hexdigest(), lay)
+
+    monkeypatch.setattr(_zarr_shards.Objects, "check", trusting)
+
+
+def test_a_blosc_header_declaring_another_size_is_refused_before_decoding(
+    tmp_path, small_units, monkeypatch
+):
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 250))
+    s = stores.open(tmp_path / "s")
+    path = s._object_file("observation", 0)
+    s.close()
+    with open(path, "r+b") as f:  # inner chunk 0 starts the shard: its decoded size
+        f.seek(4)
+        f.write(np.array([1 << 31], dtype="<u4").tobytes())
+    _trust_disk(monkeypatch)
+    s = stores.open(tmp_path / "s", verify=False)
+    with pytest.raises(CorruptStoreError, match="blosc header declares 2147483648 bytes") as info:
+        s.get(np.array([3]))
+    assert "\n" not in str(info.value) and path in str(info.value)
+
+
+@pytest.mark.parametrize("cache_rows", [20, 100, 10_000])
+def test_random_reads_through_unstored_shards_and_a_partial_shard_equal_the_rows(
+    tmp_path, small_units, monkeypatch, cache_rows
+):
+    with stores.create(tmp_path / "s", backend="zarr") as w:  # flags all False: no files
+        w.append(ted_marked(0, 250))
+    s = stores.open(tmp_path / "s")
+    assert not os.path.exists(s._object_file("terminated", 0))
+    row = sum(stores.format.schema.row_bytes(e) for e in s.schema.values())
+    s.close()
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", cache_rows * row)
+    s = stores.open(tmp_path / "s")
+    full = s.get(np.arange(250))
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        pos = rng.integers(0, 250, 64)
+        got = s.get(pos)
+        assert marked_serial(got).tolist() == pos.tolist()
+        assert (got == full[pos]).all()
+    assert not s.get(np.arange(250))["terminated"].any()
