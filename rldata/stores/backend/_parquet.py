@@ -28,7 +28,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq  # a missing package: the registry names the extra
+import pyarrow as pa  # a missing package: the registry names the extra
+import pyarrow.parquet as pq
 import torch
 from tensordict import TensorDict
 
@@ -37,19 +38,17 @@ from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend._parquet_checks import ParquetPartChecks
 from rldata.stores.backend._parquet_codec import (
-    _check_footer,
     _float_columns,
     _group_rows,
-    _refuse_extension_types,
     _row_bytes,
-    decode_column,
     encode_table,
 )
+from rldata.stores.backend._parquet_decode import ParquetDecode
 from rldata.stores.backend._parquet_groups import RowGroups
+from rldata.stores.backend._parquet_plain import plain_columns
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format.checksums import file_sha256
 from rldata.stores.format.commit import fsync_dir, fsync_file, temp_name
-from rldata.stores.format.files import inside
 
 DATA_DIR = "data"
 PART = re.compile(r"^part-(\d{5,})\.parquet$")
@@ -58,10 +57,12 @@ COMPRESSION = "zstd"
 # above it, samples go through the row-group cache
 EAGER_BYTES = 32 << 20
 SCAN_ROWS = 1024
+WRITE_ROWS = 1 << 16
+"""Rows a writer encodes into an arrow table at a time (rounded down to whole row groups)."""
 """A contiguous read this long or longer is a scan: decoded past the row-group cache."""
 
 
-class ParquetStore(ParquetPartChecks, RowStore):
+class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
     """An append-only store of parquet part files (a ring is refused)."""
 
     supports_random_read = True  # readers decode only the row groups a read touches
@@ -69,9 +70,15 @@ class ParquetStore(ParquetPartChecks, RowStore):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._groups = RowGroups(self._open_part, self._decode_group, lambda: self._fields)
-        self._cols: dict[str, np.ndarray] | None = None  # decoded rows, None until first use
-        self._loaded = 0  # rows decoded from part files
+        self._groups = RowGroups(
+            self._open_part, self._decode_group, lambda: self._fields, self._plain_part
+        )
+        self._cols: dict[str, np.ndarray] | None = None  # a reader's rows, all decoded (small)
+        self._loaded = 0  # rows decoded from part files into _cols
+        # a writer's rows [_base, _end) (only those not in part files yet, once the store is
+        # above EAGER_BYTES): its memory is its uncommitted rows, not the store
+        self._tail: dict[str, np.ndarray] | None = None
+        self._base = 0
         self._flushed = 0  # rows in part files listed by this handle's manifest
         self._checked: set[str] = set()  # parts hashed against the manifest by this handle
         self.hashed = 0  # parts this handle hashed (tests and benchmarks read it)
@@ -119,8 +126,8 @@ class ParquetStore(ParquetPartChecks, RowStore):
             # each observation stored once: next.<obs> only where it is not the next row's
             "next_stored_once": col.obs_keys(self._fields),
         }
-        self._cols = col.empty(self._fields, 0)
-        self._loaded = self._flushed = 0
+        self._cols, self._tail = None, col.empty(self._fields, 0)
+        self._loaded = self._flushed = self._base = 0
 
     def _attach_payload(self) -> None:
         files = self._m["payload"].get("files")
@@ -140,6 +147,7 @@ class ParquetStore(ParquetPartChecks, RowStore):
         self._flushed = listed
         self._groups.update(parts)
         if self.writable:
+            self._tail, self._base = None, listed
             self._remove_unlisted({p["path"] for p in parts})
 
     def _remove_unlisted(self, listed: set[str]) -> None:
@@ -152,7 +160,10 @@ class ParquetStore(ParquetPartChecks, RowStore):
                     path.unlink()
 
     def _load(self) -> dict[str, np.ndarray]:
-        """The decoded columns of every committed row (decoding new parts on first use)."""
+        """Every row decoded (small stores only: ``_decoded``). A reader decodes new parts
+        on first use; a writer decodes its committed parts in front of its tail."""
+        if self.writable:
+            return self._whole_tail()
         cols = self._cols
         filled = self._flushed
         if cols is not None and self._loaded >= filled:
@@ -175,235 +186,142 @@ class ParquetStore(ParquetPartChecks, RowStore):
         self._cols, self._loaded = cols, filled
         return cols
 
-    def _decode_part(self, part: dict, cols: dict[str, np.ndarray]) -> None:
-        path = inside(self.root, part["path"], "a parquet part")
-        self._check_part(part, path)
-        try:
-            _refuse_extension_types(path, pq.read_schema(path))
-            _check_footer(path, pq.read_metadata(path), part["rows"], self._fields)
-            table = pq.read_table(path, use_threads=True)
-        except CorruptStoreError:
-            raise
-        except Exception as exc:  # OSError, ArrowException, a name that does not decode, ...
-            raise CorruptStoreError(
-                f"{path}: parquet part is missing or unreadable ({exc})"
-            ) from None
-        a, n = part["start"], part["rows"]
-        if table.num_rows != n or set(table.column_names) != set(self._fields):
-            raise CorruptStoreError(
-                f"{path}: expected {n} rows of columns {sorted(self._fields)}, found "
-                f"{table.num_rows} rows of {sorted(table.column_names)}"
-            )
-        once = self._once()
-        gaps = {}
-        for name, entry in self._fields.items():
-            values, nulls = self._decode_one(table.column(name), entry, n, path, name, once)
-            cols[name][a : a + n] = values
-            if nulls is not None:
-                gaps[name] = nulls
-        for k in once:  # next values stored once: rebuilt from the following row
-            if f"next.{k}" in gaps:
-                col.fill_implied(
-                    cols[k][a : a + n], cols[f"next.{k}"][a : a + n], gaps[f"next.{k}"]
-                )
+    def _whole_tail(self) -> dict[str, np.ndarray]:
+        """A writer's tail holding every row from 0 (its committed parts decoded in front)."""
+        tail = self._tail_cols()
+        if self._base == 0:
+            return tail
+        cols = col.empty(self._fields, max(self._end, 1024))
+        for p in self._parts():
+            self._decode_part(p, cols)
+        for k, a in cols.items():
+            a[self._flushed : self._end] = tail[k][
+                self._flushed - self._base : self._end - self._base
+            ]
+        self._tail, self._base = cols, 0
+        return cols
 
-    def _once(self) -> list[str]:
-        """Observation keys whose ``next`` column holds only rows that break the chain."""
-        once = col.stored_once(self.root, self._m["payload"], self._fields)
-        return once
+    def _tail_cols(self) -> dict[str, np.ndarray]:
+        if self._tail is None:
+            self._tail = col.empty(self._fields, 0)
+        return self._tail
 
     # --- hooks ----------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
-        cols = self._load()
-        have = next(iter(cols.values())).shape[0]
-        if positions > have:
-            self._cols = col.grow(
-                cols, max(positions, 2 * have, 1024), max(self._loaded, self._end)
-            )
+        tail = self._tail_cols()
+        have = next(iter(tail.values())).shape[0]
+        if positions - self._base > have:
+            room = max(positions - self._base, 2 * have, 1024)
+            self._tail = col.grow(tail, room, max(0, self._end - self._base))
 
     def _write(self, position: int, tensors: dict[str, torch.Tensor]) -> None:
-        cols = self._load()
+        tail = self._tail_cols()
         n = next(iter(tensors.values())).shape[0]
+        at = position - self._base
         for name, t in tensors.items():
-            cols[name][position : position + n] = col.to_numpy(t, self._fields[name]["dtype"])
+            tail[name][at : at + n] = col.to_numpy(t, self._fields[name]["dtype"])
 
-    def _by_groups(self) -> bool:
-        """Whether reads go through the row-group cache: a reader that has not decoded the
-        whole store (a writer's rows live in its decoded columns)."""
-        return not self.writable and self._cols is None
+    def _rows(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """Rows ``index`` of columns ``names``: from a small reader's decoded columns, a
+        writer's tail, or the part files (read in place or by row group)."""
+        if self._cols is not None and not self.writable:
+            return {k: np.take(self._cols[k], index, axis=0) for k in names}
+        if not self.writable or self._tail is None:
+            return self._gather(index, names)
+        base = self._base
+        old = index < base
+        if not old.any():
+            return {k: np.take(self._tail[k], index - base, axis=0) for k in names}
+        out = self._gather(index[old], names)
+        if old.all():
+            return out
+        new = ~old
+        full = {k: np.empty((len(index), *a.shape[1:]), a.dtype) for k, a in out.items()}
+        for k, a in full.items():
+            a[old] = out[k]
+            a[new] = np.take(self._tail[k], index[new] - base, axis=0)
+        return full
+
+    def _span(
+        self, start: int, stop: int, names: list[str], scan: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Rows ``[start, stop)`` of columns ``names``. A scan (``scan``, or a range of at
+        least ``SCAN_ROWS``: verify, the card, convert) decodes its row groups directly, so
+        a whole-store pass never fills the row-group cache; a short range goes through it."""
+        if self._cols is not None and not self.writable:
+            return {k: self._cols[k][start:stop] for k in names}
+        base = self._base if self.writable and self._tail is not None else self._flushed
+        pieces: dict[str, list[np.ndarray]] = {k: [] for k in names}
+        lo, hi = start, min(stop, base)
+        if (scan or hi - lo >= SCAN_ROWS) and self._groups.complete() is None:
+            for f, part, g0, g1, first in self._groups.spans(lo, hi):
+                got = self._decode_groups(f, part, g0, g1, names)
+                a = max(lo, first) - first
+                n = min(hi, first + len(got[names[0]])) - max(lo, first)
+                for k, out in pieces.items():
+                    out.append(got[k][a : a + n])
+        elif hi > lo:
+            got = self._gather(np.arange(lo, hi, dtype=np.int64), names)
+            for k, out in pieces.items():
+                out.append(got[k])
+        if stop > max(start, base):
+            tail = self._tail_cols()
+            for k, out in pieces.items():
+                out.append(tail[k][max(start, base) - base : stop - base])
+        return {
+            k: v[0] if len(v) == 1 else np.concatenate(v or [self._empty(k)])
+            for k, v in pieces.items()
+        }
 
     def _read(self, positions: torch.Tensor) -> TensorDict:
-        if self._by_groups():
-            cols = self._gather(positions.numpy(), list(self._fields))
-            return col.tree(
-                {k: col.to_torch(a, self._fields[k]["dtype"]) for k, a in cols.items()},
-                positions.shape[0],
-            )
-        return col.take(self._load(), self._fields, positions.numpy())
+        cols = self._rows(positions.numpy(), list(self._fields))
+        return self._tree(cols, positions.shape[0])
 
-    def _read_range(self, start: int, stop: int) -> TensorDict:
-        """A scan's block (verify, the card, convert: :func:`row_blocks`) decodes its row
-        groups directly, so a whole-store pass never fills the row-group cache; a short
-        range (a slice sample) goes through the cache."""
-        if not self._by_groups() or stop - start < SCAN_ROWS or self._groups.complete():
-            return super()._read_range(start, stop)
-        pieces: dict[str, list[np.ndarray]] = {k: [] for k in self._fields}
-        for f, part, g0, g1, first in self._groups.spans(start, stop):
-            got = self._decode_groups(f, part, g0, g1, None)
-            lo = max(start, first) - first
-            n = min(stop, first + len(got[next(iter(pieces))])) - max(start, first)
-            for k, out in pieces.items():
-                out.append(got[k][lo : lo + n])
-        cols = {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in pieces.items()}
+    def _tree(self, cols: dict[str, np.ndarray], n: int) -> TensorDict:
+        """Rows as a TensorDict; arrays pyarrow decoded in place (read-only) are copied."""
         return col.tree(
-            {k: col.to_torch(a, self._fields[k]["dtype"]) for k, a in cols.items()}, stop - start
+            {
+                k: col.to_torch(a if a.flags.writeable else a.copy(), self._fields[k]["dtype"])
+                for k, a in cols.items()
+            },
+            n,
         )
 
+    def _read_range(self, start: int, stop: int) -> TensorDict:
+        return self._tree(self._span(start, stop, list(self._fields)), stop - start)
+
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
-        if self._by_groups():
-            a = self._gather(positions.numpy(), [name])[name]
-        else:
-            a = np.take(self._load()[name], positions.numpy(), axis=0)
+        a = self._rows(positions.numpy(), [name])[name]
         return col.to_torch(a, self._fields[name]["dtype"])
 
     def _gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         if index.size == 0:
-            return {
-                k: np.zeros((0, *self._fields[k]["shape"]), col.np_dtype(self._fields[k]["dtype"]))
-                for k in names
-            }
+            return {k: self._empty(k) for k in names}
         return self._groups.gather(index, names)
-
-    def _open_part(self, part: dict) -> pq.ParquetFile:
-        """A listed part's file, its footer checked before any row is decoded."""
-        path = inside(self.root, part["path"], "a parquet part")
-        self._check_part(part, path)
-        try:
-            f = pq.ParquetFile(path)
-            _refuse_extension_types(path, f.schema_arrow)
-            _check_footer(path, f.metadata, part["rows"], self._fields)
-            if set(f.schema_arrow.names) != set(self._fields):
-                raise CorruptStoreError(
-                    f"{path}: expected columns {sorted(self._fields)}, found "
-                    f"{sorted(f.schema_arrow.names)}"
-                )
-        except CorruptStoreError:
-            raise
-        except Exception as exc:  # OSError, ArrowException, ...
-            raise CorruptStoreError(
-                f"{path}: parquet part is missing or unreadable ({exc})"
-            ) from None
-        return f
-
-    def _decode_group(
-        self, f: pq.ParquetFile, part: dict, g: int, names: list[str] | None
-    ) -> dict[str, np.ndarray]:
-        """Row group ``g`` of a part as numpy columns (see :meth:`_decode_groups`)."""
-        return self._decode_groups(f, part, g, g + 1, names)
-
-    def _decode_groups(
-        self, f: pq.ParquetFile, part: dict, g0: int, g1: int, names: list[str] | None
-    ) -> dict[str, np.ndarray]:
-        """Row groups ``[g0, g1)`` of a part as numpy columns ``names`` (every column when
-        None; a ``next`` column stored once brings its observation column), next values
-        stored once rebuilt (the last row from group ``g1``'s first, read for that key alone)."""
-        path = part["path"]
-        once = self._once()
-        wanted = list(self._fields) if names is None else list(names)
-        wanted += [k for k in once if f"next.{k}" in wanted and k not in wanted]
-        try:
-            if g1 == g0 + 1:  # a sample's read: one group
-                table = f.read_row_group(g0, columns=wanted, use_threads=False)
-            else:
-                table = f.read_row_groups(range(g0, g1), columns=wanted, use_threads=False)
-        except Exception as exc:
-            raise CorruptStoreError(
-                f"{self.root / path}: parquet row groups [{g0}, {g1}) do not decode ({exc})"
-            ) from None
-        n = table.num_rows
-        cols, gaps = {}, {}
-        for name in wanted:
-            entry = self._fields[name]
-            cols[name], nulls = self._decode_one(table.column(name), entry, n, path, name, once)
-            if nulls is not None:
-                gaps[name] = nulls
-        for k in once:
-            nulls = gaps.get(f"next.{k}")
-            if nulls is None:
-                continue
-            col.fill_implied(cols[k], cols[f"next.{k}"][: n - 1], nulls[: n - 1])
-            if n and nulls[-1]:  # the last row: the next group's first row of k
-                if g1 >= f.metadata.num_row_groups:
-                    raise CorruptStoreError(
-                        f"{self.root / path}: column 'next.{k}' is null at the part's last row"
-                    )
-                head = f.read_row_group(g1, columns=[k], use_threads=False).slice(0, 1)
-                first, _ = self._decode_one(head.column(k), self._fields[k], 1, path, k, once)
-                cols[f"next.{k}"][n - 1] = first[0]
-        return cols
-
-    def _decode_one(self, column, entry, n, path, name, once):  # type: ignore[no-untyped-def]
-        try:
-            values, nulls = decode_column(column, entry, n)
-        except CorruptStoreError:
-            raise
-        except Exception as exc:  # a column whose type a flipped byte changed
-            raise CorruptStoreError(
-                f"{self.root / path}: column {name!r} does not decode as {entry['dtype']}"
-                f"{entry['shape']} ({type(exc).__name__})"
-            ) from None
-        if nulls is not None and name not in {f"next.{k}" for k in once}:
-            raise CorruptStoreError(
-                f"{self.root / path}: column {name!r} has nulls; it is stored in full"
-            )
-        return values, nulls
 
     def _empty(self, name: str) -> np.ndarray:
         entry = self._fields[name]
         return np.zeros((0, *entry["shape"]), col.np_dtype(entry["dtype"]))
 
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
-        """Rows ``[start, stop)`` of one column as bytes: a reader decodes only the row
-        groups covering them, that column alone (verify and the digest stay bounded)."""
-        if not self._by_groups():
-            a = self._load()[name][start:stop]
-        else:
-            pieces = []
-            for f, part, g0, g1, first in self._groups.spans(start, stop):
-                values = self._decode_groups(f, part, g0, g1, [name])[name]
-                lo = max(start, first) - first
-                pieces.append(values[lo : lo + min(stop, first + len(values)) - max(start, first)])
-            a = pieces[0] if len(pieces) == 1 else np.concatenate(pieces or [self._empty(name)])
+        """Rows ``[start, stop)`` of one column as bytes: that column alone, only the row
+        groups covering them (verify and the digest stay bounded)."""
+        a = self._span(start, stop, [name], scan=True)[name]
         return memoryview(np.ascontiguousarray(a)).cast("B")  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
         if filled <= self._flushed:
             return
-        cols = self._load()
+        tail, base = self._tail_cols(), self._base
         parts = self._parts()
         number = 1 + max((_part_number(p["path"]) for p in parts), default=-1)
         rel = f"{DATA_DIR}/part-{number:05d}.parquet"
         target = self.root / rel
         a, b = self._flushed, filled
         group = _group_rows(self._fields)
-        table = encode_table(
-            {k: v[a:b] for k, v in cols.items()},
-            self._fields,
-            self._file_meta(a),
-            self._once(),
-            group,
-        )
         tmp = temp_name(target)
         try:
-            pq.write_table(
-                table,
-                tmp,
-                compression=COMPRESSION,
-                use_dictionary=False,  # floats rarely repeat: dictionaries only cost space
-                use_byte_stream_split=_float_columns(table),  # ~9% smaller floats, measured
-                row_group_size=group,
-                write_page_index=True,
-            )
+            self._write_part(tmp, {k: v[a - base : b - base] for k, v in tail.items()}, a, group)
             if self.durable:
                 fsync_file(tmp)
             os.replace(tmp, target)
@@ -426,7 +344,41 @@ class ParquetStore(ParquetPartChecks, RowStore):
             }
         )
         self._m["payload"]["parts"] = parts
-        self._flushed = self._loaded = filled
+        self._flushed = filled
+        self._groups.update(parts)
+        if base > 0 or filled * _row_bytes(self._fields) > EAGER_BYTES:
+            self._drop_flushed(filled)
+
+    def _drop_flushed(self, filled: int) -> None:
+        """Keep only the tail's rows not in part files (none after a commit), in a buffer of
+        their size: a writer's memory is one commit's rows, whatever the store's size."""
+        tail, rest = self._tail_cols(), self._end - filled
+        at = filled - self._base
+        kept = col.empty(self._fields, max(rest, 1024))
+        for k, v in kept.items():
+            v[:rest] = tail[k][at : at + rest]
+        self._tail, self._base = kept, filled
+
+    def _write_part(self, tmp: Path, rows: dict[str, np.ndarray], start: int, group: int) -> None:
+        """Rows as one parquet file, encoded ``WRITE_ROWS`` (whole row groups) at a time: the
+        writer's peak memory is its uncommitted rows plus one slice, not two copies."""
+        once, n = self._once(), next(iter(rows.values())).shape[0]
+        step = group * max(1, WRITE_ROWS // group)
+        meta = self._file_meta(start)
+        writer = None
+        try:
+            for lo in range(0, n, step):
+                table = encode_table(
+                    {k: v[lo : lo + step] for k, v in rows.items()}, self._fields, meta, once, group
+                )
+                if writer is None:
+                    opts = _write_options(table, self._fields, once, group)
+                    group_rows = opts.pop("row_group_size")
+                    writer = pq.ParquetWriter(tmp, table.schema, **opts)
+                writer.write_table(table, row_group_size=group_rows)
+        finally:
+            if writer is not None:
+                writer.close()
 
     def _file_meta(self, start: int) -> dict:
         return {
@@ -438,13 +390,13 @@ class ParquetStore(ParquetPartChecks, RowStore):
         }
 
     def _eager(self) -> bool:
-        """Whether whole decoded columns may be handed out: a writer's, a small store's, or
-        a reader's that decoded everything already (a large reader samples by row group)."""
-        return (
-            self.writable
-            or self._cols is not None
-            or self._filled() * _row_bytes(self._fields) <= EAGER_BYTES
-        )
+        """Whether whole decoded columns may be handed out: a small store's, a writer's whose
+        tail holds every row, or a reader's that decoded everything already (a large store
+        samples by row group; a large writer keeps only its uncommitted rows)."""
+        if self.writable and self._tail is not None and self._base == 0:
+            return True
+        small = self._filled() * _row_bytes(self._fields) <= EAGER_BYTES
+        return small or (self._cols is not None and not self.writable)
 
     def columns(self) -> dict[str, torch.Tensor] | None:
         """Flat key -> decoded rows ``[0, filled)`` (positions == row index; for gathers);
@@ -478,6 +430,38 @@ class ParquetStore(ParquetPartChecks, RowStore):
         return col.tree(
             {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled
         )
+
+
+def _write_options(table: object, fields: dict, once: list[str], group: int) -> dict:
+    """``pq.write_table`` options of a new part: every column but the ``next`` ones stored
+    once uncompressed, PLAIN, one page a row group (read in place: ``_parquet_plain``)
+    where every key's dtype allows it; else every column zstd, floats byte-stream-split."""
+    plain = plain_columns(fields, once)
+    names = list(fields)
+    floats = _float_columns(table)  # type: ignore[arg-type]
+    if plain is None:
+        codec: str | dict[str, str] = COMPRESSION
+    else:
+        codec = {_leaf(table, k): "NONE" if k in plain else COMPRESSION for k in names}
+        floats = [f for f in floats if f.split(".list.")[0] not in plain]
+    widest = max(_row_bytes({k: e}) for k, e in fields.items())
+    return {
+        "compression": codec,
+        "use_dictionary": False,  # floats rarely repeat: dictionaries only cost space
+        "use_byte_stream_split": floats or False,  # ~9% smaller zstd floats, measured
+        "row_group_size": group,
+        "max_rows_per_page": group,
+        "data_page_size": max(1 << 20, 2 * group * widest),
+        "write_page_index": True,
+    }
+
+
+def _leaf(table: object, name: str) -> str:
+    """A column's parquet leaf path (per-column options of a list column name its leaf)."""
+    t = table.schema.field(name).type  # type: ignore[attr-defined]
+    while pa.types.is_fixed_size_list(t):
+        t, name = t.value_type, f"{name}.list.element"
+    return name
 
 
 def _part_number(rel: str) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._parquet_plain import PlainPart, map_bytes
 
 # above it, a random row costs one small row group's read (~1.5 ms in pyarrow, whatever its
 # size: 1.1 batches/s at 3M HalfCheetah rows with 256 MiB), so the default stays at 2 GiB
@@ -44,6 +45,7 @@ def cache_bytes() -> int:
 
 
 Decode = Callable[[pq.ParquetFile, dict, int, list[str] | None], dict[str, np.ndarray]]
+Plain = Callable[[pq.ParquetFile, dict], "PlainPart | None"]
 
 
 class RowGroups:
@@ -55,10 +57,18 @@ class RowGroups:
     """
 
     def __init__(
-        self, opener: Callable[[dict], pq.ParquetFile], decode: Decode, fields: Callable[[], dict]
+        self,
+        opener: Callable[[dict], pq.ParquetFile],
+        decode: Decode,
+        fields: Callable[[], dict],
+        plain: Plain | None = None,
     ) -> None:
         self._opener = opener
         self._decode = decode
+        self._plain_of = plain  # a part's in-place reader, None where it is not PLAIN
+        self._plain: dict[int, PlainPart | None] = {}
+        self._part_bytes = 0
+        self._map_bytes = map_bytes()
         self._parts: list[dict] = []
         self._files: dict[str, pq.ParquetFile] = {}
         self._part_starts = np.zeros(0, dtype=np.int64)
@@ -92,12 +102,14 @@ class RowGroups:
         known = len(self._parts)
         if parts[:known] != self._parts:  # not an extension of what we read: start over
             self._files.clear()
+            self._plain.clear()
             self._groups.clear()
             self._lru.clear()
             self._bytes = 0
             self._dense, self._have = None, set()
         self._parts = list(parts)
         self._part_starts = np.array([p["start"] for p in parts], dtype=np.int64)
+        self._part_bytes = sum(int(p.get("bytes") or 0) for p in parts)
         total = sum(p["rows"] for p in parts)
         fields = self._fields()
         row = sum(
@@ -112,7 +124,9 @@ class RowGroups:
             self._have = set()
         elif next(iter(self._dense.values())).shape[0] < total:
             have = next(iter(self._dense.values())).shape[0]
-            self._dense = col.grow(self._dense, total, have)
+            # nothing decoded yet (a writer's handle): fresh pages, no copy that touches them
+            grown = col.grow(self._dense, total, have) if self._have else col.empty(fields, total)
+            self._dense = grown
 
     def _file(self, i: int) -> pq.ParquetFile:
         part = self._parts[i]
@@ -158,12 +172,53 @@ class RowGroups:
             self._bytes -= sum(a.nbytes for a in old.values())
         return got
 
+    def _plain_part(self, i: int) -> PlainPart | None:
+        if i not in self._plain:
+            f = self._file(i)  # hashed against the manifest, footer checked
+            self._plain[i] = None if self._plain_of is None else self._plain_of(f, self._parts[i])
+        return self._plain[i]
+
     def gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """Rows ``index`` of columns ``names``: read in place from PLAIN parts
+        (:mod:`._parquet_plain`), decoded by row group from the others."""
+        if index.size == 0:
+            return {}
+        part_of = np.searchsorted(self._part_starts, index, side="right") - 1
+        parts = np.unique(part_of).tolist()
+        got: list[tuple[np.ndarray | None, dict[str, np.ndarray]]] = []
+        rest: list[np.ndarray | None] = []
+        used: list[PlainPart] = []
+        for i in parts:
+            sel = np.flatnonzero(part_of == i) if len(parts) > 1 else None
+            rows = index if sel is None else index[sel]
+            plain = self._plain_part(i)
+            if plain is not None:
+                local = rows - self._part_starts[i]
+                groups = np.unique(np.searchsorted(plain.starts, local, side="right") - 1)
+                if plain.learn(groups):
+                    got.append((sel, plain.gather(local, names)))
+                    used.append(plain)
+                    continue
+                self._plain[i] = None  # not that layout after all: decode its row groups
+            rest.append(sel)
+        if rest:
+            sel = None if rest[0] is None else np.concatenate(rest)
+            got.append((sel, self._gather_decoded(index if sel is None else index[sel], names)))
+        if used and self._part_bytes > self._map_bytes:  # resident memory: the batch
+            for p in used:
+                p.release()
+        if len(got) == 1 and got[0][0] is None:
+            return got[0][1]
+        out = {k: np.empty((len(index), *a.shape[1:]), a.dtype) for k, a in got[0][1].items()}
+        for sel, cols in got:
+            for k, a in cols.items():
+                out[k][sel] = a
+        return out
+
+    def _gather_decoded(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """Rows ``index`` of columns ``names`` (allocated from the first decoded group, so a
         schema the files do not hold fails as corruption before anything large is made)."""
         out: dict[str, np.ndarray] = {}
-        if index.size == 0:
-            return out
         if self._dense is not None:
             return self._gather_dense(index, names)
         part_of = np.searchsorted(self._part_starts, index, side="right") - 1

@@ -31,6 +31,7 @@ def _write(path, backend: str, unit: int, monkeypatch, seed: int = 0) -> None:
     chunks, parquet row groups; a unit past the rows is one group per part, as old parts)."""
     monkeypatch.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: min(unit, 1 << 16))
     monkeypatch.setattr(_parquet, "_group_rows", lambda fields: unit)
+    monkeypatch.setattr(_parquet, "plain_columns", lambda fields, once: None)  # compressed parts
     lengths = _lengths(seed, ROWS)
     thirds = [lengths[: len(lengths) // 3], lengths[len(lengths) // 3 : 2 * len(lengths) // 3]]
     thirds.append(lengths[2 * len(lengths) // 3 :])
@@ -110,6 +111,7 @@ def test_load_and_sample_decode_only_the_units_of_the_rows_sampled(tmp_path, mon
     monkeypatch.setattr(_parquet, "EAGER_BYTES", 0)
     monkeypatch.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: 64)
     monkeypatch.setattr(_parquet, "_group_rows", lambda fields: 64)
+    monkeypatch.setattr(_parquet, "plain_columns", lambda fields, once: None)  # compressed parts
     with stores.create(tmp_path / "s", backend=backend) as w:
         for a in range(0, ROWS, ROWS // 3):  # three parts
             w.append(ted_marked(a, ROWS // 3))

@@ -154,7 +154,7 @@ def test_opening_a_parquet_store_decodes_no_part(tmp_path, monkeypatch):
     s = stores.open(root)
     assert reads == []
     assert marked_serial(s.get(s.readable())).tolist() == list(range(50))
-    assert len(reads) == 2  # each part's one row group decoded on the first read
+    assert len(reads) <= 2  # at most each part's one row group (none: read in place, PLAIN)
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
