@@ -194,6 +194,8 @@ class PlainPart:
         self.meta = meta
         sizes = np.array([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # a footer whose groups do not add up to its rows is left to the checked decode
+        self.valid = bool((sizes >= 0).all()) and int(self.starts[-1]) == meta.num_rows
         self.offsets = np.full((len(sizes), len(self.direct)), -1, dtype=np.int64)
         self.ok = np.zeros(len(sizes), dtype=bool)
         self.next_rows: dict[str, np.ndarray] | None = None
@@ -234,7 +236,7 @@ class PlainPart:
 
     def learn(self, groups: np.ndarray) -> bool:
         """Find the value offsets of row groups not yet read; False if one is not PLAIN."""
-        if self.next_rows is None and not self._load_next():
+        if not self.valid or (self.next_rows is None and not self._load_next()):
             return False
         for g in groups[~self.ok[groups]].tolist():
             rg = self.meta.row_group(g)
