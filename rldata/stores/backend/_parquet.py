@@ -13,11 +13,14 @@ covers, so a file is self-describing. A commit adds new immutable part files (wr
 to a temporary name, fsynced, renamed) and never rewrites one; the manifest lists the
 parts, and a reader trusts only those (a writer deletes parts a crash left unlisted).
 
-A reader's samples decode only the row groups they touch, into a cache bounded by bytes
-(``_parquet_groups``; ``RLDATA_PARQUET_CACHE_BYTES``); new parts are written in row groups
-of about ``ROW_GROUP_BYTES`` decoded bytes so that a group is a small decode (older parts
-keep the row groups they were written with). A writer, and whole-store reads (checksums,
-``columns()`` of a large store), decode the listed parts into numpy columns.
+New parts are written in row groups of about ``ROW_GROUP_BYTES`` decoded bytes. Where
+every key is a 4/8-byte number or a boolean, their full columns are uncompressed PLAIN,
+one page a row group, and a sample reads its rows in place (``_parquet_plain``); other
+parts (uint8 pixels, parts written before) are zstd, and a sample decodes only the row
+groups it touches, into a cache bounded by bytes (``_parquet_groups``;
+``RLDATA_PARQUET_CACHE_BYTES``). Scans (checksums, verify, convert) decode row groups a
+block at a time. A writer holds only the rows it has not written to a part yet (all rows
+while the store is below ``EAGER_BYTES`` decoded), so its memory is one commit's rows.
 """
 
 from __future__ import annotations

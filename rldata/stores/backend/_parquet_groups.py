@@ -1,5 +1,6 @@
-"""Random reads of a parquet store: only the row groups a batch needs, decoded once into a
-least-recently-used cache bounded by bytes.
+"""Random reads of a parquet store: PLAIN parts read in place (``_parquet_plain``); in other
+parts only the row groups a batch needs, decoded once into a least-recently-used cache
+bounded by bytes.
 
 A reader never decodes a whole part for a sample: each part's footer is read once (and
 checked), the batch's positions are mapped to (part, row group), and each row group not
