@@ -46,8 +46,9 @@ EAGER_BYTES = 32 << 20
 """Largest decoded store a reader hands out whole (``columns()``/``tensordict()``, which
 decode every chunk); above it, samples decode only the chunks they touch."""
 STACK_BYTES = 64 << 20
-"""A batch's decoded units are stacked and gathered once per key up to this size (a
-sample(256) of 128-row inner chunks: ~6 MB, ~10x faster than a gather per unit and key)."""
+"""A read's decoded units are stacked and gathered once per key up to this size, when that
+copies at most 512 rows per row read (a sample(256) of 128-row inner chunks: ~6 MB, ~10x
+faster than a gather per unit and key; whole 65,536-row chunks keep the gather per unit)."""
 
 
 class ZarrChunks(ZarrObjectChecks, RowStore):
@@ -402,7 +403,8 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
             self._ensure(chunks)
             return {name: np.take(self._dense[name], index, axis=0) for name in fields}
         units, where = np.unique(chunks, return_inverse=True)
-        if len(units) * unit * self._row_bytes() <= STACK_BYTES:  # one gather per key
+        stacked = len(units) * unit  # rows copied by stacking: a few hundred a row read
+        if stacked <= 512 * len(index) and stacked * self._row_bytes() <= STACK_BYTES:
             blocks = [self._chunk_of(c) for c in units.tolist()]
             local = index - chunks * unit
             return {k: np.stack([b[k] for b in blocks])[where, local] for k in fields}
