@@ -59,7 +59,7 @@ def of_rows(columns: dict[str, torch.Tensor], traj_ids: torch.Tensor) -> dict[in
             count = counts * flat.shape[1]
             v, v_sq, v_lo, v_hi = (x.numpy() for x in _pooled_rows(flat))
         else:
-            v = flat.to(torch.float64).numpy()
+            v = _float64(flat)
             with np.errstate(over="ignore"):
                 v_sq = v * v
             count, v_lo, v_hi = counts, v, v
@@ -74,6 +74,16 @@ def of_rows(columns: dict[str, torch.Tensor], traj_ids: torch.Tensor) -> dict[in
         for j, i in enumerate(ids):
             out[int(i)][key] = [int(c[j]), s[j], sq[j], lo[j], hi[j]]
     return out
+
+
+def _float64(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a float64 array, converted by numpy on this thread (torch's conversion
+    splits over its threads, which stall on a busy machine); torch only for dtypes numpy
+    lacks (bfloat16)."""
+    try:
+        return t.detach().numpy().astype(np.float64)
+    except TypeError:
+        return t.to(torch.float64).numpy()
 
 
 def _pooled_rows(flat: torch.Tensor, rows: int = 1024) -> tuple[torch.Tensor, ...]:
@@ -234,7 +244,7 @@ def sketch_of(columns: dict[str, torch.Tensor]) -> dict[str, list[Sketch]]:
         if rows.shape[1] > MAX_FEATURES:  # pooled: an even stride, before any conversion
             flat = rows.reshape(-1)
             rows = flat[:: max(1, flat.numel() // SKETCH_VALUES)].reshape(-1, 1)
-        v = rows.to(torch.float64).numpy()
+        v = _float64(rows)
         out[key] = [_sketch(v[:, j]) for j in range(v.shape[1])]
     return out
 

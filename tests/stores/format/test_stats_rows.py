@@ -44,6 +44,7 @@ def test_records_equal_each_trajectorys_rows_alone(traj_ids, data):
         "observation": obs,
         "action": torch.tensor(data.draw(st.lists(st.integers(-9, 9), min_size=n, max_size=n))),
         "pixels": torch.arange(n * 70, dtype=torch.uint8).reshape(n, 70),
+        "reward": obs[:, :1].to(torch.bfloat16),  # a dtype numpy lacks
     }
     got, want = of_rows(columns, traj), _reference(columns, traj)
     assert got.keys() == want.keys()
