@@ -10,9 +10,12 @@ import os
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
+import rldata
 import rldata.stores as stores
+from rldata.data import SliceSampler
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _zarr, _zarr_cache, _zarr_shards, rowstore
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
@@ -175,3 +178,30 @@ def test_random_reads_through_unstored_shards_and_a_partial_shard_equal_the_rows
         assert marked_serial(got).tolist() == pos.tolist()
         assert (got == full[pos]).all()
     assert not s.get(np.arange(250))["terminated"].any()
+
+
+def test_slice_batches_decode_only_the_inner_chunks_of_the_rows_they_return(
+    tmp_path, small_units, monkeypatch
+):
+    with stores.create(tmp_path / "s", backend="zarr") as w:
+        w.append(ted_marked(0, 20 * CHUNK, episode_length=37))
+    row = sum(
+        stores.format.schema.row_bytes(e) for e in stores.open(tmp_path / "s").schema.values()
+    )
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", 4 * CHUNK * row)  # a fifth of the store
+    decoded: list[int] = []
+    real = _zarr_cache.ZarrChunks._decode_unit
+
+    def recording(self, u, names=None):
+        decoded.append(u)
+        return real(self, u, names)
+
+    rb = rldata.load(tmp_path / "s", sampler=SliceSampler(slice_len=8), batch_size=64)
+    monkeypatch.setattr(_zarr_cache.ZarrChunks, "_decode_unit", recording)
+    for _ in range(10):
+        decoded.clear()
+        serials = marked_serial(rb.sample())
+        windows = serials.view(-1, 8)
+        assert (windows == windows[:, :1] + torch.arange(8)).all()  # whole slices
+        assert set(decoded) <= set((serials // INNER).tolist())  # no other unit decoded
+        assert decoded  # a fifth of the store cached: batches do decode
