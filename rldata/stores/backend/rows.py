@@ -450,12 +450,16 @@ def _stat(root: Path) -> tuple[int, int] | None:
     return (st.st_ino, st.st_mtime_ns)
 
 
-def chunk_sums(manifest: dict, root: Path | None = None) -> dict[str, ChunkSums]:
+def chunk_sums(
+    manifest: dict, root: Path | Callable[[dict], bytes] | None = None, where: str = ""
+) -> dict[str, ChunkSums]:
     """Each key's per-chunk checksums (section 7 of FORMAT.md): the manifest's lists, or, for
-    a store written since 1.6, the sidecar at ``root`` read on first use (none at open)."""
+    a store written since 1.6, the sidecar read on first use (none at open) from ``root``, or
+    through ``root(entry)`` (its committed bytes) for a store read where it lives, named
+    ``where`` in errors."""
     sums = manifest["checksums"]
     if isinstance(sums.get(chunklog.FIELD), dict):
-        return chunklog.chunk_sums(sums, root, f"store {root}")
+        return chunklog.chunk_sums(sums, root, where or f"store {root}")
     return {
         name: ChunkSums(sums["chunk_rows"], entries) for name, entries in sums["chunks"].items()
     }

@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,22 +176,29 @@ class ChunkTable:
         return out
 
 
-def chunk_sums(checksums: dict, root: Path | None, where: object = "") -> dict[str, ChunkSums]:
+def chunk_sums(
+    checksums: dict, source: Path | Callable[[dict], bytes] | None, where: object = ""
+) -> dict[str, ChunkSums]:
     """Each key's :class:`ChunkSums` for a manifest's ``checksums`` whose chunk checksums are
-    in the sidecar: loaded from ``root`` on first use (once for every key), so an open that
-    never checks a whole chunk reads nothing. Without ``root`` (a store read where only its
-    manifest is), using them raises."""
+    in the sidecar, loaded on first use (once for every key), so an open that never checks a
+    whole chunk reads nothing. ``source`` is the store's root, or a function returning the
+    sidecar's committed bytes for the entry (a store read where it lives, by URL); without
+    one, using them raises."""
     entry, rows = checksums[FIELD], checksums["chunk_rows"]
     table: list[ChunkTable] = []
 
     def load(key: str) -> list[list]:
         if not table:
-            if root is None:
+            if source is None:
                 raise CorruptStoreError(
                     f"{where}: chunk checksums {entry['path']} are not available here "
                     f"(fetch the store to check whole chunks)"
                 )
-            table.append(ChunkTable.read(root, entry, rows))
+            if callable(source):
+                data = source(entry) if entry["bytes"] else b""
+                table.append(ChunkTable.from_bytes(entry, rows, data, f"{where}: "))
+            else:
+                table.append(ChunkTable.read(source, entry, rows))
         return table[0].entries(key)
 
     return {k: ChunkSums(rows, load=functools.partial(load, k)) for k in entry["keys"]}

@@ -22,6 +22,7 @@ Other backends, rings, and stores without an object index keep the whole verifie
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import secrets
@@ -208,7 +209,7 @@ class StreamStore(MemmapStore):
         store = cls(shell, manifest, writable=False, lock=None)
         store.path = remote.url
         store._remote, store._budget = remote, budget
-        store._sums = chunk_sums(manifest)
+        store._sums = chunk_sums(manifest, functools.partial(_sidecar, remote), where=remote.url)
         store._attach_payload()
         store._load_index()
         return store
@@ -392,6 +393,15 @@ def open_stream(
         _atomic(target, data)
     budget = memory_bytes if memory_bytes is not None else cache.max_bytes
     return StreamStore.over(shell, m, remote, budget)
+
+
+def _sidecar(remote: Remote, entry: dict) -> bytes:
+    """The committed bytes of the chunk checksums' sidecar (format 1.6), fetched only when
+    whole chunks are checked (``rldata verify``), verified against the manifest."""
+    rel = str(entry["path"])
+    return remote.whole(
+        rel, str(entry["sha256"]), where=f"{remote.url}/{rel}", size=int(entry["bytes"])
+    )
 
 
 def _sha_of_file(path: Path) -> str | None:
