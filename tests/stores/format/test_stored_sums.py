@@ -220,7 +220,7 @@ def test_a_memmap_commit_records_the_sha256_of_its_explicit_next_rows(tmp_path):
 
 
 def test_opening_a_memmap_store_does_not_rebuild_stored_once_rows(tmp_path, monkeypatch):
-    from rldata.stores.backend import _memmap
+    from rldata.stores.backend import _memmap, _verify_scan
 
     root = _memmap_store(tmp_path / "s")
     rebuilt: list[int] = []
@@ -229,6 +229,12 @@ def test_opening_a_memmap_store_does_not_rebuild_stored_once_rows(tmp_path, monk
         _memmap.MemmapStore,
         "_next_range",
         lambda self, k, a, b: rebuilt.append(a) or real(self, k, a, b),
+    )
+    scanned = _verify_scan._Buffers._rebuild  # a full verify's one pass rebuilds its own
+    monkeypatch.setattr(
+        _verify_scan._Buffers,
+        "_rebuild",
+        lambda self, *a: rebuilt.append(a[3]) or scanned(self, *a),
     )
     s = stores.open(root)
     assert rebuilt == []
