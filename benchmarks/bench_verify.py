@@ -18,8 +18,9 @@ bandwidth ratios (``cat s / verify s``) are taken round by round. Peak RSS is th
 processes inflates less than wall time. The load average is printed beside the table: on a
 shared machine, read ratios, not absolute times.
 
-Run:  nice -n 5 python benchmarks/bench_verify.py --rows 1000000,3000000 [--backends memmap]
-          [--rounds 3] [--baseline 604c8b3] [--work /tmp/rldata-bench-verify] [--write]
+Run:  nice -n 5 python benchmarks/bench_verify.py --rows 1000000,3000000
+          [--backends memmap,zarr,parquet] [--smallest-only zarr,parquet] [--rounds 3]
+          [--baseline REV] [--work /tmp/rldata-bench-verify] [--write]
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def spawn(path: Path, pythonpath: str | None, timeout: float) -> dict:
     return {"error": tail[:160]}
 
 
+def _fixed(xs: list[float], digits: int) -> str:
+    """``median (min–max)`` with ``digits`` decimals (RSS differences are tens of MB)."""
+    f = f"{{:.{digits}f}}".format
+    return f"{f(rep.med(xs))} ({f(min(xs))}–{f(max(xs))})" if len(xs) > 1 else f(xs[0])
+
+
 def export(rev: str, dest: Path) -> str:
     """``rldata/`` of commit ``rev`` under ``dest`` (for the baseline child's path)."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -93,6 +100,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", default="1000000,3000000", help="store sizes, comma separated")
     ap.add_argument("--backends", default="memmap", help="comma separated: memmap,zarr,parquet")
+    ap.add_argument(
+        "--smallest-only", default="", help="backends measured at the smallest size only"
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", default=None, help="a git revision to measure beside (before)")
     ap.add_argument("--work", default=None, help="where stores are built (kept; reused if there)")
@@ -110,8 +120,9 @@ def main() -> None:
     if args.baseline:
         codes[f"before ({args.baseline})"] = export(args.baseline, work / "baseline")
     rows_out = []
+    sizes = sorted(int(x) for x in args.rows.split(","))
     for backend in args.backends.split(","):
-        for rows in (int(x) for x in args.rows.split(",")):
+        for rows in sizes[:1] if backend in args.smallest_only.split(",") else sizes:
             path = work / f"halfcheetah-{rows}-{backend}"
             if not (path / "rldata.json").exists():
                 path, r = scale.build(work, "halfcheetah", backend, rows, args.timeout)
@@ -144,8 +155,8 @@ def main() -> None:
                         rep.spread(cats),
                         rep.spread(secs),
                         rep.spread(ratio, "%"),
-                        rep.spread([v["cpu"] for v in ok]),
-                        rep.spread([v["rss_gb"] for v in ok]),
+                        _fixed([v["cpu"] for v in ok], 2),
+                        _fixed([v["rss_gb"] for v in ok], 3),
                     ]
                 )
                 faults = {v["faults"] for v in ok}
