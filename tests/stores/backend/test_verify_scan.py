@@ -167,3 +167,20 @@ def test_each_row_is_read_once_a_chunk_at_a_time(tmp_path, small, monkeypatch):
             extra = chunks if f"next.{name}" in late else 0
             assert ROWS <= read[name] <= ROWS + extra, (name, read[name])
         assert largest[0] <= s.chunk_rows + 1
+
+
+def test_explicit_next_rows_that_differ_from_their_sum_are_hashed_as_rows(
+    tmp_path, small, monkeypatch
+):
+    """Explicit records whose bytes no longer match their manifest sum prove nothing: the
+    one pass hashes next.observation's rows rebuilt from its buffers, as the store's own
+    reader rebuilds them, and names the chunk and the broken link."""
+    path = tmp_path / "s"
+    _write(path, _rows(False))
+    records = next(path.rglob("*.once.memmap"))
+    data = bytearray(records.read_bytes())
+    data[30] ^= 0xFF
+    records.write_bytes(bytes(data))
+    one, separate = _both(path, monkeypatch)
+    assert one == separate
+    assert any("key 'next.observation' chunk" in f for f in one), one
