@@ -194,6 +194,39 @@ def child(op: str, a: dict) -> dict:
     return out
 
 
+def scaling(server_kind: str) -> list[str]:
+    """Ranged GETs/s the server answers, by object size and GETs in flight: 300 random 34 KiB
+    ranges (an observation unit) a cell, one s3fs ``cat_ranges`` call with ``batch_size``."""
+    import random
+
+    server = moto(server_kind)
+    lines = []
+    try:
+        os.environ.update(server.env)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("bench-scaling")
+        rng = random.Random(0)
+        for mb in (1, 68):
+            fs.pipe(f"bench-scaling/o{mb}", os.urandom(mb << 20))
+            cells = []
+            for conc in (1, 8, 64, 256):
+                starts = [rng.randrange(0, (mb << 20) - 34816) for _ in range(300)]
+                t0 = time.perf_counter()
+                fs.cat_ranges(
+                    [f"bench-scaling/o{mb}"] * 300,
+                    starts,
+                    [a + 34816 for a in starts],
+                    batch_size=conc,
+                )
+                cells.append(f"{300 / (time.perf_counter() - t0):,.0f}")
+            lines.append(f"| {server_kind} | {mb} MB | " + " | ".join(cells) + " |")
+    finally:
+        server.stop()
+    return lines
+
+
 def spawn(op: str, env: dict | None = None, timeout: float = 3600, **a: object) -> dict:
     cmd = [sys.executable, __file__, "--child", json.dumps({"op": op, **a})]
     try:
@@ -388,7 +421,15 @@ def main() -> None:
     )
     ap.add_argument("--work", default=None)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument(
+        "--scaling", action="store_true", help="only: GETs/s by object size and concurrency"
+    )
     args = ap.parse_args()
+    if args.scaling:
+        print("| server | object | 1 at once | 8 | 64 | 256 |\n|---|---|---|---|---|---|")
+        print("\n".join(scaling("stock") + scaling("ranged")))
+        print(f"load average {os.getloadavg()[0]:.1f}")
+        return
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-stream-"))
     work.mkdir(parents=True, exist_ok=True)
     server = moto(args.server)
