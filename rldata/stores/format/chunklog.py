@@ -79,7 +79,8 @@ def check_entry(entry: Any, where: object, written: int, chunk_rows: int, schema
     keys = entry.get("keys")
     if (
         not isinstance(keys, list)
-        or len(set(map(str, keys))) != len(keys)
+        or not all(isinstance(k, str) for k in keys)
+        or len(set(keys)) != len(keys)
         or set(keys) != set(schema)
     ):
         raise fail("keys", "every schema key once", keys)

@@ -190,6 +190,7 @@ def test_altered_committed_records_are_refused(tmp_path):
         (lambda e: e["tail"].update(rows=CHUNK), "checksums.chunk_log.tail.rows", "16"),
         (lambda e: e.update(path="../x"), "checksums.chunk_log.path", "'../x'"),
         (lambda e: e.update(keys=["action"]), "checksums.chunk_log.keys", "['action']"),
+        (lambda e: e.update(keys=[["action"]]), "checksums.chunk_log.keys", "[['action']]"),
         (lambda e: e.update(sha256="zz"), "checksums.chunk_log.sha256", "'zz'"),
     ],
 )
