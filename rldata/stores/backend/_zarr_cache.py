@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import os
 from pathlib import Path
@@ -193,13 +194,12 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
             if raw is None:
                 out[name] = self._zeros(name, lay)
             else:
-                out[name] = decode_inner(raw, lay, lambda n=name: self._where(n, u))
+                out[name] = decode_inner(raw, lay, functools.partial(self._where, name, u))
         return out
 
     def _where(self, name: str, u: int) -> str:
-        inner = self._unit
-        c = u * inner // self._chunk
-        return f"{self._object_file(name, c)} (key {name!r}, rows [{u * inner}, {(u + 1) * inner}))"
+        a, b = u * self._unit, (u + 1) * self._unit
+        return f"{self._object_file(name, a // self._chunk)} (key {name!r}, rows [{a}, {b}))"
 
     def _zeros(self, name: str, lay: Layout) -> np.ndarray:
         """An inner chunk zarr did not store (all fill value), shared and read-only."""
