@@ -30,8 +30,10 @@ from rldata.stores.backend.invariants import EpisodeCheck, TedCheck
 from rldata.stores.format import schema as sch
 from rldata.stores.format.checksums import hash_workers, sha256_hex
 
-SETS = 3
-"""Buffer sets in use at once: one read and checked, two hashed (memory: ``SETS`` chunks)."""
+SETS = 2
+"""Buffer sets: one read ahead while the other is hashed and checked (memory: two chunks and
+two blocks of rows). A set is read again once its hashes are done and the block carried
+from it was copied out."""
 
 Job = tuple[str, int, int, int]
 """``(key, chunk, a, b)``: hash rows ``[a, b)`` of ``key``, checksum chunk ``chunk``."""
@@ -108,11 +110,11 @@ class Scan:
                     if len(pending) >= SETS - 1:  # the next read's set: its hashes done
                         _collect(pending.popleft(), digests)
                     got = ahead.result() if ahead is not None else bufs.read(n % SETS, spans)
+                    held = feeder.take_held() if feeder is not None and piece else None
+                    cols = bufs.finish(n % SETS, spans, got, held)  # copies held: its set is free
                     ahead = None
                     if n + 1 < len(plans):  # the disk reads on while this one is checked
                         ahead = reader.submit(bufs.read, (n + 1) % SETS, plans[n + 1])
-                    held = feeder.take_held() if feeder is not None and piece else None
-                    cols = bufs.finish(n % SETS, spans, got, held)
                     mine = [] if c in seen else duties.get(c, [])
                     seen.add(c)
                     futs = []
