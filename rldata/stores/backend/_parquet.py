@@ -82,6 +82,7 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         # above EAGER_BYTES): its memory is its uncommitted rows, not the store
         self._tail: dict[str, np.ndarray] | None = None
         self._base = 0
+        self._row_cache: tuple[dict, int] | None = None
         self._flushed = 0  # rows in part files listed by this handle's manifest
         self._checked: set[str] = set()  # parts hashed against the manifest by this handle
         self.hashed = 0  # parts this handle hashed (tests and benchmarks read it)
@@ -349,7 +350,7 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         self._m["payload"]["parts"] = parts
         self._flushed = filled
         self._groups.update(parts)
-        if base > 0 or filled * _row_bytes(self._fields) > EAGER_BYTES:
+        if base > 0 or filled * self._row_size() > EAGER_BYTES:
             self._drop_flushed(filled)
 
     def _drop_flushed(self, filled: int) -> None:
@@ -392,13 +393,20 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
             "start": start,
         }
 
+    def _row_size(self) -> int:
+        """Decoded bytes of a row (cached per schema: samplers ask on every batch)."""
+        fields = self._fields
+        if self._row_cache is None or self._row_cache[0] is not fields:
+            self._row_cache = (fields, _row_bytes(fields))
+        return self._row_cache[1]
+
     def _eager(self) -> bool:
         """Whether whole decoded columns may be handed out: a small store's, a writer's whose
         tail holds every row, or a reader's that decoded everything already (a large store
         samples by row group; a large writer keeps only its uncommitted rows)."""
         if self.writable and self._tail is not None and self._base == 0:
             return True
-        small = self._filled() * _row_bytes(self._fields) <= EAGER_BYTES
+        small = self._filled() * self._row_size() <= EAGER_BYTES
         return small or (self._cols is not None and not self.writable)
 
     def columns(self) -> dict[str, torch.Tensor] | None:

@@ -131,13 +131,15 @@ class _Thrift:
 
 
 def value_start(
-    fd: int, chunk: pq.ColumnChunkMetaData, rows: int, width: int, size: int, dtype: str
+    read: Callable[[int, int], bytes],
+    chunk: pq.ColumnChunkMetaData,
+    rows: int,
+    width: int,
+    size: int,
+    dtype: str,
 ) -> int | None:
     """Where a PLAIN column chunk's values begin in the file (None: not that layout)."""
     if chunk.compression != "UNCOMPRESSED" or chunk.dictionary_page_offset is not None:
-        return None
-    stats = chunk.statistics if chunk.is_stats_set else None
-    if stats is not None and stats.null_count not in (0, None):
         return None
     first, total = chunk.data_page_offset, chunk.total_compressed_size
     end = first + total
@@ -145,7 +147,7 @@ def value_start(
     if first < 4 or total <= nbytes or end > size:
         return None
     try:
-        t = _Thrift(os.pread(fd, min(HEADER_BYTES, total), first))
+        t = _Thrift(read(first, min(HEADER_BYTES, total)))
         head = t.struct()
         page = head.get(5)
         ok = (
@@ -188,9 +190,17 @@ class PlainPart:
         self.direct = plain_columns(fields, once) or []
         # per direct column: (leaf index, values a row, bytes a value, dtype name)
         self.cols = [
-            (leaf[k], self._width(k), _itemsize(fields[k]["dtype"]), fields[k]["dtype"])
+            (
+                leaf[k],
+                self._width(k),
+                _itemsize(fields[k]["dtype"]),
+                fields[k]["dtype"],
+                col.np_dtype(fields[k]["dtype"]),
+                tuple(fields[k]["shape"]),
+            )
             for k in self.direct
         ]
+        self._views: dict[int, np.ndarray] = {}
         self.meta = meta
         sizes = np.array([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -238,11 +248,18 @@ class PlainPart:
         """Find the value offsets of row groups not yet read; False if one is not PLAIN."""
         if not self.valid or (self.next_rows is None and not self._load_next()):
             return False
+        self._mapped()
+        m = self._map
+        assert m is not None
+
+        def read(at: int, n: int) -> bytes:
+            return m[at : at + n]  # through the mapping: no system call a chunk
+
         for g in groups[~self.ok[groups]].tolist():
             rg = self.meta.row_group(g)
             rows = rg.num_rows
-            for c, (leaf, width, _, dtype) in enumerate(self.cols):
-                start = value_start(self.fd, rg.column(leaf), rows, width, self.size, dtype)
+            for c, (leaf, width, _, dtype, _, _) in enumerate(self.cols):
+                start = value_start(read, rg.column(leaf), rows, width, self.size, dtype)
                 if start is None:
                     return False
                 self.offsets[g, c] = start
@@ -255,6 +272,18 @@ class PlainPart:
             self._bytes = np.frombuffer(self._map, dtype=np.uint8)
         return self._bytes
 
+    def _items(self, c: int) -> np.ndarray:
+        """Direct column ``c``'s rows as opaque items starting at every byte of the file
+        (an overlapping view, no copy): ``items[offsets]`` copies whole rows with one index
+        a row, as memmap's gather does (``take`` would first copy the view contiguous)."""
+        got = self._views.get(c)
+        if got is None:
+            data = self._mapped()
+            row = self.cols[c][1] * self.cols[c][2]
+            got = np.ndarray((self.size - row + 1,), np.dtype((np.void, row)), data, 0, (1,))
+            self._views[c] = got
+        return got
+
     def release(self) -> None:
         """Drop the mapping's pages from this process (they stay in the page cache)."""
         if self._map is not None:
@@ -262,14 +291,14 @@ class PlainPart:
 
     def gather(self, local: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """Rows ``local`` (part rows, their groups learnt) of columns ``names``."""
-        data = self._mapped()
         g = np.searchsorted(self.starts, local, side="right") - 1
         r = local - self.starts[g]
+        base = self.offsets[g]  # (rows, direct columns): where each row's group's values start
         out: dict[str, np.ndarray] = {}
         need = set(names) | {k for k in self.once if f"next.{k}" in names}
         for c, name in enumerate(self.direct):
             if name in need:
-                out[name] = self._take(data, self.offsets[g, c], r, c)
+                out[name] = self._take(base[:, c], r, c)
         for k in self.once:
             name = f"next.{k}"
             if name not in names:
@@ -282,20 +311,19 @@ class PlainPart:
             hit = rows[at] == local if len(rows) else np.zeros(len(local), bool)
             succ = np.where(hit, r, r + 1)  # an explicit row's successor is never read
             c = self.direct.index(k)
-            got = self._take(data, self.offsets[g, c], succ, c)
-            got[hit] = vals[at[hit]]
+            got = self._take(base[:, c], succ, c)
+            if hit.any():
+                got[hit] = vals[at[hit]]
             out[name] = got
         return {k: out[k] for k in names}
 
-    def _take(self, data: np.ndarray, base: np.ndarray, r: np.ndarray, c: int) -> np.ndarray:
+    def _take(self, base: np.ndarray, r: np.ndarray, c: int) -> np.ndarray:
         """Rows ``r`` of direct column ``c`` whose row groups' values start at ``base``."""
-        name = self.direct[c]
-        _, width, size, dtype = self.cols[c]
-        shape = self.fields[name]["shape"]
+        _, width, size, dtype, np_type, shape = self.cols[c]
+        n = len(r)
         if dtype == "bool":
             bits = (base * 8 + r * width)[:, None] + np.arange(width)
-            values = (data[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1
-            return values.astype(bool).reshape(len(r), *shape)
-        row = width * size
-        idx = (base + r * row)[:, None] + np.arange(row)
-        return data[idx].view(col.np_dtype(dtype)).reshape(len(r), *shape)
+            values = (self._mapped()[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1
+            return values.astype(bool).reshape(n, *shape)
+        got = self._items(c)[base + r * (width * size)]  # (take() would copy the view whole)
+        return got.view(np_type).reshape(n, *shape)
