@@ -428,3 +428,19 @@ def test_a_damaged_unit_in_the_cache_is_fetched_again_never_served(
         assert s._remote.requests > 0  # the damaged units were fetched again
     assert not [p for p in packs if p.exists()]  # the damaged packs are gone
     _only_sound_units(cache_dir / "units")
+
+
+def test_the_statistics_are_fetched_when_first_asked_for_not_at_open(
+    base: str, tmp_path: Path
+) -> None:
+    src, url = _published(base, tmp_path)
+    stats = [rel for rel in _objects(url) if rel.startswith("stats")]
+    assert stats
+    fs = location(url).fs
+    with stores.open(src) as local:
+        want = local.stats()
+    with counting_reads(fs) as got, _open(url) as s:
+        s.get(torch.tensor([0, 6999]))
+        assert not [p for p in got.by_path if p.rsplit("/", 1)[-1].startswith("stats")]
+        assert s.stats() == want
+    assert [p for p in got.by_path if p.rsplit("/", 1)[-1].startswith("stats")], got.by_path

@@ -354,9 +354,17 @@ def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | N
 
 
 def _stats_faults(store: Store, m: dict) -> Iterator[str]:
+    from rldata.errors import RldataError
     from rldata.stores.format import stats as st
     from rldata.stores.format.files import inside
 
+    fetch = getattr(store, "fetch_stats", None)  # a streaming store brings them on demand
+    if fetch is not None:
+        try:
+            fetch()
+        except RldataError as exc:
+            yield str(exc)
+            return
     listed = m.get("stats")
     if isinstance(listed, dict):  # the appended log: its committed bytes and lines
         try:

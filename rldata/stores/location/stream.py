@@ -1,9 +1,9 @@
 """Streaming reads of a memmap store at a URL: a batch downloads only the units it needs.
 
 ``rldata.load(URL)`` of a pushed ``memmap`` store (docs/FORMAT.md section 14: an object
-index, ``"complete": true``) opens a :class:`StreamStore` after reading the manifest, the
-episode index and the statistics (each checked against the SHA-256 the object index and
-the manifest record), never the payload. Each key's payload file is cut into *units*, the
+index, ``"complete": true``) opens a :class:`StreamStore` after reading the manifest and
+the episode index (each checked against the SHA-256 the object index and the manifest
+record), never the payload; the statistics are fetched when first asked for. Each key's payload file is cut into *units*, the
 byte ranges whose SHA-256 the manifest records (format 1.4's block digests, section 7a:
 at most 1,024 rows and 64 KiB; older stores: the checksum chunks of section 7, up to 65,536
 rows). A batch fetches the units its rows fall in, in parallel,
@@ -214,6 +214,16 @@ class StreamStore(MemmapStore):
         store._load_index()
         return store
 
+    def fetch_stats(self) -> None:
+        """Bring the statistics files into the shell (verified), unless they are there:
+        sampling never needs them, so opening the store does not download them."""
+        _land(self.root, self._remote, _stats_files(self._m))
+
+    def trajectory_stats(self) -> dict[int, Any]:
+        """The per-trajectory records (their files fetched on the first call)."""
+        self.fetch_stats()
+        return super().trajectory_stats()
+
     def refresh(self, _attempts: int = 5, *, force: bool = False) -> bool:
         """A streaming store serves the commit it opened (open the URL again for a newer one)."""
         return False
@@ -358,9 +368,10 @@ def open_stream(
     """A :class:`StreamStore` over the pushed memmap store at ``loc``.
 
     ``objects`` is the store's object index (``rel -> (size, sha256)``, names checked),
-    whose entry for the manifest ``manifest_bytes`` matches. The manifest, the episode
-    index and the statistics files are written into ``shell_root/stream-<hex>`` (a name
-    computed here over the URL and the manifest's SHA-256), each verified first.
+    whose entry for the manifest ``manifest_bytes`` matches. The manifest and the episode
+    index are written into ``shell_root/stream-<hex>`` (a name computed here over the URL
+    and the manifest's SHA-256), each verified first; the statistics files join them when
+    :meth:`StreamStore.trajectory_stats` first needs them.
 
     Raises:
         CorruptStoreError: a name, size or digest the remote serves is not the expected one.
@@ -377,22 +388,35 @@ def open_stream(
     if ref is not None:  # an appended index (1.4) is read up to its committed bytes
         n = ref.get("bytes")
         small.append((str(ref["path"]), str(ref["sha256"]), n if type(n) is int else None))
-    stats = m.get("stats")
-    if isinstance(stats, dict):  # an appended log (1.5) is read up to its committed bytes
-        small.append((str(stats["path"]), str(stats["sha256"]), int(stats["bytes"])))
-    for st in stats if isinstance(stats, list) else []:
-        small.append((str(st["path"]), str(st["sha256"]), None))
-    for rel, sha, n in small:
-        target = contained_name(shell, rel, url)
-        if _sha_of_file(target) == sha:
-            continue
-        if rel == small[0][0]:
-            data = manifest_bytes
-        else:
-            data = remote.whole(rel, sha, where=f"{url}/{rel}", size=n)
-        _atomic(target, data)
+    # the statistics (32 MB at 10M rows) are fetched when first asked for, not at open
+    _land(shell, remote, small[:1], manifest_bytes)
+    _land(shell, remote, small[1:])
     budget = memory_bytes if memory_bytes is not None else cache.max_bytes
     return StreamStore.over(shell, m, remote, budget)
+
+
+def _stats_files(m: dict[str, Any]) -> list[tuple[str, str, int | None]]:
+    """The statistics files of manifest ``m``: ``(rel, sha256, committed bytes or None)``."""
+    stats = m.get("stats")
+    if isinstance(stats, dict):  # an appended log (1.5) is read up to its committed bytes
+        return [(str(stats["path"]), str(stats["sha256"]), int(stats["bytes"]))]
+    return [(str(st["path"]), str(st["sha256"]), None) for st in stats or []]
+
+
+def _land(
+    shell: Path, remote: Remote, files: list[tuple[str, str, int | None]], first: bytes = b""
+) -> None:
+    """Each ``(rel, sha256, size)`` of ``files`` in ``shell``, fetched and verified unless
+    it is there intact (``first``: the bytes of the first, already in hand)."""
+    for i, (rel, sha, n) in enumerate(files):
+        target = contained_name(shell, rel, remote.url)
+        if _sha_of_file(target) == sha:
+            continue
+        if first and i == 0:
+            data = first
+        else:
+            data = remote.whole(rel, sha, where=f"{remote.url}/{rel}", size=n)
+        _atomic(target, data)
 
 
 def _sidecar(remote: Remote, entry: dict) -> bytes:
