@@ -21,6 +21,9 @@ META_KEY = b"rldata"
 # decoded bytes of one row group in new parts: a random row costs one such decode (pyarrow
 # reads a row group's column chunks by byte range; smaller groups cost footer bytes).
 ROW_GROUP_BYTES = 64 << 10
+PLAIN_GROUP_BYTES = 8 << 20
+# dtypes whose parquet PLAIN values are the numpy bytes (booleans: one bit each)
+PLAIN_KINDS = frozenset({"bool", "float32", "float64", "int32", "int64", "complex64", "complex128"})
 MIN_GROUP_ROWS, MAX_GROUP_ROWS = 64, 1 << 16
 
 
@@ -107,8 +110,12 @@ def decode_column(
 
 
 def _group_rows(fields: dict) -> int:
-    """Rows per row group of a new part: about ``ROW_GROUP_BYTES`` decoded."""
-    rows = ROW_GROUP_BYTES // max(1, _row_bytes(fields))
+    """Rows per row group of a new part: about ``ROW_GROUP_BYTES`` decoded, or
+    ``PLAIN_GROUP_BYTES`` where parts are read in place (every dtype PLAIN: no group is
+    decoded for a sample, and a reader learns each group's page offsets once, so fewer
+    groups mean a shorter warm-up)."""
+    plain = all(e["dtype"] in PLAIN_KINDS for e in fields.values())
+    rows = (PLAIN_GROUP_BYTES if plain else ROW_GROUP_BYTES) // max(1, _row_bytes(fields))
     return int(min(MAX_GROUP_ROWS, max(MIN_GROUP_ROWS, rows)))
 
 

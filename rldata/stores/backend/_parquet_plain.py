@@ -28,9 +28,8 @@ import pyarrow.parquet as pq
 
 from rldata._env import env_bytes
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._parquet_codec import PLAIN_KINDS
 
-PLAIN_KINDS = {"bool", "float32", "float64", "int32", "int64", "complex64", "complex128"}
-"""Dtypes whose parquet PLAIN values are the numpy bytes (booleans: one bit each)."""
 HEADER_BYTES = 512
 MAP_BYTES = 512 << 20
 """Above this many bytes of parts (or ``RLDATA_MAP_BYTES``), a mapping's pages are dropped
@@ -201,6 +200,7 @@ class PlainPart:
             for k in self.direct
         ]
         self._views: dict[int, np.ndarray] = {}
+        self._flags = [c for c, e in enumerate(self.cols) if e[3] == "bool" and e[1] == 1]
         self.meta = meta
         sizes = np.array([meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -296,8 +296,15 @@ class PlainPart:
         base = self.offsets[g]  # (rows, direct columns): where each row's group's values start
         out: dict[str, np.ndarray] = {}
         need = set(names) | {k for k in self.once if f"next.{k}" in names}
+        flags = [c for c in self._flags if self.direct[c] in need]
+        if flags:  # one-value booleans (the TED flags): every column in one pass
+            bits = base[:, flags] * 8 + r[:, None]
+            got = (self._mapped()[bits >> 3] >> (bits & 7).astype(np.uint8)) & 1
+            got = np.ascontiguousarray(got.T.astype(bool))
+            for j, c in enumerate(flags):
+                out[self.direct[c]] = got[j].reshape(len(r), *self.cols[c][5])
         for c, name in enumerate(self.direct):
-            if name in need:
+            if name in need and name not in out:
                 out[name] = self._take(base[:, c], r, c)
         for k in self.once:
             name = f"next.{k}"
