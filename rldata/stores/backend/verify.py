@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -88,8 +87,6 @@ def _integrity(
         yield from lazily
         return
     if checksums:
-        # one pass's statistics log check runs beside its row scan (both read, one parses)
-        stats = _beside(lambda: list(_stats_faults(store, m))) if scan is not None else None
         proven: AbstractSet[int | str] = frozenset()
         check = getattr(store, "stored_bytes_check", None)
         if check is not None:
@@ -109,31 +106,8 @@ def _integrity(
         digests = getattr(store, "digest_file_faults", None)
         if digests is not None:
             yield from digests()
-        yield from stats() if stats is not None else _stats_faults(store, m)
+        yield from _stats_faults(store, m)
     yield from _index_file_faults(store, m)
-
-
-def _beside(fn: Callable[[], list[str]]) -> Callable[[], list[str]]:
-    """Start ``fn`` on a thread now; the returned call waits for its result (or raises its
-    exception)."""
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller's thread
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, name="rldata-verify-stats", daemon=True)
-    thread.start()
-
-    def result() -> list[str]:
-        thread.join()
-        if "error" in out:
-            raise out["error"]
-        return out["value"]
-
-    return result
 
 
 def _index_missing(store: Store) -> bool:
