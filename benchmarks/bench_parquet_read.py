@@ -149,7 +149,11 @@ def main() -> None:
     table = render(done)
     print(table)
     if args.write:
-        cmd = " ".join(["nice -n 5 python benchmarks/bench_parquet_read.py", *sys.argv[1:]])
+        argv = sys.argv[1:]
+        if "--note" in argv:  # the note is printed below, not in the command
+            i = argv.index("--note")
+            argv = argv[:i] + argv[i + 2 :]
+        cmd = " ".join(["nice -n 5 python benchmarks/bench_parquet_read.py", *argv])
         note = (
             f"HalfCheetah-shaped rows (obs 17, action 6, ~178 B a decoded row), parquet cache "
             f"{statistics.median(r['cache_mib'] for r in done):.0f} MiB; each rate the median "
