@@ -1030,7 +1030,7 @@ def docs_section(command: str, text: str) -> None:
     begin, end = "<!-- scale:begin -->", "<!-- scale:end -->"
     section = (
         f"{begin}\n## Scale\n\nCopied from `benchmarks/RESULTS-scale.md` by the run itself "
-        f"(issue 19's targets; today's code, before the bounded-memory work).\n\n"
+        f"(issue 19's targets).\n\n"
         f"Command: `{command}`\n\n{text.strip()}\n{end}"
     )
     old = path.read_text() if path.exists() else "# Benchmarks\n"
@@ -1105,13 +1105,12 @@ def main() -> None:
             "Scale: memory and speed as stores grow (issue 19)",
             command,
             [
-                "Today's code, before the bounded-memory work of issue 19: the figures show "
-                "where each read path stands, not the goal. "
+                "The code named in the Run line; targets met or missed are listed at the end. "
                 + (
                     f"This run had {rounds_run} round(s): "
                     + (
                         "each timing is one measurement, without a spread; on a machine shared "
-                        "with other jobs (load average 4-9 during the run) a single timing can be "
+                        "with other jobs (load average in the Run line) a single timing can be "
                         "off by 2x or more, so a ratio near its threshold (commit growth, "
                         "SliceSampler) is not a verdict."
                         if rounds_run == 1
