@@ -24,7 +24,9 @@ KNOB = "RLDATA_TEST_BYTES"
 bad_values = st.one_of(
     st.sampled_from(["abc", "-1", "1.5", "1e9", "512MiB", "0x10", "inf", "nan", "9" * 5000]),
     st.sampled_from(["1 2", "+5", "٣", "\x1b[31m1", "1\n2", str(1 << 63)]),
-    st.text(min_size=1, max_size=30).filter(lambda s: s.strip() and not s.strip().isascii()),
+    st.text(min_size=1, max_size=30).filter(
+        lambda s: s.strip() and not s.strip().isascii() and "\x00" not in s  # no NUL in env
+    ),
 )
 
 
@@ -84,23 +86,47 @@ def test_the_memory_budget_is_read_when_a_size_is_checked(monkeypatch):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("env") / "s"
-    with stores.create(path) as w:
-        w.append(ted_batch([5, 3]))
-    return path
+    made = {}
+    for backend in ("memmap", "zarr", "parquet"):
+        made[backend] = tmp_path_factory.mktemp("env") / backend
+        with stores.create(made[backend], backend=backend) as w:
+            w.append(ted_batch([5, 3]))
+    return made
 
 
-@pytest.mark.parametrize("name", ["RLDATA_JSON_LIMIT", "RLDATA_MAP_BYTES"])
+KNOBS = [
+    ("RLDATA_JSON_LIMIT", "memmap"),
+    ("RLDATA_MAP_BYTES", "memmap"),
+    ("RLDATA_MAP_BYTES", "parquet"),
+    ("RLDATA_ZARR_CACHE_BYTES", "zarr"),
+    ("RLDATA_PARQUET_CACHE_BYTES", "parquet"),
+]
+
+
+@pytest.mark.parametrize("name, backend", KNOBS)
 @pytest.mark.parametrize("command", ["info", "verify"])
-def test_a_command_given_a_bad_size_exits_1_with_one_line(store, name, command):
-    result = CliRunner().invoke(rldata, [command, str(store)], env={name: "12 GB"})
+def test_a_command_given_a_bad_size_exits_1_with_one_line(store, name, backend, command):
+    result = CliRunner().invoke(rldata, [command, str(store[backend])], env={name: "12 GB"})
     assert result.exit_code == 1, result.output
     assert result.output.count("\n") == 1 and name in result.output
     assert "Traceback" not in result.output
 
 
+def test_the_chunk_cache_size_is_read_when_a_cache_is_made(monkeypatch):
+    from rldata.stores.location.chunk_cache import configured_bytes
+
+    monkeypatch.setenv("RLDATA_CHUNK_CACHE_BYTES", "2GiB")
+    with pytest.raises(ConfigError, match="RLDATA_CHUNK_CACHE_BYTES"):
+        configured_bytes()
+
+
 def test_importing_rldata_with_bad_sizes_set_does_not_fail():
-    bad = {"RLDATA_JSON_LIMIT": "x", "RLDATA_MEMORY_BUDGET": "x", "RLDATA_MAP_BYTES": "x"}
-    code = "import rldata, rldata.api, rldata_cli.main, rldata.stores.backend._memmap"
+    names = [name for name, _ in KNOBS] + ["RLDATA_MEMORY_BUDGET", "RLDATA_CHUNK_CACHE_BYTES"]
+    bad = dict.fromkeys(names, "x")
+    code = (
+        "import rldata, rldata.api, rldata_cli.main, rldata.stores.backend._memmap, "
+        "rldata.stores.backend._zarr, rldata.stores.backend._parquet, "
+        "rldata.stores.location.chunk_cache"
+    )
     env = {**os.environ, **bad}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)

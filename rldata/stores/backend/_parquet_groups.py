@@ -14,12 +14,12 @@ least-recently-used set of groups (the least recently used go first).
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
 
+from rldata._env import env_bytes
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend._parquet_plain import PlainPart, map_bytes
 
@@ -31,18 +31,7 @@ ENV = "RLDATA_PARQUET_CACHE_BYTES"
 
 def cache_bytes() -> int:
     """The decoded row-group cache's size in bytes (``RLDATA_PARQUET_CACHE_BYTES``)."""
-    from rldata.errors import ConfigError
-
-    raw = os.environ.get(ENV)
-    if raw is None:
-        return DEFAULT_CACHE_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigError(f"{ENV}={raw!r}: expected a number of bytes >= 0")
-    return value
+    return env_bytes(ENV, DEFAULT_CACHE_BYTES)
 
 
 Decode = Callable[[pq.ParquetFile, dict, int, list[str] | None], dict[str, np.ndarray]]
@@ -203,7 +192,7 @@ class RowGroups:
                 self._plain[i] = None  # not that layout after all: decode its row groups
             rest.append(sel)
         if rest:
-            sel = None if rest[0] is None else np.concatenate(rest)
+            sel = None if rest[0] is None else np.concatenate([r for r in rest if r is not None])
             got.append((sel, self._gather_decoded(index if sel is None else index[sel], names)))
         if used and self._part_bytes > self._map_bytes:  # resident memory: the batch
             for p in used:

@@ -148,12 +148,13 @@ def value_start(
     try:
         t = _Thrift(read(first, min(HEADER_BYTES, total)))
         head = t.struct()
-        page = head.get(5)
+        page, body = head.get(5), head.get(3)
         ok = (
             head.get(1) == 0  # DATA_PAGE
             and isinstance(page, dict)
-            and head.get(2) == head.get(3)  # not compressed
-            and t.pos + head.get(3, -1) == total  # one page fills the chunk
+            and isinstance(body, int)
+            and head.get(2) == body  # not compressed
+            and t.pos + body == total  # one page fills the chunk
             and page.get(1) == rows * width  # no nulls: one value a leaf slot
             and page.get(2) == 0  # PLAIN
         )

@@ -24,25 +24,20 @@ from zarr.api import asynchronous as zarr_async
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import LocalStore  # a missing package: the registry names the extra
 
+from rldata._env import env_bytes
 from rldata.errors import CorruptStoreError, RowIndexError
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend._zarr_checks import DATA_DIR, IMPLIED, ZarrObjectChecks
-from rldata.stores.backend._zarr_shards import (
-    Layout,
-    Objects,
-    decode_inner,
-    layout,
-)
+from rldata.stores.backend._zarr_shards import Layout, Objects, decode_inner, layout
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format import schema as sch
 from rldata.stores.format.files import inside
 
 # bit shuffle: smaller and faster than byte shuffle on float rows, measured (format 1.3.0)
 SHUFFLE: Final = "bitshuffle"
-CACHE_BYTES = int(os.environ.get("RLDATA_ZARR_CACHE_BYTES", 512 << 20))
-"""Decoded rows a handle keeps in memory (all of them when the store fits). Every read
-decodes only the units it touches (a sharded store's inner chunks, an older store's
-chunks), into this budget."""
+CACHE_BYTES = 512 << 20
+"""Decoded rows a handle keeps (all when the store fits; ``RLDATA_ZARR_CACHE_BYTES``: see
+:func:`cache_bytes`); a read decodes only the units it touches into this budget."""
 EAGER_BYTES = 32 << 20
 """Largest decoded store a reader hands out whole (``columns()``/``tensordict()``, which
 decode every chunk); above it, samples decode only the chunks they touch."""
@@ -255,8 +250,8 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         """Largest store kept decoded whole: ``CACHE_BYTES``; an append-only writer's only
         ``EAGER_BYTES`` (it reads back what it wrote, flushed rows need not stay in memory)."""
         if self.writable and self.capacity is None:
-            return min(CACHE_BYTES, EAGER_BYTES)
-        return CACHE_BYTES
+            return min(cache_bytes(), EAGER_BYTES)
+        return cache_bytes()
 
     def _reset_cache(self, rows: int) -> None:
         self._lru.clear()
@@ -363,7 +358,7 @@ class ZarrChunks(ZarrObjectChecks, RowStore):
         if got is None:
             got = self._lru[c] = self._decode_unit(c)
             block = sum(a.nbytes for a in got.values())  # implied-row bits included
-            budget = max(2, CACHE_BYTES // max(1, block))
+            budget = max(2, cache_bytes() // max(1, block))
             if self.writable and self.capacity is None:  # flushed rows are on disk: an
                 budget = min(budget, len(self._dirty) + 2)  # appender's memory stays flat
             excess = len(self._lru) - budget
@@ -498,3 +493,8 @@ def _remove_partials(root: Path) -> None:
             if name.endswith(".partial"):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(dirpath, name))
+
+
+def cache_bytes() -> int:
+    """:data:`CACHE_BYTES`, or what ``RLDATA_ZARR_CACHE_BYTES`` sets (read at each use)."""
+    return env_bytes("RLDATA_ZARR_CACHE_BYTES", CACHE_BYTES)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rldata._env import env_bytes
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.location._packs import SUFFIX, Packs
 from rldata.stores.location.places import cache_root
@@ -51,9 +52,9 @@ def configured_bytes(max_bytes: int | None = None) -> int:
     Raises:
         ConfigError: the value is not a non-negative integer.
     """
-    raw: object = max_bytes if max_bytes is not None else os.environ.get(ENV_BYTES)
-    if raw is None or raw == "":
-        return DEFAULT_BYTES
+    if max_bytes is None:
+        return env_bytes(ENV_BYTES, DEFAULT_BYTES)
+    raw: object = max_bytes
     try:
         value = int(raw)  # type: ignore[call-overload]
     except (TypeError, ValueError):
