@@ -21,6 +21,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def package_at(rev: str, into: Path) -> Path:
+    """``rldata/`` of commit ``rev`` extracted under ``into`` (put ``into`` on ``PYTHONPATH``
+    to measure that revision's code beside today's in the same run)."""
+    into.mkdir(parents=True, exist_ok=True)
+    tar = subprocess.run(
+        ["git", "archive", rev, "rldata"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+    return into
+
+
 def disk_bytes(path: Path) -> int:
     """Allocated bytes under ``path`` (sparse preallocation counts only what holds data)."""
     total = 0

@@ -86,16 +86,6 @@ def _fixed(xs: list[float], digits: int) -> str:
     return f"{f(rep.med(xs))} ({f(min(xs))}–{f(max(xs))})" if len(xs) > 1 else f(xs[0])
 
 
-def export(rev: str, dest: Path) -> str:
-    """``rldata/`` of commit ``rev`` under ``dest`` (for the baseline child's path)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "archive", rev, "rldata"], cwd=rep.ROOT, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return str(dest)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", default="1000000,3000000", help="store sizes, comma separated")
@@ -118,7 +108,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     codes: dict[str, str | None] = {"this checkout": None}
     if args.baseline:
-        codes[f"before ({args.baseline})"] = export(args.baseline, work / "baseline")
+        codes[f"before ({args.baseline})"] = str(rep.package_at(args.baseline, work / "baseline"))
     rows_out = []
     sizes = sorted(int(x) for x in args.rows.split(","))
     for backend in args.backends.split(","):

@@ -21,7 +21,6 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,16 +30,6 @@ import _report as rep  # noqa: E402
 import bench_scale as bs  # noqa: E402
 
 BACKENDS = ("memmap", "zarr")
-
-
-def checkout(rev: str, into: Path) -> Path:
-    """The package tree of ``rev``, extracted under ``into`` (put on ``PYTHONPATH``)."""
-    into.mkdir(parents=True, exist_ok=True)
-    tar = subprocess.run(
-        ["git", "archive", rev, "rldata"], cwd=rep.ROOT, capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
-    return into
 
 
 def write(keep: Path, backend: str, rows: int, timeout: float, env: dict, tag: str) -> dict:
@@ -91,10 +80,10 @@ def main() -> None:
     sizes = [int(x) for x in args.rows.split(",")]
     codes: dict[str, dict[str, str]] = {"after": {}}
     if args.after:
-        new = checkout(args.after, Path(tempfile.mkdtemp(prefix="zw-after-")))
+        new = rep.package_at(args.after, Path(tempfile.mkdtemp(prefix="zw-after-")))
         codes = {"after": {"PYTHONPATH": str(new)}}
     if args.before:
-        old = checkout(args.before, Path(tempfile.mkdtemp(prefix="zw-before-")))
+        old = rep.package_at(args.before, Path(tempfile.mkdtemp(prefix="zw-before-")))
         codes = {f"before ({args.before})": {"PYTHONPATH": str(old)}, **codes}
     cache = {"RLDATA_ZARR_CACHE_BYTES": str(args.cache_mib << 20)}
 

@@ -62,7 +62,12 @@ from typing import Any
 import numpy as np
 
 from rldata.errors import CorruptStoreError
-from rldata.stores.format.checksums import committed_prefix, parallel_map
+from rldata.stores.format.checksums import (
+    committed_prefix,
+    is_sha256_hex,
+    parallel_map,
+    tail_rows,
+)
 from rldata.stores.format.files import inside
 
 DIGEST = 32
@@ -112,30 +117,11 @@ def check_entry(entry: Any, where: object, rows_committed: int, schema: dict) ->
         or not set(keys) <= set(schema)
     ):
         raise fail("keys", "distinct keys of the schema", keys)
-    if not _hex(entry.get("sha256")):
+    if not is_sha256_hex(entry.get("sha256")):
         raise fail("sha256", "64 hex digits", entry.get("sha256"))
-    tail = entry.get("tail")
-    r = 0
-    if tail is not None:
-        if not isinstance(tail, dict):
-            raise fail("tail", "null or {rows, sha256}", tail)
-        rows = tail.get("rows")
-        if type(rows) is not int or not 0 < rows < b:
-            raise fail("tail.rows", f"an integer in [1, {b})", rows)
-        r = rows
-        sums = tail.get("sha256")
-        if (
-            not isinstance(sums, dict)
-            or set(sums) != set(keys)
-            or not all(map(_hex, sums.values()))
-        ):
-            raise fail("tail.sha256", "64 hex digits per key of 'keys'", sums)
+    r = tail_rows(entry.get("tail"), keys, b, fail)
     if n * b + r != rows_committed:
         raise fail("blocks", f"blocks * block_rows + tail rows == {rows_committed}", n * b + r)
-
-
-def _hex(v: object) -> bool:
-    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
 class BlockTable:

@@ -179,3 +179,33 @@ def committed_prefix(
     if hashlib.sha256(data).hexdigest() != sha256:
         raise CorruptStoreError(f"{what}: sha256 does not match the manifest")
     return data
+
+
+def is_sha256_hex(v: object) -> bool:
+    """``v`` is a SHA-256 as the manifest writes it: 64 lowercase hex digits."""
+    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+
+
+def tail_rows(
+    tail: object, keys: list, unit_rows: int, fail: Callable[[str, str, object], Exception]
+) -> int:
+    """The rows of a manifest's ``tail`` record (the digests of the partial unit after the
+    full ones, in the block digests and the chunk sidecar): 0 when null.
+
+    Raises:
+        the ``fail(field, expected, given)`` error: not ``{"rows": 1..unit_rows-1,
+        "sha256": {key: hex} for each of keys}``.
+    """
+    if tail is None:
+        return 0
+    if not isinstance(tail, dict):
+        raise fail("tail", "null or {rows, sha256}", tail)
+    rows = tail.get("rows")
+    if type(rows) is not int or not 0 < rows < unit_rows:
+        raise fail("tail.rows", f"an integer in [1, {unit_rows})", rows)
+    sums = tail.get("sha256")
+    if not isinstance(sums, dict) or set(sums) != set(keys):
+        raise fail("tail.sha256", "64 hex digits per key of 'keys'", sums)
+    if not all(map(is_sha256_hex, sums.values())):
+        raise fail("tail.sha256", "64 hex digits per key of 'keys'", sums)
+    return rows

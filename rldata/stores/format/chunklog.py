@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from rldata.errors import CorruptStoreError, StoreError
-from rldata.stores.format.checksums import ChunkSums, committed_prefix
+from rldata.stores.format.checksums import ChunkSums, committed_prefix, is_sha256_hex, tail_rows
 from rldata.stores.format.commit import fsync_dir
 from rldata.stores.format.files import inside
 
@@ -90,29 +90,13 @@ def check_entry(entry: Any, where: object, written: int, chunk_rows: int, schema
     size = entry.get("bytes")
     if size != n * len(keys) * DIGEST or type(size) is not int:
         raise fail("bytes", f"chunks * keys * 32 = {n * len(keys) * DIGEST}", size)
-    if not _hex(entry.get("sha256")):
+    if not is_sha256_hex(entry.get("sha256")):
         raise fail("sha256", "64 hex digits", entry.get("sha256"))
-    tail, r = entry.get("tail"), 0
-    if tail is not None:
-        rows = tail.get("rows") if isinstance(tail, dict) else None
-        if type(rows) is not int or not 0 < rows < chunk_rows:
-            raise fail("tail.rows", f"an integer in [1, {chunk_rows})", rows)
-        r = rows
-        sums = tail.get("sha256")  # type: ignore[union-attr]
-        if (
-            not isinstance(sums, dict)
-            or set(sums) != set(keys)
-            or not all(map(_hex, sums.values()))
-        ):
-            raise fail("tail.sha256", "64 hex digits per key of 'keys'", sums)
+    r = tail_rows(entry.get("tail"), keys, chunk_rows, fail)
     if n * chunk_rows + r != written:
         raise fail(
             "chunks", f"chunks * chunk_rows + tail rows == written = {written}", n * chunk_rows + r
         )
-
-
-def _hex(v: object) -> bool:
-    return isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
 
 
 class ChunkTable:
