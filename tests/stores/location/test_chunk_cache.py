@@ -97,7 +97,9 @@ def test_the_size_comes_from_the_keyword_or_the_environment(
     assert configured_bytes() == 12345
     assert configured_bytes(99) == 99
     monkeypatch.setenv("RLDATA_CHUNK_CACHE_BYTES", "lots")
-    with pytest.raises(ConfigError, match="RLDATA_CHUNK_CACHE_BYTES must be a whole number of bytes"):
+    with pytest.raises(
+        ConfigError, match="RLDATA_CHUNK_CACHE_BYTES must be a whole number of bytes"
+    ):
         configured_bytes()
     monkeypatch.delenv("RLDATA_CHUNK_CACHE_BYTES")
     assert configured_bytes() == 2 << 30
