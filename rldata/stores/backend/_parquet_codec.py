@@ -119,9 +119,12 @@ def _group_rows(fields: dict) -> int:
     return int(min(MAX_GROUP_ROWS, max(MIN_GROUP_ROWS, rows)))
 
 
-def _row_bytes(fields: dict) -> int:
+def _row_bytes(fields: dict, *, stored: bool = False) -> int:
+    """Decoded bytes of a row; ``stored``: as parquet keeps them (integers narrower than 4
+    bytes are INT32 values, so uint8 pixels take 4x their numpy bytes)."""
     return sum(
-        int(np.prod(e["shape"], dtype=object)) * col.np_dtype(e["dtype"]).itemsize
+        int(np.prod(e["shape"], dtype=object))
+        * max(col.np_dtype(e["dtype"]).itemsize, 4 if stored and e["dtype"] != "bool" else 1)
         for e in fields.values()
     )
 
@@ -134,7 +137,7 @@ def _check_footer(path: object, meta: pq.FileMetaData, rows: int, fields: dict) 
         raise CorruptStoreError(
             f"{path}: parquet footer declares {meta.num_rows} rows; the manifest lists {rows}"
         )
-    expected = rows * _row_bytes(fields)
+    expected = rows * _row_bytes(fields, stored=True)
     declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     allowed = 2 * expected + 2**20  # validity bitmaps, list offsets and page headers
     if declared > allowed:
