@@ -41,6 +41,7 @@ from rldata.stores.location.places import cache_root
 ENV_BYTES = "RLDATA_CHUNK_CACHE_BYTES"
 DEFAULT_BYTES = 2 << 30
 CLAIM_STALE_S = 60.0
+STALE_TEMP_S = 3600.0  # a temporary unit or pack this old is a killed writer's (writes take ms)
 _WAIT_S = 0.02
 _SHA = re.compile(r"[0-9a-f]{64}")
 _TMP = ".tmp-"
@@ -249,6 +250,9 @@ class ChunkCache:
             except OSError:
                 continue
             for e in entries:
+                if _TMP in e.name:  # a unit or pack being written, or a killed writer's
+                    _drop_stale_temp(e)
+                    continue
                 if _SHA.fullmatch(e.name) is None and not e.name.endswith(SUFFIX):
                     continue
                 try:
@@ -262,3 +266,13 @@ class ChunkCache:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
+
+
+def _drop_stale_temp(entry: os.DirEntry) -> None:
+    """Remove a temporary file left by a writer killed mid-write, once it is
+    :data:`STALE_TEMP_S` old (a live writer renames its file within milliseconds)."""
+    try:
+        if time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_S:
+            os.unlink(entry.path)
+    except OSError:
+        pass

@@ -231,3 +231,22 @@ def test_packs_are_evicted_least_recently_used_first(tmp_path: Path) -> None:
     assert cache.held_bytes() <= 8_000
     kept = [i for i, batch in enumerate(batches) if cache.cached(batch[1][0]) is not None]
     assert kept == [0, 3, 4]
+
+
+def test_temporary_files_a_killed_writer_left_are_removed_once_stale(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path, 10_000)
+    sha, data = _unit(4)
+    assert cache.get(sha, lambda: data, where="t") == data
+    hour_ago = time.time() - 2 * 3600
+    killed_unit = cache.path(sha).with_name(f"{sha}.tmp-999-abcd")  # as a unit is written
+    killed_pack = tmp_path / "packs" / ".tmp-0123-999"  # as a pack is written
+    live_pack = tmp_path / "packs" / ".tmp-4567-1000"
+    killed_pack.parent.mkdir(exist_ok=True)
+    for f in (killed_unit, killed_pack, live_pack):
+        f.write_bytes(b"x" * 5000)
+    for f in (killed_unit, killed_pack):
+        os.utime(f, (hour_ago, hour_ago))
+    held = cache.held_bytes()  # any scan of the cache sweeps them
+    assert not killed_unit.exists() and not killed_pack.exists()
+    assert live_pack.exists()  # a writer's file of a moment ago stays
+    assert held == len(data)  # temporary files are not counted as units
