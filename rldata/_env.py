@@ -30,3 +30,15 @@ def env_bytes(name: str, default: int, *, minimum: int = 0) -> int:
             f"to 2**62 (default {default:,}), got {shown!r}"
         )
     return value
+
+
+MAP_BYTES = 512 << 20
+"""Bytes of store files a reader gathers through memory maps before it reads rows with
+``pread`` (memmap) or drops mapped pages after each batch (parquet), unless
+``RLDATA_MAP_BYTES`` sets another: a random row read through a mapping maps the page-cache
+folio around it, so a sampler's resident memory would grow towards the store's size."""
+
+
+def map_bytes() -> int:
+    """:data:`MAP_BYTES`, or what ``RLDATA_MAP_BYTES`` sets (read at each use)."""
+    return env_bytes("RLDATA_MAP_BYTES", MAP_BYTES)

@@ -20,18 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from rldata._env import env_bytes
 from rldata.errors import CorruptStoreError
 from rldata.stores.format import schema as sch
-
-MAP_BYTES = 512 << 20
-"""Stores whose row files are larger than this in all (or than ``RLDATA_MAP_BYTES``) are
-gathered with pread."""
-
-
-def map_bytes() -> int:
-    """The mapped-gather budget: :data:`MAP_BYTES`, or what ``RLDATA_MAP_BYTES`` sets."""
-    return env_bytes("RLDATA_MAP_BYTES", MAP_BYTES)
 
 
 class _Rows:

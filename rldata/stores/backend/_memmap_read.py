@@ -17,6 +17,7 @@ import torch
 from tensordict import TensorDict
 
 from rldata import _compat
+from rldata._env import map_bytes
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend import _memmap_gather as gather
@@ -225,7 +226,7 @@ class MemmapFiles(BlockChecks, RowStore):
         self._inodes = inodes
         self._drop_read_fds()  # they belong to the previous mapping
         mapped = sum(v.numel() * v.element_size() for v in views.values())
-        if mapped <= gather.map_bytes():
+        if mapped <= map_bytes():
             self._arrays = {name: _as_rows(v) for name, v in views.items()}
         else:  # random rows through a mapping would map the store into this process
             self._arrays = {

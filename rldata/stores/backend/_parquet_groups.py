@@ -19,9 +19,9 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow.parquet as pq
 
-from rldata._env import env_bytes
+from rldata._env import env_bytes, map_bytes
 from rldata.stores.backend import _columns as col
-from rldata.stores.backend._parquet_plain import PlainPart, map_bytes
+from rldata.stores.backend._parquet_plain import PlainPart
 
 # above it, a random row costs one small row group's read (~1.5 ms in pyarrow, whatever its
 # size: 1.1 batches/s at 3M HalfCheetah rows with 256 MiB), so the default stays at 2 GiB

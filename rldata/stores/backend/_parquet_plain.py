@@ -26,20 +26,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from rldata._env import env_bytes
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend._parquet_codec import PLAIN_KINDS
 
 HEADER_BYTES = 512
-MAP_BYTES = 512 << 20
-"""Above this many bytes of parts (or ``RLDATA_MAP_BYTES``), a mapping's pages are dropped
-after each batch, so the sampler's resident memory stays its batch (the page cache keeps
-them)."""
-
-
-def map_bytes() -> int:
-    """The budget of mapped part bytes: :data:`MAP_BYTES`, or what ``RLDATA_MAP_BYTES`` sets."""
-    return env_bytes("RLDATA_MAP_BYTES", MAP_BYTES)
 
 
 def plain_columns(fields: dict, once: list[str]) -> list[str] | None:

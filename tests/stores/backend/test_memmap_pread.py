@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import rldata
 import rldata.stores as stores
+from rldata._env import map_bytes
 from rldata.errors import CorruptStoreError
-from rldata.stores.backend import _memmap_gather as gather
 from rldata.testing.ted_factory import ted_batch
 
 EPISODES = [40, 1, 25, 7, 60, 3, 90]
@@ -123,7 +123,7 @@ def test_sampling_a_store_past_the_map_budget_keeps_its_pages_out_of_the_sampler
 
 def test_a_store_within_the_budget_is_gathered_through_its_mappings(recorded):
     path, _ = recorded
-    assert gather.map_bytes() >= 64 << 20  # the default: small stores keep the fastest path
+    assert map_bytes() >= 64 << 20  # the default: small stores keep the fastest path
     store = stores.open(path)
     assert _gathers(store) == {"_Rows"}
     batch = rldata.load(path, batch_size=8).sample()
