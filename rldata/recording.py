@@ -446,7 +446,7 @@ def _env_spec(env_id: str, env_kwargs: dict) -> str | None:
     """Gymnasium's spec JSON of the env just made (Minari's ``env_spec``), kept so a Minari
     export names the env even where its module is not imported (it is not registered
     there); the id is the user's, and its module (``mod:Id``) was imported making it."""
-    from rldata.stores.interop.minari_export import env_spec_json  # h5py: only to collect
+    from rldata.stores.interop.env_spec import env_spec_json  # no h5py: every recording
 
     return env_spec_json(env_id.rpartition(":")[2], env_kwargs)
 

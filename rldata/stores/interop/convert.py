@@ -167,6 +167,8 @@ def convert(
         )
     if backend is not None:
         stores.backend.registry.load(backend)  # an unknown backend fails before anything is read
+    if to_minari:  # Minari's files need h5py: a missing extra fails before anything is written
+        from rldata.stores.backend import _hdf5  # noqa: F401
     source = _open_source(src_text)
     if metadata:
         source.provenance = {**source.provenance, **metadata}

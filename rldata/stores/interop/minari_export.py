@@ -20,11 +20,10 @@ from rldata import ted
 from rldata.env_ids import env_id_problem
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
-from rldata.stores.backend import _hdf5
 from rldata.stores.format import schema as sch
+from rldata.stores.interop.env_spec import env_spec_json
 from rldata.stores.interop.minari_io import (
     _DERIVED,
-    _ENTRY_POINT,
     _FLAGS,
     DEFAULT_MINARI_VERSION,
     EXTRAS_FILE,
@@ -92,6 +91,8 @@ def export(
     must not exist. ``provenance`` replaces the store's in the metadata (a conversion adds
     itself there).
     """
+    from rldata.stores.backend import _hdf5  # h5py (the hdf5 extra): only for Minari's files
+
     schema = store.schema
     if schema is None:
         raise ConfigError(f"store {store.path} holds no rows; nothing to export to Minari")
@@ -262,30 +263,6 @@ def _env_spec_json(env_id: str | None, kwargs: dict, recorded: Any = None) -> st
         if found is not None:
             return found
     return _recorded_spec(recorded, env_id)
-
-
-def env_spec_json(env_id: str, kwargs: dict) -> str | None:
-    """Gymnasium's EnvSpec JSON for ``env_id`` with ``kwargs`` over its registered ones, as
-    Minari's ``env_spec`` holds it; None when the id is not registered, its entry point is a
-    class no import reaches (made in a function), or the kwargs are not JSON. ``env_id`` is
-    looked up, never imported: callers pass an id the user gave, or one checked as data."""
-    try:
-        import dataclasses
-
-        import gymnasium
-
-        spec = gymnasium.spec(env_id)
-        entry = spec.entry_point
-        if callable(entry):  # registered with a class: named module:Class, as Minari makes it
-            entry = f"{entry.__module__}:{getattr(entry, '__qualname__', entry)}"
-            if not _ENTRY_POINT.match(entry):  # a class no import reaches (made in a function)
-                return None
-        # replace(): EnvSpec(**fields) fails on its derived fields, which dropped env_spec
-        return dataclasses.replace(
-            spec, entry_point=entry, kwargs={**spec.kwargs, **kwargs}
-        ).to_json()
-    except Exception:  # not registered here, or kwargs that are not JSON: Minari allows none
-        return None
 
 
 def _recorded_spec(recorded: Any, env_id: str | None) -> str | None:

@@ -35,8 +35,8 @@ from rldata import ted
 from rldata.errors import ConfigError, CorruptStoreError, StoreNotFoundError
 from rldata.specs import Composite, Unbounded, spec_from_json
 from rldata.stores.backend import _columns as col
-from rldata.stores.backend import _hdf5
 from rldata.stores.format import schema as sch
+from rldata.stores.interop.env_spec import ENTRY_POINT
 from rldata.stores.interop.minari_spaces import (
     at,
     card_from_minari,
@@ -91,6 +91,8 @@ class MinariSource:
     """
 
     def __init__(self, root: Path) -> None:
+        from rldata.stores.backend import _hdf5  # h5py (the hdf5 extra): only for Minari's files
+
         self.root = root
         data = root / "data"
         try:
@@ -181,6 +183,8 @@ class MinariSource:
 
     def batches(self, block_rows: int = 1 << 16) -> Iterator[TensorDict]:
         """TED rows, whole episodes per batch, in episode order."""
+        from rldata.stores.backend import _hdf5
+
         with _hdf5.h5py.File(self.file, "r") as f:
             extras = self._extras()
             pending: list[TensorDict] = []
@@ -210,6 +214,8 @@ class MinariSource:
         if not name:
             return {}
         path = self.root / "data" / Path(name).name
+        from rldata.stores.backend import _hdf5
+
         with _hdf5.h5py.File(path, "r") as fx:
             return {k: _hdf5.checked(fx, k)[()] for k in fx if k != "episode_rows"}
 
@@ -260,7 +266,6 @@ class MinariSource:
         return col.tree(flat, t)
 
 
-_ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Z]\w*$")
 _NOT_ENVS = {
     "os",
     "sys",
@@ -295,7 +300,7 @@ def _check_entry_point(spec: Any, where: Path, field: str) -> None:
     if entry is None or callable(entry):
         return
     module = str(entry).split(":")[0].split(".")[0]
-    if not isinstance(entry, str) or not _ENTRY_POINT.match(entry) or module in _NOT_ENVS:
+    if not isinstance(entry, str) or not ENTRY_POINT.match(entry) or module in _NOT_ENVS:
         raise CorruptStoreError(
             f"{where}: field {field!r} names entry point {entry!r}, which is not an "
             f"environment class (module:ClassName); refused"
