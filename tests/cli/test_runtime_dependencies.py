@@ -53,8 +53,20 @@ NEEDS_NOTHING: dict[str, tuple[list[str], int]] = {
     "push": (["push", "a", "file://{d}/remote"], 0),
     "pull": (["pull", "file://{d}/remote", "pulled"], 0),
     "train": (
-        ["train", "--algo", "iql", "--dataset", "a", "--steps", "4", "--eval-every", "2",
-         "--out", "run", *TRAIN],
+        [
+            "train",
+            "--algo",
+            "iql",
+            "--dataset",
+            "a",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--out",
+            "run",
+            *TRAIN,
+        ],
         0,
     ),  # fmt: skip
     "eval": (["eval", "run", "--episodes", "1"], 0),
