@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from rldata.errors import ConfigError
 
@@ -42,3 +43,9 @@ folio around it, so a sampler's resident memory would grow towards the store's s
 def map_bytes() -> int:
     """:data:`MAP_BYTES`, or what ``RLDATA_MAP_BYTES`` sets (read at each use)."""
     return env_bytes("RLDATA_MAP_BYTES", MAP_BYTES)
+
+
+def cache_root() -> Path:
+    """Where rldata keeps what it caches on this machine (copies of stores at URLs, streamed
+    units, blocks proven on read): ``$RLDATA_CACHE``, else ``~/.cache/rldata``."""
+    return Path(os.environ.get("RLDATA_CACHE") or "~/.cache/rldata").expanduser().absolute()

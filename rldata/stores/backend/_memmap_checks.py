@@ -3,7 +3,9 @@
 A verified open of a store with block digests checks its files (:meth:`BlockChecks.
 lazy_faults`); each block of rows is then hashed the first time a read touches it, before a
 byte of it is served (:meth:`BlockChecks._verify_rows`, the :class:`~rldata.stores.backend.
-rows.RowTable` hook), and remembered for the life of the handle. Mixed into
+rows.RowTable` hook), and remembered for the life of the handle and, for a local store, in
+this user's proof record (:mod:`rldata.stores.backend._proofs`), so the next handle of the
+unchanged store does not hash them again. Mixed into
 :class:`rldata.stores.backend._memmap_read.MemmapFiles`, whose files and reads it checks.
 """
 
@@ -18,6 +20,7 @@ import torch
 
 from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError
+from rldata.stores.backend._proofs import ProofRecord
 from rldata.stores.format.blocksums import BlockTable
 from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.files import is_temp
@@ -39,6 +42,9 @@ class BlockChecks:
     _checked: np.ndarray
     _key_checked: np.ndarray
     _unchecked: int
+    _inodes: dict[str, tuple[int, int]]
+    _proofs: ProofRecord | None = None  # this handle's proof record (local stores)
+    _unsaved = 0  # blocks checked since the record was last written
 
     if TYPE_CHECKING:  # the store's own methods (stubs here would shadow them at run time)
 
@@ -97,9 +103,36 @@ class BlockChecks:
         if before is not None and before.keys == table.keys:
             keep = min(before.full, table.full)
             by_key[:keep] = self._key_checked[:keep]
-        self._lazy, self._key_checked = table, by_key
+        self._proofs = self._proof_record(table)
+        proven = self._proofs.load() if self._proofs is not None else None
+        if proven is not None:
+            by_key |= proven
+        self._lazy, self._key_checked, self._unsaved = table, by_key, 0
         self._checked = np.asarray(by_key.all(1))
         self._unchecked = int(table.blocks - self._checked.sum())
+
+    def _proof_record(self, table: BlockTable) -> ProofRecord | None:
+        """The proof record of this handle's files (None: a store whose payload is not
+        local files, or a file this handle did not map)."""
+        if type(self)._block_table is not BlockChecks._block_table:
+            return None  # a remote store: its rows come from the chunk cache, checked there
+        files = {k: self._file(k) for k in table.keys}
+        record = ProofRecord(self.root, self._m, files, (table.blocks, len(table.keys)))
+        for k, ident in record.identities.items():
+            mapped = self._inodes.get(k)
+            if ident is None or (mapped is not None and tuple(ident[:2]) != mapped):
+                return None  # the path names another file than the one read
+        return record
+
+    def _save_proofs(self, force: bool = False) -> None:
+        """Write what this handle proved to its record: after each 5% of the store's blocks
+        (a killed process loses little), and once every block is checked."""
+        record, table = self._proofs, self._lazy
+        if record is None or table is None or not self._unsaved:
+            return
+        if force or not self._unchecked or self._unsaved * 20 >= max(table.blocks, 1):
+            record.save(self._key_checked)
+            self._unsaved = 0
 
     def _verify_rows(self, name: str | None, start: int, stop: int) -> None:
         """Check, before they are served, the stored bytes rows ``[start, stop)`` are read
@@ -145,9 +178,19 @@ class BlockChecks:
     def rows_proven(self) -> None:
         """Every committed row matched its section-7 chunk checksum (a full check): reads
         need not hash their blocks again."""
+        if self._lazy is None:  # a full check of a handle not armed: record it all
+            entry = self._m["checksums"].get("blocks")
+            if entry is None or self.writable or self.schema is None:
+                return
+            try:
+                self._arm(None)
+            except CorruptStoreError:
+                return
         self._key_checked[:] = True
         self._checked[:] = True
         self._unchecked = 0
+        self._unsaved = max(self._unsaved, 1)
+        self._save_proofs(force=True)
 
     def _verify_all(self, name: str | None = None) -> None:
         """Every block (of key ``name``, or of every key), before a whole column is handed out."""
@@ -175,6 +218,8 @@ class BlockChecks:
         now = self._key_checked[todo].all(1)
         self._unchecked -= int((now & ~self._checked[todo]).sum())
         self._checked[todo] = now
+        self._unsaved += len(todo) - len(bad)
+        self._save_proofs()
         if bad:
             k, i = bad[0]
             a, b = table.span(i)
