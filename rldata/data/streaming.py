@@ -35,7 +35,10 @@ How an epoch is planned (:func:`shard_ranges`, index math only):
 
 The shuffle buffer is WebDataset's: rows of each new block join the buffer, the buffer is
 permuted with the shard's own generator (seeded by ``seed``, ``epoch`` and the shard), and
-whole batches leave from its front while at least ``shuffle_buffer`` rows stay behind.
+whole batches leave from its front while at least ``shuffle_buffer`` rows stay behind. The
+rows stay in place and only their slot numbers are permuted
+(:class:`~rldata.data._stream_shuffle.ShuffleBuffer`): each row is copied in once and out
+once.
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-import numpy as np
-import tensordict
 import torch
 from tensordict import TensorDict
 from torch.utils.data import DataLoader, IterableDataset
 
 from rldata import stores
+from rldata.data._stream_shuffle import ShuffleBuffer, peak_rows
+from rldata.data._stream_transport import Packed, SharedRun, warm_heap
+from rldata.data._tdbuild import make_td
 from rldata.errors import ConfigError
 
 __all__ = ["Loader", "StoreDataset", "block_rows_of", "no_collate", "shard_ranges"]
@@ -60,7 +64,6 @@ __all__ = ["Loader", "StoreDataset", "block_rows_of", "no_collate", "shard_range
 BLOCK_BYTES = 16 << 20  # a block when the store does not name its chunk: ~16 MB of rows
 MAX_BLOCK_ROWS = 1 << 16
 BUFFER_BLOCKS = 4  # default shuffle buffer: this many blocks of rows
-ALIGN = 16  # byte alignment of each key in a batch handed over from a worker
 
 
 def no_collate(batch: Any) -> Any:
@@ -286,41 +289,47 @@ class StoreDataset(IterableDataset):
         index, _ = self.shard()
         bs = self.batch_size
         if torch.utils.data.get_worker_info() is None:
-            for run in self._runs(index):
-                yield from _split(run, bs)
+            for rows, n in self._runs(index):
+                yield from _split(make_td(rows, n, None), bs)
         elif self._whole_runs:  # Loader cuts the runs into batches in the main process
-            for run in self._runs(index):  # one shared-memory segment a run: no copy to pickle
-                yield run.consolidate(share_memory=True)
+            for run, _ in self._runs(index, shared=True):  # gathered into shared memory
+                yield run  # type: ignore[misc]
         else:  # each batch crosses to the main process through the worker's pipe
-            for run in self._runs(index):
-                for batch in _split(run, bs):
-                    yield _Packed(batch)  # type: ignore[misc]
+            for rows, n in self._runs(index):
+                for batch in _split(make_td(rows, n, None), bs):
+                    yield Packed(batch)  # type: ignore[misc]
 
-    def _runs(self, index: int) -> Iterator[TensorDict]:
+    def _runs(self, index: int, shared: bool = False) -> Iterator[tuple[Any, int]]:
         """Shard ``index``'s rows in runs of whole batches (the last batch of the epoch may
-        be short): blocks in plan order through the shuffle buffer."""
+        be short), blocks in plan order through the shuffle buffer: ``({key: tensor}, rows)``
+        each, or with ``shared`` a :class:`SharedRun` in place of the dict."""
         gen = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index + 1))
-        buffer: TensorDict | None = None
         bs = self.batch_size
+        ranges = self.ranges()
+        keep = self.shuffle_buffer if self.shuffle else 0
+        peak = peak_rows([b - a for a, b in ranges], bs, keep, shuffle=self.shuffle)
+        buffer = ShuffleBuffer(peak, gen if self.shuffle else None)
+
+        def take(n: int) -> tuple[Any, int]:
+            if not shared:
+                return buffer.take(n), n
+            run = SharedRun.allocate(buffer.layout(), n)
+            buffer.take(n, out=run.columns)
+            return run, n
+
         with stores.open(self.path, verify=self._verify) as store:  # cheap: checks on read
-            for a, b in self.ranges():
-                rows = self._read(store, a, b)
-                buffer = rows if buffer is None else tensordict.cat([buffer, rows], 0)
-                if self.shuffle:
-                    buffer = buffer[torch.randperm(len(buffer), generator=gen)]
-                    n = (len(buffer) - self.shuffle_buffer) // bs
-                else:
-                    n = len(buffer) // bs
+            for a, b in ranges:
+                td = self._read(store, a, b)
+                buffer.add(_leaves(td), b - a)
+                n = (len(buffer) - keep) // bs
                 if n > 0:
-                    yield buffer[: n * bs]
-                    buffer = buffer[n * bs :]
-        if buffer is None or len(buffer) == 0:
+                    yield take(n * bs)
+        if len(buffer) == 0:
             return
-        if self.shuffle:
-            buffer = buffer[torch.randperm(len(buffer), generator=gen)]
+        buffer.shuffle()
         end = len(buffer) - len(buffer) % bs if self.drop_last else len(buffer)
         if end:
-            yield buffer[:end]
+            yield take(end)
 
     def _read(self, store: Any, a: int, b: int) -> TensorDict:
         """Rows ``[a, b)`` of the epoch, in one ``store.get``."""
@@ -343,11 +352,14 @@ class Loader:
     """``DataLoader`` workers over a :class:`StoreDataset`, each batch a TensorDict.
 
     A worker hands each run of batches it reads (about a block of rows) to the main process
-    at once, consolidated into one shared-memory segment, and the main process cuts it into
+    at once, gathered from its shuffle buffer straight into one shared-memory segment
+    (:class:`~rldata.data._stream_transport.SharedRun`), and the main process cuts it into
     ``batch_size`` batches (views of the run): torch's hand-over costs about 0.6 ms of CPU a
     batch (pickling, the pipe, the index queue), more than reading 256 HalfCheetah rows, so
     a hand-over per batch left 2 workers slower than one process (benchmarks/bench_loader.py
-    measures both). Iterating it again starts a new epoch's workers.
+    measures both). Each worker keeps the memory it frees for reuse
+    (:func:`~rldata.data._stream_transport.warm_heap`), as a long-running process does.
+    Iterating it again starts a new epoch's workers.
     """
 
     def __init__(self, dataset: StoreDataset, num_workers: int, kwargs: dict[str, Any]) -> None:
@@ -378,77 +390,22 @@ def _hand_over_runs(user_init: Any, worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     if info is not None:
         cast(StoreDataset, info.dataset)._whole_runs = True
+        warm_heap()
     if user_init is not None:
         user_init(worker_id)
+
+
+def _leaves(td: TensorDict) -> dict[tuple[str, ...], torch.Tensor]:
+    """``{("next", "reward"): tensor, ("action",): tensor, ...}``: every leaf, tuple keys."""
+    return {
+        k if isinstance(k, tuple) else (k,): cast(torch.Tensor, v)
+        for k, v in td.items(include_nested=True, leaves_only=True)
+    }
 
 
 def _split(run: TensorDict, bs: int) -> Iterator[TensorDict]:
     for i in range(0, len(run), bs):
         yield run[i : i + bs]
-
-
-class _Packed:
-    """A batch leaving a plain ``DataLoader``'s worker: pickled as its bytes, unpickled as a
-    TensorDict.
-
-    torch hands tensors between processes through a shared-memory segment per storage,
-    created, passed by file descriptor and mapped for every batch: for a batch of a few
-    hundred rows that is one segment per key, and ``default_convert`` would take the
-    TensorDict for a plain mapping. The bytes of one batch (~45 kB for 256 HalfCheetah rows)
-    cost microseconds through the worker's pipe instead. (:class:`Loader` hands over whole
-    runs instead, cheaper still.)
-    """
-
-    __slots__ = ("td",)
-
-    def __init__(self, td: TensorDict) -> None:
-        self.td = td
-
-    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        layout, parts = [], []
-        for key, value in self.td.items(include_nested=True, leaves_only=True):
-            v = cast(torch.Tensor, value).detach().contiguous()
-            arr = v.numpy() if v.dtype in _NUMPY else v.reshape(-1).view(torch.uint8).numpy()
-            raw = arr.tobytes()
-            layout.append((key, value.dtype, tuple(value.shape), len(raw)))
-            parts.append(raw + bytes(-len(raw) % ALIGN))  # each key starts aligned
-        return _unpack, (tuple(self.td.batch_size), layout, b"".join(parts))
-
-
-_NUMPY = {
-    torch.float16: np.float16,
-    torch.float32: np.float32,
-    torch.float64: np.float64,
-    torch.bool: np.bool_,
-    torch.uint8: np.uint8,
-    torch.int8: np.int8,
-    torch.int16: np.int16,
-    torch.int32: np.int32,
-    torch.int64: np.int64,
-}
-
-
-def _unpack(batch_size: tuple[int, ...], layout: list[tuple], payload: bytes) -> TensorDict:
-    """The TensorDict :class:`_Packed` pickled (in the process that unpickles it): one copy of
-    the payload, then a view per key, nested keys as nested dicts (one constructor call)."""
-    buf = np.frombuffer(bytearray(payload), dtype=np.uint8)  # writable, 16-byte aligned
-    tree: dict[str, Any] = {}
-    offset = 0
-    for key, dtype, shape, nbytes in layout:
-        np_dtype = _NUMPY.get(dtype)
-        if not nbytes:
-            value = torch.empty(shape, dtype=dtype)
-        elif np_dtype is None:  # bfloat16 and other dtypes numpy lacks: view in torch
-            value = torch.from_numpy(buf[offset : offset + nbytes]).view(dtype).view(shape)
-        else:
-            value = torch.from_numpy(buf[offset : offset + nbytes].view(np_dtype).reshape(shape))
-        *parents, name = key if isinstance(key, tuple) else (key,)
-        node = tree
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[name] = value
-        offset += nbytes + -nbytes % ALIGN
-    return TensorDict(tree, batch_size=batch_size)
 
 
 def _mix(*parts: int) -> int:

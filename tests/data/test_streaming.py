@@ -370,13 +370,13 @@ def test_a_batch_crosses_the_worker_pipe_unchanged(dtype, shape):
 
     from tensordict import TensorDict
 
-    from rldata.data.streaming import _Packed
+    from rldata.data._stream_transport import Packed
 
     td = TensorDict({"odd": torch.ones(7, 1, dtype=torch.bool)}, batch_size=[7])  # 7 bytes
     td.update(ted_marked(0, 7))  # float64 keys after an odd byte count: alignment matters
     value = (torch.arange(7 * int(torch.Size(shape).numel())) % 3).reshape(7, *shape)
     td.set(("extra", "x"), value.to(dtype))
-    out = pickle.loads(pickle.dumps(_Packed(td)))
+    out = pickle.loads(pickle.dumps(Packed(td)))
     assert out.batch_size == td.batch_size
     assert set(out.keys(True, True)) == set(td.keys(True, True))
     for key, v in td.items(True, True):
