@@ -5,14 +5,15 @@ write ran past 900 s) and zarr sample(256) at 9.3 batches/s at 3M rows with a 25
 decoded cache. This script writes HalfCheetah-shaped stores with ``bench_scale.py``'s rows
 and cadence (64-episode appends, a commit every million rows), each write in a fresh
 process: rows/s and the writer's peak RSS at each ``--rows`` size, zarr beside memmap.
-Then, on the largest size, it samples ``rldata.load(path).sample()`` (256 rows) and
+Then, at each size, it samples ``rldata.load(path).sample()`` (256 rows) and
 ``SliceSampler(slice_len=8)`` batches from a fresh process per measurement, memmap and
 zarr interleaved round by round (zarr's cache ``--cache-mib``), and reports zarr/memmap
 per round. ``--before REV`` also runs the code of git revision REV (a ``git archive``
-copy on ``PYTHONPATH``) on the same stores, in the same rounds.
+copy on ``PYTHONPATH``), writing and reading its own zarr stores (``-before``), in the
+same rounds; the zarr disk sizes of both codes are compared.
 
 Run:  nice -n 5 python benchmarks/bench_zarr_write.py --rows 1000000,3000000 \
-          --keep /tmp/zw --before 604c8b3 [--after REV] [--rounds 3] [--write]
+          --keep /tmp/zw --before 41b6ef6 [--after REV] [--rounds 3] [--write]
 """
 
 from __future__ import annotations
@@ -129,50 +130,11 @@ def main() -> None:
     write_table = rep.table(head, body, "lllrrrrrr")
     print(write_table, flush=True)
 
-    n = sizes[-1]
-    paths = {b: args.keep / f"halfcheetah-{n}-{b}" for b in BACKENDS}
-    runs = [("after", "memmap")] + [(lab, "zarr") for lab in codes]
-    got: dict[tuple[str, str, str], list[float]] = {}
-    for r in range(args.rounds):
-        for op in ("sample", "slice"):
-            for lab, b in runs:
-                res = bs.spawn(
-                    op,
-                    args.timeout,
-                    env={**cache, **codes[lab]},
-                    path=str(paths[b]),
-                    batches=args.batches,
-                    seconds=args.seconds,
-                    seed=r,
-                )
-                for k in ("rate", "first_s", "rss_gb"):
-                    got.setdefault((lab, b, f"{op}:{k}"), []).append(res.get(k, float("nan")))
-    head = [
-        f"{n:,} rows, zarr cache {args.cache_mib} MiB",
-        "sample(256)/s",
-        "vs memmap",
-        "SliceSampler(8)/s",
-        "vs memmap",
-        "first batch s",
-        "peak RSS GB",
-    ]
-    body = []
-    for lab, b in runs:
-        s, sl = got[(lab, b, "sample:rate")], got[(lab, b, "slice:rate")]
-        ms, msl = got[("after", "memmap", "sample:rate")], got[("after", "memmap", "slice:rate")]
-        body.append(
-            [
-                f"{b} ({lab})",
-                rep.spread(s),
-                rep.spread(rep.per_round(s, ms), "x"),
-                rep.spread(sl),
-                rep.spread(rep.per_round(sl, msl), "x"),
-                rep.spread(got[(lab, b, "sample:first_s")], "s"),
-                f"{max(got[(lab, b, 'sample:rss_gb')] + got[(lab, b, 'slice:rss_gb')]):.2f}",
-            ]
-        )
-    read_table = rep.table(head, body, "lrrrrrr")
-    print("\n" + read_table, flush=True)
+    read_tables = [read_table_at(n, args, codes, cache) for n in sizes]
+    for t in read_tables:
+        print("\n" + t, flush=True)
+    disk = disk_note(writes)
+    print("\n" + disk, flush=True)
     if args.write:
         command = "nice -n 5 python benchmarks/bench_zarr_write.py " + " ".join(sys.argv[1:])
         rep.write_results(
@@ -194,15 +156,90 @@ def main() -> None:
                 "them on a loaded machine: wall time there mostly measures the other jobs). "
                 "Both backends' writers also compute each commit's per-trajectory statistics "
                 "(`rldata/stores/format/stats.py`), which cost more than the zarr payload now.",
-                rep.region("zarr-read", read_table),
-                "Above its decoded cache a zarr read of a random row decodes one inner chunk "
-                "(128 HalfCheetah rows) of every stored array of the key set: a pread and a "
-                "blosc call each, ~10 µs. A store twice the cache misses about half of a "
-                "batch's 256 rows, ~6 stored arrays each: ~800 decodes a batch, where memmap "
-                "copies rows out of the page cache. sample(256) reaches memmap's rate only "
-                "when `RLDATA_ZARR_CACHE_BYTES` holds the decoded store.",
+                disk,
+                rep.region("zarr-read", "\n\n".join(read_tables)),
+                "Before, above its decoded cache a zarr read of a random row decoded one inner "
+                "chunk (128 HalfCheetah rows) of every stored array of the key set: a pread "
+                "and a blosc call each, ~10 µs, ~800 decodes a sample(256) at 3M rows. New "
+                "shards keep every non-uint8 key's inner chunks uncompressed (codec chain "
+                "`bytes` alone), so a sample past the cache copies its rows out of the hashed, "
+                "mapped shard with one numpy gather per shard and key "
+                "(`rldata/stores/backend/_zarr_plain.py`). A store that fits the cache "
+                "(1M rows: ~178 MB decoded, under 256 MiB) is decoded once into it by either "
+                "code, and sampled from memory.",
             ],
         )
+
+
+def read_table_at(n: int, args: argparse.Namespace, codes: dict, cache: dict) -> str:
+    """sample(256) and SliceSampler(8) rates at ``n`` rows: memmap, then zarr under each code
+    (each on the store its own code wrote), interleaved round by round."""
+    runs = [("after", "memmap")] + [(lab, "zarr") for lab in codes]
+    tag = {lab: "" if lab == "after" else "-before" for lab in codes}
+    got: dict[tuple[str, str, str], list[float]] = {}
+    for r in range(args.rounds):
+        for op in ("sample", "slice"):
+            for lab, b in runs:
+                path = args.keep / f"halfcheetah-{n}-{b}{tag[lab] if b == 'zarr' else ''}"
+                res = bs.spawn(
+                    op,
+                    args.timeout,
+                    env={**cache, **codes[lab]},
+                    path=str(path),
+                    batches=args.batches,
+                    seconds=args.seconds,
+                    seed=r,
+                )
+                for k in ("rate", "first_s", "rss_gb"):
+                    got.setdefault((lab, b, f"{op}:{k}"), []).append(res.get(k, float("nan")))
+    head = [
+        f"{n:,} rows, zarr cache {args.cache_mib} MiB",
+        "sample(256)/s",
+        "vs memmap",
+        "SliceSampler(8)/s",
+        "vs memmap",
+        "first batch s",
+        "peak RSS GB",
+    ]
+    ms, msl = got[("after", "memmap", "sample:rate")], got[("after", "memmap", "slice:rate")]
+    body = []
+    for lab, b in runs:
+        s, sl = got[(lab, b, "sample:rate")], got[(lab, b, "slice:rate")]
+        body.append(
+            [
+                f"{b} ({lab})",
+                rep.spread(s),
+                rep.spread(rep.per_round(s, ms), "x"),
+                rep.spread(sl),
+                rep.spread(rep.per_round(sl, msl), "x"),
+                rep.spread(got[(lab, b, "sample:first_s")], "s"),
+                f"{max(got[(lab, b, 'sample:rss_gb')] + got[(lab, b, 'slice:rss_gb')]):.2f}",
+            ]
+        )
+    return rep.table(head, body, "lrrrrrr")
+
+
+def disk_note(writes: list) -> str:
+    """Zarr's disk size after vs before at each size (numeric keys lose blosc)."""
+    size = {(lab, b, n): r.get("disk_mb") for lab, b, n, r in writes}
+    parts = []
+    for lab, b, n, _ in writes:
+        old = size.get((lab, "zarr", n)) if lab != "after" and b == "zarr" else None
+        new = size.get(("after", "zarr", n))
+        mm = size.get(("after", "memmap", n))
+        if old and new:
+            parts.append(
+                f"{n:,} rows: {old:.0f} MB before, {new:.0f} MB after ({new / old:.2f}x; "
+                f"memmap {mm:.0f} MB)"
+                if mm
+                else f"{n:,} rows: {old:.0f} MB before, {new:.0f} MB after ({new / old:.2f}x)"
+            )
+    if not parts:
+        return "Zarr disk size: no before/after pair written in this run."
+    return (
+        "Zarr disk size, before (blosc lz4 on every key) and after (numeric keys stored "
+        "raw; `RLDATA_ZARR_COMPRESSION=lz4` keeps the old layout): " + "; ".join(parts) + "."
+    )
 
 
 if __name__ == "__main__":

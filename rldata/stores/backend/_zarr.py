@@ -1,4 +1,4 @@
-"""The zarr backend: one zarr v3 array per key, chunked along rows, zstd-compressed (blosc, bit shuffle).
+"""The zarr backend: one zarr v3 array per key, chunked along rows and sharded.
 
 Layout under the store directory (see ``docs/FORMAT.md``)::
 
@@ -11,7 +11,9 @@ A zarr shard (an unsharded chunk in stores created before issue 19) is exactly o
 checksum chunk of the manifest (``checksums.chunk_rows`` rows), so a commit rewrites only
 the shards it touched and lists them in ``payload.chunks_written``; readers decode the
 shard's small inner chunks (``payload.inner_rows`` rows, lz4), read by byte range
-(:mod:`rldata.stores.backend._zarr_shards`). Chunk files are replaced atomically (zarr writes a
+(:mod:`rldata.stores.backend._zarr_shards`), or, for the keys stored uncompressed (every
+key but ``uint8`` ones by default: :func:`compressed`), copy a sample's rows straight out
+of the checked shard (:mod:`rldata.stores.backend._zarr_plain`). Chunk files are replaced atomically (zarr writes a
 temporary file and renames it) and fsynced before the manifest, so a crash leaves
 either the old or the new chunk, and both hold every committed row.
 
@@ -32,13 +34,10 @@ import torch
 import zarr
 from zarr.codecs import BloscCodec
 
-from rldata.errors import CorruptStoreError
+from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
-from rldata.stores.backend._zarr_cache import (
-    DATA_DIR,
-    IMPLIED,
-    ZarrChunks,
-)
+from rldata.stores.backend._zarr_cache import DATA_DIR, IMPLIED
+from rldata.stores.backend._zarr_plain import ZarrPlainReads
 from rldata.stores.backend._zarr_write import encode_shard, put_shard
 from rldata.stores.format import schema as sch
 from rldata.stores.format.checksums import file_sha256, files_sha256
@@ -57,7 +56,7 @@ INNER_BYTES = 16 << 10
 SHARDED = True  # False writes the layout of stores before format 1.4 (one file a chunk; tests)
 
 
-class ZarrStore(ZarrChunks):
+class ZarrStore(ZarrPlainReads):
     """A store whose payload is a zarr v3 group (chunked, compressed; rings supported)."""
 
     supports_random_read = True
@@ -80,7 +79,7 @@ class ZarrStore(ZarrChunks):
                 chunks=(inner, *[max(1, d) for d in e["shape"]]),
                 shards=(self._chunk, *[max(1, d) for d in e["shape"]]) if SHARDED else None,
                 dtype=col.np_dtype(e["dtype"]),
-                compressors=_codec(SHARDED),
+                compressors=_codec(SHARDED) if compressed(e["dtype"]) else None,
                 fill_value=0,
             )
             files[name] = "/".join((DATA_DIR, *sch.key_tuple(name)))
@@ -95,7 +94,7 @@ class ZarrStore(ZarrChunks):
                 chunks=(inner,),
                 shards=(self._chunk,) if SHARDED else None,
                 dtype=bool,
-                compressors=_codec(SHARDED),
+                compressors=_codec(SHARDED) if compressed("bool") else None,
                 fill_value=False,
             )
         self._rows = rows
@@ -113,6 +112,8 @@ class ZarrStore(ZarrChunks):
             },
             "files": files,
             "inner_rows": inner,  # rows of a shard's inner chunk: one random row's decode
+            # arrays whose inner chunks are stored uncompressed (read in place: _zarr_plain)
+            "uncompressed": [n for n, lay in self._layouts.items() if lay.plain],
             "rows": rows,
             "chunks_written": [],
             "next_stored_once": once,
@@ -303,6 +304,29 @@ def inner_rows(chunk_rows: int, widest_row_bytes: int) -> int:
     ``chunk_rows`` (zarr requires a shard to hold whole inner chunks)."""
     target = max(1, min(chunk_rows, INNER_BYTES // max(1, widest_row_bytes)))
     return next(d for d in range(target, 0, -1) if chunk_rows % d == 0)
+
+
+def compressed(dtype: str) -> bool:
+    """Whether a new sharded store blosc-compresses the inner chunks of a key of ``dtype``
+    (``RLDATA_ZARR_COMPRESSION``, read at create): ``auto`` (default) only ``uint8`` keys,
+    pixels, which shrink several-fold and whose row is a whole inner chunk (its decode is
+    paid once a row anyway); every other key stores raw bytes, so a replay sample copies
+    its rows in place instead of decoding an inner chunk a row and key. ``lz4``: every
+    key compressed (smaller, for archives read in order); ``none``: no key compressed.
+    Stores created before format 1.4 (``SHARDED`` False) always compress.
+
+    Raises:
+        ConfigError: the variable holds another value.
+    """
+    mode = os.environ.get("RLDATA_ZARR_COMPRESSION", "").strip() or "auto"
+    if mode not in ("auto", "lz4", "none"):
+        raise ConfigError(
+            f"environment variable RLDATA_ZARR_COMPRESSION must be auto, lz4 or none, "
+            f"got {mode[:40]!r}"
+        )
+    if not SHARDED or mode == "lz4":
+        return True
+    return mode == "auto" and dtype == "uint8"
 
 
 def _codec(sharded: bool) -> BloscCodec:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import mmap
 import os
 import resource
 import struct
@@ -33,6 +34,8 @@ _EMPTY = 2**64 - 1
 # shard descriptors kept open (past this, reopened and their identity checked): a quarter of
 # the process's limit, so a store of a few thousand objects keeps them all
 MAX_FDS = max(64, min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 4))
+# mapped shards kept (mappings hold no descriptor; Linux allows ~65,000 a process)
+MAX_MAPS = 16384
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,19 @@ class Layout:
     shuffle: int = 2  # numcodecs' numbering: 0 none, 1 byte, 2 bit
     blocksize: int = 0
     typesize: int = 1
+    # inner chunks stored as their raw little-endian bytes (codec chain ``bytes`` alone):
+    # read in place, no decode (:mod:`rldata.stores.backend._zarr_plain`)
+    plain: bool = False
+
+    @property
+    def row_bytes(self) -> int:
+        return self.nbytes // self.inner
 
 
 def layout(arr: Any, chunk_rows: int) -> Layout | None:
     """The inner-chunk layout of a zarr array sharded by ``chunk_rows`` rows, when its codecs
-    are the ones this module decodes itself (bytes, blosc; index at the end, bytes and an
-    optional crc32c); else None (the array is read through zarr)."""
+    are the ones this module decodes itself (bytes, optionally blosc; index at the end, bytes
+    and an optional crc32c); else None (the array is read through zarr)."""
     try:
         codecs = arr.metadata.codecs
         if len(codecs) != 1 or type(codecs[0]).__name__ != "ShardingCodec":
@@ -67,7 +77,7 @@ def layout(arr: Any, chunk_rows: int) -> Layout | None:
             return None
         inner_codecs = [type(c).__name__ for c in sc.codecs]
         index_codecs = [type(c).__name__ for c in sc.index_codecs]
-        if inner_codecs != ["BytesCodec", "BloscCodec"]:
+        if inner_codecs not in (["BytesCodec"], ["BytesCodec", "BloscCodec"]):
             return None
         endian = getattr(sc.codecs[0].endian, "value", sc.codecs[0].endian)
         if endian not in (None, "little"):
@@ -83,6 +93,8 @@ def layout(arr: Any, chunk_rows: int) -> Layout | None:
         dtype = np.dtype(arr.dtype).newbyteorder("<")
         shape = tuple(int(d) for d in arr.shape[1:])
         nbytes = inner * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(inner_codecs) == 1:
+            return Layout(inner, count, 16 * count + crc, dtype, shape, nbytes, plain=True)
         blosc = sc.codecs[1]
         shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[
             str(getattr(blosc.shuffle, "value", blosc.shuffle))
@@ -107,6 +119,8 @@ def layout(arr: Any, chunk_rows: int) -> Layout | None:
 def decode_inner(raw: bytes, lay: Layout, where: str | Callable[[], str]) -> np.ndarray:
     """One inner chunk's rows ``[inner, *shape]`` from its stored bytes (``where`` names
     them in an error; a callable is called only then)."""
+    if lay.plain:  # the shard index check made its length ``nbytes``
+        return np.frombuffer(raw, dtype=lay.dtype).reshape(lay.inner, *lay.shape)
     # blosc allocates what its header declares: check it first (a hostile frame could ask
     # for gigabytes); header bytes 4-8 hold the decoded size, 12-16 the frame's
     head = _HEAD.unpack_from(raw) if len(raw) >= 16 else None
@@ -151,6 +165,9 @@ class Objects:
         self._fds: collections.OrderedDict[tuple[str, int], int] = collections.OrderedDict()
         # a checked shard with an open descriptor: (fd, offsets, sizes) as Python ints
         self._ready: dict[tuple[str, int], tuple[int, list[int], list[int]]] = {}
+        # a checked shard of uncompressed inner chunks mapped: (bytes, offsets, -1: not stored)
+        self._maps: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.generation = 0  # bumped whenever a checked object is forgotten
         self.hashed = 0  # objects hashed by this handle (tests and benchmarks read it)
 
     def __contains__(self, key: tuple[str, int]) -> bool:
@@ -219,6 +236,7 @@ class Objects:
 
     def close(self) -> None:
         self._ready.clear()
+        self._maps.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -267,7 +285,52 @@ class Objects:
             self._fds.move_to_end(key)
         return os.pread(fd, int(size), int(off))
 
+    def mapped(self, key: tuple[str, int], path: str, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+        """A checked shard of uncompressed inner chunks (``lay.plain``): its bytes mapped
+        read-only, from a file of the identity that was hashed, and each inner chunk's offset
+        in them (-1: not stored, all fill value; the index check bounded the others). A shard
+        with no stored chunk maps to ``nbytes`` zeros.
+
+        Raises:
+            StaleObjectError: the file at ``path`` is no longer the one that was checked.
+        """
+        got = self._maps.get(key)
+        if got is not None:
+            return got
+        ident = self._ok[key]
+        offs = np.full(lay.count, -1, dtype=np.int64)
+        buf = None
+        if ident is not None:
+            # EMPTY (2**64 - 1) is -1 as int64; the index check bounded every other offset
+            offs = self._index[key][:, 0].astype(np.int64)
+            if (offs >= 0).any():
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    st = os.fstat(fd)
+                    if (st.st_dev, st.st_ino) != ident:
+                        self._forget_key(key)
+                        raise StaleObjectError(path)
+                    buf = np.frombuffer(mmap.mmap(fd, 0, prot=mmap.PROT_READ), dtype=np.uint8)
+                finally:
+                    os.close(fd)
+                if len(buf) < int(offs.max()) + lay.nbytes:  # cut short since it was hashed
+                    self._forget_key(key)
+                    from rldata.errors import CorruptStoreError
+
+                    raise CorruptStoreError(
+                        f"{path}: shard of {len(buf)} bytes is shorter than its index says "
+                        f"({int(offs.max()) + lay.nbytes}); it changed after it was checked"
+                    )
+        if buf is None:
+            buf = np.zeros(lay.nbytes, dtype=np.uint8)
+        if len(self._maps) >= MAX_MAPS:  # far past any store's shards a batch touches
+            self._maps.clear()
+        got = self._maps[key] = (buf, offs)
+        return got
+
     def _forget_key(self, key: tuple[str, int]) -> None:
+        self.generation += 1
+        self._maps.pop(key, None)
         self._ready.pop(key, None)
         self._ok.pop(key, None)
         self._index.pop(key, None)
@@ -305,12 +368,16 @@ def _shard_index(data: bytes, lay: Layout, path: str) -> np.ndarray:
     off, size = idx[stored, 0], idx[stored, 1]
     # compared without adding: offset + nbytes of a hostile index may wrap around 2**64
     bad = (off > body) | (size > np.uint64(body) - np.minimum(off, np.uint64(body)))
-    bad |= (size < 16) | (size > 16 + 2 * lay.nbytes)  # no blosc frame of this chunk's size
+    if lay.plain:  # rows at fixed offsets: exactly the inner chunk's bytes
+        bad |= size != np.uint64(lay.nbytes)
+        want = f"exactly {lay.nbytes} bytes (uncompressed)"
+    else:
+        bad |= (size < 16) | (size > 16 + 2 * lay.nbytes)  # no blosc frame of this size
+        want = f"a blosc frame of at most {16 + 2 * lay.nbytes} bytes"
     if stored.any() and bad.any():
         j = int(np.flatnonzero(stored)[np.flatnonzero(bad)[0]])
         raise CorruptStoreError(
             f"{path}: shard index names bytes [{int(idx[j, 0])}, +{int(idx[j, 1])}) for inner "
-            f"chunk {j}; expected a blosc frame of at most {16 + 2 * lay.nbytes} bytes inside "
-            f"the shard's {body} data bytes"
+            f"chunk {j}; expected {want} inside the shard's {body} data bytes"
         )
     return idx.copy()

@@ -4,7 +4,8 @@ zarr-python 3 writes a shard through its async codec pipeline: a task, a thread 
 and several buffer copies per inner chunk, so a 65,536-row shard of 512 inner chunks cost
 ~0.1 s an array and the writer managed ~20k HalfCheetah rows/s (issue 19: a 30M-row write
 ran past 900 s). This module encodes a whole shard in one pass: each inner chunk
-blosc-compressed with the settings the array's ``zarr.json`` declares, inner chunks whose
+blosc-compressed with the settings the array's ``zarr.json`` declares (or, for an array
+whose inner codec chain is ``bytes`` alone, its raw bytes: rows read in place), inner chunks whose
 bytes are all zero (the fill value) left out as zarr leaves them out, then the index
 (``(offset, nbytes)`` per inner chunk, little-endian uint64, empty ``2**64 - 1``) and its
 crc32c, as the zarr v3 sharding codec specifies for ``index_location: end``. The shard's
@@ -39,6 +40,10 @@ def encode_shard(rows: np.ndarray, lay: Layout) -> bytes | None:
     if not stored:
         return None
     index = np.full((lay.count, 2), EMPTY, dtype="<u8")
+    if lay.plain:  # the inner chunks' raw bytes back to back: rows at fixed offsets
+        index[stored, 0] = np.arange(len(stored), dtype="<u8") * lay.nbytes
+        index[stored, 1] = lay.nbytes
+        return _with_index(raw[stored].tobytes(), index, lay)
     parts, offset = [], 0
     cname = lay.cname.encode()
     threads = numcodecs.blosc.use_threads
@@ -53,11 +58,16 @@ def encode_shard(rows: np.ndarray, lay: Layout) -> bytes | None:
             offset += len(blob)
     finally:
         numcodecs.blosc.use_threads = threads
+    return _with_index(b"".join(parts), index, lay)
+
+
+def _with_index(body: bytes, index: np.ndarray, lay: Layout) -> bytes:
+    """The shard: its inner chunks' bytes, the index, and the index's crc32c if declared."""
     table = index.tobytes()
-    parts.append(table)
+    crc = b""
     if lay.index_bytes == len(table) + 4:  # the index's crc32c codec
-        parts.append(np.uint32(google_crc32c.value(table)).astype("<u4").tobytes())
-    return b"".join(parts)
+        crc = np.uint32(google_crc32c.value(table)).astype("<u4").tobytes()
+    return b"".join((body, table, crc))
 
 
 def put_shard(path: str, data: bytes | None) -> str | None:

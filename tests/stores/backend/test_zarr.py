@@ -141,7 +141,10 @@ def test_a_crash_between_arrays_and_masks_keeps_committed_rows(tmp_path, monkeyp
     assert stores.verify(s) == []
 
 
-def test_inner_chunks_are_blosc_lz4_bit_shuffled_in_256_kib_blocks(tmp_path):
+def test_compressed_inner_chunks_are_blosc_lz4_bit_shuffled_in_256_kib_blocks(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # numeric keys are raw by default
     with stores.create(tmp_path / "s", backend="zarr") as w:
         w.append(ted_marked(0, 40))
     meta = json.loads((tmp_path / "s" / "data" / "observation" / "zarr.json").read_text())

@@ -143,6 +143,7 @@ def _trust_disk(monkeypatch) -> None:
 def test_a_blosc_header_declaring_another_size_is_refused_before_decoding(
     tmp_path, small_units, monkeypatch
 ):
+    monkeypatch.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # blosc frames in every shard
     with stores.create(tmp_path / "s", backend="zarr") as w:
         w.append(ted_marked(0, 250))
     s = stores.open(tmp_path / "s")
@@ -183,6 +184,7 @@ def test_random_reads_through_unstored_shards_and_a_partial_shard_equal_the_rows
 def test_slice_batches_decode_only_the_inner_chunks_of_the_rows_they_return(
     tmp_path, small_units, monkeypatch
 ):
+    monkeypatch.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # the decode path (raw: in place)
     with stores.create(tmp_path / "s", backend="zarr") as w:
         w.append(ted_marked(0, 20 * CHUNK, episode_length=37))
     row = sum(

@@ -1,0 +1,161 @@
+"""Random rows of a zarr shard read in place: no decode for keys stored uncompressed.
+
+Shards of a store created since issue 19 store every key but ``uint8`` ones (by default:
+:func:`rldata.stores.backend._zarr.compressed`) with the codec chain ``bytes`` alone inside
+the sharding codec: an inner chunk is its rows' raw little-endian bytes, so row ``r`` of
+inner chunk ``j`` lies at ``offset[j] + r * row_bytes`` of the shard file. Above the
+decoded cache a sample then copies its rows out of the (already hashed) shard, mapped
+read-only, with one numpy gather per shard and key, instead of a pread and a blosc decode
+of a whole inner chunk per row and key (~800 decodes a sample(256) at 3M HalfCheetah rows).
+
+Nothing unchecked is served: a shard is hashed against the manifest the first time a
+handle reads it (:meth:`~rldata.stores.backend._zarr_checks.ZarrObjectChecks._check_objects`)
+and mapped only through a file of that identity; its index was bounds-checked then (each
+stored inner chunk exactly ``inner * row_bytes`` bytes inside the file's data bytes:
+:func:`~rldata.stores.backend._zarr_shards._shard_index`). Keys stored compressed, writers,
+older stores and a store whose decoded rows fit the cache keep the decode path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rldata.errors import CorruptStoreError
+from rldata.stores.backend._zarr_cache import IMPLIED, ZarrChunks
+from rldata.stores.backend._zarr_shards import Layout, StaleObjectError
+
+
+class ZarrPlainReads(ZarrChunks):
+    """Reads of a sharded zarr store that gather uncompressed keys in place."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # array -> [chunks, inner chunks] offsets in its shard (-1 not stored, -2 not mapped
+        # yet) and the shards' mapped bytes; rebuilt when the handle forgets an object
+        self._ptab: dict[str, np.ndarray] = {}
+        self._pbuf: dict[str, dict[int, np.ndarray]] = {}
+        self._pgen = -1
+
+    def _columns_at(
+        self, index: np.ndarray, names: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        keys = list(names) if names else list(self._fields)
+        plain = self._in_place_keys(keys) if index.size and self._dense is None else []
+        if not plain or int(index.min()) < 0 or int(index.max()) >= self._rows:
+            return super()._columns_at(index, names)
+        got = self._gather_keys(index, plain)
+        rest = [k for k in keys if k not in got]
+        if rest:
+            got.update(super()._columns_at(index, rest))
+        return {k: got[k] for k in keys}
+
+    def _in_place_keys(self, keys: list[str]) -> list[str]:
+        """Of ``keys``, those whose stored arrays are all uncompressed shards (a stored-once
+        ``next.k`` needs ``k`` and ``_implied/k`` too); none for a writer, whose rows since
+        the last commit live only in its cache."""
+        if self.writable or self._inner is None:
+            return []
+        lays = self._layouts
+
+        def plain(name: str) -> bool:
+            lay = lays.get(name)
+            return lay is not None and lay.plain
+
+        out = []
+        for k in keys:
+            base = k[len("next.") :] if k.startswith("next.") else None
+            need = [k] + ([base, f"{IMPLIED}/{base}"] if base in self._masks else [])
+            if all(plain(n) for n in need):
+                out.append(k)
+        return out
+
+    def _gather_keys(self, index: np.ndarray, keys: list[str]) -> dict[str, np.ndarray]:
+        """Rows ``index`` of ``keys`` (in-place keys only), stored-once next values rebuilt."""
+        chunks = index // self._chunk
+        order = np.argsort(chunks, kind="stable")
+        groups = _groups(chunks[order])
+        local = index - chunks * self._chunk
+        sorted_at = (chunks[order], (local // self._inner)[order], (local % self._inner)[order])
+        out = {k: self._plain_gather(k, index, order, groups, sorted_at) for k in keys}
+        for k in keys:
+            base = k[len("next.") :]
+            if not k.startswith("next.") or base not in self._masks:
+                continue
+            bits = self._plain_gather(f"{IMPLIED}/{base}", index, order, groups, sorted_at)
+            # implied only inside a chunk and below the arrays' end, as the decode path says
+            use = bits & ((index + 1) % self._chunk != 0) & (index + 1 < self._rows)
+            if use.any():
+                out[k][use] = self._columns_at(index[use] + 1, [base])[base]
+        return out
+
+    def _plain_gather(
+        self,
+        name: str,
+        index: np.ndarray,
+        order: np.ndarray,
+        groups: list[tuple[int, int, int]],
+        sorted_at: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> np.ndarray:
+        """Array ``name``'s rows ``index``: one gather of bytes per shard the batch touches."""
+        lay: Layout = self._layouts[name]
+        c, j, r = sorted_at
+        offs = self._plain_offsets(name, c, j, groups, lay)
+        rb = lay.row_bytes
+        stored = offs >= 0
+        pos = np.where(stored, offs, 0) + r * rb  # not stored: any in-bounds row, zeroed below
+        at = pos[:, None] + np.arange(rb)
+        bufs = self._pbuf[name]
+        parts = [bufs[chunk][at[a:b]] for chunk, a, b in groups]
+        raw = np.empty((len(index), rb), dtype=np.uint8)
+        raw[order] = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if not stored.all():
+            raw[order[~stored]] = 0
+        if lay.dtype == np.bool_:  # any byte but 0 is True (what numpy's cast would say)
+            return (raw != 0).reshape(len(index), *lay.shape)
+        return raw.view(lay.dtype).reshape(len(index), *lay.shape)
+
+    def _plain_offsets(
+        self, name: str, c: np.ndarray, j: np.ndarray, groups: list, lay: Layout
+    ) -> np.ndarray:
+        """Each sorted row's inner chunk offset in its shard (-1: not stored), mapping the
+        shards not mapped yet (each checked against the manifest first)."""
+        for _ in range(3):
+            if self._pgen != self._objects.generation:  # objects forgotten: start over
+                self._ptab.clear()
+                self._pbuf.clear()
+                self._pgen = self._objects.generation
+            tab = self._ptab.get(name)
+            need = int(c[-1]) + 1
+            if tab is None or len(tab) < need:
+                grown = np.full((max(need, -(-self._rows // self._chunk)), lay.count), -2)
+                if tab is not None:
+                    grown[: len(tab)] = tab
+                tab = self._ptab[name] = grown
+            offs = tab[c, j]
+            if not (offs == -2).any():
+                return offs
+            bufs = self._pbuf.setdefault(name, {})
+            for chunk, _a, _b in groups:
+                if chunk not in bufs:
+                    bufs[chunk], tab[chunk] = self._plain_map(name, chunk, lay)
+            if self._pgen == self._objects.generation:
+                return tab[c, j]
+        raise CorruptStoreError(f"{self._object_file(name, int(c[0]))}: keeps changing while read")
+
+    def _plain_map(self, name: str, c: int, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
+        path = self._object_file(name, c)
+        for _ in range(2):
+            self._check_objects(c, [name])  # hashed against the manifest, once a handle
+            try:
+                return self._objects.mapped((name, c), path, lay)
+            except StaleObjectError:
+                continue  # replaced since it was checked: check the new file
+        raise CorruptStoreError(f"{path}: the object keeps changing while being read")
+
+
+def _groups(sorted_chunks: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(chunk, start, stop)`` runs of a sorted chunk array."""
+    edges = np.flatnonzero(np.diff(sorted_chunks)) + 1
+    starts = [0, *edges.tolist()]
+    stops = [*edges.tolist(), len(sorted_chunks)]
+    return [(int(sorted_chunks[a]), a, b) for a, b in zip(starts, stops)]
