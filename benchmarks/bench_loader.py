@@ -10,18 +10,25 @@ rounds alternate the two sides; the ratio is taken round by round. The target (i
 is 2 workers >= 1.6x one process, which needs two free cores: the load average before and
 after the run is printed beside the cores.
 
-Every batch a worker yields crosses to the main process, which unpickles it: a fixed cost
-per batch in the one process that all workers feed, so small batches cap the speed-up (the
-two batch sizes show how much).
+Every run of batches a worker yields crosses to the main process, which cuts it into
+batches: a cost per batch in the one process that all workers feed, so small batches cap
+the speed-up (the two batch sizes show how much).
 
-Usage: ``python benchmarks/bench_loader.py [--rows 1000000] [--rounds 5] [--batch 256 4096]``
+With ``--before REV`` the same rounds also measure commit ``REV``'s code (its ``rldata/``
+extracted by ``_report.package_at``) on the same store: each code runs in its own
+long-lived process (``--serve``), which the rounds ask in turn for one epoch at a time.
+
+Usage: ``python benchmarks/bench_loader.py [--rows 1000000] [--rounds 5] [--batch 256 4096]
+[--before REV]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +38,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import med, per_round, region, rounds, spread, table, write_results  # noqa: E402
+from _report import (  # noqa: E402
+    med,
+    package_at,
+    per_round,
+    region,
+    rounds,
+    spread,
+    table,
+    write_results,
+)
 
 from rldata import stores  # noqa: E402
 from rldata.data import StoreDataset  # noqa: E402
@@ -52,19 +68,16 @@ def build(root: Path, rows: int) -> None:
         w.commit()
 
 
-CPU: dict[tuple[int, int], list[float]] = {}  # (batch, workers) -> CPU s per 1M rows
-
-
 def cpu_seconds() -> float:
     """User + system CPU of this process and its finished children (the workers)."""
     own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def epoch_rate(ds: StoreDataset, workers: int, epoch: int) -> float:
-    """Rows/s of one epoch read through ``workers`` DataLoader workers (0: this process);
-    records the CPU seconds per million rows of all processes in ``CPU``."""
-    ds.set_epoch(epoch)
+def epoch(ds: StoreDataset, workers: int, number: int) -> dict[str, float]:
+    """One epoch read through ``workers`` DataLoader workers (0: this process): rows/s and
+    the CPU seconds per million rows of all processes."""
+    ds.set_epoch(number)
     c0, t0 = cpu_seconds(), time.perf_counter()
     n = 0
     it = iter(ds) if workers == 0 else iter(ds.loader(num_workers=workers))
@@ -72,8 +85,64 @@ def epoch_rate(ds: StoreDataset, workers: int, epoch: int) -> float:
         n += td.batch_size[0]
     rate = n / (time.perf_counter() - t0)
     del it  # the workers exit and are reaped, so their CPU time counts
-    CPU.setdefault((ds.batch_size, workers), []).append((cpu_seconds() - c0) * 1e6 / n)
-    return rate
+    return {"rate": rate, "cpu": (cpu_seconds() - c0) * 1e6 / n}
+
+
+def serve() -> None:
+    """``--serve``: read ``STORE BATCH WORKERS EPOCH`` lines, answer each with one epoch's
+    figures as a JSON line (the code measured is the ``rldata`` this process imports)."""
+    import rldata
+
+    torch.set_num_threads(1)  # each reader one core, as DataLoader workers are
+    print(json.dumps({"rldata": rldata.__file__}), flush=True)
+    datasets: dict[tuple[str, int], StoreDataset] = {}
+    for line in sys.stdin:
+        path, batch, workers, number = line.split()
+        key = (path, int(batch))
+        if key not in datasets:
+            datasets[key] = StoreDataset(path, batch_size=int(batch), seed=0)
+        print(json.dumps(epoch(datasets[key], int(workers), int(number))), flush=True)
+
+
+class Server:
+    """A ``--serve`` process running the code under ``pythonpath`` (None: this checkout)."""
+
+    def __init__(self, pythonpath: Path | None) -> None:
+        env = dict(os.environ)
+        if pythonpath is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.rldata = json.loads(self.ask_line())["rldata"]
+        where = str(pythonpath if pythonpath is not None else ROOT)
+        if not self.rldata.startswith(where):  # it must run the code it was asked to
+            raise SystemExit(f"a server for {where} imported rldata from {self.rldata}")
+
+    def ask_line(self) -> str:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a --serve process exited ({self.proc.wait()})")
+        return line
+
+    def epoch(self, path: Path, batch: int, workers: int, number: int) -> dict[str, float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{path} {batch} {workers} {number}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.ask_line())
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait()
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
@@ -81,8 +150,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, nargs="+", default=[256, 4096])
+    ap.add_argument("--before", metavar="REV", help="also measure commit REV's code")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    torch.set_num_threads(1)  # each reader one core, as DataLoader workers are
+    if args.serve:
+        serve()
+        return
     cores = os.cpu_count() or 1
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="rldata-loader-") as d:
@@ -90,62 +163,95 @@ def main() -> None:
         t0 = time.perf_counter()
         build(root, args.rows)
         print(f"built {args.rows:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        epochs = iter(range(10**6))
-        res: dict[int, dict[str, list[float]]] = {}
+        codes = {"this code": Server(None)}
+        if args.before:
+            codes = {args.before: Server(package_at(args.before, Path(d) / "before")), **codes}
+        figures: dict[tuple[str, int, int], list[dict[str, float]]] = {}
+        number = [0]  # the epoch of this round: every contender reads the same one
+
+        def one(code: str, batch: int, workers: int) -> float:
+            got = codes[code].epoch(root, batch, workers, number[0])
+            figures.setdefault((code, batch, workers), []).append(got)
+            return got["rate"]
+
         for batch in args.batch:
-            ds = StoreDataset(root, batch_size=batch, seed=0)
-            res[batch] = rounds(
-                {
-                    "1 process": lambda ds=ds: epoch_rate(ds, 0, next(epochs)),
-                    "2 workers": lambda ds=ds: epoch_rate(ds, 2, next(epochs)),
-                },
-                args.rounds,
-            )
+            fns = {
+                f"{code} {w}": lambda c=code, w=w, b=batch: one(c, b, w)
+                for code in codes
+                for w in (0, 2)
+            }
+            for _ in range(args.rounds):
+                rounds(fns, 1)
+                number[0] += 1
+        for server in codes.values():
+            server.close()
     load_after = os.getloadavg()[0]
-    ratios = {b: per_round(r["2 workers"], r["1 process"]) for b, r in res.items()}
-    free = cores - max(load_before, load_after)
-    had = "yes" if free >= 2 else "no"
-    rows = []
-    for b, r in res.items():
-        rows.append(
-            [f"1 process, batch {b}", spread(r["1 process"]), "1.00x", spread(CPU[(b, 0)], "s")]
-        )
-        rows.append(
-            [
-                f"DataLoader, 2 workers, batch {b}",
-                spread(r["2 workers"]),
-                spread(ratios[b], "x", bold=True),
-                spread(CPU[(b, 2)], "s"),
-            ]
-        )
+    report(args, codes, figures, cores, load_before, load_after)
+
+
+def report(
+    args: argparse.Namespace,
+    codes: dict[str, Server],
+    figures: dict[tuple[str, int, int], list[dict[str, float]]],
+    cores: int,
+    load_before: float,
+    load_after: float,
+) -> None:
+    """Print the table and the notes; write RESULTS-loader.md."""
+
+    def col(code: str, b: int, w: int, what: str) -> list[float]:
+        return [f[what] for f in figures[(code, b, w)]]
+
+    rows, bounds, verdicts = [], [], []
+    for b in args.batch:
+        for code in codes:
+            one_cpu, two_cpu = col(code, b, 0, "cpu"), col(code, b, 2, "cpu")
+            ratio = per_round(col(code, b, 2, "rate"), col(code, b, 0, "rate"))
+            bound = 2 * med(one_cpu) / med(two_cpu)
+            name = "this code" if code == "this code" else f"{code} (before)"
+            rows.append(
+                [f"{name}: 1 process, batch {b}", spread(col(code, b, 0, "rate")), "1.00x"]
+                + [spread(one_cpu, "s"), "–"]
+            )
+            rows.append(
+                [f"{name}: DataLoader, 2 workers, batch {b}", spread(col(code, b, 2, "rate"))]
+                + [spread(ratio, "x", bold=True), spread(two_cpu, "s"), f"{bound:.2f}x"]
+            )
+            if code == "this code":
+                bounds.append(f"batch {b}: {bound:.2f}x")
+                m = med(ratio)
+                verdicts.append(
+                    f"batch {b}: {'met' if m >= TARGET else f'missed by {TARGET - m:.2f}x'}"
+                )
     head = [
-        "reader",
+        "code: reader",
         "rows/s: median (min–max)",
         "vs 1 process",
         "CPU s per 1M rows, all processes",
+        "ceiling on 2 free cores",
     ]
     body = table(head, rows)
-    bound = "; batch ".join(f"{b}: {2 * med(CPU[(b, 0)]) / med(CPU[(b, 2)]):.2f}x" for b in res)
-    verdicts = "; ".join(
-        f"batch {b}: {'met' if med(x) >= TARGET else f'missed by {TARGET - med(x):.2f}x'}"
-        for b, x in ratios.items()
-    )
+    free = cores - max(load_before, load_after)
+    had = "yes" if free >= 2 else "no"
+    before = f" and of {args.before}'s code (before)" if args.before else ""
     notes = (
         f"{args.rows:,} HalfCheetah-shaped rows (memmap), shuffle buffer 4 blocks, "
-        f"{args.rounds} rounds of one epoch each side. Target 2 workers >= {TARGET}x one "
-        f"process: {verdicts}. Two free cores: {had} ({cores} cores, 1-minute load average "
-        f"{load_before:.1f} before, {load_after:.1f} after; free = cores - load). The CPU "
-        f"column is the work itself, which load does not change: on two free cores, 2 workers "
-        f"can be at most 2 x (1-process CPU) / (2-worker CPU) times as fast as one process "
-        f"(batch {bound})."
+        f"{args.rounds} rounds of one epoch each side, this checkout's code{before} in "
+        f"alternation, the same epoch in a round. Target 2 workers >= {TARGET}x one process "
+        f"(this code): {'; '.join(verdicts)}. Two free cores: {had} ({cores} cores, 1-minute "
+        f"load average {load_before:.1f} before, {load_after:.1f} after; free = cores - load). "
+        f"The CPU column is the work itself, which load changes little: on two free cores, 2 "
+        f"workers can be at most 2 x (1-process CPU) / (2-worker CPU) times as fast as one "
+        f"process, the last column (this code: {'; '.join(bounds)})."
     )
     print(body)
     print(notes)
+    before_flag = f" --before {args.before}" if args.before else ""
     write_results(
         "loader",
         "StoreDataset: DataLoader workers vs one process",
         f"python benchmarks/bench_loader.py --rows {args.rows} --rounds {args.rounds} "
-        f"--batch {' '.join(map(str, args.batch))}",
+        f"--batch {' '.join(map(str, args.batch))}{before_flag}",
         [region("loader", body), notes],
     )
 
