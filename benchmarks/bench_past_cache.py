@@ -87,15 +87,17 @@ def child(a: dict) -> dict:
     return out
 
 
-def spawn(op: str, timeout: float, cg: Path | None, **a: object) -> dict:
-    """Run ``child`` in a fresh interpreter (``bench_scale.spawn``'s protocol)."""
+def spawn(op: str, timeout: float, cg: Path | None, cache: Path, **a: object) -> dict:
+    """Run ``child`` in a fresh interpreter (``bench_scale.spawn``'s protocol), with
+    ``cache`` as its ``RLDATA_CACHE`` (where proof records are kept)."""
     if cg is not None:
         (cg / "memory.max_usage_in_bytes").write_text("0")
         (cg / "memory.failcnt").write_text("0")
     payload = {"op": op, **a, **({"cgroup": str(cg)} if cg else {})}
     cmd = [sys.executable, __file__, "--child", json.dumps(payload)]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        env = {**os.environ, "RLDATA_CACHE": str(cache)}
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         print(f"  {op}: timed out after {timeout:.0f} s", file=sys.stderr)
         return {"timeout": timeout}
@@ -136,22 +138,42 @@ def warm(path: Path) -> None:
 
 
 # --- the run ------------------------------------------------------------------------------------
-def measure(path: Path, cg: Path, args: argparse.Namespace) -> dict:
-    res: dict = {"none": {op: [] for op in OPS}, "cgroup": {op: [] for op in OPS}, "cat": []}
+CONDITIONS = {
+    "none": "no limit, first process (store in the page cache for sample, slice)",
+    "warm": "no limit, after `rldata verify` on this machine (store in the page cache)",
+    "cgroup": "memory cgroup, first process, store's pages dropped",
+    "proven": "memory cgroup, after `rldata verify` on this machine, store's pages dropped",
+}
+
+
+def measure(path: Path, cg: Path, work: Path, args: argparse.Namespace) -> dict:
+    """Each round: every operation under each condition. A first process has no proof
+    record (a fresh ``RLDATA_CACHE`` each child: it hashes each block it touches); a proven
+    one shares the cache a full ``verify`` recorded every block in, before the rounds."""
+    res: dict = {c: {op: [] for op in OPS} for c in CONDITIONS}
+    res["cat"] = []
     t = args.timeout
+    proven = work / "cache-proven"
+    shutil.rmtree(proven, ignore_errors=True)
+    spawn("verify", t, None, proven, path=str(path))
     for r in range(args.rounds):
         sb = {"batches": args.batches, "seconds": args.seconds, "seed": r}
-        for cond, group in (("none", None), ("cgroup", cg)):
+        for cond in CONDITIONS:
+            group = None if cond in ("none", "warm") else cg
             for op in OPS:
+                shared = cond in ("proven", "warm")
+                cache = proven if shared else work / f"cache-{cond}-{op}-{r}"
                 if op in ("sample", "slice"):
                     if group is None:
                         warm(path)
                     else:
                         bs.drop_cache(path)
-                    v = spawn(op, t, group, path=str(path), **sb)
+                    v = spawn(op, t, group, cache, path=str(path), **sb)
                 else:  # cold and verify drop the store's pages themselves
-                    v = spawn(op, t, group, path=str(path))
+                    v = spawn(op, t, group, cache, path=str(path))
                 res[cond][op].append(v)
+                if not shared:
+                    shutil.rmtree(cache, ignore_errors=True)
         res["cat"].append(
             {"none": cat_in(path, None)[0], **dict(zip(("cgroup", "peak"), cat_in(path, cg)))}
         )
@@ -188,15 +210,12 @@ def table(res: dict, rows: int, store_bytes: int, limit: int) -> str:
     ]
     batch_bytes = bs.BATCH * ROW_BYTES
     out = []
-    for cond, label in (
-        ("none", "no limit, store in the page cache (sample, slice)"),
-        ("cgroup", f"memory cgroup of {limit >> 20} MiB, store's pages dropped"),
-    ):
-        r = res[cond]
+    for cond, label in CONDITIONS.items():
+        r, group = res[cond], (None if cond in ("none", "warm") else cond)
         per_batch = [
             s["read_bytes"] / max(1, s["batches"] + 1) for s in r["sample"] if "read_bytes" in s
         ]
-        cat = [c[cond] for c in res["cat"]]
+        cat = [c["none" if group is None else "cgroup"] for c in res["cat"]]
         ver = _vals(r["verify"], "s")
         ratio = [c / v for c, v in zip(cat, ver)] if ver else []
         out.append(
@@ -219,7 +238,7 @@ def table(res: dict, rows: int, store_bytes: int, limit: int) -> str:
                 (
                     f"{_cell(r['sample'], 'cgroup_peak', 'GB', 1e-9)} / "
                     f"{_cell(r['verify'], 'cgroup_peak', 'GB', 1e-9)}"
-                    if cond == "cgroup"
+                    if group is not None
                     else "-"
                 ),
             ]
@@ -265,7 +284,7 @@ def main() -> None:
             if "s" not in w:
                 raise SystemExit(f"writing the store failed: {w}")
         store_bytes = rep.disk_bytes(path)
-        res = measure(path, cg, args)
+        res = measure(path, cg, work, args)
     finally:
         remove_cgroup(cg)
         if args.keep is None:
