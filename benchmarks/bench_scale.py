@@ -268,7 +268,9 @@ def spawn(op: str, timeout: float, env: dict | None = None, **a: object) -> dict
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **(env or {})},
+        # a first process every time: no proof record of an earlier child's verified blocks
+        # (rldata/stores/backend/_proofs.py) carries over between rounds
+        env={**os.environ, "RLDATA_PROOFS": "0", **(env or {})},
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
