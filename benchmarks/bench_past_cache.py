@@ -279,7 +279,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     try:
         path = work / f"halfcheetah-{args.rows}-{args.backend}"
-        if not (path / "manifest.json").exists():
+        if not (path / "rldata.json").exists():  # the manifest: a store from an earlier run
             path, w = bs.build(work, "halfcheetah", args.backend, args.rows, args.timeout)
             if "s" not in w:
                 raise SystemExit(f"writing the store failed: {w}")
