@@ -97,6 +97,13 @@ def open_regular(
         fd = os.open(path, flags)
     except IsADirectoryError:
         raise error(f"{path}: {what} is a directory, not a regular file") from None
+    except OSError as err:  # a Unix socket cannot be opened at all (ENXIO): name what it is
+        mode = _mode_or_none(path)
+        if mode is None or stat.S_ISREG(mode) or isinstance(err, FileNotFoundError):
+            raise
+        raise error(
+            f"{path}: {what} is {_kind(mode)}, not a regular file; refusing to read it"
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -113,6 +120,13 @@ def open_regular(
     except BaseException:
         os.close(fd)
         raise
+
+
+def _mode_or_none(path: str | os.PathLike[str]) -> int | None:
+    try:
+        return os.stat(path).st_mode
+    except OSError:
+        return None
 
 
 def _kind(mode: int) -> str:

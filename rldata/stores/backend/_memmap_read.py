@@ -105,9 +105,13 @@ class MemmapFiles(BlockChecks, RowStore):
                 what = f"committed rows of key {name!r}"
             try:
                 size = path.stat().st_size
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # a folder above it is not one
                 raise CorruptStoreError(
                     f"{path}: payload file of key {name!r} is missing ({rows} {what})"
+                ) from None
+            except OSError as err:  # a symlink loop, a name too long, ...
+                raise CorruptStoreError(
+                    f"{path}: payload file of key {name!r} cannot be read ({err.strerror})"
                 ) from None
             if not path.is_file():
                 raise CorruptStoreError(f"{path}: payload of key {name!r} is not a regular file")
