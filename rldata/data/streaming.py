@@ -149,9 +149,10 @@ class StoreDataset(IterableDataset):
     Use it with ``ds.loader(num_workers=k)``, i.e. ``DataLoader(ds, batch_size=None,
     collate_fn=no_collate, num_workers=k)``: the dataset batches (``batch_size`` rows a
     TensorDict), so the loader must not. Call :meth:`set_epoch` before each epoch, as with
-    ``DistributedSampler``, or every epoch repeats the same order; with
-    ``persistent_workers=True`` the workers keep the epoch they started with, so leave it
-    off. Each worker opens its own read-only store handle inside ``__iter__`` (handles do not
+    ``DistributedSampler``, or every epoch repeats the same order. The epoch lives in shared
+    memory, so workers kept across epochs (``ds.loader(k, persistent_workers=True)``, the
+    same loader iterated each epoch) read the epoch set since, and skip a worker's start-up
+    (a new process, its store handle, its buffers) every epoch. Each worker opens its own read-only store handle inside ``__iter__`` (handles do not
     survive a fork); the store is opened, and verified with ``verify``, once here.
 
     The epoch covers the rows committed when the dataset was made (a ring's readable
@@ -219,7 +220,7 @@ class StoreDataset(IterableDataset):
         self.shuffle = shuffle
         self.seed = int(seed)
         self.drop_last = drop_last
-        self.epoch = 0
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by workers
         self._rank = rank
         self._world_size = world_size
         self._whole_runs = False  # set in a Loader's workers: hand over runs, not batches
@@ -235,9 +236,15 @@ class StoreDataset(IterableDataset):
         )
 
     # --- epochs and shards -------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """The epoch the next ``__iter__`` reads (see :meth:`set_epoch`)."""
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s order on the next ``__iter__`` (call it before each epoch)."""
-        self.epoch = int(epoch)
+        """Use epoch ``epoch``'s order on the next ``__iter__`` (call it before each epoch),
+        here and in this dataset's DataLoader workers, persistent ones included."""
+        self._epoch.fill_(int(epoch))
 
     def rank_and_world_size(self) -> tuple[int, int]:
         """The explicit ``rank, world_size``, else ``torch.distributed``'s, else ``0, 1``."""
@@ -303,9 +310,10 @@ class StoreDataset(IterableDataset):
         """Shard ``index``'s rows in runs of whole batches (the last batch of the epoch may
         be short), blocks in plan order through the shuffle buffer: ``({key: tensor}, rows)``
         each, or with ``shared`` a :class:`SharedRun` in place of the dict."""
-        gen = torch.Generator().manual_seed(_mix(self.seed, self.epoch, index + 1))
+        epoch = self.epoch  # read once: the main process may set the next one meanwhile
+        gen = torch.Generator().manual_seed(_mix(self.seed, epoch, index + 1))
         bs = self.batch_size
-        ranges = self.ranges()
+        ranges = self.ranges(epoch)
         keep = self.shuffle_buffer if self.shuffle else 0
         peak = peak_rows([b - a for a, b in ranges], bs, keep, shuffle=self.shuffle)
         buffer = ShuffleBuffer(peak, gen if self.shuffle else None)
@@ -359,28 +367,33 @@ class Loader:
     a hand-over per batch left 2 workers slower than one process (benchmarks/bench_loader.py
     measures both). Each worker keeps the memory it frees for reuse
     (:func:`~rldata.data._stream_transport.warm_heap`), as a long-running process does.
-    Iterating it again starts a new epoch's workers.
+    Iterating it again starts a new epoch's workers, or with ``persistent_workers=True``
+    resumes the same ones (they read the epoch from the dataset's shared memory).
     """
 
     def __init__(self, dataset: StoreDataset, num_workers: int, kwargs: dict[str, Any]) -> None:
         self.dataset = dataset
         self.num_workers = num_workers
         self.kwargs = kwargs
+        self._loader: DataLoader | None = None  # kept across epochs for persistent workers
 
     def __iter__(self) -> Iterator[TensorDict]:
         if self.num_workers == 0:
             yield from self.dataset
             return
-        user_init = self.kwargs.get("worker_init_fn")
-        kwargs = {k: v for k, v in self.kwargs.items() if k != "worker_init_fn"}
-        loader = DataLoader(
-            self.dataset,
-            batch_size=None,
-            collate_fn=no_collate,
-            num_workers=self.num_workers,
-            worker_init_fn=functools.partial(_hand_over_runs, user_init),
-            **kwargs,
-        )
+        loader = self._loader
+        if loader is None or not self.kwargs.get("persistent_workers"):
+            user_init = self.kwargs.get("worker_init_fn")
+            kwargs = {k: v for k, v in self.kwargs.items() if k != "worker_init_fn"}
+            loader = DataLoader(
+                self.dataset,
+                batch_size=None,
+                collate_fn=no_collate,
+                num_workers=self.num_workers,
+                worker_init_fn=functools.partial(_hand_over_runs, user_init),
+                **kwargs,
+            )
+            self._loader = loader if self.kwargs.get("persistent_workers") else None
         for run in loader:
             yield from _split(run, self.dataset.batch_size)
 

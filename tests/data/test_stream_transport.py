@@ -122,3 +122,29 @@ def test_workers_keep_freed_memory_on_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert warm_heap() is True
+
+
+def test_persistent_workers_read_each_epoch_set_since(store):
+    """Workers kept across epochs see ``set_epoch``: each epoch is the epoch new workers
+    read, and each holds every row once."""
+    kept = StoreDataset(store, batch_size=64, block_rows=128, seed=5)
+    loader = kept.loader(num_workers=2, persistent_workers=True)
+    pids = []
+    for e in (0, 1, 0, 7):
+        kept.set_epoch(e)
+        got = [marked_serial(td).tolist() for td in loader]
+        pids.append(tuple(w.pid for w in loader._loader._iterator._workers))
+        fresh = StoreDataset(store, batch_size=64, block_rows=128, seed=5)
+        fresh.set_epoch(e)
+        assert got == [marked_serial(td).tolist() for td in fresh.loader(num_workers=2)], e
+        assert sorted(sum(got, [])) == list(range(3001))
+    assert len(set(pids)) == 1  # the same two processes read all four epochs
+
+
+def test_the_epoch_survives_pickling(store):
+    import pickle
+
+    ds = StoreDataset(store, batch_size=64)
+    ds.set_epoch(9)
+    assert pickle.loads(pickle.dumps(ds)).epoch == 9
+    assert through_a_pipe(ds).epoch == 9
