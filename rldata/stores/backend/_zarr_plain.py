@@ -13,16 +13,21 @@ handle reads it (:meth:`~rldata.stores.backend._zarr_checks.ZarrObjectChecks._ch
 and mapped only through a file of that identity; its index was bounds-checked then (each
 stored inner chunk exactly ``inner * row_bytes`` bytes inside the file's data bytes:
 :func:`~rldata.stores.backend._zarr_shards._shard_index`). Keys stored compressed, writers,
-older stores and a store whose decoded rows fit the cache keep the decode path.
+older stores and a store whose decoded rows fit the cache keep the decode path. Mapped
+pages count as this process's memory: past ``RLDATA_MAP_BYTES`` of them they are released
+(they stay in the page cache), as memmap's and parquet's readers bound theirs.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rldata._env import map_bytes
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend._zarr_cache import IMPLIED, ZarrChunks
 from rldata.stores.backend._zarr_shards import Layout, StaleObjectError
+
+RSS_EVERY = 8  # in-place reads between two looks at the resident mapped bytes (~20 us each)
 
 
 class ZarrPlainReads(ZarrChunks):
@@ -35,6 +40,8 @@ class ZarrPlainReads(ZarrChunks):
         self._ptab: dict[str, np.ndarray] = {}
         self._pbuf: dict[str, dict[int, np.ndarray]] = {}
         self._pgen = -1
+        self._reads = 0  # in-place reads by this handle
+        self._rss0: int | None = None  # file-backed resident bytes before the first one
 
     def _columns_at(
         self, index: np.ndarray, names: list[str] | None = None
@@ -43,11 +50,24 @@ class ZarrPlainReads(ZarrChunks):
         plain = self._in_place_keys(keys) if index.size and self._dense is None else []
         if not plain or int(index.min()) < 0 or int(index.max()) >= self._rows:
             return super()._columns_at(index, names)
+        if self._rss0 is None:
+            self._rss0 = _rss_file() or 0
         got = self._gather_keys(index, plain)
+        self._reads += 1
+        if self._reads % RSS_EVERY == 0:
+            self._bound_resident()
         rest = [k for k in keys if k not in got]
         if rest:
             got.update(super()._columns_at(index, rest))
         return {k: got[k] for k in keys}
+
+    def _bound_resident(self) -> None:
+        """Release the mapped shards' pages once they hold more than ``RLDATA_MAP_BYTES``
+        resident (as memmap and parquet readers bound theirs): random rows all over a store
+        would otherwise keep the whole store in this process's memory."""
+        rss = _rss_file()
+        if rss is not None and rss - (self._rss0 or 0) > map_bytes():
+            self._objects.release_maps()
 
     def _in_place_keys(self, keys: list[str]) -> list[str]:
         """Of ``keys``, those whose stored arrays are all uncompressed shards (a stored-once
@@ -151,6 +171,18 @@ class ZarrPlainReads(ZarrChunks):
             except StaleObjectError:
                 continue  # replaced since it was checked: check the new file
         raise CorruptStoreError(f"{path}: the object keeps changing while being read")
+
+
+def _rss_file() -> int | None:
+    """This process's resident file-backed bytes (``RssFile``; None where not Linux)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"RssFile:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def _groups(sorted_chunks: np.ndarray) -> list[tuple[int, int, int]]:

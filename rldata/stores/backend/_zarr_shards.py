@@ -167,6 +167,7 @@ class Objects:
         self._ready: dict[tuple[str, int], tuple[int, list[int], list[int]]] = {}
         # a checked shard of uncompressed inner chunks mapped: (bytes, offsets, -1: not stored)
         self._maps: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._mms: dict[tuple[str, int], mmap.mmap] = {}  # their mappings
         self.generation = 0  # bumped whenever a checked object is forgotten
         self.hashed = 0  # objects hashed by this handle (tests and benchmarks read it)
 
@@ -237,6 +238,7 @@ class Objects:
     def close(self) -> None:
         self._ready.clear()
         self._maps.clear()
+        self._mms.clear()
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -310,7 +312,8 @@ class Objects:
                     if (st.st_dev, st.st_ino) != ident:
                         self._forget_key(key)
                         raise StaleObjectError(path)
-                    buf = np.frombuffer(mmap.mmap(fd, 0, prot=mmap.PROT_READ), dtype=np.uint8)
+                    mm = self._mms[key] = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+                    buf = np.frombuffer(mm, dtype=np.uint8)
                 finally:
                     os.close(fd)
                 if len(buf) < int(offs.max()) + lay.nbytes:  # cut short since it was hashed
@@ -325,12 +328,21 @@ class Objects:
             buf = np.zeros(lay.nbytes, dtype=np.uint8)
         if len(self._maps) >= MAX_MAPS:  # far past any store's shards a batch touches
             self._maps.clear()
+            self._mms = {k: m for k, m in self._mms.items() if k == key}
         got = self._maps[key] = (buf, offs)
         return got
+
+    def release_maps(self) -> None:
+        """Drop the mapped shards' pages from this process (they stay in the page cache): a
+        sampler touching rows all over a store would otherwise keep it all resident."""
+        for m in self._mms.values():
+            with contextlib.suppress(OSError, ValueError):
+                m.madvise(mmap.MADV_DONTNEED)
 
     def _forget_key(self, key: tuple[str, int]) -> None:
         self.generation += 1
         self._maps.pop(key, None)
+        self._mms.pop(key, None)
         self._ready.pop(key, None)
         self._ok.pop(key, None)
         self._index.pop(key, None)

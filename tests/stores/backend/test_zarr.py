@@ -70,6 +70,7 @@ def test_gathers_decode_each_chunk_once(tmp_path, monkeypatch):
 
 def test_a_bounded_cache_keeps_few_chunks_and_reads_right(tmp_path, monkeypatch):
     monkeypatch.setattr(stores.backend.rowstore, "CHUNK_BYTES", 10 * 24)
+    monkeypatch.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # decoded units (raw: read in place)
     with stores.create(tmp_path / "s", backend="zarr", capacity=60) as w:
         w.append(ted_marked(0, 150))
     row = sum(

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import rldata.stores as stores
 from rldata.errors import ConfigError, CorruptStoreError
-from rldata.stores.backend import _zarr, _zarr_cache, _zarr_shards, rowstore
+from rldata.stores.backend import _zarr, _zarr_cache, _zarr_plain, _zarr_shards, rowstore
 from rldata.testing.ted_factory import ted_batch
 
 CHUNK, INNER = 96, 16  # 6 inner chunks a shard; episodes cross both boundaries
@@ -296,3 +296,24 @@ def test_an_unknown_compression_setting_is_one_line(tmp_path, monkeypatch):
     w = stores.create(tmp_path / "s", backend="zarr")
     with pytest.raises(ConfigError, match="RLDATA_ZARR_COMPRESSION must be auto, lz4 or none"):
         w.append(ted_batch([5]))  # the arrays are created with the first rows
+
+
+@pytest.mark.parametrize("map_bytes, released", [(0, True), (1 << 40, False)])
+def test_mapped_pages_past_the_map_budget_are_released_and_rows_stay_right(
+    written, monkeypatch, map_bytes, released
+):
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", SMALL_CACHE)
+    monkeypatch.setattr(_zarr_plain, "RSS_EVERY", 1)
+    monkeypatch.setenv("RLDATA_MAP_BYTES", str(map_bytes))
+    calls = []
+    real = _zarr_shards.Objects.release_maps
+    monkeypatch.setattr(
+        _zarr_shards.Objects, "release_maps", lambda self: calls.append(1) or real(self)
+    )
+    raw = stores.open(written / "float64-auto")
+    packed = stores.open(written / "float64-lz4")
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        index = torch.as_tensor(rng.integers(0, ROWS, 64))
+        _same_bits(raw.get(index), packed.get(index))  # read again after each release
+    assert bool(calls) == released
