@@ -39,6 +39,7 @@ from tensordict import TensorDict
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._parquet_blocks import ParquetBlocks
 from rldata.stores.backend._parquet_checks import ParquetPartChecks
 from rldata.stores.backend._parquet_codec import (
     _float_columns,
@@ -65,13 +66,14 @@ WRITE_ROWS = 1 << 16
 """A contiguous read this long or longer is a scan: decoded past the row-group cache."""
 
 
-class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
+class ParquetStore(ParquetBlocks, ParquetDecode, ParquetPartChecks, RowStore):
     """An append-only store of parquet part files (a ring is refused)."""
 
     supports_random_read = True  # readers decode only the row groups a read touches
     supports_overwrite_rings = False
 
     def __init__(self, *args, **kwargs) -> None:
+        self._init_blocks()  # block digests (format 1.7): _parquet_blocks
         super().__init__(*args, **kwargs)
         self._groups = RowGroups(
             self._open_part, self._decode_group, lambda: self._fields, self._plain_part
@@ -132,6 +134,7 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         }
         self._cols, self._tail = None, col.empty(self._fields, 0)
         self._loaded = self._flushed = self._base = 0
+        self._new_block_writer()
 
     def _attach_payload(self) -> None:
         files = self._m["payload"].get("files")
@@ -153,6 +156,7 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         if self.writable:
             self._tail, self._base = None, listed
             self._remove_unlisted({p["path"] for p in parts})
+            self._resume_block_writer()
 
     def _remove_unlisted(self, listed: set[str]) -> None:
         """Delete part files a crashed writer left behind (written, never committed)."""
@@ -247,17 +251,20 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         return full
 
     def _span(
-        self, start: int, stop: int, names: list[str], scan: bool = False
+        self, start: int, stop: int, names: list[str], scan: bool = False, check: bool = True
     ) -> dict[str, np.ndarray]:
         """Rows ``[start, stop)`` of columns ``names``. A scan (``scan``, or a range of at
         least ``SCAN_ROWS``: verify, the card, convert) decodes its row groups directly, so
-        a whole-store pass never fills the row-group cache; a short range goes through it."""
+        a whole-store pass never fills the row-group cache; a short range goes through it.
+        ``check=False``: bytes for a checksum (``_raw``), not checked against block digests."""
         if self._cols is not None and not self.writable:
             return {k: self._cols[k][start:stop] for k in names}
         base = self._base if self.writable and self._tail is not None else self._flushed
         pieces: dict[str, list[np.ndarray]] = {k: [] for k in names}
         lo, hi = start, min(stop, base)
         if (scan or hi - lo >= SCAN_ROWS) and self._groups.complete() is None:
+            if check:  # a short range: _gather checks its blocks
+                self._verify_span(lo, hi, names)
             for f, part, g0, g1, first in self._groups.spans(lo, hi):
                 got = self._decode_groups(f, part, g0, g1, names)
                 a = max(lo, first) - first
@@ -265,7 +272,7 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
                 for k, out in pieces.items():
                     out.append(got[k][a : a + n])
         elif hi > lo:
-            got = self._gather(np.arange(lo, hi, dtype=np.int64), names)
+            got = self._gather(np.arange(lo, hi, dtype=np.int64), names, check)
             for k, out in pieces.items():
                 out.append(got[k])
         if stop > max(start, base):
@@ -298,10 +305,15 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         a = self._rows(positions.numpy(), [name])[name]
         return col.to_torch(a, self._fields[name]["dtype"])
 
-    def _gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    def _gather(
+        self, index: np.ndarray, names: list[str], check: bool = True
+    ) -> dict[str, np.ndarray]:
         if index.size == 0:
             return {k: self._empty(k) for k in names}
-        return self._groups.gather(index, names)
+        got = self._groups.gather(index, names)
+        if check:  # before any of it is served (after: the groups it decoded are cached)
+            self._verify_index(index, names)
+        return got
 
     def _empty(self, name: str) -> np.ndarray:
         entry = self._fields[name]
@@ -310,10 +322,11 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
         """Rows ``[start, stop)`` of one column as bytes: that column alone, only the row
         groups covering them (verify and the digest stay bounded)."""
-        a = self._span(start, stop, [name], scan=True)[name]
+        a = self._span(start, stop, [name], scan=True, check=False)[name]
         return memoryview(np.ascontiguousarray(a)).cast("B")  # type: ignore[arg-type]
 
     def _flush(self, filled: int) -> None:
+        self._sync_blocks()  # the digests _extend_digests appended, before the manifest
         if filled <= self._flushed:
             return
         tail, base = self._tail_cols(), self._base
@@ -338,6 +351,7 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
             if not parts:
                 fsync_dir(self.root)
         digest = file_sha256(target)
+        self._checked.add(rel)  # this handle's own part, hashed as written
         parts.append(
             {
                 "path": rel,
@@ -425,7 +439,8 @@ class ParquetStore(ParquetDecode, ParquetPartChecks, RowStore):
         the whole-store decode where it is allowed (``_eager``), else None."""
         if not self.writable and self._cols is None:
             done = self._groups.complete()
-            if done is not None:
+            if done is not None:  # every row handed out: every block checked
+                self._verify_span(0, self._filled(), list(self._fields))
                 return done
         return self._load() if self._eager() else None
 

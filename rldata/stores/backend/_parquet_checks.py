@@ -27,6 +27,8 @@ class ParquetPartChecks:
     _chunk: int
     _parts: Callable[[], list[dict]]
     _filled: Callable[[], int]
+    digest_file_faults: Callable[[], list[str]]
+    rows_proven: Callable[[], None]
 
     def _size_fault(self, part: dict) -> tuple[Path, str | None]:
         """A part's path, and the fault if its size differs from the manifest's."""
@@ -62,13 +64,15 @@ class ParquetPartChecks:
         """What a verified open checks now (None: check every row now, as for a store with
         parts from before format 1.3): each part's size. Each part is hashed against the
         manifest the first time a read decodes it (:meth:`_check_part`); ``rldata verify``
-        hashes them all."""
+        hashes them all. A store with block digests (1.7) checks its sidecar now and each
+        block when first read instead (:mod:`._parquet_blocks`)."""
         if self.writable or self.schema is None:
             return None
         parts = self._parts()
         if any(not isinstance(p.get("sha256"), str) for p in parts):
             return None
-        return [f for f in (self._size_fault(p)[1] for p in parts) if f is not None]
+        faults = [f for f in (self._size_fault(p)[1] for p in parts) if f is not None]
+        return faults or self.digest_file_faults()  # block digests: the sidecar, now
 
     def stored_bytes_check(self) -> tuple[list[str], set[int]]:
         """Each part file against the size and SHA-256 its commit recorded (format 1.3): a part
@@ -92,6 +96,8 @@ class ParquetPartChecks:
                 continue
             self._checked.add(p["path"])
             good.append((p["start"], p["start"] + p["rows"]))
+        if not faults:  # every byte matched: reads need not hash blocks again
+            self.rows_proven()
         return faults, _chunks_within(good, self._chunk, self._filled())
 
 

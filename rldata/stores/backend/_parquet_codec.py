@@ -93,13 +93,17 @@ def decode_column(
     (None when it has none; null rows hold zeros)."""
     dtype = col.np_dtype(entry["dtype"])
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    nulls = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    nulls = _nulls(arr) if arr.null_count else None
     if _scalar(entry):
-        values = (arr if nulls is None else arr.drop_null()).to_numpy(zero_copy_only=False)
+        values = _numpy(arr)  # null rows' slots included, then left out
     else:
-        values = arr.flatten().to_numpy(zero_copy_only=False)  # flatten skips null rows
+        width = int(np.prod(entry["shape"], dtype=np.int64)) * (2 if dtype.kind == "c" else 1)
+        child = arr.values.slice(arr.offset * width, len(arr) * width)  # null rows too
+        values = _numpy(child).reshape(len(arr), -1)
         if dtype.kind == "c":
             values = values.view(dtype)
+    if nulls is not None:
+        values = values[~nulls]
     if values.dtype != dtype:
         raise CorruptStoreError(f"column {arr.type} does not hold dtype {entry['dtype']}")
     if nulls is None:
@@ -107,6 +111,39 @@ def decode_column(
     out = np.zeros((n, *entry["shape"]), dtype=dtype)
     out[~nulls] = values.reshape(-1, *entry["shape"])
     return out, nulls
+
+
+def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """Bits ``[offset, offset + n)`` of an Arrow bitmap as booleans."""
+    bits = np.unpackbits(np.frombuffer(buf, np.uint8), bitorder="little")
+    if len(bits) < offset + n:
+        raise ValueError(f"bitmap of {len(bits)} bits, {offset + n} needed")
+    return bits[offset : offset + n].astype(bool)
+
+
+def _nulls(arr: pa.Array) -> np.ndarray:
+    """The null rows of an array with nulls, from its validity bitmap."""
+    valid = arr.buffers()[0]
+    if valid is None:
+        return np.zeros(len(arr), bool)
+    return ~_bits(valid, arr.offset, len(arr))
+
+
+def _numpy(arr: pa.Array) -> np.ndarray:
+    """A number or boolean array as numpy, read from its data buffer (null slots included;
+    read-only, no copy but booleans): ``Array.to_numpy`` and the compute functions import
+    pandas and ``pyarrow.compute`` on first use, ~1-2 s of a reader's first batch. Other
+    types go through ``to_numpy``."""
+    t = arr.type
+    numeric = pa.types.is_integer(t) or pa.types.is_floating(t)
+    data = arr.buffers()[1] if numeric or pa.types.is_boolean(t) else None
+    if data is None:
+        return arr.to_numpy(zero_copy_only=False)
+    if pa.types.is_boolean(t):
+        return _bits(data, arr.offset, len(arr))
+    kind = "f" if pa.types.is_floating(t) else "i" if pa.types.is_signed_integer(t) else "u"
+    dtype = np.dtype(f"<{kind}{t.bit_width // 8}")
+    return np.frombuffer(data, dtype, count=len(arr), offset=arr.offset * dtype.itemsize)
 
 
 def _group_rows(fields: dict) -> int:

@@ -35,6 +35,7 @@ class ParquetDecode:
     _fields: dict[str, dict]
     _m: dict
     _check_part: Any
+    _lazy_blocks: Any
 
     def _once(self) -> list[str]:
         """Observation keys whose ``next`` column holds only rows that break the chain."""
@@ -74,9 +75,11 @@ class ParquetDecode:
                 )
 
     def _open_part(self, part: dict) -> pq.ParquetFile:
-        """A listed part's file, hashed and its footer checked before any row is decoded."""
+        """A listed part's file, its footer checked before any row is decoded, and hashed
+        whole first unless the store has block digests (then each block is, when read)."""
         path = inside(self.root, part["path"], "a parquet part")
-        self._check_part(part, path)
+        if not self._lazy_blocks():
+            self._check_part(part, path)
         try:
             f = pq.ParquetFile(path)
             _refuse_extension_types(path, f.schema_arrow)

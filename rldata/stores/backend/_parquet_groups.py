@@ -168,6 +168,16 @@ class RowGroups:
             self._plain[i] = None if self._plain_of is None else self._plain_of(f, self._parts[i])
         return self._plain[i]
 
+    def plain_span(self, start: int, stop: int) -> tuple[PlainPart, int, int] | None:
+        """The PLAIN part holding all of rows ``[start, stop)`` and their rows in it (None:
+        the rows span parts, or their part is decoded by row group)."""
+        i = int(np.searchsorted(self._part_starts, start, side="right")) - 1
+        if i < 0 or stop > self._parts[i]["start"] + self._parts[i]["rows"]:
+            return None
+        plain = self._plain_part(i)
+        first = int(self._part_starts[i])
+        return None if plain is None else (plain, start - first, stop - first)
+
     def gather(self, index: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """Rows ``index`` of columns ``names``: read in place from PLAIN parts
         (:mod:`._parquet_plain`), decoded by row group from the others."""

@@ -280,6 +280,22 @@ class PlainPart:
         if self._map is not None:
             self._map.madvise(mmap.MADV_DONTNEED)
 
+    def span_bytes(self, name: str, lo: int, hi: int) -> memoryview | None:
+        """Part rows ``[lo, hi)`` of direct column ``name`` as the bytes in the page (no
+        copy), when they lie in one learnt row group and are stored one value a byte-aligned
+        slot (None: a bit-packed boolean, a ``next`` column stored once, or rows across
+        groups, which the caller reads by gather instead). Block digests hash them in place."""
+        if name not in self.direct or hi <= lo:
+            return None
+        c = self.direct.index(name)
+        g = int(np.searchsorted(self.starts, lo, side="right")) - 1
+        if self.cols[c][3] == "bool" or hi > self.starts[g + 1] or not self.learn(np.array([g])):
+            return None
+        row = self.cols[c][1] * self.cols[c][2]
+        at = int(self.offsets[g, c]) + (lo - int(self.starts[g])) * row
+        assert self._map is not None  # learn() mapped the file
+        return memoryview(self._map)[at : at + (hi - lo) * row]
+
     def gather(self, local: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """Rows ``local`` (part rows, their groups learnt) of columns ``names``."""
         g = np.searchsorted(self.starts, local, side="right") - 1

@@ -1,5 +1,5 @@
-"""Block digests (format 1.4): a SHA-256 per block of rows of each key, so a reader checks
-only the rows it reads.
+"""Block digests (format 1.4 memmap, 1.7 parquet): a SHA-256 per block of rows of each key,
+so a reader checks only the rows it reads.
 
 A store's section-7 checksums cover chunks of up to 65,536 rows: a random sample(256) of a
 30M-row store would hash ~256 chunks (4 GB) to check them. Block digests cover blocks of
@@ -7,11 +7,21 @@ A store's section-7 checksums cover chunks of up to 65,536 rows: a random sample
 32-byte digests in one binary sidecar that commits only append to, so opening a store checks
 the small sidecar (its SHA-256 is in the manifest) and a read hashes the blocks it touches.
 
-**Layout.** The manifest's ``checksums.blocks`` (append-only memmap stores since 1.4.0;
-absent or null elsewhere) is::
+**Layout.** The manifest's ``checksums.blocks`` (append-only memmap stores since 1.4.0,
+append-only parquet stores since 1.7.0; absent or null elsewhere) is::
 
     {"path": "data/blocks.sha256", "block_rows": B, "keys": [k0, k1, ...],
      "blocks": n, "sha256": hex, "tail": null | {"rows": r, "sha256": {key: hex}}}
+
+``path`` is the backend's (:data:`SIDECARS`: parquet's ``data/_blocks.sha256`` is skipped
+by pyarrow datasets, so ``data/`` still reads as a directory of parts).
+
+**What a digest covers, whatever the backend.** The SHA-256 of the key's *decoded* rows at
+the block's positions, row after row, each row's elements in C order as little-endian
+values of its dtype (a bool one byte): memmap's file bytes for those rows, and what a
+parquet reader decodes (or finds in a PLAIN page) for them. Stores of the same rows and
+``B`` share every digest of the keys both list (memmap leaves out a stored-once ``next.k``;
+parquet lists every key, a ``next.k`` digest covering its decoded rows).
 
 Block ``i`` holds row positions ``[i*B, (i+1)*B)``. ``keys`` are the keys with a row-indexed
 payload file, in order (a stored-once ``next.k`` has none: it is rebuilt from ``k``'s rows
@@ -27,7 +37,7 @@ sidecar exists from the first commit with rows (empty while ``n == 0``).
 **In a store handle.** ``MemmapFiles._verify_rows(name, start, stop)`` (the backend hook of
 :class:`rldata.stores.backend.rows.RowTable`) checks the blocks a read touches;
 ``MemmapFiles._block_table()`` is where a handle gets this table (a remote store overrides
-it to fetch the sidecar by byte range).
+it to fetch the sidecar by byte range). Parquet: ``rldata.stores.backend._parquet_blocks``.
 
 **Expected digest of (key, block) and the bytes it covers.** A block's digest is the
 SHA-256 of the key's payload bytes of its rows: in the memmap file ``payload.files[key]``,
@@ -72,6 +82,9 @@ from rldata.stores.format.files import inside
 
 DIGEST = 32
 SIDECAR = "data/blocks.sha256"
+SIDECARS = {"memmap": SIDECAR, "parquet": "data/_blocks.sha256"}
+"""The sidecar's path per backend that keeps block digests (parquet's starts with ``_``:
+pyarrow datasets and Spark skip it, so ``data/`` still reads as a directory of parts)."""
 BLOCK_BYTES = 64 << 10  # a block of the widest key is at most this
 MAX_BLOCK_ROWS = 1024
 
@@ -88,9 +101,12 @@ def block_rows_for(widest_row_bytes: int) -> int:
     return rows
 
 
-def check_entry(entry: Any, where: object, rows_committed: int, schema: dict) -> None:
+def check_entry(
+    entry: Any, where: object, rows_committed: int, schema: dict, backend: str = "memmap"
+) -> None:
     """Refuse a ``checksums.blocks`` entry whose fields are out of range (one line naming
-    the field): the sidecar path, ``block_rows``, keys of the schema, ``n*B + r == written``."""
+    the field): the backend's sidecar path, ``block_rows``, keys of the schema,
+    ``n*B + r == written``."""
 
     def fail(field: str, want: str, got: object) -> CorruptStoreError:
         return CorruptStoreError(
@@ -105,8 +121,10 @@ def check_entry(entry: Any, where: object, rows_committed: int, schema: dict) ->
 
     if not isinstance(entry, dict):
         raise fail("", "an object", entry)
-    if entry.get("path") != SIDECAR:
-        raise fail("path", repr(SIDECAR), entry.get("path"))
+    if backend not in SIDECARS:
+        raise fail("", f"null for backend {backend!r} (only {sorted(SIDECARS)} keep them)", entry)
+    if entry.get("path") != SIDECARS[backend]:
+        raise fail("path", repr(SIDECARS[backend]), entry.get("path"))
     b = count("block_rows", 1)
     n = count("blocks", 0)
     keys = entry.get("keys")
@@ -224,8 +242,16 @@ class BlockTable:
 class BlockWriter:
     """A writer's side of the sidecar: appends the digests of blocks its commits fill."""
 
-    def __init__(self, root: Path, keys: list[str], block_rows: int, entry: dict | None) -> None:
-        self.path = root / SIDECAR
+    def __init__(
+        self,
+        root: Path,
+        keys: list[str],
+        block_rows: int,
+        entry: dict | None,
+        rel: str = SIDECAR,
+    ) -> None:
+        self.rel = entry["path"] if entry else rel
+        self.path = root / self.rel
         self.keys = list(keys)
         self.block_rows = block_rows
         self.full = entry["blocks"] if entry else 0
@@ -276,7 +302,7 @@ class BlockWriter:
     def entry(self) -> dict:
         """The manifest's ``checksums.blocks`` for the rows recorded so far."""
         return {
-            "path": SIDECAR,
+            "path": self.rel,
             "block_rows": self.block_rows,
             "keys": list(self.keys),
             "blocks": self.full,

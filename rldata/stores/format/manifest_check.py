@@ -215,12 +215,13 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
 
 def _check_blocks(c: _Checker, m: dict, sums: dict, schema: dict) -> None:
     blocks = sums.get("blocks")
-    if blocks is not None:  # format 1.4: append-only memmap stores
+    if blocks is not None:  # append-only memmap (format 1.4) and parquet (1.7) stores
         if m.get("capacity") is not None:
             raise c.fail(
                 "checksums.blocks", "null for a ring (it rewrites rows in place)", "an object"
             )
-        blocksums.check_entry(blocks, c.where, int(m.get("written") or 0), schema)
+        written = int(m.get("written") or 0)
+        blocksums.check_entry(blocks, c.where, written, schema, str(m["backend"]))
 
 
 def _check_episodes(c: _Checker, m: dict, schema: dict | None) -> None:

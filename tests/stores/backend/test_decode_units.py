@@ -186,7 +186,12 @@ def test_parquet_random_reads_across_row_groups_and_parts_equal_memmap(written, 
     _same_bits(s.get(edges), ref.get(edges))
 
 
-def test_a_flipped_byte_in_a_parquet_part_is_refused_on_the_first_read_touching_it(tmp_path):
+def test_a_flipped_byte_in_a_parquet_part_is_refused_on_the_first_read_touching_it(
+    tmp_path, monkeypatch
+):
+    # a store without block digests (before 1.7): each part hashed whole on first read
+    # (with them, only the block holding the byte is refused: test_parquet_blocks)
+    monkeypatch.setattr(_parquet.ParquetStore, "block_digests", False)
     _write_parquet(tmp_path / "s", 16)
     parts = stores.open(tmp_path / "s").manifest["payload"]["parts"]
     second = parts[1]
@@ -206,7 +211,9 @@ def test_a_flipped_byte_in_a_parquet_part_is_refused_on_the_first_read_touching_
 
 
 def test_a_new_parquet_row_group_decodes_alone(tmp_path, monkeypatch):
-    # no group's last row is left for the next group to rebuild: one read a group
+    # no group's last row is left for the next group to rebuild: one read a group (without
+    # block digests, whose check reads every group of a block: test_parquet_blocks)
+    monkeypatch.setattr(_parquet.ParquetStore, "block_digests", False)
     _write_parquet(tmp_path / "s", 16)
     reads: list[int] = []
     real = pq.ParquetFile.read_row_group

@@ -149,17 +149,23 @@ def _flip_value_byte(path, group: int) -> None:
 
 
 @pytest.mark.parametrize("verify", [True, False])
-def test_a_tampered_row_group_is_refused_on_first_read(tmp_path, verify):
+@pytest.mark.parametrize("digests", [True, False])
+def test_a_tampered_row_group_is_refused_on_first_read(tmp_path, monkeypatch, verify, digests):
+    """With block digests (1.7) the block holding the byte is refused (rows 0-1023 here);
+    a store without them (before 1.7) refuses its whole part."""
+    monkeypatch.setattr(_parquet.ParquetStore, "block_digests", digests)
     _write(tmp_path / "p", "parquet", 100)
+    assert ("blocks" in stores.open(tmp_path / "p").manifest["checksums"]) is digests
     _flip_value_byte(tmp_path / "p", 3)
     s = stores.open(tmp_path / "p", verify=verify)  # a verified open checks sizes only
+    why = "does not match its block digest" if digests else "does not match the manifest"
     for rows in ([350], [5], list(range(300, 310))):  # the group, another group of the part
-        with pytest.raises(CorruptStoreError, match="does not match the manifest") as err:
+        with pytest.raises(CorruptStoreError, match=why) as err:
             s.get(torch.tensor(rows))
         assert "\n" not in str(err.value) and "part-00000.parquet" in str(err.value)
     assert s.get(torch.tensor([ROWS - 1])).batch_size[0] == 1  # other parts still serve
-    batch = rldata.load(tmp_path / "p", verify=False, batch_size=8)
-    with pytest.raises(CorruptStoreError, match="refusing to read it"):
+    batch = rldata.load(tmp_path / "p", verify=False, batch_size=8)  # small: decoded whole
+    with pytest.raises(CorruptStoreError, match="does not match"):
         for _ in range(50):
             batch.sample()
 

@@ -32,6 +32,8 @@ def _write(path, backend: str, unit: int, monkeypatch, seed: int = 0) -> None:
     monkeypatch.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: min(unit, 1 << 16))
     monkeypatch.setattr(_parquet, "_group_rows", lambda fields: unit)
     monkeypatch.setattr(_parquet, "plain_columns", lambda fields, once: None)  # compressed parts
+    # no block digests (1.7): checking a block decodes every group it spans (test_parquet_blocks)
+    monkeypatch.setattr(_parquet.ParquetStore, "block_digests", False)
     monkeypatch.setattr(_zarr, "compressed", lambda dtype: True)  # blosc shards: decoded
     lengths = _lengths(seed, ROWS)
     thirds = [lengths[: len(lengths) // 3], lengths[len(lengths) // 3 : 2 * len(lengths) // 3]]
@@ -113,6 +115,7 @@ def test_load_and_sample_decode_only_the_units_of_the_rows_sampled(tmp_path, mon
     monkeypatch.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: 64)
     monkeypatch.setattr(_parquet, "_group_rows", lambda fields: 64)
     monkeypatch.setattr(_parquet, "plain_columns", lambda fields, once: None)  # compressed parts
+    monkeypatch.setattr(_parquet.ParquetStore, "block_digests", False)  # as in _write
     monkeypatch.setattr(_zarr, "compressed", lambda dtype: True)  # blosc shards: decoded
     with stores.create(tmp_path / "s", backend=backend) as w:
         for a in range(0, ROWS, ROWS // 3):  # three parts

@@ -68,3 +68,39 @@ def test_an_out_of_range_blocks_entry_is_refused_naming_the_field(store, change,
     edit_manifest(store, lambda m: change(m["checksums"]["blocks"]))
     with pytest.raises(CorruptStoreError, match=field.replace(".", r"\.")):
         stores.open(store, verify=False)
+
+
+def _entry(path: str) -> dict:
+    return {"path": path, "block_rows": 4, "keys": ["a"], "blocks": 2, "sha256": "0" * 64}
+
+
+@pytest.mark.parametrize("backend", ["memmap", "parquet"])
+def test_each_backend_keeping_block_digests_names_its_own_sidecar(backend):
+    bs.check_entry(_entry(bs.SIDECARS[backend]), "s", 8, {"a": {}}, backend)
+    other = bs.SIDECARS["parquet" if backend == "memmap" else "memmap"]
+    with pytest.raises(CorruptStoreError, match=r"checksums\.blocks\.path"):
+        bs.check_entry(_entry(other), "s", 8, {"a": {}}, backend)
+
+
+@pytest.mark.parametrize("backend", ["zarr", "hdf5", "sharded"])
+def test_block_digests_of_a_backend_that_keeps_none_are_refused(backend):
+    with pytest.raises(CorruptStoreError, match=f"null for backend '{backend}'"):
+        bs.check_entry(_entry(bs.SIDECAR), "s", 8, {"a": {}}, backend)
+
+
+def test_a_digest_is_the_same_whatever_the_backend_wrote_the_rows(tmp_path):
+    """The definition is the decoded rows' bytes: memmap and parquet stores of the same rows
+    share every digest of the keys both list."""
+    tables = {}
+    for backend in ("memmap", "parquet"):
+        root = tmp_path / backend
+        with stores.create(root, backend=backend, durable=False) as w:
+            w.append(ted_transitions(2500))
+        m = read_manifest(root)
+        tables[backend] = bs.BlockTable.read(root, m["checksums"]["blocks"])
+    mm, pq = tables["memmap"], tables["parquet"]
+    assert (mm.block_rows, mm.full, mm.tail_rows) == (pq.block_rows, pq.full, pq.tail_rows)
+    for key in mm.keys:
+        assert [mm.digest(key, i) for i in range(mm.blocks)] == [
+            pq.digest(key, i) for i in range(pq.blocks)
+        ], key
