@@ -150,9 +150,10 @@ class StoreDataset(IterableDataset):
     collate_fn=no_collate, num_workers=k)``: the dataset batches (``batch_size`` rows a
     TensorDict), so the loader must not. Call :meth:`set_epoch` before each epoch, as with
     ``DistributedSampler``, or every epoch repeats the same order. The epoch lives in shared
-    memory, so workers kept across epochs (``ds.loader(k, persistent_workers=True)``, the
-    same loader iterated each epoch) read the epoch set since, and skip a worker's start-up
-    (a new process, its store handle, its buffers) every epoch. Each worker opens its own read-only store handle inside ``__iter__`` (handles do not
+    memory, so workers kept across epochs (what :meth:`loader` does unless told
+    ``persistent_workers=False``; iterate the same loader each epoch) read the epoch set
+    since, and skip a worker's start-up (a new process, its store handle, its buffers) every
+    epoch. Other attributes changed after a loader's first epoch do not reach its workers. Each worker opens its own read-only store handle inside ``__iter__`` (handles do not
     survive a fork); the store is opened, and verified with ``verify``, once here.
 
     The epoch covers the rows committed when the dataset was made (a ring's readable
@@ -288,7 +289,11 @@ class StoreDataset(IterableDataset):
     def loader(self, num_workers: int = 0, **kwargs: Any) -> Loader:
         """This dataset's batches read by ``num_workers`` DataLoader worker processes (each
         its own shard); ``kwargs`` go to ``DataLoader``. Workers hand over whole runs of
-        batches (about a block of rows), which the main process cuts into batches."""
+        batches (about a block of rows), which the main process cuts into batches, and are
+        kept for the next epoch (``persistent_workers=True`` unless given): a worker's
+        start-up cost a third of the CPU of reading 1M HalfCheetah rows."""
+        if num_workers > 0:
+            kwargs.setdefault("persistent_workers", True)
         return Loader(self, num_workers, kwargs)
 
     # --- reading ------------------------------------------------------------------------------
@@ -367,8 +372,9 @@ class Loader:
     a hand-over per batch left 2 workers slower than one process (benchmarks/bench_loader.py
     measures both). Each worker keeps the memory it frees for reuse
     (:func:`~rldata.data._stream_transport.warm_heap`), as a long-running process does.
-    Iterating it again starts a new epoch's workers, or with ``persistent_workers=True``
-    resumes the same ones (they read the epoch from the dataset's shared memory).
+    Iterating it again resumes the same workers (``persistent_workers=True``, the default of
+    :meth:`StoreDataset.loader`; they read the epoch from the dataset's shared memory), or
+    with ``persistent_workers=False`` starts new ones.
     """
 
     def __init__(self, dataset: StoreDataset, num_workers: int, kwargs: dict[str, Any]) -> None:

@@ -148,3 +148,17 @@ def test_the_epoch_survives_pickling(store):
     ds.set_epoch(9)
     assert pickle.loads(pickle.dumps(ds)).epoch == 9
     assert through_a_pipe(ds).epoch == 9
+
+
+def test_loader_keeps_its_workers_unless_told_not_to(store):
+    ds = StoreDataset(store, batch_size=64, block_rows=128)
+    assert ds.loader(num_workers=2).kwargs["persistent_workers"] is True
+    assert ds.loader(num_workers=2, persistent_workers=False).kwargs["persistent_workers"] is False
+    assert "persistent_workers" not in ds.loader().kwargs  # no workers: DataLoader refuses it
+    loader = ds.loader(num_workers=2)
+    first = sorted(sum((marked_serial(td).tolist() for td in loader), []))
+    pids = [w.pid for w in loader._loader._iterator._workers]
+    ds.set_epoch(1)
+    again = sorted(sum((marked_serial(td).tolist() for td in loader), []))
+    assert first == again == list(range(3001))
+    assert [w.pid for w in loader._loader._iterator._workers] == pids
