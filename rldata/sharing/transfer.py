@@ -71,6 +71,7 @@ _JOURNAL_EVERY_S = 0.5
 MAX_META_BYTES = 64 << 20  # a manifest or object index larger than this is refused
 STREAM_BYTES = 8 << 20  # an object larger than this is streamed in chunks, hashed as it goes
 STREAMS = 4  # large objects in flight at once (an S3 upload buffers one part, _S3_PART bytes)
+HELD_BYTES = 64 << 20  # whole objects (each at most STREAM_BYTES) held by the workers at once
 
 
 @dataclass(frozen=True)
@@ -740,6 +741,7 @@ def copy_store(
     copied = [0, 0]  # objects, bytes
     lock = threading.Lock()
     streams = threading.BoundedSemaphore(STREAMS)
+    held = _Budget(HELD_BYTES)
     digest: list[_Background] = []  # started with the first write: a no-op push hashes nothing
 
     def start_digest() -> None:
@@ -756,7 +758,13 @@ def copy_store(
     def one(rel: str, data: bytes | None = None) -> int:
         if data is None and src.objects[rel] > STREAM_BYTES:
             return streamed(rel)
-        data = src.read(rel) if data is None else data
+        if data is None:  # the workers hold HELD_BYTES at most, whatever the window
+            with held.hold(src.objects[rel]):
+                return whole(rel, src.read(rel))
+        return whole(rel, data)
+
+    def whole(rel: str, data: bytes) -> int:
+        """:func:`one` for an object read whole."""
         sha = _sha(data)
         want = src.sha.get(rel)
         if want is not None and want != sha:
@@ -860,6 +868,30 @@ def copy_store(
         seconds=time.perf_counter() - t0,
         content_digest=result_digest,
     )
+
+
+class _Budget:
+    """Bytes the copy's workers may hold at once: a worker waits until its object fits (one
+    larger than the whole budget waits for all others), so memory does not follow the
+    number of objects in flight."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._free = limit
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int) -> Iterator[None]:
+        n = min(n, self._limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self._free >= n)
+            self._free -= n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += n
+                self._cond.notify_all()
 
 
 class _Background:

@@ -54,7 +54,7 @@ from rldata.stores.location.remote_names import (
     check_name,
     contained_name,
     each_in_turn,
-    read_capped,
+    fetch_to_file,
 )
 
 COMMITS = "manifests"
@@ -209,17 +209,17 @@ def checkout(loc: Location, doc: dict[str, Any], dest: Path, *, workers: int = W
         entry = objects[rel]
         name = f"{OBJECTS}/{entry['sha256']}"
         size = entry["size"]  # read at most one byte past it: a bigger object stops there
-        data = read_capped(loc.fs, loc.path(name), size + 1, where=f"{where}/{name}", exact=False)
-        if data is None:
+        want = (size, entry["sha256"])
+        got = fetch_to_file(loc.fs, loc.path(name), want, targets[rel], where=f"{where}/{name}")
+        if got is None:
             raise CorruptStoreError(f"{where}: object {rel} ({entry['sha256'][:12]}…) is missing")
-        if len(data) != size or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            held = f"more than {size}" if len(data) > size else str(len(data))
+        n, sha = got
+        if n != size or sha != entry["sha256"]:
+            held = f"more than {size}" if n > size else str(n)
             raise CorruptStoreError(
                 f"{where}: object {rel} ({entry['sha256'][:12]}…) does not match its sha256 "
                 f"(declared {size} bytes, holds {held})"
             )
-        targets[rel].parent.mkdir(parents=True, exist_ok=True)
-        targets[rel].write_bytes(data)
 
     rels = sorted((r for r in objects if r != MANIFEST), key=lambda r: -objects[r]["size"])
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

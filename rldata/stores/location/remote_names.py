@@ -18,9 +18,12 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import itertools
 import os
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -138,6 +141,32 @@ def read_chunks(fs: Any, path: str, cap: int, *, where: str, exact: bool = True)
     if exact and got != cap:
         held = f"more (stopped at byte {got})" if got > cap else str(got)
         raise TransferError(f"{where}: declared {cap} bytes, holds {held}; refused")
+
+
+def fetch_to_file(
+    fs: Any, path: str, want: tuple[int, str], target: Path, *, where: str
+) -> tuple[int, str] | None:
+    """Stream the object at ``path`` into a temporary sibling of ``target``, hashed as it
+    arrives (memory: a chunk, whatever its size; at most one byte past the declared size is
+    read), and rename it to ``target`` only when it holds ``want`` (size, SHA-256). Returns
+    the bytes read and their SHA-256 for the caller's check, or None when there is no object."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    h, got = hashlib.sha256(), 0
+    try:
+        with open(tmp, "wb") as f:
+            for block in read_chunks(fs, path, want[0] + 1, where=where, exact=False):
+                h.update(block)
+                f.write(block)
+                got += len(block)
+        if (got, h.hexdigest()) == want:
+            os.replace(tmp, target)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return got, h.hexdigest()
 
 
 def each_in_turn(
