@@ -24,6 +24,7 @@ import numpy as np
 
 from rldata._env import map_bytes
 from rldata.errors import CorruptStoreError
+from rldata.stores.backend import _columns as col
 from rldata.stores.backend._zarr_cache import IMPLIED, ZarrChunks
 from rldata.stores.backend._zarr_shards import Layout, StaleObjectError
 
@@ -60,6 +61,52 @@ class ZarrPlainReads(ZarrChunks):
         if rest:
             got.update(super()._columns_at(index, rest))
         return {k: got[k] for k in keys}
+
+    def _raw(self, name: str, start: int, stop: int) -> memoryview:
+        """Key ``name``'s rows ``[start, stop)`` as bytes (what verify hashes): for a raw
+        array, within one chunk and above the cache, the checked shard's bytes themselves,
+        one slice when its inner chunks lie back to back (no decode, no copy)."""
+        c = start // self._chunk
+        if (
+            stop <= start
+            or self._dense is not None
+            or (stop - 1) // self._chunk != c
+            or stop > self._rows
+            or not self._in_place_keys([name])
+        ):
+            return super()._raw(name, start, stop)
+        base = name[len("next.") :] if name.startswith("next.") else None
+        if base not in self._masks:
+            return memoryview(self._raw_rows(name, c, start, stop)).cast("B")  # type: ignore[arg-type]
+        # a next value stored once: row t + 1's observation where implied, as the decode path
+        end = min(stop + 1, (c + 1) * self._chunk, self._rows)
+        nxt = self._raw_rows(name, c, start, stop).copy()
+        cur = self._raw_rows(base, c, start, end)
+        use = self._raw_rows(f"{IMPLIED}/{base}", c, start, stop).view(np.bool_).copy()
+        use[len(cur) - 1 :] = False  # the last row of a chunk or of the arrays: never implied
+        col.fill_implied(cur, nxt, use != 0)
+        return memoryview(nxt).cast("B")  # type: ignore[arg-type]
+
+    def _raw_rows(self, name: str, c: int, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of raw array ``name`` inside chunk ``c``, read from its
+        checked, mapped shard (a view when they lie in one run of stored bytes)."""
+        lay: Layout = self._layouts[name]
+        buf, offs = self._plain_map(name, c, lay)
+        rb, inner = lay.row_bytes, lay.inner
+        a, b = start - c * self._chunk, stop - c * self._chunk
+        j0, j1 = a // inner, (b - 1) // inner
+        o = offs[j0 : j1 + 1]
+        if (o >= 0).all() and (np.diff(o) == lay.nbytes).all():  # one run of bytes
+            at = int(o[0]) + (a - j0 * inner) * rb
+            flat = buf[at : at + (b - a) * rb]
+        else:
+            flat = np.zeros((b - a) * rb, dtype=np.uint8)
+            for j in range(j0, j1 + 1):
+                lo, hi = max(a, j * inner), min(b, (j + 1) * inner)
+                if offs[j] >= 0:
+                    at = int(offs[j]) + (lo - j * inner) * rb
+                    flat[(lo - a) * rb : (hi - a) * rb] = buf[at : at + (hi - lo) * rb]
+        return flat.view(lay.dtype).reshape(b - a, *lay.shape)
 
     def _bound_resident(self) -> None:
         """Release the mapped shards' pages once they hold more than ``RLDATA_MAP_BYTES``

@@ -317,3 +317,46 @@ def test_mapped_pages_past_the_map_budget_are_released_and_rows_stay_right(
         index = torch.as_tensor(rng.integers(0, ROWS, 64))
         _same_bits(raw.get(index), packed.get(index))  # read again after each release
     assert bool(calls) == released
+
+
+@pytest.mark.parametrize("store", ["float32", "bool", "int32", "pixels", "int64-ring"])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(span=st.tuples(st.integers(0, CHUNK - 1), st.integers(1, CHUNK), st.integers(0, 4)))
+def test_verify_reads_raw_rows_from_the_shard_as_the_decode_path_gives_them(
+    written, monkeypatch, store, span
+):
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", SMALL_CACHE)
+    raw = stores.open(written / f"{store}-auto")
+    packed = stores.open(written / f"{store}-lz4")
+    first, n, c = span
+    a = c * CHUNK + first
+    b = min(a + n, (c + 1) * CHUNK, raw._rows)
+    for name in raw.schema:
+        assert bytes(raw._raw(name, a, b)) == bytes(packed._raw(name, a, b)), (name, a, b)
+
+
+def test_verify_of_a_raw_store_passes_and_names_a_flipped_row_byte(tmp_path, monkeypatch):
+    _write(tmp_path / "s", "auto")
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", SMALL_CACHE)
+    s = stores.open(tmp_path / "s")
+    decoded: list[str] = []
+    real = _zarr_cache.ZarrChunks._decode_unit_arrays
+    with monkeypatch.context() as mp:
+        mp.setattr(
+            _zarr_cache.ZarrChunks,
+            "_decode_unit_arrays",
+            lambda self, u, names: decoded.extend(names) or real(self, u, names),
+        )
+        assert stores.verify(s) == []
+    assert not decoded  # every row hashed straight from its shard
+    path = s._object_file("action", 2)
+    s.close()
+    with open(path, "r+b") as f:  # a row's byte of the first inner chunk (raw: no frame)
+        f.seek(5)
+        b = f.read(1)
+        f.seek(5)
+        f.write(bytes([b[0] ^ 0x10]))
+    faults = stores.verify(stores.open(tmp_path / "s", verify=False))
+    assert any("action" in f and f"rows [{2 * CHUNK}" in f for f in faults), faults
