@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import weakref
 
+import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
@@ -211,11 +212,22 @@ class StoreStorage(Storage):
             return None
         if self._stage:
             self._flush()
-        seg = table()
-        starts, lengths = seg.get("start"), seg.get("length")
-        ends = (starts + lengths).clamp(max=self._len)
+        key = (self._len, len(store))  # append-only: the runs are a function of the rows
+        cached = getattr(self, "_runs_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        seg = table()  # built from the episode index: O(episodes), so once per length
+        starts, lengths = seg.get("start").numpy(), seg.get("length").numpy()
+        ends = np.minimum(starts + lengths, self._len)
         keep = starts < ends
-        return merge_runs(seg.get("traj_id")[keep], starts[keep], ends[keep] - starts[keep])
+        traj = seg.get("traj_id").numpy()[keep]
+        runs = merge_runs(
+            torch.from_numpy(traj),
+            torch.from_numpy(starts[keep]),
+            torch.from_numpy((ends - starts)[keep]),
+        )
+        self._runs_cache = (key, runs)
+        return runs
 
     def _column(self, key: Key) -> torch.Tensor:
         if self._logical is not None:  # read-only: gather the column once, in time order
@@ -304,11 +316,13 @@ def merge_runs(
     traj: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Join segments that continue each other (same trajectory, adjacent rows): a sampler
-    reading columns sees them as one run, and so must a sampler reading the index."""
+    reading columns sees them as one run, and so must a sampler reading the index.
+
+    In numpy: torch's boolean-mask indexing of a few thousand elements waits ~20 ms on
+    its worker threads when the machine's cores are busy (once per batch of a live buffer)."""
     if starts.numel() < 2:
         return starts, lengths
-    joins = (traj[1:] == traj[:-1]) & (starts[1:] == starts[:-1] + lengths[:-1])
-    head = torch.cat([torch.ones(1, dtype=torch.bool), ~joins])
-    group = head.cumsum(0) - 1
-    merged = torch.zeros(int(group[-1]) + 1, dtype=torch.int64).index_add_(0, group, lengths)
-    return starts[head], merged
+    t, s, n = traj.numpy(), starts.numpy(), lengths.numpy()
+    joins = (t[1:] == t[:-1]) & (s[1:] == s[:-1] + n[:-1])
+    heads = np.flatnonzero(np.concatenate([[True], ~joins]))
+    return torch.from_numpy(s[heads]), torch.from_numpy(np.add.reduceat(n, heads))

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rldata import stores
-from rldata.data import load
+from rldata.data import LazyMemmapStorage, ReplayBuffer, load
 from rldata.data._store_storage import StoreStorage
 from rldata.data.samplers import SliceSampler
 from rldata.stores.backend import _sharded
@@ -122,3 +122,20 @@ def test_a_batch_reads_only_the_rows_it_returns(tmp_path, monkeypatch, backend):
     ids = batch["collector", "traj_ids"].view(4, 8)
     assert (ids == ids[:, :1]).all()
     assert all(n <= 32 for n in asked)  # memmap gathers from its mapping and asks for none
+
+
+def test_runs_follow_rows_written_after_a_sample(tmp_path, monkeypatch):
+    """The index's runs are kept between batches while the length stays; rows written
+    after a batch reach the next batch (a live collect -> sample loop)."""
+    _no_columns(monkeypatch)
+    gen = torch.Generator().manual_seed(2)
+    sampler = SliceSampler(slice_len=4, generator=gen)
+    buffer = ReplayBuffer(
+        storage=LazyMemmapStorage(None, scratch_dir=tmp_path / "s"), sampler=sampler
+    )
+    buffer.extend(ted_batch([6]))
+    first = buffer.sample(64)["collector", "traj_ids"]
+    assert set(first.tolist()) == {0}
+    buffer.extend(ted_batch([8], start_traj_id=1))
+    later = torch.cat([buffer.sample(64)["collector", "traj_ids"] for _ in range(20)])
+    assert set(later.tolist()) == {0, 1}
