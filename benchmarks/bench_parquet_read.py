@@ -14,14 +14,25 @@ the parquet store. ``--label`` names the code measured; figures accumulate in ``
 Run:  nice -n 5 python benchmarks/bench_parquet_read.py --rows 1000000,3000000 \\
           --keep /tmp/pqr/after --label after --out /tmp/pqr/figures.jsonl [--write]
 The code before a change: ``git archive`` it to DIR and put ``PYTHONPATH=DIR`` in front.
+
+``--cold-vs REV`` measures instead ``rldata.load(path)`` + the first sample(256) **cold**
+(the store's files dropped from the page cache with ``posix_fadvise(DONTNEED)``, as
+bench_scale does) for REV's code on a store REV writes, this code on that same store, and
+this code on a store it writes (block digests since format 1.7), alternating round by round
+in fresh processes; those figures render as a second, marked table (``parquet-cold-open``).
+
+Run:  nice -n 10 python benchmarks/bench_parquet_read.py --rows 1000000,10000000 \
+          --keep /tmp/pq_blocks --cold-vs 41b6ef6 --out /tmp/pq_blocks/figures.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -63,6 +74,74 @@ def measure(rows: int, args: argparse.Namespace) -> dict:
         out[op] = got
     out["verify"] = bs.spawn("verify", args.timeout, env=env, path=str(pq_path))
     return out
+
+
+COLD = {  # column -> (whose code, whose store)
+    "before": ("before", "before"),
+    "after, old store": ("after", "before"),
+    "after": ("after", "after"),
+}
+
+
+def cold(rows: int, args: argparse.Namespace) -> dict:
+    """Load + first batch, cold: REV's code and this code, each on the store its code writes,
+    and this code on REV's store, ``--rounds`` alternating rounds (see the docstring)."""
+    code = rep.package_at(args.cold_vs, args.keep / f"code-{args.cold_vs}")
+    env = {"before": {"PYTHONPATH": str(code)}, "after": {}}
+    probe = "import rldata, sys; print(rldata.__file__)"
+    got = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, **env["before"]},
+        capture_output=True,
+        cwd="/",
+    )
+    if not got.stdout.decode().startswith(str(code)):  # the child must run REV's code
+        raise SystemExit(f"PYTHONPATH={code} does not import rldata from there: {got}")
+    out: dict = {"kind": "cold", "label": args.label, "rev": args.cold_vs, "rows": rows}
+    paths = {who: args.keep / f"cold-{who}-{rows}-parquet" for who in env}
+    for who, path in paths.items():
+        if args.rebuild or not (path / "rldata.json").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            w = bs.spawn(
+                "write", args.timeout, env=env[who], path=str(path), backend="parquet",
+                kind="halfcheetah", rows=rows,
+            )  # fmt: skip
+            out.setdefault("write", {})[who] = w
+        m = json.loads((path / "rldata.json").read_text())
+        out.setdefault("format", {})[who] = [
+            m["format_version"],
+            m["checksums"].get("blocks") is not None,
+        ]
+    out["disk_mb"] = {who: rep.disk_bytes(p) / 1e6 for who, p in paths.items()}
+    got_: dict[str, list[dict]] = {col: [] for col in COLD}
+    for _ in range(args.rounds):
+        for col_, (who, store) in COLD.items():
+            got_[col_].append(bs.spawn("cold", args.timeout, env=env[who], path=str(paths[store])))
+    out["cold"] = got_
+    return out
+
+
+def render_cold(rows: list[dict]) -> str:
+    """The cold load + first batch table: seconds median (min–max), ratio to before."""
+    head = ["rows (code before)", *(f"{c} s" for c in COLD), "after / before", "peak RSS GB"]
+    body = []
+    for r in rows:
+        secs = {c: _vals(r["cold"][c], "s") for c in COLD}
+        pairs = [
+            a["s"] / b["s"]
+            for a, b in zip(r["cold"]["after"], r["cold"]["before"])
+            if "s" in a and "s" in b
+        ]
+        rss = [x for c in COLD for x in _vals(r["cold"][c], "rss_gb")]
+        body.append(
+            [
+                f"{r['rows']:,} ({r['rev']})",
+                *(rep.spread(secs[c]) for c in COLD),
+                _ratio(pairs),
+                f"{max(rss):.2f}" if rss else "–",
+            ]
+        )
+    return rep.table(head, body)
 
 
 def _vals(rs: list[dict], key: str) -> list[float]:
@@ -134,38 +213,56 @@ def main() -> None:
     p.add_argument("--write", action="store_true", help="write RESULTS-parquet-read.md")
     p.add_argument("--render-only", action="store_true", help="only render --out's figures")
     p.add_argument("--note", default="", help="a paragraph for RESULTS (how the runs were made)")
+    p.add_argument("--cold-vs", default=None, metavar="REV", help="cold load: REV vs this code")
+    p.add_argument("--cold-note", default="", help="a paragraph for RESULTS on the cold runs")
     args = p.parse_args()
     args.keep.mkdir(parents=True, exist_ok=True)
     done: list[dict] = []
     if not args.render_only:
         for n in (int(x) for x in args.rows.split(",")):
-            r = measure(n, args)
+            r = cold(n, args) if args.cold_vs else measure(n, args)
             done.append(r)
             if args.out is not None:
                 with open(args.out, "a") as f:
                     f.write(json.dumps(r) + "\n")
     if args.out is not None and args.out.exists():
         done = [json.loads(line) for line in args.out.read_text().splitlines() if line.strip()]
-    table = render(done)
-    print(table)
+    colds = [r for r in done if r.get("kind") == "cold"]
+    done = [r for r in done if r.get("kind") != "cold"]
+    table = render(done) if done else ""
+    cold_table = render_cold(colds) if colds else ""
+    print(table, cold_table, sep="\n\n")
     if args.write:
         argv = sys.argv[1:]
-        if "--note" in argv:  # the note is printed below, not in the command
-            i = argv.index("--note")
-            argv = argv[:i] + argv[i + 2 :]
+        for flag in ("--note", "--cold-note"):  # notes are printed below, not in the command
+            if flag in argv:
+                i = argv.index(flag)
+                argv = argv[:i] + argv[i + 2 :]
         cmd = " ".join(["nice -n 5 python benchmarks/bench_parquet_read.py", *argv])
         note = (
             f"HalfCheetah-shaped rows (obs 17, action 6, ~178 B a decoded row), parquet cache "
-            f"{statistics.median(r['cache_mib'] for r in done):.0f} MiB; each rate the median "
-            "(min–max) of rounds in fresh processes, memmap and parquet alternating; ratios "
-            "taken round by round. RSS is each child's peak (ru_maxrss)."
+            f"{statistics.median(r['cache_mib'] for r in done or [{'cache_mib': 0}]):.0f} MiB; "
+            "each rate the median (min–max) of rounds in fresh processes, memmap and parquet "
+            "alternating; ratios taken round by round. RSS is each child's peak (ru_maxrss)."
         )
+        cold_head = (
+            "**Cold open** (`--cold-vs REV`): `rldata.load(path)` + the first sample(256), the "
+            "store's files dropped from the page cache first (posix_fadvise DONTNEED); 'before' "
+            "is REV's code (a git archive on PYTHONPATH) on a store it wrote, 'after, old store' "
+            "this code on that store (no block digests: parts hashed whole on first read), "
+            "'after' this code on a store it wrote (block digests, format 1.7); seconds the "
+            "median (min–max) of rounds in fresh processes, the three alternating; the ratio "
+            "taken round by round."
+        )
+        sections = [note, args.note, table] if done else []
+        if colds:
+            sections += [cold_head, args.cold_note, rep.region("parquet-cold-open", cold_table)]
         rep.write_results(
             "parquet-read",
             "Parquet random reads beside memmap; writer and verify memory — "
             "`python benchmarks/bench_parquet_read.py`",
             cmd,
-            [note, args.note, table],
+            sections,
         )
 
 
