@@ -87,10 +87,11 @@ def encode_table(
 
 
 def decode_column(
-    column: pa.ChunkedArray, entry: dict, n: int
+    column: pa.ChunkedArray, entry: dict, n: int, compact: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """One column back as numpy rows ``[n, *shape]`` of the schema dtype, and its null rows
-    (None when it has none; null rows hold zeros)."""
+    (None when it has none; null rows hold zeros). ``compact``: only the rows that are not
+    null (a stored-once ``next`` column's explicit rows, without zero-filling the rest)."""
     dtype = col.np_dtype(entry["dtype"])
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     nulls = _nulls(arr) if arr.null_count else None
@@ -108,6 +109,8 @@ def decode_column(
         raise CorruptStoreError(f"column {arr.type} does not hold dtype {entry['dtype']}")
     if nulls is None:
         return values.reshape(n, *entry["shape"]), None
+    if compact:
+        return values.reshape(-1, *entry["shape"]), nulls
     out = np.zeros((n, *entry["shape"]), dtype=dtype)
     out[~nulls] = values.reshape(-1, *entry["shape"])
     return out, nulls

@@ -116,9 +116,10 @@ class ParquetDecode:
 
     def _next_batches(
         self, f: pq.ParquetFile, part: dict, k: str
-    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Column ``next.k`` of a part as stored, ``NEXT_BATCH`` rows at a time: values (zero
-        where implied) and the implied rows (None: none)."""
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
+        """Column ``next.k`` of a part as stored, ``NEXT_BATCH`` rows at a time: the explicit
+        rows' values (compact: implied rows are not filled in), the implied rows (None:
+        none) and the batch's rows."""
         name = f"next.{k}"
         entry, once = self._fields[name], self._once()
         batches = f.iter_batches(batch_size=NEXT_BATCH, columns=[name], use_threads=False)
@@ -131,7 +132,8 @@ class ParquetDecode:
                 ) from None
             if batch is None:
                 return
-            yield self._decode_one(batch.column(0), entry, batch.num_rows, part["path"], name, once)
+            n = batch.num_rows
+            yield (*self._decode_one(batch.column(0), entry, n, part["path"], name, once, True), n)
 
     def _decode_group(
         self, f: pq.ParquetFile, part: dict, g: int, names: list[str] | None
@@ -180,9 +182,9 @@ class ParquetDecode:
                 cols[f"next.{k}"][n - 1] = first[0]
         return cols
 
-    def _decode_one(self, column, entry, n, path, name, once):  # type: ignore[no-untyped-def]
+    def _decode_one(self, column, entry, n, path, name, once, compact=False):  # type: ignore[no-untyped-def]
         try:
-            values, nulls = decode_column(column, entry, n)
+            values, nulls = decode_column(column, entry, n, compact)
         except CorruptStoreError:
             raise
         except Exception as exc:  # a column whose type a flipped byte changed

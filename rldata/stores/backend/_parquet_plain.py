@@ -169,10 +169,10 @@ class PlainPart:
         meta: pq.FileMetaData,
         fields: dict,
         once: list[str],
-        next_batches: Callable[[str], Iterator[tuple[np.ndarray, np.ndarray | None]]],
+        next_batches: Callable[[str], Iterator[tuple[np.ndarray, np.ndarray | None, int]]],
     ) -> None:
         self.fields, self.once = fields, once
-        self._next_batches = next_batches  # key -> (next.<key> rows, their implied rows)...
+        self._next_batches = next_batches  # key -> (explicit rows, implied rows, rows)...
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size
         names = [meta.schema.column(i).path.split(".list.")[0] for i in range(meta.num_columns)]
@@ -220,11 +220,13 @@ class PlainPart:
         rows: dict[str, np.ndarray] = {}
         for k in self.once:
             at, found, vals = 0, [], []
-            for values, nulls in self._next_batches(k):
-                stored = np.arange(len(values)) if nulls is None else np.flatnonzero(~nulls)
+            for values, nulls, n in self._next_batches(k):
+                stored = np.arange(n) if nulls is None else np.flatnonzero(~nulls)
+                if len(stored) != len(values):
+                    return False  # not what the footer says: decoded by row group instead
                 found.append(stored + at)
-                vals.append(values[stored])
-                at += len(values)
+                vals.append(values)
+                at += n
             if at != self.starts[-1]:
                 return False
             rows[k] = np.concatenate(found) if found else np.zeros(0, np.int64)
