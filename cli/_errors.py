@@ -2,11 +2,16 @@
 
 :class:`RldataGroup` turns any :class:`~rldata.errors.RldataError` raised by a command into
 a ``click.ClickException`` (``Error: <message>``, exit 1), so no traceback reaches the user
-for a bad input. Bugs (other exceptions) still show their traceback.
+for a bad input. An :class:`OSError` that names a path and says the file system refused it
+(a name too long, no space left, a read-only file system, no permission, a link loop) is
+the user's machine, not a bug: one line too. Bugs (other exceptions) still show their
+traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any
 
 import click
@@ -22,6 +27,31 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ENAMETOOLONG",
+        "ENOSPC",
+        "EDQUOT",
+        "EROFS",
+        "EACCES",
+        "EPERM",
+        "ELOOP",
+        "EFBIG",
+    )
+    if hasattr(errno, name)
+)
+"""The file system's refusals of a path: said in one line, since no code change fixes them."""
+
+
+def environment_error(err: OSError) -> str | None:
+    """One line for an OSError the file system raised about a named path, else None."""
+    if err.errno not in ENVIRONMENT_ERRNOS or err.filename is None:
+        return None
+    name = err.filename if isinstance(err.filename, str) else repr(err.filename)
+    return one_line(OSError(f"{name}: {err.strerror or os.strerror(err.errno)}"))
+
+
 class RldataGroup(click.Group):
     """A click group whose commands report :class:`RldataError` as one line, exit code 1."""
 
@@ -33,3 +63,8 @@ class RldataGroup(click.Group):
         except click.ClickException as err:  # raised by a command with data in its message
             err.message = one_line(click.ClickException(err.message))
             raise
+        except OSError as err:
+            line = environment_error(err)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None

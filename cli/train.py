@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from rldata import _untrusted as untrusted
 from rldata import api
 from rldata.trainers import ALGORITHMS, TrainConfig, check_resume_flags
 from rldata.trainers.config import GENERAL_DEFAULTS
@@ -78,6 +79,10 @@ def _config_options(func: Any) -> Any:
     return func
 
 
+CONFIG_LIMIT = 1 << 20
+"""The largest ``--config`` file read: a flat list of train options is a few hundred bytes."""
+
+
 def read_config_file(path: str) -> dict[str, Any]:
     """The fields a ``--config`` TOML file sets (flat ``key = value``, keys are the field
     names, e.g. ``batch_size = 256``); an unknown key is one line naming it."""
@@ -87,13 +92,18 @@ def read_config_file(path: str) -> dict[str, Any]:
         raise click.ClickException(
             f"--config {path}: reading TOML needs Python 3.11 or newer (tomllib)"
         ) from None
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+    try:  # a regular file of at most CONFIG_LIMIT bytes of UTF-8: a FIFO would block forever
+        text = untrusted.read_text(path, "--config file", limit=CONFIG_LIMIT)
     except OSError as err:
         raise click.ClickException(f"--config {path}: {err.strerror or err}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise click.ClickException(f"--config {path}: not valid TOML: {err}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise click.ClickException(
+            f"--config {path}: values nested too deeply; the file holds flat key = value lines"
+        ) from None
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     for key in data:
         if key not in names:

@@ -230,3 +230,85 @@ def test_every_reading_command_on_a_hostile_store(
     base: Path, tmp_path: Path, target: str, mutation: str, command: str
 ) -> None:
     check_case(base, tmp_path, target, mutation, command)
+
+
+# --- hostile --config files: train reads them before anything else ------------------------------
+def _sparse_bomb(p: Path) -> None:
+    with open(p, "wb") as f:
+        f.truncate(2**33)  # 8 GiB, sparse: nothing is written
+
+
+CONFIGS: dict[str, Callable[[Path], None]] = {
+    "nested-arrays": lambda p: p.write_text("steps = " + "[" * 100_000 + "]" * 100_000 + "\n"),
+    "nested-tables": lambda p: p.write_text("steps = " + "{a=" * 5_000 + "1" + "}" * 5_000),
+    "not-utf8": lambda p: p.write_bytes(b"device = '\xff\xfe'\n"),
+    "size-bomb": _sparse_bomb,
+    "fifo": _fifo,
+    "socket": _socket,
+    "folder": _folder,
+    "link-to-dev-zero": _dev_zero,
+}
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_a_hostile_config_file_is_one_line_and_writes_nothing(
+    base: Path, tmp_path: Path, kind: str
+) -> None:
+    config = tmp_path / "run.toml"
+    CONFIGS[kind](config)
+    args = ["train", "--config", config, "--algo", "iql", "--dataset", base / "store",
+            "--steps", "2", "--out", tmp_path / "run", "--quiet"]  # fmt: skip
+    with no_hang():
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
+    assert result.exit_code in (1, 2), result.output  # 2: click's own check (a folder)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and ("--config" in errors[0] or str(config) in errors[0]), errors
+    assert not (tmp_path / "run").exists()
+
+
+# --- a path the file system refuses: a name over NAME_MAX, at the end or in the middle ----------
+LONG = "n" * 300
+
+WRITERS: dict[str, Callable[[Path, Path], list[object]]] = {
+    "collect": lambda d, p: ["collect", "Pendulum-v1", "--frames", "8", "--out", p],
+    "convert": lambda d, p: ["convert", d / "store", p],
+    "merge": lambda d, p: ["merge", d / "store", d / "other", "--out", p],
+    "pull": lambda d, p: ["pull", f"file://{d / 'store'}", p],
+    "push": lambda d, p: ["push", d / "store", f"file://{p}"],
+    "report": lambda d, p: ["report", d / "store", "--out", p],
+    "train": lambda d, p: [
+        "train",
+        "--algo",
+        "iql",
+        "--dataset",
+        d / "store",
+        "--steps",
+        "2",
+        "--out",
+        p,
+    ],  # fmt: skip
+    "info": lambda d, p: ["info", p],
+    "verify": lambda d, p: ["verify", p],
+    "diff": lambda d, p: ["diff", d / "store", p],
+    "eval": lambda d, p: ["eval", p],
+}
+
+
+@pytest.mark.parametrize("where", ["last", "middle"])
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_a_name_too_long_is_one_line(base: Path, tmp_path: Path, command: str, where: str) -> None:
+    path = tmp_path / LONG if where == "last" else tmp_path / LONG / "x"
+    before = tree_state(base)
+    args = (
+        [*WRITERS[command](base, path), "--quiet"]
+        if command != "diff"
+        else WRITERS[command](base, path)
+    )
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
+    assert result.exit_code not in (0, None), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no staging
+    assert tree_state(base) == before
