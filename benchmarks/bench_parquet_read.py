@@ -123,7 +123,8 @@ def cold(rows: int, args: argparse.Namespace) -> dict:
 
 def render_cold(rows: list[dict]) -> str:
     """The cold load + first batch table: seconds median (min–max), ratio to before."""
-    head = ["rows (code before)", *(f"{c} s" for c in COLD), "after / before", "peak RSS GB"]
+    head = ["rows (code before)", *(f"{c} s" for c in COLD), "after / before"]
+    head.append("peak RSS GB (before / after)")
     body = []
     for r in rows:
         secs = {c: _vals(r["cold"][c], "s") for c in COLD}
@@ -132,13 +133,13 @@ def render_cold(rows: list[dict]) -> str:
             for a, b in zip(r["cold"]["after"], r["cold"]["before"])
             if "s" in a and "s" in b
         ]
-        rss = [x for c in COLD for x in _vals(r["cold"][c], "rss_gb")]
+        rss = [_vals(r["cold"][c], "rss_gb") for c in ("before", "after")]
         body.append(
             [
                 f"{r['rows']:,} ({r['rev']})",
                 *(rep.spread(secs[c]) for c in COLD),
                 _ratio(pairs),
-                f"{max(rss):.2f}" if rss else "–",
+                " / ".join(f"{max(x):.2f}" if x else "–" for x in rss),
             ]
         )
     return rep.table(head, body)

@@ -2,7 +2,9 @@
 handle reads it (a mixin of :class:`rldata.stores.backend._parquet.ParquetStore`).
 
 A verified open checks each part's size; a part's SHA-256 is checked before any of it is
-decoded, and ``rldata verify`` (``stored_bytes_check``) hashes them all.
+decoded, and ``rldata verify`` (``stored_bytes_check``) hashes them all. A store with block
+digests (format 1.7) hashes blocks on read instead of parts (``_parquet_blocks``); verify
+still hashes every part, then its reads hash nothing more.
 """
 
 from __future__ import annotations
