@@ -5,9 +5,11 @@ hostile sidecars, counts and footers are refused in one line (issue 19)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +61,16 @@ def store(pristine, tmp_path) -> Path:
     return root
 
 
-def _copy(pristine: Path) -> Path:
-    """A fresh copy for one hypothesis example (tmp_path is shared by every example)."""
-    root = Path(tempfile.mkdtemp(prefix="pq_blocks_")) / "s"
-    shutil.copytree(pristine, root)
-    return root
+@contextlib.contextmanager
+def _copy(pristine: Path) -> Iterator[Path]:
+    """A fresh copy for one hypothesis example (tmp_path is shared by every example),
+    removed after it whatever the outcome."""
+    top = Path(tempfile.mkdtemp(prefix="pq_blocks_"))
+    try:
+        shutil.copytree(pristine, top / "s")
+        yield top / "s"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def _same(a, b) -> None:
@@ -150,49 +157,46 @@ def test_a_sample_hashes_only_the_blocks_it_touches(store):
 @HYPO
 @given(row=hs.integers(0, ROWS - 1), key=hs.sampled_from(["observation", "action", "next.reward"]))
 def test_a_flipped_byte_is_refused_when_its_row_is_read_and_not_before(pristine, row, key):
-    root = _copy(pristine)
-    path, at = _value_offset(root, row, key)
-    _flip(path, at)
-    with stores.open(root) as s:  # the open reads no rows
-        # next.observation of the row before holds this row's observation
-        near = {row // B} | ({(row - 1) // B} if key == "observation" and row else set())
-        others = [i * B for i in range(ROWS // B + 1) if i not in near and i * B < ROWS]
-        assert s.get(torch.tensor(others)).batch_size[0] == len(others)
-        with pytest.raises(CorruptStoreError) as err:
-            s.get(torch.tensor([row]))
-        why = str(err.value)
-        assert "\n" not in why and path.name in why and "block digest" in why
-        assert repr(key) in why or "'next.observation'" in why  # obs one row on feeds next
-        with pytest.raises(CorruptStoreError):  # refused again, never served
-            s.get(torch.tensor([row]))
-    with stores.open(root, verify=False) as s:
-        assert any(path.name in f for f in stores.verify(s))  # verify hashes every part
-    shutil.rmtree(root.parent)
+    with _copy(pristine) as root:
+        path, at = _value_offset(root, row, key)
+        _flip(path, at)
+        with stores.open(root) as s:  # the open reads no rows
+            # next.observation of the row before holds this row's observation
+            near = {row // B} | ({(row - 1) // B} if key == "observation" and row else set())
+            others = [i * B for i in range(ROWS // B + 1) if i not in near and i * B < ROWS]
+            assert s.get(torch.tensor(others)).batch_size[0] == len(others)
+            with pytest.raises(CorruptStoreError) as err:
+                s.get(torch.tensor([row]))
+            why = str(err.value)
+            assert "\n" not in why and path.name in why and "block digest" in why
+            assert repr(key) in why or "'next.observation'" in why  # obs one row on feeds next
+            with pytest.raises(CorruptStoreError):  # refused again, never served
+                s.get(torch.tensor([row]))
+        with stores.open(root, verify=False) as s:
+            assert any(path.name in f for f in stores.verify(s))  # verify hashes every part
 
 
 @HYPO
 @given(cut=hs.floats(0, 1, exclude_max=True))
 def test_a_sidecar_cut_short_is_refused_at_open(pristine, cut):
-    root = _copy(pristine)
-    with open(root / SIDECAR, "r+b") as f:
-        f.truncate(int(cut * (root / SIDECAR).stat().st_size))
-    with pytest.raises(CorruptStoreError, match="block digests") as err:
-        stores.open(root)
-    assert "\n" not in str(err.value)
-    with stores.open(root, verify=False) as s:
-        assert any("block digests" in f for f in stores.verify(s))
-    shutil.rmtree(root.parent)
+    with _copy(pristine) as root:
+        with open(root / SIDECAR, "r+b") as f:
+            f.truncate(int(cut * (root / SIDECAR).stat().st_size))
+        with pytest.raises(CorruptStoreError, match="block digests") as err:
+            stores.open(root)
+        assert "\n" not in str(err.value)
+        with stores.open(root, verify=False) as s:
+            assert any("block digests" in f for f in stores.verify(s))
 
 
 @HYPO
 @given(at=hs.floats(0, 1, exclude_max=True))
 def test_a_flipped_digest_is_refused_at_open(pristine, at):
-    root = _copy(pristine)
-    _flip(root / SIDECAR, int(at * (root / SIDECAR).stat().st_size))
-    with pytest.raises(CorruptStoreError, match="sha256") as err:
-        stores.open(root)
-    assert "\n" not in str(err.value)
-    shutil.rmtree(root.parent)
+    with _copy(pristine) as root:
+        _flip(root / SIDECAR, int(at * (root / SIDECAR).stat().st_size))
+        with pytest.raises(CorruptStoreError, match="sha256") as err:
+            stores.open(root)
+        assert "\n" not in str(err.value)
 
 
 COUNTS = {
@@ -205,15 +209,14 @@ COUNTS = {
 @HYPO
 @given(field=hs.sampled_from(sorted(COUNTS)), delta=hs.integers(-40, 40).filter(bool))
 def test_block_counts_out_of_range_are_refused_naming_the_field(pristine, field, delta):
-    root = _copy(pristine)
-    edit_manifest(root, lambda m: COUNTS[field](m["checksums"]["blocks"], delta))
-    with (
-        pytest.raises(CorruptStoreError, match=r"checksums\.blocks") as err,
-        stores.open(root) as s,
-    ):
-        s.get(torch.arange(ROWS))
-    assert "\n" not in str(err.value)
-    shutil.rmtree(root.parent)
+    with _copy(pristine) as root:
+        edit_manifest(root, lambda m: COUNTS[field](m["checksums"]["blocks"], delta))
+        with (
+            pytest.raises(CorruptStoreError, match=r"checksums\.blocks") as err,
+            stores.open(root) as s,
+        ):
+            s.get(torch.arange(ROWS))
+        assert "\n" not in str(err.value)
 
 
 def test_digests_of_some_keys_only_are_refused(store):
