@@ -13,7 +13,9 @@ handle reads it (:meth:`~rldata.stores.backend._zarr_checks.ZarrObjectChecks._ch
 and mapped only through a file of that identity; its index was bounds-checked then (each
 stored inner chunk exactly ``inner * row_bytes`` bytes inside the file's data bytes:
 :func:`~rldata.stores.backend._zarr_shards._shard_index`). Keys stored compressed, writers,
-older stores and a store whose decoded rows fit the cache keep the decode path. Mapped
+and older stores keep the decode path; a store whose decoded rows fit the cache serves the
+rows it holds decoded already (a small store is decoded whole for ``columns()``), and reads
+the others in place too rather than decoding units to fill the cache. Mapped
 pages count as this process's memory: past ``RLDATA_MAP_BYTES`` of them they are released
 (they stay in the page cache), as memmap's and parquet's readers bound theirs.
 """
@@ -48,9 +50,11 @@ class ZarrPlainReads(ZarrChunks):
         self, index: np.ndarray, names: list[str] | None = None
     ) -> dict[str, np.ndarray]:
         keys = list(names) if names else list(self._fields)
-        plain = self._in_place_keys(keys) if index.size and self._dense is None else []
+        plain = self._in_place_keys(keys) if index.size else []
         if not plain or int(index.min()) < 0 or int(index.max()) >= self._rows:
             return super()._columns_at(index, names)
+        if self._dense is not None and self._have[index // self._unit].all():
+            return super()._columns_at(index, names)  # decoded already (a small store): a take
         if self._rss0 is None:
             self._rss0 = _rss_file() or 0
         got = self._gather_keys(index, plain)
@@ -69,7 +73,10 @@ class ZarrPlainReads(ZarrChunks):
         c = start // self._chunk
         if (
             stop <= start
-            or self._dense is not None
+            or (
+                self._dense is not None
+                and self._have[start // self._unit : stop // self._unit + 1].all()
+            )
             or (stop - 1) // self._chunk != c
             or stop > self._rows
             or not self._in_place_keys([name])

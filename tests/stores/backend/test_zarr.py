@@ -53,6 +53,7 @@ def test_a_commit_lists_the_chunks_it_wrote(tmp_path, monkeypatch):
 
 def test_gathers_decode_each_chunk_once(tmp_path, monkeypatch):
     monkeypatch.setattr(stores.backend.rowstore, "CHUNK_BYTES", 10 * 24)
+    monkeypatch.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # decoded units (raw: read in place)
     with stores.create(tmp_path / "s", backend="zarr") as w:
         w.append(ted_marked(0, 100))
     decoded = []

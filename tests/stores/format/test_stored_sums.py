@@ -19,6 +19,7 @@ from rldata.testing.ted_factory import marked_serial, ted_marked
 
 def _zarr_store(root, monkeypatch, rows=45):
     monkeypatch.setattr(stores.backend.rowstore, "CHUNK_BYTES", 10 * 24)  # 10 rows a chunk
+    monkeypatch.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # decoded chunks (raw: in place)
     with stores.create(root, backend="zarr") as w:
         w.append(ted_marked(0, 30))
         w.commit()
