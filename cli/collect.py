@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from typing import Any
 
 import click
 
+from rldata import _untrusted as untrusted
 from rldata import api
 from rldata_cli._metadata import metadata_kwargs, metadata_options
 from rldata_cli._progress import Bar, quiet_option
@@ -25,19 +27,34 @@ def parse_env_kwargs(text: str | None) -> dict[str, Any] | None:
     """``--env-kwargs``: one JSON object (string keys), or a one-line error naming it."""
     if text is None:
         return None
-    try:
-        value = json.loads(text)
-    except ValueError as err:
+    try:  # depth-checked, NaN / Infinity refused: the kwargs go into the manifest's strict JSON
+        value = untrusted.loads_json(text, "JSON", "text", finite=True, error=click.ClickException)
+    except click.ClickException as err:
         raise click.ClickException(
-            f"--env-kwargs: expected one JSON object such as '{{\"g\": 9.81}}', got {text!r} "
-            f"({err})"
+            f"--env-kwargs: expected one JSON object such as '{{\"g\": 9.81}}', got "
+            f"{text[:200]!r} ({err.message})"
         ) from None
+    if not _finite(value):  # 1e999 parses as inf
+        raise click.ClickException(
+            f"--env-kwargs: numbers must be finite (the manifest is strict JSON), got {text[:200]!r}"
+        )
     if not isinstance(value, dict):
         raise click.ClickException(
             f"--env-kwargs: expected a JSON object such as '{{\"g\": 9.81}}', got a JSON "
             f"{type(value).__name__}: {text!r}"
         )
     return value
+
+
+def _finite(value: Any) -> bool:
+    """No float in ``value`` (JSON, nested) is NaN or infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _backends() -> list[str]:

@@ -312,3 +312,27 @@ def test_a_name_too_long_is_one_line(base: Path, tmp_path: Path, command: str, w
     assert len(errors) == 1, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no staging
     assert tree_state(base) == before
+
+
+# --- hostile --env-kwargs: refused before a store is made ----------------------------------------
+ENV_KWARGS = {
+    "NaN": '{"g": NaN}',
+    "Infinity": '{"g": Infinity}',
+    "overflowing-float": '{"g": 1e999}',
+    "non-finite-nested": '{"g": [1.0, {"x": -1e400}]}',
+    "nested-100k": '{"g": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "not-json": "{g: 9.81}",
+    "a-list": "[9.81]",
+}
+
+
+@pytest.mark.parametrize("kind", list(ENV_KWARGS))
+def test_hostile_env_kwargs_are_one_line_and_make_no_store(tmp_path: Path, kind: str) -> None:
+    args = ["collect", "Pendulum-v1", "--frames", "8", "--out", tmp_path / "s", "--quiet",
+            "--env-kwargs", ENV_KWARGS[kind]]  # fmt: skip
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "--env-kwargs" in errors[0], result.output
+    assert not (tmp_path / "s").exists()
