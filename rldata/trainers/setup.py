@@ -19,7 +19,7 @@ from rldata import _untrusted as untrusted
 from rldata import stores
 from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
-from rldata.errors import ConfigError, SpecError, StoreExistsError
+from rldata.errors import ConfigError, DestinationOverlapError, SpecError, StoreExistsError
 from rldata.specs import Bounded, Categorical, Composite, OneHot
 from rldata.stores.location.destination import (
     check_destination,
@@ -177,6 +177,18 @@ def check_run_dir(
     inspect_destination(out, kind="run", sources=sources, force=force, what="train --out")
 
 
+def _check_apart(store: Path, out: Path) -> None:
+    """The store --store records into and the run directory --out may not be one folder or
+    one inside the other: the run writes config.json before the store is made, and each
+    would hold the other's files (a failed run left its run files behind)."""
+    a, b = Path(os.path.realpath(store)), Path(os.path.realpath(out))
+    if a == b or a in b.parents or b in a.parents:
+        raise DestinationOverlapError(
+            f"--store {str(store)!r} and --out {str(out)!r} overlap (one is, or lies inside, "
+            "the other); give them separate paths (nothing was written)"
+        )
+
+
 def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool = False) -> Inputs:
     """Check every input of ``cfg``; open the dataset and the evaluation env.
 
@@ -197,6 +209,8 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
     data = tuple(str(p) for p in (cfg.dataset,) if p is not None and not is_url(str(p)))
     if out is not None:
         check_run_dir(out, resume, force, sources=data)
+    if out is not None and cfg.store is not None and not is_url(str(cfg.store)):
+        _check_apart(Path(cfg.store), out)
     if cfg.store is not None and not resume:
         if not force and os.path.exists(cfg.store):
             raise StoreExistsError(

@@ -336,3 +336,27 @@ def test_hostile_env_kwargs_are_one_line_and_make_no_store(tmp_path: Path, kind:
     errors = [line for line in result.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "--env-kwargs" in errors[0], result.output
     assert not (tmp_path / "s").exists()
+
+
+# --- train --store and --out overlapping: refused before either is written -----------------------
+OVERLAPS: dict[str, Callable[[Path], tuple[Path, Path]]] = {
+    "same": lambda d: (d / "x", d / "x"),
+    "out-inside-store": lambda d: (d / "x", d / "x" / "run"),
+    "store-inside-out": lambda d: (d / "x" / "store", d / "x"),
+}
+
+
+@pytest.mark.parametrize("kind", list(OVERLAPS))
+def test_train_store_and_out_overlapping_is_one_line_and_writes_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    store, out = OVERLAPS[kind](tmp_path)
+    args = ["train", "--algo", "sac", "--env", "Pendulum-v1", "--frames", "8", "--store", store,
+            "--out", out, "--hidden", "8,8", "--batch-size", "8", "--eval-episodes", "1",
+            "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "overlap" in errors[0], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
