@@ -360,3 +360,17 @@ def test_verify_of_a_raw_store_passes_and_names_a_flipped_row_byte(tmp_path, mon
         f.write(bytes([b[0] ^ 0x10]))
     faults = stores.verify(stores.open(tmp_path / "s", verify=False))
     assert any("action" in f and f"rows [{2 * CHUNK}" in f for f in faults), faults
+
+
+@pytest.mark.parametrize("store", ["float32", "bool", "int64", "pixels"])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(span=st.tuples(st.integers(0, ROWS - 2), st.integers(2, 3 * CHUNK)))
+def test_row_ranges_read_as_shard_slices_equal_the_decode_paths(written, monkeypatch, store, span):
+    monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", SMALL_CACHE)
+    raw = stores.open(written / f"{store}-auto")
+    packed = stores.open(written / f"{store}-lz4")
+    a = span[0]
+    index = torch.arange(a, min(a + span[1], ROWS))  # across chunk boundaries
+    _same_bits(raw.get(index), packed.get(index))
