@@ -46,7 +46,7 @@ ENVIRONMENT_ERRNOS = frozenset(
 
 def environment_error(err: OSError) -> str | None:
     """One line for an OSError the file system raised about a named path, else None."""
-    if err.errno not in ENVIRONMENT_ERRNOS or err.filename is None:
+    if err.errno is None or err.errno not in ENVIRONMENT_ERRNOS or err.filename is None:
         return None
     name = err.filename if isinstance(err.filename, str) else repr(err.filename)
     return one_line(OSError(f"{name}: {err.strerror or os.strerror(err.errno)}"))
