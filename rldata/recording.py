@@ -37,6 +37,7 @@ from rldata.errors import ConfigError, UnknownBackendError
 from rldata.stores.backend import _sharded as _shards
 from rldata.stores.format import manifest as _manifest
 from rldata.stores.format.lock import WriterLock
+from rldata.stores.format.schema import check_key
 from rldata.stores.interop.described import described as _described
 from rldata.stores.interop.minari_spaces import gym_spaces
 from rldata.stores.location.destination import (
@@ -215,6 +216,9 @@ def record(
         found_id = getattr(env, "env_id", None)
         found_kwargs = dict(getattr(env, "gym_kwargs", None) or {})
     specs = specs if specs is not None else _env_specs(env)
+    if owns_store and specs is not None:  # a key no store can name fails before one is made
+        for key in specs.keys(include_nested=True, leaves_only=True):
+            check_key(key)
     env_id = env_id or found_id
     env_kwargs = env_kwargs if env_kwargs is not None else dict(found_kwargs or {})
     seed = _seed_collector(collector, seed, draw=owns_store)

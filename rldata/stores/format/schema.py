@@ -61,16 +61,23 @@ def key_tuple(name: str) -> tuple[str, ...]:
     return tuple(name.split("."))
 
 
+def check_key(key: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The components of a nested key, refused when one cannot be a stored name (a dotted
+    name is how a store names the column, so no component may hold ``.`` or ``/``)."""
+    parts = (key,) if isinstance(key, str) else tuple(key)
+    for part in parts:
+        if not isinstance(part, str) or "." in part or "/" in part or not part:
+            raise TedFormatError(
+                f"key {parts!r}: components must be non-empty and contain no '.' or '/'"
+            )
+    return parts
+
+
 def leaves(td: TensorDictBase) -> dict[str, torch.Tensor]:
     """Every tensor of a row batch ``[N]`` under its dotted name."""
     out = {}
     for key, value in td.items(include_nested=True, leaves_only=True):
-        parts = (key,) if isinstance(key, str) else key
-        for part in parts:
-            if "." in part or "/" in part or not part:
-                raise TedFormatError(
-                    f"key {parts!r}: components must be non-empty and contain no '.' or '/'"
-                )
+        parts = check_key(key)
         out[".".join(parts)] = cast(torch.Tensor, value)  # leaves_only: always a tensor
     return out
 
