@@ -53,8 +53,10 @@ class ZarrPlainReads(ZarrChunks):
         plain = self._in_place_keys(keys) if index.size else []
         if not plain or int(index.min()) < 0 or int(index.max()) >= self._rows:
             return super()._columns_at(index, names)
-        if self._dense is not None and self._have[index // self._unit].all():
-            return super()._columns_at(index, names)  # decoded already (a small store): a take
+        if self._dense is not None and (
+            self._have[index // self._unit].all() or self._fill_dense_in_place()
+        ):
+            return super()._columns_at(index, names)  # a store that fits the cache: a take
         if self._rss0 is None:
             self._rss0 = _rss_file() or 0
         n = len(index)
@@ -70,6 +72,28 @@ class ZarrPlainReads(ZarrChunks):
             got.update(super()._columns_at(index, rest))
         return {k: got[k] for k in keys}
 
+    def _fill_dense_in_place(self) -> bool:
+        """Copy every raw array's rows not cached yet into the decoded cache (a store that
+        fits it), slice by slice from the checked shards: no decode, ~a memcpy of the store,
+        after which samplers gather from the whole cache (``rows_view``), as from memmap.
+        False (nothing done) when some array is compressed: those fill unit by unit."""
+        dense = self._dense
+        names = self._array_names()
+        if dense is None or not all(getattr(self._layouts.get(n), "plain", False) for n in names):
+            return False
+        rows = min(self._rows, len(next(iter(dense.values()))))
+        per = self._chunk // self._unit
+        for c in range(-(-rows // self._chunk)):
+            a, b = c * self._chunk, min((c + 1) * self._chunk, rows)
+            if self._have[c * per : -(-b // self._unit)].all():
+                continue
+            for k, v in self._range_keys(a, b, list(self._fields)).items():
+                dense[k][a:b] = v
+            for k in self._masks:
+                dense[f"{IMPLIED}/{k}"][a:b] = self._raw_rows(f"{IMPLIED}/{k}", c, a, b) != 0
+            self._have[c * per : -(-b // self._unit)] = True
+        return True
+
     def _range_keys(self, start: int, stop: int, keys: list[str]) -> dict[str, np.ndarray]:
         """Rows ``[start, stop)`` of in-place ``keys``: slices of the shards, chunk by chunk
         (a gather would index every byte)."""
@@ -79,7 +103,8 @@ class ZarrPlainReads(ZarrChunks):
             parts = []
             for c in range(start // self._chunk, (stop - 1) // self._chunk + 1):
                 a, b = max(start, c * self._chunk), min(stop, (c + 1) * self._chunk)
-                got = np.frombuffer(self._raw(k, a, b), dtype=lay.dtype)
+                raw = self._plain_raw(k, a, b)
+                got = np.frombuffer(super()._raw(k, a, b) if raw is None else raw, lay.dtype)
                 parts.append(got.reshape(b - a, *lay.shape))
             rows = np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
             out[k] = rows.view(np.uint8) != 0 if lay.dtype == np.bool_ else rows
@@ -87,8 +112,13 @@ class ZarrPlainReads(ZarrChunks):
 
     def _raw(self, name: str, start: int, stop: int) -> memoryview:
         """Key ``name``'s rows ``[start, stop)`` as bytes (what verify hashes): for a raw
-        array, within one chunk and above the cache, the checked shard's bytes themselves,
-        one slice when its inner chunks lie back to back (no decode, no copy)."""
+        array, within one chunk and not cached, the checked shard's bytes themselves, one
+        slice when its inner chunks lie back to back (no decode, no copy)."""
+        got = self._plain_raw(name, start, stop)
+        return super()._raw(name, start, stop) if got is None else got
+
+    def _plain_raw(self, name: str, start: int, stop: int) -> memoryview | None:
+        """:meth:`_raw` read in place, or None where it reads another way."""
         c = start // self._chunk
         if (
             stop <= start
@@ -100,7 +130,7 @@ class ZarrPlainReads(ZarrChunks):
             or stop > self._rows
             or not self._in_place_keys([name])
         ):
-            return super()._raw(name, start, stop)
+            return None
         base = name[len("next.") :] if name.startswith("next.") else None
         if base not in self._masks:
             return memoryview(self._raw_rows(name, c, start, stop)).cast("B")  # type: ignore[arg-type]
