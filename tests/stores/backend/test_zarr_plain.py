@@ -374,3 +374,22 @@ def test_row_ranges_read_as_shard_slices_equal_the_decode_paths(written, monkeyp
     a = span[0]
     index = torch.arange(a, min(a + span[1], ROWS))  # across chunk boundaries
     _same_bits(raw.get(index), packed.get(index))
+
+
+def test_a_raw_store_that_fits_the_cache_is_copied_in_whole_without_decoding(written, monkeypatch):
+    decoded: list[str] = []
+    real = _zarr_cache.ZarrChunks._decode_unit_arrays
+    monkeypatch.setattr(
+        _zarr_cache.ZarrChunks,
+        "_decode_unit_arrays",
+        lambda self, u, names: decoded.extend(names) or real(self, u, names),
+    )
+    monkeypatch.setattr(_zarr_cache, "EAGER_BYTES", 0)  # not handed out whole at open
+    raw = stores.open(written / "int32-auto")
+    packed = stores.open(written / "int32-lz4")
+    assert raw._dense is not None and raw.rows_view() is None  # fits; nothing cached yet
+    index = torch.as_tensor([3, ROWS - 1, 200])
+    got = raw.get(index)
+    assert raw._have.all() and not decoded  # the whole store, copied from its shards
+    _same_bits(got, packed.get(index))
+    _same_bits(raw.rows_view(), packed.get(torch.arange(ROWS)))
