@@ -80,12 +80,16 @@ def _assert_only_under(tmp_path: Path, before: set[Path], *allowed: Path) -> Non
 
 
 def _cache_entries(cache: Path) -> list[Path]:
-    return sorted(p for p in cache.iterdir() if p.is_dir()) if cache.exists() else []
+    """The cache's copies of stores, ``store-<hex>`` (beside them: rldata's proof records)."""
+    if not cache.exists():
+        return []
+    return sorted(p for p in cache.iterdir() if p.is_dir() and p.name.startswith("store-"))
 
 
 def _in_cache_entries(tmp_path: Path, before: set[Path], cache: Path) -> None:
-    """New files lie inside a cache entry (never beside the entries, never outside)."""
-    _assert_only_under(tmp_path, before, *_cache_entries(cache))
+    """New files lie inside a cache entry or rldata's proof records of the copies it
+    verified (never beside the entries, never outside)."""
+    _assert_only_under(tmp_path, before, *_cache_entries(cache), cache / "proofs")
 
 
 def _remote_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
