@@ -116,10 +116,6 @@ EACH_READER = [
 ]
 # paths whose loss leaves every committed row intact and checked: success is allowed
 NOT_READ = {"rldata.lock", "data/meta.json", "data/next/meta.json", "data/collector/meta.json"}
-# the block digests are read with a plain open() in rldata/stores/format/blocksums.py
-# (BlockTable.read): a FIFO there blocks forever, a socket or folder is a traceback
-BLOCKSUMS_BUG = "BlockTable.read opens data/blocks.sha256 without a regular-file check"
-XFAIL = {("data/blocks.sha256", m) for m in ("fifo", "socket", "folder")}
 
 COMMANDS: dict[str, Callable[[Path, Path], list[object]]] = {
     "verify": lambda s, d: ["verify", s],
@@ -210,10 +206,7 @@ def _cases(paths: list[str], commands: list[str]) -> Iterator[object]:
     for target in paths:
         for mutation in MUTATIONS:
             for command in commands:
-                marks = []
-                if (target, mutation) in XFAIL:
-                    marks.append(pytest.mark.xfail(strict=True, reason=BLOCKSUMS_BUG))
-                yield pytest.param(target, mutation, command, marks=marks)
+                yield pytest.param(target, mutation, command)
 
 
 @pytest.mark.parametrize(("target", "mutation", "command"), list(_cases(EACH_READER, ["verify"])))

@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from rldata._untrusted import open_regular
 from rldata.errors import CorruptStoreError
 from rldata.stores.format.checksums import (
     committed_prefix,
@@ -191,14 +192,19 @@ class BlockTable:
         need = entry["blocks"] * len(entry["keys"]) * DIGEST
         where = f"store {root}: "
         try:
-            with open(path, "rb") as f:
+            # a FIFO there would block the open, a socket or a folder would be a traceback
+            with open_regular(path, "block digests", error=CorruptStoreError) as f:
                 size = os.fstat(f.fileno()).st_size
                 if need == 0 or size < need:
                     return cls.from_bytes(entry, f.read(need), where)
                 mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise CorruptStoreError(
                 f"{where}block digests {entry['path']} named by the manifest are missing"
+            ) from None
+        except OSError as err:  # no permission, a link loop, ...
+            raise CorruptStoreError(
+                f"{where}block digests {entry['path']} cannot be read ({err.strerror})"
             ) from None
         return cls.from_bytes(entry, mapped, where)
 
