@@ -4,8 +4,9 @@
 a ``click.ClickException`` (``Error: <message>``, exit 1), so no traceback reaches the user
 for a bad input. An :class:`OSError` that names a path and says the file system refused it
 (a name too long, no space left, a read-only file system, no permission, a link loop) is
-the user's machine, not a bug: one line too. Bugs (other exceptions) still show their
-traceback.
+the user's machine, not a bug: one line too, and so is an object store's client finding no
+credentials (botocore's ``NoCredentialsError`` reaches us through s3fs unwrapped). Bugs
+(other exceptions) still show their traceback.
 """
 
 from __future__ import annotations
@@ -52,6 +53,24 @@ def environment_error(err: OSError) -> str | None:
     return one_line(OSError(f"{name}: {err.strerror or os.strerror(err.errno)}"))
 
 
+CREDENTIAL_ERRORS = frozenset(
+    {"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"}
+)
+
+
+def credentials_error(err: Exception) -> str | None:
+    """One line for an object-store client that found no (or partial) credentials."""
+    kind = type(err)
+    if kind.__name__ not in CREDENTIAL_ERRORS or not kind.__module__.startswith("botocore"):
+        return None
+    return one_line(
+        RuntimeError(
+            f"no usable credentials for the object store ({err}); set them as its client "
+            "expects (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+        )
+    )
+
+
 class RldataGroup(click.Group):
     """A click group whose commands report :class:`RldataError` as one line, exit code 1."""
 
@@ -65,6 +84,11 @@ class RldataGroup(click.Group):
             raise
         except OSError as err:
             line = environment_error(err)
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
+        except Exception as err:
+            line = credentials_error(err)
             if line is None:
                 raise
             raise click.ClickException(line) from None
