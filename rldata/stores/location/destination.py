@@ -266,6 +266,15 @@ def swap_in(stage: Path, root: Path) -> None:
 
 
 def _check_parent(root: Path, *, dirs: bool = True) -> None:
+    try:
+        _check_parent_dirs(root, dirs)
+    except OSError as err:  # a name over NAME_MAX, a link loop, ...: the path itself refused
+        raise StoreError(
+            f"{root}: the file system refuses this destination ({err.strerror or err})"
+        ) from None
+
+
+def _check_parent_dirs(root: Path, dirs: bool) -> None:
     if dirs and root.exists() and not root.is_dir():
         raise StoreError(f"{root} is a file, not a directory; pick another destination")
     if not dirs and root.is_dir() and not root.is_symlink():

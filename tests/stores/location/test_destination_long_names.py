@@ -1,8 +1,8 @@
 """A destination the file system refuses by its name (over NAME_MAX): an RldataError.
 
-The CLI turns the OSError into one line (``rldata_cli._errors.environment_error``), but the
-Python API still raises ``OSError(ENAMETOOLONG)`` from the destination check, where the
-other refusals of a destination are :class:`~rldata.errors.RldataError` children.
+The CLI turns such an OSError into one line (``rldata_cli._errors.environment_error``); the
+Python API's destination check raises a :class:`~rldata.errors.RldataError`, as for its other
+refusals of a destination, before anything is written.
 """
 
 from __future__ import annotations
@@ -26,17 +26,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "store"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stores/location/destination._check_parent stats the path unguarded: "
-    "OSError(ENAMETOOLONG), not an RldataError; owned by another helper",
-)
 @pytest.mark.parametrize("where", ["last", "middle"])
 def test_convert_to_a_name_too_long_is_an_rldata_error(
     store: Path, tmp_path: Path, where: str
 ) -> None:
     long = "n" * 300
     dst = tmp_path / long if where == "last" else tmp_path / long / "x"
-    with pytest.raises(RldataError):
+    with pytest.raises(RldataError, match="refuses this destination"):
         api.convert(store, dst)
     assert list(tmp_path.iterdir()) == []
