@@ -226,10 +226,12 @@ def test_iterating_a_store_several_times_the_address_space_limit(
     """Under ``RLIMIT_AS`` = the address space after the first batch + ``budget_mb``, a
     store of ``rows`` rows of ~294 decoded bytes (memmap: 88 MB, zarr: 323 MB) streams
     through whole. memmap maps its files at open (file-backed, before the limit); zarr
-    decodes every chunk inside the limit (a 65,536-row chunk decode peaks past the ~45 MB
+    maps the shards it reads in place up to ``RLDATA_MAP_BYTES`` (16 MiB here, like its
+    1 MiB decoded cache, a size the user sets) and decodes every other chunk inside the limit (a 65,536-row chunk decode peaks past the ~45 MB
     seen between batches: 64 MB failed now and then, so 96 MB and a 3.4x larger store)."""
     path = make_store(tmp_path / "big", rows, backend=backend, obs_dim=17)
     env = dict(os.environ, MALLOC_ARENA_MAX="1", RLDATA_ZARR_CACHE_BYTES=str(1 << 20))
+    env["RLDATA_MAP_BYTES"] = str(16 << 20)  # zarr's mapped shards: sized like its cache
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT, path, str(budget_mb)],

@@ -29,6 +29,8 @@ from typing import Any, NoReturn
 import numcodecs.blosc
 import numpy as np
 
+from rldata._env import map_bytes
+
 EMPTY = np.uint64(2**64 - 1)  # an inner chunk zarr did not store: all fill value
 _EMPTY = 2**64 - 1
 # shard descriptors kept open (past this, reopened and their identity checked): a quarter of
@@ -312,7 +314,9 @@ class Objects:
                     if (st.st_dev, st.st_ino) != ident:
                         self._forget_key(key)
                         raise StaleObjectError(path)
-                    mm = self._mms[key] = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+                    mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+                    self._bound_mapped(len(mm))
+                    self._mms[key] = mm
                     buf = np.frombuffer(mm, dtype=np.uint8)
                 finally:
                     os.close(fd)
@@ -331,6 +335,17 @@ class Objects:
             self._mms = {k: m for k, m in self._mms.items() if k == key}
         got = self._maps[key] = (buf, offs)
         return got
+
+    def _bound_mapped(self, more: int) -> None:
+        """Unmap the oldest shards while the mapped ones and ``more`` bytes exceed
+        ``RLDATA_MAP_BYTES``: address space, not only resident pages, stays bounded (a
+        process under ``RLIMIT_AS`` streams a store larger than its limit)."""
+        total = sum(len(m) for m in self._mms.values()) + more
+        for old in list(self._mms):
+            if total <= map_bytes():
+                break
+            total -= len(self._mms.pop(old))
+            self._maps.pop(old, None)  # the mapping closes with its last view
 
     def release_maps(self) -> None:
         """Drop the mapped shards' pages from this process (they stay in the page cache): a
