@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
+from rldata._env import cache_root as cache_root  # re-exported: callers import it here
 from rldata.errors import MissingDependencyError, StoreError, UnsupportedURLError
 from rldata.stores.location.remote_names import read_capped
 
@@ -195,12 +196,6 @@ def _link_create(path: str, data: bytes) -> bool:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return True
-
-
-def cache_root() -> Path:
-    """Where rldata keeps local copies of stores at URLs: ``$RLDATA_CACHE``, else
-    ``~/.cache/rldata``."""
-    return Path(os.environ.get("RLDATA_CACHE") or "~/.cache/rldata").expanduser().absolute()
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:
