@@ -25,12 +25,10 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from rldata import api
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError, RldataError, RowIndexError
 from rldata.stores.format import manifest as mf
+from rldata.testing.timeouts import no_hang
 from rldata.trainers.config import FIELD_RULES, TrainConfig
 from rldata_cli.main import rldata as cli
 
@@ -91,23 +90,9 @@ def tree_digest(root: Path, skip: Path | None = None) -> dict[str, str]:
     return out
 
 
-@contextmanager
-def no_hang() -> Iterator[None]:
-    def _raise(*_: object) -> None:
-        raise TimeoutError(f"the reader blocked for {HANG_S} s")
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(HANG_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def one_line_error(call: Callable[[], Any]) -> str:
     """Run ``call``; it must raise one RldataError whose message is one line."""
-    with no_hang(), pytest.raises(RldataError) as info:
+    with no_hang(HANG_S, "the reader"), pytest.raises(RldataError) as info:
         call()
     msg = str(info.value)
     assert msg and "\n" not in msg and "Traceback" not in msg, msg

@@ -22,16 +22,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import socket
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from rldata.testing.timeouts import no_hang
 from rldata_cli.main import rldata as cli
 
 HANG_S = 60
@@ -164,20 +163,6 @@ def tree_state(root: Path) -> dict[str, str]:
     return out
 
 
-@contextmanager
-def no_hang() -> Iterator[None]:
-    def _raise(*_: object) -> None:
-        raise TimeoutError(f"the command blocked for {HANG_S} s")
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.alarm(HANG_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 def check_case(base: Path, tmp: Path, target: str, mutation: str, command: str) -> None:
     store = tmp / "store"
     shutil.copytree(base / "store", store, symlinks=True)
@@ -189,7 +174,7 @@ def check_case(base: Path, tmp: Path, target: str, mutation: str, command: str) 
         victim.unlink()
     MUTATIONS[mutation](victim)
     before = tree_state(store)
-    with no_hang():
+    with no_hang(HANG_S, "the command"):
         result = CliRunner().invoke(cli, [str(a) for a in COMMANDS[command](store, tmp)])
     assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
     assert "Traceback" not in result.output, result.output
@@ -252,7 +237,7 @@ def test_a_hostile_config_file_is_one_line_and_writes_nothing(
     CONFIGS[kind](config)
     args = ["train", "--config", config, "--algo", "iql", "--dataset", base / "store",
             "--steps", "2", "--out", tmp_path / "run", "--quiet"]  # fmt: skip
-    with no_hang():
+    with no_hang(HANG_S, "the command"):
         result = CliRunner().invoke(cli, [str(a) for a in args])
     assert isinstance(result.exception, (SystemExit, type(None))), repr(result.exception)
     assert result.exit_code in (1, 2), result.output  # 2: click's own check (a folder)

@@ -5,7 +5,6 @@ blosc store gives, and a tampered or cut shard is refused in one line naming it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 import rldata.stores as stores
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _zarr, _zarr_cache, _zarr_plain, _zarr_shards, rowstore
+from rldata.testing.tamper import vouch_for_zarr_shards_on_disk
 from rldata.testing.ted_factory import ted_batch
 
 CHUNK, INNER = 96, 16  # 6 inner chunks a shard; episodes cross both boundaries
@@ -172,19 +172,6 @@ def test_a_sample_hashes_each_shard_once_and_maps_it(written, monkeypatch):
 
 
 # --- hostile shards -------------------------------------------------------------------------
-def _trust_disk(monkeypatch) -> None:
-    """A hostile store whose manifest vouches for whatever bytes are on disk."""
-    real = _zarr_shards.Objects.check
-
-    def trusting(self, key, path, want, lay):
-        if not os.path.exists(path):
-            return real(self, key, path, want, lay)
-        with open(path, "rb") as f:
-            return real(self, key, path, hashlib.sha256(f.read()).hexdigest(), lay)
-
-    monkeypatch.setattr(_zarr_shards.Objects, "check", trusting)
-
-
 @pytest.fixture
 def victim(tmp_path, monkeypatch):
     """A raw float32 store above the cache, and the observation shard of its chunk 1."""
@@ -246,7 +233,7 @@ def test_a_tampered_shard_index_is_refused_in_one_line(victim, monkeypatch, entr
         f.write(data)
     try:
         with monkeypatch.context() as mp:
-            _trust_disk(mp)
+            vouch_for_zarr_shards_on_disk(mp)
             _refused_or_in_bounds(root, path)
         s = stores.open(root, verify=False)  # the real manifest: never served
         with pytest.raises(CorruptStoreError) as info:
@@ -269,7 +256,7 @@ def test_a_shard_cut_short_is_refused_in_one_line(victim, monkeypatch, keep):
         f.write(original[: int(keep * len(original))])
     try:
         with monkeypatch.context() as mp:
-            _trust_disk(mp)
+            vouch_for_zarr_shards_on_disk(mp)
             _refused_or_in_bounds(root, path)
         s = stores.open(root, verify=False)
         with pytest.raises(CorruptStoreError) as info:

@@ -17,7 +17,8 @@ import rldata
 import rldata.stores as stores
 from rldata.data import SliceSampler
 from rldata.errors import CorruptStoreError
-from rldata.stores.backend import _zarr, _zarr_cache, _zarr_shards, rowstore
+from rldata.stores.backend import _zarr, _zarr_cache, rowstore
+from rldata.testing.tamper import vouch_for_zarr_shards_on_disk
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
 
 CHUNK, INNER = 96, 16  # 6 inner chunks a shard
@@ -120,24 +121,11 @@ def test_a_shard_index_naming_bytes_past_the_shard_is_refused_in_one_line(
     path = s._object_file("action", 1)
     s.close()
     _index_entry(path, 2, offset, nbytes)
-    _trust_disk(monkeypatch)  # a hostile store: the index itself must be checked
+    vouch_for_zarr_shards_on_disk(monkeypatch)  # a hostile store: the index itself must be checked
     s = stores.open(tmp_path / "s", verify=False)
     with pytest.raises(CorruptStoreError, match="shard index") as info:
         s.get(np.array([CHUNK + 2 * INNER + 1]))
     assert "\n" not in str(info.value) and path in str(info.value)
-
-
-def _trust_disk(monkeypatch) -> None:
-    """A hostile store whose manifest vouches for whatever bytes are on disk."""
-    real = _zarr_shards.Objects.check
-
-    def trusting(self, key, path, want, lay):
-        if not os.path.exists(path):
-            return real(self, key, path, want, lay)
-        with open(path, "rb") as f:
-            return real(self, key, path, hashlib.sha256(f.read()).hexdigest(), lay)
-
-    monkeypatch.setattr(_zarr_shards.Objects, "check", trusting)
 
 
 def test_a_blosc_header_declaring_another_size_is_refused_before_decoding(
@@ -152,7 +140,7 @@ def test_a_blosc_header_declaring_another_size_is_refused_before_decoding(
     with open(path, "r+b") as f:  # inner chunk 0 starts the shard: its decoded size
         f.seek(4)
         f.write(np.array([1 << 31], dtype="<u4").tobytes())
-    _trust_disk(monkeypatch)
+    vouch_for_zarr_shards_on_disk(monkeypatch)
     s = stores.open(tmp_path / "s", verify=False)
     with pytest.raises(CorruptStoreError, match="blosc header declares 2147483648 bytes") as info:
         s.get(np.array([3]))
