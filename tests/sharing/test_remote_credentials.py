@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from rldata_cli.main import rldata as cli
 
-pytest.importorskip("s3fs")
+s3fs = pytest.importorskip("s3fs")
 
 
 @pytest.mark.parametrize("command", ["info", "verify", "report"])
@@ -20,6 +20,10 @@ def test_no_credentials_for_an_s3_url_is_one_line(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance metadata lookup
     monkeypatch.setenv("RLDATA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # fsspec keeps filesystems by their arguments: an earlier test's client (a moto server,
+    # its credentials) would answer this URL instead of a client with none
+    s3fs.S3FileSystem.clear_instance_cache()
     args = [command, "s3://no-such-bucket/store"]
     if command == "report":
         args += ["--out", str(tmp_path / "r.html")]
