@@ -425,8 +425,9 @@ REVIEWED = {  # (file, call): count. Where each id comes from:
     ("rldata/trainers/run_eval.py", "GymEnv"): 1,  # evaluate: env= or gated
     ("rldata/trainers/setup.py", "GymEnv"): 2,  # --eval-env / --env, else the store's: gated
     ("rldata/trainers/loops.py", "GymEnv"): 1,  # cfg.env: the user's, or config.json's: gated
-    # minari_export: a lookup, after env_id_problem
-    ("rldata/stores/interop/minari_export.py", "gymnasium.spec"): 1,
+    # env_spec (moved from minari_export): a lookup, of an id the user gave or one checked
+    # as data (env_id_problem) by its callers, never an import
+    ("rldata/stores/interop/env_spec.py", "gymnasium.spec"): 1,
 }
 _MAKERS = {"GymEnv", "PixelEnv", "make", "make_vec", "spec", "load_env_creator", "EnvSpec"}
 

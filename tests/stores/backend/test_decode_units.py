@@ -37,6 +37,7 @@ def _write(path, backend: str, *, sharded: bool = True, seed: int = 0) -> None:
     mp.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: CHUNK)
     mp.setattr(_zarr, "inner_rows", lambda chunk, widest: INNER)
     mp.setattr(_zarr, "SHARDED", sharded)
+    mp.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # decode units: blosc shards, not raw ones
     try:
         lengths = _lengths(seed)
         third = len(lengths) // 3
