@@ -71,6 +71,10 @@ class TransferError(StoreError, OSError):
     """A push or pull could not finish: an object failed verification or the source changed."""
 
 
+class DiskFullError(RldataError, OSError):
+    """A write found no room (ENOSPC, EDQUOT, EFBIG); the message names the path."""
+
+
 class MissingDependencyError(RldataError, ImportError):
     """An optional dependency is needed; the message names the extra to install."""
 

@@ -22,7 +22,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -210,8 +210,9 @@ def _build(arch: dict[str, Any]) -> Actor:
     return actor
 
 
-def save_policy(policy: Actor, path: str | os.PathLike) -> None:
-    """Write ``policy`` (built by :func:`mlp_policy`) as a weights-only checkpoint."""
+def save_policy(policy: Actor, path: str | os.PathLike | IO[bytes]) -> None:
+    """Write ``policy`` (built by :func:`mlp_policy`) as a weights-only checkpoint (to a path
+    or a binary file object)."""
     arch = getattr(policy, "rldata_arch", None)
     if arch is None:
         raise ConfigError(
@@ -223,7 +224,7 @@ def save_policy(policy: Actor, path: str | os.PathLike) -> None:
         "arch": json.dumps(arch),
         "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
     }
-    torch.save(payload, os.fspath(path))
+    torch.save(payload, path if hasattr(path, "write") else os.fspath(path))  # type: ignore[arg-type]
 
 
 def load_policy(path: str | os.PathLike, env: Any = None) -> Actor:

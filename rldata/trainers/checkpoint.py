@@ -10,8 +10,9 @@ A run directory holds::
     RUN/policy.pt              the acting policy in rldata's policy-checkpoint format
                                (rldata collect --policy RUN, rldata eval RUN)
 
-``trainer.json`` is written last, each file through a temporary name and a rename, so
-a run interrupted while saving resumes from the previous complete checkpoint.
+``trainer.json`` is written last, each file through a temporary name and a rename
+(:mod:`rldata.trainers.files`), so a run interrupted while saving, or stopped by a full
+disk, resumes from the previous complete checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import torch
 
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError
+from rldata.trainers import files
+from rldata.trainers.files import refusing_full_disk
 
 CHECKPOINT_DIR = "checkpoint"
 STATE = "state.pt"
@@ -33,22 +36,13 @@ META = "trainer.json"
 MAX_STATE = 4 * 2**30
 
 
-def _replace(tmp: Path, dst: Path) -> None:
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, dst)
-
-
 def save_checkpoint(run_dir: Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Write ``state`` (tensors) and ``meta`` (JSON) under ``run_dir/checkpoint``."""
     ckpt = run_dir / CHECKPOINT_DIR
-    ckpt.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt / (STATE + ".tmp")
-    torch.save(state, tmp)
-    _replace(tmp, ckpt / STATE)
-    tmp = ckpt / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    _replace(tmp, ckpt / META)
+    with refusing_full_disk(ckpt):
+        ckpt.mkdir(parents=True, exist_ok=True)
+    files.save_tensors(ckpt / STATE, state)
+    files.write_text(ckpt / META, json.dumps(meta, indent=1))
     return ckpt
 
 

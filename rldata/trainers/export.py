@@ -11,6 +11,7 @@ of a Gaussian head) and any observation normalization. The result loads with
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from rldata.collectors.policies import mlp_policy, save_policy
 from rldata.specs import Categorical, Composite, Unbounded
+from rldata.trainers import files
 from rldata.trainers.networks import EnvSpecs, actor_trunk
 
 
@@ -60,6 +62,6 @@ def export_policy(
         value = value.detach().cpu()
         state[key] = value[: wanted[key].shape[0]] if value.shape != wanted[key].shape else value
     target.load_state_dict(state)
-    tmp = path.with_name(path.name + ".tmp")
-    save_policy(policy, tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()  # torch's file writer says a full disk without the path
+    save_policy(policy, buf)
+    files.write_bytes(path, buf.getbuffer())

@@ -10,6 +10,7 @@ any CSV reader. A resumed run appends to the file it finds.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from rldata import _untrusted as untrusted
 from rldata.errors import ConfigError
+from rldata.trainers import files
 
 COUNTERS = ["kind", "env_steps", "updates", "wall_s"]
 METRICS_LIMIT = 256 * 2**20
@@ -44,16 +46,16 @@ class CSVLogger:
             self.columns += new
             self._rewrite()
             return
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, self.columns).writerow(self._rows[-1])
+        line = io.StringIO(newline="")
+        csv.DictWriter(line, self.columns).writerow(self._rows[-1])
+        files.append_text(self.path, line.getvalue())  # a full disk leaves no half row
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader()
-            writer.writerows(self._rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, self.columns)
+        writer.writeheader()
+        writer.writerows(self._rows)
+        files.write_text(self.path, text.getvalue())
 
     def close(self) -> None:
         pass

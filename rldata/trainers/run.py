@@ -33,6 +33,7 @@ from rldata.data import (
 from rldata.errors import ConfigError
 from rldata.stores.location.destination import recording_store
 from rldata.stores.location.provable import RUN_MARKER
+from rldata.trainers import files
 from rldata.trainers.algorithms import Agent
 from rldata.trainers.checkpoint import load_checkpoint, save_checkpoint
 from rldata.trainers.config import TrainConfig
@@ -385,14 +386,15 @@ class Run:
         self._build()
         self.loggers: Loggers | None = None
         if self.out is not None:
-            self.out.mkdir(parents=True, exist_ok=True)
+            with files.refusing_full_disk(self.out):
+                self.out.mkdir(parents=True, exist_ok=True)
             marker = self.out / RUN_MARKER  # what lets a later --force prove it is a run
             if not marker.exists():
-                marker.write_text(json.dumps({"format": "rldata-run", "version": 1}) + "\n")
+                files.write_text(marker, json.dumps({"format": "rldata-run", "version": 1}) + "\n")
             if self.resume:
                 self._restore()
             else:
-                (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+                files.write_text(self.out / "config.json", json.dumps(cfg.to_dict(), indent=1))
             self.loggers = Loggers(self.out, cfg.tensorboard)
         self._replay()
         self.started = time.perf_counter()
@@ -433,5 +435,5 @@ class Run:
             versions=versions(),
         )
         if self.out is not None:
-            (self.out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=1))
+            files.write_text(self.out / "summary.json", json.dumps(summary.to_dict(), indent=1))
         return summary

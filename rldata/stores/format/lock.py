@@ -62,7 +62,8 @@ class WriterLock:
                     f"(lock file {self.path}); close it first or open with mode='r'"
                 ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # the pid only names the holder; a full disk
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # fails the store's own writes
         self._fd = fd
 
     def release(self) -> None:
