@@ -139,7 +139,7 @@ class ReplayBuffer:
             storage.write(index, flat)
             self.sampler.on_write(index)
         if isinstance(index, slice):
-            index = torch.arange(index.start, index.stop)
+            index = torch.from_numpy(np.arange(index.start, index.stop, dtype=np.int64))
         self._after_extend(data, index)
         return index
 

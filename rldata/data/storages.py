@@ -16,11 +16,12 @@ Examples:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tensordict import TensorDict
 
 from rldata.data._layout import Key, Packed
-from rldata.data._storage import Index, Storage
+from rldata.data._storage import Index, Storage, _cpu_array
 from rldata.data._store_storage import LazyMemmapStorage, StoreStorage
 from rldata.stores.format.schema import RowSchema
 
@@ -63,8 +64,47 @@ class LazyTensorStorage(Storage):
         self._packed.write_staged(start, k, blocks)
 
     def _write_slice(self, start: int, stop: int, flat: dict[Key, torch.Tensor]) -> None:
+        if not self._write_slice_numpy(start, stop, flat):
+            self._reserve(stop)
+            self._packed.write_slice(start, stop, flat)
+
+    def _write_slice_numpy(self, start: int, stop: int, flat: dict[Key, torch.Tensor]) -> bool:
+        # one numpy copy per key into its columns: torch.cat into the packed rows costs
+        # more on a 1000-row chunk (and wakes the intra-op thread pool)
         self._reserve(stop)
-        self._packed.write_slice(start, stop, flat)
+        plan = self._numpy_plan()
+        if plan is None:
+            return False
+        got = [[_cpu_array(flat[key]) for key, _, _ in cols] for _, cols in plan]
+        if any(a is None for arrays in got for a in arrays):
+            return False
+        n = stop - start
+        for (buf, cols), arrays in zip(plan, got):
+            dst = buf[start:stop]
+            for (_, a, b), arr in zip(cols, arrays):
+                dst[:, a:b] = arr.reshape(n, b - a)  # type: ignore[union-attr]
+        return True
+
+    def _numpy_plan(self) -> list[tuple[np.ndarray, list[tuple[Key, int, int]]]] | None:
+        """Each packed group as numpy, with its keys' column ranges (None: a group numpy
+        cannot hold, or not on the CPU); made again when a group grows."""
+        groups = self._packed.groups
+        cached = getattr(self, "_np_plan", None)
+        if cached is not None and all(g.buf is b for g, b in zip(groups, cached[0])):
+            return cached[1]
+        plan: list[tuple[np.ndarray, list[tuple[Key, int, int]]]] | None = []
+        for g in groups:
+            arr = _cpu_array(g.buf)
+            if arr is None or plan is None:
+                plan = None
+                continue
+            cols, off = [], 0
+            for key, w in zip(g.keys, g.widths):
+                cols.append((key, off, off + w))
+                off += w
+            plan.append((arr, cols))
+        self._np_plan = ([g.buf for g in groups], plan)
+        return plan
 
     def _write_index(self, index: torch.Tensor, flat: dict[Key, torch.Tensor]) -> None:
         if self.capacity is None:
