@@ -7,7 +7,6 @@ checks (``_check_footer``: declared rows and decoded sizes bounded before alloca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,6 @@ from rldata.stores.backend._parquet_codec import (
 )
 from rldata.stores.backend._parquet_plain import PlainPart, plain_columns
 from rldata.stores.format.files import inside
-
-NEXT_BATCH = 1 << 16
-"""Rows of a ``next`` column stored once decoded at a time when a part is first read in place."""
 
 
 class ParquetDecode:
@@ -112,28 +108,28 @@ class ParquetDecode:
         if len(codec) != rg.num_columns or codec.get(direct[0]) != "UNCOMPRESSED":
             return None  # a part written compressed (before 1.x plain parts, or pixels)
         path = inside(self.root, part["path"], "a parquet part")
-        return PlainPart(path, meta, self._fields, once, lambda k: self._next_batches(f, part, k))
+        return PlainPart(
+            path, meta, self._fields, once, lambda k, g: self._next_group(f, part, k, g)
+        )
 
-    def _next_batches(
-        self, f: pq.ParquetFile, part: dict, k: str
-    ) -> Iterator[tuple[np.ndarray, np.ndarray | None, int]]:
-        """Column ``next.k`` of a part as stored, ``NEXT_BATCH`` rows at a time: the explicit
-        rows' values (compact: implied rows are not filled in), the implied rows (None:
-        none) and the batch's rows."""
+    def _next_group(
+        self, f: pq.ParquetFile, part: dict, k: str, g: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Column ``next.k`` of row group ``g`` decoded by pyarrow (a page ``_parquet_page``
+        does not read): its explicit rows (group rows) and their values."""
         name = f"next.{k}"
-        entry, once = self._fields[name], self._once()
-        batches = f.iter_batches(batch_size=NEXT_BATCH, columns=[name], use_threads=False)
-        while True:
-            try:
-                batch = next(batches, None)
-            except Exception as exc:
-                raise CorruptStoreError(
-                    f"{self.root / part['path']}: column {name!r} does not decode ({exc})"
-                ) from None
-            if batch is None:
-                return
-            n = batch.num_rows
-            yield (*self._decode_one(batch.column(0), entry, n, part["path"], name, once, True), n)
+        try:
+            table = f.read_row_group(g, columns=[name], use_threads=False)
+        except Exception as exc:
+            raise CorruptStoreError(
+                f"{self.root / part['path']}: column {name!r} of row group {g} does not "
+                f"decode ({_one_line(exc)})"
+            ) from None
+        n = table.num_rows
+        values, nulls = self._decode_one(
+            table.column(0), self._fields[name], n, part["path"], name, self._once(), True
+        )
+        return (np.arange(n) if nulls is None else np.flatnonzero(~nulls)), values
 
     def _decode_group(
         self, f: pq.ParquetFile, part: dict, g: int, names: list[str] | None
@@ -158,7 +154,8 @@ class ParquetDecode:
                 table = f.read_row_groups(range(g0, g1), columns=wanted, use_threads=False)
         except Exception as exc:
             raise CorruptStoreError(
-                f"{self.root / path}: parquet row groups [{g0}, {g1}) do not decode ({exc})"
+                f"{self.root / path}: parquet row groups [{g0}, {g1}) do not decode "
+                f"({_one_line(exc)})"
             ) from None
         n = table.num_rows
         cols, gaps = {}, {}
@@ -197,3 +194,8 @@ class ParquetDecode:
                 f"{self.root / path}: column {name!r} has nulls; it is stored in full"
             )
         return values, nulls
+
+
+def _one_line(exc: Exception) -> str:
+    """pyarrow's message on one line (a Thrift error spans several)."""
+    return " ".join(str(exc).split())

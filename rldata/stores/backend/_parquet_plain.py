@@ -6,8 +6,11 @@ their full columns uncompressed and PLAIN-encoded, one data page per column chun
 group's page, so a sample reads ``256 x columns`` small byte ranges through a mapping of
 the (already hashed) part file, gathered with numpy, instead of decoding 256 row groups
 with pyarrow (~1.4 ms each). A ``next`` column stored once stays compressed (it is almost
-all nulls): its explicit rows are decoded once per row group and kept in one sorted
-array per part (~0.4% of the rows), the others taken from the observation one row on.
+all nulls): the first time a row group is read, its explicit rows and their values are
+read from that group's page (``_parquet_page``; pyarrow where the page is not the layout
+it reads) and merged into one sorted array per part (~0.1% of the rows), the others taken
+from the observation one row on. Nothing is read for row groups a batch does not touch,
+so a store's first batch costs the same at any size.
 
 The layout is checked chunk by chunk the first time a row group is read: the footer's
 compression, the chunk's bounds inside the file, and the page header (a Thrift compact
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +31,7 @@ import pyarrow.parquet as pq
 
 from rldata.stores.backend import _columns as col
 from rldata.stores.backend._parquet_codec import PLAIN_KINDS
-
-HEADER_BYTES = 512
+from rldata.stores.backend._parquet_page import HEADER_BYTES, Thrift, explicit_rows
 
 
 def plain_columns(fields: dict, once: list[str]) -> list[str] | None:
@@ -41,82 +43,6 @@ def plain_columns(fields: dict, once: list[str]) -> list[str] | None:
     if any(fields[k]["dtype"] not in PLAIN_KINDS for k in names):
         return None
     return names
-
-
-class _Thrift:
-    """Just enough of Thrift's compact protocol to read a page header (ints and structs;
-    other fields skipped). Runs off its buffer: ``IndexError``."""
-
-    def __init__(self, buf: bytes) -> None:
-        self.buf, self.pos = buf, 0
-
-    def _byte(self) -> int:
-        b = self.buf[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self) -> int:
-        out = shift = 0
-        while True:
-            b = self._byte()
-            out |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return out
-            shift += 7
-            if shift > 63:
-                raise IndexError("varint too long")
-
-    def zigzag(self) -> int:
-        v = self.varint()
-        return (v >> 1) ^ -(v & 1)
-
-    def struct(self, depth: int = 0) -> dict[int, object]:
-        if depth > 8:
-            raise IndexError("nested too deep")
-        out: dict[int, object] = {}
-        field = 0
-        while True:
-            head = self._byte()
-            kind = head & 0x0F
-            if kind == 0:
-                return out
-            delta = head >> 4
-            field = field + delta if delta else self.zigzag()
-            out[field] = self.value(kind, depth)
-
-    def value(self, kind: int, depth: int) -> object:
-        if kind in (1, 2):
-            return kind == 1
-        if kind == 3:
-            return self._byte()
-        if kind in (4, 5, 6):
-            return self.zigzag()
-        if kind == 7:
-            self.pos += 8
-            return None
-        if kind == 8:
-            n = self.varint()
-            self.pos += n
-            if self.pos > len(self.buf):
-                raise IndexError("binary past the buffer")
-            return None
-        if kind == 12:
-            return self.struct(depth + 1)
-        if kind in (9, 10):
-            head = self._byte()
-            n = head >> 4 if head >> 4 != 15 else self.varint()
-            for _ in range(n):
-                self.value(head & 0x0F, depth + 1)
-            return None
-        if kind == 11:
-            n = self.varint()
-            if n:
-                types = self._byte()
-                for _ in range(n):
-                    self.value(types >> 4, depth + 1)
-                    self.value(types & 0x0F, depth + 1)
-            return None
-        raise IndexError(f"thrift type {kind}")
 
 
 def value_start(
@@ -136,7 +62,7 @@ def value_start(
     if first < 4 or total <= nbytes or end > size:
         return None
     try:
-        t = _Thrift(read(first, min(HEADER_BYTES, total)))
+        t = Thrift(read(first, min(HEADER_BYTES, total)))
         head = t.struct()
         page, body = head.get(5), head.get(3)
         ok = (
@@ -151,6 +77,11 @@ def value_start(
     except (IndexError, OSError):
         return None
     return end - nbytes if ok else None
+
+
+def _levels(meta: pq.FileMetaData, leaf: int) -> tuple[int, int]:
+    column = meta.schema.column(leaf)
+    return column.max_definition_level, column.max_repetition_level
 
 
 def _itemsize(dtype: str) -> int:
@@ -169,10 +100,10 @@ class PlainPart:
         meta: pq.FileMetaData,
         fields: dict,
         once: list[str],
-        next_batches: Callable[[str], Iterator[tuple[np.ndarray, np.ndarray | None, int]]],
+        next_group: Callable[[str, int], tuple[np.ndarray, np.ndarray]],
     ) -> None:
         self.fields, self.once = fields, once
-        self._next_batches = next_batches  # key -> (explicit rows, implied rows, rows)...
+        self._next_group = next_group  # (key, group) -> pyarrow's (explicit rows, values)
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size
         names = [meta.schema.column(i).path.split(".list.")[0] for i in range(meta.num_columns)]
@@ -199,8 +130,12 @@ class PlainPart:
         self.valid = bool((sizes >= 0).all()) and int(self.starts[-1]) == meta.num_rows
         self.offsets = np.full((len(sizes), len(self.direct)), -1, dtype=np.int64)
         self.ok = np.zeros(len(sizes), dtype=bool)
-        self.next_rows: dict[str, np.ndarray] | None = None
-        self.next_vals: dict[str, np.ndarray] = {}
+        # per key stored once: its next column's leaf, (max definition, max repetition) level
+        self.next_leaf = {k: (leaf[f"next.{k}"], *_levels(meta, leaf[f"next.{k}"])) for k in once}
+        # explicit rows (part rows, sorted) of the groups learnt, and their values
+        self.next_rows = {k: np.zeros(0, np.int64) for k in once}
+        self.next_vals = {k: col.empty({k: fields[k]}, 0)[k] for k in once}
+        self.page_reads = 0  # row groups whose explicit rows came from the page (tests)
         self._map: mmap.mmap | None = None
         self._bytes: np.ndarray | None = None
 
@@ -214,32 +149,44 @@ class PlainPart:
         d = col.np_dtype(e["dtype"])
         return int(np.prod(e["shape"], dtype=np.int64)) * (2 if d.kind == "c" else 1)
 
-    def _load_next(self) -> bool:
-        """The explicit rows of each ``next`` column stored once; False unless every row
-        group's last row is one (a group must read alone)."""
-        rows: dict[str, np.ndarray] = {}
+    def _learn_next(self, groups: list[int], read: Callable[[int, int], bytes]) -> bool:
+        """The explicit rows of each ``next`` column stored once in ``groups``, merged into
+        ``next_rows``; False unless each group's last row is one (a group must read alone)
+        and its rows and values agree (then the part is decoded by row group instead)."""
         for k in self.once:
-            at, found, vals = 0, [], []
-            for values, nulls, n in self._next_batches(k):
-                stored = np.arange(n) if nulls is None else np.flatnonzero(~nulls)
-                if len(stored) != len(values):
-                    return False  # not what the footer says: decoded by row group instead
-                found.append(stored + at)
-                vals.append(values)
-                at += n
-            if at != self.starts[-1]:
-                return False
-            rows[k] = np.concatenate(found) if found else np.zeros(0, np.int64)
-            self.next_vals[k] = np.concatenate(vals) if vals else np.zeros((0,))
-            last = self.starts[1:] - 1
-            if not np.isin(last, rows[k]).all():
-                return False  # a group's last next value is implied: not our writer's part
-        self.next_rows = rows
+            leaf, max_def, max_rep = self.next_leaf[k]
+            dtype, shape = col.np_dtype(self.fields[k]["dtype"]), self.fields[k]["shape"]
+            found, vals = [self.next_rows[k]], [self.next_vals[k]]
+            for g in groups:
+                chunk = self.meta.row_group(g).column(leaf)
+                n = int(self.starts[g + 1] - self.starts[g])
+                width = self._width(k)
+                got = explicit_rows(read, chunk, (max_def, max_rep), n, width, dtype, self.size)
+                if got is None:
+                    rows, values = self._next_group(k, g)
+                else:
+                    self.page_reads += 1
+                    rows, values = got[0], got[1].view(dtype)
+                ok = (
+                    len(rows) == len(values)
+                    and len(rows) > 0
+                    and rows[-1] == n - 1
+                    and bool((np.diff(rows) > 0).all())
+                    and rows[0] >= 0
+                )
+                if not ok:
+                    return False
+                found.append(rows + self.starts[g])
+                vals.append(values.reshape(len(rows), *shape))
+            merged = np.concatenate(found)
+            order = np.argsort(merged, kind="stable")
+            self.next_rows[k] = merged[order]
+            self.next_vals[k] = np.concatenate(vals)[order]
         return True
 
     def learn(self, groups: np.ndarray) -> bool:
         """Find the value offsets of row groups not yet read; False if one is not PLAIN."""
-        if not self.valid or (self.next_rows is None and not self._load_next()):
+        if not self.valid:
             return False
         self._mapped()
         m = self._map
@@ -248,7 +195,8 @@ class PlainPart:
         def read(at: int, n: int) -> bytes:
             return m[at : at + n]  # through the mapping: no system call a chunk
 
-        for g in groups[~self.ok[groups]].tolist():
+        new = groups[~self.ok[groups]].tolist()
+        for g in new:
             rg = self.meta.row_group(g)
             rows = rg.num_rows
             for c, (leaf, width, _, dtype, _, _) in enumerate(self.cols):
@@ -256,7 +204,9 @@ class PlainPart:
                 if start is None:
                     return False
                 self.offsets[g, c] = start
-            self.ok[g] = True
+        if new and not self._learn_next(new, read):
+            return False
+        self.ok[new] = True
         return True
 
     def _mapped(self) -> np.ndarray:
@@ -321,7 +271,6 @@ class PlainPart:
                 continue
             # implied rows: the observation one row on (never past a group: its last row
             # is stored); explicit rows from the sorted array
-            assert self.next_rows is not None  # learn() loaded them
             rows, vals = self.next_rows[k], self.next_vals[k]
             at = np.minimum(np.searchsorted(rows, local), max(len(rows) - 1, 0))
             hit = rows[at] == local if len(rows) else np.zeros(len(local), bool)
