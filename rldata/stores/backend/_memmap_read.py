@@ -42,6 +42,7 @@ class MemmapFiles(BlockChecks, RowStore):
         self._views: dict[str, torch.Tensor] = {}
         # the same mappings as numpy arrays of opaque rows (see _take); None: index_select
         self._arrays: dict[str, _Rows | None] = {}
+        self._reads_mapped = True  # no _PreadRows in _arrays (random_reads_mapped)
         self._xfind: dict[str, _ExplicitFinder] = {}  # per stored-once key, for _next_rows
         self._fds: dict[str, int] = {}
         self._rows = 0  # mapped row positions
@@ -58,7 +59,7 @@ class MemmapFiles(BlockChecks, RowStore):
         self._xpos: dict[str, np.ndarray] = {}  # positions of the explicit rows
         self._xmap: dict[str, np.ndarray | None] = {}  # their records, mapped lazily
         self._pend: dict[str, tuple[int, np.ndarray]] = {}  # last row's next value, undecided
-        self._plan: tuple[int, list] | None = None  # how _read builds its tree (_read_plan)
+        self._plan: tuple[int, list, list] | None = None  # how _read builds its tree (_read_plan)
         self._inodes: dict[str, tuple[int, int]] = {}  # the files the views map
         self._xsum: dict[str, object] = {}  # a writer's running SHA-256 of each key's records
         self._rfds: dict[str, int | None] = {}  # a reader's pread descriptors (_read_fd)
@@ -230,7 +231,8 @@ class MemmapFiles(BlockChecks, RowStore):
         self._inodes = inodes
         self._drop_read_fds()  # they belong to the previous mapping
         mapped = sum(v.numel() * v.element_size() for v in views.values())
-        if mapped <= map_bytes():
+        self._reads_mapped = mapped <= map_bytes()
+        if self._reads_mapped:
             self._arrays = {name: _as_rows(v) for name, v in views.items()}
         else:  # random rows through a mapping would map the store into this process
             self._arrays = {
@@ -243,7 +245,7 @@ class MemmapFiles(BlockChecks, RowStore):
         """Whether random row reads go through the mappings: the row files fit
         ``RLDATA_MAP_BYTES``; above it reads pread each row and a buffer gathers through
         :meth:`get`, not through a whole-store view (its pages would stay mapped)."""
-        return not any(isinstance(r, gather._PreadRows) for r in self._arrays.values())
+        return self._reads_mapped  # set with _arrays (a storage asks it every batch)
 
     def _fd_reader(self, name: str) -> Callable[[], int | None]:
         """Key ``name``'s pread descriptor, looked up at each read (remapping drops it)."""
@@ -272,16 +274,22 @@ class MemmapFiles(BlockChecks, RowStore):
         p = positions.numpy() if positions.device.type == "cpu" else None
         arrays = self._arrays
         nodes: list[dict] = [{} for _ in range(plan[0])]
+        size = torch.Size([positions.numel()])
         for name, at, key, child in plan[1]:
             if name is None:  # a nested TensorDict, where the tree first meets it
-                nodes[at][key] = nodes[child]
+                nodes[at][key] = nodes[child]  # its dict, made a TensorDict below
                 continue
             rows = arrays.get(name)  # _gather inlined: 11 keys a batch, a call each saved
             if rows is not None and p is not None:
                 nodes[at][key] = rows.take(p)
-            else:
+            elif name in self._views:
                 nodes[at][key] = self._gather(name, positions, p)
-        return _built(nodes[0], torch.Size([positions.numel()]))
+            else:
+                nodes[at][key] = self._next_rows(name[len("next.") :], positions, p)
+        # nested dicts become TensorDicts deepest first (a child's dict is filled by now)
+        for at, key, child in plan[2]:
+            nodes[at][key] = _compat.new_td(nodes[child], size, _CPU)
+        return _compat.new_td(nodes[0], size, _CPU)
 
     def _read_key(self, name: str, positions: torch.Tensor) -> torch.Tensor:
         self._verify_positions(positions, name)
@@ -295,38 +303,46 @@ class MemmapFiles(BlockChecks, RowStore):
             return _take(view, self._arrays.get(name), positions, p)
         return self._next_rows(name[len("next.") :], positions)
 
-    def _next_rows(self, k: str, positions: torch.Tensor) -> torch.Tensor:
-        """``next.k`` at ``positions``: ``k`` one row later, patched where stored explicitly
-        (index math in numpy: a sample's overhead stays a few microseconds)."""
+    def _next_rows(
+        self, k: str, positions: torch.Tensor, p: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """``next.k`` at ``positions`` (``p``: the same in numpy): ``k`` one row later, patched
+        where stored explicitly (index math in numpy: a few microseconds a sample)."""
         view = self._views[k]
-        if positions.numel() == 0 or view.shape[0] == 0:
+        n = view.shape[0]
+        if n == 0 or positions.numel() == 0:
             return view.index_select(0, positions)
-        p = positions.numpy()
-        q = p + 1  # explicit rows read their own row below (never past the mapped rows)
+        if p is None:
+            p = positions.numpy()
+        # one row later, clipped to the mapped rows (explicit and pending rows: patched below)
+        q = p + 1
         xpos, hit, j = self._xpos[k], None, None
         if xpos.size:
             find = self._xfind.get(k)
-            if find is None or find.xpos is not xpos or find.rows != view.shape[0]:
-                find = self._xfind[k] = _ExplicitFinder(xpos, view.shape[0])
+            if find is None or find.xpos is not xpos or find.rows != n:
+                find = self._xfind[k] = _ExplicitFinder(xpos, n)
             hit, j = find(p)
-            if hit.size:
-                q[hit] = p[hit]
-        pend = self._pend.get(k)
+        pend = self._pend.get(k) if self._pend else None
         mine = np.flatnonzero(p == pend[0]) if pend is not None else None
-        if mine is not None:
-            q[mine] = p[mine]
-        np.minimum(q, view.shape[0] - 1, out=q)
-        out = _take(view, self._arrays.get(k), torch.from_numpy(q), q)
+        mapped = self._arrays.get(k)
+        if mapped is not None and positions.device.type == "cpu":
+            out = mapped.take_clipped(q)
+        else:
+            np.minimum(q, n - 1, out=q)
+            out = view.index_select(0, torch.from_numpy(q))
         if hit is not None and hit.size:
             recs = self._explicit(k)
             assert recs is not None
             assert j is not None
-            rows = col.to_torch(recs["row"][j], self._fields[k]["dtype"])  # a fresh copy
-            _put_rows(out, hit, rows)
+            explicit = recs["row"][j]  # a fresh copy
+            if mapped is not None and mapped.rows is not None and out.dtype == mapped.dtype:
+                out.numpy()[hit] = explicit  # the batch's own memory: one numpy assignment
+            else:
+                gather._put_rows(out, hit, col.to_torch(explicit, self._fields[k]["dtype"]))
         if mine is not None and mine.size:
             assert pend is not None
             row = col.to_torch(pend[1], self._fields[k]["dtype"])
-            _put_rows(out, mine, row.expand(len(mine), *row.shape[1:]))
+            gather._put_rows(out, mine, row.expand(len(mine), *row.shape[1:]))
         return out
 
     def _read_range(self, start: int, stop: int) -> TensorDict:
@@ -474,22 +490,6 @@ class MemmapFiles(BlockChecks, RowStore):
             self._td_view = full if filled == self._rows else full[:filled]
             self._td_rows = filled
         return self._td_view
-
-
-def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:
-    """``out[at] = rows``: a few rows (a batch's explicit next values) copied one by one,
-    ~20x cheaper than tensor-indexed assignment of large rows."""
-    if len(at) > 16:
-        out[torch.from_numpy(at)] = rows
-        return
-    for i, row in zip(at.tolist(), rows):
-        out[i].copy_(row)
-
-
-def _built(tree: dict, size: torch.Size) -> TensorDict:
-    """Nested dicts of checked leaves ``[n, ...]`` as a TensorDict (no per-leaf checks)."""
-    entries = {k: _built(v, size) if isinstance(v, dict) else v for k, v in tree.items()}
-    return _compat.new_td(entries, size, _CPU)
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:

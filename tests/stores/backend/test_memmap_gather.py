@@ -97,3 +97,21 @@ def test_sampled_next_observations_equal_the_written_ones(tmp_path):
         assert torch.equal(batch["next", "observation"], want["next", "observation"])
         assert torch.equal(batch["observation"], want["observation"])
         assert torch.equal(batch["next", "done"], want["next", "done"])
+
+
+def test_take_clipped_reads_positions_past_the_last_row_as_the_last_row() -> None:
+    view = torch.arange(12, dtype=torch.float32).view(4, 3)
+    rows = _as_rows(view)
+    assert rows is not None
+    got = rows.take_clipped(np.array([1, 4, 3]))
+    assert torch.equal(got, view[[1, 3, 3]])
+
+
+def test_read_plan_lists_nested_dicts_deepest_first() -> None:
+    from rldata.stores.backend._memmap_gather import _read_plan
+
+    fields = {"a": {}, "next.b": {}, "next.deep.c": {}}
+    count, steps, nested = _read_plan(fields)
+    assert count == 3
+    assert [s[0] for s in steps] == ["a", None, "next.b", None, "next.deep.c"]
+    assert nested == [(1, "deep", 2), (0, "next", 1)]
