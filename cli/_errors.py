@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -51,6 +52,17 @@ def environment_error(err: OSError) -> str | None:
         return None
     name = err.filename if isinstance(err.filename, str) else repr(err.filename)
     return one_line(OSError(f"{name}: {err.strerror or os.strerror(err.errno)}"))
+
+
+def as_flag(err: RldataError, names: Iterable[str]) -> click.ClickException:
+    """One line for a range error about a value the user typed as an option: the message
+    (``batch_size must be an integer in [1, 2**24], got 0``) names the flag
+    (``--batch-size``) instead of the keyword, so the line points at what to retype."""
+    text = one_line(err)
+    name, _, rest = text.partition(" ")
+    if name in names and rest.startswith("must be"):
+        text = f"--{name.replace('_', '-')} {rest}"
+    return click.ClickException(text)
 
 
 CREDENTIAL_ERRORS = frozenset(

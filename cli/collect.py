@@ -12,6 +12,8 @@ import click
 
 from rldata import _untrusted as untrusted
 from rldata import api
+from rldata.errors import ConfigError
+from rldata_cli._errors import as_flag
 from rldata_cli._metadata import metadata_kwargs, metadata_options
 from rldata_cli._progress import Bar, quiet_option
 
@@ -71,6 +73,10 @@ class _Bar(Bar):
         ret = "-" if stats.mean_return is None else f"{stats.mean_return:.2f}"
         extra = [f"{stats.fps:,.0f} frames/s", f"{stats.episodes} episodes", f"mean return {ret}"]
         self.update(stats.frames, extra=extra)
+
+
+NUMERIC = ("frames", "num_envs", "workers", "seed", "commit_every")
+"""The numeric options, each checked against its range by :func:`rldata.api.collect`."""
 
 
 @click.command()
@@ -202,6 +208,8 @@ def collect(
                 env_kwargs=env_kwargs,
                 **metadata_kwargs(authors, description, license_, code_link),
             )
+        except ConfigError as err:  # a number out of its range is named as the flag
+            raise as_flag(err, NUMERIC) from None
         except TypeError as err:  # gymnasium.make: the env does not take one of the kwargs
             if env_kwargs is None or "unexpected keyword argument" not in str(err):
                 raise

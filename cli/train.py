@@ -15,8 +15,10 @@ import click
 
 from rldata import _untrusted as untrusted
 from rldata import api
+from rldata.errors import ConfigError
 from rldata.trainers import ALGORITHMS, TrainConfig, check_resume_flags
 from rldata.trainers.config import GENERAL_DEFAULTS
+from rldata_cli._errors import as_flag
 from rldata_cli._help import GroupedOption, SectionedCommand
 from rldata_cli._progress import TrainBar, quiet_option
 from rldata_cli._terminal import echo, escape
@@ -176,7 +178,10 @@ def train(
             ) from None
     if resume:  # a flag that contradicts the run is refused, not silently ignored
         check_resume_flags(out, given)
-    config = TrainConfig(**given)
+    try:
+        config = TrainConfig(**given)
+    except ConfigError as err:  # a flag out of its range is named as the flag
+        raise as_flag(err, [k for k, v in fields.items() if v is not None]) from None
     label = f"{config.algo} {config.env or config.dataset}"
     with TrainBar(label, enabled=not quiet) as bar:
         summary = api.train(config, out=out, resume=resume, force=force, progress=bar)
@@ -197,7 +202,10 @@ def evaluate(
     runs: tuple[str, ...], env_id: str | None, episodes: int, seed: int | None, quiet: bool
 ) -> None:
     """Evaluate each run's policy deterministically on fixed seeds; print a results table."""
-    results = [api.evaluate(run, env=env_id, episodes=episodes, seed=seed) for run in runs]
+    try:
+        results = [api.evaluate(run, env=env_id, episodes=episodes, seed=seed) for run in runs]
+    except ConfigError as err:
+        raise as_flag(err, ("episodes", "seed")) from None
     results = [{k: escape(v) if isinstance(v, str) else v for k, v in r.items()} for r in results]
     for r in results:
         echo(

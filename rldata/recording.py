@@ -121,10 +121,13 @@ def _is_collector(obj: Any) -> bool:
     )
 
 
+MAX_FRAMES = 2**48
+"""The most transitions one recording asks for: 2**48 rows of even one byte are 256 TiB, so
+a larger count is a typo (``--frames 2**70`` would otherwise record until the disk fills)."""
+
+
 def _frames(frames: int) -> int:
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames <= 0:
-        raise ConfigError(f"frames must be a positive integer, got {frames!r}")
-    return frames
+    return _frames_named("frames", frames)
 
 
 def record(
@@ -286,15 +289,13 @@ MAX_WORKERS = 256
 """Upper bounds that catch a typo before it forks thousands of processes or envs."""
 
 
-def _at_most(name: str, value: int, limit: int) -> int:
-    if value > limit:
-        raise ConfigError(f"{name} must be at most {limit}, got {value}")
-    return value
-
-
-def _frames_named(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+def _frames_named(name: str, value: int, limit: int = MAX_FRAMES) -> int:
+    """``value`` if it is an integer in ``[1, limit]``, else one line naming ``name``, the
+    range and the value given."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        top = f"2**{limit.bit_length() - 1}" if limit == MAX_FRAMES else str(limit)
+        raise ConfigError(f"{name} must be an integer in [1, {top}], got {shown}")
     return value
 
 
@@ -545,8 +546,8 @@ def collect(
         )
     if not pixels_only and not from_pixels:
         raise ConfigError("pixels_only=False (--no-pixels-only) needs from_pixels=True")
-    num_envs = _at_most("num_envs", _frames_named("num_envs", num_envs), MAX_NUM_ENVS)
-    workers = _at_most("workers", _frames_named("workers", workers), MAX_WORKERS)
+    num_envs = _frames_named("num_envs", num_envs, MAX_NUM_ENVS)
+    workers = _frames_named("workers", workers, MAX_WORKERS)
     if commit_every is not None:
         _frames_named("commit_every", commit_every)
     if seed is not None and (

@@ -172,11 +172,11 @@ CLI_CASES = [
         ["ale"],
     ),
     CliCase("unknown backend", _collect("--backend", "nope"), ["nope", "memmap"]),
-    CliCase("num envs zero", _collect("--num-envs", "0"), ["num_envs", "0"]),
-    CliCase("num envs absurd", _collect("--num-envs", "100000"), ["num_envs", "100000"]),
+    CliCase("num envs zero", _collect("--num-envs", "0"), ["--num-envs", "0"]),
+    CliCase("num envs absurd", _collect("--num-envs", "100000"), ["--num-envs", "100000"]),
     CliCase("workers zero", _collect("--workers", "0"), ["workers", "0"]),
     CliCase("workers absurd", _collect("--workers", "5000"), ["workers", "5000"]),
-    CliCase("commit every zero", _collect("--commit-every", "0"), ["commit_every", "0"]),
+    CliCase("commit every zero", _collect("--commit-every", "0"), ["--commit-every", "0"]),
     CliCase(
         "out under a file", _collect(out=lambda t: str(t / "afile" / "ds")), ["afile"], _file_at
     ),

@@ -272,6 +272,8 @@ class Rule:
 
 
 def _num(x: float) -> str:
+    if float(x).is_integer() and abs(x) >= 2**20 and (int(abs(x)) & (int(abs(x)) - 1)) == 0:
+        return f"{'-' if x < 0 else ''}2**{int(abs(x)).bit_length() - 1}"  # 2**62, not 4.6e+18
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
 
 

@@ -14,7 +14,7 @@ from rldata.env_ids import trusted_env_id
 from rldata.envs import GymEnv
 from rldata.errors import ConfigError
 from rldata.trainers.checkpoint import read_json
-from rldata.trainers.config import TrainConfig
+from rldata.trainers.config import FIELD_RULES, TrainConfig
 from rldata.trainers.evaluation import evaluate_policy
 
 
@@ -37,13 +37,14 @@ def evaluate_run(
         ``{"run", "env", "episodes", "returns", "mean", "std"}``, plus the run's ``algo``,
         ``mode``, ``env_steps``, ``updates`` and ``wall_s`` from its ``summary.json``.
     """
+    FIELD_RULES["eval_episodes"].check("episodes", episodes)  # the range a run's config has
+    if seed is not None:
+        FIELD_RULES["seed"].check("seed", seed)
     path = run
     summary_path = os.path.join(path, "summary.json")
     config_path = os.path.join(path, "config.json")
     if not os.path.isfile(config_path):
         raise ConfigError(f"no training run at {path!r} (expected {config_path})")
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
-        raise ConfigError(f"episodes must be a positive integer, got {episodes!r}")
     config = read_json(config_path)
     TrainConfig.from_dict(config)  # a tampered config.json: one line naming the field
     trained: dict[str, Any] = {}
