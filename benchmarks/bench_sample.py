@@ -40,10 +40,12 @@ NOTES = """### Where a batch's time goes
 
 - **memmap store**: `rldata.load(store, batch_size=256).sample()`: the sampler's draw, a
   bounds check (numpy min/max), the block-digest check (one flag once every block was
-  checked on first touch: nothing on warm reads), one gather per payload file (10 files;
-  `next.observation` is `observation` one row later, patched at the explicit rows found
-  through a bucket table), each leaf wrapped as a tensor, and a TensorDict built without
-  per-leaf checks. Measured in a child process, one per code version (`before`: the read
+  checked on first touch: nothing on warm reads), one gather per payload file (10 files,
+  each a numpy `take` of whole rows along axis 0 of a `[rows, *shape]` view of the mapping,
+  wrapped by `torch.from_numpy`; `next.observation` is `observation` one row later, a
+  clipping take, its explicit rows found through a bucket table and patched by one numpy
+  assignment), and the batch's two TensorDicts built without per-leaf checks from a
+  precomputed plan. Measured in a child process, one per code version (`before`: the read
   path before the change).
 - **page-cache gathers alone**: the same 11 random 256-row gathers from the mapped files
   and nothing else (no sampler, checks, tensors or TensorDict), in the same child.
