@@ -20,8 +20,9 @@ Which units the store has (format 1.4 block digests, or checksum chunks) is prin
 batch downloads whole units, so their size decides the first batch's bytes.
 
 Run:  nice -n 10 python benchmarks/bench_stream.py --rows 1000000[,10000000] [--rounds 2]
-          [--cache-bytes 4000000000] [--gap BYTES] [--write]
-      (--write: benchmarks/RESULTS-stream.md; --gap: a key's units this near share a range)
+          [--cache-bytes 4000000000] [--gap BYTES] [--write] [--render WORK/raw.json]
+      (--write: benchmarks/RESULTS-stream.md; --gap: a key's units this near share a range;
+      --render: print an earlier run's table again, from the raw figures it kept)
 """
 
 from __future__ import annotations
@@ -424,7 +425,13 @@ def main() -> None:
     ap.add_argument(
         "--scaling", action="store_true", help="only: GETs/s by object size and concurrency"
     )
+    ap.add_argument(
+        "--render", default=None, help="only: the table of an earlier run's WORK/raw.json"
+    )
     args = ap.parse_args()
+    if args.render:  # the other arguments as that run had them (--server, --gap, --rounds)
+        print(table(json.loads(Path(args.render).read_text()), args))
+        return
     if args.scaling:
         print("| server | object | 1 at once | 8 | 64 | 256 |\n|---|---|---|---|---|---|")
         print("\n".join(scaling("stock") + scaling("ranged")))

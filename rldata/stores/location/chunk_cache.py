@@ -32,10 +32,13 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from rldata._env import env_bytes
 from rldata.errors import ConfigError, CorruptStoreError
-from rldata.stores.location._packs import SUFFIX, Packs
+from rldata.stores.location._packs import INDEX_DTYPE, SUFFIX, Packs
 from rldata.stores.location.places import cache_root
 
 ENV_BYTES = "RLDATA_CHUNK_CACHE_BYTES"
@@ -133,6 +136,31 @@ class ChunkCache:
             if path is not None:
                 self._account(size, path)
         return {sha for sha, _d in good}
+
+    def add_runs(self, runs: list[Any]) -> None:
+        """Keep, as one pack, the verified units of ``runs`` (``remote_units.Run``: units of
+        one key back to back, each checked against its raw digest, ``good`` marking those
+        that matched): each run written whole, indexed by its verified units only."""
+        body: list[bytes] = []
+        parts: list[np.ndarray] = []
+        at = 0
+        for run in runs:
+            u, n = run.units, run.stop - run.first
+            ub = u.unit_rows * u.row_bytes
+            idx = np.zeros(n, INDEX_DTYPE)
+            idx["sha"] = np.frombuffer(u.raw_digests(run.first, run.stop), "V32")
+            idx["off"] = at + np.arange(n, dtype=np.uint64) * ub
+            idx["len"] = ub
+            idx["len"][-1] = len(run.data) - (n - 1) * ub
+            parts.append(idx if run.good is None else idx[run.good])
+            body.append(run.data)
+            at += len(run.data)
+        index = np.concatenate(parts) if parts else np.zeros(0, INDEX_DTYPE)
+        size = int(index["len"].sum())
+        if len(index) and size <= self.max_bytes:
+            path = self._packs.add_parts(body, index)
+            if path is not None:
+                self._account(at, path)
 
     def add(self, sha: str, data: bytes, *, where: str) -> bytes:
         """Keep ``data`` as the unit of digest ``sha`` once it hashes to it; ``data``.

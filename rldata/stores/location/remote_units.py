@@ -20,6 +20,7 @@ from rldata.stores.format import schema as sch
 from rldata.stores.location.chunk_cache import ChunkCache
 from rldata.stores.location.places import Location, redact
 from rldata.stores.location.remote_names import check_name, read_capped
+from rldata.stores.location.unit_runs import Run, table_digests, verify_run
 
 try:  # format 1.4's block digests (rldata.stores.format.blocksums), when this tree has them
     from rldata.stores.format.blocksums import BlockTable
@@ -53,6 +54,9 @@ class Units:
     count: int
     last_rows: int
     digest: Callable[[int], str]
+    digests: Callable[[int, int], bytes] | None = None
+    """Raw 32-byte digests of units ``[a, b)`` back to back (one slice of the block table
+    instead of a look-up a unit); None: :attr:`digest` a unit at a time."""
 
     def rows(self, c: int) -> int:
         return self.last_rows if c == self.count - 1 else self.unit_rows
@@ -60,6 +64,12 @@ class Units:
     def byte_range(self, c: int) -> tuple[int, int]:
         start = c * self.unit_rows * self.row_bytes
         return start, start + self.rows(c) * self.row_bytes
+
+    def raw_digests(self, a: int, b: int) -> bytes:
+        """The expected raw digests of units ``[a, b)``, 32 bytes each, back to back."""
+        if self.digests is not None:
+            return self.digests(a, b)
+        return b"".join(bytes.fromhex(self.digest(c)) for c in range(a, b))
 
 
 def streamable(m: dict[str, Any]) -> bool:
@@ -69,6 +79,17 @@ def streamable(m: dict[str, Any]) -> bool:
         return False
     sums = m.get("checksums") or {}
     return isinstance(sums.get("chunk_rows"), int) and isinstance(sums.get("chunks"), dict)
+
+
+def sized(m: dict[str, Any]) -> list[str] | None:
+    """The objects whose sizes an open checks (payload files, block digests); None when
+    the manifest does not list its payload as expected (the open refuses it then)."""
+    payload = m.get("payload")
+    files = payload.get("files") if isinstance(payload, dict) else None
+    if not isinstance(files, dict):
+        return None
+    blocks = block_entry(m)
+    return [str(r) for r in files.values()] + ([str(blocks["path"])] if blocks else [])
 
 
 def block_entry(m: dict[str, Any]) -> dict | None:
@@ -101,6 +122,7 @@ def units_of(m: dict[str, Any], key: str, rel: str, table: Any = None) -> Units:
             table.blocks,
             filled - (table.blocks - 1) * b if table.blocks else 0,
             lambda c: table.digest(key, c).hex(),
+            table_digests(table, key),
         )
     chunk = int(m["checksums"]["chunk_rows"])
     entries = m["checksums"]["chunks"].get(key) or []
@@ -178,6 +200,18 @@ class Remote:
         with ThreadPoolExecutor(min(FETCH_THREADS, max(1, len(rels)))) as pool:
             list(pool.map(one, rels))
 
+    def block_digests(self, entry: dict) -> bytes:
+        """The committed bytes of the block digests' sidecar named by manifest ``entry``
+        (the caller checks them against the entry's SHA-256)."""
+        rel = str(entry["path"])
+        need = int(entry["blocks"]) * len(entry["keys"]) * 32
+        if self.size(rel) < need:
+            raise CorruptStoreError(
+                f"{self.url}/{rel}: object index declares {self.size(rel)} bytes, "
+                f"expected at least {need} for {entry['blocks']} blocks"
+            )
+        return self.prefix(rel, need, where=f"{self.url}/{rel}")
+
     def prefix(self, rel: str, n: int, *, where: str) -> bytes:
         """The first ``n`` bytes of object ``rel`` (the caller checks them)."""
         if n == 0:
@@ -211,18 +245,30 @@ class Remote:
         return [got[(u.rel, c)] for u, c in wanted]
 
     def fetch_units(self, wanted: list[tuple[Units, int]]) -> dict[tuple[str, int], bytes]:
-        """Several units at once (a batch's), by ``(rel, unit)``: those the cache holds, the
-        others in as few requests as their places allow, plus every other unit those
-        requests carried that verifies. A key's units closer than :data:`COALESCE_GAP` bytes
-        are read as one range (at most :data:`MAX_SPAN` bytes), and all ranges go out at
-        once (up to :data:`FETCH_AT_ONCE` in flight). Each unit inside a range is verified on
-        its own before it is served or cached; one the batch wants that does not verify is
-        refused, one between wanted ones is dropped. A group of ranges is kept as one pack
-        (one file written, not one a unit)."""
+        """Several units at once, by ``(rel, unit)``: those of :meth:`fetch_runs`, each
+        unit's bytes on its own (every verified unit the requests carried included)."""
+        out: dict[tuple[str, int], bytes] = {}
+        for run in self.fetch_runs(wanted):
+            for c in run.verified():
+                out[(run.units.rel, c)] = run.piece(c)
+        return out
+
+    def fetch_runs(self, wanted: list[tuple[Units, int]]) -> list[Run]:
+        """Several units at once (a batch's) as runs of units: those the cache holds (a run
+        of one each), the others in as few requests as their places allow, with every other
+        unit those requests carried that verifies. A key's units closer than
+        :data:`COALESCE_GAP` bytes are read as one range (at most :data:`MAX_SPAN` bytes),
+        and all ranges go out at once (up to :data:`FETCH_AT_ONCE` in flight). Each unit
+        inside a range is verified on its own (against its raw digest) before it is served
+        or cached; one the batch wants that does not verify is refused, one between wanted
+        ones is dropped. A group of ranges is kept as one pack (one file, not one a unit)."""
         shas = {(u.rel, c): u.digest(c) for u, c in wanted}
         held = self.cache.cached_many(list(dict.fromkeys(shas.values())))
-        out = {k: held[sha] for k, sha in shas.items() if sha in held}
-        miss = list({(u.rel, c): (u, c) for u, c in wanted if (u.rel, c) not in out}.values())
+        keyed = {(u.rel, c): u for u, c in wanted}
+        out = [Run(keyed[k], k[1], k[1] + 1, held[sha]) for k, sha in shas.items() if sha in held]
+        miss = list(
+            {(u.rel, c): (u, c) for u, c in wanted if shas[(u.rel, c)] not in held}.values()
+        )
         spans = coalesce(miss)
         g = 0
         while g < len(spans):
@@ -236,19 +282,28 @@ class Remote:
                 size += b - a
                 g += 1
             got = self._fetch([s.request() for s in group])
-            pieces: list[tuple[Units, int, str, bytes]] = []
+            runs = []
             for span, data in zip(group, got):
                 whole = self._checked_span(span, data)
-                a0 = span.units.byte_range(span.first)[0]
-                for c in range(span.first, span.stop):
-                    a, b = span.units.byte_range(c)
-                    pieces.append((span.units, c, span.units.digest(c), whole[a - a0 : b - a0]))
-            good = self.cache.add_many([(sha, piece) for _u, _c, sha, piece in pieces])
-            for u, c, sha, piece in pieces:
-                if sha in good:
-                    out[(u.rel, c)] = piece
-                elif (u.rel, c) in shas:  # refused in one line, not cached
-                    self.cache.add(sha, piece, where=self._where(u, c))
+                runs.append(
+                    Run(
+                        span.units,
+                        span.first,
+                        span.stop,
+                        whole,
+                        verify_run(span.units, span.first, span.stop, whole),
+                    )
+                )
+            self.cache.add_runs(runs)
+            for run, span in zip(runs, group):
+                if run.good is None:
+                    continue
+                for c, _j in span.wanted:  # refused in one line, not cached
+                    if not run.good[c - run.first]:
+                        self.cache.add(
+                            shas[(run.units.rel, c)], run.piece(c), where=self._where(run.units, c)
+                        )
+            out.extend(runs)
         return out
 
     def _checked_span(self, span: Span, data: object) -> bytes:

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import os
 import secrets
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,10 @@ from rldata.stores.location.remote_units import (
     MIN_SLOTS,
     BlockTable,
     Remote,
+    Run,
     Units,
     block_entry,
+    sized,
     streamable,
     units_of,
 )
@@ -93,6 +96,37 @@ class StreamColumn:
             return needed, []
         return needed, [int(c) for c in needed[self._slot_of[needed] < 0]]
 
+    def _alloc(self) -> None:
+        if self._slots is None:  # pages are committed as units land, not here
+            self._slots = torch.empty(
+                (self.n_slots * self.units.unit_rows, *self.row_shape), dtype=self.dtype
+            )
+            self._bytes = self._slots.view(-1).view(torch.uint8).numpy().reshape(self.n_slots, -1)
+
+    def install_runs(self, runs: list[Run]) -> None:
+        """Copy each verified run of units into its slots (identity only: slot u is unit u,
+        so a run is one contiguous copy, whatever number of units it carries)."""
+        assert self.identity
+        self._alloc()
+        assert self._bytes is not None
+        flat = self._bytes.reshape(-1)
+        ub = self.units.unit_rows * self.units.row_bytes
+        for run in runs:
+            data = np.frombuffer(run.data, np.uint8)
+            if run.good is None:
+                flat[run.first * ub : run.first * ub + data.size] = data
+                done = np.arange(run.first, run.stop)
+            else:
+                done = np.flatnonzero(run.good) + run.first
+                for c in done.tolist():
+                    a = (c - run.first) * ub
+                    flat[c * ub : c * ub + min(ub, data.size - a)] = data[a : a + ub]
+            self._slot_of[done] = done
+            self._unit_in[done] = done
+            self._stamp[done] = self._tick
+        self._held = int(np.count_nonzero(self._slot_of >= 0))
+        self.complete = self._held == self.units.count
+
     def install(self, needed: np.ndarray, got: dict[int, bytes]) -> bool:
         """Put every unit of ``needed`` in a slot (``got`` holds fetched bytes); False when
         they do not all fit, and nothing was evicted."""
@@ -104,11 +138,7 @@ class StreamColumn:
         lacking = needed[have < 0]
         if not lacking.size:
             return True
-        if self._slots is None:  # pages are committed as units land, not here
-            self._slots = torch.empty(
-                (self.n_slots * self.units.unit_rows, *self.row_shape), dtype=self.dtype
-            )
-            self._bytes = self._slots.view(-1).view(torch.uint8).numpy().reshape(self.n_slots, -1)
+        self._alloc()
         if self.identity:
             free = lacking
         else:
@@ -200,15 +230,24 @@ class StreamStore(MemmapStore):
 
     _remote: Remote
     _budget: int
+    _early: dict[str, Future]
 
     @classmethod
     def over(
-        cls, shell: Path, manifest: dict[str, Any], remote: Remote, budget: int
+        cls,
+        shell: Path,
+        manifest: dict[str, Any],
+        remote: Remote,
+        budget: int,
+        early: dict[str, Future] | None = None,
     ) -> StreamStore:
-        """Open the store whose small files sit in ``shell`` and payload at ``remote``."""
+        """Open the store whose small files sit in ``shell`` and payload at ``remote``
+        (``early``: the size checks and block digests already requested, by
+        :func:`open_stream`, so their round trips overlap)."""
         store = cls(shell, manifest, writable=False, lock=None)
         store.path = remote.url
         store._remote, store._budget = remote, budget
+        store._early = early or {}
         store._sums = chunk_sums(manifest, functools.partial(_sidecar, remote), where=remote.url)
         store._attach_payload()
         store._load_index()
@@ -243,10 +282,11 @@ class StreamStore(MemmapStore):
         self._paths = {}
         self._check_payload()
         files = self._m["payload"]["files"]
-        blocks = block_entry(self._m)
-        self._remote.check_sizes(
-            [str(r) for r in files.values()] + ([str(blocks["path"])] if blocks else [])
-        )
+        sizes = self._early.get("sizes")
+        if sizes is not None:
+            sizes.result()
+        else:
+            self._remote.check_sizes(sized(self._m) or [])
         self._load_explicit()
         filled = self._filled()
         late = self._late()
@@ -274,14 +314,8 @@ class StreamStore(MemmapStore):
         entry = block_entry(self._m)
         if entry is None:
             return None
-        rel = str(entry["path"])
-        need = int(entry["blocks"]) * len(entry["keys"]) * 32
-        if self._remote.size(rel) < need:
-            raise CorruptStoreError(
-                f"{self.path}/{rel}: object index declares {self._remote.size(rel)} bytes, "
-                f"expected at least {need} for {entry['blocks']} blocks"
-            )
-        data = self._remote.prefix(rel, need, where=f"{self.path}/{rel}")
+        early = self._early.get("blocks")
+        data = early.result() if early is not None else self._remote.block_digests(entry)
         return BlockTable.from_bytes(entry, data, f"{self.path}: ")
 
     def _records(self, k: str, count: int) -> np.ndarray | None:
@@ -317,15 +351,18 @@ class StreamStore(MemmapStore):
                 todo.extend((col, u) for u in fetch)
         if not todo:
             return
-        got = self._remote.fetch_units([(col.units, u) for col, u in todo])
-        by_rel: dict[str, dict[int, bytes]] = {}
-        for (rel, u), data in got.items():
-            by_rel.setdefault(rel, {})[u] = data
+        runs = self._remote.fetch_runs([(col.units, u) for col, u in todo])
+        by_rel: dict[str, list[Run]] = {}
+        for run in runs:
+            by_rel.setdefault(run.units.rel, []).append(run)
         for col, needed in wanted:
-            mine = by_rel.get(col.units.rel, {})
+            mine = by_rel.get(col.units.rel, [])
             if col.identity:  # the key fits: units a range carried on the way take slots too
-                needed = np.union1d(needed, np.fromiter(mine, np.int64, len(mine)))
-            col.install(needed, mine)
+                col.install_runs(mine)
+                col.install(needed, {})
+                continue
+            want = set(needed.tolist())
+            col.install(needed, {c: r.piece(c) for r in mine for c in r.verified() if c in want})
 
     def _read(self, positions: torch.Tensor) -> TensorDict:
         self._prefetch(positions)
@@ -390,9 +427,18 @@ def open_stream(
         small.append((str(ref["path"]), str(ref["sha256"]), n if type(n) is int else None))
     # the statistics (32 MB at 10M rows) are fetched when first asked for, not at open
     _land(shell, remote, small[:1], manifest_bytes)
-    _land(shell, remote, small[1:])
     budget = memory_bytes if memory_bytes is not None else cache.max_bytes
-    return StreamStore.over(shell, m, remote, budget)
+    with ThreadPoolExecutor(3) as pool:  # the open's round trips overlap; errors in order
+        index = pool.submit(_land, shell, remote, small[1:])
+        early: dict[str, Future] = {}
+        rels = sized(m) if streamable(m) else None
+        if rels is not None:
+            early["sizes"] = pool.submit(remote.check_sizes, rels)
+        entry = block_entry(m)
+        if entry is not None and rels is not None:
+            early["blocks"] = pool.submit(remote.block_digests, entry)
+        index.result()
+        return StreamStore.over(shell, m, remote, budget, early)
 
 
 def _stats_files(m: dict[str, Any]) -> list[tuple[str, str, int | None]]:
