@@ -31,6 +31,10 @@ from rldata.stores.backend._zarr_cache import IMPLIED, ZarrChunks
 from rldata.stores.backend._zarr_shards import Layout, StaleObjectError
 
 RSS_EVERY = 8  # in-place reads between two looks at the resident mapped bytes (~20 us each)
+PASS_BYTES = 64 << 20
+"""Bytes range reads (verify, the digest, push, convert) serve in place before the mapped
+shards' pages are dropped from this process: a pass over the whole store otherwise keeps up
+to ``RLDATA_MAP_BYTES`` of it resident, its peak growing with the store."""
 
 
 class ZarrPlainReads(ZarrChunks):
@@ -45,6 +49,7 @@ class ZarrPlainReads(ZarrChunks):
         self._pgen = -1
         self._reads = 0  # in-place reads by this handle
         self._rss0: int | None = None  # file-backed resident bytes before the first one
+        self._passed = 0  # bytes served in place by range reads since mapped pages were dropped
 
     def _columns_at(
         self, index: np.ndarray, names: list[str] | None = None
@@ -115,6 +120,14 @@ class ZarrPlainReads(ZarrChunks):
         array, within one chunk and not cached, the checked shard's bytes themselves, one
         slice when its inner chunks lie back to back (no decode, no copy)."""
         got = self._plain_raw(name, start, stop)
+        if got is None and stop > start and (stop - 1) // self._chunk != start // self._chunk:
+            ch = self._chunk  # a pass's block across shards (verify's and the digest's steps)
+            cuts = range(start // ch, (stop - 1) // ch + 1)
+            parts = [
+                self._plain_raw(name, max(start, c * ch), min(stop, c * ch + ch)) for c in cuts
+            ]
+            if all(p is not None for p in parts):
+                return memoryview(b"".join(parts))  # type: ignore[arg-type]
         return super()._raw(name, start, stop) if got is None else got
 
     def _plain_raw(self, name: str, start: int, stop: int) -> memoryview | None:
@@ -131,6 +144,10 @@ class ZarrPlainReads(ZarrChunks):
             or not self._in_place_keys([name])
         ):
             return None
+        self._passed += (stop - start) * self._layouts[name].row_bytes
+        if self._passed > PASS_BYTES:  # a whole-store pass: its mapped pages are done with
+            self._passed = 0
+            self._objects.release_maps()
         base = name[len("next.") :] if name.startswith("next.") else None
         if base not in self._masks:
             return memoryview(self._raw_rows(name, c, start, stop)).cast("B")  # type: ignore[arg-type]
