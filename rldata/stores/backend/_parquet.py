@@ -310,10 +310,9 @@ class ParquetStore(ParquetBlocks, ParquetDecode, ParquetPartChecks, RowStore):
     ) -> dict[str, np.ndarray]:
         if index.size == 0:
             return {k: self._empty(k) for k in names}
-        got = self._groups.gather(index, names)
-        if check:  # before any of it is served (after: the groups it decoded are cached)
-            self._verify_index(index, names)
-        return got
+        if check:  # first: blocks read in one request each, then the rows from the cache
+            self._verify_rows(index, names)
+        return self._groups.gather(index, names)
 
     def _empty(self, name: str) -> np.ndarray:
         entry = self._fields[name]

@@ -154,6 +154,17 @@ class ParquetBlocks:
             b = self._block_table().block_rows
             self._verify_blocks(np.unique(index // b), names)
 
+    def _verify_rows(self, index: np.ndarray, names: list[str]) -> None:
+        """Check the blocks of rows ``index`` before they are read. In-place parts take
+        value offsets from their footers (no page header read); where those blocks fail,
+        every header is read and they are checked again, and refused if they still fail."""
+        try:
+            self._verify_index(index, names)
+        except CorruptStoreError:
+            if not self._groups.check_headers():
+                raise
+            self._verify_index(index, names)
+
     def _verify_span(self, start: int, stop: int, names: list[str]) -> None:
         """:meth:`_verify_index` for rows ``[start, stop)``."""
         if stop > start and self._lazy_blocks():

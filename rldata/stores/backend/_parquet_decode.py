@@ -109,7 +109,12 @@ class ParquetDecode:
             return None  # a part written compressed (before 1.x plain parts, or pixels)
         path = inside(self.root, part["path"], "a parquet part")
         return PlainPart(
-            path, meta, self._fields, once, lambda k, g: self._next_group(f, part, k, g)
+            path,
+            meta,
+            self._fields,
+            once,
+            lambda k, g: self._next_group(f, part, k, g),
+            footer_only=self._lazy_blocks(),
         )
 
     def _next_group(

@@ -168,6 +168,11 @@ class RowGroups:
             self._plain[i] = None if self._plain_of is None else self._plain_of(f, self._parts[i])
         return self._plain[i]
 
+    def check_headers(self) -> bool:
+        """Every in-place part reads its value offsets from the page headers from now on;
+        False if every one did already (see :meth:`PlainPart.check_headers`)."""
+        return any([p.check_headers() for p in self._plain.values() if p is not None])
+
     def plain_span(self, start: int, stop: int) -> tuple[PlainPart, int, int] | None:
         """The PLAIN part holding all of rows ``[start, stop)`` and their rows in it (None:
         the rows span parts, or their part is decoded by row group)."""

@@ -52,8 +52,13 @@ def value_start(
     width: int,
     size: int,
     dtype: str,
+    header: bool = True,
 ) -> int | None:
-    """Where a PLAIN column chunk's values begin in the file (None: not that layout)."""
+    """Where a PLAIN column chunk's values begin in the file (None: not that layout).
+
+    ``header=False``: from the footer alone, without reading the page header (one random
+    read a chunk, most of a cold first batch): for parts whose rows are checked against
+    block digests, where values at a wrong offset are refused, then read again with it."""
     if chunk.compression != "UNCOMPRESSED" or chunk.dictionary_page_offset is not None:
         return None
     first, total = chunk.data_page_offset, chunk.total_compressed_size
@@ -61,6 +66,8 @@ def value_start(
     nbytes = -(-rows * width // 8) if dtype == "bool" else rows * width * _itemsize(dtype)
     if first < 4 or total <= nbytes or end > size:
         return None
+    if not header:
+        return end - nbytes if chunk.num_values == rows * width else None
     try:
         t = Thrift(read(first, min(HEADER_BYTES, total)))
         head = t.struct()
@@ -101,8 +108,11 @@ class PlainPart:
         fields: dict,
         once: list[str],
         next_group: Callable[[str, int], tuple[np.ndarray, np.ndarray]],
+        footer_only: bool = False,
     ) -> None:
         self.fields, self.once = fields, once
+        # value offsets from the footer alone (rows checked against block digests)
+        self.footer_only = footer_only
         self._next_group = next_group  # (key, group) -> pyarrow's (explicit rows, values)
         self.fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self.fd).st_size
@@ -196,11 +206,15 @@ class PlainPart:
             return m[at : at + n]  # through the mapping: no system call a chunk
 
         new = groups[~self.ok[groups]].tolist()
+        self._prefetch(new)
         for g in new:
             rg = self.meta.row_group(g)
             rows = rg.num_rows
             for c, (leaf, width, _, dtype, _, _) in enumerate(self.cols):
-                start = value_start(read, rg.column(leaf), rows, width, self.size, dtype)
+                chunk = rg.column(leaf)
+                start = value_start(
+                    read, chunk, rows, width, self.size, dtype, not self.footer_only
+                )
                 if start is None:
                     return False
                 self.offsets[g, c] = start
@@ -209,9 +223,36 @@ class PlainPart:
         self.ok[new] = True
         return True
 
+    def _prefetch(self, groups: list[int]) -> None:
+        """Ask for the small chunks of ``groups`` a first read needs whole (the ``next``
+        pages, the one-bit flags) in one go, so their reads overlap instead of queueing."""
+        assert self._map is not None
+        leaves = [v[0] for v in self.next_leaf.values()] + [self.cols[c][0] for c in self._flags]
+        for g in groups:
+            rg = self.meta.row_group(g)
+            for leaf in leaves:
+                chunk = rg.column(leaf)
+                at, n = chunk.data_page_offset, chunk.total_compressed_size
+                if at >= 0 and n > 0 and at + n <= self.size:
+                    page = at & ~(mmap.PAGESIZE - 1)
+                    self._map.madvise(mmap.MADV_WILLNEED, page, at + n - page)
+
+    def check_headers(self) -> bool:
+        """Read value offsets from the page headers from now on (rows at the footer's
+        offsets failed their digests); False if they were read so already."""
+        if not self.footer_only:
+            return False
+        self.footer_only = False
+        self.ok[:] = False
+        self.offsets[:] = -1
+        return True
+
     def _mapped(self) -> np.ndarray:
         if self._bytes is None:
             self._map = mmap.mmap(self.fd, self.size, prot=mmap.PROT_READ)
+            # a fault reads its page, not the device's read-ahead around it (8 MiB on some
+            # disks: a cold first batch read most of the store); blocks ask for theirs
+            self._map.madvise(mmap.MADV_RANDOM)
             self._bytes = np.frombuffer(self._map, dtype=np.uint8)
         return self._bytes
 
@@ -246,6 +287,8 @@ class PlainPart:
         row = self.cols[c][1] * self.cols[c][2]
         at = int(self.offsets[g, c]) + (lo - int(self.starts[g])) * row
         assert self._map is not None  # learn() mapped the file
+        page = at & ~(mmap.PAGESIZE - 1)
+        self._map.madvise(mmap.MADV_WILLNEED, page, at + (hi - lo) * row - page)
         return memoryview(self._map)[at : at + (hi - lo) * row]
 
     def gather(self, local: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:

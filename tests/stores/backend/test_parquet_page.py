@@ -20,7 +20,13 @@ from hypothesis import strategies as hs
 import rldata.stores as stores
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _columns as col
-from rldata.stores.backend import _parquet, _parquet_blocks, _parquet_decode, _parquet_page
+from rldata.stores.backend import (
+    _parquet,
+    _parquet_blocks,
+    _parquet_decode,
+    _parquet_page,
+    _parquet_plain,
+)
 from rldata.stores.backend._parquet_codec import decode_column, encode_table
 from rldata.testing.ted_factory import ted_transitions
 
@@ -201,3 +207,39 @@ def test_a_changed_byte_in_a_next_page_is_served_as_written_or_refused(
 def test_pyarrow_codec_names_cover_what_the_writer_uses():
     assert _parquet.COMPRESSION.upper() in _parquet_page.CODECS
     assert pa.Codec.is_available(_parquet_page.CODECS["ZSTD"])
+
+
+def test_a_store_with_block_digests_reads_no_page_header_of_a_full_column(pristine, monkeypatch):
+    root, rows = pristine
+    real, headers = _parquet_plain.value_start, []
+
+    def counted(*args, **kwargs):
+        headers.append(args[-1] if len(args) > 6 else kwargs.get("header", True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_parquet_plain, "value_start", counted)
+    with stores.open(root) as s:
+        order = torch.randperm(ROWS)
+        assert torch.equal(s.get(order)["observation"], rows["observation"][order])
+    assert headers and not any(headers)  # offsets from the footers alone
+
+
+@HYPO
+@given(shift=hs.integers(-64, 64).filter(bool), row=hs.integers(0, ROWS - 1))
+def test_footer_offsets_that_miss_the_values_are_read_again_from_the_headers(pristine, shift, row):
+    """A part whose pages are not where its footer alone puts them (another writer's
+    layout): the rows fail their digests, the headers are read, the rows are served."""
+    root, rows = pristine
+    real = _parquet_plain.value_start
+
+    def footer_misses(*args, **kwargs):
+        at = real(*args, **kwargs)
+        footer = not (args[-1] if len(args) > 6 else kwargs.get("header", True))
+        return max(4, at + 4 * shift) if footer and at is not None else at
+
+    with pytest.MonkeyPatch.context() as mp, stores.open(root) as s:
+        mp.setattr(_parquet_plain, "value_start", footer_misses)
+        got = s.get(torch.tensor([row]))
+        assert all(not p.footer_only for p in s._groups._plain.values() if p is not None)
+        for key in ("observation", ("next", "observation"), "action"):
+            assert torch.equal(got[key], rows[key][[row]])
