@@ -403,9 +403,23 @@ class MultiCategorical(TensorSpec):
     ) -> None:
         self.nvec = _category_counts(nvec, "MultiCategorical")
         super().__init__(torch.Size([len(self.nvec)]) if shape is None else shape, device, dtype)
+        self.nvec_shape  # noqa: B018 - a shape that cannot hold nvec is refused here
+
+    @property
+    def nvec_shape(self) -> torch.Size:
+        """The trailing dims of ``shape`` that ``nvec`` (kept flat, row-major) fills: ``[2, 3]``
+        for a gymnasium ``MultiDiscrete`` with ``nvec`` of shape ``(2, 3)``, so each entry is
+        compared with its own count and a batched value broadcasts against it."""
+        for k in range(1, len(self.shape) + 1):
+            if math.prod(self.shape[len(self.shape) - k :]) == len(self.nvec):
+                return torch.Size(self.shape[len(self.shape) - k :])
+        raise SpecError(
+            f"MultiCategorical shape {list(self.shape)} does not end with dims holding its "
+            f"{len(self.nvec)} counts (nvec={self.nvec[:8]}{'...' if len(self.nvec) > 8 else ''})"
+        )
 
     def _nvec(self, device: torch.device | None) -> torch.Tensor:
-        return torch.tensor(self.nvec, device=device)
+        return torch.tensor(self.nvec, device=device).reshape(self.nvec_shape)
 
     def rand(self, shape: ShapeLike = ()) -> torch.Tensor:
         full = (*_size(shape), *self.shape)
@@ -786,15 +800,20 @@ def from_gym_space(
             return Categorical(n, device=device)
         return OneHot(n, device=device)
     if isinstance(space, spaces.MultiDiscrete):
-        nvec = np.asarray(space.nvec).reshape(-1)
-        if categorical_action_encoding:
-            return MultiCategorical(nvec, device=device)
-        return MultiOneHot(nvec, device=device)
+        nvec = np.asarray(space.nvec)
+        if categorical_action_encoding:  # indices keep the space's shape ([2, 3] stays 2-D)
+            return MultiCategorical(nvec.reshape(-1), space.shape, device=device)
+        return MultiOneHot(nvec.reshape(-1), device=device)  # one-hot blocks: one flat dim
     if isinstance(space, spaces.MultiBinary):
         return Binary(
             shape=[int(v) for v in np.asarray(space.n).reshape(-1)],
             device=device,
             dtype=_torch_dtype(space.dtype),
+        )
+    if isinstance(space, (spaces.Dict, spaces.Tuple)) and not space.spaces:
+        raise SpecError(
+            f"gymnasium {type(space).__name__} space {space!r} is empty: it has no values to "
+            "record (give it at least one sub-space)"
         )
     if isinstance(space, spaces.Dict):
         return Composite(

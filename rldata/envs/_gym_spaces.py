@@ -42,9 +42,24 @@ def observation_spec(space: Any, device: torch.device | None) -> Composite:
         ),
         device,
     )
+    if not isinstance(spec, Composite):
+        spec = Composite({"observation": spec}, device=device)
+    _refuse_empty_leaves(spec, "observation", space)
+    return spec
+
+
+def _refuse_empty_leaves(spec: Any, what: str, space: Any, key: str = "") -> None:
+    """A leaf of no elements (a Box of shape ``(0,)``) holds no value to record or act on:
+    one line naming it, before anything is made from the spec."""
     if isinstance(spec, Composite):
-        return spec
-    return Composite({"observation": spec}, device=device)
+        for k in spec.keys(include_nested=False):
+            _refuse_empty_leaves(spec[k], what, space, f"{key}.{k}" if key else str(k))
+        return
+    if spec.shape.numel() == 0:
+        raise SpecError(
+            f"{what} space {space!r}: {key or what!r} has shape {tuple(spec.shape)}, no "
+            "values to record (give every sub-space at least one element)"
+        )
 
 
 def _observed_values(space: Any, spec: Any, device: torch.device | None) -> Any:
@@ -101,9 +116,11 @@ def observation_decoder(space: Any, spec: Composite) -> ObsDecoder:
 def action_spec(space: Any, categorical: bool, device: torch.device | None) -> Any:
     """The action spec of a gymnasium action space (unbatched): a leaf spec, or a Composite
     for a Dict / Tuple space (one entry per sub-space, a Tuple's by position)."""
-    return from_gym_space(
+    spec = from_gym_space(
         space, categorical_action_encoding=categorical, device=device, float64_to_float32=True
     )
+    _refuse_empty_leaves(spec, "action", space)
+    return spec
 
 
 def _fail(value: np.ndarray, expected: str) -> SpecError:
@@ -218,11 +235,14 @@ def action_encoder(
 
             return multi_one_hot
 
+        grid = np.asarray(space.nvec)  # indices keep the space's shape (a 2-D nvec stays 2-D)
+        grid_start = np.asarray(space.start)
+
         def multi_categorical(action: torch.Tensor) -> np.ndarray:
             x = to_numpy(action)
-            if not ((x >= 0).all() and (x < nvec).all()):
-                raise _fail(x, f"indices below nvec={nvec.tolist()}")
-            return (x + mstart).reshape(out_shape).astype(space.dtype)
+            if not ((x >= 0).all() and (x < grid).all()):
+                raise _fail(x, f"indices below nvec={grid.tolist()}")
+            return (x + grid_start).reshape(out_shape).astype(space.dtype)
 
         return multi_categorical
 

@@ -118,7 +118,7 @@ def _block_sampler(spec: TensorSpec, generator: torch.Generator, block: int) -> 
     if isinstance(spec, Binary):
         return lambda: _out(torch.randint(0, 2, shape, generator=generator).to(dtype))
     if isinstance(spec, MultiCategorical):
-        nvec = torch.as_tensor(spec.nvec, dtype=torch.float64).reshape(-1)
+        nvec = torch.as_tensor(spec.nvec, dtype=torch.float64).reshape(spec.nvec_shape)
         return lambda: _out(
             (torch.rand(shape, generator=generator, dtype=torch.float64) * nvec).floor().to(dtype)
         )

@@ -25,8 +25,16 @@ from rldata.envs._gym_spaces import (
 from rldata.envs._make_errors import env_error
 from rldata.envs._td import make_td
 from rldata.envs.common import EnvBase, done_spec_for
-from rldata.errors import ConfigError, EnvNotFoundError, RldataError
+from rldata.errors import ConfigError, EnvNotFoundError, RldataError, SpecError
 from rldata.specs import Bounded, Composite, Unbounded
+
+
+def _from_env_checker(err: AssertionError) -> bool:
+    """Whether ``err`` was raised by gymnasium's passive env checker (a space it refuses)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "passive_env_checker" in tb.tb_frame.f_code.co_filename
 
 
 class GymWrapper(EnvBase):
@@ -320,6 +328,10 @@ class GymEnv(GymWrapper):
             if mapped is None:
                 raise
             raise mapped from None
+        except AssertionError as err:  # gymnasium's env checker (an empty Dict space, ...)
+            if not _from_env_checker(err):
+                raise
+            raise SpecError(f"env {env_id!r}: {str(err).strip() or 'refused'}") from None
         super().__init__(
             env,
             device=device,

@@ -358,12 +358,14 @@ def _spaces() -> dict[str, Any]:
         "Discrete-start": sp.Discrete(3, start=-1),
         "MultiDiscrete": sp.MultiDiscrete([3, 4]),
         "MultiDiscrete-2d": sp.MultiDiscrete([[2, 3], [4, 5]]),
+        "MultiDiscrete-2x3": sp.MultiDiscrete([[2, 3, 4], [5, 6, 7]]),
         "MultiBinary": sp.MultiBinary(5),
         "MultiBinary-2d": sp.MultiBinary([2, 3]),
         "Dict": sp.Dict({"a": box, "b": sp.Discrete(3)}),
         "Dict-nested": sp.Dict({"a": sp.Dict({"x": box, "y": sp.MultiBinary(2)})}),
         "Dict-dotted-key": sp.Dict({"a.b": box}),
         "Dict-key-next": sp.Dict({"next": box}),
+        "Dict-empty": sp.Dict({}),
         "Tuple": sp.Tuple((box, sp.Discrete(3))),
         "Text": sp.Text(5),
         "Sequence": sp.Sequence(box),
@@ -401,19 +403,8 @@ def _register_space_envs() -> list[str]:
     return ids
 
 
-MULTIDISCRETE_2D = (
-    "rldata.specs.space_to_spec flattens a 2-D MultiDiscrete to a [4] spec while the "
-    "observation is stored [2, 2]: collect writes a store that verify then refuses"
-)
-
-
-def _space_cases() -> list[object]:
-    return [
-        pytest.param(i, marks=[pytest.mark.xfail(strict=True, reason=MULTIDISCRETE_2D)])
-        if i == "rldata_probe/obs-MultiDiscrete-2d-v0"
-        else i
-        for i in _register_space_envs()
-    ]
+def _space_cases() -> list[str]:
+    return _register_space_envs()
 
 
 @pytest.mark.parametrize("env_id", _space_cases())
