@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -136,3 +138,35 @@ def test_the_disk_refuses_past_its_capacity(tmp_path):
     finally:
         os.close(fd)
     assert (tmp_path / "f").read_bytes() == b"abcde"
+
+
+_UNSHARE = shutil.which("unshare")
+
+
+@pytest.mark.parametrize(
+    "size",  # the store's first commit, metrics, the checkpoint (the last two: -m slow)
+    ["24k", pytest.param("64k", marks=pytest.mark.slow), "96k",
+     pytest.param("160k", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_train_on_a_real_full_tmpfs_is_one_line(tmp_path, size):
+    """A real tmpfs of ``size`` in a user namespace: the disk's own refusal (store rows,
+    metrics, checkpoint, by size), not a simulation."""
+    probe = [_UNSHARE or "unshare", "-rm", "true"]
+    if _UNSHARE is None or subprocess.run(probe, capture_output=True).returncode != 0:
+        pytest.skip("unprivileged mount namespaces are not available (simulated above)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    train = (
+        f"{sys.executable} -c 'from rldata_cli.main import main; main()' train --algo sac "
+        f"--env Pendulum-v1 --frames 200 --init-random-frames 50 --frames-per-batch 50 "
+        f"--store {disk}/store --out {disk}/run --hidden 32,32 --batch-size 32 "
+        "--eval-episodes 1 --quiet; echo rc=$?; find " + str(disk) + " -name '*.tmp'"
+    )
+    script = f"mount -t tmpfs -o size={size} none {disk} && {train}"
+    result = subprocess.run(
+        [_UNSHARE, "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=300
+    )
+    err = result.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("Error: ") and str(disk) in err and "No space left" in err, err
+    assert result.stdout.strip() == "rc=1", result.stdout  # and no temporary file left
