@@ -58,14 +58,19 @@ class ZarrPlainReads(ZarrChunks):
         plain = self._in_place_keys(keys) if index.size else []
         if not plain or int(index.min()) < 0 or int(index.max()) >= self._rows:
             return super()._columns_at(index, names)
+        n = len(index)
+        run = (
+            n > 1 and int(index[-1]) - int(index[0]) == n - 1 and bool((np.diff(index) == 1).all())
+        )
+        # a store that fits the cache: a take; a pass's run of rows (verify, convert) reads in
+        # place rather than filling the cache with the whole store (memory, time: issue 19)
         if self._dense is not None and (
-            self._have[index // self._unit].all() or self._fill_dense_in_place()
+            self._have[index // self._unit].all() or (not run and self._fill_dense_in_place())
         ):
-            return super()._columns_at(index, names)  # a store that fits the cache: a take
+            return super()._columns_at(index, names)
         if self._rss0 is None:
             self._rss0 = _rss_file() or 0
-        n = len(index)
-        if n > 1 and int(index[-1]) - int(index[0]) == n - 1 and (np.diff(index) == 1).all():
+        if run:
             got = self._range_keys(int(index[0]), int(index[-1]) + 1, plain)  # verify's reads
         else:
             got = self._gather_keys(index, plain)

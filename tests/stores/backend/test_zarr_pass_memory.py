@@ -7,6 +7,7 @@ resident pages stay under that bound at N and at 4N rows."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 import rldata.api as api
 import rldata.stores as stores
@@ -96,3 +97,17 @@ def test_a_block_across_shards_reads_in_place_and_digests_as_the_decode_path(wri
     monkeypatch.setattr(_zarr_shards.Objects, "inner", no_decode)
     with stores.open(written / f"raw-{4 * N}", verify=False) as s:
         assert stores.content_digest(s) == want
+
+
+def test_a_run_of_rows_reads_in_place_and_leaves_the_cache_empty(written):
+    """verify's and convert's reads of a store that fits the decoded cache: no copy of the
+    whole store into it (a sample still fills it, for the gathers after)."""
+    raw, lz4 = written / f"raw-{4 * N}", written / f"lz4-{4 * N}"
+    with stores.open(raw, verify=False) as s, stores.open(lz4, verify=False) as ref:
+        assert s._dense is not None  # the store fits the cache
+        run = torch.arange(CHUNK - 7, 3 * CHUNK + 5)
+        for key in ("observation", "next.observation", "action", "next.reward"):
+            assert torch.equal(s._read_key(key, run), ref._read_key(key, run)), key
+        assert not s._have.any()
+        s._read_key("observation", torch.tensor([5, 3 * CHUNK + 1]))
+        assert s._have.all()
