@@ -69,6 +69,17 @@ def finished(tmp_path_factory) -> tuple[Path, int]:
     return root, disk.written
 
 
+@pytest.fixture(scope="module")
+def resumed_bytes(tmp_path_factory) -> int:
+    """How many bytes resuming a finished run to 200 frames writes."""
+    root = tmp_path_factory.mktemp("resumed")
+    assert _train(root).exit_code == 0
+    with disk_of() as disk:
+        result = _train(root, "--resume", "--frames", 200)
+    assert result.exit_code == 0, result.output
+    return disk.written
+
+
 def _assert_one_line(result, root: Path) -> str:
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
@@ -123,6 +134,27 @@ def test_force_on_a_full_disk_leaves_the_old_run_and_store_as_they_were(finished
         assert disk.refused >= 1
         _assert_one_line(result, root)
         assert _tree(root) == before
+
+
+@settings(
+    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(fraction=FRACTION, code=st.sampled_from(CODES))
+def test_a_resume_stopped_by_a_full_disk_resumes_once_there_is_room(
+    resumed_bytes, tmp_path_factory, fraction, code
+):
+    """What the line promises: the files written before are whole, so ``--resume`` goes on."""
+    with tempfile.TemporaryDirectory(dir=tmp_path_factory.getbasetemp()) as tmp:
+        root = Path(tmp)
+        assert _train(root).exit_code == 0  # the run's config names its own store path
+        with disk_of(int(fraction * resumed_bytes), code) as disk:
+            result = _train(root, "--resume", "--frames", 200)
+        assert disk.refused >= 1
+        assert os.strerror(code) in _assert_one_line(result, root)
+        _no_debris(root)
+        result = _train(root, "--resume", "--frames", 200)
+        assert result.exit_code == 0, result.output
+        assert "200 env steps" in result.output, result.output
 
 
 def test_the_disk_refuses_past_its_capacity(tmp_path):
