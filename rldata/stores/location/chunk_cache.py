@@ -138,9 +138,10 @@ class ChunkCache:
         return {sha for sha, _d in good}
 
     def add_runs(self, runs: list[Any]) -> None:
-        """Keep, as one pack, the verified units of ``runs`` (``remote_units.Run``: units of
-        one key back to back, each checked against its raw digest, ``good`` marking those
-        that matched): each run written whole, indexed by its verified units only."""
+        """Keep, as one pack, the verified units of ``runs`` (``unit_runs.Run``: units of one
+        key back to back, each checked against its raw digest, ``good`` marking those that
+        matched): a run that verified whole is written as one body, otherwise only its
+        verified units are written (a unit that failed is neither kept nor indexed)."""
         body: list[bytes] = []
         parts: list[np.ndarray] = []
         at = 0
@@ -149,15 +150,18 @@ class ChunkCache:
             ub = u.unit_rows * u.row_bytes
             idx = np.zeros(n, INDEX_DTYPE)
             idx["sha"] = np.frombuffer(u.raw_digests(run.first, run.stop), "V32")
-            idx["off"] = at + np.arange(n, dtype=np.uint64) * ub
             idx["len"] = ub
             idx["len"][-1] = len(run.data) - (n - 1) * ub
-            parts.append(idx if run.good is None else idx[run.good])
-            body.append(run.data)
-            at += len(run.data)
+            if run.good is not None:  # only the units that verified, one piece each
+                idx = idx[run.good]
+                body.extend(run.piece(c) for c in run.verified())
+            else:
+                body.append(run.data)
+            idx["off"] = at + np.cumsum(idx["len"]) - idx["len"]
+            parts.append(idx)
+            at += int(idx["len"].sum())
         index = np.concatenate(parts) if parts else np.zeros(0, INDEX_DTYPE)
-        size = int(index["len"].sum())
-        if len(index) and size <= self.max_bytes:
+        if len(index) and at <= self.max_bytes:
             path = self._packs.add_parts(body, index)
             if path is not None:
                 self._account(at, path)

@@ -58,6 +58,8 @@ def test_only_verified_units_of_a_run_are_cached(tmp_path: Path) -> None:
     assert set(held) == {u.digest(0), u.digest(2), u.digest(3)}
     assert held[u.digest(3)] == PAYLOAD[96:128]
     assert run.verified() == [0, 2, 3]
+    kept = b"".join(p.read_bytes() for p in (tmp_path / "packs").glob("*.pack"))
+    assert bytes(data[32:64]) not in kept  # the failed unit's bytes are not written at all
 
 
 def test_the_block_tables_digests_of_a_run_are_its_blocks_digests_in_order() -> None:
