@@ -204,11 +204,25 @@ class RowTable(Store):
             records, sketches = self._row_stats()
             out = st.summary(records.values())
         else:
-            out = st.summary(self.trajectory_stats().values())
+            out = st.summary(self._stats_records())
             sketches = self._m.get("quantiles")
         if sketches is not None:
             st.add_quantiles(out, st.check_sketches(sketches, self.path))
         return out
+
+    def fetch_stats(self) -> None:
+        """Bring the statistics files here (a local store holds them; a stream fetches)."""
+
+    def _stats_records(self) -> list[st.Record]:
+        """Records whose sum is the whole store's: one folded record for the appended log
+        (memory flat in the store's trajectories), else one a trajectory."""
+        listed = self._m.get("stats")
+        if not isinstance(listed, dict) or self.capacity is not None:
+            return list(self.trajectory_stats().values())
+        self.fetch_stats()
+        path = inside(self.root, listed["path"], "a statistics file")
+        with untrusted.open_regular(path, "statistics log", error=CorruptStoreError) as f:
+            return [st.log_total(f, listed, f"store {self.path}")]  # type: ignore[arg-type]
 
     def trajectory_stats(self) -> dict[int, st.Record]:
         """Per-trajectory records (``rldata.stores.format.stats``): mergeable, exact for any subset."""

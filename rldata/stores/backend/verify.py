@@ -343,7 +343,7 @@ def _stats_faults(store: Store, m: dict) -> Iterator[str]:
     if isinstance(listed, dict):  # the appended log: its committed bytes and lines
         try:
             with inside(store.root, listed["path"], "a statistics file").open("rb") as f:  # type: ignore[attr-defined]
-                st.read_log(f, listed, store.path)
+                st.check_log(f, listed, store.path)
         except OSError:
             yield f"{store.path}: statistics file {listed['path']} named by the manifest is missing"
         except CorruptStoreError as exc:
