@@ -17,7 +17,7 @@ The code before a change: ``git archive`` it to DIR and put ``PYTHONPATH=DIR`` i
 
 ``--cold-vs REV`` measures instead ``rldata.load(path)`` + the first sample(256) **cold**
 (the store's files dropped from the page cache with ``posix_fadvise(DONTNEED)``, as
-bench_scale does) for REV's code on a store REV writes, this code on that same store, and
+bench_scale does; modules compiled once before the rounds, into ``KEEP/pycache``) for REV's code on a store REV writes, this code on that same store, and
 this code on a store it writes (block digests since format 1.7), alternating round by round
 in fresh processes; those figures render as a second, marked table (``parquet-cold-open``).
 
@@ -87,7 +87,10 @@ def cold(rows: int, args: argparse.Namespace) -> dict:
     """Load + first batch, cold: REV's code and this code, each on the store its code writes,
     and this code on REV's store, ``--rounds`` alternating rounds (see the docstring)."""
     code = rep.package_at(args.cold_vs, args.keep / f"code-{args.cold_vs}")
-    env = {"before": {"PYTHONPATH": str(code)}, "after": {}}
+    # modules compiled once, as an installed package's are (PYTHONDONTWRITEBYTECODE=1 here
+    # made every child compile rldata again: ~1-1.5 s of each cold load at this load)
+    pyc = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(args.keep / "pycache")}
+    env = {"before": {"PYTHONPATH": str(code), **pyc}, "after": pyc}
     probe = "import rldata, sys; print(rldata.__file__)"
     got = subprocess.run(
         [sys.executable, "-c", probe],
@@ -113,6 +116,8 @@ def cold(rows: int, args: argparse.Namespace) -> dict:
             m["checksums"].get("blocks") is not None,
         ]
     out["disk_mb"] = {who: rep.disk_bytes(p) / 1e6 for who, p in paths.items()}
+    for who, path in paths.items():  # untimed: each code's modules compiled
+        bs.spawn("cold", args.timeout, env=env[who], path=str(path))
     got_: dict[str, list[dict]] = {col: [] for col in COLD}
     for _ in range(args.rounds):
         for col_, (who, store) in COLD.items():
@@ -248,7 +253,9 @@ def main() -> None:
         )
         cold_head = (
             "**Cold open** (`--cold-vs REV`): `rldata.load(path)` + the first sample(256), the "
-            "store's files dropped from the page cache first (posix_fadvise DONTNEED); 'before' "
+            "store's files dropped from the page cache first (posix_fadvise DONTNEED); since "
+            "3c975db's rows, modules compiled once before the rounds (PYTHONPYCACHEPREFIX), as "
+            "an installed package's are, where earlier rows compiled rldata in each child; 'before' "
             "is REV's code (a git archive on PYTHONPATH) on a store it wrote, 'after, old store' "
             "this code on that store (no block digests: parts hashed whole on first read), "
             "'after' this code on a store it wrote (block digests, format 1.7); seconds the "
