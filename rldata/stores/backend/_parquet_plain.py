@@ -16,7 +16,10 @@ The layout is checked chunk by chunk the first time a row group is read: the foo
 compression, the chunk's bounds inside the file, and the page header (a Thrift compact
 struct parsed here, at most ``HEADER_BYTES``): one data page, PLAIN, not compressed, as
 many values as rows x width, ending where the chunk ends. A part that does not match
-(written before, or by another writer) is read by row-group decodes instead.
+(written before, or by another writer) is read by row-group decodes instead. A store with
+block digests skips the header (``footer_only``: one random read a chunk, most of a cold
+first batch): its rows are hashed before they are served, and blocks that fail are read
+again with every header checked (:meth:`PlainPart.check_headers`).
 """
 
 from __future__ import annotations
