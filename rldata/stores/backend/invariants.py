@@ -84,7 +84,10 @@ def _key_blocks(store: Store, names: list[str]) -> Iterator[tuple[int, int, list
             cols = []
             for name, e, dt in zip(names, entries, types):
                 if not raw:
-                    cols.append(_np(store._read_key(name, torch.arange(lo, hi))))
+                    pos = torch.from_numpy(
+                        np.arange(lo, hi, dtype=np.int64)
+                    )  # torch.arange: a pool wake-up
+                    cols.append(_np(store._read_key(name, pos)))
                     continue
                 data = store._raw(name, lo, hi)  # type: ignore[attr-defined]
                 if dt == torch.bfloat16:  # numpy has no bfloat16
