@@ -252,3 +252,27 @@ def _draw(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> t
     if dtype == torch.bool:
         return torch.randint(0, 2, shape, generator=gen).bool()
     return torch.randint(0, 256, shape, generator=gen).to(dtype)
+
+
+def episode_lengths(seed: int, total: int, longest: int) -> list[int]:
+    """Episode lengths drawn in ``[1, longest)`` that sum to ``total`` (the last one cut
+    short): episodes of every length cross every unit, chunk and part boundary."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    while sum(out) < total:
+        out.append(int(rng.integers(1, longest)))
+    out[-1] -= sum(out) - total
+    return [n for n in out if n > 0]
+
+
+def assert_same_bits(a: TensorDict, b: TensorDict) -> None:
+    """Both TensorDicts hold the same keys, dtypes, shapes and bytes (NaN payloads and
+    signed zeros included, which ``torch.equal`` on values would not tell apart)."""
+    fa, fb = a.flatten_keys("."), b.flatten_keys(".")
+    assert set(fa.keys()) == set(fb.keys())
+    for k in fa.keys():  # noqa: SIM118 (iterating a TensorDict yields rows)
+        x, y = fa[k].contiguous(), fb[k].contiguous()
+        assert x.dtype == y.dtype and x.shape == y.shape, k
+        assert torch.equal(x.view(torch.uint8), y.view(torch.uint8)), k

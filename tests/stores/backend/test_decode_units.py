@@ -16,19 +16,10 @@ from hypothesis import strategies as st
 import rldata.stores as stores
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _parquet, _zarr, _zarr_cache, rowstore
-from rldata.testing.ted_factory import ted_batch
+from rldata.testing.ted_factory import assert_same_bits, episode_lengths, ted_batch
 
 ROWS = 700
 CHUNK, INNER = 96, 16  # 6 inner chunks a shard; episodes cross both boundaries
-
-
-def _lengths(seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while sum(out) < ROWS:
-        out.append(int(rng.integers(1, 60)))
-    out[-1] -= sum(out) - ROWS
-    return [n for n in out if n > 0]
 
 
 def _write(path, backend: str, *, sharded: bool = True, seed: int = 0) -> None:
@@ -39,7 +30,7 @@ def _write(path, backend: str, *, sharded: bool = True, seed: int = 0) -> None:
     mp.setattr(_zarr, "SHARDED", sharded)
     mp.setenv("RLDATA_ZARR_COMPRESSION", "lz4")  # decode units: blosc shards, not raw ones
     try:
-        lengths = _lengths(seed)
+        lengths = episode_lengths(seed, ROWS, 60)
         third = len(lengths) // 3
         with stores.create(path, backend=backend) as w:
             traj = 0
@@ -59,15 +50,6 @@ def written(tmp_path_factory):
     _write(root / "zarr-old", "zarr", sharded=False)
     _write_parquet(root / "parquet", 16)
     return root
-
-
-def _same_bits(a, b) -> None:
-    fa, fb = a.flatten_keys("."), b.flatten_keys(".")
-    assert set(fa.keys()) == set(fb.keys())
-    for k in fa.keys():  # noqa: SIM118 (iterating a TensorDict yields rows)
-        x, y = fa[k].contiguous(), fb[k].contiguous()
-        assert x.dtype == y.dtype and x.shape == y.shape, k
-        assert torch.equal(x.view(torch.uint8), y.view(torch.uint8)), k
 
 
 def _flip(path: str, offset: int) -> None:
@@ -97,10 +79,10 @@ def test_random_reads_across_inner_chunks_and_shards_equal_memmap(written, monke
     ref = stores.open(written / "memmap", verify=False)
     s = stores.open(written / "zarr")
     index = torch.as_tensor(pos)
-    _same_bits(s.get(index), ref.get(index))
+    assert_same_bits(s.get(index), ref.get(index))
     # next values stored once: every unit's last row may take the next unit's first
     edges = torch.arange(INNER - 1, ROWS, INNER)
-    _same_bits(s.get(edges), ref.get(edges))
+    assert_same_bits(s.get(edges), ref.get(edges))
 
 
 def test_a_store_written_before_sharding_opens_and_reads(written):
@@ -110,7 +92,7 @@ def test_a_store_written_before_sharding_opens_and_reads(written):
     assert sorted(os.listdir(written / "zarr-old" / "data" / "observation" / "c")) == [
         str(c) for c in range(-(-ROWS // CHUNK))
     ]
-    _same_bits(s.get(slice(0, ROWS)), ref.get(slice(0, ROWS)))
+    assert_same_bits(s.get(slice(0, ROWS)), ref.get(slice(0, ROWS)))
     assert stores.verify(s) == []
 
 
@@ -182,9 +164,9 @@ def test_parquet_random_reads_across_row_groups_and_parts_equal_memmap(written, 
     ref = stores.open(written / "memmap", verify=False)
     s = stores.open(written / "parquet")
     index = torch.as_tensor(pos)
-    _same_bits(s.get(index), ref.get(index))
+    assert_same_bits(s.get(index), ref.get(index))
     edges = torch.arange(15, ROWS, 16)  # each group's last row: next values stored once
-    _same_bits(s.get(edges), ref.get(edges))
+    assert_same_bits(s.get(edges), ref.get(edges))
 
 
 def test_a_flipped_byte_in_a_parquet_part_is_refused_on_the_first_read_touching_it(
@@ -241,7 +223,7 @@ def test_a_live_reader_reads_shards_a_writer_rewrote_since(tmp_path, monkeypatch
     w.append(ted_batch([40, 30], start_traj_id=2, extra=True))  # rewrites chunk 1's shard
     w.commit()
     # before a refresh: the rewritten shard differs, its committed rows still pass
-    _same_bits(reader.get(torch.arange(110)), first)
+    assert_same_bits(reader.get(torch.arange(110)), first)
     assert reader.refresh()
-    _same_bits(reader.get(torch.arange(180)), w.get(torch.arange(180)))
+    assert_same_bits(reader.get(torch.arange(180)), w.get(torch.arange(180)))
     w.close()

@@ -16,18 +16,9 @@ import rldata
 import rldata.stores as stores
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend import _parquet, _parquet_plain, rowstore
-from rldata.testing.ted_factory import ted_batch
+from rldata.testing.ted_factory import assert_same_bits, episode_lengths, ted_batch
 
 ROWS = 3000
-
-
-def _lengths(seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while sum(out) < ROWS:
-        out.append(int(rng.integers(1, 150)))
-    out[-1] -= sum(out) - ROWS
-    return [n for n in out if n > 0]
 
 
 def _write(path, backend: str, group: int, seed: int = 0, **kwargs) -> None:
@@ -35,7 +26,7 @@ def _write(path, backend: str, group: int, seed: int = 0, **kwargs) -> None:
     mp = pytest.MonkeyPatch()
     mp.setattr(rowstore.RowStore, "_pick_chunk_rows", lambda self: 256)
     mp.setattr(_parquet, "_group_rows", lambda fields: group)
-    lengths = _lengths(seed)
+    lengths = episode_lengths(seed, ROWS, 150)
     third = len(lengths) // 3
     try:
         with stores.create(path, backend=backend) as w:
@@ -46,15 +37,6 @@ def _write(path, backend: str, group: int, seed: int = 0, **kwargs) -> None:
                 w.commit()
     finally:
         mp.undo()
-
-
-def _same_bits(a, b) -> None:
-    fa, fb = a.flatten_keys("."), b.flatten_keys(".")
-    assert set(fa.keys()) == set(fb.keys())
-    for k in fa.keys():  # noqa: SIM118 (iterating a TensorDict yields rows)
-        x, y = fa[k].contiguous(), fb[k].contiguous()
-        assert x.dtype == y.dtype and x.shape == y.shape, k
-        assert torch.equal(x.view(torch.uint8), y.view(torch.uint8)), k
 
 
 def _no_group_decodes(monkeypatch) -> None:
@@ -88,10 +70,10 @@ def test_random_rows_are_read_in_place_and_equal_memmap_rows(tmp_path, monkeypat
     rng = np.random.default_rng(seed)
     for size in (1, 256, ROWS):
         pos = torch.as_tensor(rng.integers(0, ROWS, size))
-        _same_bits(s.get(pos), ref.get(pos))
+        assert_same_bits(s.get(pos), ref.get(pos))
     ends = torch.tensor([0, group - 1, group, ROWS // 3 - 1, ROWS // 3, ROWS - 1])
-    _same_bits(s.get(ends), ref.get(ends))  # group and part edges: next values across them
-    _same_bits(s.get(slice(100, 400)), ref.get(slice(100, 400)))
+    assert_same_bits(s.get(ends), ref.get(ends))  # group and part edges: next values across them
+    assert_same_bits(s.get(slice(100, 400)), ref.get(slice(100, 400)))
     assert s._groups.cached_bytes == 0  # nothing decoded into the cache
 
 
@@ -131,7 +113,7 @@ def test_a_store_with_uint8_pixels_keeps_compressed_parts_read_by_row_group(tmp_
     assert "BYTE_STREAM_SPLIT" in codecs["observation"][1]  # floats: ~9% smaller
     ref, s = stores.open(tmp_path / "m", verify=False), stores.open(tmp_path / "p", verify=False)
     pos = torch.as_tensor(np.random.default_rng(3).integers(0, ROWS, 300))
-    _same_bits(s.get(pos), ref.get(pos))
+    assert_same_bits(s.get(pos), ref.get(pos))
 
 
 def _flip_value_byte(path, group: int) -> None:
@@ -222,7 +204,7 @@ def test_a_large_writer_holds_only_its_uncommitted_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(_parquet, "EAGER_BYTES", 0)
     monkeypatch.setattr(_parquet, "_group_rows", lambda fields: 64)
     _write(tmp_path / "m", "memmap", 64)
-    lengths = _lengths(0)
+    lengths = episode_lengths(0, ROWS, 150)
     with stores.create(tmp_path / "p", backend="parquet") as w:
         traj = 0
         for i in range(0, len(lengths), 5):
@@ -234,8 +216,10 @@ def test_a_large_writer_holds_only_its_uncommitted_rows(tmp_path, monkeypatch):
                 assert held <= 1024 and w._base == len(w)  # only room, no committed rows
         ref = stores.open(tmp_path / "m", verify=False)
         pos = torch.as_tensor(np.random.default_rng(0).integers(0, len(w), 500))
-        _same_bits(w.get(pos), ref.get(pos))  # committed rows from parts, the rest from the tail
-        _same_bits(w.get(slice(0, len(w))), ref.get(slice(0, len(w))))
+        assert_same_bits(
+            w.get(pos), ref.get(pos)
+        )  # committed rows from parts, the rest from the tail
+        assert_same_bits(w.get(slice(0, len(w))), ref.get(slice(0, len(w))))
 
 
 def test_resuming_a_large_store_decodes_none_of_its_parts(tmp_path, monkeypatch):
@@ -267,5 +251,5 @@ def test_a_store_above_the_map_budget_drops_its_pages_after_each_batch(tmp_path,
     ref, s = stores.open(tmp_path / "m", verify=False), stores.open(tmp_path / "p", verify=False)
     for seed in range(3):
         pos = torch.as_tensor(np.random.default_rng(seed).integers(0, ROWS, 200))
-        _same_bits(s.get(pos), ref.get(pos))  # rows read again after the pages were dropped
+        assert_same_bits(s.get(pos), ref.get(pos))  # rows read again after the pages were dropped
     assert len(dropped) >= 3

@@ -10,20 +10,16 @@ import torch
 import rldata
 import rldata.stores as stores
 from rldata.stores.backend import _parquet, _parquet_groups, _zarr, _zarr_cache, rowstore
-from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
+from rldata.testing.ted_factory import (
+    assert_same_bits,
+    episode_lengths,
+    marked_serial,
+    ted_batch,
+    ted_marked,
+)
 
 BACKENDS = ["zarr", "parquet"]
 ROWS = 6000
-
-
-def _lengths(seed: int, total: int) -> list[int]:
-    """Episode lengths (1 to 200) summing to ``total``: episodes cross every unit boundary."""
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while sum(out) < total:
-        out.append(int(rng.integers(1, 200)))
-    out[-1] -= sum(out) - total
-    return [n for n in out if n > 0]
 
 
 def _write(path, backend: str, unit: int, monkeypatch, seed: int = 0) -> None:
@@ -35,7 +31,7 @@ def _write(path, backend: str, unit: int, monkeypatch, seed: int = 0) -> None:
     # no block digests (1.7): checking a block decodes every group it spans (test_parquet_blocks)
     monkeypatch.setattr(_parquet.ParquetStore, "block_digests", False)
     monkeypatch.setattr(_zarr, "compressed", lambda dtype: True)  # blosc shards: decoded
-    lengths = _lengths(seed, ROWS)
+    lengths = episode_lengths(seed, ROWS, 200)
     thirds = [lengths[: len(lengths) // 3], lengths[len(lengths) // 3 : 2 * len(lengths) // 3]]
     thirds.append(lengths[2 * len(lengths) // 3 :])
     with stores.create(path, backend=backend) as w:
@@ -49,15 +45,6 @@ def _write(path, backend: str, unit: int, monkeypatch, seed: int = 0) -> None:
 def _reference(tmp_path, monkeypatch, seed: int = 0):
     _write(tmp_path / "memmap", "memmap", 1 << 20, monkeypatch, seed)
     return stores.open(tmp_path / "memmap", verify=False)
-
-
-def _same_bits(a, b) -> None:
-    fa, fb = a.flatten_keys("."), b.flatten_keys(".")
-    assert set(fa.keys()) == set(fb.keys())
-    for k in fa.keys():  # noqa: SIM118 (iterating a TensorDict yields rows)
-        x, y = fa[k].contiguous(), fb[k].contiguous()
-        assert x.dtype == y.dtype and x.shape == y.shape, k
-        assert torch.equal(x.view(torch.uint8), y.view(torch.uint8)), k
 
 
 def _count_decodes(monkeypatch, backend: str) -> list:
@@ -139,8 +126,8 @@ def test_rows_match_memmap_bit_for_bit(tmp_path, monkeypatch, backend, unit, see
     rng = np.random.default_rng(seed)
     for size in (1, 256, ROWS):
         pos = torch.as_tensor(rng.integers(0, ROWS, size))
-        _same_bits(s.get(pos), ref.get(pos))
-    _same_bits(s.get(slice(0, ROWS)), ref.get(slice(0, ROWS)))
+        assert_same_bits(s.get(pos), ref.get(pos))
+    assert_same_bits(s.get(slice(0, ROWS)), ref.get(slice(0, ROWS)))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -159,7 +146,7 @@ def test_memory_stays_within_a_small_cache(tmp_path, monkeypatch, backend, fract
     rng = np.random.default_rng(fraction)
     for _ in range(8):
         pos = torch.as_tensor(rng.integers(0, ROWS, 64))
-        _same_bits(s.get(pos), ref.get(pos))
+        assert_same_bits(s.get(pos), ref.get(pos))
         assert 0 < _cached_bytes(s) <= limit
     assert len(seen) > _units(s, np.arange(ROWS), 200)  # evicted units were decoded again
 
@@ -183,4 +170,4 @@ def test_a_parquet_reader_hands_out_its_dense_groups_once_all_are_decoded(tmp_pa
     s.get(torch.arange(ROWS // 2, ROWS))
     td = s.rows_view()
     assert td is not None and s._cols is None  # the row groups' columns, no second decode
-    _same_bits(td, ref.get(slice(0, ROWS)))
+    assert_same_bits(td, ref.get(slice(0, ROWS)))

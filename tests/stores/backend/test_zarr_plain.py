@@ -19,21 +19,12 @@ import rldata.stores as stores
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _zarr, _zarr_cache, _zarr_plain, _zarr_shards, rowstore
 from rldata.testing.tamper import vouch_for_zarr_shards_on_disk
-from rldata.testing.ted_factory import ted_batch
+from rldata.testing.ted_factory import assert_same_bits, episode_lengths, ted_batch
 
 CHUNK, INNER = 96, 16  # 6 inner chunks a shard; episodes cross both boundaries
 ROWS = 500
 DTYPES = [torch.float32, torch.float64, torch.int64, torch.int32, torch.bool]
 SMALL_CACHE = 3000  # bytes: a few units, so reads leave the decoded cache
-
-
-def _lengths(seed: int) -> list[int]:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while sum(out) < ROWS:
-        out.append(int(rng.integers(1, 50)))
-    out[-1] -= sum(out) - ROWS
-    return [n for n in out if n > 0]
 
 
 def _write(path, compression: str, *, capacity=None, **episode) -> None:
@@ -43,7 +34,7 @@ def _write(path, compression: str, *, capacity=None, **episode) -> None:
     mp.setattr(_zarr, "inner_rows", lambda chunk, widest: INNER)
     mp.setenv("RLDATA_ZARR_COMPRESSION", compression)
     try:
-        lengths = _lengths(len(path.name.rsplit("-", 1)[0]))
+        lengths = episode_lengths(len(path.name.rsplit("-", 1)[0]), ROWS, 50)
         third = len(lengths) // 3
         with stores.create(path, backend="zarr", capacity=capacity) as w:
             traj = 0
@@ -68,15 +59,6 @@ def written(tmp_path_factory):
     for comp in ("auto", "lz4"):
         _write(root / f"pixels-{comp}", comp, pixels_shape=(3, 4, 4))
     return root
-
-
-def _same_bits(a, b) -> None:
-    fa, fb = a.flatten_keys("."), b.flatten_keys(".")
-    assert set(fa.keys()) == set(fb.keys())
-    for k in fa.keys():  # noqa: SIM118 (iterating a TensorDict yields rows)
-        x, y = fa[k].contiguous(), fb[k].contiguous()
-        assert x.dtype == y.dtype and x.shape == y.shape, k
-        assert torch.equal(x.view(torch.uint8), y.view(torch.uint8)), k
 
 
 def _codecs(root, key: str) -> list[str]:
@@ -136,7 +118,7 @@ def test_rows_read_in_place_equal_the_decode_paths_rows(written, monkeypatch, st
     got = raw.get(index)
     # nothing decoded: every key read in place (pixels: their units decode, lz4)
     assert not decoded if store != "pixels" else "pixels" in decoded
-    _same_bits(got, packed.get(index))
+    assert_same_bits(got, packed.get(index))
     one = raw._read_key("next.observation", index)  # one key alone: its base key too
     assert torch.equal(
         one.view(torch.uint8), packed._read_key("next.observation", index).view(torch.uint8)
@@ -156,7 +138,7 @@ def test_ring_rows_read_in_place_equal_the_decode_paths_rows(written, monkeypatc
     assert raw._dense is None and len(readable) > CHUNK  # above the cache
     assert torch.equal(readable, packed.readable())
     index = readable[torch.as_tensor(pos) % len(readable)]
-    _same_bits(raw.get(index), packed.get(index))
+    assert_same_bits(raw.get(index), packed.get(index))
 
 
 def test_a_sample_hashes_each_shard_once_and_maps_it(written, monkeypatch):
@@ -302,7 +284,7 @@ def test_mapped_pages_past_the_map_budget_are_released_and_rows_stay_right(
     rng = np.random.default_rng(3)
     for _ in range(4):
         index = torch.as_tensor(rng.integers(0, ROWS, 64))
-        _same_bits(raw.get(index), packed.get(index))  # read again after each release
+        assert_same_bits(raw.get(index), packed.get(index))  # read again after each release
     assert bool(calls) == released
 
 
@@ -360,7 +342,7 @@ def test_row_ranges_read_as_shard_slices_equal_the_decode_paths(written, monkeyp
     packed = stores.open(written / f"{store}-lz4")
     a = span[0]
     index = torch.arange(a, min(a + span[1], ROWS))  # across chunk boundaries
-    _same_bits(raw.get(index), packed.get(index))
+    assert_same_bits(raw.get(index), packed.get(index))
 
 
 def test_a_raw_store_that_fits_the_cache_is_copied_in_whole_without_decoding(written, monkeypatch):
@@ -378,5 +360,5 @@ def test_a_raw_store_that_fits_the_cache_is_copied_in_whole_without_decoding(wri
     index = torch.as_tensor([3, ROWS - 1, 200])
     got = raw.get(index)
     assert raw._have.all() and not decoded  # the whole store, copied from its shards
-    _same_bits(got, packed.get(index))
-    _same_bits(raw.rows_view(), packed.get(torch.arange(ROWS)))
+    assert_same_bits(got, packed.get(index))
+    assert_same_bits(raw.rows_view(), packed.get(torch.arange(ROWS)))
