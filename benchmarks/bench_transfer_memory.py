@@ -157,7 +157,8 @@ def tables(res: dict, args: argparse.Namespace) -> str:
             for code in (before, after):
                 a = _vals(res[code][backend][lo].get(op), "rss_gb")
                 b = _vals(res[code][backend][hi].get(op), "rss_gb")
-                slope = (rep.med(b) - rep.med(a)) / ((hi - lo) / 1e6) if a and b else None
+                ok = a and b and hi > lo  # one size has no slope
+                slope = (rep.med(b) - rep.med(a)) / ((hi - lo) / 1e6) if ok else None
                 cells.append("–" if slope is None else f"{slope:+.3f}")
         srows.append(cells)
     slope = rep.table(shead, srows, "ll" + "r" * 4)
