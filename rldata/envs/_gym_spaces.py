@@ -45,7 +45,24 @@ def observation_spec(space: Any, device: torch.device | None) -> Composite:
     if not isinstance(spec, Composite):
         spec = Composite({"observation": spec}, device=device)
     _refuse_empty_leaves(spec, "observation", space)
+    _refuse_ted_names(spec, space)
     return spec
+
+
+TED_NAMES = ("next", "action", "done", "terminated", "truncated", "reward", "collector")
+"""Names a TED row keeps at its root or under ``next``: an observation entry ``k`` is stored
+at the root and, for the next step, at ``next.k``, so none of them may name an entry."""
+
+
+def _refuse_ted_names(spec: Composite, space: Any) -> None:
+    """An observation Dict entry named like a TED key (``"next"``, ``"reward"``, ...) would
+    overwrite or mix with that key: one line naming it, before anything is recorded."""
+    taken = sorted(set(map(str, spec.keys(include_nested=False))) & set(TED_NAMES))
+    if taken:
+        raise SpecError(
+            f"observation space {space!r}: entry {taken[0]!r} is a name TED rows keep for "
+            f"themselves ({', '.join(TED_NAMES)}); rename it (a gymnasium wrapper can)"
+        )
 
 
 def _refuse_empty_leaves(spec: Any, what: str, space: Any, key: str = "") -> None:

@@ -20,10 +20,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from gymnasium import spaces as sp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import rldata
@@ -194,10 +195,33 @@ def _check(obs: Any, act: Any, observed: Any) -> None:
 FAMILY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+_SCALAR = sp.Box(-np.inf, np.inf, (), np.float32)
+
+
 @FAMILY
 @given(space=SPACES)
+# entries named like TED keys (drawn in CI): "next" mixed with the next observation
+@example(space=sp.Dict({"a": _SCALAR, "next": sp.Dict({"a": _SCALAR})}))
+@example(space=sp.Dict({"a": sp.Tuple([_SCALAR]), "next": sp.Dict({"a": _SCALAR})}))
+@example(space=sp.Dict({"a": sp.Box(0, 1, (), np.int32), "next": sp.Dict({"a": sp.Discrete(1)})}))
 def test_any_observation_space_is_recorded_and_read_back_equal_or_refused(space: Any) -> None:
     _check(space, BOX, space)
+
+
+@pytest.mark.parametrize(
+    "name", ["next", "action", "done", "terminated", "truncated", "reward", "collector"]
+)
+def test_an_observation_entry_named_like_a_ted_key_is_refused_in_one_line(name: str) -> None:
+    env_id = _register(sp.Dict({"x": _SCALAR, name: _SCALAR}), BOX)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "s"
+            result = _collect(env_id, out)
+            _refused_in_one_line(result, out)
+            assert repr(name) in result.stderr and "TED" in result.stderr
+    finally:
+        gym.registry.pop(env_id, None)
+        LOGS.pop(env_id, None)
 
 
 @FAMILY

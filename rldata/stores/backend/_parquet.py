@@ -311,7 +311,7 @@ class ParquetStore(ParquetBlocks, ParquetDecode, ParquetPartChecks, RowStore):
         if index.size == 0:
             return {k: self._empty(k) for k in names}
         if check:  # first: blocks read in one request each, then the rows from the cache
-            self._verify_rows(index, names)
+            self._verify_index_rows(index, names)
         return self._groups.gather(index, names)
 
     def _empty(self, name: str) -> np.ndarray:

@@ -154,7 +154,7 @@ class ParquetBlocks:
             b = self._block_table().block_rows
             self._verify_blocks(np.unique(index // b), names)
 
-    def _verify_rows(self, index: np.ndarray, names: list[str]) -> None:
+    def _verify_index_rows(self, index: np.ndarray, names: list[str]) -> None:
         """Check the blocks of rows ``index`` before they are read. In-place parts take
         value offsets from their footers (no page header read); where those blocks fail,
         every header is read and they are checked again, and refused if they still fail."""

@@ -141,17 +141,16 @@ def explicit_rows(
         t = Thrift(read(first, min(HEADER_BYTES, total)))
         head = t.struct()
         page, raw, stored = head.get(5), head.get(2), head.get(3)
+        if not (isinstance(page, dict) and isinstance(raw, int) and isinstance(stored, int)):
+            return None
         ok = (
             head.get(1) == 0  # DATA_PAGE (v1: levels inside the compressed body)
-            and isinstance(page, dict)
-            and isinstance(raw, int)
-            and isinstance(stored, int)
             and t.pos + stored == total  # one page fills the chunk
             and page.get(2) in (PLAIN, BYTE_STREAM_SPLIT)
             and page.get(3) == RLE
             and (levels[1] == 0 or page.get(4) == RLE)
         )
-        count = page.get(1) if ok else None  # type: ignore[union-attr]
+        count = page.get(1) if ok else None
         # levels (<= 8 bytes a slot as bit-packed runs) and values: never more than this
         bound = rows * width * (leaf.itemsize + 2) + 64
         if not ok or not isinstance(count, int) or not 0 < count <= rows * width or raw > bound:

@@ -21,6 +21,7 @@ from rldata.stores.location.chunk_cache import ChunkCache
 from rldata.stores.location.places import Location, redact
 from rldata.stores.location.remote_names import check_name, read_capped
 from rldata.stores.location.unit_runs import Run, table_digests, verify_run
+from rldata.stores.location.unit_runs import Units as RunUnits
 
 try:  # format 1.4's block digests (rldata.stores.format.blocksums), when this tree has them
     from rldata.stores.format.blocksums import BlockTable
@@ -221,7 +222,7 @@ class Remote:
             raise TransferError(f"{where}: expected at least {n} bytes")
         return data
 
-    def _where(self, units: Units, c: int) -> str:
+    def _where(self, units: RunUnits, c: int) -> str:
         r0 = c * units.unit_rows
         return f"{self.url}: key {units.key!r} rows [{r0}, {r0 + units.rows(c)})"
 

@@ -14,12 +14,31 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from rldata.stores.location.remote_units import Units
+
+class Units(Protocol):
+    """What a run needs of one key's units (``remote_units.Units``; a protocol here, so
+    this module does not import the one that imports it)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def rel(self) -> str: ...
+    @property
+    def unit_rows(self) -> int: ...
+    @property
+    def row_bytes(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+
+    def rows(self, c: int) -> int: ...
+
+    def byte_range(self, c: int) -> tuple[int, int]: ...
+
+    def raw_digests(self, a: int, b: int) -> bytes: ...
 
 
 @dataclass(frozen=True)
