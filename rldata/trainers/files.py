@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from rldata.errors import DiskFullError
+from rldata.stores.format.commit import atomic_write
 
 DISK_FULL = frozenset(
     getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name)
@@ -67,20 +68,8 @@ def write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
         DiskFullError: no room for the bytes; ``path`` keeps its previous content.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with refusing_full_disk(path):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with refusing_full_disk(path):
+        atomic_write(path, bytes(data))  # the store's own temp-fsync-rename
     return path
 
 
