@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rldata import sharing as _sharing
 from rldata import stores as _stores
-from rldata import trainers as _trainers
 from rldata.collectors.policy_checkpoint import load_policy
 from rldata.recording import (
     DEFAULT_COMMIT_EVERY,
@@ -28,6 +27,9 @@ from rldata.recording import (
 )
 from rldata.sharing.card import actions_outside_spec, dataset_card
 from rldata.stores.backend.verify import env_id_finding
+
+if TYPE_CHECKING:  # training is imported when it is called: loading a store needs none of it
+    from rldata import trainers as _trainers
 
 __all__ = [
     "DEFAULT_COMMIT_EVERY",
@@ -227,6 +229,8 @@ def train(
     Every input (algorithm, env, dataset, specs, device, run directory) is checked before
     anything is written.
     """
+    from rldata import trainers as _trainers
+
     cfg = config if config is not None else _trainers.TrainConfig(**fields)
     run_dir = os.fspath(out) if out is not None else None
     return _trainers.Trainer(cfg, run_dir, resume=resume, force=force, progress=progress).fit()
@@ -243,11 +247,15 @@ def evaluate(
 
     See :func:`rldata.trainers.evaluate_run` for the arguments and the returned fields.
     """
+    from rldata import trainers as _trainers
+
     return _trainers.evaluate_run(os.fspath(run), env=env, episodes=episodes, seed=seed)
 
 
 def plot(runs: list[str], out: str | os.PathLike, *, force: bool = False) -> str:
     """Draw the runs' learning curves (evaluation return) into one image; return its path."""
+    from rldata import trainers as _trainers
+
     return _trainers.plot_runs([os.fspath(r) for r in runs], os.fspath(out), force=force)
 
 

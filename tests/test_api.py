@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -225,3 +228,11 @@ def test_a_directory_that_is_not_a_store_is_never_written_or_deleted(tmp_path):
         with pytest.raises(StoreExistsError, match="not an rldata store"):
             api.record(GymEnv("Pendulum-v1"), tmp_path / "ds", frames=10, **kwargs)
     assert (tmp_path / "ds" / "notes.txt").read_text() == "mine"
+
+
+def test_loading_a_store_does_not_import_training():
+    """``rldata.load`` streams from object storage: its first batch should not wait for the
+    trainers, the objectives and the env wrappers to import."""
+    code = "import sys, rldata.api; print('rldata.trainers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
