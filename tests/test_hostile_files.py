@@ -524,6 +524,18 @@ def _state(change: Callable[[dict], Any]) -> Callable[[Path], None]:
     return apply
 
 
+def _meta(change: Callable[[Any], Any]) -> Callable[[Path], None]:
+    """Tamper the counters as a resume reads them: ``trainer.json`` and its copy in state.pt."""
+
+    def apply(d: Path) -> None:
+        _edit_json("checkpoint/trainer.json", change)(d)
+        _state(lambda s: {**s, "trainer.json": json.dumps(change(json.loads(s["trainer.json"])))})(
+            d
+        )
+
+    return apply
+
+
 def _policy(change: Callable[[dict], Any]) -> Callable[[Path], None]:
     def apply(d: Path) -> None:
         p = d / "run" / "policy.pt"
@@ -562,16 +574,17 @@ TAMPERED: dict[str, tuple[Callable[[Path], None], list[str]]] = {
     "config-not-json": (_write("config.json", b"{nope"), ["resume", "eval", "plot"]),
     "config-binary": (_write("config.json", b"\xff\xfe\x00"), ["resume", "eval", "plot"]),
     "summary-a-list": (_edit_json("summary.json", lambda _: []), ["eval"]),
-    "trainer-empty": (_edit_json("checkpoint/trainer.json", lambda _: {}), ["resume"]),
+    "trainer-empty": (_meta(lambda _: {}), ["resume"]),
     "trainer-steps-text": (
-        _edit_json("checkpoint/trainer.json", _set("env_steps", "many")),
+        _meta(_set("env_steps", "many")),
         ["resume"],
     ),
     "trainer-evaluations-int": (
-        _edit_json("checkpoint/trainer.json", _set("evaluations", 3)),
+        _meta(_set("evaluations", 3)),
         ["resume"],
     ),
     "trainer-a-list": (_edit_json("checkpoint/trainer.json", lambda _: [0]), ["resume"]),
+    "trainer-copy-a-list": (_state(lambda s: {**s, "trainer.json": "[0]"}), ["resume"]),
     "state-empty": (_state(lambda _: {}), ["resume"]),
     "state-no-optimizer": (_state(lambda s: {k: v for k, v in s.items() if k != "optimizer"}), ["resume"]),
     "state-loss-renamed": (_state(lambda s: {**s, "loss": {"x": torch.zeros(1)}}), ["resume"]),

@@ -10,9 +10,12 @@ A run directory holds::
     RUN/policy.pt              the acting policy in rldata's policy-checkpoint format
                                (rldata collect --policy RUN, rldata eval RUN)
 
-``trainer.json`` is written last, each file through a temporary name and a rename
-(:mod:`rldata.trainers.files`), so a run interrupted while saving, or stopped by a full
-disk, resumes from the previous complete checkpoint.
+Each file is written through a temporary name and a rename (:mod:`rldata.trainers.files`).
+The two renames are not one step, so ``state.pt`` also carries the counters it was saved
+with (``trainer.json``'s text under :data:`EMBEDDED_META`), and a resume takes them from
+there: weights and counters always come from the same save, even when a crash or a full
+disk fell between the two renames. ``trainer.json`` stays the readable copy; checkpoints
+written before the embedded copy existed resume from it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ STATE = "state.pt"
 META = "trainer.json"
 #: Largest ``state.pt`` read back (networks, optimizer state, RNG): bytes.
 MAX_STATE = 4 * 2**30
+#: The key of ``state.pt`` holding ``trainer.json``'s text as it was saved with these tensors.
+EMBEDDED_META = "trainer.json"
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any], meta: dict[str, Any]) -> Path:
@@ -41,8 +46,9 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], meta: dict[str, Any]) 
     ckpt = run_dir / CHECKPOINT_DIR
     with refusing_full_disk(ckpt):
         ckpt.mkdir(parents=True, exist_ok=True)
-    files.save_tensors(ckpt / STATE, state)
-    files.write_text(ckpt / META, json.dumps(meta, indent=1))
+    text = json.dumps(meta, indent=1)
+    files.save_tensors(ckpt / STATE, {**state, EMBEDDED_META: text})
+    files.write_text(ckpt / META, text)
     return ckpt
 
 
@@ -68,7 +74,19 @@ def load_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(
             f"{str(ckpt / STATE)!r}: expected a dict of tensors, got {type(state).__name__}"
         )
-    return state, read_json(ckpt / META)
+    readable = read_json(ckpt / META)  # a damaged copy is refused even when not needed
+    embedded = state.pop(EMBEDDED_META, None)
+    if embedded is None:  # written before the counters travelled with the tensors
+        return state, readable
+    where = f"{str(ckpt / STATE)!r}"
+    if not isinstance(embedded, str):
+        raise ConfigError(
+            f"{where}: {EMBEDDED_META} must be JSON text, got {type(embedded).__name__}"
+        )
+    meta = untrusted.loads_json(embedded, where, META, error=ConfigError)
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where}: {META} must hold a JSON object, got {type(meta).__name__}")
+    return state, meta
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rldata.errors import ConfigError, StoreExistsError
 from rldata.trainers import Trainer
@@ -97,3 +99,74 @@ def test_resume_without_a_checkpoint_and_reuse_of_a_run_are_refused(dataset, tmp
     Trainer(tiny(algo="sac", dataset=str(dataset), steps=2, eval_every=2), run).fit()
     with pytest.raises(StoreExistsError, match="not empty"):
         Trainer(tiny(algo="sac", dataset=str(dataset), steps=2), run).fit()
+
+
+def test_a_crash_between_the_two_renames_resumes_with_matching_counters(
+    dataset, tmp_path, monkeypatch
+):
+    """state.pt is renamed in, then trainer.json: dying in between must not pair the new
+    weights with the old counters (the resumed run would redo or skip updates)."""
+    from rldata.trainers import files
+
+    run = tmp_path / "run"
+    cfg = tiny(algo="td3bc", dataset=str(dataset), steps=60, eval_every=20, log_every=20)
+    real_write_text = files.write_text
+    saves = []
+
+    def dying_write_text(path, text):
+        if path.name == "trainer.json":
+            saves.append(json.loads(text)["updates"])
+            if len(saves) == 2:  # the second checkpoint: state.pt already renamed in
+                raise Interrupt
+        return real_write_text(path, text)
+
+    monkeypatch.setattr(files, "write_text", dying_write_text)
+    with pytest.raises(Interrupt):
+        Trainer(cfg, run).fit()
+    monkeypatch.setattr(files, "write_text", real_write_text)
+
+    on_disk = json.loads((run / "checkpoint" / "trainer.json").read_text())
+    assert on_disk["updates"] == 20  # the readable copy is one save behind the weights
+    state, meta = load_checkpoint(run)
+    assert meta["updates"] == 40 and "trainer.json" not in state
+    summary = Trainer(tiny(algo="td3bc", steps=60, log_every=20), run, resume=True).fit()
+    assert [e["updates"] for e in summary.evaluations] == [20, 40, 60]
+
+
+def test_a_checkpoint_without_embedded_counters_resumes_from_trainer_json(dataset, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny(algo="sac", dataset=str(dataset), steps=8, eval_every=8), run).fit()
+    path = run / "checkpoint" / "state.pt"
+    state = torch.load(path, weights_only=True)
+    del state["trainer.json"]  # as checkpoints were written before the embedded copy
+    torch.save(state, path)
+    _, meta = load_checkpoint(run)
+    assert meta["updates"] == 8
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    embedded=st.one_of(
+        st.integers(),
+        st.binary(max_size=8),
+        st.lists(st.text(max_size=3), max_size=3),
+        st.text(max_size=20).filter(lambda t: not t.strip().startswith("{")),
+        st.builds(json.dumps, st.one_of(st.integers(), st.lists(st.integers()), st.text())),
+        st.just("[" * 100_000),
+    )
+)
+def test_a_tampered_embedded_copy_is_one_config_error(dataset, tmp_path_factory, embedded):
+    run = tmp_path_factory.mktemp("run")
+    if not (run / "checkpoint").exists():
+        Trainer(
+            tiny(algo="sac", dataset=str(dataset), steps=2, eval_every=2), run, force=True
+        ).fit()
+    path = run / "checkpoint" / "state.pt"
+    state = torch.load(path, weights_only=True)
+    state["trainer.json"] = embedded
+    torch.save(state, path)
+    with pytest.raises(ConfigError) as err:
+        load_checkpoint(run)
+    assert "\n" not in str(err.value) and "state.pt" in str(err.value)
