@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from rldata import stores
@@ -115,16 +116,17 @@ def episode_hashes(store: Any) -> EpisodeHashes:
         held.pop(tid, None)
 
     for block in row_blocks(store):
-        ids = block.rows.get(sch.key_tuple(TRAJ_KEY)).reshape(-1)
-        order = torch.sort(ids, stable=True).indices  # by episode, time order within it
-        uniq, counts = torch.unique_consecutive(ids[order], return_counts=True)
+        rows, ids = _grouped_by_episode(block.rows)
+        uniq, counts = torch.unique_consecutive(ids, return_counts=True)
         off = 0
         for tid, cnt in zip(uniq.tolist(), counts.tolist()):
-            open_.setdefault(tid, []).append(block.rows[order[off : off + cnt]])
+            open_.setdefault(tid, []).append(rows[off : off + cnt])
             off += cnt
             held[tid] = held.get(tid, 0) + cnt
             if held[tid] >= want.get(tid, -1):
                 close(tid)
+            else:  # a slice would keep the whole block alive until the episode ends
+                open_[tid][-1] = open_[tid][-1].clone()
     for tid in list(open_):  # rows the index does not account for (a damaged store)
         close(tid)
     return EpisodeHashes(
@@ -133,6 +135,18 @@ def episode_hashes(store: Any) -> EpisodeHashes:
         lengths=[int(lengths[t]) for t in tids],
         returns=[returns[t] for t in tids],
     )
+
+
+def _grouped_by_episode(rows: Any) -> tuple[Any, torch.Tensor]:
+    """``rows`` with each episode's rows next to each other, in time order, and their
+    trajectory ids: one gather for the whole block (none when one env wrote it, whose rows
+    are already grouped), so an episode's rows are then a slice, not a gather of their own."""
+    ids = rows.get(sch.key_tuple(TRAJ_KEY)).reshape(-1)
+    flat = ids.numpy()
+    if flat.size < 2 or bool((flat[1:] >= flat[:-1]).all()):
+        return rows, ids
+    order = torch.from_numpy(np.argsort(flat, kind="stable"))
+    return rows[order], ids[order]
 
 
 def _bytes_view(col: torch.Tensor) -> Any:

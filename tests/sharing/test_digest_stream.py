@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rldata import stores
 from rldata.sharing.digest import REWARD_KEY, TRAJ_KEY, _bytes_view, episode_hashes
+from rldata.stores.backend import blocks
 from rldata.stores.format import schema as sch
 from rldata.testing import ted_batch
 
@@ -55,3 +59,43 @@ def test_streamed_episode_hashes_match_a_whole_store_reference(
         for t, h, n, r in zip(got.traj_ids, got.hashes, got.lengths, got.returns):
             assert (h, n) == ref[t][:2]
             assert r == pytest.approx(ref[t][2])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 30), min_size=1, max_size=8),
+    envs=st.integers(1, 4),
+    chunk=st.integers(1, 9),
+    append=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+    block_bytes=st.integers(1, 8192),
+)
+def test_episode_hashes_match_the_reference_for_any_interleaving(
+    tmp_path_factory, lengths, envs, chunk, append, seed, block_bytes
+) -> None:
+    """Episodes are dealt to ``envs`` envs whose rows alternate ``chunk`` at a time, as a
+    multi-env collector writes them; ids need not increase along the store; the streaming
+    read's blocks (``block_bytes``) split episodes anywhere."""
+    td = ted_batch(lengths, start_traj_id=1)
+    ids = td.get(sch.key_tuple(TRAJ_KEY)).reshape(-1)
+    gen = torch.Generator().manual_seed(seed)
+    env_of = torch.randint(envs, (int(ids.max()) + 1,), generator=gen)
+    queues = [(env_of[ids] == e).nonzero().reshape(-1).tolist() for e in range(envs)]
+    order: list[int] = []
+    while any(queues):
+        for q in queues:
+            order += q[:chunk]
+            del q[:chunk]
+    td = td[torch.tensor(order)]
+    path = tmp_path_factory.mktemp("s") / "s"
+    with stores.create(path, durable=False) as w:
+        for a in range(0, len(td), append):
+            w.append(td[a : a + append])
+        w.commit()
+    with stores.open(path) as s, mock.patch.object(blocks, "BLOCK_BYTES", block_bytes):
+        got = episode_hashes(s)
+        ref = reference(s)
+    assert sorted(got.traj_ids) == sorted(ref)
+    for t, h, n, r in zip(got.traj_ids, got.hashes, got.lengths, got.returns):
+        assert (h, n) == ref[t][:2]
+        assert r == pytest.approx(ref[t][2])
