@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -43,16 +44,20 @@ readable row first."""
 
 
 def applies(store: Store) -> bool:
-    """Whether the one-pass scan serves ``store``: a memmap row store opened to read, not
+    """Whether the one-pass scan serves ``store``, opened to read: a memmap row store not
     checking blocks on read (such a handle keeps the separate passes, whose reads refuse a
-    faulty block)."""
+    faulty block), or a parquet row store (its range reader decodes without those checks;
+    verify hashes every part before it runs)."""
+    if getattr(store, "writable", True) or not getattr(store, "chunk_rows", None):
+        return False
+    backend = getattr(store, "backend", None)
+    if backend == "parquet":
+        return hasattr(store, "_span")
     return (
-        getattr(store, "backend", None) == "memmap"
-        and not getattr(store, "writable", True)
+        backend == "memmap"
         and hasattr(store, "_slice")
         and hasattr(store, "_xpos")
         and not getattr(store, "_unchecked", 0)
-        and bool(getattr(store, "chunk_rows", None))
     )
 
 
@@ -76,6 +81,19 @@ class Scan:
         self._run(jobs, digests)
         return iter(digests)
 
+    def beside_stored_check(self) -> bool:
+        """Whether the scan may run while the store's stored objects are hashed: a parquet
+        store with block digests, whose readers decode a part before it is hashed whole
+        (its footer is checked first); other stores decode only what matched."""
+        lazy = getattr(self.store, "_lazy_blocks", None)
+        return getattr(self.store, "backend", None) == "parquet" and bool(lazy and lazy())
+
+    def reset(self) -> None:
+        """Forget the scan (the stored objects it read were damaged): the separate passes
+        check the rows instead."""
+        self.ran = False
+        self._faults = []
+
     def faults(self) -> Iterator[str]:
         """The episode index's first fault, then TED's.
 
@@ -96,7 +114,11 @@ class Scan:
         visits = _visits(store, rows, duties, feeder is not None)
         names = feeder.names if feeder is not None else []
         plans = [_spans(jobs, duties.get(c, []), piece, names) for c, piece in visits]
-        bufs = _Buffers(store, rows, feeder.step if feeder is not None else 0)
+        bufs: _Rows = (
+            _Buffers(store, rows, feeder.step if feeder is not None else 0)
+            if store.backend == "memmap"
+            else _Decoded(store)
+        )
         seen: set[int] = set()
         workers = hash_workers()
         with (
@@ -208,6 +230,97 @@ def _raw_np(t: torch.Tensor) -> np.ndarray:
 
 Held = tuple[int, dict[str, np.ndarray]]
 """The open block's first position and its rows so far, by key."""
+Spans = dict[str, tuple[int, int]]
+"""Rows ``[a, b)`` to read of each key, for one visit."""
+
+
+class _Rows(Protocol):
+    """Where a visit's rows come from: ``read`` (on the reader thread) gets them, ``finish``
+    (on the scan's thread) puts the carried block's rows before them."""
+
+    width: dict[str, int]
+
+    def read(self, k: int, spans: Spans) -> Any: ...
+
+    def finish(
+        self, k: int, spans: Spans, got: Any, held: Held | None
+    ) -> dict[str, tuple[int, np.ndarray]]: ...
+
+
+class _Decoded:
+    """Rows of each visit decoded by the store's row-group reader (parquet: every key of a
+    chunk's row groups in one read, ``next.k`` stored once rebuilt by the reader) into
+    fresh arrays: the interface of :class:`_Buffers`, without reused buffers.
+
+    Row groups need not align with checksum chunks (47,127-row groups under 65,536-row
+    chunks at HalfCheetah's width): the last group a visit decoded is kept for the next
+    visit, so each group is decoded once, not 1.75 times."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.width = {name: sch.row_bytes(e) for name, e in (store.schema or {}).items()}
+        self._last: tuple[tuple[str, int, tuple[str, ...]], dict[str, np.ndarray]] | None = None
+
+    def read(self, k: int, spans: Spans) -> dict[str, tuple[int, np.ndarray]]:
+        """Each key's span decoded, keys of equal spans in one read (a reader thread runs
+        this; pyarrow decodes without the GIL)."""
+        by_span: dict[tuple[int, int], list[str]] = {}
+        for name, span in spans.items():
+            by_span.setdefault(span, []).append(name)
+        out = {}
+        for (a, b), names in by_span.items():
+            got = self._span(a, b, names)
+            for name in names:
+                out[name] = (a, np.ascontiguousarray(got[name]))
+        return out
+
+    def _span(self, a: int, b: int, names: list[str]) -> dict[str, np.ndarray]:
+        """Rows ``[a, b)`` of ``names``, group by group (the store's own range read where
+        its rows are not read by row group: a small store's decoded columns)."""
+        store: Any = self.store
+        groups = getattr(store, "_groups", None)
+        if (
+            getattr(store, "_cols", None) is not None
+            or groups is None
+            or groups.complete() is not None
+        ):
+            return store._span(a, b, names, scan=True, check=False)  # type: ignore[no-any-return]
+        pieces: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        for f, part, g0, g1, first in groups.spans(a, b):
+            got: list[dict[str, np.ndarray]] = []
+            last = self._last
+            if last is not None and last[0] == (part["path"], g0, tuple(names)):
+                got.append(last[1])  # decoded by the last visit
+                g0 += 1
+            if g1 - 1 > g0:
+                got.append(store._decode_groups(f, part, g0, g1 - 1, names))
+            if g1 > g0:  # the last group alone: the next visit starts in it
+                got.append(store._decode_groups(f, part, g1 - 1, g1, names))
+                self._last = ((part["path"], g1 - 1, tuple(names)), got[-1])
+            for d in got:
+                n = len(d[names[0]])
+                x, y = max(a, first), min(b, first + n)
+                if y > x:
+                    for name in names:
+                        pieces[name].append(d[name][x - first : y - first])
+                first += n
+        return {n: v[0] if len(v) == 1 else np.concatenate(v) for n, v in pieces.items()}
+
+    def finish(
+        self,
+        k: int,
+        spans: dict[str, tuple[int, int]],
+        got: dict[str, tuple[int, np.ndarray]],
+        held: Held | None,
+    ) -> dict[str, tuple[int, np.ndarray]]:
+        """The rows read by key, after the carried block's rows (a copy of one block)."""
+        out = {}
+        for name, (a, arr) in got.items():
+            part = held[1].get(name) if held is not None else None
+            if part is not None and len(part):
+                arr, a = np.concatenate([part, arr]), a - len(part)
+            out[name] = (a, arr)
+        return out
 
 
 class _Buffers:

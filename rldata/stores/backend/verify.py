@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
-from typing import TYPE_CHECKING
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rldata import ted
 from rldata.env_ids import MODULE_PART, env_id_problem
-from rldata.errors import CorruptStoreError
+from rldata.errors import CorruptStoreError, RldataError
 from rldata.stores.backend._verify_scan import Scan, applies
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.blocks import block_rows, runs
@@ -87,9 +88,16 @@ def _integrity(
         yield from lazily
         return
     if checksums:
+        # the statistics log parses on a thread beside the row checks (they read and hash
+        # mostly without the GIL): a full verify only; memory is one line of the log
+        stats = _beside(store, m) if scan is not None else None
         proven: AbstractSet[int | str] = frozenset()
         check = getattr(store, "stored_bytes_check", None)
-        if check is not None:
+        scanned: list[str] | None = None
+        if check is not None and scan is not None and scan.beside_stored_check():
+            faults, scanned = _check_beside_scan(store, m, check, scan)
+            yield from faults
+        elif check is not None:
             faults, chunks = check()
             yield from faults
             proven = chunks if stored else proven
@@ -97,7 +105,8 @@ def _integrity(
             faults = []
         if not faults:  # a damaged stored object may not even decode
             bad = False
-            for fault in _checksum_faults(store, m, proven, scan):
+            rows = scanned if scanned is not None else _checksum_faults(store, m, proven, scan)
+            for fault in rows:
                 bad = True
                 yield fault
             proved = getattr(store, "rows_proven", None)
@@ -106,8 +115,52 @@ def _integrity(
         digests = getattr(store, "digest_file_faults", None)
         if digests is not None:
             yield from digests()
-        yield from _stats_faults(store, m)
+        yield from stats.result() if stats is not None else _stats_faults(store, m)
     yield from _index_file_faults(store, m)
+
+
+def _check_beside_scan(
+    store: Store, m: dict, check: Callable[[], tuple[list[str], Any]], scan: Scan
+) -> tuple[list[str], list[str] | None]:
+    """The stored objects hashed on a thread while the scan decodes, hashes and checks the
+    rows (a store whose readers decode its files before hashing them whole: parquet with
+    block digests), so the disk is read once for both and the two hashes share the cores.
+    A fault in the stored objects voids the scan (what it found, or raised: a damaged part
+    may not decode): the caller goes on as though it had not run. Returns the stored
+    objects' faults and, when there are none, the scan's checksum faults."""
+    with ThreadPoolExecutor(1, thread_name_prefix="rldata-verify-stored") as pool:
+        pending = pool.submit(check)
+        error: Exception | None = None
+        try:
+            rows: list[str] | None = list(_checksum_faults(store, m, frozenset(), scan))
+        except Exception as exc:  # decided below, once the stored objects are known sound
+            rows, error = None, exc
+        faults = pending.result()[0]
+    if faults:
+        scan.reset()
+        return faults, None
+    if error is not None:
+        raise error
+    return faults, rows
+
+
+def _beside(store: Store, m: dict) -> Future[list[str]]:
+    """:func:`_stats_faults` started on a thread now (a streaming store fetches the files
+    first, on this thread: its transfers are not shared across threads). The thread ends on
+    its own once the log is read, should the caller stop early (``first_fault``)."""
+    fetch = getattr(store, "fetch_stats", None)
+    if fetch is not None:
+        try:
+            fetch()
+        except RldataError as exc:
+            done: Future[list[str]] = Future()
+            done.set_result([str(exc)])
+            return done
+    pool = ThreadPoolExecutor(1, thread_name_prefix="rldata-verify-stats")
+    try:
+        return pool.submit(lambda: list(_stats_faults(store, m, fetched=True)))
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _index_missing(store: Store) -> bool:
@@ -327,12 +380,13 @@ def _uncovered(runs: list[tuple[int, int]], entries: list, rows: int) -> int | N
     return None
 
 
-def _stats_faults(store: Store, m: dict) -> Iterator[str]:
-    from rldata.errors import RldataError
+def _stats_faults(store: Store, m: dict, fetched: bool = False) -> Iterator[str]:
+    """The statistics files against the manifest (``fetched``: a streaming store already
+    brought them)."""
     from rldata.stores.format import stats as st
     from rldata.stores.format.files import inside
 
-    fetch = getattr(store, "fetch_stats", None)  # a streaming store brings them on demand
+    fetch = None if fetched else getattr(store, "fetch_stats", None)  # brought on demand
     if fetch is not None:
         try:
             fetch()
