@@ -38,8 +38,11 @@ from rldata.stores.backend._memmap_read import (
     _record_bytes,
     _same_bits,
 )
+from rldata.stores.format import append_sha256 as appended
 from rldata.stores.format import schema as sch
-from rldata.stores.format.blocksums import BlockWriter, block_rows_for
+from rldata.stores.format.append_blocks import AppendBlockWriter
+from rldata.stores.format.append_sha256 import RunningSha256
+from rldata.stores.format.blocksums import block_rows_for
 from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.commit import atomic_write, fsync_all
 
@@ -59,6 +62,10 @@ class MemmapStore(MemmapFiles):
     """Append-only stores keep a digest per block of rows (format 1.4), so readers check only
     the rows they read; False writes a store as 1.3 did (checked whole at open, the episode
     index rewritten whole at each commit)."""
+
+    resumes_from_tails = True
+    """An append open of a store with block digests checks only what the writer extends
+    (:mod:`rldata.stores.backend.append_open`); reads check the older blocks."""
 
     @property
     def episode_log(self) -> bool:  # type: ignore[override]
@@ -101,7 +108,39 @@ class MemmapStore(MemmapFiles):
             late = {f"next.{k}" for k in once}
             keys = [n for n in self._fields if n not in late]
             rows = block_rows_for(max(self._row_bytes.values()))
-            self._bw = BlockWriter(self.root, keys, rows, None)
+            self._bw = AppendBlockWriter(self.root, keys, rows, None)
+
+    def _attach_payload(self) -> None:
+        entry = self._m["checksums"].get("blocks") if self.schema is not None else None
+        if self.writable and entry is not None and self._bw is None:
+            # resumed from the recorded hash state, not by hashing every committed digest
+            state = appended.file_state(self._m, entry["path"])
+            self._bw = AppendBlockWriter(
+                self.root, entry["keys"], entry["block_rows"], entry, state=state
+            )
+        super()._attach_payload()
+
+    def record_faults(self) -> list[str]:
+        """The explicit next rows against ``payload.next_once_sha256``: a writer's running
+        hash of them starts from these bytes (a store without the field: its rows' chunk
+        checksums were their check, so it is checked whole)."""
+        want = self._m["payload"].get("next_once_sha256")
+        if not self._xpos:
+            return []
+        if not isinstance(want, dict) or not set(self._xpos) <= set(want):
+            return [f"{self.root}: manifest field 'payload.next_once_sha256' is missing a key"]
+        return [
+            f"{self.root}: explicit next rows of key 'next.{k}' in "
+            f"{self._m['payload']['files'][f'next.{k}']}: sha256 does not match the manifest"
+            for k in self._xpos
+            if want[k] != sha256_hex(_record_bytes(self._explicit(k)))
+        ]
+
+    def _appended_hashes(self) -> dict[str, RunningSha256]:
+        out = super()._appended_hashes()
+        if isinstance(self._bw, AppendBlockWriter):
+            out[self._bw.rel] = self._bw.hash
+        return out
 
     # --- hooks --------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:

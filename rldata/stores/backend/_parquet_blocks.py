@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rldata.errors import CorruptStoreError
+from rldata.stores.format import append_sha256 as appended
 from rldata.stores.format import schema as sch
+from rldata.stores.format.append_blocks import AppendBlockWriter
+from rldata.stores.format.append_sha256 import RunningSha256
 from rldata.stores.format.blocksums import SIDECARS, BlockTable, BlockWriter, block_rows_for
 from rldata.stores.format.commit import fsync_all
 
@@ -54,6 +57,10 @@ class ParquetBlocks:
     """New stores keep a digest per block of rows (format 1.7); False writes a store as 1.6
     did (each part hashed whole on first read)."""
 
+    resumes_from_tails = True
+    """An append open of a store with block digests checks only what the writer extends
+    (:mod:`rldata.stores.backend.append_open`); reads check the older blocks."""
+
     def _init_blocks(self) -> None:
         self._bw: BlockWriter | None = None  # a writer's block digests
         self._btable: BlockTable | None = None  # a reader's, checked against the manifest
@@ -68,14 +75,24 @@ class ParquetBlocks:
             return
         widest = max(sch.row_bytes(e) for e in self._fields.values())
         rows = block_rows_for(widest)
-        self._bw = BlockWriter(self.root, list(self._fields), rows, None, SIDECARS["parquet"])
+        self._bw = AppendBlockWriter(self.root, list(self._fields), rows, None, SIDECARS["parquet"])
 
     def _resume_block_writer(self) -> None:
         """A resumed writer appends to the sidecar of a store that has one (one written
         before 1.7 keeps none: its parts are hashed whole)."""
         entry = self._m["checksums"].get("blocks")
         if entry is not None and self._bw is None:
-            self._bw = BlockWriter(self.root, entry["keys"], entry["block_rows"], entry)
+            # resumed from the recorded hash state, not by hashing every committed digest
+            state = appended.file_state(self._m, entry["path"])
+            self._bw = AppendBlockWriter(
+                self.root, entry["keys"], entry["block_rows"], entry, state=state
+            )
+
+    def _appended_hashes(self) -> dict[str, RunningSha256]:
+        out: dict[str, RunningSha256] = super()._appended_hashes()  # type: ignore[misc]
+        if isinstance(self._bw, AppendBlockWriter):
+            out[self._bw.rel] = self._bw.hash
+        return out
 
     def _extend_digests(self) -> None:
         if self._bw is not None:

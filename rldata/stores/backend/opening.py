@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rldata.errors import ConfigError, CorruptStoreError, StoreError, StoreExistsError
+from rldata.stores.backend.append_open import append_faults, checks_tails_only
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.registry import load
 from rldata.stores.backend.verify import integrity_fault
@@ -92,7 +93,9 @@ def open_dir(
 ) -> Store:
     """The store in the local directory ``root`` (see :func:`rldata.stores.open`;
     ``verify="full"`` checks every committed row now, True each block when first read
-    where the store has block digests)."""
+    where the store has block digests). ``mode="a"`` checks, before a byte is written,
+    what the writer extends where the store has block digests (time flat in its size:
+    :mod:`~rldata.stores.backend.append_open`), else every committed byte."""
     if verify not in (True, False, "full"):
         raise ConfigError(f"verify: expected True, False or 'full', got {verify!r}")
     if mode not in ("r", "a"):
@@ -110,7 +113,12 @@ def open_dir(
         remove_temp_files(root)
         m = mf.read(root)  # the committed state, now that no one else can write
         with cls.attach(root, m, writable=False, lock=None) as current:
-            refuse_corrupt(current, "resume")  # before a byte is written
+            if checks_tails_only(current):  # what the writer extends; older rows on read
+                fault = next(append_faults(current), None)
+                if fault is not None:
+                    raise CorruptStoreError(f"cannot resume: {fault}; the store was left unchanged")
+            else:
+                refuse_corrupt(current, "resume")  # every committed byte, before one is written
         return cls.attach(root, m, writable=True, lock=lock, durable=durable)
     except BaseException:
         lock.release()

@@ -12,24 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 
 from rldata import ted
-from rldata.errors import StoreError, TedFormatError
+from rldata.errors import CorruptStoreError, StoreError, TedFormatError
 from rldata.stores.backend.blocks import block_rows
 from rldata.stores.backend.blocks import serial_ranges as _pieces
 from rldata.stores.backend.rows import REWARD, TRAJ, K, RowTable, _np
+from rldata.stores.format import append_sha256 as appended
 from rldata.stores.format import chunklog
 from rldata.stores.format import episodes as ep
 from rldata.stores.format import manifest as mf
 from rldata.stores.format import schema as sch
 from rldata.stores.format import stats as st
+from rldata.stores.format.append_sha256 import RunningSha256
 from rldata.stores.format.checksums import ChunkSums, sha256_hex
 from rldata.stores.format.commit import atomic_write
 
@@ -52,6 +55,8 @@ class RowStore(RowTable):
     stats_log = True
     """A new append-only store appends each commit's statistics to one log (format 1.5)
     instead of writing one file a commit."""
+
+    _chunks_resumed = False  # the partly filled chunks' hashes resumed (first commit)
 
     chunk_log = False
     """A new append-only store appends the digests of its full checksum chunks to one
@@ -241,6 +246,8 @@ class RowStore(RowTable):
         if self._end == self._committed_end and self._m["generation"] > 0:
             return
         if self.schema is not None:
+            if not self._chunks_resumed:
+                self._resume_chunks()
             lo = max(self._committed_end, self._start)
             if self.capacity is not None:
                 lo = max(lo, self._end - self.capacity)
@@ -290,18 +297,12 @@ class RowStore(RowTable):
         log = self._slog
         if log is None:
             fd = os.open(self.root / st.LOG, os.O_RDWR | os.O_CREAT, 0o644)
-            size = 0 if ref is None else ref["bytes"]
-            h, got = hashlib.sha256(), 0  # resumed: the committed bytes seed the running hash
-            while got < size and (part := os.pread(fd, min(1 << 22, size - got), got)):
-                h.update(part)
-                got += len(part)
-            if got != size or h.hexdigest() != (ref or {}).get("sha256", h.hexdigest()):
+            try:
+                h = self._resume_hash(fd, ref, f"statistics log {st.LOG}")
+            except BaseException:
                 os.close(fd)
-                raise StoreError(
-                    f"store {self.path}: statistics log {st.LOG}: expected {size} committed "
-                    f"bytes matching the manifest's sha256, found {got} bytes that do not"
-                )
-            log = self._slog = [fd, size, h]
+                raise
+            log = self._slog = [fd, h.size, h]
         fd, size, h = log
         _pwrite_all(fd, line, size)
         os.ftruncate(fd, size + len(line))
@@ -310,6 +311,86 @@ class RowStore(RowTable):
         h.update(line)
         log[1] = size + len(line)
         return {"path": st.LOG, "bytes": log[1], "sha256": h.hexdigest()}
+
+    def _resume_hash(self, fd: int, ref: dict | None, what: str) -> RunningSha256:
+        """The running SHA-256 of an appended file's committed bytes: resumed from the state
+        the last commit recorded (about 64 bytes read, :mod:`~rldata.stores.format.
+        append_sha256`), else hashed whole (a store written before it).
+
+        Raises:
+            CorruptStoreError: the committed bytes do not give the manifest's SHA-256.
+        """
+        if ref is None:
+            return RunningSha256()
+        size, want = ref["bytes"], ref["sha256"]
+        state = appended.file_state(self._m, ref["path"])
+        read = functools.partial(_pread, fd)
+        h = appended.resume(state, size, want, read) or appended.hash_file(size, read)
+        if h.size != size or h.hexdigest() != want:
+            raise CorruptStoreError(
+                f"store {self.path}: {what}: expected {size} committed bytes matching the "
+                f"manifest's sha256, found {h.size} bytes that do not"
+            )
+        return h
+
+    def _appended_hashes(self) -> dict[str, RunningSha256]:
+        """The running hashes of the files this handle appended to, by path (backends add
+        their own sidecars)."""
+        out = {}
+        if self._slog is not None:
+            out[st.LOG] = self._slog[2]
+        if self._elog is not None:
+            out[ep.LOG] = self._elog[2]
+        if self._clog is not None:
+            out[chunklog.LOG] = self._clog.hash
+        return out
+
+    def _record_append_states(self) -> None:
+        """The resumable hash states of the appended files and of each key's partly filled
+        chunk, in the manifest about to be written, so the next writer reads neither again
+        (append-only stores: a ring's chunks are rewritten)."""
+        if self.capacity is not None:
+            return
+        old = self._m.get(appended.FIELD)
+        files = dict(old.get("files") or {}) if isinstance(old, dict) else {}
+        for path, h in self._appended_hashes().items():
+            state = h.state()
+            if state is None:  # no libcrypto: a stale state would only cost a rehash
+                files.pop(path, None)
+            else:
+                files[path] = state
+        chunks = {}
+        for key, sums in self._sums.items():
+            open_ = sums.open_chunk()
+            state = open_[2].state() if open_ is not None else None
+            if state is not None:
+                chunks[key] = {"rows": open_[1], **state}  # type: ignore[index]
+        if files or chunks:
+            self._m[appended.FIELD] = {"files": files, "chunks": chunks}
+
+    def _resume_chunks(self) -> None:
+        """A resumed writer's first commit: each key's partly filled chunk continues from its
+        recorded state (about a row read) instead of hashing its committed rows again."""
+        self._chunks_resumed = True
+        if self.capacity is not None:
+            return
+        partial = chunklog.partial_chunk(self._m["checksums"], self._committed_end)
+        if partial is None:
+            return
+        c, rows, want = partial
+        c0 = c * self._chunk
+        for key, sums in self._sums.items():
+            if key not in want:
+                continue
+            h = appended.resume_rows(
+                appended.chunk_state(self._m, key),
+                rows,
+                sch.row_bytes(self._fields[key]),
+                functools.partial(_chunk_rows, self._raw, key, c0),
+                want[key],
+            )
+            if h is not None:
+                sums.resume_chunk(c, rows, h)
 
     def _write_manifest(self, end: int) -> None:
         m = self._m
@@ -335,6 +416,7 @@ class RowStore(RowTable):
             m["episodes"] = {"path": name, "sha256": sha256_hex(data), "segments": len(self._index)}
         else:
             previous = None
+        self._record_append_states()
         mf.write(self.root, m, durable=self.durable)
         self._committed_end = end
         if previous is not None:
@@ -358,7 +440,10 @@ class RowStore(RowTable):
             and chunklog.uses_log(sums, self.capacity, self._committed_end)
         ):
             entry = sums.get(chunklog.FIELD)
-            self._clog = chunklog.ChunkLogWriter(self.root, list(self._sums), self._chunk, entry)
+            state = appended.file_state(self._m, chunklog.LOG)
+            self._clog = chunklog.ChunkLogWriter(
+                self.root, list(self._sums), self._chunk, entry, state
+            )
             if entry is None:  # the first rows of a store: its format is this version's
                 self._m["format_version"] = mf.FORMAT_VERSION
         if self._clog is None:
@@ -383,24 +468,24 @@ class RowStore(RowTable):
         log = self._elog
         if log is None:
             fd = os.open(self.root / ep.LOG, os.O_RDWR | os.O_CREAT, 0o644)
-            if ref is None:
-                log = [fd, 0, hashlib.sha256(), 0]
-            else:  # resumed: the committed bytes, checked when the index was loaded
-                data = os.pread(fd, ref["bytes"], 0)
-                log = [fd, ref["bytes"], hashlib.sha256(data), ref["segments"]]
-            self._elog = log
+            try:  # resumed: the committed bytes were checked when the index was loaded
+                h = self._resume_hash(fd, ref, f"episode index {ep.LOG}")
+            except BaseException:
+                os.close(fd)
+                raise
+            log = self._elog = [fd, h.size, h, ref["segments"] if ref else 0]
         fd, size, h, segments = log
         line = ep.log_line(self._index, max(0, segments - 1))
         _pwrite_all(fd, line, size)
         os.ftruncate(fd, size + len(line))
         if self.durable:
             os.fsync(fd)  # the manifest's write fsyncs the directory
-        h.update(line)  # type: ignore[attr-defined]
+        h.update(line)
         log[1], log[3] = size + len(line), len(self._index)
         return {
             "path": ep.LOG,
             "bytes": log[1],
-            "sha256": h.hexdigest(),  # type: ignore[attr-defined]
+            "sha256": h.hexdigest(),
             "segments": len(self._index),
         }
 
@@ -452,6 +537,20 @@ class RowStore(RowTable):
         lock = getattr(self, "_lock", None)
         if lock is not None:
             lock.release()
+
+
+def _chunk_rows(raw: Callable[[str, int, int], Any], key: str, c0: int, a: int, b: int) -> Any:
+    """Bytes of rows ``[a, b)`` of the chunk starting at position ``c0``, of key ``key``."""
+    return raw(key, c0 + a, c0 + b)
+
+
+def _pread(fd: int, start: int, stop: int) -> bytes:
+    """Bytes ``[start, stop)`` of a file (fewer at its end)."""
+    out, at = bytearray(), start
+    while at < stop and (part := os.pread(fd, min(1 << 22, stop - at), at)):
+        out += part
+        at += len(part)
+    return bytes(out)
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rldata.stores.format.append_sha256 import RunningSha256
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _HASH_SLICE = 16 << 20  # bytes of a file mapped at once to hash it (a multiple of the page size)
 
@@ -128,15 +130,24 @@ class ChunkSums:
             if self._open is not None and self._open[0] == c and c0 + self._open[1] == pos:
                 h = self._open[2]
             else:
-                h = hashlib.sha256()
+                h = RunningSha256()
                 if pos > c0:
                     h.update(read(c0, pos))
             h.update(read(pos, end))  # type: ignore[attr-defined]
             while len(self.entries) <= c:
                 self.entries.append([0, EMPTY_SHA256])
-            self.entries[c] = [end - c0, h.copy().hexdigest()]  # type: ignore[attr-defined]
+            self.entries[c] = [end - c0, h.hexdigest()]  # type: ignore[attr-defined]
             self._open = (c, end - c0, h) if end - c0 < self.chunk_rows else None
             pos = end
+
+    def open_chunk(self) -> tuple[int, int, RunningSha256] | None:
+        """``(chunk, rows, hash)`` of the partly filled chunk being hashed, if any."""
+        return self._open  # type: ignore[return-value]
+
+    def resume_chunk(self, chunk: int, rows: int, h: RunningSha256) -> None:
+        """Continue chunk ``chunk`` from a hash of its first ``rows`` rows (a resumed writer:
+        its committed rows are not read again)."""
+        self._open = (chunk, rows, h)
 
     def cut(self, read: RowReader, start: int, stop: int) -> bool:
         """Stop covering positions ``[start, stop)``, about to be overwritten; return if any was.

@@ -35,13 +35,13 @@ layout when a writer appends to it, so older readers still read it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rldata.errors import CorruptStoreError, StoreError
+from rldata.stores.format.append_sha256 import RunningSha256, resume_path
 from rldata.stores.format.checksums import ChunkSums, committed_prefix, is_sha256_hex, tail_rows
 from rldata.stores.format.commit import fsync_dir
 from rldata.stores.format.files import inside
@@ -97,6 +97,26 @@ def check_entry(entry: Any, where: object, written: int, chunk_rows: int, schema
         raise fail(
             "chunks", f"chunks * chunk_rows + tail rows == written = {written}", n * chunk_rows + r
         )
+
+
+def partial_chunk(checksums: dict, written: int) -> tuple[int, int, dict[str, str]] | None:
+    """``(chunk, rows, {key: sha256})`` of an append-only store's partly filled last chunk,
+    from the manifest alone (the sidecar's tail, or the manifest's lists before 1.6); None
+    when the committed rows fill whole chunks."""
+    rows = checksums.get("chunk_rows")
+    if not rows or not written or written % rows == 0:
+        return None
+    c, r = divmod(written, rows)
+    log = checksums.get(FIELD)
+    if isinstance(log, dict):
+        tail = log.get("tail")
+        return (c, r, dict(tail["sha256"])) if tail and tail.get("rows") == r else None
+    want = {}
+    for key, entries in (checksums.get("chunks") or {}).items():
+        if len(entries) != c + 1 or entries[c][0] != r:
+            return None
+        want[key] = entries[c][1]
+    return c, r, want
 
 
 class ChunkTable:
@@ -192,17 +212,28 @@ def chunk_sums(
 class ChunkLogWriter:
     """A writer's side of the sidecar: appends the digests of the chunks its commits fill."""
 
-    def __init__(self, root: Path, keys: list[str], chunk_rows: int, entry: dict | None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        keys: list[str],
+        chunk_rows: int,
+        entry: dict | None,
+        state: object = None,
+    ) -> None:
         self.root = root
         self.path = root / LOG
         self.keys = list(keys)
         self.chunk_rows = chunk_rows
         self.full = entry["chunks"] if entry else 0
         self.fd = -1
-        self._hash = hashlib.sha256()
-        if self.full:  # resume: the committed records seed the running hash
-            table = ChunkTable.read(root, entry, chunk_rows)  # type: ignore[arg-type]
-            self._hash.update(table._data)
+        resumed = None
+        if entry is not None and self.full:  # resume: from the recorded state, else whole
+            resumed = resume_path(root / LOG, entry["bytes"], entry["sha256"], state)
+            if resumed is None:
+                table = ChunkTable.read(root, entry, chunk_rows)  # checks the committed bytes
+                resumed = RunningSha256()
+                resumed.update(table._data)
+        self.hash = resumed or RunningSha256()
 
     def record(self, sums: dict[str, ChunkSums], end: int, *, durable: bool) -> dict:
         """Append the records of the chunks filled by rows ``[0, end)`` since the last call,
@@ -234,7 +265,7 @@ class ChunkLogWriter:
                 os.fsync(self.fd)
                 if created:  # its name, durable before a manifest relies on it
                     fsync_dir(self.root)
-            self._hash.update(recs)
+            self.hash.update(recs)
             self.full = full
         r = end - full * c
         tail = None
@@ -245,7 +276,7 @@ class ChunkLogWriter:
             "keys": list(self.keys),
             "chunks": self.full,
             "bytes": self.full * k * DIGEST,
-            "sha256": self._hash.hexdigest(),
+            "sha256": self.hash.hexdigest(),
             "tail": tail,
         }
 

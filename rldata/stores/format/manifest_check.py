@@ -20,6 +20,9 @@ from rldata.stores.format.schema import STORABLE_DTYPES
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 VERSION = re.compile(r"^\d{1,4}\.\d{1,4}\.\d{1,4}$")
+CHUNK_LOGS = ("memmap", "parquet")
+"""Backends whose append-only stores may keep their chunk checksums in the sidecar (memmap
+since 1.6.0, parquet since the commit that appends to it: ``rldata.stores.format.chunklog``)."""
 EPISODE_FILE = re.compile(r"^episodes-\d{8,}\.json$")
 EPISODE_LOG = "episodes.log"  # rldata.stores.format.episodes.LOG
 STATS_FILE = re.compile(r"^stats-\d{8,}\.json$")
@@ -177,8 +180,8 @@ def _check_checksums(c: _Checker, m: dict, schema: dict | None) -> None:
     log = sums.get(chunklog.FIELD)
     chunks = sums.get("chunks")
     if log is not None:  # format 1.6: the full chunks' digests in the appended sidecar
-        if m.get("capacity") is not None or schema is None or m["backend"] != "memmap":
-            where = "null but for an append-only memmap store with rows"
+        if m.get("capacity") is not None or schema is None or m["backend"] not in CHUNK_LOGS:
+            where = "null but for an append-only memmap or parquet store with rows"
             raise c.fail(f"checksums.{chunklog.FIELD}", where, "an object")
         if chunks != {}:
             raise c.fail("checksums.chunks", f"{{}} beside 'checksums.{chunklog.FIELD}'", chunks)
