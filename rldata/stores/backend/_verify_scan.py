@@ -16,6 +16,7 @@ store's size.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -136,7 +137,8 @@ class Scan:
                     cols = bufs.finish(n % SETS, spans, got, held)  # copies held: its set is free
                     ahead = None
                     if n + 1 < len(plans):  # the disk reads on while this one is checked
-                        ahead = reader.submit(bufs.read, (n + 1) % SETS, plans[n + 1])
+                        after = plans[n + 2] if n + 2 < len(plans) else None
+                        ahead = reader.submit(_read, bufs, (n + 1) % SETS, plans[n + 1], after)
                     mine = [] if c in seen else duties.get(c, [])
                     seen.add(c)
                     futs = []
@@ -214,6 +216,15 @@ def _spans(
     return spans
 
 
+def _read(bufs: _Rows, k: int, spans: Spans, after: Spans | None) -> Any:
+    """Read a visit into set ``k``, then ask for the next visit's bytes (the kernel fetches
+    them while this one is checked; every read and advice on the reader thread)."""
+    got = bufs.read(k, spans)
+    if after is not None:
+        bufs.advise(after)
+    return got
+
+
 def _collect(futs: list[tuple[int, Future]], digests: list[str]) -> None:
     for i, f in futs:
         digests[i] = f.result()
@@ -242,6 +253,8 @@ class _Rows(Protocol):
 
     def read(self, k: int, spans: Spans) -> Any: ...
 
+    def advise(self, spans: Spans) -> None: ...
+
     def finish(
         self, k: int, spans: Spans, got: Any, held: Held | None
     ) -> dict[str, tuple[int, np.ndarray]]: ...
@@ -254,12 +267,16 @@ class _Decoded:
 
     Row groups need not align with checksum chunks (47,127-row groups under 65,536-row
     chunks at HalfCheetah's width): the last group a visit decoded is kept for the next
-    visit, so each group is decoded once, not 1.75 times."""
+    visit, so each group is decoded once, not 1.75 times. pyarrow decodes the columns of a
+    visit on its own threads."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.width = {name: sch.row_bytes(e) for name, e in (store.schema or {}).items()}
         self._last: tuple[tuple[str, int, tuple[str, ...]], dict[str, np.ndarray]] | None = None
+
+    def advise(self, spans: Spans) -> None:
+        """Nothing: the parts are read ahead by their hashing thread."""
 
     def read(self, k: int, spans: Spans) -> dict[str, tuple[int, np.ndarray]]:
         """Each key's span decoded, keys of equal spans in one read (a reader thread runs
@@ -293,9 +310,9 @@ class _Decoded:
                 got.append(last[1])  # decoded by the last visit
                 g0 += 1
             if g1 - 1 > g0:
-                got.append(store._decode_groups(f, part, g0, g1 - 1, names))
+                got.append(store._decode_groups(f, part, g0, g1 - 1, names, True))
             if g1 > g0:  # the last group alone: the next visit starts in it
-                got.append(store._decode_groups(f, part, g1 - 1, g1, names))
+                got.append(store._decode_groups(f, part, g1 - 1, g1, names, True))
                 self._last = ((part["path"], g1 - 1, tuple(names)), got[-1])
             for d in got:
                 n = len(d[names[0]])
@@ -355,6 +372,18 @@ class _Buffers:
                 lo, hi = spans.get(k_name, (a + 1, b + 1))
                 spans[k_name] = (min(lo, a + 1), max(hi, b + 1))
         return spans
+
+    def advise(self, spans: Spans) -> None:
+        """Ask the kernel to start reading ``spans`` now (``posix_fadvise(WILLNEED)``): the
+        disk stays busy while a visit's ``pread`` waits on the one before."""
+        fd_of = getattr(self.store, "_read_fd", None)
+        if fd_of is None or not hasattr(os, "posix_fadvise"):
+            return
+        for name, (a, b) in self._wide(spans).items():
+            fd = None if name in self.late else fd_of(name)
+            if fd is not None and b > a:
+                w = self.width[name]
+                os.posix_fadvise(fd, a * w, (b - a) * w, os.POSIX_FADV_WILLNEED)
 
     def read(self, k: int, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         """``pread`` each key's span into set ``k`` after the margin: the rows read, by key

@@ -66,12 +66,14 @@ def _integrity(
     stored: bool = False,
     lazy: bool = False,
     scan: Scan | None = None,
+    full: bool = False,
 ) -> Iterator[str]:
     """``stored``: trust the stored-bytes checksums of a payload's objects (zarr chunk files,
     parquet parts, memmap's explicit next-row records: format 1.3) for the rows they hold,
     and decode only what they do not prove; otherwise every committed row is decoded and
     checked against its row checksum. ``lazy``: see :func:`integrity_fault`. ``scan``: read
-    the rows for the checksums through it, which checks their meaning on the same read."""
+    the rows for the checksums through it, which checks their meaning on the same read.
+    ``full``: a full verify, which checks the statistics log on a thread beside the rows."""
     m = _manifest(store)
     yield from _schema_faults(m, store.path)
     if store.schema is None:
@@ -90,7 +92,7 @@ def _integrity(
     if checksums:
         # the statistics log parses on a thread beside the row checks (they read and hash
         # mostly without the GIL): a full verify only; memory is one line of the log
-        stats = _beside(store, m) if scan is not None else None
+        stats = _beside(store, m) if full else None
         proven: AbstractSet[int | str] = frozenset()
         check = getattr(store, "stored_bytes_check", None)
         scanned: list[str] | None = None
@@ -248,7 +250,7 @@ def _faults(store: Store, *, checksums: bool, invariants: bool) -> Iterator[str]
         return
     found = False
     scan = Scan(store, invariants) if checksums and applies(store) else None
-    for fault in _integrity(store, checksums, scan=scan):
+    for fault in _integrity(store, checksums, scan=scan, full=True):
         found = True
         yield fault
     if store.schema is None or found and _index_missing(store):
