@@ -161,3 +161,41 @@ def write_results(name: str, title: str, command: str, sections: Sequence[str]) 
     path.write_text("\n\n".join(p.strip() for p in parts) + "\n")
     print(f"wrote {path.relative_to(ROOT)}", file=sys.stderr)
     return path
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as a benchmark's heading quotes them."""
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def goal_line(mine: str, label: str, ratio: float, goal: float, clock: str = "") -> str:
+    """``- mine ≥ goal x label: ratio: met`` (or missed by how much)."""
+    verdict = "met" if ratio >= goal else f"missed by {goal - ratio:.2f}x"
+    at = f" ({clock})" if clock else ""
+    return f"- {mine} ≥ {goal:g}x {label}{at}: {ratio:.2f}x: {verdict}"
+
+
+def finish(
+    name: str,
+    title: str,
+    script: str,
+    heading: str,
+    table_md: str,
+    lines: Sequence[str],
+    notes: str,
+    *,
+    after: str = "",
+    before: str = "",
+    write: bool = True,
+) -> str:
+    """The end of a before/after benchmark: print its section (``### heading``, the table,
+    the verdict ``lines``) and, unless ``write`` is False, write ``RESULTS-<name>.md`` with
+    the command that reproduces it (``--after`` / ``--before`` as given) and ``notes``."""
+    body = f"### {heading}\n\n{table_md}\n\n" + "\n".join(lines)
+    print(body)
+    if write:
+        cmd = f"nice -n 10 python benchmarks/{script}"
+        cmd += f" --after {after}" if after else ""
+        cmd += f" --before {before}" if before else ""
+        write_results(name, title, cmd, [region(name, body), notes])
+    return body

@@ -121,35 +121,30 @@ def main() -> None:
         if label not in got:
             lines.append(f"- rldata ≥ {label}: not measured (not installed)")
             continue
-        parts = []
         for clock in ("wall", "cpu"):
             r = rep.med(rep.per_round([x[clock] for x in mine], [x[clock] for x in got[label]]))
-            parts.append(f"{r:.2f}x {'met' if r >= 1 else 'missed'} ({clock})")
-        lines.append(f"- rldata memory ≥ {label}: " + ", ".join(parts))
+            lines.append(rep.goal_line("rldata memory", label, r, 1.0, clock))
     if a.before:
         for clock in ("wall", "cpu"):
             old = [x[clock] for x in got["rldata memory, before"]]
             r = rep.med(rep.per_round([x[clock] for x in mine], old))
             lines.append(f"- after ({a.after or 'tree'}) / before ({a.before}), {clock}: {r:.2f}x")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    body = (
-        f"### extend to {a.rows:,} rows in memory (load average {load}; "
-        f"{a.rounds} rounds in {took:.0f} s, a fresh process a fill)\n\n"
-        + rep.table(head, rows)
-        + "\n\n"
-        + "\n".join(lines)
+    heading = (
+        f"extend to {a.rows:,} rows in memory (load average {rep.load_average()}; "
+        f"{a.rounds} rounds in {took:.0f} s, a fresh process a fill)"
     )
-    print(body)
-    if not a.no_write:
-        cmd = "nice -n 10 python benchmarks/bench_extend.py"
-        cmd += f" --after {a.after}" if a.after else ""
-        cmd += f" --before {a.before}" if a.before else ""
-        rep.write_results(
-            "extend",
-            "In-memory extend: rldata vs SB3 vs cpprb (issue 19)",
-            cmd,
-            [rep.region("extend", body), NOTES],
-        )
+    rep.finish(
+        "extend",
+        "In-memory extend: rldata vs SB3 vs cpprb (issue 19)",
+        "bench_extend.py",
+        heading,
+        rep.table(head, rows),
+        lines,
+        NOTES,
+        after=a.after,
+        before=a.before,
+        write=not a.no_write,
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class StoreStorage(Storage):
     """
 
     _STAGE_ROWS = 1024  # each landing is one Store.append, with its own checks: fewer, larger
+    _no_view_at = -1  # the row count at which the store last had no rows_view() (_view)
 
     def __init__(self, store, device: torch.device | str = "cpu") -> None:
         super().__init__(store.capacity, device, allow_nonfinite=True)
@@ -157,10 +158,14 @@ class StoreStorage(Storage):
     # --- reads: one gather per key over the memory-mapped view ---------------------------
     def _view(self) -> list[tuple[Key, torch.Tensor]] | None:
         if self._leaves is None:
+            if self._no_view_at == self._len:
+                return None  # asked at this row count already (~2 us a batch saved)
             if not getattr(self.store, "random_reads_mapped", True):
+                self._no_view_at = self._len
                 return None  # a store past RLDATA_MAP_BYTES: get() preads each row
             td = self.store.rows_view()
             if td is None:
+                self._no_view_at = self._len
                 return None
             self._leaves = [(k, v.as_subclass(torch.Tensor)) for k, v in flatten(td).items()]
             nodes, self._parents = tree_plan([k for k, _ in self._leaves])

@@ -19,7 +19,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tensordict import TensorDict
 
+from rldata import _compat
 from rldata.errors import CorruptStoreError
 from rldata.stores.format import schema as sch
 
@@ -146,10 +148,17 @@ class _ExplicitFinder:
         self.first = np.searchsorted(xpos, starts)
         self.steps = int(np.diff(self.first).max(initial=0))
         self.padded = np.concatenate([xpos, np.full(max(1, self.steps), self._NONE)])
+        self.lone = self.padded[self.first]
 
     def __call__(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(hit, j)``: indices into ``p`` of the explicit positions, ascending, and their
         indices into ``xpos`` (``xpos[j] == p[hit]``)."""
+        if self.steps <= 1:
+            # one candidate a bucket: the first explicit row at or after the bucket's start
+            # (``lone``), which a position equals only if it is that bucket's explicit row
+            b = p >> self.shift
+            hit = (self.lone.take(b, mode="clip") == p).nonzero()[0]
+            return hit, self.first.take(b[hit], mode="clip")
         if self.steps > self._MAX_STEPS:
             xpos = self.xpos
             j = np.searchsorted(xpos, p)
@@ -161,8 +170,6 @@ class _ExplicitFinder:
         j0 = self.first.take(p >> self.shift, mode="clip")
         padded = self.padded
         hit = np.flatnonzero(padded[j0] == p)
-        if self.steps <= 1:
-            return hit, j0[hit]
         hits, js = [hit], [j0[hit]]
         for m in range(1, self.steps):
             j = j0 + m
@@ -206,3 +213,123 @@ def _put_rows(out: torch.Tensor, at: np.ndarray, rows: torch.Tensor) -> None:
         return
     for i, row in zip(at.tolist(), rows):
         out[i].copy_(row)
+
+
+_LEAF, _NODE, _NEXT = 0, 1, 2  # the kinds of a batch plan's steps
+_CPU = torch.device("cpu")
+
+
+class _NextOnce:
+    """``next.k`` of a batch for a key ``k`` stored once: ``k`` one row later (clipped to
+    the mapped rows), its explicit rows patched in. Built for one mapping and one ``xpos``
+    (see :class:`_Batch`)."""
+
+    __slots__ = ("later", "find", "recs")
+
+    def __init__(
+        self, rows: np.ndarray, find: _ExplicitFinder | None, recs: np.ndarray | None
+    ) -> None:
+        # rows from the second on: position p of it is row p + 1, and the last position
+        # clips to the last row, as take_clipped(p + 1) reads (without adding one to p)
+        self.later = rows[1:] if len(rows) > 1 else rows
+        self.find, self.recs = find, recs
+
+    def __call__(self, p: np.ndarray) -> torch.Tensor:
+        out = self.later.take(p, 0, None, "clip")
+        find = self.find
+        if find is None:
+            return torch.from_numpy(out)
+        if find.steps <= 1:  # _ExplicitFinder's first case, its j looked up only on a hit
+            b = p >> find.shift
+            hit = (find.lone.take(b, 0, None, "clip") == p).nonzero()[0]
+            if hit.size:
+                out[hit] = self.recs[find.first.take(b[hit])]  # type: ignore[index]
+            return torch.from_numpy(out)
+        hit, j = find(p)
+        if hit.size:
+            out[hit] = self.recs[j]  # type: ignore[index]  # the batch's own memory
+        return torch.from_numpy(out)
+
+
+class _Batch:
+    """A batch's gathers, planned once per mapping: one numpy ``take`` of whole rows a
+    key (``[rows, *shape]`` views of the mappings, each result wrapped by ``from_numpy``),
+    ``next`` of the keys stored once, then the tree's TensorDicts.
+
+    Each batch used to look every key up again (its rows, its finder, whether it is stored
+    once); planning that when the mapping changes leaves a batch its gathers and one call
+    a key (:meth:`MemmapFiles._read` checks ``arrays`` and ``xpos`` are still the handle's)."""
+
+    __slots__ = ("arrays", "xpos", "count", "steps", "nested")
+
+    def __init__(
+        self,
+        arrays: dict,
+        xpos: dict[str, np.ndarray],
+        count: int,
+        steps: list[tuple[int, int, str, object]],
+        nested: list[tuple[int, str, int]],
+    ) -> None:
+        self.arrays, self.xpos = arrays, dict(xpos)
+        self.count, self.steps, self.nested = count, steps, nested
+
+    def current(self, arrays: dict, xpos: dict[str, np.ndarray]) -> bool:
+        """Whether the plan was made over these mappings and explicit rows."""
+        if arrays is not self.arrays or len(xpos) != len(self.xpos):
+            return False
+        # a writer replaces xpos[k] as explicit rows land (a loop: all() of a generator
+        # costs ~0.4 us more a batch)
+        for k, v in self.xpos.items():  # noqa: SIM110
+            if xpos.get(k) is not v:
+                return False
+        return True
+
+    def __call__(self, p: np.ndarray, n: int) -> TensorDict:
+        nodes: list[dict] = [{} for _ in range(self.count)]
+        from_numpy = torch.from_numpy
+        for kind, at, key, arg in self.steps:
+            if kind == _LEAF:
+                nodes[at][key] = from_numpy(arg.take(p, 0))  # type: ignore[attr-defined]
+            elif kind == _NODE:
+                nodes[at][key] = nodes[arg]  # type: ignore[call-overload]
+            else:
+                nodes[at][key] = arg(p)  # type: ignore[operator]
+        size = torch.Size((n,))
+        new_td = _compat.new_td
+        for at, key, child in self.nested:  # deepest first: a child's dict is filled
+            nodes[at][key] = new_td(nodes[child], size, _CPU)
+        return new_td(nodes[0], size, _CPU)
+
+
+def _plan_batch(
+    fields: dict,
+    arrays: dict[str, _Rows | None],
+    xpos: dict[str, np.ndarray],
+    finder: Callable[[str], _ExplicitFinder],
+    explicit: Callable[[str], np.ndarray | None],
+) -> _Batch | None:
+    """The :class:`_Batch` of a mapping, or None when a key has no typed mapped rows (a
+    dtype numpy lacks, rows read with ``pread``, a row of no bytes): those batches take
+    the general path of :meth:`MemmapFiles._read`."""
+    count, plan, nested = _read_plan(fields)
+    steps: list[tuple[int, int, str, object]] = []
+    for name, at, key, child in plan:
+        if name is None:
+            steps.append((_NODE, at, key, child))
+            continue
+        k = name[len("next.") :] if name.startswith("next.") else None
+        if k not in xpos:  # a row-indexed key (``next.k`` too when stored twice)
+            k = None
+        rows = arrays.get(name if k is None else k)
+        if rows is None or type(rows) is not _Rows or rows.rows is None:
+            return None
+        if k is None:
+            steps.append((_LEAF, at, key, rows.rows))
+            continue
+        recs = explicit(k) if xpos[k].size else None
+        if recs is not None and recs["row"].dtype != rows.rows.dtype:
+            return None
+        find = finder(k) if recs is not None else None
+        once = _NextOnce(rows.rows, find, None if recs is None else recs["row"])
+        steps.append((_NEXT, at, key, once))
+    return _Batch(arrays, xpos, count, steps, nested)
