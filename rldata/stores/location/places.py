@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from rldata._env import cache_root as cache_root  # re-exported: callers import it here
 from rldata.errors import MissingDependencyError, StoreError, UnsupportedURLError
@@ -219,10 +219,10 @@ def location(path: str | os.PathLike[str], storage_options: dict | None = None) 
             f"store URL {redact(text)!r}: chained URLs ('::') are refused for safety; give one scheme"
         )
     scheme = urlsplit(text).scheme
-    if len(scheme) <= 1:  # a local path (or a Windows drive letter)
+    if len(scheme) <= 1 or scheme == "file":  # a local path (or a Windows drive letter)
         fs = fsspec.filesystem("file")
-        root = os.path.abspath(os.path.expanduser(text))
-        return Location(fs, root.rstrip("/") or "/", root)
+        root = os.path.abspath(os.path.expanduser(file_url_path(text)))
+        return Location(fs, root.rstrip("/") or "/", root if scheme != "file" else text)
     if scheme not in known_implementations:
         raise UnsupportedURLError(
             f"store URL {redact(text)!r}: scheme {scheme!r} is not a file system fsspec knows; "
@@ -233,6 +233,11 @@ def location(path: str | os.PathLike[str], storage_options: dict | None = None) 
         raise UnsupportedURLError(
             f"store URL {redact(text)!r}: scheme {scheme!r} is refused for safety ({why}); "
             f"use one of {', '.join(ALLOWED)}"
+        )
+    if not urlsplit(text).netloc and scheme != "memory":
+        raise UnsupportedURLError(
+            f"store URL {scheme}://{urlsplit(text).path}: names no bucket or host (expected "
+            f"{scheme}://BUCKET/PATH)"
         )
     try:
         fs, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
@@ -260,12 +265,51 @@ def local_dir(path: str | os.PathLike[str]) -> Path:
         StoreError: the URL scheme needs a remote filesystem, which no local backend handles.
     """
     text = os.fspath(path)
-    scheme = urlparse(text).scheme
-    if scheme == "file":
-        text = urlparse(text).path
-    elif len(scheme) > 1:  # one letter is a Windows drive
+    scheme = urlsplit(text).scheme
+    if len(scheme) > 1 and scheme != "file":  # one letter is a Windows drive
         raise StoreError(
             f"store URL {redact(text)!r}: this takes a local path or file://; stores at a URL are "
             f"created, opened and recorded into by rldata.create / open / collect --out"
         )
-    return Path(text).expanduser().absolute()
+    local = file_url_path(text)
+    try:
+        local.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError(
+            f"path {local.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 (torch's "
+            f"memmaps and pyarrow open files by UTF-8 names only); rename it"
+        ) from None
+    # os.path.expanduser leaves an unknown ~user as it is (Path.expanduser raises RuntimeError)
+    return Path(os.path.expanduser(local)).absolute()
+
+
+def file_url_path(text: str) -> str:
+    """The local path a ``file:`` URL names (RFC 8089), or ``text`` itself when it is a path.
+
+    One reading for every command: the scheme in any case, the path percent-decoded (what
+    ``Path.as_uri()`` writes, ``file:///tmp/my%20runs``), the host empty or ``localhost``.
+    ``file://data/a`` names the host ``data``, not the folder ``data/a``, and a ``?query`` or
+    ``#fragment`` has no meaning for a folder: both are refused rather than read as another
+    path (before, ``info`` read the working directory and ``push`` wrote ``./localhost/...``).
+
+    Raises:
+        UnsupportedURLError: a host other than this machine, a query or fragment, no path.
+    """
+    parts = urlsplit(text)
+    if parts.scheme != "file":
+        return text
+    if parts.netloc not in ("", "localhost"):
+        raise UnsupportedURLError(
+            f"file URL {text!r}: host {parts.netloc!r} is not this machine; give an absolute "
+            f"path as file:///PATH (three slashes) or a plain path"
+        )
+    cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=-1)
+    if cut >= 0:
+        extra = text[cut:]
+        raise UnsupportedURLError(
+            f"file URL {text!r}: a query or fragment ({extra!r}) names no folder; give the "
+            f"path alone (a '?' or '#' in a folder's name is written %3F or %23)"
+        )
+    if not parts.path:
+        raise UnsupportedURLError(f"file URL {text!r} names no path (expected file:///PATH)")
+    return unquote(parts.path, errors="surrogateescape")
