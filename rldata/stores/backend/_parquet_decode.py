@@ -143,28 +143,20 @@ class ParquetDecode:
         return self._decode_groups(f, part, g, g + 1, names)
 
     def _decode_groups(
-        self,
-        f: pq.ParquetFile,
-        part: dict,
-        g0: int,
-        g1: int,
-        names: list[str] | None,
-        threads: bool = False,
+        self, f: pq.ParquetFile, part: dict, g0: int, g1: int, names: list[str] | None
     ) -> dict[str, np.ndarray]:
         """Row groups ``[g0, g1)`` of a part as numpy columns ``names`` (every column when
         None; a ``next`` column stored once brings its observation column), next values
-        stored once rebuilt (the last row from group ``g1``'s first, read for that key alone).
-        ``threads``: pyarrow decodes the columns on its pool (a whole-store pass; a sample's
-        decode stays on the caller's thread)."""
+        stored once rebuilt (the last row from group ``g1``'s first, read for that key alone)."""
         path = part["path"]
         once = self._once()
         wanted = list(self._fields) if names is None else list(names)
         wanted += [k for k in once if f"next.{k}" in wanted and k not in wanted]
         try:
             if g1 == g0 + 1:  # a sample's read: one group
-                table = f.read_row_group(g0, columns=wanted, use_threads=threads)
+                table = f.read_row_group(g0, columns=wanted, use_threads=False)
             else:
-                table = f.read_row_groups(range(g0, g1), columns=wanted, use_threads=threads)
+                table = f.read_row_groups(range(g0, g1), columns=wanted, use_threads=False)
         except Exception as exc:
             raise CorruptStoreError(
                 f"{self.root / path}: parquet row groups [{g0}, {g1}) do not decode "

@@ -267,8 +267,7 @@ class _Decoded:
 
     Row groups need not align with checksum chunks (47,127-row groups under 65,536-row
     chunks at HalfCheetah's width): the last group a visit decoded is kept for the next
-    visit, so each group is decoded once, not 1.75 times. pyarrow decodes the columns of a
-    visit on its own threads."""
+    visit, so each group is decoded once, not 1.75 times."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -310,9 +309,9 @@ class _Decoded:
                 got.append(last[1])  # decoded by the last visit
                 g0 += 1
             if g1 - 1 > g0:
-                got.append(store._decode_groups(f, part, g0, g1 - 1, names, True))
+                got.append(store._decode_groups(f, part, g0, g1 - 1, names))
             if g1 > g0:  # the last group alone: the next visit starts in it
-                got.append(store._decode_groups(f, part, g1 - 1, g1, names, True))
+                got.append(store._decode_groups(f, part, g1 - 1, g1, names))
                 self._last = ((part["path"], g1 - 1, tuple(names)), got[-1])
             for d in got:
                 n = len(d[names[0]])

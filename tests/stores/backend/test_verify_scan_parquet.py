@@ -60,9 +60,9 @@ def _decoded_as(monkeypatch, edits) -> None:
                 a[row - first] = value
         return out
 
-    def decode_groups(self, f, part, g0, g1, names, threads=False):
+    def decode_groups(self, f, part, g0, g1, names):
         first = part["start"] + sum(f.metadata.row_group(g).num_rows for g in range(g0))
-        return apply(decode(self, f, part, g0, g1, names, threads), first)
+        return apply(decode(self, f, part, g0, g1, names), first)
 
     def read_span(self, start, stop, names, scan=False, check=True):
         return apply(span(self, start, stop, names, scan, check), start)
@@ -164,9 +164,9 @@ def test_each_row_group_is_decoded_once(tmp_path, small, monkeypatch):
     decoded: list[tuple[str, int]] = []
     real = _parquet.ParquetStore._decode_groups
 
-    def count(self, f, part, g0, g1, names, threads=False):
+    def count(self, f, part, g0, g1, names):
         decoded.extend((part["path"], g) for g in range(g0, g1))
-        return real(self, f, part, g0, g1, names, threads)
+        return real(self, f, part, g0, g1, names)
 
     def no_span(self, *a, **k):
         raise AssertionError("the one pass read through _span")
@@ -199,7 +199,7 @@ def test_a_row_group_that_does_not_decode_in_a_sound_part_is_raised(tmp_path, sm
     path = tmp_path / "s"
     _write(path, _rows(False))
 
-    def bad(self, f, part, g0, g1, names, threads=False):
+    def bad(self, f, part, g0, g1, names):
         raise CorruptStoreError(f"{part['path']}: row groups [{g0}, {g1}) do not decode")
 
     monkeypatch.setattr(_parquet.ParquetStore, "_decode_groups", bad)
