@@ -258,9 +258,11 @@ class _Batch:
 
     Each batch used to look every key up again (its rows, its finder, whether it is stored
     once); planning that when the mapping changes leaves a batch its gathers and one call
-    a key (:meth:`MemmapFiles._read` checks ``arrays`` and ``xpos`` are still the handle's)."""
+    a key (:meth:`MemmapFiles._read` checks ``arrays`` and ``xpos`` are still the handle's).
+    Each node's dict is copied from a template holding its keys in the schema's order, so
+    the leaves fill in any order and the tree keeps the order the general path gives it."""
 
-    __slots__ = ("arrays", "xpos", "count", "steps", "nested")
+    __slots__ = ("arrays", "xpos", "templates", "leaves", "nexts", "nested", "size")
 
     def __init__(
         self,
@@ -271,7 +273,15 @@ class _Batch:
         nested: list[tuple[int, str, int]],
     ) -> None:
         self.arrays, self.xpos = arrays, dict(xpos)
-        self.count, self.steps, self.nested = count, steps, nested
+        self.templates: list[dict] = [{} for _ in range(count)]
+        for _kind, at, key, _arg in steps:
+            self.templates[at][key] = None
+        self.leaves = [(at, key, arg.take) for kind, at, key, arg in steps if kind == _LEAF]  # type: ignore[attr-defined]
+        self.nexts: list[tuple[int, str, _NextOnce]] = [
+            (at, key, arg) for kind, at, key, arg in steps if isinstance(arg, _NextOnce)
+        ]
+        self.nested = nested
+        self.size = torch.Size((0,))
 
     def current(self, arrays: dict, xpos: dict[str, np.ndarray]) -> bool:
         """Whether the plan was made over these mappings and explicit rows."""
@@ -285,16 +295,15 @@ class _Batch:
         return True
 
     def __call__(self, p: np.ndarray, n: int) -> TensorDict:
-        nodes: list[dict] = [{} for _ in range(self.count)]
+        nodes = [t.copy() for t in self.templates]
         from_numpy = torch.from_numpy
-        for kind, at, key, arg in self.steps:
-            if kind == _LEAF:
-                nodes[at][key] = from_numpy(arg.take(p, 0))  # type: ignore[attr-defined]
-            elif kind == _NODE:
-                nodes[at][key] = nodes[arg]  # type: ignore[call-overload]
-            else:
-                nodes[at][key] = arg(p)  # type: ignore[operator]
-        size = torch.Size((n,))
+        for at, key, take in self.leaves:
+            nodes[at][key] = from_numpy(take(p, 0))
+        for at, key, once in self.nexts:
+            nodes[at][key] = once(p)
+        size = self.size
+        if size[0] != n:
+            size = self.size = torch.Size((n,))
         new_td = _compat.new_td
         for at, key, child in self.nested:  # deepest first: a child's dict is filled
             nodes[at][key] = new_td(nodes[child], size, _CPU)
