@@ -220,6 +220,11 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
         check_destination(cfg.store, resume=False, force=force, backend=cfg.backend, sources=data)
     dataset = stores.open(cfg.dataset) if cfg.dataset is not None else None
     try:
+        if dataset is not None and len(dataset) == 0:  # nothing to learn from or normalize by
+            raise ConfigError(
+                f"--dataset {cfg.dataset!r} holds 0 rows; offline training needs recorded "
+                f"transitions (rldata collect ENV_ID --out DIR), or train online with --env alone"
+            )
         recorded = getattr(dataset, "env_id", None) if dataset is not None else None
         env_id = cfg.eval_env or cfg.env or recorded
         if env_id is None:
