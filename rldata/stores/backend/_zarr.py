@@ -36,8 +36,8 @@ from zarr.codecs import BloscCodec
 
 from rldata.errors import ConfigError, CorruptStoreError
 from rldata.stores.backend import _columns as col
+from rldata.stores.backend._zarr_blocks import ZarrBlocks
 from rldata.stores.backend._zarr_cache import DATA_DIR, IMPLIED
-from rldata.stores.backend._zarr_plain import ZarrPlainReads
 from rldata.stores.backend._zarr_write import encode_shard, put_shard
 from rldata.stores.format import schema as sch
 from rldata.stores.format.checksums import file_sha256, files_sha256
@@ -56,7 +56,7 @@ INNER_BYTES = 16 << 10
 SHARDED = True  # False writes the layout of stores before format 1.4 (one file a chunk; tests)
 
 
-class ZarrStore(ZarrPlainReads):
+class ZarrStore(ZarrBlocks):
     """A store whose payload is a zarr v3 group (chunked, compressed; rings supported)."""
 
     supports_random_read = True
@@ -119,6 +119,11 @@ class ZarrStore(ZarrPlainReads):
             "next_stored_once": once,
         }
         self._reset_cache(rows)
+        self._new_block_writer()  # append-only stores: a digest per block of rows (1.8)
+
+    def _attach_payload(self) -> None:
+        super()._attach_payload()
+        self._resume_block_writer()
 
     # --- hooks ----------------------------------------------------------------------------
     def _reserve(self, positions: int) -> None:
@@ -186,6 +191,7 @@ class ZarrStore(ZarrPlainReads):
                 paths.add(Path(path))
         if self.durable and paths:
             self._fsync(paths)
+        self._sync_blocks()  # the digests _extend_digests appended, before the manifest
         self._dirty.clear()
         payload = self._m["payload"]
         payload["rows"] = self._rows
@@ -257,6 +263,7 @@ class ZarrStore(ZarrPlainReads):
                 self._vouch(c, names[flags.index(False)])
             except CorruptStoreError as exc:
                 faults.append(str(exc))
+        self._proven_chunks(good)  # format 1.8: their blocks need no hashing on read
         return faults, good
 
     def lazy_faults(self) -> list[str] | None:
@@ -267,6 +274,8 @@ class ZarrStore(ZarrPlainReads):
         them all."""
         if self.writable or self.schema is None:
             return None
+        if self._lazy_blocks():  # format 1.8: the digest sidecar, then blocks on read
+            return self._lazy_block_faults()
         payload = self._m["payload"]
         sums, metas = payload.get("chunk_sha256"), payload.get("meta_sha256")
         names = self._array_names()

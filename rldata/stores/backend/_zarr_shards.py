@@ -170,6 +170,7 @@ class Objects:
         # a checked shard of uncompressed inner chunks mapped: (bytes, offsets, -1: not stored)
         self._maps: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._mms: dict[tuple[str, int], mmap.mmap] = {}  # their mappings
+        self._mapped = 0  # their bytes (kept as they come and go: a sum a map is O(maps))
         self.generation = 0  # bumped whenever a checked object is forgotten
         self.hashed = 0  # objects hashed by this handle (tests and benchmarks read it)
 
@@ -214,6 +215,24 @@ class Objects:
             os.close(fd)
         self._keep(key, (st.st_dev, st.st_ino), data, lay, path)
 
+    def accept_index(self, key: tuple[str, int], path: str, lay: Layout) -> None:
+        """Keep the shard now at ``path`` with only its index read (its tail bytes, bounds
+        checked): a store with block digests checks the rows a read serves against them,
+        not the whole shard (:mod:`rldata.stores.backend._zarr_blocks`)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            self._ok[key] = None  # not stored: every row the fill value
+            return
+        try:
+            st = os.fstat(fd)
+            at = max(0, st.st_size - lay.index_bytes)
+            tail = os.pread(fd, min(lay.index_bytes, st.st_size), at)
+        finally:
+            os.close(fd)
+        self._index[key] = _index_at(tail, st.st_size, lay, path)
+        self._ok[key] = (st.st_dev, st.st_ino)
+
     def _keep(
         self,
         key: tuple[str, int],
@@ -241,6 +260,7 @@ class Objects:
         self._ready.clear()
         self._maps.clear()
         self._mms.clear()
+        self._mapped = 0
         for fd in self._fds.values():
             os.close(fd)
         self._fds.clear()
@@ -270,24 +290,54 @@ class Objects:
         off, size = self._index[key][j]
         if off == EMPTY:
             return None
+        return os.pread(self._fd(key, path, ident), int(size), int(off))
+
+    def rows(self, key: tuple[str, int], path: str, lay: Layout, a: int, b: int) -> bytes:
+        """The stored bytes of rows ``[a, b)`` (of this shard) of an uncompressed shard, read
+        by ``pread`` (a check of a few blocks: no mapping, whose churn costs more than the
+        read); zeros where an inner chunk is not stored.
+
+        Raises:
+            StaleObjectError: the file at ``path`` is no longer the one that was accepted.
+        """
+        rb, inner = lay.row_bytes, lay.inner
+        ident = self._ok[key]
+        if ident is None:
+            return bytes((b - a) * rb)
+        offs = self._index[key][a // inner : (b - 1) // inner + 1, 0].tolist()  # a few
+        fd = self._fd(key, path, ident)
+        if _EMPTY not in offs and all(q - p == lay.nbytes for p, q in zip(offs, offs[1:])):
+            return os.pread(fd, (b - a) * rb, offs[0] + (a % inner) * rb)
+        out = bytearray((b - a) * rb)
+        j0 = a // inner
+        for j, off in enumerate(offs, j0):
+            lo, hi = max(a, j * inner), min(b, (j + 1) * inner)
+            if off != _EMPTY:
+                got = os.pread(fd, (hi - lo) * rb, off + (lo - j * inner) * rb)
+                out[(lo - a) * rb : (lo - a) * rb + len(got)] = got
+        return bytes(out)
+
+    def _fd(self, key: tuple[str, int], path: str, ident: tuple[int, int]) -> int:
+        """An open descriptor of the shard of identity ``ident`` (kept, least recently used
+        closed past ``MAX_FDS``)."""
         fd = self._fds.get(key)
-        if fd is None:
-            fd = os.open(path, os.O_RDONLY)
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != ident:
-                os.close(fd)
-                self._forget_key(key)
-                raise StaleObjectError(path)
-            self._fds[key] = fd
-            idx = self._index[key]
-            self._ready[key] = (fd, idx[:, 0].tolist(), idx[:, 1].tolist())
-            while len(self._fds) > MAX_FDS:
-                old, old_fd = self._fds.popitem(last=False)
-                self._ready.pop(old, None)
-                os.close(old_fd)
-        else:
+        if fd is not None:
             self._fds.move_to_end(key)
-        return os.pread(fd, int(size), int(off))
+            return fd
+        fd = os.open(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != ident:
+            os.close(fd)
+            self._forget_key(key)
+            raise StaleObjectError(path)
+        self._fds[key] = fd
+        idx = self._index[key]
+        self._ready[key] = (fd, idx[:, 0].tolist(), idx[:, 1].tolist())
+        while len(self._fds) > MAX_FDS:
+            old, old_fd = self._fds.popitem(last=False)
+            self._ready.pop(old, None)
+            os.close(old_fd)
+        return fd
 
     def mapped(self, key: tuple[str, int], path: str, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
         """A checked shard of uncompressed inner chunks (``lay.plain``): its bytes mapped
@@ -317,6 +367,7 @@ class Objects:
                     mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
                     self._bound_mapped(len(mm))
                     self._mms[key] = mm
+                    self._mapped += len(mm)
                     buf = np.frombuffer(mm, dtype=np.uint8)
                 finally:
                     os.close(fd)
@@ -333,6 +384,7 @@ class Objects:
         if len(self._maps) >= MAX_MAPS:  # far past any store's shards a batch touches
             self._maps.clear()
             self._mms = {k: m for k, m in self._mms.items() if k == key}
+            self._mapped = sum(len(m) for m in self._mms.values())
         got = self._maps[key] = (buf, offs)
         return got
 
@@ -340,11 +392,10 @@ class Objects:
         """Unmap the oldest shards while the mapped ones and ``more`` bytes exceed
         ``RLDATA_MAP_BYTES``: address space, not only resident pages, stays bounded (a
         process under ``RLIMIT_AS`` streams a store larger than its limit)."""
-        total = sum(len(m) for m in self._mms.values()) + more
-        for old in list(self._mms):
-            if total <= map_bytes():
-                break
-            total -= len(self._mms.pop(old))
+        limit = map_bytes()
+        while self._mms and self._mapped + more > limit:
+            old = next(iter(self._mms))
+            self._mapped -= len(self._mms.pop(old))
             self._maps.pop(old, None)  # the mapping closes with its last view
 
     def release_maps(self) -> None:
@@ -357,7 +408,9 @@ class Objects:
     def _forget_key(self, key: tuple[str, int]) -> None:
         self.generation += 1
         self._maps.pop(key, None)
-        self._mms.pop(key, None)
+        mm = self._mms.pop(key, None)
+        if mm is not None:
+            self._mapped -= len(mm)
         self._ready.pop(key, None)
         self._ok.pop(key, None)
         self._index.pop(key, None)
@@ -383,23 +436,28 @@ def _read_all(fd: int, size: int) -> bytes:
 
 def _shard_index(data: bytes, lay: Layout, path: str) -> np.ndarray:
     """The ``[count, 2]`` (offset, nbytes) table at a shard's end, each range inside the file."""
+    return _index_at(data[max(0, len(data) - lay.index_bytes) :], len(data), lay, path)
+
+
+def _index_at(tail: bytes, size: int, lay: Layout, path: str) -> np.ndarray:
+    """:func:`_shard_index` from the file's last ``index_bytes`` bytes and its size."""
     from rldata.errors import CorruptStoreError
 
-    body = len(data) - lay.index_bytes
-    if body < 0:
+    body = size - lay.index_bytes
+    if body < 0 or len(tail) != lay.index_bytes:
         raise CorruptStoreError(
-            f"{path}: shard of {len(data)} bytes is shorter than its index ({lay.index_bytes})"
+            f"{path}: shard of {size} bytes is shorter than its index ({lay.index_bytes})"
         )
-    idx = np.frombuffer(data, dtype="<u8", count=2 * lay.count, offset=body).reshape(-1, 2)
+    idx = np.frombuffer(tail, dtype="<u8", count=2 * lay.count).reshape(-1, 2)
     stored = idx[:, 0] != EMPTY
-    off, size = idx[stored, 0], idx[stored, 1]
+    off, got = idx[stored, 0], idx[stored, 1]
     # compared without adding: offset + nbytes of a hostile index may wrap around 2**64
-    bad = (off > body) | (size > np.uint64(body) - np.minimum(off, np.uint64(body)))
+    bad = (off > body) | (got > np.uint64(body) - np.minimum(off, np.uint64(body)))
     if lay.plain:  # rows at fixed offsets: exactly the inner chunk's bytes
-        bad |= size != np.uint64(lay.nbytes)
+        bad |= got != np.uint64(lay.nbytes)
         want = f"exactly {lay.nbytes} bytes (uncompressed)"
     else:
-        bad |= (size < 16) | (size > 16 + 2 * lay.nbytes)  # no blosc frame of this size
+        bad |= (got < 16) | (got > 16 + 2 * lay.nbytes)  # no blosc frame of this size
         want = f"a blosc frame of at most {16 + 2 * lay.nbytes} bytes"
     if stored.any() and bad.any():
         j = int(np.flatnonzero(stored)[np.flatnonzero(bad)[0]])

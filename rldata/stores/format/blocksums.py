@@ -1,5 +1,5 @@
-"""Block digests (format 1.4 memmap, 1.7 parquet): a SHA-256 per block of rows of each key,
-so a reader checks only the rows it reads.
+"""Block digests (format 1.4 memmap, 1.7 parquet, 1.8 zarr): a SHA-256 per block of rows of
+each key, so a reader checks only the rows it reads.
 
 A store's section-7 checksums cover chunks of up to 65,536 rows: a random sample(256) of a
 30M-row store would hash ~256 chunks (4 GB) to check them. Block digests cover blocks of
@@ -8,20 +8,23 @@ A store's section-7 checksums cover chunks of up to 65,536 rows: a random sample
 the small sidecar (its SHA-256 is in the manifest) and a read hashes the blocks it touches.
 
 **Layout.** The manifest's ``checksums.blocks`` (append-only memmap stores since 1.4.0,
-append-only parquet stores since 1.7.0; absent or null elsewhere) is::
+append-only parquet stores since 1.7.0, append-only zarr stores since 1.8.0; absent or null
+elsewhere) is::
 
     {"path": "data/blocks.sha256", "block_rows": B, "keys": [k0, k1, ...],
      "blocks": n, "sha256": hex, "tail": null | {"rows": r, "sha256": {key: hex}}}
 
 ``path`` is the backend's (:data:`SIDECARS`: parquet's ``data/_blocks.sha256`` is skipped
-by pyarrow datasets, so ``data/`` still reads as a directory of parts).
+by pyarrow datasets, so ``data/`` still reads as a directory of parts; zarr's sits in the
+zarr group's directory, where zarr reads only ``zarr.json`` files and chunk keys).
 
 **What a digest covers, whatever the backend.** The SHA-256 of the key's *decoded* rows at
 the block's positions, row after row, each row's elements in C order as little-endian
 values of its dtype (a bool one byte): memmap's file bytes for those rows, and what a
-parquet reader decodes (or finds in a PLAIN page) for them. Stores of the same rows and
-``B`` share every digest of the keys both list (memmap leaves out a stored-once ``next.k``;
-parquet lists every key, a ``next.k`` digest covering its decoded rows).
+parquet or zarr reader decodes (or finds in a PLAIN page or an uncompressed shard) for them.
+Stores of the same rows and ``B`` share every digest of the keys both list (memmap leaves
+out a stored-once ``next.k``; parquet and zarr list every key, a ``next.k`` digest covering
+its decoded rows, next values implied by the next row's observation filled in).
 
 Block ``i`` holds row positions ``[i*B, (i+1)*B)``. ``keys`` are the keys with a row-indexed
 payload file, in order (a stored-once ``next.k`` has none: it is rebuilt from ``k``'s rows
@@ -37,7 +40,8 @@ sidecar exists from the first commit with rows (empty while ``n == 0``).
 **In a store handle.** ``MemmapFiles._verify_rows(name, start, stop)`` (the backend hook of
 :class:`rldata.stores.backend.rows.RowTable`) checks the blocks a read touches;
 ``MemmapFiles._block_table()`` is where a handle gets this table (a remote store overrides
-it to fetch the sidecar by byte range). Parquet: ``rldata.stores.backend._parquet_blocks``.
+it to fetch the sidecar by byte range). Parquet: ``rldata.stores.backend._parquet_blocks``;
+zarr: ``rldata.stores.backend._zarr_blocks``.
 
 **Expected digest of (key, block) and the bytes it covers.** A block's digest is the
 SHA-256 of the key's payload bytes of its rows: in the memmap file ``payload.files[key]``,
@@ -83,7 +87,7 @@ from rldata.stores.format.files import inside
 
 DIGEST = 32
 SIDECAR = "data/blocks.sha256"
-SIDECARS = {"memmap": SIDECAR, "parquet": "data/_blocks.sha256"}
+SIDECARS = {"memmap": SIDECAR, "parquet": "data/_blocks.sha256", "zarr": "data/_blocks.sha256"}
 """The sidecar's path per backend that keeps block digests (parquet's starts with ``_``:
 pyarrow datasets and Spark skip it, so ``data/`` still reads as a directory of parts)."""
 BLOCK_BYTES = 64 << 10  # a block of the widest key is at most this

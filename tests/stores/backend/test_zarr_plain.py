@@ -6,7 +6,6 @@ blosc store gives, and a tampered or cut shard is refused in one line naming it.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -141,16 +140,16 @@ def test_ring_rows_read_in_place_equal_the_decode_paths_rows(written, monkeypatc
     assert_same_bits(raw.get(index), packed.get(index))
 
 
-def test_a_sample_hashes_each_shard_once_and_maps_it(written, monkeypatch):
+def test_a_sample_hashes_each_block_once_and_maps_the_shards(written, monkeypatch):
     monkeypatch.setattr(_zarr_cache, "CACHE_BYTES", SMALL_CACHE)
     s = stores.open(written / "float32-auto")
     s.get(np.arange(ROWS))
-    first = s._objects.hashed
-    chunks = range(-(-ROWS // CHUNK))
-    files = [s._object_file(n, c) for n in s._array_names() for c in chunks]
-    assert first == sum(os.path.exists(f) for f in files) > 0  # every stored object, once
+    assert s._objects.hashed == 0  # format 1.8: blocks of rows are hashed, not whole shards
+    first = s.block_bytes_hashed
+    row = sum(stores.format.schema.row_bytes(e) for e in s.schema.values())
+    assert first == ROWS * row  # every key's decoded rows, once
     s.get(np.random.default_rng(0).integers(0, ROWS, 256))
-    assert s._objects.hashed == first
+    assert s.block_bytes_hashed == first
 
 
 # --- hostile shards -------------------------------------------------------------------------
@@ -356,7 +355,7 @@ def test_a_raw_store_that_fits_the_cache_is_copied_in_whole_without_decoding(wri
     monkeypatch.setattr(_zarr_cache, "EAGER_BYTES", 0)  # not handed out whole at open
     raw = stores.open(written / "int32-auto")
     packed = stores.open(written / "int32-lz4")
-    assert raw._dense is not None and raw.rows_view() is None  # fits; nothing cached yet
+    assert raw._dense is not None and not raw._have.any()  # fits; nothing cached yet
     index = torch.as_tensor([3, ROWS - 1, 200])
     got = raw.get(index)
     assert raw._have.all() and not decoded  # the whole store, copied from its shards
