@@ -110,6 +110,7 @@ def main() -> None:
     if args.baseline:
         codes[f"before ({args.baseline})"] = str(rep.package_at(args.baseline, work / "baseline"))
     rows_out = []
+    cpu_ratios: list[str] = []  # this checkout's CPU seconds over the baseline's, per store
     sizes = sorted(int(x) for x in args.rows.split(","))
     for backend in args.backends.split(","):
         for rows in sizes[:1] if backend in args.smallest_only.split(",") else sizes:
@@ -149,6 +150,10 @@ def main() -> None:
                         _fixed([v["rss_gb"] for v in ok], 3),
                     ]
                 )
+                ours = [v["cpu"] for v in res["this checkout"] if "cpu" in v]
+                if label != "this checkout" and len(ours) == len(ok):
+                    ratio_cpu = rep.per_round(ours, [v["cpu"] for v in ok])
+                    cpu_ratios.append(f"{backend} {rows:,}: {rep.spread(ratio_cpu, 'x')}")
                 faults = {v["faults"] for v in ok}
                 if faults != {0}:
                     print(
@@ -172,6 +177,8 @@ def main() -> None:
         f"{', '.join(f'{x:.1f}' for x in load1)} at the end, on {os.cpu_count()} cores "
         f"(the target: verify / cat bandwidth ≥ 50%)."
     )
+    if cpu_ratios:  # what load inflates least: CPU seconds, this checkout over the baseline
+        loads += " Verify CPU, this checkout / before: " + "; ".join(cpu_ratios) + "."
     print(body)
     print(loads)
     if args.write:
