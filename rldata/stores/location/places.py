@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,13 +273,7 @@ def local_dir(path: str | os.PathLike[str]) -> Path:
             f"created, opened and recorded into by rldata.create / open / collect --out"
         )
     local = file_url_path(text)
-    try:
-        local.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(
-            f"path {local.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 (torch's "
-            f"memmaps and pyarrow open files by UTF-8 names only); rename it"
-        ) from None
+    _check_utf8(local)
     # os.path.expanduser leaves an unknown ~user as it is (Path.expanduser raises RuntimeError)
     return Path(os.path.expanduser(local)).absolute()
 
@@ -313,3 +308,29 @@ def file_url_path(text: str) -> str:
     if not parts.path:
         raise UnsupportedURLError(f"file URL {text!r} names no path (expected file:///PATH)")
     return unquote(parts.path, errors="surrogateescape")
+
+
+def _check_utf8(local: str) -> None:
+    """Refuse a path torch's memmaps and pyarrow cannot open: they take UTF-8 names only, so
+    a name that is not UTF-8 (a Latin-1 folder) or any non-ASCII name under a locale that is
+    not UTF-8 (``LC_ALL=C`` without Python's UTF-8 mode) failed mid-write, leaving a half store.
+
+    Raises:
+        StoreError: the path cannot be handed over as UTF-8, with what to change.
+    """
+    try:
+        local.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(local)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            why = (
+                "is not valid UTF-8 (torch's memmaps and pyarrow open UTF-8 names only); rename it"
+            )
+        else:
+            why = (
+                f"cannot be passed on as UTF-8 under this locale (file system encoding "
+                f"{sys.getfilesystemencoding()!r}); set LC_ALL=C.UTF-8 or PYTHONUTF8=1"
+            )
+        raise StoreError(f"path {raw!r} {why}") from None
