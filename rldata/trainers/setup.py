@@ -226,10 +226,12 @@ def check_inputs(cfg: TrainConfig, out: Path | None, resume: bool, force: bool =
                 f"transitions (rldata collect ENV_ID --out DIR), or train online with --env alone"
             )
         recorded = getattr(dataset, "env_id", None) if dataset is not None else None
-        env_id = cfg.eval_env or cfg.env or recorded
+        # an empty --env or --eval-env is a malformed id (GymEnv says so), not an absent one
+        given = next((e for e in (cfg.eval_env, cfg.env) if e is not None), None)
+        env_id = given if given is not None else recorded
         if env_id is None:
             raise ConfigError(f"dataset {cfg.dataset!r} records no env id: give --eval-env ENV_ID")
-        if not (cfg.eval_env or cfg.env):  # read from the store: data, never code to import
+        if given is None:  # read from the store: data, never code to import
             env_id = trusted_env_id(
                 recorded,
                 source=f"the manifest of {cfg.dataset}",
