@@ -207,9 +207,9 @@ def test_a_row_group_that_does_not_decode_in_a_sound_part_is_raised(tmp_path, sm
         stores.verify(s)
 
 
-def test_the_statistics_log_checked_on_its_thread_is_reported(tmp_path, small, monkeypatch):
-    """The log is checked beside the scan: its fault is listed where the sequential check
-    listed it, and an unexpected error on that thread reaches the caller."""
+def test_the_statistics_log_is_reported_after_the_scan(tmp_path, small, monkeypatch):
+    """The log's fault is listed as the separate passes list it, and an unexpected error
+    while checking it reaches the caller."""
     from rldata.stores.format import stats
 
     path = tmp_path / "s"
