@@ -36,6 +36,12 @@ from rldata.stores.format.commit import fsync_all
 
 FORMAT = (1, 8, 0)
 """The format version from which append-only zarr stores keep block digests."""
+AHEAD = 16
+"""Most blocks checked per block a random read touches, once a handle has sampled a while:
+its first read hashes only the blocks it serves (a fast first batch), each later read
+twice as many aligned neighbours (up to ``AHEAD``), so a sampler that goes on has checked
+the whole store after a few batches in runs of one ``pread`` a key, instead of ~80 batches
+of one ``pread`` and hash a block and key (~10x the cost per byte, measured at 10M rows)."""
 WINDOW = 256
 """Blocks gathered and hashed per pass of a long read: its buffers stay bounded."""
 
@@ -53,6 +59,7 @@ class ZarrBlocks(ZarrPlainReads):
         self._btable: BlockTable | None = None  # a reader's, checked against the manifest
         self._bchecked = np.zeros((0, 0), dtype=bool)  # [block, key] hashed and matching
         self.block_bytes_hashed = 0  # bytes this handle hashed against block digests
+        self._ahead = 1  # blocks checked per block a random read touches (up to AHEAD)
 
     # --- writer ----------------------------------------------------------------------------
     def _new_block_writer(self) -> None:
@@ -207,8 +214,17 @@ class ZarrBlocks(ZarrPlainReads):
     def _verify_index(self, index: np.ndarray, names: list[str] | None = None) -> None:
         """Check the blocks holding rows ``index`` of ``names`` (every key when None)."""
         if index.size and self._lazy_blocks():
-            b = self._block_table().block_rows
-            self._verify_blocks(np.unique(index // b), names)
+            table = self._block_table()
+            blocks = np.unique(index // table.block_rows)
+            g = self._ahead
+            cols = [table.keys.index(k) for k in (names or table.keys)]
+            if self._bchecked[np.ix_(blocks, cols)].all():
+                return
+            if g > 1:  # the aligned group of each: checked ahead of the reads to come
+                blocks = np.unique((blocks // g)[:, None] * g + np.arange(g))
+                blocks = blocks[blocks < table.blocks]
+            self._ahead = min(AHEAD, 2 * g)
+            self._verify_blocks(blocks, names)
 
     def _verify_span(self, start: int, stop: int, names: list[str] | None = None) -> None:
         """:meth:`_verify_index` for rows ``[start, stop)``."""

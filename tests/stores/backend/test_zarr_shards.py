@@ -17,7 +17,7 @@ import rldata
 import rldata.stores as stores
 from rldata.data import SliceSampler
 from rldata.errors import CorruptStoreError
-from rldata.stores.backend import _zarr, _zarr_cache, rowstore
+from rldata.stores.backend import _zarr, _zarr_blocks, _zarr_cache, rowstore
 from rldata.testing.tamper import vouch_for_zarr_shards_on_disk
 from rldata.testing.ted_factory import marked_serial, ted_batch, ted_marked
 
@@ -193,8 +193,9 @@ def test_slice_batches_decode_only_the_inner_chunks_of_the_rows_they_return(
         serials = marked_serial(rb.sample())
         windows = serials.view(-1, 8)
         assert (windows == windows[:, :1] + torch.arange(8)).all()  # whole slices
-        # no unit decoded but those of the rows' blocks (each hashed before it is served)
-        b = rb.storage.store.manifest["checksums"]["blocks"]["block_rows"]
+        # no unit decoded but those of the rows' blocks (each hashed before it is served),
+        # or of the aligned groups of AHEAD blocks a sampler checks ahead
+        b = rb.storage.store.manifest["checksums"]["blocks"]["block_rows"] * _zarr_blocks.AHEAD
         units = {
             u
             for s in (serials // b).tolist()
