@@ -217,7 +217,7 @@ class ZarrBlocks(ZarrPlainReads):
             table = self._block_table()
             blocks = np.unique(index // table.block_rows)
             g = self._ahead
-            cols = [table.keys.index(k) for k in (names or table.keys)]
+            cols = np.array([table.keys.index(k) for k in (names or table.keys)], np.int64)
             if self._bchecked[np.ix_(blocks, cols)].all():
                 return
             if g > 1:  # the aligned group of each: checked ahead of the reads to come
