@@ -116,10 +116,26 @@ def implied(cur: np.ndarray, nxt: np.ndarray) -> np.ndarray:
 
 
 def fill_implied(cur: np.ndarray, nxt: np.ndarray, implied_rows: np.ndarray) -> None:
-    """Rebuild ``nxt`` in place: rows marked implied take the following row of ``cur``."""
-    rows = np.flatnonzero(implied_rows)
-    if rows.size:
+    """Rebuild ``nxt`` in place: rows marked implied take the following row of ``cur``.
+
+    Nearly every row is implied in a store of whole episodes (only an episode's last row is
+    explicit), so one shifted copy plus the explicit rows put back costs ~10x less than a
+    gather of the implied rows. An implied row without a following row raises IndexError.
+    """
+    implied = np.asarray(implied_rows, dtype=bool)
+    rows = np.flatnonzero(implied)
+    if not rows.size:
+        return
+    if 2 * rows.size < len(implied):  # sparse: gather only them
         nxt[rows] = cur[rows + 1]
+        return
+    m = min(len(nxt), len(cur) - 1, len(implied))
+    if rows[-1] >= m:
+        raise IndexError(f"implied row {int(rows[-1])} has no following row (of {len(cur)})")
+    explicit = np.flatnonzero(~implied[:m])
+    keep = nxt[explicit].copy()
+    nxt[:m] = cur[1 : m + 1]
+    nxt[explicit] = keep
 
 
 def stored_once(root: object, payload: dict, schema: dict[str, dict]) -> list[str]:
