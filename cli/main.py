@@ -7,6 +7,9 @@ one line each (``benchmarks/bench_cli.py`` times it).
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import import_module
 
 import click
@@ -56,6 +59,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back while a command module imports torch and numpy (seconds), and let
+    it land once they are in: interrupted inside numpy's C init, the import failed the next
+    time with ``ImportError: cannot load module more than once per process`` (a traceback),
+    or torch aborted the process (SIGABRT). A held SIGINT is delivered when the block ends,
+    as the ``KeyboardInterrupt`` click reports as ``Aborted!``."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class LazyGroup(RldataGroup):
     """A group that lists its commands from :data:`COMMANDS` and imports one only to run it."""
 
@@ -67,7 +87,8 @@ class LazyGroup(RldataGroup):
         if spec is None:
             return None
         module, attr = spec[0].split(":")
-        command = getattr(import_module(module), attr)
+        with _sigint_deferred():
+            command = getattr(import_module(module), attr)
         assert isinstance(command, click.Command)
         if command.epilog is None:  # every command's help ends with an example
             command.epilog = epilog(cmd_name)
