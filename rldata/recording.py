@@ -483,6 +483,25 @@ def provenance_for(
     }
 
 
+def _versioned(env_id: str) -> str:
+    """The id gymnasium runs for ``env_id``: an unregistered id without ``-vN`` makes the
+    latest version, so the store records that one (``Pendulum`` was recorded as is, and a
+    later release's ``Pendulum-v2`` is what a re-evaluation of the store would have built)."""
+    if not isinstance(env_id, str) or ":" in env_id:
+        return env_id
+    import gymnasium
+    from gymnasium.envs.registration import find_highest_version, parse_env_id
+
+    if env_id in gymnasium.registry:
+        return env_id
+    try:
+        ns, name, version = parse_env_id(env_id)
+    except gymnasium.error.Error:
+        return env_id  # malformed: the env's own check says so in one line
+    highest = None if version is not None else find_highest_version(ns, name)
+    return env_id if highest is None else f"{env_id}-v{highest}"
+
+
 def collect(
     env_id: str,
     *,
@@ -555,6 +574,7 @@ def collect(
     ):
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     env_kwargs = dict(env_kwargs or {})
+    env_id = _versioned(env_id)
     if not resume:
         _check_backend(backend)
     read = (policy,) if policy != "random" and not _sharing.is_url(policy) else ()

@@ -71,3 +71,13 @@ def test_a_bad_env_id_is_one_line_naming_it(tmp_path: Path, kind: str, command: 
     assert len(errors) == 1, result.output
     assert repr(env_id) in errors[0] or env_id.strip() in errors[0], errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_an_unversioned_id_records_the_version_it_ran(tmp_path: Path) -> None:
+    import rldata.stores as stores
+
+    args = ["collect", "Pendulum", "--frames", "4", "--out", str(tmp_path / "s"), "--quiet"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    with stores.open(tmp_path / "s") as store:
+        assert store.env_id == "Pendulum-v1"  # gymnasium made the latest version
