@@ -299,6 +299,8 @@ class RowTable(Store):
         else:
             pos = as_positions(index, f"store {self.path}")
         self._check_readable(pos)
+        if self.schema is None:  # no rows were ever written: an empty read has no keys
+            return TensorDict({}, batch_size=[pos.shape[0]])
         out = self._read(pos)
         if self.capacity is not None and not self.writable:
             self._check_not_retired(pos)

@@ -22,7 +22,7 @@ from rldata.stores.format.commit import atomic_write
 from rldata.stores.format.files import manifest_path
 
 FORMAT_NAME = "rldata"
-FORMAT_VERSION = "1.7.0"
+FORMAT_VERSION = "1.8.0"
 """Semantic version of the on-disk format. A reader accepts any ``1.x.y``; a newer major is refused."""
 
 SELF_SUM = "manifest_sha256"

@@ -101,7 +101,7 @@ def _flip(path: Path, at: int) -> None:
 def test_a_new_store_lists_digests_of_every_key_in_a_sidecar_datasets_skip(store):
     m = read_manifest(store)
     blocks = m["checksums"]["blocks"]
-    assert m["format_version"] == mf.FORMAT_VERSION == "1.7.0"
+    assert m["format_version"] == mf.FORMAT_VERSION == "1.8.0"
     assert blocks["path"] == SIDECAR and blocks["block_rows"] == B
     assert blocks["keys"] == list(m["schema"])  # next.observation stored once included
     assert blocks["blocks"] == ROWS // B and blocks["tail"]["rows"] == ROWS % B

@@ -175,3 +175,17 @@ def test_a_parquet_reader_hands_out_its_dense_groups_once_all_are_decoded(tmp_pa
     td = s.rows_view()
     assert td is not None and s._cols is None  # the row groups' columns, no second decode
     assert_same_bits(td, ref.get(slice(0, ROWS)))
+
+
+@pytest.mark.parametrize("backend", ["memmap", "zarr", "parquet"])
+@pytest.mark.parametrize(
+    "index", [slice(0, 10), slice(None), torch.zeros(0, dtype=torch.int64)], ids=repr
+)
+def test_an_empty_read_of_a_store_never_written_has_no_rows(tmp_path, backend, index):
+    """A store committed before any row has no schema: reading nothing from it is an empty
+    TensorDict (it was a TypeError from the backend's gather)."""
+    with stores.create(tmp_path / "e", backend=backend, durable=False) as w:
+        w.commit()
+    with stores.open(tmp_path / "e") as s:
+        got = s.get(index)
+    assert got.batch_size == torch.Size([0]) and not list(got.keys())

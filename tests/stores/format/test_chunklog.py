@@ -44,7 +44,7 @@ def test_the_manifest_keeps_the_same_size_whatever_the_rows(tmp_path):
     large = _write(tmp_path / "large", 100 * CHUNK + 5)
     m = read_manifest(large)
     log = m["checksums"]["chunk_log"]
-    assert m["format_version"] == mf.FORMAT_VERSION == "1.7.0"
+    assert m["format_version"] == mf.FORMAT_VERSION == "1.8.0"
     assert m["checksums"]["chunks"] == {}  # readers before 1.6 refuse it, none misreads it
     assert (log["chunks"], log["tail"]["rows"], log["bytes"]) == (100, 5, 100 * 11 * 32)
     # only the counts' digits differ: the section does not grow with the chunks
