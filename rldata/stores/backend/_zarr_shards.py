@@ -22,6 +22,7 @@ import mmap
 import os
 import resource
 import struct
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -170,6 +171,9 @@ class Objects:
         # a checked shard of uncompressed inner chunks mapped: (bytes, offsets, -1: not stored)
         self._maps: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         self._mms: dict[tuple[str, int], mmap.mmap] = {}  # their mappings
+        # every mapping still open, also those unmapped from _mms whose views a reader keeps
+        # (its table of shard buffers): release_maps drops their pages too
+        self._open_mms: weakref.WeakSet[mmap.mmap] = weakref.WeakSet()
         self._mapped = 0  # their bytes (kept as they come and go: a sum a map is O(maps))
         self.generation = 0  # bumped whenever a checked object is forgotten
         self.hashed = 0  # objects hashed by this handle (tests and benchmarks read it)
@@ -367,6 +371,7 @@ class Objects:
                     mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
                     self._bound_mapped(len(mm))
                     self._mms[key] = mm
+                    self._open_mms.add(mm)
                     self._mapped += len(mm)
                     buf = np.frombuffer(mm, dtype=np.uint8)
                 finally:
@@ -401,7 +406,7 @@ class Objects:
     def release_maps(self) -> None:
         """Drop the mapped shards' pages from this process (they stay in the page cache): a
         sampler touching rows all over a store would otherwise keep it all resident."""
-        for m in self._mms.values():
+        for m in list(self._open_mms):
             with contextlib.suppress(OSError, ValueError):
                 m.madvise(mmap.MADV_DONTNEED)
 

@@ -111,3 +111,24 @@ def test_a_run_of_rows_reads_in_place_and_leaves_the_cache_empty(written):
         assert not s._have.any()
         s._read_key("observation", torch.tensor([5, 3 * CHUNK + 1]))
         assert s._have.all()
+
+
+def test_random_reads_keep_the_mapped_shards_under_the_map_bound(written, monkeypatch):
+    """A sampler all over a store larger than ``RLDATA_MAP_BYTES``: the resident pages of
+    every shard it mapped are dropped past the bound, also those of shards unmapped from the
+    handle's bounded set whose views its gather table still holds (they kept the whole
+    store resident: 3.4 GB of a 30M-row store)."""
+    root = written / f"raw-{4 * N}"
+    monkeypatch.setenv("RLDATA_ZARR_CACHE_BYTES", "1")  # past the cache: reads in place
+    monkeypatch.setenv("RLDATA_MAP_BYTES", str(PASS))
+    monkeypatch.setattr(_zarr_plain, "RSS_EVERY", 1)
+    gen = torch.Generator().manual_seed(0)
+    peak = 0
+    with stores.open(root, verify=False) as s:
+        assert s._dense is None
+        for _ in range(400):
+            s.get(torch.randint(4 * N, (64,), generator=gen))
+            peak = max(peak, _mapped_resident(root))
+    shard = CHUNK * 4 * OBS[0]
+    assert (4 * N // CHUNK) * shard >= 4 * PASS  # the observation's shards alone: 4 bounds
+    assert peak <= PASS + 4 * shard, peak
