@@ -21,11 +21,13 @@ import torch
 from rldata import _untrusted as untrusted
 from rldata.errors import CorruptStoreError
 from rldata.stores.backend._proofs import ProofRecord
+from rldata.stores.format import schema as sch
 from rldata.stores.format.blocksums import BlockTable
 from rldata.stores.format.checksums import sha256_hex
 from rldata.stores.format.files import is_temp
 
 DATA_DIR = "data"
+POS_BYTES = 8  # each explicit next record starts with its row position, int64 little-endian
 
 
 class BlockChecks:
@@ -54,6 +56,52 @@ class BlockChecks:
         def _file(self, name: str) -> Path: ...
         def _td_meta(self, filled: int) -> dict[Path, dict]: ...
         def _filled(self) -> int: ...
+        def _once(self) -> list[str]: ...
+        def _once_rows(self, once: list[str]) -> dict[str, int]: ...
+
+    def _check_payload(self) -> None:
+        """The manifest's payload lists one distinct file inside the store per schema key, each
+        holding at least the committed rows (a short file is corruption, never zero-filled)."""
+        files = self._m["payload"].get("files")
+        if not isinstance(files, dict) or set(files) != set(self._fields):
+            got = sorted(files) if isinstance(files, dict) else files
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.files': expected one file per schema key "
+                f"{sorted(self._fields)}, got {got}"
+            )
+        if len(set(files.values())) != len(files):
+            raise CorruptStoreError(
+                f"{self.root}: manifest field 'payload.files' names a file twice"
+            )
+        once = self._once()
+        counts = self._once_rows(once)
+        filled = self._filled()
+        for name, entry in self._fields.items():
+            path = self._file(name)
+            k = name[len("next.") :] if name.startswith("next.") else None
+            if k in once:
+                rows, need = counts[k], counts[k] * (POS_BYTES + sch.row_bytes(entry))
+                what = f"explicit next rows of key {name!r}"
+            else:
+                rows, need = filled, filled * sch.row_bytes(entry)
+                what = f"committed rows of key {name!r}"
+            try:
+                size = path.stat().st_size
+            except (FileNotFoundError, NotADirectoryError):  # a folder above it is not one
+                raise CorruptStoreError(
+                    f"{path}: payload file of key {name!r} is missing ({rows} {what})"
+                ) from None
+            except OSError as err:  # a symlink loop, a name too long, ...
+                raise CorruptStoreError(
+                    f"{path}: payload file of key {name!r} cannot be read ({err.strerror})"
+                ) from None
+            if not path.is_file():
+                raise CorruptStoreError(f"{path}: payload of key {name!r} is not a regular file")
+            if size < need:
+                raise CorruptStoreError(
+                    f"{path}: expected at least {need} bytes for {rows} {what}, found {size} "
+                    f"(truncated)"
+                )
 
     def lazy_faults(self) -> list[str] | None:
         """What a verified open checks when the store has block digests (None: it has none,

@@ -31,7 +31,6 @@ from rldata.stores.format.files import inside
 _PWRITE = hasattr(os, "pwrite")
 _TD_TYPE = "<class 'tensordict._td.TensorDict'>"
 _CPU = torch.device("cpu")
-POS_BYTES = 8  # each record starts with its row position, int64 little-endian
 
 
 class MemmapFiles(BlockChecks, RowStore):
@@ -79,50 +78,6 @@ class MemmapFiles(BlockChecks, RowStore):
             rel = self._m["payload"]["files"][name]
             path = self._paths[name] = inside(self.root, rel, f"the payload file of key {name!r}")
         return path
-
-    def _check_payload(self) -> None:
-        """The manifest's payload lists one distinct file inside the store per schema key, each
-        holding at least the committed rows (a short file is corruption, never zero-filled)."""
-        files = self._m["payload"].get("files")
-        if not isinstance(files, dict) or set(files) != set(self._fields):
-            got = sorted(files) if isinstance(files, dict) else files
-            raise CorruptStoreError(
-                f"{self.root}: manifest field 'payload.files': expected one file per schema key "
-                f"{sorted(self._fields)}, got {got}"
-            )
-        if len(set(files.values())) != len(files):
-            raise CorruptStoreError(
-                f"{self.root}: manifest field 'payload.files' names a file twice"
-            )
-        once = self._once()
-        counts = self._once_rows(once)
-        filled = self._filled()
-        for name, entry in self._fields.items():
-            path = self._file(name)
-            k = name[len("next.") :] if name.startswith("next.") else None
-            if k in once:
-                rows, need = counts[k], counts[k] * (POS_BYTES + sch.row_bytes(entry))
-                what = f"explicit next rows of key {name!r}"
-            else:
-                rows, need = filled, filled * sch.row_bytes(entry)
-                what = f"committed rows of key {name!r}"
-            try:
-                size = path.stat().st_size
-            except (FileNotFoundError, NotADirectoryError):  # a folder above it is not one
-                raise CorruptStoreError(
-                    f"{path}: payload file of key {name!r} is missing ({rows} {what})"
-                ) from None
-            except OSError as err:  # a symlink loop, a name too long, ...
-                raise CorruptStoreError(
-                    f"{path}: payload file of key {name!r} cannot be read ({err.strerror})"
-                ) from None
-            if not path.is_file():
-                raise CorruptStoreError(f"{path}: payload of key {name!r} is not a regular file")
-            if size < need:
-                raise CorruptStoreError(
-                    f"{path}: expected at least {need} bytes for {rows} {what}, found {size} "
-                    f"(truncated)"
-                )
 
     def _once(self) -> list[str]:
         """Observation keys whose ``next`` value is stored once (none before format 1.2)."""

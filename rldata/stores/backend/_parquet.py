@@ -31,7 +31,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa  # a missing package: the registry names the extra
 import pyarrow.parquet as pq
 import torch
 from tensordict import TensorDict
@@ -42,13 +41,13 @@ from rldata.stores.backend import _columns as col
 from rldata.stores.backend._parquet_blocks import ParquetBlocks
 from rldata.stores.backend._parquet_checks import ParquetPartChecks
 from rldata.stores.backend._parquet_codec import (
-    _float_columns,
     _group_rows,
     _row_bytes,
     encode_table,
 )
 from rldata.stores.backend._parquet_decode import ParquetDecode
 from rldata.stores.backend._parquet_groups import RowGroups
+from rldata.stores.backend._parquet_options import COMPRESSION, write_options
 from rldata.stores.backend._parquet_plain import plain_columns
 from rldata.stores.backend.rowstore import RowStore
 from rldata.stores.format.checksums import file_sha256
@@ -56,7 +55,6 @@ from rldata.stores.format.commit import fsync_dir, fsync_file, temp_name
 
 DATA_DIR = "data"
 PART = re.compile(r"^part-(\d{5,})\.parquet$")
-COMPRESSION = "zstd"
 # a reader hands out zero-copy decoded columns (tensordict/columns) only up to this size;
 # above it, samples go through the row-group cache
 EAGER_BYTES = 32 << 20
@@ -401,7 +399,9 @@ class ParquetStore(ParquetBlocks, ParquetDecode, ParquetPartChecks, RowStore):
                     {k: v[lo : lo + step] for k, v in rows.items()}, self._fields, meta, once, group
                 )
                 if writer is None:
-                    opts = _write_options(table, self._fields, once, group)
+                    opts = write_options(
+                        table, self._fields, plain_columns(self._fields, once), group
+                    )
                     group_rows = opts.pop("row_group_size")
                     writer = pq.ParquetWriter(tmp, table.schema, **opts)
                 writer.write_table(table, row_group_size=group_rows)
@@ -467,38 +467,6 @@ class ParquetStore(ParquetBlocks, ParquetDecode, ParquetPartChecks, RowStore):
         return col.tree(
             {k: col.to_torch(a[:filled], self._fields[k]["dtype"]) for k, a in cols.items()}, filled
         )
-
-
-def _write_options(table: object, fields: dict, once: list[str], group: int) -> dict:
-    """``pq.write_table`` options of a new part: every column but the ``next`` ones stored
-    once uncompressed, PLAIN, one page a row group (read in place: ``_parquet_plain``)
-    where every key's dtype allows it; else every column zstd, floats byte-stream-split."""
-    plain = plain_columns(fields, once)
-    names = list(fields)
-    floats = _float_columns(table)  # type: ignore[arg-type]
-    if plain is None:
-        codec: str | dict[str, str] = COMPRESSION
-    else:
-        codec = {_leaf(table, k): "NONE" if k in plain else COMPRESSION for k in names}
-        floats = [f for f in floats if f.split(".list.")[0] not in plain]
-    widest = max(_row_bytes({k: e}) for k, e in fields.items())
-    return {
-        "compression": codec,
-        "use_dictionary": False,  # floats rarely repeat: dictionaries only cost space
-        "use_byte_stream_split": floats or False,  # ~9% smaller zstd floats, measured
-        "row_group_size": group,
-        "max_rows_per_page": group,
-        "data_page_size": max(1 << 20, 2 * group * widest),
-        "write_page_index": True,
-    }
-
-
-def _leaf(table: object, name: str) -> str:
-    """A column's parquet leaf path (per-column options of a list column name its leaf)."""
-    t = table.schema.field(name).type  # type: ignore[attr-defined]
-    while pa.types.is_fixed_size_list(t):
-        t, name = t.value_type, f"{name}.list.element"
-    return name
 
 
 def _part_number(rel: str) -> int:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rldata.errors import CorruptStoreError
+from rldata.stores.backend._verify_visits import Job, Piece, spans_of, visits
 from rldata.stores.backend.base import Store
 from rldata.stores.backend.blocks import block_rows, runs
 from rldata.stores.backend.invariants import EpisodeCheck, TedCheck
@@ -36,12 +37,6 @@ SETS = 2
 """Buffer sets: one read ahead while the other is hashed and checked (memory: two chunks and
 two blocks of rows). A set is read again once its hashes are done and the block carried
 from it was copied out."""
-
-Job = tuple[str, int, int, int]
-"""``(key, chunk, a, b)``: hash rows ``[a, b)`` of ``key``, checksum chunk ``chunk``."""
-Piece = tuple[int, int, int]
-"""``(lo, hi, offset)``: readable positions ``[lo, hi)`` of one chunk, the ``offset``-th
-readable row first."""
 
 
 def applies(store: Store) -> bool:
@@ -112,9 +107,9 @@ class Scan:
         for i, (_, c, _, _) in enumerate(jobs):
             duties.setdefault(c, []).append(i)
         feeder = self._feeder()
-        visits = _visits(store, rows, duties, feeder is not None)
+        route = visits(store, rows, duties, feeder is not None)
         names = feeder.names if feeder is not None else []
-        plans = [_spans(jobs, duties.get(c, []), piece, names) for c, piece in visits]
+        plans = [spans_of(jobs, duties.get(c, []), piece, names) for c, piece in route]
         bufs: _Rows = (
             _Buffers(store, rows, feeder.step if feeder is not None else 0)
             if store.backend == "memmap"
@@ -129,7 +124,7 @@ class Scan:
             pending: deque[list[tuple[int, Future]]] = deque()
             ahead: Future | None = None
             try:
-                for n, ((c, piece), spans) in enumerate(zip(visits, plans)):
+                for n, ((c, piece), spans) in enumerate(zip(route, plans)):
                     if len(pending) >= SETS - 1:  # the next read's set: its hashes done
                         _collect(pending.popleft(), digests)
                     got = ahead.result() if ahead is not None else bufs.read(n % SETS, spans)
@@ -174,46 +169,6 @@ class Scan:
             self._error = exc
             return None
         return _Blocks(store, episodes, TedCheck(store) if self.invariants else None)
-
-
-def _visits(
-    store: Store, rows: int, duties: dict[int, list[int]], rows_too: bool
-) -> list[tuple[int, Piece | None]]:
-    """The chunks to read, in write order: each readable piece of a chunk (hashing the
-    chunk on its first visit), then the chunks that are only hashed (rows not readable)."""
-    out: list[tuple[int, Piece | None]] = []
-    seen: set[int] = set()
-    offset = 0
-    if rows_too and len(store):
-        for a, b in runs(store):
-            p = a
-            while p < b:
-                c = p // rows
-                q = min(b, (c + 1) * rows)
-                out.append((c, (p, q, offset)))
-                seen.add(c)
-                offset, p = offset + q - p, q
-    out.extend((c, None) for c in sorted(duties) if c not in seen)
-    return out
-
-
-def _spans(
-    jobs: list[Job], mine: list[int], piece: Piece | None, names: list[str]
-) -> dict[str, tuple[int, int]]:
-    """Rows to read of each key for one visit: the hull of its hash jobs and the piece."""
-    spans: dict[str, tuple[int, int]] = {}
-
-    def add(name: str, a: int, b: int) -> None:
-        lo, hi = spans.get(name, (a, b))
-        spans[name] = (min(lo, a), max(hi, b))
-
-    for i in mine:
-        name, _, a, b = jobs[i]
-        add(name, a, b)
-    if piece is not None:
-        for name in names:
-            add(name, piece[0], piece[1])
-    return spans
 
 
 def _read(bufs: _Rows, k: int, spans: Spans, after: Spans | None) -> Any:
@@ -379,10 +334,13 @@ class _Buffers:
         if fd_of is None or not hasattr(os, "posix_fadvise"):
             return
         for name, (a, b) in self._wide(spans).items():
-            fd = None if name in self.late else fd_of(name)
-            if fd is not None and b > a:
-                w = self.width[name]
-                os.posix_fadvise(fd, a * w, (b - a) * w, os.POSIX_FADV_WILLNEED)
+            try:  # advice only: a store whose files are not local (streamed units) has none
+                fd = None if name in self.late else fd_of(name)
+                if fd is not None and b > a:
+                    w = self.width[name]
+                    os.posix_fadvise(fd, a * w, (b - a) * w, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                continue
 
     def read(self, k: int, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
         """``pread`` each key's span into set ``k`` after the margin: the rows read, by key
