@@ -138,13 +138,8 @@ class ParquetBlocks:
                 f"{self.root}: manifest field 'checksums.blocks.keys': expected every schema "
                 f"key {sorted(self._fields)}, got {sorted(entry['keys'])}"
             )
-        table = BlockTable.read(self.root, entry)
-        checked = np.zeros((table.blocks, len(table.keys)), dtype=bool)
-        if old is not None and old.keys == table.keys:
-            keep = min(old.full, table.full)
-            checked[:keep] = self._bchecked[:keep]
-        self._btable, self._bchecked = table, checked
-        return table
+        self._btable, self._bchecked = BlockTable.reread(self.root, entry, old, self._bchecked)
+        return self._btable
 
     def digest_file_faults(self) -> list[str]:
         """The block digest sidecar against the manifest (verify hashes the parts whole)."""

@@ -143,13 +143,8 @@ class ZarrBlocks(ZarrPlainReads):
                 f"{self.root}: manifest field 'checksums.blocks.keys': expected the schema's "
                 f"keys {list(self._fields)}, got {list(entry['keys'])}"
             )
-        table = BlockTable.read(self.root, entry)
-        checked = np.zeros((table.blocks, len(table.keys)), dtype=bool)
-        if old is not None and old.keys == table.keys:
-            keep = min(old.full, table.full)
-            checked[:keep] = self._bchecked[:keep]
-        self._btable, self._bchecked = table, checked
-        return table
+        self._btable, self._bchecked = BlockTable.reread(self.root, entry, old, self._bchecked)
+        return self._btable
 
     def _check_objects(self, c: int, names: list[str]) -> None:
         """With block digests, a shard is only opened and its index bounds-checked: the

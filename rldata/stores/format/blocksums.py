@@ -190,6 +190,19 @@ class BlockTable:
         return cls(entry, arr, keep=data)
 
     @classmethod
+    def reread(
+        cls, root: Path, entry: dict, old: BlockTable | None, old_checked: np.ndarray | None
+    ) -> tuple[BlockTable, np.ndarray]:
+        """The table of a new manifest's ``entry`` and its blocks-checked marks (block x key),
+        those of ``old``'s full blocks carried over: committed full blocks never change."""
+        table = cls.read(root, entry)
+        checked = np.zeros((table.blocks, len(table.keys)), dtype=bool)
+        if old is not None and old_checked is not None and old.keys == table.keys:
+            keep = min(old.full, table.full)
+            checked[:keep] = old_checked[:keep]
+        return table, checked
+
+    @classmethod
     def read(cls, root: Path, entry: dict) -> BlockTable:
         """The table of the store at ``root``: the sidecar mapped (not copied) and checked."""
         path = inside(root, entry["path"], "the block digests")
